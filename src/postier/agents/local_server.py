@@ -1,0 +1,238 @@
+"""The local delivery agent process: delivers to users of this machine, as each user.
+
+Follows Postfix's local(8): aliases (``alias_maps``), ``recipient_delimiter``,
+``mailbox_command`` (run as the recipient), else mbox delivery into
+``mail_spool_directory/USER`` with the recipient's privileges. Runs as root (switching
+to the recipient per delivery) and takes requests from the queue manager on the
+``private/local`` socket (``postier.agents.protocol``). Deliveries are made one at a
+time because privileges are switched process-wide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from postier.agents import command, mbox, status
+from postier.agents.localpart import command_env, split_extension
+from postier.agents.protocol import DeliverAnswer, DeliverRequest, RcptResult
+from postier.agents.status import DeliveryStatus
+from postier.config.settings import Config
+from postier.log import Log, log_target
+from postier.master import children
+from postier.queue.file import QueueFile
+from postier.tables.aliases import AliasMaps, open_alias_maps
+
+MAX_ALIAS_DEPTH = 10
+
+
+@dataclass
+class Target:
+    """One final local delivery: a user's mailbox, or a command from an alias."""
+
+    user: str
+    command: str | None = None
+
+
+class LocalAgent:
+    def __init__(self, cfg: Config, log: Log) -> None:
+        self.cfg = cfg
+        self.log = log
+        warnings: list[str] = []
+        self.aliases: AliasMaps = open_alias_maps(cfg.get_list("alias_maps"), warnings)
+        for w in warnings:
+            log.warning(w)
+        self.delimiter = cfg.get("recipient_delimiter")
+        self.spool = cfg.get("mail_spool_directory")
+        self.home_mailbox = cfg.get("home_mailbox")
+        self.mailbox_command = cfg.get_raw("mailbox_command")
+        self.size_limit = cfg.get_size("mailbox_size_limit")
+        self.locks = cfg.get_list("mailbox_delivery_lock")
+        self.root = os.geteuid() == 0
+        self.default_privs = cfg.get("default_privs")
+
+    # --- resolution ---------------------------------------------------------------------
+
+    def expand(self, localpart: str, depth: int = 0) -> list[Target] | DeliveryStatus:
+        """Aliases first (full local part, then without extension), then the passwd file."""
+        base, _ext = split_extension(localpart, self.delimiter)
+        for key in (localpart, base) if base != localpart else (localpart,):
+            values = self.aliases.lookup(key)
+            if values is None:
+                continue
+            if depth >= MAX_ALIAS_DEPTH:
+                return status.bounced("5.4.6", f"mail forwarding loop for {localpart}")
+            targets: list[Target] = []
+            for value in values:
+                if value.startswith("|"):
+                    targets.append(Target(self.default_privs, value[1:].strip().strip('"')))
+                    continue
+                name = value.split("@", 1)[0].strip('"')
+                if "@" in value and not self._is_local_domain(value.split("@", 1)[1]):
+                    return status.deferred("4.3.0", f"alias {key}: forwarding to {value} is not supported yet")
+                if name.lower() == key:
+                    targets.append(Target(name))
+                    continue
+                sub = self.expand(name, depth + 1)
+                if isinstance(sub, DeliveryStatus):
+                    return sub
+                targets.extend(sub)
+            return targets
+        try:
+            pwd.getpwnam(base)
+        except KeyError:
+            return status.bounced("5.1.1", f'unknown user: "{base.lower()}"')
+        return [Target(base)]
+
+    def _is_local_domain(self, domain: str) -> bool:
+        mydest = {d.lower().rstrip(".") for d in self.cfg.get_list("mydestination")}
+        return domain.lower().rstrip(".") in mydest
+
+    # --- delivery -----------------------------------------------------------------------
+
+    def deliver(self, req: DeliverRequest) -> list[RcptResult]:
+        results: list[RcptResult] = []
+        try:
+            qf = QueueFile.open(req.path)
+        except Exception as exc:  # the queue file vanished or is corrupt: defer, qmgr decides
+            st = status.deferred("4.3.0", f"cannot open queue file: {exc}")
+            return [RcptResult(r.index, st) for r in req.recipients]
+        with qf:
+            for rcpt in req.recipients:
+                try:
+                    st = self.deliver_one(qf, req, rcpt.address, rcpt.orig)
+                except Exception:
+                    self.log.error(f"{req.queue_id}: {traceback.format_exc().strip()}")
+                    st = status.deferred("4.3.0", "local delivery agent internal error")
+                results.append(RcptResult(rcpt.index, st))
+                self.log_status(req, rcpt.address, rcpt.orig, st)
+        return results
+
+    def deliver_one(self, qf: QueueFile, req: DeliverRequest, address: str, orig: str) -> DeliveryStatus:
+        localpart, _, domain = address.rpartition("@")
+        if not localpart:
+            localpart, domain = address, ""
+        expanded = self.expand(localpart)
+        if isinstance(expanded, DeliveryStatus):
+            return expanded
+        worst: DeliveryStatus | None = None
+        for target in expanded:
+            st = self.deliver_target(qf, req, target, address, orig or address, localpart, domain)
+            if worst is None or _severity(st) > _severity(worst):
+                worst = st
+        assert worst is not None
+        return worst
+
+    def deliver_target(
+        self, qf: QueueFile, req: DeliverRequest, target: Target, address: str, orig: str,
+        localpart: str, domain: str,
+    ) -> DeliveryStatus:
+        try:
+            pw = pwd.getpwnam(target.user)
+        except KeyError:
+            return status.bounced("5.1.1", f'unknown user: "{target.user}"')
+        uid: int | None = pw.pw_uid if self.root else None
+        gid: int | None = pw.pw_gid if self.root else None
+        _base, ext = split_extension(localpart, self.delimiter)
+        cmd = target.command or self.mailbox_command
+        if cmd:
+            if self.root and pw.pw_uid == 0:
+                dp = pwd.getpwnam(self.default_privs)
+                uid, gid = dp.pw_uid, dp.pw_gid
+            env = command_env(
+                user=pw.pw_name, home=pw.pw_dir, shell=pw.pw_shell, recipient=address,
+                sender=req.sender, extension=ext or "", domain=domain, local=localpart,
+                original_recipient=orig, attrs=req.attrs,
+            )
+            return command.deliver_command(
+                cmd, content=_content(qf), sender=req.sender, recipient=address, env=env,
+                uid=uid, gid=gid, home=pw.pw_dir, timeout=self.cfg.get_time("command_time_limit"),
+                orig_recipient=orig, arrival=req.arrival,
+            )
+        if self.home_mailbox:
+            path = os.path.join(pw.pw_dir, self.home_mailbox)
+        else:
+            path = os.path.join(self.spool, pw.pw_name)
+        return mbox.deliver_mbox(
+            path, sender=req.sender, recipient=address, orig_recipient=orig,
+            content=_content(qf), arrival=req.arrival, size_limit=self.size_limit,
+            locks=self.locks, uid=uid, gid=gid,
+        )
+
+    def log_status(self, req: DeliverRequest, address: str, orig: str, st: DeliveryStatus) -> None:
+        now = time.time()
+        delay = now - req.arrival
+        orig_part = f", orig_to=<{orig}>" if orig and orig != address else ""
+        self.log.info(
+            f"{req.queue_id}: to=<{address}>{orig_part}, relay={st.relay}, delay={_fmt(delay)}, "
+            f"delays={_fmt(delay)}/0/0/0, dsn={st.dsn}, status={st.kind.value} ({st.text})"
+        )
+
+
+def _severity(st: DeliveryStatus) -> int:
+    return {"2": 0, "4": 1, "5": 2}.get(st.dsn[:1], 1)
+
+
+def _fmt(seconds: float) -> str:
+    return f"{seconds:.2g}" if seconds < 10 else f"{seconds:.0f}"
+
+
+def _content(qf: QueueFile) -> Iterator[bytes]:
+    return qf.iter_content()
+
+
+async def serve(agent: LocalAgent, listen_fd: int, ready_fd: int, lifeline_fd: int) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    children.install_stop_signals(loop, stop.set)
+    children.watch_lifeline(loop, lifeline_fd, stop.set)
+    sock = socket.socket(fileno=listen_fd)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                req = DeliverRequest.decode(line)
+                results = agent.deliver(req)
+                writer.write(DeliverAnswer(req.id, results).encode())
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_unix_server(handle, sock=sock)
+    children.report_ready(ready_fd)
+    async with server:
+        await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = children.child_arguments("local")
+    parser.add_argument("--listen-fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    cfg = Config.from_dir(args.config_dir)
+    log = Log("local", syslog_name=cfg.get("syslog_name"),
+              target=log_target(cfg.get("maillog_file"), foreground=args.foreground),
+              facility=cfg.get("syslog_facility"))
+    try:
+        agent = LocalAgent(cfg, log)
+        loop = children.new_event_loop()
+        loop.run_until_complete(serve(agent, args.listen_fd, args.ready_fd, args.lifeline_fd))
+    except Exception:
+        log.fatal(traceback.format_exc().strip())
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

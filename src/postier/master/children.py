@@ -1,0 +1,68 @@
+"""The child side of the master's contract: readiness, the lifeline, privileges.
+
+Every child process is started by the master as ``python -m MODULE --config-dir DIR
+--ready-fd N --lifeline-fd N [...]``. It writes one byte on the ready pipe once it
+serves, and exits when the lifeline pipe reaches end-of-file (the master is gone),
+so that a ``kill -9`` of the master never leaves orphans serving mail. This plays the
+role of the status and lifeline pipes of Postfix's master(8).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+from collections.abc import Callable
+
+
+def child_arguments(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--config-dir", required=True)
+    parser.add_argument("--ready-fd", type=int, default=-1)
+    parser.add_argument("--lifeline-fd", type=int, default=-1)
+    parser.add_argument("--foreground", action="store_true")
+    return parser
+
+
+def report_ready(fd: int) -> None:
+    if fd < 0:
+        return
+    try:
+        os.write(fd, b"R")
+    finally:
+        os.close(fd)
+
+
+def watch_lifeline(loop: asyncio.AbstractEventLoop, fd: int, on_lost: Callable[[], None]) -> None:
+    """Call ``on_lost`` once the master's end of the lifeline pipe is closed."""
+    if fd < 0:
+        return
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 64)
+        except BlockingIOError:
+            return
+        if not data:
+            loop.remove_reader(fd)
+            on_lost()
+
+    os.set_blocking(fd, False)
+    loop.add_reader(fd, readable)
+
+
+def install_stop_signals(loop: asyncio.AbstractEventLoop, on_stop: Callable[[], None]) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_stop)
+    # The master owns reload; a child ignores a stray SIGHUP instead of dying.
+    loop.add_signal_handler(signal.SIGHUP, lambda: None)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed, else asyncio's default loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()

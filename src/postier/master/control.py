@@ -1,0 +1,166 @@
+"""start, stop, status and start-fg: what postfix(1) does with the master process.
+
+``start`` launches the master in its own session and returns only once every child
+reported that it serves (so the SMTP port answers with a greeting), or prints why it
+could not start and exits non-zero. ``stop`` sends SIGTERM and waits until the master's
+pid file lock is released. The running master is found through ``pid/master.pid``
+under ``queue_directory``, locked for the master's lifetime, so a stale file left by
+``kill -9`` is recognised as stale.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from postier.config import paths
+from postier.config.errors import ConfigError
+from postier.config.settings import Config
+from postier.master import runtime
+
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 30.0
+
+
+def ensure_default_config(config_dir: str) -> bool:
+    """Write a working default main.cf/master.cf into an empty config directory."""
+    main_cf = os.path.join(config_dir, "main.cf")
+    if os.path.exists(main_cf):
+        return False
+    root = os.geteuid() == 0
+    instance = os.path.dirname(os.path.abspath(config_dir))
+    os.makedirs(config_dir, exist_ok=True)
+    with open(main_cf, "w") as f:
+        f.write(paths.default_main_cf(root, instance))
+    master_cf = os.path.join(config_dir, "master.cf")
+    if not os.path.exists(master_cf):
+        with open(master_cf, "w") as f:
+            f.write(paths.default_master_cf(root))
+    if not root:
+        for sub in ("spool", "mail"):
+            os.makedirs(os.path.join(instance, sub), exist_ok=True)
+    return True
+
+
+def running_pid(config_dir: str) -> int | None:
+    """The PID of the running master of this configuration, or None."""
+    cfg = Config.from_dir(config_dir)
+    path = runtime.pid_file(cfg.get("queue_directory"))
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.read(fd, 64).decode().strip()
+            return int(text) if text.isdigit() else None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None  # nobody holds the lock: a stale file
+    finally:
+        os.close(fd)
+
+
+def start(config_dir: str) -> int:
+    if ensure_default_config(config_dir):
+        print(f"postier: created a default configuration in {config_dir}", file=sys.stderr)
+    try:
+        runtime.load(config_dir)
+    except ConfigError as exc:
+        print(f"postier: fatal: {exc}", file=sys.stderr)
+        return 1
+    pid = running_pid(config_dir)
+    if pid is not None:
+        print(f"postier: fatal: the Postfix mail system is already running (pid {pid})", file=sys.stderr)
+        return 1
+    ready_r, ready_w = os.pipe()
+    argv = [sys.executable, "-m", "postier.master.master", "--config-dir", config_dir,
+            "--ready-fd", str(ready_w)]
+    with open(os.devnull, "rb") as devnull_in, open(os.devnull, "wb") as devnull_out:
+        proc = subprocess.Popen(  # noqa: S603
+            argv, pass_fds=[ready_w], stdin=devnull_in, stdout=devnull_out, stderr=devnull_out,
+            start_new_session=True, close_fds=True,
+        )
+    os.close(ready_w)
+    answer = b""
+    deadline = time.monotonic() + START_TIMEOUT
+    import select
+
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([ready_r], [], [], 0.5)
+        if r:
+            chunk = os.read(ready_r, 4096)
+            if not chunk:
+                break
+            answer += chunk
+            if answer.endswith(b"\n"):
+                break
+        elif proc.poll() is not None:
+            break
+    os.close(ready_r)
+    text = answer.decode(errors="replace").strip()
+    if text == "ok":
+        print("postier/postfix-script: starting the Postfix mail system", file=sys.stderr)
+        return 0
+    print(f"postier: {text or 'fatal: the master process did not start'}", file=sys.stderr)
+    if proc.poll() is None:
+        proc.terminate()
+    return 1
+
+
+def start_fg(config_dir: str) -> int:
+    from postier.master.master import main as master_main
+
+    if ensure_default_config(config_dir):
+        print(f"postier: created a default configuration in {config_dir}", file=sys.stderr)
+    return master_main(["--config-dir", config_dir, "--foreground"])
+
+
+def stop(config_dir: str) -> int:
+    try:
+        pid = running_pid(config_dir)
+    except ConfigError as exc:
+        print(f"postier: fatal: {exc}", file=sys.stderr)
+        return 1
+    if pid is None:
+        print("postier: fatal: the Postfix mail system is not running", file=sys.stderr)
+        return 1
+    print("postier/postfix-script: stopping the Postfix mail system", file=sys.stderr)
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while time.monotonic() < deadline:
+        if running_pid(config_dir) is None:
+            return 0
+        time.sleep(0.05)
+    print(f"postier: warning: master pid {pid} still running after {STOP_TIMEOUT:.0f}s", file=sys.stderr)
+    return 1
+
+
+def status(config_dir: str) -> int:
+    try:
+        pid = running_pid(config_dir)
+    except ConfigError as exc:
+        print(f"postier: fatal: {exc}", file=sys.stderr)
+        return 1
+    if pid is None:
+        print("postier/postfix-script: the Postfix mail system is not running", file=sys.stderr)
+        return 1
+    print(f"postier/postfix-script: the Postfix mail system is running: PID: {pid}", file=sys.stderr)
+    return 0
+
+
+def check(config_dir: str) -> int:
+    try:
+        cfg, _ = runtime.load(config_dir)
+        for warning in cfg.validate():
+            print(f"postier: warning: {warning}", file=sys.stderr)
+        runtime.Runtime.from_config(cfg)
+    except (ConfigError, runtime.StartError) as exc:
+        print(f"postier: fatal: {exc}", file=sys.stderr)
+        return 1
+    return 0

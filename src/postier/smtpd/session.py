@@ -1,0 +1,326 @@
+"""One SMTP session: the asyncio shell around the sans-IO server core.
+
+Follows Postfix's smtpd(8): reads bytes, feeds ``smtpproto.server.ServerConnection``,
+answers each event (restrictions through ``smtpd.policy``, the queue file through
+``queue.file``), and writes the replies, flushing once no more pipelined input is
+waiting. The queue file is opened at the first accepted recipient (that is when the
+queue ID is logged with ``client=``); the ``250 … queued as`` reply is sent only after
+the file and its directory entry are on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections import Counter
+from datetime import datetime, timezone
+
+from postier.cleanup.headers import HeaderProcessor, received_header
+from postier.queue.file import Envelope, QueueWriter, Recipient
+from postier.smtpd.policy import Policy, Service
+from postier.smtpproto import events as ev
+from postier.smtpproto import replies
+from postier.smtpproto.replies import Reply
+from postier.smtpproto.server import ServerConnection
+
+READ_SIZE = 65536
+
+
+class Session:
+    def __init__(
+        self, service: Service, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+    ) -> None:
+        self.svc = service
+        self.log = service.worker.log
+        self.reader = reader
+        self.writer = writer
+        peer = writer.get_extra_info("peername") or ("unknown", 0)
+        self.client_addr: str = str(peer[0])
+        if self.client_addr.startswith("::ffff:"):
+            self.client_addr = self.client_addr[7:]
+        self.client_port = int(peer[1]) if len(peer) > 1 else 0
+        self.client_name = "unknown"
+        self.conn = ServerConnection(
+            max_line_length=service.line_length_limit,
+            message_size_limit=service.message_size_limit,
+            helo_required=service.helo_required,
+        )
+        self.policy = Policy(service, self)
+        self.helo: str | None = None
+        self.esmtp = False
+        self.sender: str | None = None
+        self.mail_params: dict[str, str | None] = {}
+        self.recipients: list[Recipient] = []
+        self.queue: QueueWriter | None = None
+        self.headers: HeaderProcessor | None = None
+        self.counts: Counter[str] = Counter()
+        self.errors = 0
+        self.last_command = "CONNECT"
+        self.closing = False
+        self.pipelining_violation = False
+
+    @property
+    def client(self) -> str:
+        return f"{self.client_name}[{self.client_addr}]"
+
+    @property
+    def protocol(self) -> str:
+        return "ESMTP" if self.esmtp else "SMTP"
+
+    # --- the loop -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.client_name = await self.svc.worker.reverse_name(self.client_addr)
+        self.log.info(f"connect from {self.client}")
+        try:
+            self.send(replies.greeting(self.svc.banner))
+            await self.writer.drain()
+            while not self.closing:
+                try:
+                    data = await asyncio.wait_for(self.reader.read(READ_SIZE), self.svc.timeout)
+                except TimeoutError:
+                    self.log.info(f"timeout after {self.last_command} from {self.client}")
+                    self.send(replies.timeout(self.svc.hostname))
+                    break
+                if not data:
+                    if self.last_command != "QUIT":
+                        self.log.info(f"lost connection after {self.last_command} from {self.client}")
+                    break
+                self.conn.receive_data(data)
+                await self.process_events()
+                await self.writer.drain()
+        except (ConnectionError, OSError) as exc:
+            self.log.info(f"lost connection after {self.last_command} from {self.client}: {exc}")
+        finally:
+            self.abort_transaction()
+            with contextlib.suppress(ConnectionError, OSError):
+                await self.writer.drain()
+            self.writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await self.writer.wait_closed()
+            self.log.info(f"disconnect from {self.client} {self.summary()}")
+
+    def summary(self) -> str:
+        order = ["ehlo", "helo", "mail", "rcpt", "data", "bdat", "rset", "noop", "vrfy", "quit",
+                 "unknown"]
+        parts = []
+        total_ok = total = 0
+        for name in order:
+            ok, seen = self.counts[name + "_ok"], self.counts[name]
+            if seen:
+                parts.append(f"{name}={ok}" if ok == seen else f"{name}={ok}/{seen}")
+                total_ok += ok
+                total += seen
+        parts.append(f"commands={total_ok}" if total_ok == total else f"commands={total_ok}/{total}")
+        return " ".join(parts)
+
+    def send(self, reply: Reply) -> None:
+        self.writer.write(self.conn.send(reply))
+
+    def count(self, name: str, reply: Reply) -> None:
+        self.counts[name] += 1
+        if reply.code < 400:
+            self.counts[name + "_ok"] += 1
+
+    async def process_events(self) -> None:
+        while not self.closing:
+            event = self.conn.next_event()
+            if event is ev.NEED_DATA:
+                return
+            if not isinstance(event, ev.DataChunk | ev.DataEnd):
+                if self.conn.input_pending() and not self.esmtp:
+                    self.pipelining_violation = True
+            reply = await self.handle(event)
+            if reply is None:
+                continue
+            self.send(reply)
+            if reply.code >= 400 and not isinstance(event, ev.DataChunk):
+                self.errors += 1
+                if self.errors >= self.svc.hard_error_limit:
+                    self.log.info(f"too many errors after {self.last_command} from {self.client}")
+                    self.send(replies.too_many_errors(self.svc.hostname))
+                    self.closing = True
+                elif self.errors > self.svc.soft_error_limit:
+                    await self.writer.drain()
+                    await asyncio.sleep(self.svc.error_sleep_time)
+            if reply.code == 421:
+                self.closing = True
+
+    async def handle(self, event: object) -> Reply | None:  # noqa: PLR0911 - a dispatch
+        match event:
+            case ev.DataChunk(data=data):
+                if self.headers is not None and self.queue is not None:
+                    self.queue.write(self.headers.feed(data))
+                return None
+            case ev.DataEnd():
+                return await self.on_data_end(event)
+            case ev.Helo():
+                return self.on_helo(event)
+            case ev.Mail():
+                return await self.on_mail(event)
+            case ev.Rcpt():
+                return await self.on_rcpt(event)
+            case ev.Data():
+                return self.on_data()
+            case ev.Rset():
+                self.last_command = "RSET"
+                self.abort_transaction()
+                reply = replies.OK
+                self.count("rset", reply)
+                return reply
+            case ev.Noop():
+                self.last_command = "NOOP"
+                self.count("noop", replies.OK)
+                return replies.OK
+            case ev.Quit():
+                self.last_command = "QUIT"
+                self.count("quit", replies.BYE)
+                self.closing = True
+                return replies.BYE
+            case ev.Vrfy(argument=arg):
+                self.last_command = "VRFY"
+                reply = self.policy.vrfy(arg)
+                self.count("vrfy", reply)
+                return reply
+            case ev.ProtocolError(reply=reply):
+                self.count("unknown", reply)
+                return reply
+            case _:
+                reply = replies.UNRECOGNIZED
+                self.count("unknown", reply)
+                return reply
+
+    # --- commands -----------------------------------------------------------------------
+
+    def on_helo(self, event: ev.Helo) -> Reply:
+        self.last_command = "EHLO" if event.extended else "HELO"
+        self.abort_transaction()
+        self.helo = event.name
+        self.esmtp = event.extended
+        reply = (replies.ehlo(self.svc.hostname, self.svc.ehlo_keywords) if event.extended
+                 else replies.helo(self.svc.hostname))
+        self.count("ehlo" if event.extended else "helo", reply)
+        return reply
+
+    async def on_mail(self, event: ev.Mail) -> Reply:
+        self.last_command = "MAIL"
+        reply = self.policy.check_mail(event.address, event.params)
+        if reply is None:
+            self.sender = event.address
+            self.mail_params = dict(event.params)
+            reply = replies.MAIL_OK
+        self.count("mail", reply)
+        return reply
+
+    async def on_rcpt(self, event: ev.Rcpt) -> Reply:
+        self.last_command = "RCPT"
+        assert self.sender is not None
+        reply = await self.policy.check_rcpt(event.address, event.params)
+        if reply is None:
+            if len(self.recipients) >= self.svc.recipient_limit:
+                reply = replies.TOO_MANY_RECIPIENTS
+            else:
+                if self.queue is None:
+                    self.queue = QueueWriter.create(self.svc.worker.queue_dir)
+                    self.log.info(f"{self.queue.queue_id}: client={self.client}")
+                self.recipients.append(Recipient(event.address, event.address))
+                reply = replies.RCPT_OK
+        else:
+            self.log_reject("RCPT", reply, event.address)
+        self.count("rcpt", reply)
+        return reply
+
+    def log_reject(self, stage: str, reply: Reply, recipient: str | None) -> None:
+        qid = self.queue.queue_id if self.queue else "NOQUEUE"
+        to = f" to=<{recipient}>" if recipient is not None else ""
+        kind = "reject" if reply.code >= 500 else "reject"
+        self.log.info(
+            f"{qid}: {kind}: {stage} from {self.client}: {reply}; from=<{self.sender}>{to} "
+            f"proto={self.protocol} helo=<{self.helo or ''}>"
+        )
+
+    def on_data(self) -> Reply:
+        self.last_command = "DATA"
+        if not self.recipients or self.queue is None:
+            reply = replies.NO_VALID_RECIPIENTS
+            self.count("data", reply)
+            return reply
+        self.headers = HeaderProcessor()
+        received = received_header(
+            helo=self.helo or self.client_name, client_name=self.client_name,
+            client_addr=self.client_addr, protocol=self.protocol,
+            by_host=self.svc.hostname, mail_name=self.svc.mail_name,
+            queue_id=self.queue.queue_id,
+            recipient=self.recipients[0].address if len(self.recipients) == 1 else None,
+            when=datetime.now(timezone.utc).astimezone(),
+        )
+        self.queue.write(received)
+        return replies.DATA_GO
+
+    async def on_data_end(self, event: ev.DataEnd) -> Reply:
+        queue, headers = self.queue, self.headers
+        assert queue is not None and headers is not None
+        queue.write(headers.end())
+        if event.too_big:
+            reply = replies.MESSAGE_TOO_BIG
+            self.log_reject("END-OF-MESSAGE", reply, None)
+            self.abort_transaction()
+            self.count("data", reply)
+            return reply
+        envelope = Envelope(
+            sender=self.sender or "", recipients=self.recipients, arrival=time.time(),
+            attrs={
+                "client_name": self.client_name, "client_address": self.client_addr,
+                "client_port": str(self.client_port), "helo_name": self.helo or "",
+                "protocol": self.protocol, "service": self.svc.name,
+            },
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            queue_id = await loop.run_in_executor(None, queue.commit, envelope)
+        except OSError as exc:
+            self.log.warning(f"{queue.queue_id}: queue file write error: {exc}")
+            self.abort_transaction()
+            reply = replies.QUEUE_WRITE_ERROR
+            self.count("data", reply)
+            return reply
+        if headers.message_id:
+            self.log.info(f"{queue_id}: message-id={headers.message_id}")
+        self.queue = None
+        self.headers = None
+        self.reset_transaction()
+        self.svc.worker.notify_qmgr(queue_id)
+        reply = replies.queued(queue_id)
+        self.count("data", reply)
+        return reply
+
+    # --- transaction state --------------------------------------------------------------
+
+    def reset_transaction(self) -> None:
+        self.sender = None
+        self.mail_params = {}
+        self.recipients = []
+        self.headers = None
+
+    def abort_transaction(self) -> None:
+        if self.queue is not None:
+            self.queue.abort()
+            self.queue = None
+        self.reset_transaction()
+
+
+async def reverse_lookup(addr: str) -> str:
+    """The client's name, forward-confirmed as Postfix does, else ``unknown``."""
+    loop = asyncio.get_running_loop()
+    try:
+        name, _ = await asyncio.wait_for(
+            loop.getnameinfo((addr, 0), socket.NI_NAMEREQD), timeout=10
+        )
+        infos = await asyncio.wait_for(loop.getaddrinfo(name, None), timeout=10)
+    except (OSError, TimeoutError):
+        return "unknown"
+    if any(info[4][0] == addr for info in infos):
+        return str(name)
+    return "unknown"

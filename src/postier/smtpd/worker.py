@@ -1,0 +1,89 @@
+"""An smtpd worker process: serves SMTP sessions on the listening sockets the master passed.
+
+One asyncio loop (uvloop) serves every ``inet`` smtpd service of master.cf, each
+with its own settings (main.cf plus that service's ``-o`` overrides). Runs as
+``mail_owner``; never binds a socket itself. Tells the queue manager about each new
+message with a datagram to ``public/qmgr``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import traceback
+
+from postier.config import mastercf
+from postier.config.settings import Config
+from postier.log import Log, log_target
+from postier.master import children
+from postier.smtpd.policy import Service, Worker
+from postier.smtpd.session import Session
+
+
+async def serve(worker: Worker, listen: list[tuple[int, Service]], ready_fd: int, lifeline_fd: int) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    children.install_stop_signals(loop, stop.set)
+    children.watch_lifeline(loop, lifeline_fd, stop.set)
+    sessions: set[asyncio.Task[None]] = set()
+    servers = []
+    for fd, service in listen:
+        sock = socket.socket(fileno=fd)
+        sock.setblocking(False)
+
+        def make_handler(svc: Service):  # type: ignore[no-untyped-def]
+            async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                task = asyncio.current_task()
+                assert task is not None
+                sessions.add(task)
+                try:
+                    await Session(svc, reader, writer).run()
+                except Exception:
+                    worker.log.error(traceback.format_exc().strip())
+                finally:
+                    sessions.discard(task)
+            return handler
+
+        servers.append(await asyncio.start_server(make_handler(service), sock=sock, limit=1 << 16))
+    children.report_ready(ready_fd)
+    await stop.wait()
+    for server in servers:
+        server.close()
+    for task in list(sessions):
+        task.cancel()
+    if sessions:
+        await asyncio.wait(list(sessions), timeout=5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = children.child_arguments("smtpd")
+    parser.add_argument("--listen", action="append", default=[], help="FD:SERVICE")
+    args = parser.parse_args(argv)
+    cfg = Config.from_dir(args.config_dir)
+    log = Log("smtpd", syslog_name=cfg.get("syslog_name"),
+              target=log_target(cfg.get("maillog_file"), foreground=args.foreground),
+              facility=cfg.get("syslog_facility"))
+    try:
+        services = {
+            s.name: s for s in mastercf.load(os.path.join(args.config_dir, "master.cf"))
+            if s.type == "inet" and s.command == "smtpd"
+        }
+        worker = Worker(cfg, log)
+        listen: list[tuple[int, Service]] = []
+        for item in args.listen:
+            fd_text, _, name = item.partition(":")
+            svc = services[name]
+            scfg = cfg.with_overrides(svc.overrides, source=f"{svc.file}, line {svc.line}")
+            listen.append((int(fd_text), Service(name, scfg, worker)))
+        loop = children.new_event_loop()
+        loop.run_until_complete(serve(worker, listen, args.ready_fd, args.lifeline_fd))
+    except Exception:
+        log.fatal(traceback.format_exc().strip())
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
