@@ -1,0 +1,252 @@
+"""Address-extension splitting and the mailbox_command environment, as pure functions.
+
+Follows Postfix local(8) ("ADDRESS EXTENSION", "EXTERNAL COMMAND DELIVERY") and
+postconf(5) ``recipient_delimiter``, ``owner_request_special``, ``mailbox_command``,
+``command_expansion_filter``, ``export_environment``, ``command_execution_directory``.
+
+About ``mailbox_command`` and ``$name``: postconf(5) says "Unlike other Postfix
+configuration parameters, the mailbox_command parameter is not subjected to $name
+substitutions. This is to make it easier to specify shell syntax". So Postfix does
+NOT expand ``$EXTENSION`` etc. itself: it exports them as environment variables
+(each value censored by ``command_expansion_filter``, every other character becoming
+``_``) and the shell expands ``"$EXTENSION"`` when it runs the command.
+``expand_command`` therefore returns the command unchanged; it exists so that
+callers have one obvious place that documents this. ``local_expand`` implements
+the lower-case ``$user``/``$home``/... interpolation that Postfix does apply to
+``forward_path``, ``command_execution_directory`` and ``luser_relay``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+#: postconf -d command_expansion_filter (also forward_expansion_filter).
+DEFAULT_EXPANSION_FILTER = (
+    "1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+#: postconf -d export_environment.
+DEFAULT_EXPORT_ENVIRONMENT = ("TZ", "MAIL_CONFIG", "LANG")
+#: _PATH_DEFPATH on Linux: the PATH that Postfix gives to external commands.
+DEFAULT_COMMAND_PATH = "/usr/bin:/bin"
+
+_NEVER_SPLIT = ("postmaster", "mailer-daemon", "double-bounce")
+
+
+class Split(NamedTuple):
+    """A localpart cut at its first recipient delimiter."""
+
+    base: str
+    delimiter: str  # the delimiter character actually found, "" when not split
+    extension: str | None
+
+
+def find_extension(
+    localpart: str,
+    delimiters: str,
+    *,
+    owner_request_special: bool = True,
+    double_bounce_sender: str = "double-bounce",
+) -> Split:
+    """Split ``localpart`` at the first character that is in ``delimiters``.
+
+    ``delimiters`` is the recipient_delimiter value: a *set* of characters
+    (Postfix 2.11+). Not split: an empty delimiter set; ``postmaster``,
+    ``mailer-daemon`` and the double-bounce sender (any case); with
+    owner_request_special and ``-`` in the set, ``owner-*`` and ``*-request``;
+    a localpart without a delimiter; a localpart that starts with one (the base
+    would be empty). ``user+`` splits into ``user`` and the empty extension.
+    """
+    unsplit = Split(localpart, "", None)
+    if not delimiters:
+        return unsplit
+    lowered = localpart.lower()
+    if lowered in (_NEVER_SPLIT[0], _NEVER_SPLIT[1], double_bounce_sender.lower()):
+        return unsplit
+    if (
+        owner_request_special
+        and "-" in delimiters
+        and (lowered.startswith("owner-") or (len(lowered) > 8 and lowered.endswith("-request")))
+    ):
+        return unsplit
+    for index, char in enumerate(localpart):
+        if char in delimiters:
+            if index == 0:
+                return unsplit
+            return Split(localpart[:index], char, localpart[index + 1 :])
+    return unsplit
+
+
+def split_extension(localpart: str, delimiter: str) -> tuple[str, str | None]:
+    """``("user", "ext")`` for ``"user+ext"``; see ``find_extension`` for the rules."""
+    found = find_extension(localpart, delimiter)
+    return found.base, found.extension
+
+
+def censor(value: str, allowed: str = DEFAULT_EXPANSION_FILTER) -> str:
+    """Replace every character not in ``allowed`` by ``_`` (command_expansion_filter)."""
+    return "".join(c if c in allowed else "_" for c in value)
+
+
+def split_address(address: str) -> tuple[str, str | None]:
+    """Localpart and domain: the text left and right of the rightmost ``@``."""
+    at = address.rfind("@")
+    if at < 0:
+        return address, None
+    return address[:at], address[at + 1 :]
+
+
+def command_env(
+    *,
+    user: str,
+    home: str | None,
+    shell: str | None,
+    recipient: str,
+    sender: str,
+    orig_recipient: str = "",
+    extension: str | None = None,
+    domain: str | None = None,
+    local: str | None = None,
+    original_recipient: str = "",
+    attrs: Mapping[str, str] | None = None,
+    client_address: str = "",
+    client_hostname: str = "",
+    client_helo: str = "",
+    client_protocol: str = "",
+    sasl_method: str = "",
+    sasl_sender: str = "",
+    sasl_username: str = "",
+    envid: str = "",
+    export_environment: Sequence[str] = DEFAULT_EXPORT_ENVIRONMENT,
+    parent_env: Mapping[str, str] | None = None,
+    expansion_filter: str = DEFAULT_EXPANSION_FILTER,
+    path: str = DEFAULT_COMMAND_PATH,
+) -> dict[str, str]:
+    """The complete environment Postfix local(8) gives to ``mailbox_command``.
+
+    ``user`` is the bare recipient name (USER and LOGNAME); LOCAL and DOMAIN
+    come from ``recipient`` (rightmost ``@``) unless ``local``/``domain`` are
+    given. ``original_recipient`` is a synonym of ``orig_recipient``. ``attrs``
+    may carry the client/SASL attributes of the request under Postfix's names
+    (``client_address``, ``client_hostname``, ``client_helo``,
+    ``client_protocol``, ``sasl_method``, ``sasl_sender``, ``sasl_username``,
+    ``envid``) or under the environment names (``CLIENT_ADDRESS``, ...); the
+    keyword arguments of the same name win when non-empty. Optional variables (SHELL, HOME,
+    DOMAIN, EXTENSION, ORIGINAL_RECIPIENT, ENVID, CLIENT_*, SASL_*) are present
+    only when known and non-empty (EXTENSION also when empty but present, as
+    for ``user+``). Every message-context value is censored with
+    ``expansion_filter``. PATH is always ``path``. Each ``export_environment``
+    entry is ``NAME`` (copied from ``parent_env`` when set there) or
+    ``NAME=value`` (set to value); those are not censored.
+    """
+    rcpt_local, rcpt_domain = split_address(recipient)
+    local = rcpt_local if local is None else local
+    domain = rcpt_domain if domain is None else domain
+    orig_recipient = orig_recipient or original_recipient
+    extra = attrs if attrs is not None else {}
+
+    def attr(name: str, given: str) -> str:
+        return given or extra.get(name, "") or extra.get(name.upper(), "")
+
+    context: dict[str, str] = {}
+    if home:
+        context["HOME"] = home
+    context["LOGNAME"] = user
+    context["USER"] = user
+    context["SENDER"] = sender
+    context["RECIPIENT"] = recipient
+    context["LOCAL"] = local
+    if shell:
+        context["SHELL"] = shell
+    if domain:
+        context["DOMAIN"] = domain
+    if extension is not None:
+        context["EXTENSION"] = extension
+    optional = {
+        "ORIGINAL_RECIPIENT": orig_recipient,
+        "ENVID": attr("envid", envid),
+        "CLIENT_HOSTNAME": attr("client_hostname", client_hostname),
+        "CLIENT_ADDRESS": attr("client_address", client_address),
+        "CLIENT_HELO": attr("client_helo", client_helo),
+        "CLIENT_PROTOCOL": attr("client_protocol", client_protocol),
+        "SASL_METHOD": attr("sasl_method", sasl_method),
+        "SASL_SENDER": attr("sasl_sender", sasl_sender),
+        "SASL_USERNAME": attr("sasl_username", sasl_username),
+    }
+    context.update({name: value for name, value in optional.items() if value})
+    env = {name: censor(value, expansion_filter) for name, value in context.items()}
+    env["PATH"] = path
+    parent = parent_env if parent_env is not None else {}
+    for entry in export_environment:
+        name, eq, value = entry.partition("=")
+        if eq:
+            env[name] = value
+        elif name in parent:
+            env[name] = parent[name]
+    return env
+
+
+def expand_command(template: str, attrs: Mapping[str, str]) -> str:
+    """Return ``template`` unchanged: mailbox_command is not $name-expanded.
+
+    postconf(5): "the mailbox_command parameter is not subjected to $name
+    substitutions". ``$EXTENSION`` and friends reach the command through the
+    environment built by ``command_env`` and are expanded by /bin/sh, which
+    never re-parses an expanded ``"$VAR"`` as shell syntax. ``attrs`` is
+    accepted and ignored so that callers need not special-case this.
+    """
+    del attrs
+    return template
+
+
+_MACRO = re.compile(
+    r"\$(?:\{(?P<braced>[A-Za-z0-9_]+)(?:(?P<op>[?:])(?P<value>[^}]*))?\}"
+    r"|\((?P<paren>[A-Za-z0-9_]+)\)|(?P<bare>[A-Za-z0-9_]+)|(?P<dollar>\$))"
+)
+
+
+class ExpansionError(ValueError):
+    """A ``$`` that does not start a valid macro (Postfix: "bad parameter value syntax")."""
+
+
+def local_expand(
+    template: str, attrs: Mapping[str, str | None], expansion_filter: str | None = None
+) -> str:
+    """Interpolate ``$name``, ``${name}``, ``$(name)``, ``${name?value}``, ``${name:value}``.
+
+    This is the expansion Postfix applies to forward_path,
+    command_execution_directory and luser_relay (attribute names ``user``,
+    ``home``, ``shell``, ``recipient``, ``extension``, ``domain``, ``local``,
+    ``recipient_delimiter``). ``${name?value}`` gives ``value`` when ``name`` is
+    defined and non-empty, ``${name:value}`` when it is not; an unknown or
+    ``None`` attribute is undefined and expands to nothing. Values of
+    attributes (not the template text) are censored with ``expansion_filter``
+    when one is given. ``$$`` gives ``$``.
+    """
+    out: list[str] = []
+    pos = 0
+    while True:
+        dollar = template.find("$", pos)
+        if dollar < 0:
+            out.append(template[pos:])
+            return "".join(out)
+        out.append(template[pos:dollar])
+        match = _MACRO.match(template, dollar)
+        if match is None:
+            raise ExpansionError(f"bad macro syntax at offset {dollar} in {template!r}")
+        pos = match.end()
+        if match.group("dollar"):
+            out.append("$")
+            continue
+        name = match.group("braced") or match.group("paren") or match.group("bare")
+        value = attrs.get(name)
+        op = match.group("op")
+        if op == "?":
+            if value:
+                out.append(local_expand(match.group("value"), attrs, expansion_filter))
+        elif op == ":":
+            if not value:
+                out.append(local_expand(match.group("value"), attrs, expansion_filter))
+        elif value:
+            out.append(censor(value, expansion_filter) if expansion_filter else value)
