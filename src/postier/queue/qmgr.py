@@ -4,7 +4,8 @@ Follows Postfix's qmgr(8): at start, mail left in active/ by a crash goes back t
 incoming/; a message moves to active/ by rename while it is being delivered; a
 recipient that was delivered is marked done in the queue file (so a crash never
 delivers it again, except in the short window between the delivery and the mark);
-deferred mail waits in deferred/ with the file's mtime as its next attempt time, with
+deferred mail waits in deferred/ with the file's mtime as its next attempt time (the
+deferred queue is scanned every ``queue_run_delay``), with
 backoff between ``minimal_backoff_time`` and ``maximal_backoff_time``; mail older than
 ``maximal_queue_lifetime`` is bounced. smtpd announces new mail with a datagram to
 ``public/qmgr``; a periodic scan of incoming/ makes a lost datagram harmless.
@@ -34,7 +35,6 @@ from postier.queue import dirs
 from postier.queue.file import CorruptQueueFile, Envelope, QueueFile, QueueWriter, Recipient
 
 INCOMING_SCAN_SECONDS = 1.0
-DEFERRED_SCAN_SECONDS = 10.0
 
 
 class LocalClient:
@@ -97,6 +97,7 @@ class Qmgr:
         self.max_lifetime = cfg.get_time("maximal_queue_lifetime")
         self.bounce_lifetime = cfg.get_time("bounce_queue_lifetime")
         self.myhostname = cfg.get("myhostname")
+        self.queue_run_delay = cfg.get_time("queue_run_delay")
         self.tasks: set[asyncio.Task[None]] = set()
         self.wakeup = asyncio.Event()
         self.limit = asyncio.Semaphore(100)
@@ -290,7 +291,7 @@ async def serve(qmgr: Qmgr, ready_fd: int, lifeline_fd: int) -> None:
     last_deferred = 0.0
     while not stop.is_set():
         qmgr.scan_incoming()
-        if time.monotonic() - last_deferred >= DEFERRED_SCAN_SECONDS:
+        if time.monotonic() - last_deferred >= qmgr.queue_run_delay:
             qmgr.scan_deferred()
             last_deferred = time.monotonic()
         with contextlib.suppress(TimeoutError):

@@ -1,0 +1,285 @@
+"""What smtpd decides and with which settings: per-process facts, per-service settings, per-session checks.
+
+``Worker`` holds what every session of a process shares (log, queue directory, the
+qmgr trigger, the local recipient table); ``Service`` is one master.cf smtpd service's
+settings (main.cf plus its ``-o`` overrides); ``Policy`` answers MAIL, RCPT and VRFY
+for one session by running the restriction evaluator (``smtpd.restrictions``, pure)
+over facts gathered here (mynetworks, address classes, local users, DNS).
+Follows Postfix's smtpd(8) and SMTPD_ACCESS_README, with ``smtpd_delay_reject = yes``
+semantics: client, HELO and sender restrictions are evaluated at RCPT time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import socket
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import dns.asyncresolver
+import dns.exception
+import dns.resolver
+
+from postier.config.errors import ConfigError
+from postier.config.settings import Config
+from postier.log import Log
+from postier.rewrite import address as addr_mod
+from postier.rewrite.mynetworks import MyNetworks
+from postier.rewrite.resolve import AddressClass, classify
+from postier.smtpd import restrictions as rs
+from postier.smtpproto import replies
+from postier.smtpproto.replies import Reply
+from postier.tables.aliases import AliasMaps, open_alias_maps
+
+if TYPE_CHECKING:
+    from postier.smtpd.session import Session
+
+RESTRICTION_LISTS = (
+    ("smtpd_client_restrictions", "client"),
+    ("smtpd_helo_restrictions", "helo"),
+    ("smtpd_sender_restrictions", "sender"),
+    ("smtpd_relay_restrictions", "relay"),
+    ("smtpd_recipient_restrictions", "recipient"),
+)
+
+
+def check_restriction_lists(cfg: Config, where: str) -> None:
+    """Refuse, at start, a restriction list smtpd cannot evaluate or that makes an open relay."""
+    parsed = {}
+    for param, stage in RESTRICTION_LISTS:
+        try:
+            parsed[stage] = rs.parse_restrictions(cfg.get_list(param), stage=stage)
+        except ValueError as exc:
+            raise ConfigError(str(exc), file=_file_of(cfg, param, where), param=param) from None
+    try:
+        rs.check_relay_protection(parsed.get("relay", []), parsed.get("recipient", []))
+    except ValueError as exc:
+        raise ConfigError(str(exc), param="smtpd_relay_restrictions") from None
+
+
+def _file_of(cfg: Config, param: str, where: str) -> str | None:
+    return where if param in cfg.overrides else None
+
+
+class Worker:
+    """What every session of one smtpd process shares."""
+
+    def __init__(self, cfg: Config, log: Log) -> None:
+        self.cfg = cfg
+        self.log = log
+        self.queue_dir = cfg.get("queue_directory")
+        self.trigger_path = os.path.join(self.queue_dir, "public", "qmgr")
+        self.trigger = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.trigger.setblocking(False)
+        warnings: list[str] = []
+        self.aliases: AliasMaps = open_alias_maps(cfg.get_list("alias_maps"), warnings)
+        for w in warnings:
+            log.warning(w)
+        self.resolver = dns.asyncresolver.Resolver()
+        self.resolver.lifetime = 10.0
+        self._names: dict[str, str] = {}
+
+    def notify_qmgr(self, queue_id: str) -> None:
+        try:
+            self.trigger.sendto(queue_id.encode("ascii"), self.trigger_path)
+        except OSError as exc:  # qmgr down or busy: its periodic scan will find the file
+            self.log.warning(f"{queue_id}: cannot trigger qmgr: {exc.strerror}")
+
+    async def reverse_name(self, addr: str) -> str:
+        from postier.smtpd.session import reverse_lookup
+
+        name = self._names.get(addr)
+        if name is None:
+            name = await reverse_lookup(addr)
+            if len(self._names) > 10000:
+                self._names.clear()
+            self._names[addr] = name
+        return name
+
+    def is_local_user(self, localpart: str) -> bool:
+        if self.aliases.lookup(localpart) is not None:
+            return True
+        try:
+            pwd.getpwnam(localpart)
+        except KeyError:
+            return False
+        return True
+
+    async def domain_dns(self, domain: str) -> rs.DnsResult:
+        """Does the domain have an MX, A or AAAA record (reject_unknown_*_domain)?"""
+        if domain.startswith("["):
+            return rs.DnsResult.HAS_ADDRESS
+        temp = False
+        for rdtype in ("MX", "A", "AAAA"):
+            try:
+                await self.resolver.resolve(domain, rdtype)
+                return rs.DnsResult.HAS_ADDRESS
+            except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+                continue
+            except (dns.exception.Timeout, dns.resolver.NoNameservers, dns.exception.DNSException):
+                temp = True
+        return rs.DnsResult.TEMP_FAIL if temp else rs.DnsResult.NOT_FOUND
+
+
+class Service:
+    """One smtpd service of master.cf: main.cf with that service's ``-o`` overrides."""
+
+    def __init__(self, name: str, cfg: Config, worker: Worker) -> None:
+        self.name = name
+        self.cfg = cfg
+        self.worker = worker
+        self.hostname = cfg.get("myhostname")
+        self.mail_name = cfg.get("mail_name")
+        self.banner = cfg.get("smtpd_banner")
+        self.timeout = cfg.get_time("smtpd_timeout")
+        self.message_size_limit = cfg.get_size("message_size_limit")
+        self.line_length_limit = cfg.get_int("line_length_limit")
+        self.helo_required = cfg.get_bool("smtpd_helo_required")
+        self.hard_error_limit = cfg.get_int("smtpd_hard_error_limit")
+        self.soft_error_limit = cfg.get_int("smtpd_soft_error_limit")
+        self.error_sleep_time = cfg.get_time("smtpd_error_sleep_time")
+        self.recipient_limit = cfg.get_int("smtpd_recipient_limit")
+        self.disable_vrfy = cfg.get_bool("disable_vrfy_command")
+        self.delimiter = cfg.get("recipient_delimiter")
+        self.myorigin = cfg.get("myorigin")
+        self.mydestination = [d.lower().rstrip(".") for d in cfg.get_list("mydestination")]
+        self.relay_domains = [d.lower().rstrip(".") for d in cfg.get_list("relay_domains")]
+        self.mynetworks = MyNetworks.from_config(
+            cfg.get_list("mynetworks"), cfg.get("mynetworks_style"), local_addresses()
+        )
+        self.lists = {
+            stage: rs.parse_restrictions(cfg.get_list(param), stage=stage)
+            for param, stage in RESTRICTION_LISTS
+        }
+        self.codes = rs.RejectCodes.from_config(cfg)
+        self.reject_unlisted_recipient = cfg.get_bool("smtpd_reject_unlisted_recipient")
+        self.reject_unlisted_sender = cfg.get_bool("smtpd_reject_unlisted_sender")
+        keywords = ["PIPELINING"]
+        keywords.append(f"SIZE {self.message_size_limit}" if self.message_size_limit else "SIZE")
+        if not self.disable_vrfy:
+            keywords.append("VRFY")
+        keywords += ["ENHANCEDSTATUSCODES", "8BITMIME"]
+        self.ehlo_keywords = keywords
+
+
+def local_addresses() -> list[str]:
+    """This host's addresses, for mynetworks_style and address literals."""
+    addrs = {"127.0.0.1", "::1"}
+    try:
+        for info in socket.getaddrinfo(socket.gethostname(), None):
+            addrs.add(str(info[4][0]))
+    except OSError:
+        pass
+    return sorted(addrs)
+
+
+class SessionFacts:
+    """The ``Facts`` the restriction evaluator asks about, for one session."""
+
+    def __init__(self, svc: Service, dns_answers: Mapping[str, rs.DnsResult]) -> None:
+        self.svc = svc
+        self.dns_answers = dns_answers
+
+    def mynetworks(self, ip: str) -> bool:
+        return self.svc.mynetworks.match(ip)
+
+    def address_class(self, domain: str) -> AddressClass:
+        return classify(
+            domain, mydestination=self.svc.mydestination,
+            inet_interface_addrs=local_addresses(), proxy_interfaces=[],
+            relay_domains=self.svc.relay_domains,
+        )
+
+    def is_local_recipient(self, address: str) -> bool | None:
+        local, _, _domain = address.rpartition("@")
+        local = local or address
+        base = local
+        for ch in self.svc.delimiter:
+            if ch and ch in local:
+                base = local.split(ch, 1)[0]
+                break
+        if local.lower() == "postmaster" or base.lower() == "postmaster":
+            return True
+        return self.svc.worker.is_local_user(local) or self.svc.worker.is_local_user(base)
+
+    def domain_dns(self, domain: str) -> rs.DnsResult:
+        return self.dns_answers.get(domain.lower(), rs.DnsResult.TEMP_FAIL)
+
+    def lookup(self, table: str, key: str) -> str | None:
+        return None
+
+
+class Policy:
+    """MAIL, RCPT and VRFY decisions for one session."""
+
+    def __init__(self, svc: Service, session: Session) -> None:
+        self.svc = svc
+        self.session = session
+
+    def check_mail(self, address: str, params: Mapping[str, str | None]) -> Reply | None:
+        size = params.get("SIZE")
+        if size is not None and self.svc.message_size_limit:
+            if not size.isdigit():
+                return replies.BAD_SIZE_SYNTAX
+            if int(size) > self.svc.message_size_limit:
+                return replies.SIZE_EXCEEDS_LIMIT
+        for key in params:
+            if key not in ("SIZE", "BODY"):
+                return replies.unsupported_option(key)
+        return None
+
+    def state(self, recipient: str | None) -> rs.SmtpdState:
+        s = self.session
+        return rs.SmtpdState(
+            client_address=s.client_addr, client_name=s.client_name,
+            reverse_client_name=s.client_name, helo_name=s.helo, sender=s.sender,
+            recipient=recipient, sasl_username=None, esmtp=s.esmtp,
+            pipelining_violation=s.pipelining_violation, stage="recipient",
+        )
+
+    async def check_rcpt(self, address: str, params: Mapping[str, str | None]) -> Reply | None:
+        if params:
+            return replies.unsupported_option(next(iter(params)))
+        if "@" not in address:
+            address = f"{address}@{self.svc.myorigin}"
+        state = self.state(address)
+        all_lists = [self.svc.lists[stage] for _, stage in RESTRICTION_LISTS]
+        domains: set[str] = set()
+        for lst in all_lists:
+            domains |= rs.dns_domains_needed(lst, state)
+        answers: dict[str, rs.DnsResult] = {}
+        for domain in domains:
+            answers[domain.lower()] = await self.svc.worker.domain_dns(domain)
+        facts = SessionFacts(self.svc, answers)
+        decision = rs.evaluate_stage(
+            self.svc.lists, state, facts, self.svc.codes,
+            reject_unlisted_recipient=self.svc.reject_unlisted_recipient,
+            reject_unlisted_sender=self.svc.reject_unlisted_sender,
+        )
+        for seconds in decision.sleeps:
+            await self.session.writer.drain()
+            await asyncio.sleep(seconds)
+        if decision.reply is not None and decision.action in ("reject", "defer"):
+            return decision.reply
+        # Until postier has an SMTP client, only local mail can be accepted.
+        domain = addr_mod.parse_address(address).domain or ""
+        if facts.address_class(domain) is not AddressClass.LOCAL:
+            return replies.relay_denied(address)
+        if facts.is_local_recipient(address) is False:
+            return replies.user_unknown(address)
+        return None
+
+    def vrfy(self, argument: str) -> Reply:
+        if self.svc.disable_vrfy:
+            return replies.VRFY_DISABLED
+        address = argument.strip().strip("<>")
+        if not address:
+            return replies.VRFY_SYNTAX
+        full = address if "@" in address else f"{address}@{self.svc.myorigin}"
+        facts = SessionFacts(self.svc, {})
+        domain = full.rpartition("@")[2]
+        if facts.address_class(domain) is AddressClass.LOCAL and facts.is_local_recipient(full) is False:
+            return replies.user_unknown(full)
+        return replies.vrfy_ok(address)

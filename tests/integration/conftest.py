@@ -1,0 +1,159 @@
+"""Integration fixtures: a real postier instance on a free loopback port, real users.
+
+Each instance has its own configuration directory, queue directory and mail spool in
+a fresh temporary directory; tear-down stops it with ``postier stop`` and checks that
+none of its processes is left.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = os.geteuid() == 0
+DATA = Path(__file__).resolve().parent.parent / "data"
+TEST_USER_GECOS = "postier test user"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ensure_user(name: str) -> pwd.struct_passwd:
+    """A local account for deliveries; created (as root) if missing."""
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        if not ROOT:
+            pytest.skip(f"user {name} does not exist and only root can create it")
+    subprocess.run(
+        ["useradd", "--create-home", "--comment", TEST_USER_GECOS, "--shell", "/bin/sh", name],
+        check=True,
+    )
+    return pwd.getpwnam(name)
+
+
+def postier(*args: str, check: bool = True, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "postier.cli.main", *args], capture_output=True, text=True,
+        check=check, timeout=timeout,
+    )
+
+
+class Instance:
+    """One postier configuration with its own directories and loopback port."""
+
+    def __init__(self, base: Path, main_cf: str, extra: str = "") -> None:
+        self.base = base
+        self.port = free_port()
+        self.config_dir = base / "etc"
+        self.queue_dir = base / "spool"
+        self.mail_dir = base / "mail"
+        self.log_file = base / "maillog"
+        for d in (self.config_dir, self.queue_dir, self.mail_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        os.chmod(base, 0o755)
+        os.chmod(self.mail_dir, 0o1777)
+        owner = "postfix" if ROOT else pwd.getpwuid(os.geteuid()).pw_name
+        overrides = f"""
+# --- test instance settings (appended after the file under test) ---
+queue_directory = {self.queue_dir}
+data_directory = {self.base}/data
+mail_spool_directory = {self.mail_dir}
+maillog_file = {self.log_file}
+mail_owner = {owner}
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+alias_maps =
+{extra}
+"""
+        (self.config_dir / "main.cf").write_text(main_cf + overrides)
+        self.write_master_cf()
+
+    def write_master_cf(self, services: str | None = None) -> None:
+        text = services or f"127.0.0.1:{self.port} inet n - n - - smtpd\n"
+        (self.config_dir / "master.cf").write_text(text)
+
+    def start(self) -> subprocess.CompletedProcess[str]:
+        return postier("-c", str(self.config_dir), "start", check=False)
+
+    def stop(self) -> subprocess.CompletedProcess[str]:
+        return postier("-c", str(self.config_dir), "stop", check=False)
+
+    def pids(self) -> list[int]:
+        """Every live process whose command line names this instance's config dir."""
+        found = []
+        needle = str(self.config_dir).encode()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if needle in cmdline and b"postier" in cmdline:
+                found.append(int(entry))
+        return found
+
+    def log(self) -> str:
+        return self.log_file.read_text() if self.log_file.exists() else ""
+
+    def wait_log(self, needle: str, timeout: float = 20.0, count: int = 1) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log()
+            if text.count(needle) >= count:
+                return text
+            time.sleep(0.05)
+        raise AssertionError(f"{needle!r} not logged {count} time(s) within {timeout}s:\n{self.log()}")
+
+    def mailbox(self, user: str) -> Path:
+        return self.mail_dir / user
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    # Not pytest's tmp_path: its parent is mode 0700 and mail_owner must reach the queue.
+    path = Path(tempfile.mkdtemp(prefix="postier-it-"))
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def make_instance(workdir: Path) -> Iterator[object]:
+    made: list[Instance] = []
+
+    def make(main_cf: str, extra: str = "", name: str = "i") -> Instance:
+        inst = Instance(workdir / f"{name}{len(made)}", main_cf, extra)
+        made.append(inst)
+        return inst
+
+    yield make
+    for inst in made:
+        if inst.pids():
+            inst.stop()
+        deadline = time.monotonic() + 15
+        while inst.pids() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = inst.pids()
+        for pid in left:
+            os.kill(pid, 9)
+        assert not left, f"processes left behind after stop: {left}"
+
+
+@pytest.fixture(scope="session")
+def tutorial_main_cf() -> str:
+    return (DATA / "tutorial" / "main.cf").read_text()

@@ -1,0 +1,223 @@
+"""Bad input loses nothing: broken configuration, hostile SMTP clients, kill -9."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import smtplib
+import socket
+import subprocess
+import time
+
+import pytest
+
+from .conftest import ROOT, Instance, ensure_user, postier
+
+pytestmark = pytest.mark.integration
+
+BASE_MAIN_CF = """\
+myhostname = tintin.example.com
+mydomain = example.com
+myorigin = $mydomain
+mydestination = example.com, tintin.example.com, localhost
+mynetworks = 127.0.0.0/8
+"""
+
+
+def count_messages(inst: Instance, user: str) -> int:
+    box = inst.mailbox(user)
+    if not box.exists():
+        return 0
+    return sum(1 for line in box.read_bytes().split(b"\n") if line.startswith(b"From "))
+
+
+def test_broken_main_cf_refuses_to_start_naming_file_and_line(make_instance) -> None:
+    inst = make_instance(BASE_MAIN_CF + "this line has no equals sign\n")
+    result = inst.start()
+    assert result.returncode != 0
+    main_cf = str(inst.config_dir / "main.cf")
+    assert re.search(re.escape(main_cf) + r", line 6\b", result.stderr), result.stderr
+    assert not inst.pids()
+
+
+def test_bad_parameter_value_names_file_line_and_parameter(make_instance) -> None:
+    inst = make_instance(BASE_MAIN_CF + "smtpd_helo_required = perhaps\n")
+    result = inst.start()
+    assert result.returncode != 0
+    assert "main.cf, line 6" in result.stderr and "smtpd_helo_required" in result.stderr, result.stderr
+    assert not inst.pids()
+
+
+def test_unknown_restriction_refuses_to_start(make_instance) -> None:
+    inst = make_instance(BASE_MAIN_CF + "smtpd_recipient_restrictions = permit_mynetworks, reject_everything_bad\n")
+    result = inst.start()
+    assert result.returncode != 0
+    assert "reject_everything_bad" in result.stderr, result.stderr
+    assert not inst.pids()
+
+
+def test_unknown_master_cf_daemon_refuses_to_start(make_instance) -> None:
+    inst = make_instance(BASE_MAIN_CF)
+    inst.write_master_cf(f"127.0.0.1:{inst.port} inet n - n - - smtpd\nfoo unix - - n - - no-such-daemon\n")
+    result = inst.start()
+    assert result.returncode != 0
+    assert "master.cf, line 2" in result.stderr, result.stderr
+
+
+def test_status_and_stop_leave_no_process(make_instance) -> None:
+    inst = make_instance(BASE_MAIN_CF)
+    assert inst.start().returncode == 0, inst.log()
+    status = postier("-c", str(inst.config_dir), "status", check=False)
+    assert status.returncode == 0 and "is running" in status.stderr
+    assert len(inst.pids()) >= 4  # master, smtpd worker(s), qmgr, local
+    assert inst.start().returncode != 0  # a second start is refused
+    assert inst.stop().returncode == 0
+    assert not inst.pids()
+    status = postier("-c", str(inst.config_dir), "status", check=False)
+    assert status.returncode != 0 and "not running" in status.stderr
+
+
+def test_master_restarts_a_child_that_dies(make_instance) -> None:
+    inst = make_instance(BASE_MAIN_CF)
+    assert inst.start().returncode == 0, inst.log()
+    qmgr = [p for p in inst.pids() if b"postier.queue.qmgr" in open(f"/proc/{p}/cmdline", "rb").read()]
+    assert len(qmgr) == 1
+    os.kill(qmgr[0], signal.SIGKILL)
+    inst.wait_log(f"pid {qmgr[0]} killed by signal 9")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        again = [p for p in inst.pids()
+                 if b"postier.queue.qmgr" in open(f"/proc/{p}/cmdline", "rb").read()]
+        if again and again != qmgr:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("qmgr was not restarted")
+
+
+def test_garbage_overlong_lines_and_early_disconnects(make_instance) -> None:
+    inst = make_instance(BASE_MAIN_CF)
+    assert inst.start().returncode == 0, inst.log()
+
+    def session(payload: bytes, read: bool = True) -> bytes:
+        with socket.create_connection(("127.0.0.1", inst.port), timeout=20) as s:
+            s.recv(4096)  # greeting
+            s.sendall(payload)
+            if not read:
+                return b""
+            s.shutdown(socket.SHUT_WR)
+            out = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return out
+                out += chunk
+
+    out = session(b"\x00\xff\xfe garbage \x80\r\n")
+    assert re.match(rb"5\d\d ", out), out
+    out = session(b"HELO " + b"a" * 100_000 + b"\r\nNOOP\r\n")
+    assert out.startswith(b"500 ") and b"250 2.0.0 Ok" in out, out[:200]
+    out = session(b"EHLO x\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<postmaster@example.com>\r\nDATA\r\n"
+                  b"partial mess", read=False)
+    session(b"\r\n" * 5 + b"QUIT\r\n")
+    out = session(b"MAIL FROM:<>\r\nRCPT TO:<>\r\nDATA\r\n.\r\nQUIT\r\n")
+    assert b"221 2.0.0 Bye" in out
+    # The server is still alive and well.
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=20) as smtp:
+        assert smtp.noop()[0] == 250
+    assert "Traceback" not in inst.log(), inst.log()
+
+
+@pytest.mark.skipif(not ROOT, reason="needs a real local user")
+def test_smuggling_does_not_end_data(make_instance) -> None:
+    ensure_user("tintin")
+    inst = make_instance(BASE_MAIN_CF)
+    assert inst.start().returncode == 0, inst.log()
+    smuggle = (b"EHLO x\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<tintin@example.com>\r\nDATA\r\n")
+    with socket.create_connection(("127.0.0.1", inst.port), timeout=20) as s:
+        s.recv(4096)
+        s.sendall(b"EHLO x\r\n")
+        s.recv(4096)
+        s.sendall(smuggle[len(b"EHLO x\r\n"):])
+        time.sleep(0.2)
+        s.sendall(b"Subject: one\r\n\r\nbody\n.\nMAIL FROM:<evil@example.net>\r\n"
+                  b"RCPT TO:<tintin@example.com>\r\nDATA\r\nSubject: smuggled\r\n\r\n.\r\nQUIT\r\n")
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    assert out.count(b"queued as") == 1, out
+    inst.wait_log("removed")
+    assert count_messages(inst, "tintin") == 1
+
+
+@pytest.mark.skipif(not ROOT, reason="needs a real local user")
+def test_kill_9_after_250_delivers_exactly_once(make_instance) -> None:
+    """Acknowledged mail survives SIGKILL of every postier process and is delivered once."""
+    ensure_user("tintin")
+    inst = make_instance(
+        BASE_MAIN_CF + "defer_transports = local\nqueue_run_delay = 1s\n"
+        "minimal_backoff_time = 1s\nmaximal_backoff_time = 1s\n"
+    )
+    assert inst.start().returncode == 0, inst.log()
+    ids = []
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=20) as smtp:
+        smtp.helo("milou.example.net")
+        for i in range(5):
+            smtp.mail("tournesol@example.net")
+            smtp.rcpt("tintin@example.com")
+            code, text = smtp.data(f"Subject: crash {i}\r\n\r\nmessage {i}\r\n".encode())
+            assert code == 250
+            ids.append(text.decode().rsplit(" ", 1)[1])
+    pids = inst.pids()
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while inst.pids() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not inst.pids()
+    assert count_messages(inst, "tintin") == 0
+    # Reboot-like restart with delivery allowed again.
+    subprocess.run(
+        ["sed", "-i", "s/^defer_transports = local$/defer_transports =/",
+         str(inst.config_dir / "main.cf")], check=True,
+    )
+    assert inst.start().returncode == 0, inst.log()
+    for queue_id in ids:
+        inst.wait_log(f"{queue_id}: removed", timeout=60)
+    time.sleep(0.5)
+    assert count_messages(inst, "tintin") == 5
+    body = inst.mailbox("tintin").read_text()
+    for i in range(5):
+        assert body.count(f"message {i}\n") == 1
+
+
+@pytest.mark.skipif(not ROOT, reason="needs a real local user")
+def test_kill_9_during_a_burst_loses_nothing_acknowledged(make_instance) -> None:
+    ensure_user("tintin")
+    inst = make_instance(BASE_MAIN_CF)
+    assert inst.start().returncode == 0, inst.log()
+    acked: list[str] = []
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=20) as smtp:
+        smtp.helo("milou.example.net")
+        for i in range(30):
+            smtp.mail("tournesol@example.net")
+            smtp.rcpt("tintin@example.com")
+            code, _ = smtp.data(f"Subject: burst {i}\r\n\r\nburst-{i}-end\r\n".encode())
+            assert code == 250
+            acked.append(f"burst-{i}-end")
+        for pid in inst.pids():
+            os.kill(pid, signal.SIGKILL)
+    assert inst.start().returncode == 0, inst.log()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        text = inst.mailbox("tintin").read_text() if inst.mailbox("tintin").exists() else ""
+        if all(tag in text for tag in acked):
+            break
+        time.sleep(0.2)
+    text = inst.mailbox("tintin").read_text()
+    missing = [tag for tag in acked if tag not in text]
+    assert not missing, missing
