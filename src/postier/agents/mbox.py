@@ -203,7 +203,7 @@ class DotLock:
                 continue
             except OSError as exc:
                 raise MailboxError(
-                    mbox_dsn(exc.errno or 0, "5.2.0"),
+                    mbox_dsn(exc.errno or 0, "4.2.0"),
                     f"unable to create lock file {self.lock_path}: {_strerror(exc.errno or 0)}",
                 ) from exc
             os.close(fd)

@@ -1,0 +1,133 @@
+"""recipient_delimiter splitting, the mailbox_command environment, $name expansion."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from postier.agents.localpart import (
+    ExpansionError,
+    censor,
+    command_env,
+    expand_command,
+    find_extension,
+    local_expand,
+    split_extension,
+)
+
+
+@pytest.mark.parametrize(
+    ("localpart", "delims", "expected"),
+    [
+        ("user+ext", "+", ("user", "ext")),
+        ("user+ext+more", "+", ("user", "ext+more")),
+        ("user", "+", ("user", None)),
+        ("user+ext", "", ("user+ext", None)),
+        ("user-ext", "+-", ("user", "ext")),
+        ("user+a-b", "+-", ("user", "a-b")),  # the first delimiter found wins
+        ("user-a+b", "+-", ("user", "a+b")),
+        ("+ext", "+", ("+ext", None)),  # would leave an empty name
+        ("user+", "+", ("user", "")),
+        ("owner-list", "-", ("owner-list", None)),
+        ("Owner-list", "+-", ("Owner-list", None)),
+        ("list-request", "-", ("list-request", None)),
+        ("owner-list+x", "+", ("owner-list", "x")),  # "-" not a delimiter: ordinary split
+        ("postmaster+x", "+", ("postmaster", "x")),  # only the bare name is exempt
+        ("PostMaster", "+", ("PostMaster", None)),
+        ("mailer-daemon", "-", ("mailer-daemon", None)),
+        ("double-bounce", "-", ("double-bounce", None)),
+    ],
+)
+def test_split_extension(localpart: str, delims: str, expected: tuple[str, str | None]) -> None:
+    assert split_extension(localpart, delims) == expected
+
+
+def test_owner_request_special_off_splits() -> None:
+    assert find_extension("owner-list", "-", owner_request_special=False).extension == "list"
+
+
+def test_find_extension_reports_the_delimiter_found() -> None:
+    assert find_extension("joe-x", "+-").delimiter == "-"
+    assert find_extension("joe", "+-").delimiter == ""
+
+
+@given(st.text(alphabet="abc+-", min_size=1, max_size=12))
+def test_split_is_lossless(localpart: str) -> None:
+    found = find_extension(localpart, "+-", owner_request_special=False)
+    if found.extension is None:
+        assert found.base == localpart
+    else:
+        assert found.base + found.delimiter + found.extension == localpart
+        assert found.base and not any(c in "+-" for c in found.base)
+
+
+def test_censor_replaces_shell_specials() -> None:
+    assert censor("a;b`c$(d)|e f'g\"h") == "a_b_c__d__e_f_g_h"
+    assert censor("joe+x@example.com") == "joe+x@example.com"
+
+
+def test_command_env_contents() -> None:
+    env = command_env(
+        user="joe",
+        home="/home/joe",
+        shell="/bin/bash",
+        recipient="joe+list@example.com",
+        sender="ann@example.org",
+        orig_recipient="Joe@example.com",
+        extension="list",
+        attrs={"client_address": "127.0.0.1", "client_helo": "x;y", "sasl_username": ""},
+        export_environment=("TZ", "LANG", "FOO=bar", "MISSING"),
+        parent_env={"TZ": "Europe/Paris", "LANG": "C.UTF-8", "SECRET": "no"},
+    )
+    assert env == {
+        "HOME": "/home/joe",
+        "LOGNAME": "joe",
+        "USER": "joe",
+        "SENDER": "ann@example.org",
+        "RECIPIENT": "joe+list@example.com",
+        "LOCAL": "joe+list",
+        "SHELL": "/bin/bash",
+        "DOMAIN": "example.com",
+        "EXTENSION": "list",
+        "ORIGINAL_RECIPIENT": "Joe@example.com",
+        "CLIENT_ADDRESS": "127.0.0.1",
+        "CLIENT_HELO": "x_y",
+        "PATH": "/usr/bin:/bin",
+        "TZ": "Europe/Paris",
+        "LANG": "C.UTF-8",
+        "FOO": "bar",
+    }
+
+
+def test_command_env_censors_hostile_extension() -> None:
+    env = command_env(
+        user="joe",
+        home=None,
+        shell=None,
+        recipient="joe+`rm -rf ~`@example.com",
+        sender="",
+        extension="`rm -rf ~`",
+        parent_env={},
+    )
+    assert env["EXTENSION"] == "_rm_-rf___"
+    assert "HOME" not in env and "SHELL" not in env
+    assert env["SENDER"] == ""
+
+
+def test_mailbox_command_is_not_expanded() -> None:
+    cmd = '/usr/bin/procmail -a "$EXTENSION"'
+    assert expand_command(cmd, {"EXTENSION": "x"}) == cmd
+
+
+def test_local_expand() -> None:
+    attrs = {"home": "/home/joe", "extension": "list", "recipient_delimiter": "+", "user": None}
+    assert (
+        local_expand("$home/.forward${recipient_delimiter}${extension}", attrs)
+        == "/home/joe/.forward+list"
+    )
+    assert local_expand("${extension?x-$extension}${user:nouser}", attrs) == "x-listnouser"
+    assert local_expand("$(home)/$$", attrs) == "/home/joe/$"
+    assert local_expand("/d;/$extension", {"extension": "a;b"}, "ab") == "/d;/a_b"
+    with pytest.raises(ExpansionError):
+        local_expand("$", attrs)
