@@ -148,7 +148,7 @@ class LocalAgent:
                 uid, gid = dp.pw_uid, dp.pw_gid
             env = command_env(
                 user=pw.pw_name, home=pw.pw_dir, shell=pw.pw_shell, recipient=address,
-                sender=req.sender, extension=ext or "", domain=domain, local=localpart,
+                sender=req.sender, extension=ext, domain=domain, local=localpart,
                 original_recipient=orig, attrs=req.attrs,
             )
             return command.deliver_command(
