@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import pwd
+import resource
 import shlex
 import shutil
 import signal
@@ -251,6 +252,10 @@ class RoundResult:
     cpu_seconds: float | None = None
     cpu_ms_per_msg: float | None = None
     processes_seen: int = 0
+    smtp_source_cpu_seconds: float | None = None
+    machine_cpu_seconds: float | None = None
+    harness_cpu_seconds: float | None = None
+    master_cf: str = ""
 
 
 def summarize(results: Sequence[RoundResult]) -> dict[str, Any]:
@@ -320,6 +325,26 @@ def clock_ticks() -> int:
     return os.sysconf("SC_CLK_TCK")
 
 
+def parse_proc_stat_cpu(text: str) -> int:
+    """Busy clock ticks of the whole machine from /proc/stat (all but idle and iowait)."""
+    for line in text.splitlines():
+        fields = line.split()
+        if fields and fields[0] == "cpu":
+            values = [int(v) for v in fields[1:9]]  # user..steal; guest is inside user
+            return sum(values) - values[3] - values[4]
+    raise ValueError("no cpu line in /proc/stat")
+
+
+def machine_busy_ticks() -> int:
+    with open("/proc/stat") as f:
+        return parse_proc_stat_cpu(f.read())
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 class MboxCounter:
     """Counts "From " separators in a growing mbox file, reading only what is new."""
 
@@ -368,6 +393,12 @@ def wait_port(port: int, timeout: float) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def tail(text: str, limit: int = 600) -> str:
+    """The end of a command's output (tracebacks end with the useful line)."""
+    text = text.strip()
+    return text if len(text) <= limit else "..." + text[-limit:]
 
 
 def log(message: str) -> None:
@@ -443,6 +474,9 @@ class Instance:
     port: int
     command: list[str]  # the control command, before "-c DIR VERB"
     master_cf: str
+    master_cf_kind: str = "same"
+    fallback_master_cf: str | None = None  # tried when the server rejects master_cf
+    started: bool = False
     master_pid: int | None = None
     session_id: int | None = None
     session_pids: set[int] = field(default_factory=set)
@@ -499,19 +533,35 @@ class Instance:
             return None
         return int(text) if text.isdigit() else None
 
-    def start(self) -> None:
+    def check_and_start(self) -> None:
         done = self.control("check")
         if done.returncode != 0:
-            raise RuntimeError(f"{self.name} check failed: {(done.stdout + done.stderr).strip()}")
+            raise RuntimeError(f"{self.name} check failed: {tail(done.stdout + done.stderr)}")
+        self.started = True
         done = self.control("start")
         if done.returncode != 0:
-            raise RuntimeError(f"{self.name} start failed: {(done.stdout + done.stderr).strip()}")
+            raise RuntimeError(f"{self.name} start failed: {tail(done.stdout + done.stderr)}")
+
+    def start(self) -> None:
+        try:
+            self.check_and_start()
+        except RuntimeError as exc:
+            if self.fallback_master_cf is None:
+                raise
+            self.stop()
+            log(f"warning: {exc}")
+            log(f"warning: {self.name} failed with Postfix's master.cf; retrying a minimal one")
+            self.master_cf, self.fallback_master_cf = self.fallback_master_cf, None
+            self.master_cf_kind = "minimal"
+            with open(f"{self.config_dir}/master.cf", "w") as f:
+                f.write(self.master_cf)
+            self.check_and_start()
         self.master_pid = self.read_master_pid()
         if self.master_pid is None:
             raise RuntimeError(f"{self.name} started but wrote no {self.queue_dir}/pid/master.pid")
-        members = self.remember_processes()
-        if members and members[0].pid == self.master_pid and members[0].session > 1:
-            self.session_id = members[0].session
+        for s in self.remember_processes():
+            if s.pid == self.master_pid and s.session > 1:
+                self.session_id = s.session
         if not wait_port(self.port, 30):
             raise RuntimeError(f"{self.name} does not answer on 127.0.0.1:{self.port}")
 
@@ -529,14 +579,19 @@ class Instance:
 
     def stop(self) -> None:
         """Stop through the server's own command, then make sure every process we saw is gone."""
-        if self.master_pid is None:
+        if not self.started:
             return
+        if self.master_pid is None:
+            self.master_pid = self.read_master_pid()
+            if self.master_pid is not None:
+                self.remember_processes()
         try:
             self.control("stop", timeout=60)
         except subprocess.TimeoutExpired:
             log(f"{self.name}: stop command timed out")
         self.reap(timeout=30)
         self.master_pid = None
+        self.started = False
 
     def reap(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -583,10 +638,16 @@ def make_instances(base: str, only: str | None, postier_cmd: list[str] | None,
         else:
             port = free_port()
             listen = f"127.0.0.1:{port}"
-            cf = (rewrite_master_cf(master_template, listen)
-                  if postier_master_cf == "same" and master_template
-                  else minimal_master_cf(listen))
-            instances.append(Instance("postier", f"{base}/postier", port, postier_cmd, cf))
+            minimal = minimal_master_cf(listen)
+            if postier_master_cf == "minimal" or not master_template:
+                inst = Instance("postier", f"{base}/postier", port, postier_cmd, minimal,
+                                master_cf_kind="minimal")
+            else:
+                inst = Instance("postier", f"{base}/postier", port, postier_cmd,
+                                rewrite_master_cf(master_template, listen),
+                                fallback_master_cf=(minimal if postier_master_cf == "auto"
+                                                    else None))
+            instances.append(inst)
     for inst in instances:
         inst.create()
     return instances
@@ -598,16 +659,19 @@ def measure(inst: Instance, round_no: int, args: argparse.Namespace,
     result = RoundResult(inst.name, round_no, args.messages)
     inst.reset()
     src: subprocess.Popen[str] | None = None
+    stack = contextlib.ExitStack()
     try:
         inst.start()
         counter = MboxCounter(inst.mbox)
         ticks0, _ = inst.cpu_ticks()
         cmd = [smtp_source, "-s", str(args.sessions), "-m", str(args.messages),
                "-l", str(args.size), "-f", SENDER, "-t", RECIPIENT, f"127.0.0.1:{inst.port}"]
+        src_out = stack.enter_context(tempfile.TemporaryFile("w+"))  # noqa: SIM115
+        children0, machine0 = children_cpu(), machine_busy_ticks()
+        self0 = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
         t0 = time.time()
         src = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True)
+            cmd, stdin=subprocess.DEVNULL, stdout=src_out, stderr=subprocess.STDOUT, text=True)
         last_progress = time.monotonic()
         seen = 0
         src_done: float | None = None
@@ -615,9 +679,9 @@ def measure(inst: Instance, round_no: int, args: argparse.Namespace,
             if src_done is None and src.poll() is not None:
                 src_done = time.time()
                 if src.returncode != 0:
-                    out, err = src.communicate()
+                    src_out.seek(0)
                     raise RuntimeError(
-                        f"smtp-source exited {src.returncode}: {(out + err).strip()[:500]}")
+                        f"smtp-source exited {src.returncode}: {src_out.read().strip()[:500]}")
             n = counter.poll()
             if n != seen:
                 seen, last_progress = n, time.monotonic()
@@ -637,6 +701,10 @@ def measure(inst: Instance, round_no: int, args: argparse.Namespace,
         while queue_files(inst.queue_dir, DRAIN_DIRS) and time.monotonic() < drain_deadline:
             time.sleep(args.poll_interval)
         ticks1, nproc = inst.cpu_ticks()
+        machine1 = machine_busy_ticks()
+        result.harness_cpu_seconds = sum(resource.getrusage(resource.RUSAGE_SELF)[:2]) - self0
+        result.smtp_source_cpu_seconds = children_cpu() - children0
+        result.machine_cpu_seconds = (machine1 - machine0) / clock_ticks()
         result.seconds = max(t_end - t0, 1e-6)
         result.msgs_per_s = args.messages / result.seconds
         result.inject_seconds = max(src_done - t0, 1e-6)
@@ -657,6 +725,8 @@ def measure(inst: Instance, round_no: int, args: argparse.Namespace,
             if src is not None and src.poll() is None:
                 src.kill()
                 src.wait()
+        stack.close()
+        result.master_cf = inst.master_cf_kind
         inst.stop()
     return result
 
@@ -694,8 +764,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--postier", metavar="CMD",
                    help="postier control command (default: $POSTIER, postier on PATH, "
                         "/work/venv/bin/postier)")
-    p.add_argument("--postier-master-cf", choices=("same", "minimal"), default="same",
-                   help="postier gets Postfix's master.cf (same) or only smtpd+local")
+    p.add_argument("--postier-master-cf", choices=("auto", "same", "minimal"), default="auto",
+                   help="postier gets Postfix's master.cf (same), only smtpd+local (minimal), "
+                        "or the same one with minimal as fallback (auto, default)")
     p.add_argument("--stall-timeout", type=float, default=60.0,
                    help="give up a round after this many seconds without a delivery")
     p.add_argument("--poll-interval", type=float, default=0.01)
