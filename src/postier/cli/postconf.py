@@ -1,0 +1,158 @@
+"""postconf: show and edit main.cf parameters and show master.cf services, as Postfix's postconf(1).
+
+Follows postconf(1): ``-c config_dir``; no option = every parameter with its value,
+sorted; ``-n`` only parameters set in main.cf; ``-d`` defaults; ``-h`` values only;
+``-x`` expand ``$name``; ``-e name=value ...`` (also implied by ``name=value``
+arguments) and ``-X name ...`` edit main.cf in place; ``-M [service[/type] ...]``
+master.cf entries; ``-P [service[/type[/parameter]] ...]`` their ``-o`` settings.
+Diagnostics go to the standard error stream as ``postconf: warning: ...`` and
+``postconf: fatal: ...``.
+"""
+
+from __future__ import annotations
+
+import getopt
+import os
+import sys
+from typing import TextIO
+
+from postier.config import maincf, mastercf, paths
+from postier.config.errors import ConfigError
+from postier.config.maincf import MainCf
+from postier.config.settings import Config
+
+USAGE = """usage: postconf [-dhnx] [-c config_dir] [parameter ...]
+       postconf -e [-c config_dir] parameter=value ...
+       postconf -X [-c config_dir] parameter ...
+       postconf -M [-c config_dir] [service[/type] ...]
+       postconf -P [-c config_dir] [service[/type[/parameter]] ...]"""
+
+
+class _Fatal(Exception):
+    pass
+
+
+def _line(name: str, value: str, values_only: bool) -> str:
+    if values_only:
+        return value
+    return f"{name} = {value}" if value else f"{name} ="
+
+
+def _load_config(config_dir: str, *, need_main: bool) -> Config:
+    if os.path.exists(os.path.join(config_dir, "main.cf")) or need_main:
+        return Config.from_dir(config_dir)
+    return Config(MainCf(file=os.path.join(config_dir, "main.cf")),
+                  config_directory=config_dir)
+
+
+def _show_params(config_dir: str, names: list[str], flags: set[str],
+                 out: TextIO, err: TextIO) -> int:
+    defaults_only = "d" in flags
+    cfg = _load_config(config_dir, need_main=not defaults_only)
+    if not defaults_only:
+        for warning in cfg.validate(raise_errors=False):
+            print(f"postconf: warning: {warning}", file=err)
+    if names:
+        wanted = names
+    elif "n" in flags:
+        wanted = sorted(cfg.non_default())
+    elif defaults_only:
+        wanted = sorted(cfg.defaults)
+    else:
+        wanted = cfg.names()
+    for name in wanted:
+        if defaults_only:
+            value = cfg.default(name)
+            if value is None:
+                print(f"postconf: warning: {name}: unknown parameter", file=err)
+                continue
+            if "x" in flags:
+                value = cfg.expand(value)
+        else:
+            if not cfg.known(name):
+                print(f"postconf: warning: {name}: unknown parameter", file=err)
+                continue
+            if "n" in flags and names and not cfg.is_set(name):
+                continue
+            value = cfg.get(name) if "x" in flags else cfg.get_raw(name)
+        print(_line(name, value, "h" in flags), file=out)
+    return 0
+
+
+def _edit(config_dir: str, args: list[str], remove: bool) -> int:
+    changes: dict[str, str | None] = {}
+    for arg in args:
+        if remove:
+            changes[arg.strip()] = None
+            continue
+        name, eq, value = arg.partition("=")
+        if not eq:
+            raise _Fatal(f'edit mode requires name=value, not: "{arg}"')
+        changes[name.strip()] = value.strip()
+    maincf.edit_file(os.path.join(config_dir, "main.cf"), changes)
+    return 0
+
+
+def _selected(svc: mastercf.MasterService, patterns: list[str]) -> bool:
+    if not patterns:
+        return True
+    for pattern in patterns:
+        name, _, stype = pattern.partition("/")
+        if name == svc.name and (not stype or stype == svc.type):
+            return True
+    return False
+
+
+def _show_master(config_dir: str, args: list[str], params: bool, flags: set[str],
+                 out: TextIO) -> int:
+    services = mastercf.load(os.path.join(config_dir, "master.cf"))
+    if not params:
+        for svc in services:
+            if _selected(svc, args):
+                print(mastercf.render_service(svc), file=out)
+        return 0
+    for svc in services:
+        for name, value in svc.overrides.items():
+            key = f"{svc.name}/{svc.type}/{name}"
+            if args and not any(key == a or key.startswith(a.rstrip("/") + "/")
+                                for a in args):
+                continue
+            print(_line(key, value, "h" in flags), file=out)
+    return 0
+
+
+def main(argv: list[str], *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Run postconf with ``argv`` (without the program name); return the exit status."""
+    stdout = out if out is not None else sys.stdout
+    stderr = err if err is not None else sys.stderr
+    try:
+        opts, args = getopt.getopt(argv, "c:dehnvxMPX")
+    except getopt.GetoptError as exc:
+        print(f"postconf: fatal: {exc.msg}\n{USAGE}", file=stderr)
+        return 1
+    config_arg: str | None = None
+    flags: set[str] = set()
+    for opt, value in opts:
+        if opt == "-c":
+            config_arg = value
+        else:
+            flags.add(opt[1:])
+    config_dir = paths.config_dir(config_arg)
+    try:
+        if "M" in flags or "P" in flags:
+            return _show_master(config_dir, args, "P" in flags, flags, stdout)
+        if "X" in flags:
+            return _edit(config_dir, args, remove=True)
+        if "e" in flags or (args and all("=" in a for a in args)):
+            return _edit(config_dir, args, remove=False)
+        return _show_params(config_dir, args, flags, stdout, stderr)
+    except (ConfigError, _Fatal) as exc:
+        print(f"postconf: fatal: {exc}", file=stderr)
+        return 1
+    except OSError as exc:
+        print(f"postconf: fatal: {exc}", file=stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(sys.argv[1:]))
