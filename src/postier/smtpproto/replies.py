@@ -1,36 +1,306 @@
 """SMTP replies: the one home of every reply code and text postier sends.
 
-Follows RFC 5321 section 4.2 (reply lines), RFC 3463/2034 (enhanced status codes)
-and Postfix smtpd(8)'s texts, so that clients and log parsers see what Postfix says.
+Follows RFC 5321 section 4.2 (reply lines), RFC 2034/3463 (enhanced status codes)
+and the texts of Postfix's smtpd(8) and smtpd_check (postconf(5): ``*_reject_code``
+parameters), so that clients and log parsers see exactly what Postfix says.
+
+Other modules never spell reply text themselves: they use the named replies and
+factory functions below. Texts marked "unsure" could not be checked against a
+Postfix transcript or manual while writing; they follow Postfix's usual pattern.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+# Characters that must never reach the wire inside a reply line (CR/LF would let
+# text taken from the client inject reply lines).
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
+_ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
 
 
 @dataclass(frozen=True)
 class Reply:
-    """One SMTP reply. ``text`` as a tuple makes a multi-line reply."""
+    """One SMTP reply. ``text`` as a tuple makes a multi-line reply.
+
+    ``enhanced`` (RFC 3463 ``class.subject.detail``) is repeated on every line, as
+    Postfix does; it is ``None`` for the greeting and the EHLO/HELO replies.
+    """
 
     code: int
     enhanced: str | None
     text: str | tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not 200 <= self.code <= 599:
+            raise ValueError(f"bad SMTP reply code {self.code}")
+        if self.enhanced is not None and (
+            not _ENHANCED.match(self.enhanced) or self.enhanced[0] != str(self.code)[0]
+        ):
+            raise ValueError(f"bad enhanced status code {self.enhanced!r} for {self.code}")
+        if isinstance(self.text, tuple) and not self.text:
+            raise ValueError("empty multi-line reply")
+
+    @property
+    def is_positive(self) -> bool:
+        return self.code < 400
 
     def lines(self) -> tuple[str, ...]:
         return (self.text,) if isinstance(self.text, str) else self.text
 
     def to_bytes(self) -> bytes:
         lines = self.lines()
+        last = len(lines) - 1
         out = []
         for i, line in enumerate(lines):
-            sep = " " if i == len(lines) - 1 else "-"
+            line = _UNPRINTABLE.sub("?", line)
+            sep = " " if i == last else "-"
             body = f"{self.enhanced} {line}" if self.enhanced else line
             out.append(f"{self.code}{sep}{body}\r\n")
         return "".join(out).encode("utf-8", "surrogateescape")
 
     def __str__(self) -> str:
+        """The reply as Postfix logs it (``reject: RCPT from …: 550 5.1.1 <…>: …``)."""
         return " ".join(
             f"{self.code} {self.enhanced} {line}" if self.enhanced else f"{self.code} {line}"
             for line in self.lines()
         )
+
+
+def reject(code: int, enhanced: str | None, text: str) -> Reply:
+    """Any reply with a code, an enhanced code and a text (restriction results, access maps)."""
+    return Reply(code, enhanced, text)
+
+
+def _dsn(code: int, detail: str) -> str:
+    """``X.detail`` with X the class of ``code`` (4 or 5)."""
+    return f"{str(code)[0]}.{detail}"
+
+
+# --- connection ---------------------------------------------------------------------
+
+
+def greeting(banner: str) -> Reply:
+    """``220 $smtpd_banner`` (``$myhostname ESMTP $mail_name`` by default)."""
+    return Reply(220, None, banner)
+
+
+def timeout(hostname: str) -> Reply:
+    return Reply(421, "4.4.2", f"{hostname} Error: timeout exceeded")
+
+
+def too_many_errors(hostname: str) -> Reply:
+    return Reply(421, "4.7.0", f"{hostname} Error: too many errors")
+
+
+def service_unavailable(hostname: str) -> Reply:
+    """The reply to every command when smtpd cannot serve (e.g. shutting down)."""
+    return Reply(421, "4.3.2", f"{hostname} Service not available, closing transmission channel")
+
+
+def bare_newline(hostname: str) -> Reply:
+    """smtpd_forbid_bare_newline = yes (Postfix 3.9): a command or content line ended in bare LF."""
+    return Reply(521, "5.5.2", f"{hostname} Error: bare <LF> received")
+
+
+BYE = Reply(221, "2.0.0", "Bye")
+# smtpd_forbidden_commands (CONNECT GET POST): Postfix hangs up with this text.
+FORBIDDEN_COMMAND = Reply(221, "2.7.0", "Error: I can break rules, too. Goodbye.")
+PROTOCOL_ERROR = Reply(521, "5.5.1", "Protocol error")
+
+# --- HELO / EHLO --------------------------------------------------------------------
+
+
+def helo(hostname: str) -> Reply:
+    return Reply(250, None, hostname)
+
+
+def ehlo(hostname: str, keywords: list[str] | tuple[str, ...]) -> Reply:
+    """``250-HOSTNAME`` then one line per keyword (``PIPELINING``, ``SIZE 10240000``, …)."""
+    return Reply(250, None, (hostname, *keywords))
+
+
+HELO_SYNTAX = Reply(501, None, "Syntax: HELO hostname")
+EHLO_SYNTAX = Reply(501, None, "Syntax: EHLO hostname")
+HELO_FIRST = Reply(503, "5.5.1", "Error: send HELO/EHLO first")
+
+# --- generic ------------------------------------------------------------------------
+
+OK = Reply(250, "2.0.0", "Ok")
+RSET_OK = OK
+NOOP_OK = OK
+UNRECOGNIZED = Reply(502, "5.5.2", "Error: command not recognized")
+BAD_SYNTAX = Reply(500, "5.5.2", "Error: bad syntax")
+BAD_UTF8 = Reply(500, "5.5.2", "Error: bad UTF-8 syntax")
+# unsure: Postfix's exact wording for a command line longer than line_length_limit.
+LINE_TOO_LONG = Reply(500, "5.5.2", "Error: line too long")
+NOT_IMPLEMENTED = Reply(502, "5.5.1", "Error: command not implemented")
+RSET_SYNTAX = Reply(501, "5.5.4", "Syntax: RSET")
+TRANSACTION_IN_PROGRESS = Reply(503, "5.5.1", "Error: MAIL transaction in progress")
+
+# --- MAIL ---------------------------------------------------------------------------
+
+MAIL_OK = Reply(250, "2.1.0", "Ok")
+NESTED_MAIL = Reply(503, "5.5.1", "Error: nested MAIL command")
+MAIL_SYNTAX = Reply(501, "5.5.4", "Syntax: MAIL FROM:<address>")
+BAD_SENDER_SYNTAX = Reply(501, "5.1.7", "Bad sender address syntax")
+BAD_SIZE_SYNTAX = Reply(501, "5.5.4", "Bad message size syntax")
+SIZE_EXCEEDS_LIMIT = Reply(552, "5.3.4", "Message size exceeds fixed limit")
+# Not enough queue file space for the announced SIZE (queue_minfree).
+INSUFFICIENT_STORAGE = Reply(452, "4.3.1", "Insufficient system storage")
+
+
+def unsupported_option(option: str) -> Reply:
+    """An unknown or malformed MAIL/RCPT parameter (``555 5.5.4 Unsupported option: X``)."""
+    return Reply(555, "5.5.4", f"Unsupported option: {option}")
+
+
+# --- RCPT ---------------------------------------------------------------------------
+
+RCPT_OK = Reply(250, "2.1.5", "Ok")
+NEED_MAIL = Reply(503, "5.5.1", "Error: need MAIL command")
+RCPT_SYNTAX = Reply(501, "5.5.4", "Syntax: RCPT TO:<address>")
+BAD_RECIPIENT_SYNTAX = Reply(501, "5.1.3", "Bad recipient address syntax")
+TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Error: too many recipients")
+
+# --- DATA ---------------------------------------------------------------------------
+
+DATA_GO = Reply(354, None, "End data with <CR><LF>.<CR><LF>")
+NEED_RCPT = Reply(503, "5.5.1", "Error: need RCPT command")
+NO_VALID_RECIPIENTS = Reply(554, "5.5.1", "Error: no valid recipients")
+DATA_SYNTAX = Reply(501, "5.5.4", "Syntax: DATA")
+MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Error: message file too big")
+QUEUE_WRITE_ERROR = Reply(451, "4.3.0", "Error: queue file write error")
+
+
+def queued(queue_id: str) -> Reply:
+    return Reply(250, "2.0.0", f"Ok: queued as {queue_id}")
+
+
+# --- VRFY ---------------------------------------------------------------------------
+
+VRFY_DISABLED = Reply(502, "5.5.1", "VRFY command is disabled")
+VRFY_SYNTAX = Reply(501, "5.5.4", "Syntax: VRFY address")
+
+
+def vrfy_ok(address: str) -> Reply:
+    return Reply(252, "2.0.0", address)
+
+
+# --- STARTTLS / AUTH ----------------------------------------------------------------
+
+STARTTLS_GO = Reply(220, "2.0.0", "Ready to start TLS")
+STARTTLS_SYNTAX = Reply(501, "5.5.4", "Syntax: STARTTLS")
+TLS_ALREADY_ACTIVE = Reply(554, "5.5.1", "Error: TLS already active")
+# unsure: wording when TLS is not offered (Postfix answers STARTTLS as not implemented).
+STARTTLS_NOT_OFFERED = NOT_IMPLEMENTED
+AUTH_NOT_ENABLED = Reply(503, "5.5.1", "Error: authentication not enabled")
+AUTH_SYNTAX = Reply(501, "5.5.4", "Syntax: AUTH mechanism")
+ALREADY_AUTHENTICATED = Reply(503, "5.5.1", "Error: already authenticated")
+AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
+AUTH_FAILED = Reply(535, "5.7.8", "Error: authentication failed")
+AUTH_ABORTED = Reply(501, "5.7.0", "Authentication aborted")
+
+
+def auth_challenge(challenge_b64: str) -> Reply:
+    """``334 BASE64`` (RFC 4954); an empty challenge is sent as ``334 `` (a space)."""
+    return Reply(334, None, challenge_b64)
+
+
+# --- restriction results (smtpd_check) ----------------------------------------------
+
+
+def recipient_rejected(code: int, enhanced: str, address: str, reason: str) -> Reply:
+    return Reply(code, enhanced, f"<{address}>: Recipient address rejected: {reason}")
+
+
+def sender_rejected(code: int, enhanced: str, address: str, reason: str) -> Reply:
+    return Reply(code, enhanced, f"<{address}>: Sender address rejected: {reason}")
+
+
+def helo_rejected(code: int, enhanced: str, helo_name: str, reason: str) -> Reply:
+    return Reply(code, enhanced, f"<{helo_name}>: Helo command rejected: {reason}")
+
+
+def client_rejected(code: int, enhanced: str, client: str | None, reason: str) -> Reply:
+    """``<name[addr]>: Client host rejected: REASON``; without the prefix when client is None."""
+    prefix = f"<{client}>: " if client is not None else ""
+    return Reply(code, enhanced, f"{prefix}Client host rejected: {reason}")
+
+
+def user_unknown(address: str, code: int = 550, table: str = "local recipient table") -> Reply:
+    """unknown_local_recipient_reject_code (550): ``User unknown in local recipient table``."""
+    return recipient_rejected(code, _dsn(code, "1.1"), address, f"User unknown in {table}")
+
+
+def relay_denied(address: str, code: int = 554) -> Reply:
+    """reject_unauth_destination (relay_domains_reject_code 554; 454 for defer_*)."""
+    return Reply(code, _dsn(code, "7.1"), f"<{address}>: Relay access denied")
+
+
+def access_denied_recipient(address: str, code: int = 554) -> Reply:
+    """An access(5) ``REJECT`` without text (access_map_reject_code 554)."""
+    return recipient_rejected(code, _dsn(code, "7.1"), address, "Access denied")
+
+
+def access_denied_sender(address: str, code: int = 554) -> Reply:
+    return sender_rejected(code, _dsn(code, "7.1"), address, "Access denied")
+
+
+def access_denied_client(client: str, code: int = 554) -> Reply:
+    return client_rejected(code, _dsn(code, "7.1"), client, "Access denied")
+
+
+def unknown_client_hostname(address: str, code: int = 450) -> Reply:
+    """reject_unknown_client_hostname (unknown_client_reject_code 450)."""
+    return client_rejected(
+        code, _dsn(code, "7.25"), None, f"cannot find your hostname, [{address}]"
+    )
+
+
+def unknown_sender_domain(address: str, code: int = 450) -> Reply:
+    """reject_unknown_sender_domain (unknown_address_reject_code 450)."""
+    return sender_rejected(code, _dsn(code, "1.8"), address, "Domain not found")
+
+
+def unknown_recipient_domain(address: str, code: int = 450) -> Reply:
+    """reject_unknown_recipient_domain (unknown_address_reject_code 450)."""
+    return recipient_rejected(code, _dsn(code, "1.2"), address, "Domain not found")
+
+
+def non_fqdn_sender(address: str, code: int = 504) -> Reply:
+    return sender_rejected(code, _dsn(code, "5.2"), address, "need fully-qualified address")
+
+
+def non_fqdn_recipient(address: str, code: int = 504) -> Reply:
+    return recipient_rejected(code, _dsn(code, "5.2"), address, "need fully-qualified address")
+
+
+def invalid_helo(helo_name: str, code: int = 501) -> Reply:
+    """reject_invalid_helo_hostname (invalid_hostname_reject_code 501)."""
+    return helo_rejected(code, _dsn(code, "5.2"), helo_name, "Invalid name")
+
+
+def non_fqdn_helo(helo_name: str, code: int = 504) -> Reply:
+    """reject_non_fqdn_helo_hostname (non_fqdn_reject_code 504)."""
+    return helo_rejected(code, _dsn(code, "5.2"), helo_name, "need fully-qualified hostname")
+
+
+def unauth_pipelining(stage: str, subject: str, code: int = 503) -> Reply:
+    """reject_unauth_pipelining: e.g. ``503 5.5.0 <unknown[1.2.3.4]>: Client host rejected: …``.
+
+    ``stage`` is one of "client", "helo", "sender", "recipient" (which restriction
+    list fired it); ``subject`` what Postfix puts in the angle brackets.
+    """
+    what = {
+        "client": "Client host",
+        "helo": "Helo command",
+        "sender": "Sender address",
+        "recipient": "Recipient address",
+        "data": "Data command",
+    }[stage]
+    return Reply(
+        code, _dsn(code, "5.0"), f"<{subject}>: {what} rejected: "
+        "Improper use of SMTP command pipelining"
+    )
