@@ -48,16 +48,21 @@ def references(text: str) -> set[str]:
         return None
 
     with contextlib.suppress(ConfigError):
-        expand(text, note)
+        _Expander(note, None, every_branch=True).run(text, ())
     return found
 
 
 class _Expander:
     def __init__(
-        self, lookup: Callable[[str], str | None], on_undefined: Callable[[str], None] | None
+        self,
+        lookup: Callable[[str], str | None],
+        on_undefined: Callable[[str], None] | None,
+        *,
+        every_branch: bool = False,
     ) -> None:
         self.lookup = lookup
         self.on_undefined = on_undefined
+        self.every_branch = every_branch  # visit both branches of conditionals (references())
 
     def value_of(self, name: str, stack: tuple[str, ...]) -> str:
         if name in stack:
@@ -120,12 +125,15 @@ class _Expander:
                 second, tail = _brace_group(after[1:].lstrip(), body)
                 if tail.strip():
                     raise ConfigError(f"bad parameter expression: ${{{body}}}")
+            if self.every_branch:
+                self.run(first, stack)
+                self.run(second or "", stack)
             if op == "?":
                 chosen = first if non_empty else (second or "")
             else:
                 chosen = "" if non_empty else first
             return self.run(chosen, stack)
-        if (op == "?") == non_empty:
+        if (op == "?") == non_empty or self.every_branch:
             return self.run(arg, stack)
         return ""
 
@@ -149,6 +157,10 @@ class _Expander:
             if rest.strip():
                 raise ConfigError(f"bad parameter expression: ${{{body}}}")
         a, b = self.run(left, stack).strip(), self.run(right, stack).strip()
+        if self.every_branch:
+            self.run(if_true, stack)
+            self.run(if_false, stack)
+            return ""
         if op in ("==", "!="):
             result = (a == b) == (op == "==")
         else:

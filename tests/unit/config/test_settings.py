@@ -1,0 +1,210 @@
+"""Config: precedence, expansion, typed getters with file:line errors, -o overrides, validate()."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from postier.config.errors import ConfigError
+from postier.config.maincf import parse
+from postier.config.params import PARAMS, ParamType
+from postier.config.settings import Config, split_list
+
+FILE = "/etc/postfix/main.cf"
+
+
+def cfg(text: str, **kwargs: object) -> Config:
+    return Config(parse(text, FILE), hostname="mx.example.net", **kwargs)  # type: ignore[arg-type]
+
+
+def test_defaults_and_expansion() -> None:
+    c = cfg("")
+    assert c.get("myhostname") == "mx.example.net"
+    assert c.get("mydomain") == "example.net"
+    assert c.get("myorigin") == "mx.example.net"
+    assert c.get("mydestination") == "mx.example.net, localhost.example.net, localhost"
+    assert c.get_list("mydestination") == ["mx.example.net", "localhost.example.net", "localhost"]
+    assert c.get("smtpd_banner") == "mx.example.net ESMTP Postfix"
+    assert c.get("syslog_name") == "postfix"
+    assert c.get("local_transport") == "local:mx.example.net"
+    assert c.get_time("smtpd_timeout") == 300.0
+    assert c.get_int("smtpd_hard_error_limit") == 20
+    assert c.get_size("message_size_limit") == 10240000
+    assert c.get_bool("smtpd_delay_reject") is True
+    assert c.get_list("smtpd_relay_restrictions") == [
+        "permit_mynetworks", "permit_sasl_authenticated", "defer_unauth_destination"]
+
+
+def test_short_hostname_gets_localdomain() -> None:
+    c = Config(parse("", FILE), hostname="box")
+    assert (c.get("myhostname"), c.get("mydomain")) == ("box.localdomain", "localdomain")
+
+
+def test_mydomain_follows_configured_myhostname() -> None:
+    c = cfg("myhostname = tintin.example.com\n")
+    assert c.get("mydomain") == "example.com"
+    assert cfg("myhostname = tintin.example.com\nmydomain = other.org\n").get("myorigin") == (
+        "tintin.example.com")
+
+
+def test_stress_dependent_defaults() -> None:
+    c = cfg("stress = yes\n")
+    assert c.get_time("smtpd_timeout") == 10.0
+    assert c.get_int("smtpd_hard_error_limit") == 1
+
+
+def test_multi_instance_syslog_name() -> None:
+    assert cfg("multi_instance_name = postfix-out\n").get("syslog_name") == "postfix-out"
+
+
+def test_mailbox_command_is_not_expanded() -> None:
+    c = cfg('mailbox_command = procmail -a "$EXTENSION" -d $USER\n')
+    assert c.get("mailbox_command") == 'procmail -a "$EXTENSION" -d $USER'
+    assert c.get_raw("mailbox_command") == c.get("mailbox_command")
+    assert c.validate() == []
+
+
+def test_get_raw_keeps_references() -> None:
+    c = cfg("myorigin = $mydomain\n")
+    assert c.get_raw("myorigin") == "$mydomain"
+    assert c.get_raw("mydestination") == "$myhostname, localhost.$mydomain, localhost"
+    assert c.get("myorigin") == "example.net"
+
+
+def test_unknown_parameter_raises_but_user_parameters_work() -> None:
+    c = cfg("my_list = a, b\nsmtpd_client_restrictions = $my_list\n")
+    assert c.get_list("smtpd_client_restrictions") == ["a", "b"]
+    assert c.get("my_list") == "a, b"
+    with pytest.raises(ConfigError):
+        c.get("no_such_parameter")
+
+
+def test_bad_bool_names_file_line_and_parameter() -> None:
+    c = cfg("\nsmtpd_helo_required = maybe\n")
+    with pytest.raises(ConfigError) as info:
+        c.get_bool("smtpd_helo_required")
+    err = info.value
+    assert (err.file, err.line, err.param) == (FILE, 2, "smtpd_helo_required")
+    assert str(err).startswith(f"{FILE}, line 2: parameter smtpd_helo_required: ")
+    assert "maybe" in str(err)
+    with pytest.raises(ConfigError):
+        c.validate()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("YES", True), ("Yes", True), ("yes", True), ("NO", False), ("No", False)],
+)
+def test_bool_is_case_insensitive(value: str, expected: bool) -> None:
+    assert cfg(f"biff = {value}\n").get_bool("biff") is expected
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("300", 300), ("300s", 300), ("5m", 300), ("2h", 7200), ("5d", 432000), ("1w", 604800),
+     ("10M", 600)],
+)
+def test_time_units(value: str, seconds: float) -> None:
+    assert cfg(f"queue_run_delay = {value}\n").get_time("queue_run_delay") == seconds
+
+
+def test_time_default_unit_is_per_parameter() -> None:
+    assert cfg("maximal_queue_lifetime = 2\n").get_time("maximal_queue_lifetime") == 2 * 86400
+    assert cfg("delay_warning_time = 4\n").get_time("delay_warning_time") == 4 * 3600
+
+
+@pytest.mark.parametrize("value", ["5x", "s", "1.5h", "-1s", ""])
+def test_bad_time(value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        cfg(f"queue_run_delay = {value}\n").get_time("queue_run_delay")
+    assert info.value.param == "queue_run_delay"
+    assert info.value.line == 1
+
+
+@pytest.mark.parametrize("value", ["10k", "-1", "ten"])
+def test_bad_size_and_int(value: str) -> None:
+    with pytest.raises(ConfigError):
+        cfg(f"message_size_limit = {value}\n").get_size("message_size_limit")
+    if value != "-1":
+        with pytest.raises(ConfigError):
+            cfg(f"smtpd_recipient_limit = {value}\n").get_int("smtpd_recipient_limit")
+
+
+def test_split_list() -> None:
+    assert split_list("a, b,c  d\n\te,,") == ["a", "b", "c", "d", "e"]
+    assert split_list("permit_mynetworks, sleep 1, reject") == [
+        "permit_mynetworks", "sleep", "1", "reject"]
+    assert split_list("check_policy_service { inet:127.0.0.1:9998, timeout=10s }, permit") == [
+        "check_policy_service", "inet:127.0.0.1:9998, timeout=10s", "permit"]
+    assert split_list("") == []
+
+
+def test_overrides_take_precedence_and_are_tracked() -> None:
+    c = cfg("smtpd_client_restrictions = permit_mynetworks\nsmtpd_enforce_tls = no\n")
+    s = c.with_overrides({"smtpd_enforce_tls": "yes",
+                          "smtpd_client_restrictions": "permit_sasl_authenticated,reject"},
+                         source="/etc/postfix/master.cf, line 12")
+    assert s.get_bool("smtpd_enforce_tls") is True
+    assert s.get_list("smtpd_client_restrictions") == ["permit_sasl_authenticated", "reject"]
+    assert c.get_bool("smtpd_enforce_tls") is False  # the original is unchanged
+    assert "smtpd_enforce_tls" in s.overrides and "smtpd_enforce_tls" not in c.overrides
+    bad = c.with_overrides({"smtpd_tls_wrappermode": "oui"}, source="master.cf, line 7")
+    with pytest.raises(ConfigError) as info:
+        bad.validate()
+    assert str(info.value) == ('master.cf, line 7: parameter smtpd_tls_wrappermode: '
+                               'bad boolean value: "oui" (specify yes or no)')
+
+
+def test_override_may_refer_to_user_parameter() -> None:
+    c = cfg("mua_client_restrictions = permit_sasl_authenticated, reject\n")
+    s = c.with_overrides({"smtpd_client_restrictions": "$mua_client_restrictions"})
+    assert s.get_list("smtpd_client_restrictions") == ["permit_sasl_authenticated", "reject"]
+    assert s.validate() == []
+
+
+def test_non_default() -> None:
+    c = cfg("a = 1\nmyhostname = h.example\n").with_overrides({"b": "2"})
+    assert c.non_default() == {"a": "1", "myhostname": "h.example", "b": "2"}
+
+
+def test_validate_unused_and_referenced() -> None:
+    c = cfg("foo = bar\nused = x\nmyorigin = $used\nrelayhost = $nowhere\n")
+    warnings = c.validate()
+    assert f"{FILE}, line 1: unused parameter: foo=bar" in warnings
+    assert not any("used=x" in w for w in warnings)
+    assert f"{FILE}, line 4: parameter relayhost: reference to undefined parameter: $nowhere" in (
+        warnings)
+    assert len(warnings) == 2
+
+
+def test_recursive_expansion_in_config() -> None:
+    c = cfg("myorigin = $mydomain\nmydomain = $myorigin\n")
+    with pytest.raises(ConfigError, match="recursive expansion") as info:
+        c.get("myorigin")
+    assert info.value.param == "myorigin"
+    assert info.value.file == FILE
+
+
+def test_every_default_has_a_valid_typed_value() -> None:
+    c = cfg("")
+    for name, param in PARAMS.items():
+        c.check_value(name)
+        if param.type is ParamType.LIST:
+            assert isinstance(c.get_list(name), list)
+    assert c.validate() == []
+
+
+def test_from_dir(tmp_path: Path) -> None:
+    (tmp_path / "main.cf").write_text("foo = x\nbar = y\n")
+    (tmp_path / "master.cf").write_text(
+        "smtp inet n - n - - smtpd -o smtpd_client_restrictions=$foo\n")
+    c = Config.from_dir(str(tmp_path))
+    assert c.get("config_directory") == str(tmp_path)
+    assert c.main.values["foo"].file == str(tmp_path / "main.cf")
+    assert c.validate() == [f"{tmp_path / 'main.cf'}, line 2: unused parameter: bar=y"]
+
+
+def test_from_dir_missing_main_cf(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="No such file"):
+        Config.from_dir(str(tmp_path))
