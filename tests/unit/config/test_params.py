@@ -1,0 +1,84 @@
+"""The registry holds every parameter the tutorial, Debian's main.cf and postier's code use."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from postier.config import maincf
+from postier.config.params import PARAMS
+
+SRC = Path(__file__).resolve().parents[3] / "src" / "postier"
+DATA = Path(__file__).resolve().parents[2] / "data" / "tutorial"
+
+_REQUIRED_TEXT = """
+myhostname mydomain myorigin mydestination inet_interfaces inet_protocols mynetworks
+mynetworks_style relayhost relay_domains mailbox_command mailbox_size_limit message_size_limit
+recipient_delimiter smtpd_banner mail_name mail_version smtpd_client_restrictions
+smtpd_helo_restrictions smtpd_sender_restrictions smtpd_recipient_restrictions
+smtpd_relay_restrictions smtpd_data_restrictions smtpd_end_of_data_restrictions
+smtpd_helo_required smtpd_delay_reject disable_vrfy_command smtpd_sasl_auth_enable
+smtpd_sasl_type smtpd_sasl_path smtpd_sasl_authenticated_header smtpd_tls_security_level
+smtpd_enforce_tls smtpd_use_tls smtpd_tls_wrappermode smtpd_tls_cert_file smtpd_tls_key_file
+smtpd_tls_auth_only config_directory queue_directory data_directory command_directory
+daemon_directory mail_owner setgid_group default_privs mail_spool_directory home_mailbox
+alias_maps alias_database local_recipient_maps local_transport default_transport
+relay_transport transport_maps virtual_alias_maps canonical_maps maillog_file syslog_name
+syslog_facility queue_run_delay minimal_backoff_time maximal_backoff_time
+maximal_queue_lifetime bounce_queue_lifetime delay_warning_time default_process_limit
+smtpd_timeout smtpd_hard_error_limit smtpd_soft_error_limit smtpd_error_sleep_time
+smtpd_recipient_limit line_length_limit header_size_limit hash_queue_names hash_queue_depth
+enable_long_queue_ids mailbox_delivery_lock defer_transports smtpd_forbid_bare_newline
+smtpd_forbid_unauth_pipelining always_add_missing_headers local_header_rewrite_clients biff
+allow_mail_to_commands allow_mail_to_files compatibility_level readme_directory
+html_directory manpage_directory sample_directory sendmail_path newaliases_path mailq_path
+smtputf8_enable append_dot_mydomain smtp_tls_security_level smtp_tls_CApath
+smtp_tls_session_cache_database smtpd_tls_session_cache_database smtp_helo_name
+unknown_local_recipient_reject_code unknown_address_reject_code relay_domains_reject_code
+access_map_reject_code non_fqdn_reject_code invalid_hostname_reject_code
+unknown_client_reject_code reject_code defer_code unverified_recipient_reject_code
+multi_recipient_bounce_reject_code unknown_hostname_reject_code debug_peer_level
+debug_peer_list notify_classes 2bounce_notice_recipient bounce_notice_recipient
+double_bounce_sender empty_address_recipient propagate_unmatched_extensions
+owner_request_special expand_owner_alias import_environment export_environment
+command_execution_directory forward_path mailbox_transport fallback_transport luser_relay
+process_id_directory master_service_disable default_database_type smtpd_sender_login_maps
+smtpd_tls_loglevel smtpd_tls_received_header smtp_sasl_auth_enable smtp_sasl_password_maps
+tls_random_source
+"""
+REQUIRED = _REQUIRED_TEXT.split()
+
+
+@pytest.mark.parametrize("name", REQUIRED)
+def test_required_parameter_declared(name: str) -> None:
+    param = PARAMS[name]
+    assert param.name == name and param.doc
+
+
+def test_tutorial_parameters_declared() -> None:
+    for name in maincf.load(str(DATA / "main.cf")).values:
+        assert name in PARAMS, name
+
+
+def test_parameters_used_by_postier_code_are_declared() -> None:
+    call = re.compile(r"cfg\.get(?:_raw|_bool|_int|_time|_size|_list)?\(\s*\"([A-Za-z0-9_]+)\"")
+    used: set[str] = set()
+    for path in SRC.rglob("*.py"):
+        used |= set(call.findall(path.read_text()))
+    assert used, "the scan found no parameter use at all"
+    assert sorted(used - set(PARAMS)) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "default"),
+    [("smtpd_banner", "$myhostname ESMTP $mail_name"), ("mail_name", "Postfix"),
+     ("mynetworks_style", "host"), ("relay_domains", ""), ("inet_interfaces", "all"),
+     ("smtputf8_enable", "yes"), ("append_dot_mydomain", "no"),
+     ("mailbox_size_limit", "51200000"), ("message_size_limit", "10240000"),
+     ("smtpd_relay_restrictions",
+      "permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination")],
+)
+def test_postfix_defaults(name: str, default: str) -> None:
+    assert PARAMS[name].default == default
