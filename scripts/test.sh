@@ -7,12 +7,12 @@ cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" = 0 ]; then
     missing=""
-    for tool in procmail s-nail swaks; do
+    for tool in procmail s-nail swaks dnsmasq; do
         command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
     done
     if [ -n "$missing" ]; then
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq procmail s-nail swaks >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq procmail s-nail swaks dnsmasq-base >/dev/null
     fi
     getent group postfix >/dev/null || groupadd --system postfix
     getent passwd postfix >/dev/null || \

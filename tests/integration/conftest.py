@@ -157,3 +157,50 @@ def make_instance(workdir: Path) -> Iterator[object]:
 @pytest.fixture(scope="session")
 def tutorial_main_cf() -> str:
     return (DATA / "tutorial" / "main.cf").read_text()
+
+
+DNS_ADDRESS = "127.0.0.153"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dns_server() -> Iterator[str]:
+    """A real DNS server (dnsmasq) on loopback that postier uses instead of the system's.
+
+    example.com/net/org resolve (with MX records); every other name is NXDOMAIN, so that
+    no test ever asks a resolver outside this machine.
+    """
+    dnsmasq = shutil.which("dnsmasq")
+    if dnsmasq is None or not ROOT:
+        pytest.skip("dnsmasq (Debian dnsmasq-base) and root are needed for the DNS server")
+    base = Path(tempfile.mkdtemp(prefix="postier-dns-"))
+    resolv = base / "resolv.conf"
+    resolv.write_text(f"nameserver {DNS_ADDRESS}\n")
+    proc = subprocess.Popen(
+        [dnsmasq, "--keep-in-foreground", "--no-resolv", "--no-hosts", "--no-poll",
+         f"--listen-address={DNS_ADDRESS}", "--bind-interfaces", "--port=53",
+         "--user=root", f"--pid-file={base}/pid", "--log-facility=-",
+         "--address=/#/",
+         "--address=/example.net/127.0.0.10", "--mx-host=example.net,mail.example.net,10",
+         "--address=/example.org/127.0.0.11", "--mx-host=example.org,mail.example.org,10",
+         "--address=/example.com/127.0.0.1", "--mx-host=example.com,tintin.example.com,10"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            # A minimal query for example.net/A; any answer means dnsmasq is up.
+            query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07example\x03net\x00\x00\x01\x00\x01"
+            s.settimeout(0.2)
+            try:
+                s.sendto(query, (DNS_ADDRESS, 53))
+                s.recv(512)
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"dnsmasq failed: {proc.stderr.read() if proc.stderr else ''}")
+    os.environ["POSTIER_RESOLV_CONF"] = str(resolv)
+    yield DNS_ADDRESS
+    os.environ.pop("POSTIER_RESOLV_CONF", None)
+    proc.terminate()
+    proc.wait(timeout=10)
+    shutil.rmtree(base, ignore_errors=True)

@@ -169,3 +169,32 @@ def test_unknown_user_and_relay_refused(make_instance, tutorial_main_cf: str) ->
     assert "NOQUEUE: reject: RCPT from localhost[127.0.0.1]: 554 5.7.1 <haddock@example.org>: " \
            "Relay access denied; from=<tournesol@example.net> to=<haddock@example.org> proto=SMTP " \
            "helo=<milou.example.net>" in log
+
+
+@pytest.mark.skipif(not ROOT, reason="delivers to /var/mail/tintin as user tintin")
+def test_tutorial_mailbox_command_procmail_delivers_to_var_mail(
+    make_instance, tutorial_main_cf: str
+) -> None:
+    """The tutorial's main.cf as it is: procmail -a "$EXTENSION" delivers to /var/mail/tintin."""
+    if shutil.which("procmail") is None:
+        pytest.skip("procmail is not installed")
+    user = ensure_user("tintin")
+    if user.pw_gecos.split(",")[0] != "postier test user":
+        pytest.skip("user tintin exists and is not ours: its /var/mail box is not touched")
+    spool = Path("/var/mail/tintin")
+    spool.unlink(missing_ok=True)
+    inst = tutorial_instance(make_instance, tutorial_main_cf)
+    assert inst.start().returncode == 0, inst.log()
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=30) as smtp:
+        smtp.helo("milou.example.net")
+        smtp.sendmail("tournesol@example.net", ["tintin+lune@example.com"],
+                      b"Subject: par procmail\r\n\r\nVia procmail.\r\n")
+    log = inst.wait_log("removed")
+    assert 'status=sent (delivered to command: procmail -a "$EXTENSION")' in log, log
+    text = spool.read_text()
+    assert text.startswith("From tournesol@example.net ")
+    assert "Subject: par procmail" in text and "Via procmail." in text
+    assert spool.stat().st_uid == user.pw_uid
+    shown = read_with_snail(spool)
+    assert "Via procmail." in shown
+    spool.unlink()

@@ -52,15 +52,12 @@ def check_restriction_lists(cfg: Config, where: str) -> None:
         try:
             parsed[stage] = rs.parse_restrictions(cfg.get_list(param), stage=stage)
         except ValueError as exc:
-            raise ConfigError(str(exc), file=_file_of(cfg, param, where), param=param) from None
+            file, line = cfg.location(param)
+            raise ConfigError(str(exc), file=file or where, line=line, param=param) from None
     try:
         rs.check_relay_protection(parsed.get("relay", []), parsed.get("recipient", []))
     except ValueError as exc:
         raise ConfigError(str(exc), param="smtpd_relay_restrictions") from None
-
-
-def _file_of(cfg: Config, param: str, where: str) -> str | None:
-    return where if param in cfg.overrides else None
 
 
 class Worker:
@@ -77,7 +74,10 @@ class Worker:
         self.aliases: AliasMaps = open_alias_maps(cfg.get_list("alias_maps"), warnings)
         for w in warnings:
             log.warning(w)
-        self.resolver = dns.asyncresolver.Resolver()
+        # POSTIER_RESOLV_CONF lets tests point postier at their own DNS server on loopback.
+        self.resolver = dns.asyncresolver.Resolver(
+            filename=os.environ.get("POSTIER_RESOLV_CONF", "/etc/resolv.conf")
+        )
         self.resolver.lifetime = 10.0
         self._names: dict[str, str] = {}
 

@@ -184,6 +184,9 @@ class Session:
                 reply = self.policy.vrfy(arg)
                 self.count("vrfy", reply)
                 return reply
+            case ev.Closed():
+                self.closing = True
+                return None
             case ev.ProtocolError(reply=reply):
                 self.count("unknown", reply)
                 return reply
