@@ -45,12 +45,31 @@ def _load_config(config_dir: str, *, need_main: bool) -> Config:
                   config_directory=config_dir)
 
 
+def _warnings(cfg: Config, config_dir: str) -> list[str]:
+    """main.cf warnings, then those of each master.cf service's ``-o`` settings."""
+    warnings = cfg.validate(raise_errors=False)
+    master_cf = os.path.join(config_dir, "master.cf")
+    if not os.path.exists(master_cf):
+        return warnings
+    try:
+        services = mastercf.load(master_cf)
+    except ConfigError as exc:
+        return [*warnings, str(exc)]
+    for svc in services:
+        if not svc.overrides:
+            continue
+        source = f"{svc.file}, line {svc.line}"
+        scfg = cfg.with_overrides(svc.overrides, source=source)
+        warnings += [w for w in scfg.validate(raise_errors=False) if w.startswith(source)]
+    return warnings
+
+
 def _show_params(config_dir: str, names: list[str], flags: set[str],
                  out: TextIO, err: TextIO) -> int:
     defaults_only = "d" in flags
     cfg = _load_config(config_dir, need_main=not defaults_only)
     if not defaults_only:
-        for warning in cfg.validate(raise_errors=False):
+        for warning in _warnings(cfg, config_dir):
             print(f"postconf: warning: {warning}", file=err)
     if names:
         wanted = names

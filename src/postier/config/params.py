@@ -81,6 +81,9 @@ _DECLS: list[Param] = [
     Param("multi_instance_enable", "no", _B, "allow postmulti to start this instance"),
     Param("alternate_config_directories", "", _L, "other configuration directories allowed"),
     Param("stress", "", _S, "set by the master when smtpd is overloaded (internal)"),
+    Param("service_name", "", _S, "read-only: the master.cf service name of the process"),
+    Param("process_name", "", _S, "read-only: the program name of the process"),
+    Param("process_id", "", _S, "read-only: the process ID of the process"),
     # --- local delivery -------------------------------------------------------------
     Param("mailbox_command", "", _S,
           "command that delivers to a local mailbox (expanded at delivery time, not here)",

@@ -167,3 +167,17 @@ def test_mail_config_environment(tutorial: Path, monkeypatch: pytest.MonkeyPatch
 def test_bad_option() -> None:
     status, _, err = run("-Z")
     assert status == 1 and "usage" in err
+
+
+def test_master_cf_override_warnings(tutorial: Path) -> None:
+    with (tutorial / "master.cf").open("a") as f:
+        f.write("127.0.0.1:2525 inet n - n - - smtpd -o smtpd_bogus=1 -o smtpd_use_tls=maybe\n"
+                "relay unix - - n - - smtp -o syslog_name=postfix/$service_name\n")
+    status, _, err = run("-c", str(tutorial), "-n")
+    where = f"{tutorial / 'master.cf'}, line 7"
+    assert status == 0
+    assert err.splitlines() == [
+        f"postconf: warning: {where}: unused parameter: smtpd_bogus=1",
+        f"postconf: warning: {where}: parameter smtpd_use_tls: "
+        'bad boolean value: "maybe" (specify yes or no)',
+    ]
