@@ -247,8 +247,12 @@ class ServerConnection:
         end = buf.find(b"\n", 0, self.max_line_length + 2)
         if end < 0:
             if len(buf) > self.max_line_length + 1:
-                buf.clear()
-                self._discarding = True
+                end = buf.find(b"\n", self.max_line_length + 2)
+                if end < 0:
+                    buf.clear()
+                    self._discarding = True
+                else:
+                    del buf[: end + 1]
                 return self._error(replies.LINE_TOO_LONG)
             return self._at_eof()
         line = bytes(buf[:end])
