@@ -103,6 +103,7 @@ class Config:
         self.config_directory = config_directory
         self.extra_references = extra_references
         self._cache: dict[str, str] = {}
+        self._deriving: set[str] = set()
 
     # --- construction ------------------------------------------------------------
     @classmethod
@@ -168,17 +169,36 @@ class Config:
             return self.config_directory
         if name in self.main.values:
             return self.main.values[name].value
-        if name == "mydomain":
-            if self.is_set("myhostname"):
-                return _domain_of(self.get("myhostname"))
-            return self.default("mydomain")
-        if name == "myhostname":
+        if name in ("mydomain", "myhostname"):
+            return self._derived(name)
+        return self.default(name)
+
+    def _derived(self, name: str) -> str | None:
+        """mydomain from a configured myhostname, myhostname from the host (and mydomain).
+
+        A derivation that comes back to itself (``myhostname = mail.$mydomain``) falls
+        back to the host's own name instead of looping.
+        """
+        if name in self._deriving:
+            return self.default(name)
+        self._deriving.add(name)
+        try:
+            if name == "mydomain":
+                if self._usable("myhostname", "mydomain"):
+                    return _domain_of(self.get("myhostname"))
+                return self.default("mydomain")
             host = self.hostname()
             if "." in host:
                 return host
-            return f"{host}.{self.get('mydomain')}" if self.is_set("mydomain") else (
-                f"{host}.localdomain")
-        return self.default(name)
+            if self._usable("mydomain", "myhostname"):
+                return f"{host}.{self.get('mydomain')}"
+            return f"{host}.localdomain"
+        finally:
+            self._deriving.discard(name)
+
+    def _usable(self, source: str, target: str) -> bool:
+        """Whether configured ``source`` can give ``target`` its default (no direct loop)."""
+        return self.is_set(source) and target not in expand_mod.references(self.get_raw(source))
 
     def known(self, name: str) -> bool:
         return name in self.defaults or self.is_set(name)
@@ -222,7 +242,8 @@ class Config:
             except ConfigError as exc:
                 file, line = self.location(name)
                 raise ConfigError(exc.message, file=file, line=line, param=name) from None
-        self._cache[name] = value
+        if not self._deriving:  # values seen mid-derivation may be provisional
+            self._cache[name] = value
         return value
 
     def _lookup_for(self, outer: str) -> expand_mod.Lookup:

@@ -48,6 +48,18 @@ def test_mydomain_follows_configured_myhostname() -> None:
         "tintin.example.com")
 
 
+def test_myhostname_referring_to_mydomain_default() -> None:
+    c = Config(parse("myhostname = mail.$mydomain\n", FILE), hostname="box.example.org")
+    assert (c.get("myhostname"), c.get("mydomain")) == ("mail.example.org", "example.org")
+    c = Config(parse("mydomain = $myhostname\n", FILE), hostname="box")
+    assert c.get("mydomain") == "box.localdomain"
+    c = Config(parse("mydomain = example.com\n", FILE), hostname="box")
+    assert c.get("myhostname") == "box.example.com"
+    c = Config(parse("myhostname = $myorigin\nmyorigin = mx.$mydomain\n", FILE),
+               hostname="box.example.org")
+    assert c.get("myhostname") == "mx.example.org"
+
+
 def test_stress_dependent_defaults() -> None:
     c = cfg("stress = yes\n")
     assert c.get_time("smtpd_timeout") == 10.0
