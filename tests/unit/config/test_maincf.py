@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from postier.config import maincf
 from postier.config.errors import ConfigError
@@ -128,3 +130,24 @@ def test_edit_file_round_trip(tmp_path: Path) -> None:
     assert maincf.load(str(path)).values["myhostname"].value == "b.example.com"
     assert path.stat().st_mode & 0o777 == 0o640
     assert [p.name for p in tmp_path.iterdir()] == ["main.cf"]
+
+
+_names = st.from_regex(r"[a-z0-9_]{1,12}", fullmatch=True)
+_values = st.text(
+    alphabet=st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")),
+    max_size=30,
+).map(str.strip)
+
+
+@given(st.dictionaries(_names, _values, max_size=6), _names, st.one_of(st.none(), _values))
+def test_edit_then_parse_round_trip(
+    settings: dict[str, str], name: str, value: str | None
+) -> None:
+    text = "# generated\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
+    edited = maincf.parse(maincf.edit_text(text, {name: value}), "m")
+    expected = dict(settings)
+    if value is None:
+        expected.pop(name, None)
+    else:
+        expected[name] = value
+    assert {k: s.value for k, s in edited.values.items()} == expected
