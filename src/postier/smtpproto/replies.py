@@ -133,7 +133,7 @@ NOOP_OK = OK
 UNRECOGNIZED = Reply(502, "5.5.2", "Error: command not recognized")
 BAD_SYNTAX = Reply(500, "5.5.2", "Error: bad syntax")
 BAD_UTF8 = Reply(500, "5.5.2", "Error: bad UTF-8 syntax")
-# unsure: Postfix's exact wording for a command line longer than line_length_limit.
+# A command line longer than line_length_limit (seen in Postfix transcripts).
 LINE_TOO_LONG = Reply(500, "5.5.2", "Error: line too long")
 NOT_IMPLEMENTED = Reply(502, "5.5.1", "Error: command not implemented")
 RSET_SYNTAX = Reply(501, "5.5.4", "Syntax: RSET")
