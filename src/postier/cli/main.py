@@ -13,15 +13,8 @@ import os
 import sys
 
 from postier.config import paths
-from postier.master import control
 
-VERBS = {
-    "start": control.start,
-    "stop": control.stop,
-    "status": control.status,
-    "start-fg": control.start_fg,
-    "check": control.check,
-}
+VERBS = ("start", "stop", "status", "start-fg", "check")
 TOOLS = ("postconf",)
 
 USAGE = """usage: postier [-c config_dir] start|stop|status|start-fg|check
@@ -67,7 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     if verb not in VERBS:
         print(f"postier: fatal: unknown command: {verb}\n{USAGE}", file=sys.stderr)
         return 1
-    return VERBS[verb](os.path.abspath(paths.config_dir(config_arg)))
+    from postier.master import control
+
+    action = {
+        "start": control.start, "stop": control.stop, "status": control.status,
+        "start-fg": control.start_fg, "check": control.check,
+    }[verb]
+    return action(os.path.abspath(paths.config_dir(config_arg)))
 
 
 if __name__ == "__main__":
