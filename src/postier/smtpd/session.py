@@ -103,8 +103,8 @@ class Session:
             self.log.info(f"disconnect from {self.client} {self.summary()}")
 
     def summary(self) -> str:
-        order = ["ehlo", "helo", "mail", "rcpt", "data", "bdat", "rset", "noop", "vrfy", "quit",
-                 "unknown"]
+        order = ["ehlo", "helo", "starttls", "auth", "mail", "rcpt", "data", "bdat", "rset",
+                 "noop", "vrfy", "quit", "unknown"]
         parts = []
         total_ok = total = 0
         for name in order:
@@ -145,7 +145,7 @@ class Session:
                 elif self.errors > self.svc.soft_error_limit:
                     await self.writer.drain()
                     await asyncio.sleep(self.svc.error_sleep_time)
-            if reply.code == 421:
+            if reply.code in (221, 421):
                 self.closing = True
 
     async def handle(self, event: object) -> Reply | None:  # noqa: PLR0911 - a dispatch
@@ -187,8 +187,18 @@ class Session:
             case ev.Closed():
                 self.closing = True
                 return None
-            case ev.ProtocolError(reply=reply):
-                self.count("unknown", reply)
+            case ev.StartTls():
+                self.last_command = "STARTTLS"
+                self.count("starttls", replies.STARTTLS_NOT_OFFERED)
+                return replies.STARTTLS_NOT_OFFERED
+            case ev.Auth():
+                self.last_command = "AUTH"
+                self.count("auth", replies.AUTH_NOT_ENABLED)
+                return replies.AUTH_NOT_ENABLED
+            case ev.ProtocolError(reply=reply, command=command):
+                if command:
+                    self.last_command = command
+                self.count(command.lower() if command else "unknown", reply)
                 return reply
             case _:
                 reply = replies.UNRECOGNIZED
