@@ -521,9 +521,14 @@ class Instance:
                 os.unlink(path)
 
     def control(self, verb: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-        with open(os.devnull, "rb") as devnull:
-            return run([*self.command, "-c", self.config_dir, verb], timeout=timeout,
-                       stdin=devnull)
+        """Run ``CMD -c DIR VERB``; output goes to a file, not a pipe, so a daemon that
+        keeps the inherited descriptors open cannot make us wait for EOF."""
+        argv = [*self.command, "-c", self.config_dir, verb]
+        with open(os.devnull, "rb") as devnull, tempfile.TemporaryFile("w+") as out:
+            proc = subprocess.run(argv, stdin=devnull, stdout=out, stderr=subprocess.STDOUT,
+                                  timeout=timeout, check=False, text=True)
+            out.seek(0)
+            return subprocess.CompletedProcess(argv, proc.returncode, out.read(), "")
 
     def read_master_pid(self) -> int | None:
         try:
