@@ -136,7 +136,7 @@ def rewrite_master_cf(text: str, listen: str) -> str:
         if name == "postlog":
             seen_postlog = True
         if kind == "inet":
-            if name not in ("smtp", "25") or any(o.startswith(f"{listen}") for o in out):
+            if name not in ("smtp", "25") or any(o.startswith(listen) for o in out):
                 out.append("#" + line)
                 disabled = True
                 continue
