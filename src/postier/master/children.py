@@ -22,7 +22,26 @@ def child_arguments(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--ready-fd", type=int, default=-1)
     parser.add_argument("--lifeline-fd", type=int, default=-1)
     parser.add_argument("--foreground", action="store_true")
+    parser.add_argument("--user", default="", help="UID:GID to switch to once set up")
     return parser
+
+
+def drop_privileges(spec: str) -> None:
+    """Become ``UID:GID`` for good (no supplementary groups), as Postfix's daemons do.
+
+    A child starts as root and drops privileges itself, after its imports and setup, so
+    that its interpreter and modules need not be readable by ``mail_owner``; modules a
+    child imports lazily must therefore be imported before this call.
+    """
+    if not spec:
+        return
+    uid_text, _, gid_text = spec.partition(":")
+    uid, gid = int(uid_text), int(gid_text)
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+    if os.getuid() != uid or os.geteuid() != uid:
+        raise RuntimeError(f"cannot drop privileges to uid {uid}")
 
 
 def report_ready(fd: int) -> None:

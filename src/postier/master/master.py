@@ -124,12 +124,11 @@ class Master:
         ]
         if self.foreground:
             argv.append("--foreground")
-        kwargs: dict[str, object] = {}
         if child.run_as_owner and self.rt.uid is not None and os.geteuid() == 0:
-            kwargs.update(user=self.rt.uid, group=self.rt.gid, extra_groups=[])
+            argv += ["--user", f"{self.rt.uid}:{self.rt.gid}"]
         child.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             argv, pass_fds=[ready_w, self.lifeline_r, *child.pass_fds],
-            stdin=subprocess.DEVNULL, close_fds=True, **kwargs,  # type: ignore[call-overload]
+            stdin=subprocess.DEVNULL, close_fds=True,
         )
         os.close(ready_w)
         child.ready_read = ready_r

@@ -14,18 +14,37 @@ Format (all offsets in bytes)::
     R<s> <[address, orig] as JSON>\\n        (one per recipient; s is R pending, D done)
     X\\n                           completion mark
 
-A writer creates ``incoming/.tmp-…`` (a name nobody scans), streams the content,
-then at commit appends the envelope, fills in the offset, fsyncs the file, renames it
-to ``incoming/QUEUE_ID`` and fsyncs the directory: only then is the message durable
-and visible. ``mark_done`` overwrites one status byte and fsyncs. The fsync calls go
-through ``_fsync`` so that tests can inject crashes between the steps.
+The offset is written as 16 lower-case hex digits; all zeros means "not committed".
+Text after ``T``/``S``/``A``/``R`` is JSON (``ensure_ascii``), so any address or value
+(including lone surrogates from undecodable bytes) round-trips and no record can
+contain a newline. The content is opaque bytes (8-bit, ``From `` lines, anything).
+
+A writer creates ``incoming/.tmp-PID-N`` (a name ``dirs.scan`` never lists), streams the
+content (64 KiB buffer), then at commit appends the envelope and the completion mark,
+fills in the offset (in the buffer when nothing was flushed yet, else with pwrite),
+fsyncs the file, renames it to ``incoming/QUEUE_ID`` and fsyncs the directory: only
+then is the message durable and visible, and only then may smtpd answer 250. A small
+message costs open, fstat, write, fsync, close, rename, fsync(dir): two fsyncs. The
+directory descriptors are opened once per process and kept.
+
+A crash at any step leaves either a temp file (never listed; removed by
+``dirs.recover`` when stale) or a complete queue file. A file without the mark, or with
+a zero offset, is refused by ``QueueFile.open`` with ``CorruptQueueFile``. When the
+directory fsync fails after the rename, the file is unlinked again so that a message
+the client was told failed is not delivered as well.
+
+``mark_done`` overwrites one status byte (``R`` → ``D``) and fsyncs. The fsync and
+rename calls go through the module-level ``_fsync`` and ``_rename`` so that tests can
+inject crashes between the steps.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,9 +55,13 @@ from postier.queue.ids import new_queue_id
 MAGIC = b"PQ1\n"
 HEADER_SIZE = len(MAGIC) + 18  # "E" + 16 hex digits + "\n"
 TMP_PREFIX = ".tmp-"
+_BUFSIZE = 1 << 16
 
 _fsync: Callable[[int], None] = os.fsync
+_rename: Callable[[str, str], None] = os.rename
 _counter = itertools.count()
+_dir_fds: dict[str, int] = {}
+_dir_lock = threading.Lock()
 
 
 class CorruptQueueFile(Exception):
@@ -61,11 +84,24 @@ class Envelope:
 
 
 def fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        _fsync(fd)
-    finally:
-        os.close(fd)
+    """fsync a directory (a rename in it is durable after this); fds are cached."""
+    fd = _dir_fds.get(path)
+    if fd is None:
+        with _dir_lock:
+            fd = _dir_fds.get(path)
+            if fd is None:
+                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                _dir_fds[path] = fd
+    _fsync(fd)
+
+
+def forget_dir_fds() -> None:
+    """Close the cached directory descriptors (tests, or after the queue moved)."""
+    with _dir_lock:
+        for fd in _dir_fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        _dir_fds.clear()
 
 
 class QueueWriter:
@@ -79,6 +115,7 @@ class QueueWriter:
         self._fsync = fsync
         self._buf = bytearray()
         self._size = 0
+        self._flushed = False
         self._closed = False
 
     @classmethod
@@ -109,39 +146,60 @@ class QueueWriter:
             self._flush()
 
     def _flush(self) -> None:
-        view = memoryview(self._buf)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
+        done = 0
+        with memoryview(self._buf) as view:
+            while done < len(view):
+                done += os.write(self._fd, view[done:])
         self._buf.clear()
 
     def commit(self, envelope: Envelope) -> str:
         """Make the message durable and visible in incoming/; returns the queue ID."""
+        if self._closed:
+            raise ValueError("queue file already committed or aborted")
         env_offset = HEADER_SIZE + self._size
+        offset_record = f"E{env_offset:016x}\n".encode()
         self._buf += encode_envelope(envelope)
-        self._flush()
-        os.pwrite(self._fd, f"E{env_offset:016x}\n".encode(), len(MAGIC))
+        if not self._flushed:
+            self._buf[len(MAGIC):HEADER_SIZE] = offset_record
+            self._flush()
+        else:
+            self._flush()
+            os.pwrite(self._fd, offset_record, len(MAGIC))
         if self._fsync:
             _fsync(self._fd)
-        os.close(self._fd)
         self._closed = True
+        os.close(self._fd)
         incoming = os.path.join(self.queue_dir, "incoming")
         final = os.path.join(incoming, self.queue_id)
-        if os.path.lexists(final):  # never overwrite a live message
-            raise FileExistsError(final)
-        os.rename(self._tmp_path, final)
+        # The ID holds our inode: no other live file can have this name.
+        _rename(self._tmp_path, final)
+        self._tmp_path = final
         if self._fsync:
-            fsync_dir(incoming)
+            try:
+                fsync_dir(incoming)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(final)
+                raise
+        self._tmp_path = ""
         return self.queue_id
 
     def abort(self) -> None:
+        """Forget the message: close and remove the file unless committed. Idempotent."""
         if not self._closed:
             self._closed = True
             os.close(self._fd)
-        try:
-            os.unlink(self._tmp_path)
-        except FileNotFoundError:
-            pass
+        if self._tmp_path:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._tmp_path)
+            self._tmp_path = ""
+
+
+def _write_all(fd: int, data: bytes | bytearray) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
 
 
 def encode_envelope(env: Envelope) -> bytes:
@@ -226,6 +284,9 @@ class QueueFile:
             yield data
 
     def mark_done(self, index: int) -> None:
+        """Record durably that recipient ``index`` needs no more delivery attempts."""
+        if self.envelope.recipients[index].done:
+            return
         os.pwrite(self._fd, b"D", self._status_offsets[index])
         _fsync(self._fd)
         self.envelope.recipients[index].done = True

@@ -310,7 +310,9 @@ def main(argv: list[str] | None = None) -> int:
               facility=cfg.get("syslog_facility"))
     try:
         loop = children.new_event_loop()
-        loop.run_until_complete(serve(Qmgr(cfg, log), args.ready_fd, args.lifeline_fd))
+        qmgr = Qmgr(cfg, log)
+        children.drop_privileges(args.user)
+        loop.run_until_complete(serve(qmgr, args.ready_fd, args.lifeline_fd))
     except Exception:
         log.fatal(traceback.format_exc().strip())
         return 1

@@ -22,6 +22,17 @@ import dns.asyncresolver
 import dns.exception
 import dns.resolver
 
+# dnspython loads these lazily; smtpd drops privileges before its first query, when the
+# interpreter's files may no longer be readable, so they are loaded now.
+import dns._asyncio_backend  # noqa: F401
+import dns.rdtypes.ANY.CNAME  # noqa: F401
+import dns.rdtypes.ANY.MX  # noqa: F401
+import dns.rdtypes.ANY.PTR  # noqa: F401
+import dns.rdtypes.ANY.SOA  # noqa: F401
+import dns.rdtypes.IN.A  # noqa: F401
+import dns.rdtypes.IN.AAAA  # noqa: F401
+import encodings.idna  # noqa: F401
+
 from postier.config.errors import ConfigError
 from postier.config.settings import Config
 from postier.log import Log
@@ -245,14 +256,13 @@ class Policy:
         if "@" not in address:
             address = f"{address}@{self.svc.myorigin}"
         state = self.state(address)
-        all_lists = [self.svc.lists[stage] for _, stage in RESTRICTION_LISTS]
-        domains: set[str] = set()
-        for lst in all_lists:
-            domains |= rs.dns_domains_needed(lst, state)
         answers: dict[str, rs.DnsResult] = {}
-        for domain in domains:
-            answers[domain.lower()] = await self.svc.worker.domain_dns(domain)
         facts = SessionFacts(self.svc, answers)
+        domains: set[str] = set()
+        for calls in self.svc.lists.values():
+            domains |= rs.dns_domains_needed(calls, state, facts)
+        for domain in domains:
+            answers[domain] = await self.svc.worker.domain_dns(domain)
         decision = rs.evaluate_stage(
             self.svc.lists, state, facts, self.svc.codes,
             reject_unlisted_recipient=self.svc.reject_unlisted_recipient,

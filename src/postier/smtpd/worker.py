@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             scfg = cfg.with_overrides(svc.overrides, source=f"{svc.file}, line {svc.line}")
             listen.append((int(fd_text), Service(name, scfg, worker)))
         loop = children.new_event_loop()
+        children.drop_privileges(args.user)
         loop.run_until_complete(serve(worker, listen, args.ready_fd, args.lifeline_fd))
     except Exception:
         log.fatal(traceback.format_exc().strip())
