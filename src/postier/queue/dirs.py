@@ -1,107 +1,155 @@
-"""The queue's directories, which are the states of a message, and moves between them.
+"""The queue on disk: state directories under queue_directory, moves by rename.
 
-Follows Postfix's layout under ``queue_directory`` (qmgr(8), postconf(5)
-``hash_queue_names``/``hash_queue_depth``): incoming, active, deferred, hold, corrupt
-and the per-message logs bounce/defer; private/ and public/ hold the sockets, pid/ the
-master's pid file. A message changes state only by ``rename``. At start, what a crash
-left in active/ goes back to incoming/ (``recover``).
+Follows Postfix's qmgr(8) and postconf(5) (``queue_directory``, ``hash_queue_names``,
+``hash_queue_depth``): a message's state is the directory its queue file is in
+(incoming, active, deferred, hold, corrupt); a message changes state by rename(2),
+which is atomic, so a crash leaves it in exactly one state. At start, messages in
+``active/`` go back to ``incoming/`` (the queue manager lost its in-memory state).
+
+Hashed queues (``deferred`` and ``defer`` by default) spread files over one-character
+subdirectories named after the first characters of the queue ID: with depth 1,
+``deferred/2/22D2A8871``; with depth 2, ``deferred/2/2/22D2A8871``.
+
+This is an adapter (file system only). Queue files whose name starts with ``.``
+(writers' temporary files, see ``queue.file``) are never listed by ``scan``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
-from postier.queue.file import TMP_PREFIX
+from postier.queue.file import TMP_PREFIX, fsync_dir
 
+#: Directories holding queue files (a message's state).
 STATES = ("incoming", "active", "deferred", "hold", "corrupt")
-LOG_DIRS = ("bounce", "defer", "trace", "flush", "saved")
-HASHED = frozenset({"deferred", "defer"})  # Postfix's default hash_queue_names
-HASH_DEPTH = 1
-STALE_TMP_SECONDS = 3600.0
+#: Per-message logs (bounce/defer/trace), flush, saved, and the IPC/pid directories.
+OTHER = ("bounce", "defer", "trace", "flush", "saved", "private", "public", "pid")
+ALL = STATES + OTHER
 
+HASH_QUEUE_NAMES: tuple[str, ...] = ("deferred", "defer")
+HASH_QUEUE_DEPTH = 1
 
-def path(queue_dir: str, state: str, queue_id: str) -> str:
-    if state in HASHED:
-        return os.path.join(queue_dir, state, *queue_id[:HASH_DEPTH], queue_id)
-    return os.path.join(queue_dir, state, queue_id)
+#: Temporary files older than this (seconds) are debris of a crashed writer.
+STALE_TMP_AGE = 3600.0
+
+_MODES = {"public": 0o755, "pid": 0o755}
 
 
 def ensure(queue_dir: str, uid: int | None, gid: int | None) -> None:
-    """Create every queue directory with Postfix's modes; owned by mail_owner when root."""
+    """Create queue_dir and every subdirectory; as root, give them to uid/gid.
+
+    State directories and ``private`` are 0700, ``public`` and ``pid`` 0755; ``pid``
+    stays owned by root (as Postfix). Existing directories get their mode fixed.
+    """
     os.makedirs(queue_dir, mode=0o755, exist_ok=True)
-    wanted = [(d, 0o700) for d in (*STATES, *LOG_DIRS, "private")]
-    wanted += [("public", 0o755), ("pid", 0o755)]
-    for name, mode in wanted:
-        full = os.path.join(queue_dir, name)
-        try:
-            os.mkdir(full, mode)
-        except FileExistsError:
-            pass
-        os.chmod(full, mode)
-        if uid is not None and gid is not None and name != "pid" and os.geteuid() == 0:
-            st = os.stat(full)
-            if (st.st_uid, st.st_gid) != (uid, gid):
-                os.chown(full, uid, gid)
+    root = os.geteuid() == 0
+    for name in ALL:
+        p = os.path.join(queue_dir, name)
+        mode = _MODES.get(name, 0o700)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(p, mode)
+        st = os.stat(p)
+        if st.st_mode & 0o7777 != mode:
+            os.chmod(p, mode)
+        if root and name != "pid" and (uid is not None or gid is not None):
+            want_uid = st.st_uid if uid is None else uid
+            want_gid = st.st_gid if gid is None else gid
+            if (st.st_uid, st.st_gid) != (want_uid, want_gid):
+                os.chown(p, want_uid, want_gid)
 
 
-def move(queue_dir: str, queue_id: str, src_state: str, dst_state: str) -> str:
-    """Rename a message into another state; returns its new path."""
-    src = path(queue_dir, src_state, queue_id)
-    dst = path(queue_dir, dst_state, queue_id)
+def _hash_parts(state: str, queue_id: str, hash_names: Iterable[str], depth: int) -> list[str]:
+    if state not in hash_names or depth <= 0:
+        return []
+    return [queue_id[i] for i in range(min(depth, len(queue_id)))]
+
+
+def path(
+    queue_dir: str, state: str, queue_id: str, *,
+    hash_names: Iterable[str] = HASH_QUEUE_NAMES, depth: int = HASH_QUEUE_DEPTH,
+) -> str:
+    """Where queue file ``queue_id`` lives in ``state``."""
+    parts = _hash_parts(state, queue_id, hash_names, depth)
+    return os.path.join(queue_dir, state, *parts, queue_id)
+
+
+def move(
+    queue_dir: str, queue_id: str, src_state: str, dst_state: str, *,
+    hash_names: Iterable[str] = HASH_QUEUE_NAMES, depth: int = HASH_QUEUE_DEPTH,
+) -> str:
+    """Rename the queue file into ``dst_state``; returns its new path.
+
+    Raises FileNotFoundError when it is not in ``src_state``. The hash subdirectory
+    of the destination is created on demand. The directory is not fsynced: a move
+    lost in a crash leaves the message in its old state, which is safe.
+    """
+    hn = tuple(hash_names)
+    src = path(queue_dir, src_state, queue_id, hash_names=hn, depth=depth)
+    dst = path(queue_dir, dst_state, queue_id, hash_names=hn, depth=depth)
     try:
         os.rename(src, dst)
     except FileNotFoundError:
-        if not os.path.exists(src):
+        if not os.path.lexists(src):
             raise
         os.makedirs(os.path.dirname(dst), mode=0o700, exist_ok=True)
         os.rename(src, dst)
     return dst
 
 
-def scan(queue_dir: str, state: str) -> Iterator[tuple[str, str]]:
-    """(queue_id, path) of every complete message in a state (temp files are skipped)."""
-    top = os.path.join(queue_dir, state)
+def scan(
+    queue_dir: str, state: str, *,
+    hash_names: Iterable[str] = HASH_QUEUE_NAMES, depth: int = HASH_QUEUE_DEPTH,
+) -> Iterator[tuple[str, str]]:
+    """Yield (queue_id, path) of the queue files in ``state``; temp files are skipped.
+
+    Hashed states are walked through their subdirectories (any depth up to
+    ``depth``), and files left at the top level are listed too.
+    """
+    levels = depth if state in tuple(hash_names) else 0
+    yield from _scan_dir(os.path.join(queue_dir, state), levels)
+
+
+def _scan_dir(directory: str, levels: int) -> Iterator[tuple[str, str]]:
     try:
-        entries = list(os.scandir(top))
+        entries = list(os.scandir(directory))
     except FileNotFoundError:
         return
     for entry in entries:
         if entry.name.startswith("."):
             continue
-        if state in HASHED and entry.is_dir(follow_symlinks=False):
-            try:
-                subs = list(os.scandir(entry.path))
-            except FileNotFoundError:
-                continue
-            for sub in subs:
-                if not sub.name.startswith("."):
-                    yield sub.name, sub.path
+        try:
+            is_dir = entry.is_dir(follow_symlinks=False)
+        except OSError:
+            continue
+        if is_dir:
+            if levels > 0 and len(entry.name) == 1:
+                yield from _scan_dir(entry.path, levels - 1)
         elif entry.is_file(follow_symlinks=False):
             yield entry.name, entry.path
 
 
-def recover(queue_dir: str) -> int:
-    """Move what a crash left in active/ back to incoming/; drop stale temp files."""
+def recover(queue_dir: str, *, now: float | None = None, stale_age: float = STALE_TMP_AGE) -> int:
+    """At start: move every file in active/ back to incoming/; returns how many.
+
+    Also removes writers' temporary files in incoming/ older than ``stale_age``
+    (a writer that crashed before commit; such a message was never acknowledged).
+    """
     moved = 0
-    for queue_id, _ in list(scan(queue_dir, "active")):
-        try:
-            move(queue_dir, queue_id, "active", "incoming")
+    for queue_id, _p in list(scan(queue_dir, "active")):
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(_p, os.path.join(queue_dir, "incoming", queue_id))
             moved += 1
-        except FileNotFoundError:
-            continue
     incoming = os.path.join(queue_dir, "incoming")
-    now = time.time()
-    try:
-        entries = list(os.scandir(incoming))
-    except FileNotFoundError:
-        return moved
-    for entry in entries:
-        if entry.name.startswith(TMP_PREFIX):
-            try:
-                if now - entry.stat().st_mtime > STALE_TMP_SECONDS:
-                    os.unlink(entry.path)
-            except FileNotFoundError:
-                continue
+    if moved:
+        fsync_dir(incoming)
+    limit = (time.time() if now is None else now) - stale_age
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(incoming):
+            if entry.name.startswith(TMP_PREFIX):
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.stat(follow_symlinks=False).st_mtime < limit:
+                        os.unlink(entry.path)
     return moved
