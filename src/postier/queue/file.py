@@ -138,19 +138,24 @@ class QueueWriter:
         return self._size
 
     def write(self, data: bytes) -> None:
+        """Append content; buffered, large pieces go straight to the file."""
         if not data:
             return
         self._size += len(data)
-        self._buf += data
-        if len(self._buf) >= 1 << 16:
-            self._flush()
+        if len(self._buf) + len(data) < _BUFSIZE:
+            self._buf += data
+            return
+        self._flush()
+        if len(data) >= _BUFSIZE:
+            _write_all(self._fd, data)
+        else:
+            self._buf += data
 
     def _flush(self) -> None:
-        done = 0
-        with memoryview(self._buf) as view:
-            while done < len(view):
-                done += os.write(self._fd, view[done:])
-        self._buf.clear()
+        if self._buf:
+            _write_all(self._fd, self._buf)
+            self._buf.clear()
+        self._flushed = True
 
     def commit(self, envelope: Envelope) -> str:
         """Make the message durable and visible in incoming/; returns the queue ID."""
@@ -196,10 +201,10 @@ class QueueWriter:
 
 
 def _write_all(fd: int, data: bytes | bytearray) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
+    done = 0
+    with memoryview(data) as view:  # released before the caller resizes ``data``
+        while done < len(view):
+            done += os.write(fd, view[done:])
 
 
 def encode_envelope(env: Envelope) -> bytes:
@@ -239,6 +244,8 @@ class QueueFile:
         if env_offset < HEADER_SIZE:
             raise CorruptQueueFile(f"{self.path}: incomplete queue file")
         size = os.fstat(self._fd).st_size
+        if env_offset + 2 > size:
+            raise CorruptQueueFile(f"{self.path}: truncated queue file")
         segment = os.pread(self._fd, size - env_offset, env_offset)
         if not segment.endswith(b"\nX\n"):
             raise CorruptQueueFile(f"{self.path}: no completion mark")
