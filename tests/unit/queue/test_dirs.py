@@ -1,0 +1,133 @@
+"""Queue directories: layout, hashed paths, move, scan, recover."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from postier.queue import dirs
+from postier.queue import file as qfile
+from postier.queue.file import Envelope, QueueWriter, Recipient
+
+
+@pytest.fixture
+def qdir(tmp_path: Path) -> Iterator[str]:
+    d = str(tmp_path / "spool")
+    dirs.ensure(d, None, None)
+    yield d
+    qfile.forget_dir_fds()
+
+
+def enqueue(qdir: str, body: bytes = b"x\n") -> str:
+    w = QueueWriter.create(qdir)
+    w.write(body)
+    return w.commit(Envelope("s@x", [Recipient("r@y")], 1.0))
+
+
+def test_ensure_creates_postfix_layout_with_modes(qdir: str) -> None:
+    for name in ("incoming", "active", "deferred", "hold", "corrupt", "bounce", "defer",
+                 "trace", "flush", "saved", "private", "public", "pid"):
+        st = os.stat(os.path.join(qdir, name))
+        assert stat.S_ISDIR(st.st_mode)
+    assert stat.S_IMODE(os.stat(os.path.join(qdir, "active")).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(os.path.join(qdir, "private")).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(os.path.join(qdir, "public")).st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(os.path.join(qdir, "pid")).st_mode) == 0o755
+
+
+def test_ensure_is_idempotent_and_fixes_modes(qdir: str) -> None:
+    os.chmod(os.path.join(qdir, "incoming"), 0o777)
+    dirs.ensure(qdir, None, None)
+    assert stat.S_IMODE(os.stat(os.path.join(qdir, "incoming")).st_mode) == 0o700
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_ensure_gives_dirs_to_mail_owner(tmp_path: Path) -> None:
+    d = str(tmp_path / "q")
+    dirs.ensure(d, 12345, 23456)
+    st = os.stat(os.path.join(d, "deferred"))
+    assert (st.st_uid, st.st_gid) == (12345, 23456)
+    assert os.stat(os.path.join(d, "pid")).st_uid == 0
+
+
+def test_hashed_paths() -> None:
+    assert dirs.path("/q", "deferred", "22D2A8871") == "/q/deferred/2/22D2A8871"
+    assert dirs.path("/q", "defer", "22D2A8871") == "/q/defer/2/22D2A8871"
+    assert dirs.path("/q", "incoming", "22D2A8871") == "/q/incoming/22D2A8871"
+    assert dirs.path("/q", "deferred", "22D2A8871", depth=2) == "/q/deferred/2/2/22D2A8871"
+    assert dirs.path("/q", "deferred", "22D2A8871", depth=0) == "/q/deferred/22D2A8871"
+    assert (dirs.path("/q", "active", "B2A8871", hash_names=["active"], depth=3)
+            == "/q/active/B/2/A/B2A8871")
+
+
+def test_move_round_trip_through_hashed_state(qdir: str) -> None:
+    qid = enqueue(qdir)
+    p = dirs.move(qdir, qid, "incoming", "active")
+    assert p == os.path.join(qdir, "active", qid) and os.path.isfile(p)
+    p = dirs.move(qdir, qid, "active", "deferred")
+    assert p == os.path.join(qdir, "deferred", qid[0], qid) and os.path.isfile(p)
+    assert list(dirs.scan(qdir, "deferred")) == [(qid, p)]
+    p = dirs.move(qdir, qid, "deferred", "active")
+    assert list(dirs.scan(qdir, "deferred")) == []
+    assert list(dirs.scan(qdir, "active")) == [(qid, p)]
+
+
+def test_move_missing_raises(qdir: str) -> None:
+    with pytest.raises(FileNotFoundError):
+        dirs.move(qdir, "ABCDEF1", "incoming", "active")
+    with pytest.raises(FileNotFoundError):
+        dirs.move(qdir, "ABCDEF1", "deferred", "active")
+
+
+def test_move_twice_only_one_wins(qdir: str) -> None:
+    qid = enqueue(qdir)
+    dirs.move(qdir, qid, "incoming", "active")
+    with pytest.raises(FileNotFoundError):
+        dirs.move(qdir, qid, "incoming", "active")
+
+
+def test_scan_skips_temp_files_and_dirs(qdir: str) -> None:
+    ids = {enqueue(qdir) for _ in range(20)}
+    w = QueueWriter.create(qdir)
+    w.write(b"in progress")
+    os.mkdir(os.path.join(qdir, "incoming", "X"))
+    assert {q for q, _ in dirs.scan(qdir, "incoming")} == ids
+    w.abort()
+
+
+def test_scan_hashed_depth_two(qdir: str) -> None:
+    ids = [enqueue(qdir) for _ in range(10)]
+    for qid in ids:
+        dirs.move(qdir, qid, "incoming", "deferred", depth=2)
+    found = dict(dirs.scan(qdir, "deferred", depth=2))
+    assert set(found) == set(ids)
+    for qid, p in found.items():
+        assert p == os.path.join(qdir, "deferred", qid[0], qid[1], qid)
+
+
+def test_scan_missing_state_dir_is_empty(tmp_path: Path) -> None:
+    assert list(dirs.scan(str(tmp_path), "incoming")) == []
+
+
+def test_recover_moves_active_back_and_removes_stale_temps(qdir: str) -> None:
+    ids = [enqueue(qdir) for _ in range(5)]
+    for qid in ids[:3]:
+        dirs.move(qdir, qid, "incoming", "active")
+    stale = QueueWriter.create(qdir)
+    stale.write(b"crashed writer")
+    fresh = QueueWriter.create(qdir)
+    fresh.write(b"busy writer")
+    old = 1_000_000.0
+    os.utime(stale._tmp_path, (old, old))
+    assert dirs.recover(qdir) == 3
+    assert list(dirs.scan(qdir, "active")) == []
+    assert {q for q, _ in dirs.scan(qdir, "incoming")} == set(ids)
+    assert not os.path.exists(stale._tmp_path)
+    assert os.path.exists(fresh._tmp_path)
+    assert dirs.recover(qdir) == 0
+    fresh.abort()
+    stale.abort()
