@@ -92,8 +92,8 @@ alias_maps =
     def stop(self) -> subprocess.CompletedProcess[str]:
         return postier("-c", str(self.config_dir), "stop", check=False)
 
-    def pids(self) -> list[int]:
-        """Every live process whose command line names this instance's config dir."""
+    def pids(self, module: str = "postier") -> list[int]:
+        """Every live process of this instance (whose command line names its config dir)."""
         found = []
         needle = str(self.config_dir).encode()
         for entry in os.listdir("/proc"):
@@ -103,7 +103,7 @@ alias_maps =
                 cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
             except OSError:
                 continue
-            if needle in cmdline and b"postier" in cmdline:
+            if needle in cmdline and module.encode() in cmdline:
                 found.append(int(entry))
         return found
 
@@ -175,6 +175,7 @@ def dns_server() -> Iterator[str]:
     base = Path(tempfile.mkdtemp(prefix="postier-dns-"))
     resolv = base / "resolv.conf"
     resolv.write_text(f"nameserver {DNS_ADDRESS}\n")
+    errlog = (base / "dnsmasq.log").open("wb")
     proc = subprocess.Popen(
         [dnsmasq, "--keep-in-foreground", "--no-resolv", "--no-hosts", "--no-poll",
          f"--listen-address={DNS_ADDRESS}", "--bind-interfaces", "--port=53",
@@ -183,8 +184,9 @@ def dns_server() -> Iterator[str]:
          "--address=/example.net/127.0.0.10", "--mx-host=example.net,mail.example.net,10",
          "--address=/example.org/127.0.0.11", "--mx-host=example.org,mail.example.org,10",
          "--address=/example.com/127.0.0.1", "--mx-host=example.com,tintin.example.com,10"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL, stderr=errlog,
     )
+    errlog.close()  # dnsmasq has its own copy
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -197,7 +199,7 @@ def dns_server() -> Iterator[str]:
                 break
             except OSError:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"dnsmasq failed: {proc.stderr.read() if proc.stderr else ''}")
+                    raise RuntimeError(f"dnsmasq failed: {(base / 'dnsmasq.log').read_text()}")
     os.environ["POSTIER_RESOLV_CONF"] = str(resolv)
     yield DNS_ADDRESS
     os.environ.pop("POSTIER_RESOLV_CONF", None)
