@@ -1,8 +1,15 @@
-"""Envelope addresses: split into local part and domain, and the checks restrictions need.
+"""Envelope addresses: split, qualify and check addresses and hostnames (pure).
 
-Follows RFC 5321 section 4.1.2 (Mailbox, address literals) and Postfix's
-valid_hostname() rules for HELO names (labels of letters, digits and hyphens, at most
-63 characters each and 255 in all; an address literal ``[1.2.3.4]`` is valid).
+Follows RFC 5321 section 4.1.2 (Mailbox, Quoted-string, address literals) and
+section 4.1.1.3 / Appendix C (source routes, which are accepted and ignored),
+Postfix's trivial-rewrite(8) and postconf(5) (``myorigin``, ``append_dot_mydomain``),
+and the hostname rules of Postfix's valid_hostname() as documented for
+``reject_invalid_helo_hostname`` in postconf(5).
+
+Addresses are kept in *internal* form: a quoted localpart is unquoted
+(``"a b"@example.com`` has localpart ``a b``); ``external()`` quotes it again.
+Domains compare case-insensitively (``fold_domain``); localparts are preserved
+as written and compared case-insensitively only where Postfix does (local users).
 """
 
 from __future__ import annotations
@@ -11,55 +18,236 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
+# Postfix's limits for valid_hostname(): whole name and one label.
+HOSTNAME_MAX_LENGTH = 255
+LABEL_MAX_LENGTH = 63
+
+# RFC 5321 atext (plus "." between atoms): what a localpart may hold unquoted.
+_DOT_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+_LABEL_CHARS = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 @dataclass(frozen=True)
 class Address:
+    """An envelope address in internal form.
+
+    ``domain`` is ``None`` when the address has no ``@`` (an unqualified ``user``);
+    the null sender ``<>`` is ``Address("", None)``.
+    """
+
     localpart: str
-    domain: str | None  # None for an address without "@"
+    domain: str | None
+
+    @property
+    def is_null(self) -> bool:
+        return not self.localpart and self.domain is None
+
+    @property
+    def is_literal(self) -> bool:
+        """The domain is an address literal, ``[1.2.3.4]`` or ``[IPv6:…]``."""
+        return self.domain is not None and self.domain.startswith("[")
+
+    def internal(self) -> str:
+        """``local@domain`` without quoting (Postfix's internal form)."""
+        if self.domain is None:
+            return self.localpart
+        return f"{self.localpart}@{self.domain}"
+
+    def external(self) -> str:
+        """``local@domain`` with the localpart quoted when RFC 5321 requires it."""
+        local = quote_localpart(self.localpart) if self.localpart else ""
+        if self.domain is None:
+            return local
+        return f"{local}@{self.domain}"
+
+    def __str__(self) -> str:
+        return self.internal()
 
 
-def parse_address(address: str) -> Address:
-    """``local@domain`` (the last unquoted "@" splits); source routes are already gone."""
-    if address.startswith('"'):
-        end = address.find('"@', 1)
-        if end > 0:
-            return Address(address[: end + 1], address[end + 2 :])
-    local, sep, domain = address.rpartition("@")
-    if not sep:
-        return Address(address, None)
-    return Address(local, domain)
+def strip_source_route(text: str) -> str:
+    """``@a,@b:user@c`` → ``user@c`` (RFC 5321 Appendix C: the route is ignored)."""
+    if text.startswith("@"):
+        colon = _find_unquoted(text, ":")
+        if colon >= 0:
+            return text[colon + 1 :]
+    return text
 
 
-def valid_address_literal(text: str) -> bool:
-    inner = text[1:-1]
-    if inner.lower().startswith("ipv6:"):
-        inner = inner[5:]
+def parse_address(text: str) -> Address:
+    """Split an envelope address (the text between ``<`` and ``>``) into its parts.
+
+    Surrounding angle brackets are tolerated and removed. The domain is the text
+    after the last ``@`` that is not inside a quoted string; a quoted localpart is
+    unquoted (backslash escapes resolved). Nothing is rejected here: syntax
+    checks belong to the SMTP parser and to the restrictions.
+    """
+    text = text.strip()
+    if text.startswith("<") and text.endswith(">"):
+        text = text[1:-1].strip()
+    text = strip_source_route(text)
+    if not text:
+        return Address("", None)
+    at = _find_unquoted(text, "@", last=True)
+    if at < 0:
+        return Address(unquote_localpart(text), None)
+    return Address(unquote_localpart(text[:at]), text[at + 1 :])
+
+
+def _find_unquoted(text: str, char: str, *, last: bool = False) -> int:
+    """Index of the first (or last) ``char`` outside double quotes, or -1."""
+    found = -1
+    quoted = False
+    escaped = False
+    for i, c in enumerate(text):
+        if escaped:
+            escaped = False
+        elif c == "\\":
+            escaped = True
+        elif c == '"':
+            quoted = not quoted
+        elif c == char and not quoted:
+            if not last:
+                return i
+            found = i
+    return found
+
+
+def unquote_localpart(local: str) -> str:
+    """Remove RFC 5321 quoting: ``"a b"`` → ``a b``, ``"a\\"b"`` → ``a"b``."""
+    if '"' not in local and "\\" not in local:
+        return local
+    out: list[str] = []
+    escaped = False
+    for c in local:
+        if escaped:
+            out.append(c)
+            escaped = False
+        elif c == "\\":
+            escaped = True
+        elif c != '"':
+            out.append(c)
+    return "".join(out)
+
+
+def quote_localpart(local: str) -> str:
+    """Quote a localpart when it is not an RFC 5321 Dot-string."""
+    if _DOT_ATOM.match(local):
+        return local
+    escaped = local.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def fold_domain(domain: str) -> str:
+    """The form domains are compared in: lower case, without a trailing dot."""
+    return domain.lower().rstrip(".")
+
+
+def same_domain(a: str, b: str) -> bool:
+    return fold_domain(a) == fold_domain(b)
+
+
+def literal_address(domain: str) -> str | None:
+    """The IP address inside an address literal (``[1.2.3.4]``, ``[IPv6:::1]``), else None.
+
+    Returns the address in ``ipaddress`` normal form, or None when ``domain`` is
+    not an address literal holding a valid IP address.
+    """
+    if not (domain.startswith("[") and domain.endswith("]")):
+        return None
+    inner = domain[1:-1]
+    if inner[:5].lower() == "ipv6:":
+        try:
+            return str(ipaddress.IPv6Address(inner[5:]))
+        except ValueError:
+            return None
     try:
-        ipaddress.ip_address(inner)
+        return str(ipaddress.IPv4Address(inner))
     except ValueError:
-        return False
-    return True
+        pass
+    # Postfix also accepts [::1] without the IPv6: tag.
+    try:
+        return str(ipaddress.IPv6Address(inner))
+    except ValueError:
+        return None
+
+
+def valid_address_literal(domain: str) -> bool:
+    return literal_address(domain) is not None
 
 
 def valid_hostname(name: str) -> bool:
-    """Postfix's valid_hostname(), plus address literals as accepted in HELO."""
-    if name.startswith("[") and name.endswith("]"):
-        return valid_address_literal(name)
-    name = name.rstrip(".") if name.endswith(".") and not name.endswith("..") else name
-    if not name or len(name) > 255:
+    """Postfix's hostname syntax check (reject_invalid_helo_hostname).
+
+    At most 255 characters; labels of 1 to 63 letters, digits, ``-`` or ``_``,
+    separated by single dots; no label begins or ends with ``-``; not all
+    numeric (``1.2.3.4`` must be written as the literal ``[1.2.3.4]``).
+    """
+    if not name or len(name) > HOSTNAME_MAX_LENGTH:
         return False
     labels = name.split(".")
-    if not all(_LABEL.fullmatch(label) for label in labels):
-        return False
-    return not all(label.isdigit() for label in labels)  # a bare number is no hostname
+    numeric = True
+    for label in labels:
+        if not label or len(label) > LABEL_MAX_LENGTH:
+            return False
+        if not _LABEL_CHARS.match(label):
+            return False
+        if label.startswith("-") or label.endswith("-"):
+            return False
+        if not label.isdigit():
+            numeric = False
+    return not numeric
+
+
+def valid_hostname_or_literal(name: str) -> bool:
+    """A HELO argument Postfix accepts: a hostname (one trailing dot allowed) or a literal."""
+    if name.startswith("["):
+        return valid_address_literal(name)
+    if name.endswith(".") and not name.endswith(".."):
+        name = name[:-1]
+    return valid_hostname(name)
 
 
 def is_fqdn(domain: str | None) -> bool:
-    """A domain with at least one dot that is a valid hostname (or an address literal)."""
+    """Fully-qualified domain or address literal (reject_non_fqdn_* restrictions).
+
+    ``example.com`` and ``[1.2.3.4]`` are; ``localhost``, ``""`` and ``None`` are not.
+    """
     if not domain:
         return False
     if domain.startswith("["):
-        return valid_address_literal(domain)
-    return "." in domain.strip(".") and valid_hostname(domain)
+        return True
+    bare = domain.rstrip(".")
+    return "." in bare and not bare.startswith(".") and ".." not in bare
+
+
+def append_domain(
+    address: str, myorigin: str, *, append_dot_mydomain: bool = False, mydomain: str = ""
+) -> str:
+    """Qualify an address as trivial-rewrite(8) does for envelope addresses.
+
+    ``user`` → ``user@$myorigin``. With ``append_dot_mydomain`` (Postfix ≥ 3.0
+    default: no), ``user@host`` → ``user@host.$mydomain`` when ``host`` has no dot.
+    The null address stays null; address literals are left alone.
+    """
+    parsed = parse_address(address)
+    if parsed.is_null:
+        return ""
+    if parsed.domain is None:
+        return Address(parsed.localpart, myorigin).external()
+    if (
+        append_dot_mydomain
+        and mydomain
+        and not parsed.is_literal
+        and "." not in parsed.domain.rstrip(".")
+    ):
+        return Address(parsed.localpart, f"{parsed.domain}.{mydomain}").external()
+    return parsed.external()
+
+
+def has_sender_routing(localpart: str) -> bool:
+    """Sender-specified routing in a localpart (``user@elsewhere``, ``user%elsewhere``, ``a!b``).
+
+    Such recipients are never considered authorized destinations
+    (postconf(5) reject_unauth_destination, allow_untrusted_routing = no).
+    """
+    return any(c in localpart for c in "@%!")

@@ -1,8 +1,12 @@
-"""Which clients are in ``mynetworks``: a list of networks, or the ``mynetworks_style`` default.
+"""Which clients are in ``mynetworks``: the list or the mynetworks_style default, as a matcher.
 
-Follows postconf(5) ``mynetworks`` (``net/mask``, ``[ipv6]/mask``, ``!`` negation, first
-match wins) and ``mynetworks_style`` (host: this host's addresses; subnet and class are
-treated as host here, the safe choice, and said so in the log by the caller).
+Follows postconf(5) ``mynetworks`` and ``mynetworks_style``: entries ``net/mask``,
+``[ipv6]/mask``, a bare address (a /32 or /128), ``!`` negation, first match wins;
+an empty list means "computed from mynetworks_style": ``host`` (this machine's
+addresses), ``subnet`` (the subnets of this machine's interfaces), ``class`` (their
+whole class A/B/C network; IPv6 as subnet). The interface addresses are passed in
+by the caller (``1.2.3.4`` or ``1.2.3.4/24``). ``type:table`` and ``/file/name``
+entries are not supported yet and are refused with a clear error.
 """
 
 from __future__ import annotations
@@ -12,46 +16,146 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+STYLES = ("host", "subnet", "class")
 
 
-def _parse(entry: str) -> Network:
-    text = entry.replace("[", "").replace("]", "")
-    return ipaddress.ip_network(text, strict=False)
+def parse_network(entry: str) -> Network:
+    """One mynetworks pattern (without ``!``) as a network; ValueError when malformed.
+
+    Like Postfix, a pattern with host bits set below the mask (``10.0.0.1/8``)
+    is an error, not silently widened.
+    """
+    text = entry.strip()
+    if not text:
+        raise ValueError("mynetworks: empty network pattern")
+    if text.startswith("/"):
+        raise ValueError(f"mynetworks: /file/name patterns are not supported yet: {text}")
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0:
+            raise ValueError(f"mynetworks: missing ']' in {text}")
+        host, rest = text[1:close], text[close + 1 :]
+        if rest and not rest.startswith("/"):
+            raise ValueError(f"mynetworks: bad network pattern: {text}")
+        text = host + rest
+    addr_text, slash, mask_text = text.partition("/")
+    try:
+        addr = ipaddress.ip_address(addr_text)
+    except ValueError:
+        if _looks_like_table(text):
+            raise ValueError(f"mynetworks: table lookups are not supported yet: {text}") from None
+        raise ValueError(f"mynetworks: bad network pattern: {entry.strip()}") from None
+    if not slash:
+        return ipaddress.ip_network(addr)
+    if not mask_text.isdigit() or int(mask_text) > addr.max_prefixlen:
+        raise ValueError(f"mynetworks: bad network mask in {entry.strip()}")
+    try:
+        return ipaddress.ip_network(f"{addr}/{mask_text}", strict=True)
+    except ValueError:
+        net = ipaddress.ip_network(f"{addr}/{mask_text}", strict=False)
+        raise ValueError(
+            f'mynetworks: non-null host address bits in "{entry.strip()}", '
+            f'perhaps you should use "{_bracket(net)}" instead'
+        ) from None
+
+
+def _looks_like_table(text: str) -> bool:
+    """``hash:/etc/postfix/network_table`` and friends (checked once it is no IP address)."""
+    kind, colon, _ = text.partition(":")
+    return bool(colon) and kind.replace("_", "").isalnum() and kind[:1].isalpha()
+
+
+def _bracket(net: Network) -> str:
+    return f"[{net.network_address}]/{net.prefixlen}" if net.version == 6 else str(net)
+
+
+def normalize_ip(ip: str) -> Address | None:
+    """A client address as an ``ipaddress`` object; IPv4-mapped IPv6 becomes IPv4.
+
+    Accepts ``[1.2.3.4]``, ``[IPv6:…]`` and a ``%zone`` suffix; None when not an address.
+    """
+    text = ip.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+        if text[:5].lower() == "ipv6:":
+            text = text[5:]
+    text = text.split("%", 1)[0]
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def style_networks(style: str, interface_addrs: Sequence[str]) -> list[Network]:
+    """The networks ``mynetworks_style`` gives for these interface addresses.
+
+    ``host``: each address alone; ``subnet``: each address's network as given by
+    its ``/prefix`` (an address without one counts as a host); ``class``: the IPv4
+    class A, B or C network containing the address (IPv6 addresses as ``subnet``).
+    """
+    kind = style.strip().lower()
+    if kind not in STYLES:
+        raise ValueError(f"unknown mynetworks_style value: {style}")
+    out: list[Network] = []
+    for text in interface_addrs:
+        iface = ipaddress.ip_interface(text.strip().strip("[]").split("%", 1)[0])
+        if kind == "host":
+            net: Network = ipaddress.ip_network(iface.ip)
+        elif kind == "class" and iface.version == 4:
+            first = int(str(iface.ip).split(".", 1)[0])
+            prefix = 8 if first < 128 else 16 if first < 192 else 24
+            net = ipaddress.ip_network(f"{iface.ip}/{prefix}", strict=False)
+        else:
+            net = iface.network
+        if net not in out:
+            out.append(net)
+    return out
 
 
 @dataclass(frozen=True)
 class MyNetworks:
-    entries: tuple[tuple[bool, Network], ...]  # (negated, network)
+    """An ordered list of (negated, network); ``match`` is first-match-wins."""
+
+    entries: tuple[tuple[bool, Network], ...]
 
     @classmethod
     def parse(cls, items: Sequence[str]) -> MyNetworks:
-        entries = []
+        """Parse mynetworks entries (already split on commas/whitespace)."""
+        entries: list[tuple[bool, Network]] = []
         for item in items:
-            negated = item.startswith("!")
-            text = item[1:] if negated else item
-            if text.count(":") == 1 and not text.startswith("[") and text.split(":")[0].isalpha():
-                raise ValueError(f"mynetworks: table lookups ({text}) are not supported yet")
-            try:
-                entries.append((negated, _parse(text)))
-            except ValueError:
-                raise ValueError(f"mynetworks: bad network/mask: {item}") from None
+            for word in item.replace(",", " ").split():
+                negated = word.startswith("!")
+                text = word[1:] if negated else word
+                entries.append((negated, parse_network(text)))
         return cls(tuple(entries))
 
     @classmethod
-    def from_config(cls, items: Sequence[str], style: str, local_addrs: Sequence[str]) -> MyNetworks:
-        if items:
+    def from_style(cls, style: str, interface_addrs: Sequence[str]) -> MyNetworks:
+        return cls(tuple((False, net) for net in style_networks(style, interface_addrs)))
+
+    @classmethod
+    def from_config(
+        cls, items: Sequence[str], style: str, interface_addrs: Sequence[str]
+    ) -> MyNetworks:
+        """``mynetworks`` when set, else computed from ``mynetworks_style``."""
+        if any(item.strip() for item in items):
             return cls.parse(items)
-        hosts = ["127.0.0.0/8", "[::1]/128", *(f"[{a}]" if ":" in a else a for a in local_addrs)]
-        return cls.parse(hosts)
+        return cls.from_style(style, interface_addrs)
 
     def match(self, ip: str) -> bool:
-        try:
-            addr = ipaddress.ip_address(ip.split("%")[0])
-        except ValueError:
+        addr = normalize_ip(ip)
+        if addr is None:
             return False
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped
+        candidates: list[Address] = [addr]
+        if addr.version == 4:
+            # [::ffff:127.0.0.0]/104 style entries match IPv4 clients too.
+            candidates.append(ipaddress.IPv6Address(f"::ffff:{addr}"))
         for negated, net in self.entries:
-            if addr.version == net.version and addr in net:
+            if any(c.version == net.version and c in net for c in candidates):
                 return not negated
         return False

@@ -1,15 +1,32 @@
-"""Address classes: is a domain ours (local), relayed for, or somebody else's?
+"""Address classes: is a domain ours (local, virtual), relayed for, or somebody else's (pure).
 
-Follows Postfix's ADDRESS_CLASS_README: ``mydestination`` (and address literals of our
-own interfaces) make the local class; ``relay_domains`` (parent domains matching
-subdomains, as ``parent_domain_matches_subdomains`` says by default) the relay class;
-everything else the default class.
+Follows Postfix's ADDRESS_CLASS_README and trivial-rewrite(8): the local class is
+``mydestination`` plus address literals of ``inet_interfaces``/``proxy_interfaces``;
+then the virtual alias class (``virtual_alias_domains``), the virtual mailbox class
+(``virtual_mailbox_domains``), the relay class (``relay_domains``, whose entries
+also match subdomains while ``parent_domain_matches_subdomains`` lists
+relay_domains, Postfix's default), and the default class for everything else.
+A pattern ``.example.com`` always matches subdomains. Domains compare
+case-insensitively, without a trailing dot. The caller expands ``$myhostname``
+etc. before calling. ``type:table`` and ``/file`` entries are not supported yet:
+``unsupported_entries`` lists them for the caller to report; ``classify`` ignores
+them (so such a domain is *not* ours: the safe side).
+
+``LocalRecipientCheck`` is ``local_recipient_maps`` for the local class
+(postconf(5)): lookups of the localpart, then of the localpart without its
+``recipient_delimiter`` extension, case-folded; ``postmaster`` is always a local
+recipient (RFC 5321 section 4.5.1).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+import ipaddress
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from postier.agents.localpart import split_extension
+from postier.rewrite.address import fold_domain, literal_address, parse_address
 
 
 class AddressClass(enum.Enum):
@@ -19,37 +36,138 @@ class AddressClass(enum.Enum):
     RELAY = "relay"
     DEFAULT = "default"
 
+    @property
+    def is_final(self) -> bool:
+        """Postfix is the final destination (local and virtual classes)."""
+        return self in (AddressClass.LOCAL, AddressClass.VIRTUAL_ALIAS,
+                        AddressClass.VIRTUAL_MAILBOX)
 
-def _domain_matches(domain: str, patterns: Sequence[str], *, subdomains: bool) -> bool:
-    for pattern in patterns:
-        p = pattern.lower().rstrip(".")
-        if domain == p:
-            return True
-        if subdomains and (domain.endswith("." + p.lstrip(".")) if p else False):
+    @property
+    def is_authorized(self) -> bool:
+        """A destination reject_unauth_destination lets through (all but the default class)."""
+        return self is not AddressClass.DEFAULT
+
+
+def _is_table(entry: str) -> bool:
+    kind, colon, _ = entry.partition(":")
+    return entry.startswith("/") or (bool(colon) and kind[:1].isalpha() and "." not in kind)
+
+
+def unsupported_entries(entries: Sequence[str]) -> list[str]:
+    """The ``type:table`` and ``/file/name`` entries of a domain list (not supported yet)."""
+    return [e for e in entries if _is_table(e.strip())]
+
+
+def domain_matches(domain: str, patterns: Sequence[str], *, parent_matches: bool) -> bool:
+    """Does ``domain`` match one of the domain patterns?
+
+    ``example.com`` matches itself and, with ``parent_matches``, its subdomains;
+    ``.example.com`` matches subdomains only. Table entries are skipped.
+    """
+    d = fold_domain(domain)
+    if not d:
+        return False
+    for raw in patterns:
+        pattern = raw.strip()
+        if not pattern or _is_table(pattern):
+            continue
+        p = fold_domain(pattern)
+        if p.startswith("."):
+            if d.endswith(p):
+                return True
+        elif d == p or (parent_matches and d.endswith("." + p)):
             return True
     return False
 
 
+def _same_ip(a: str, b: str) -> bool:
+    try:
+        ia = ipaddress.ip_address(a.strip("[]").split("%", 1)[0])
+        ib = ipaddress.ip_address(b.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ia, ipaddress.IPv6Address) and ia.ipv4_mapped is not None:
+        ia = ia.ipv4_mapped
+    if isinstance(ib, ipaddress.IPv6Address) and ib.ipv4_mapped is not None:
+        ib = ib.ipv4_mapped
+    return ia == ib
+
+
 def classify(
-    domain: str, *, mydestination: Sequence[str], inet_interface_addrs: Sequence[str],
-    proxy_interfaces: Sequence[str], relay_domains: Sequence[str],
-    virtual_alias_domains: Sequence[str] = (), virtual_mailbox_domains: Sequence[str] = (),
+    domain: str,
+    *,
+    mydestination: Sequence[str],
+    inet_interface_addrs: Sequence[str],
+    proxy_interfaces: Sequence[str],
+    relay_domains: Sequence[str],
+    virtual_alias_domains: Sequence[str] = (),
+    virtual_mailbox_domains: Sequence[str] = (),
+    relay_domains_match_subdomains: bool = True,
 ) -> AddressClass:
-    d = domain.lower().rstrip(".")
+    """The address class of a recipient domain (ADDRESS_CLASS_README).
+
+    An empty domain (an unqualified address, which gets ``$myorigin``) is local.
+    An address literal is local when it holds one of our interface or proxy
+    addresses (or is listed in mydestination), else default.
+    """
+    d = fold_domain(domain)
     if not d:
-        return AddressClass.LOCAL  # an address without domain gets $myorigin
-    if d.startswith("[") and d.endswith("]"):
-        literal = d[1:-1]
-        literal = literal[5:] if literal.startswith("ipv6:") else literal
-        if literal in inet_interface_addrs or literal in proxy_interfaces:
+        return AddressClass.LOCAL
+    if d.startswith("["):
+        ip = literal_address(d)
+        if ip is None:
+            return AddressClass.DEFAULT
+        if any(_same_ip(ip, a) for a in (*inet_interface_addrs, *proxy_interfaces)):
+            return AddressClass.LOCAL
+        if any(e.strip().startswith("[") and _same_ip(ip, e.strip()) for e in mydestination):
             return AddressClass.LOCAL
         return AddressClass.DEFAULT
-    if _domain_matches(d, mydestination, subdomains=False):
+    if domain_matches(d, mydestination, parent_matches=False):
         return AddressClass.LOCAL
-    if _domain_matches(d, virtual_alias_domains, subdomains=False):
+    if domain_matches(d, virtual_alias_domains, parent_matches=False):
         return AddressClass.VIRTUAL_ALIAS
-    if _domain_matches(d, virtual_mailbox_domains, subdomains=False):
+    if domain_matches(d, virtual_mailbox_domains, parent_matches=False):
         return AddressClass.VIRTUAL_MAILBOX
-    if _domain_matches(d, relay_domains, subdomains=True):
+    if domain_matches(d, relay_domains, parent_matches=relay_domains_match_subdomains):
         return AddressClass.RELAY
     return AddressClass.DEFAULT
+
+
+@dataclass(frozen=True)
+class LocalRecipientCheck:
+    """``local_recipient_maps`` for addresses in the local class.
+
+    ``is_local_user(name)`` answers for one lower-case localpart (the caller wires
+    passwd and aliases): True, False, or None when a table could not be read
+    (the restriction then tempfails). An empty ``local_recipient_maps`` is
+    ``is_local_user = lambda name: True``.
+    """
+
+    is_local_user: Callable[[str], bool | None]
+    recipient_delimiter: str = ""
+
+    def candidates(self, localpart: str) -> list[str]:
+        """The names looked up, in order: ``user+ext`` then ``user`` (lower case)."""
+        folded = localpart.lower()
+        names = [folded]
+        base, ext = split_extension(folded, self.recipient_delimiter)
+        if ext is not None and base not in names:
+            names.append(base)
+        return names
+
+    def check_localpart(self, localpart: str) -> bool | None:
+        names = self.candidates(localpart)
+        if "postmaster" in names:
+            return True
+        unknown = False
+        for name in names:
+            answer = self.is_local_user(name)
+            if answer:
+                return True
+            if answer is None:
+                unknown = True
+        return None if unknown else False
+
+    def __call__(self, address: str) -> bool | None:
+        """Is ``address`` (``user@domain`` or ``user``) a known local recipient?"""
+        return self.check_localpart(parse_address(address).localpart)
