@@ -62,6 +62,16 @@ _rename: Callable[[str, str], None] = os.rename
 _counter = itertools.count()
 _dir_fds: dict[str, int] = {}
 _dir_lock = threading.Lock()
+_pid = os.getpid()
+
+
+def _after_fork() -> None:
+    global _pid
+    _pid = os.getpid()
+    # The cached directory descriptors stay valid in the child (same open directories).
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 class CorruptQueueFile(Exception):
@@ -122,7 +132,7 @@ class QueueWriter:
     def create(cls, queue_dir: str, *, fsync: bool = True) -> QueueWriter:
         incoming = os.path.join(queue_dir, "incoming")
         while True:
-            tmp = os.path.join(incoming, f"{TMP_PREFIX}{os.getpid()}-{next(_counter)}")
+            tmp = os.path.join(incoming, f"{TMP_PREFIX}{_pid}-{next(_counter)}")
             try:
                 fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
                 break
