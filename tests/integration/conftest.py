@@ -45,10 +45,15 @@ def ensure_user(name: str) -> pwd.struct_passwd:
     return pwd.getpwnam(name)
 
 
-def postier(*args: str, check: bool = True, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+def postier(
+    *args: str, check: bool = True, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "postier.cli.main", *args], capture_output=True, text=True,
-        check=check, timeout=timeout,
+        [sys.executable, "-m", "postier.cli.main", *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=timeout,
     )
 
 
@@ -117,7 +122,9 @@ alias_maps =
             if text.count(needle) >= count:
                 return text
             time.sleep(0.05)
-        raise AssertionError(f"{needle!r} not logged {count} time(s) within {timeout}s:\n{self.log()}")
+        raise AssertionError(
+            f"{needle!r} not logged {count} time(s) within {timeout}s:\n{self.log()}"
+        )
 
     def mailbox(self, user: str) -> Path:
         return self.mail_dir / user
@@ -177,21 +184,38 @@ def dns_server() -> Iterator[str]:
     resolv.write_text(f"nameserver {DNS_ADDRESS}\n")
     errlog = (base / "dnsmasq.log").open("wb")
     proc = subprocess.Popen(
-        [dnsmasq, "--keep-in-foreground", "--no-resolv", "--no-hosts", "--no-poll",
-         f"--listen-address={DNS_ADDRESS}", "--bind-interfaces", "--port=53",
-         "--user=root", f"--pid-file={base}/pid", "--log-facility=-",
-         "--address=/#/",
-         "--address=/example.net/127.0.0.10", "--mx-host=example.net,mail.example.net,10",
-         "--address=/example.org/127.0.0.11", "--mx-host=example.org,mail.example.org,10",
-         "--address=/example.com/127.0.0.1", "--mx-host=example.com,tintin.example.com,10"],
-        stdout=subprocess.DEVNULL, stderr=errlog,
+        [
+            dnsmasq,
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+            "--no-poll",
+            f"--listen-address={DNS_ADDRESS}",
+            "--bind-interfaces",
+            "--port=53",
+            "--user=root",
+            f"--pid-file={base}/pid",
+            "--log-facility=-",
+            "--address=/#/",
+            "--address=/example.net/127.0.0.10",
+            "--mx-host=example.net,mail.example.net,10",
+            "--address=/example.org/127.0.0.11",
+            "--mx-host=example.org,mail.example.org,10",
+            "--address=/example.com/127.0.0.1",
+            "--mx-host=example.com,tintin.example.com,10",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=errlog,
     )
     errlog.close()  # dnsmasq has its own copy
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             # A minimal query for example.net/A; any answer means dnsmasq is up.
-            query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07example\x03net\x00\x00\x01\x00\x01"
+            query = (
+                b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+                b"\x07example\x03net\x00\x00\x01\x00\x01"
+            )
             s.settimeout(0.2)
             try:
                 s.sendto(query, (DNS_ADDRESS, 53))
@@ -199,7 +223,9 @@ def dns_server() -> Iterator[str]:
                 break
             except OSError:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"dnsmasq failed: {(base / 'dnsmasq.log').read_text()}")
+                    raise RuntimeError(
+                        f"dnsmasq failed: {(base / 'dnsmasq.log').read_text()}"
+                    ) from None
     os.environ["POSTIER_RESOLV_CONF"] = str(resolv)
     yield DNS_ADDRESS
     os.environ.pop("POSTIER_RESOLV_CONF", None)

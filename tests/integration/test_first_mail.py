@@ -65,9 +65,22 @@ def read_with_snail(mbox: Path) -> str:
     if snail is None:
         pytest.skip("s-nail is not installed")
     result = subprocess.run(
-        [snail, "-n", "-N", "-R", "-S", "expandaddr", "-S", "headline=%>%a%m %-18f %s",
-         "-f", str(mbox)],
-        input="print 1\nquit\n", capture_output=True, text=True, timeout=30,
+        [
+            snail,
+            "-n",
+            "-N",
+            "-R",
+            "-S",
+            "expandaddr",
+            "-S",
+            "headline=%>%a%m %-18f %s",
+            "-f",
+            str(mbox),
+        ],
+        input="print 1\nquit\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
         env={"HOME": str(mbox.parent), "PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"},
     )
     assert result.returncode == 0, result.stderr
@@ -97,18 +110,25 @@ def test_tutorial_transcript_and_mbox(make_instance, tutorial_main_cf: str) -> N
     assert queue_id
     log = inst.wait_log(f"{queue_id}: removed")
     assert f"{queue_id}: client=localhost[127.0.0.1]" in log
-    assert re.search(rf"{queue_id}: from=<tournesol@example\.net>, size=\d+, nrcpt=1 \(queue active\)", log)
+    assert re.search(
+        rf"{queue_id}: from=<tournesol@example\.net>, size=\d+, nrcpt=1 \(queue active\)", log
+    )
     assert re.search(
         rf"{queue_id}: to=<tintin@example\.com>, relay=local, delay=[\d.e-]+, delays=\S+, "
-        r"dsn=2\.0\.0, status=sent \(delivered to mailbox\)", log)
+        r"dsn=2\.0\.0, status=sent \(delivered to mailbox\)",
+        log,
+    )
     assert "connect from localhost[127.0.0.1]" in log
     mbox = inst.mailbox("tintin")
     raw = mbox.read_bytes()
     assert raw.startswith(b"From tournesol@example.net ")
     assert b"Return-Path: <tournesol@example.net>\n" in raw
     assert b"Delivered-To: tintin@example.com\n" in raw
-    assert re.search(rb"Received: from milou\.example\.net \(localhost \[127\.0\.0\.1\]\)\n"
-                     rb"\tby tintin\.example\.com \(Postfix\) with SMTP id " + queue_id.encode(), raw)
+    assert re.search(
+        rb"Received: from milou\.example\.net \(localhost \[127\.0\.0\.1\]\)\n"
+        rb"\tby tintin\.example\.com \(Postfix\) with SMTP id " + queue_id.encode(),
+        raw,
+    )
     shown = read_with_snail(mbox)
     assert "Le contenu du message, y compris les en-têtes." in shown
     assert "tournesol@example.net" in shown
@@ -159,16 +179,20 @@ def test_unknown_user_and_relay_refused(make_instance, tutorial_main_cf: str) ->
         assert smtp.mail("tournesol@example.net")[0] == 250
         code, text = smtp.rcpt("personne-ici@example.com")
         assert (code, text.decode()) == (
-            550, "5.1.1 <personne-ici@example.com>: Recipient address rejected: "
-            "User unknown in local recipient table")
+            550,
+            "5.1.1 <personne-ici@example.com>: Recipient address rejected: "
+            "User unknown in local recipient table",
+        )
         code, text = smtp.rcpt("haddock@example.org")
         assert code == 554 and text.decode() == "5.7.1 <haddock@example.org>: Relay access denied"
         code, text = smtp.docmd("DATA")
         assert code == 554
     log = inst.log()
-    assert "NOQUEUE: reject: RCPT from localhost[127.0.0.1]: 554 5.7.1 <haddock@example.org>: " \
-           "Relay access denied; from=<tournesol@example.net> to=<haddock@example.org> proto=SMTP " \
-           "helo=<milou.example.net>" in log
+    assert (
+        "NOQUEUE: reject: RCPT from localhost[127.0.0.1]: 554 5.7.1 <haddock@example.org>: "
+        "Relay access denied; from=<tournesol@example.net> to=<haddock@example.org> proto=SMTP "
+        "helo=<milou.example.net>" in log
+    )
 
 
 @pytest.mark.skipif(not ROOT, reason="delivers to /var/mail/tintin as user tintin")
@@ -187,8 +211,11 @@ def test_tutorial_mailbox_command_procmail_delivers_to_var_mail(
     assert inst.start().returncode == 0, inst.log()
     with smtplib.SMTP("127.0.0.1", inst.port, timeout=30) as smtp:
         smtp.helo("milou.example.net")
-        smtp.sendmail("tournesol@example.net", ["tintin+lune@example.com"],
-                      b"Subject: par procmail\r\n\r\nVia procmail.\r\n")
+        smtp.sendmail(
+            "tournesol@example.net",
+            ["tintin+lune@example.com"],
+            b"Subject: par procmail\r\n\r\nVia procmail.\r\n",
+        )
     log = inst.wait_log("removed")
     assert 'status=sent (delivered to command: procmail -a "$EXTENSION")' in log, log
     text = spool.read_text()

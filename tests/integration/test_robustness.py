@@ -45,12 +45,16 @@ def test_bad_parameter_value_names_file_line_and_parameter(make_instance) -> Non
     inst = make_instance(BASE_MAIN_CF + "smtpd_helo_required = perhaps\n")
     result = inst.start()
     assert result.returncode != 0
-    assert "main.cf, line 6" in result.stderr and "smtpd_helo_required" in result.stderr, result.stderr
+    assert "main.cf, line 6" in result.stderr and "smtpd_helo_required" in result.stderr, (
+        result.stderr
+    )
     assert not inst.pids()
 
 
 def test_unknown_restriction_refuses_to_start(make_instance) -> None:
-    inst = make_instance(BASE_MAIN_CF + "smtpd_recipient_restrictions = permit_mynetworks, reject_everything_bad\n")
+    inst = make_instance(
+        BASE_MAIN_CF + "smtpd_recipient_restrictions = permit_mynetworks, reject_everything_bad\n"
+    )
     result = inst.start()
     assert result.returncode != 0
     assert "reject_everything_bad" in result.stderr, result.stderr
@@ -59,7 +63,9 @@ def test_unknown_restriction_refuses_to_start(make_instance) -> None:
 
 def test_unknown_master_cf_daemon_refuses_to_start(make_instance) -> None:
     inst = make_instance(BASE_MAIN_CF)
-    inst.write_master_cf(f"127.0.0.1:{inst.port} inet n - n - - smtpd\nfoo unix - - n - - no-such-daemon\n")
+    inst.write_master_cf(
+        f"127.0.0.1:{inst.port} inet n - n - - smtpd\nfoo unix - - n - - no-such-daemon\n"
+    )
     result = inst.start()
     assert result.returncode != 0
     assert "master.cf, line 2" in result.stderr, result.stderr
@@ -117,8 +123,11 @@ def test_garbage_overlong_lines_and_early_disconnects(make_instance) -> None:
     assert re.match(rb"5\d\d ", out), out
     out = session(b"HELO " + b"a" * 100_000 + b"\r\nNOOP\r\n")
     assert out.startswith(b"500 ") and b"250 2.0.0 Ok" in out, out[:200]
-    out = session(b"EHLO x\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<postmaster@example.com>\r\nDATA\r\n"
-                  b"partial mess", read=False)
+    out = session(
+        b"EHLO x\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<postmaster@example.com>\r\nDATA\r\n"
+        b"partial mess",
+        read=False,
+    )
     session(b"\r\n" * 5 + b"QUIT\r\n")
     out = session(b"MAIL FROM:<>\r\nRCPT TO:<>\r\nDATA\r\n.\r\nQUIT\r\n")
     assert b"221 2.0.0 Bye" in out
@@ -133,15 +142,17 @@ def test_smuggling_does_not_end_data(make_instance) -> None:
     ensure_user("tintin")
     inst = make_instance(BASE_MAIN_CF)
     assert inst.start().returncode == 0, inst.log()
-    smuggle = (b"EHLO x\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<tintin@example.com>\r\nDATA\r\n")
+    smuggle = b"EHLO x\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<tintin@example.com>\r\nDATA\r\n"
     with socket.create_connection(("127.0.0.1", inst.port), timeout=20) as s:
         s.recv(4096)
         s.sendall(b"EHLO x\r\n")
         s.recv(4096)
-        s.sendall(smuggle[len(b"EHLO x\r\n"):])
+        s.sendall(smuggle[len(b"EHLO x\r\n") :])
         time.sleep(0.2)
-        s.sendall(b"Subject: one\r\n\r\nbody\n.\nMAIL FROM:<evil@example.net>\r\n"
-                  b"RCPT TO:<tintin@example.com>\r\nDATA\r\nSubject: smuggled\r\n\r\n.\r\nQUIT\r\n")
+        s.sendall(
+            b"Subject: one\r\n\r\nbody\n.\nMAIL FROM:<evil@example.net>\r\n"
+            b"RCPT TO:<tintin@example.com>\r\nDATA\r\nSubject: smuggled\r\n\r\n.\r\nQUIT\r\n"
+        )
         out = b""
         while True:
             chunk = s.recv(65536)
@@ -181,8 +192,13 @@ def test_kill_9_after_250_delivers_exactly_once(make_instance) -> None:
     assert count_messages(inst, "tintin") == 0
     # Reboot-like restart with delivery allowed again.
     subprocess.run(
-        ["sed", "-i", "s/^defer_transports = local$/defer_transports =/",
-         str(inst.config_dir / "main.cf")], check=True,
+        [
+            "sed",
+            "-i",
+            "s/^defer_transports = local$/defer_transports =/",
+            str(inst.config_dir / "main.cf"),
+        ],
+        check=True,
     )
     assert inst.start().returncode == 0, inst.log()
     for queue_id in ids:

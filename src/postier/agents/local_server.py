@@ -76,7 +76,9 @@ class LocalAgent:
                     continue
                 name = value.split("@", 1)[0].strip('"')
                 if "@" in value and not self._is_local_domain(value.split("@", 1)[1]):
-                    return status.deferred("4.3.0", f"alias {key}: forwarding to {value} is not supported yet")
+                    return status.deferred(
+                        "4.3.0", f"alias {key}: forwarding to {value} is not supported yet"
+                    )
                 if name.lower() == key:
                     targets.append(Target(name))
                     continue
@@ -115,7 +117,9 @@ class LocalAgent:
                 self.log_status(req, rcpt.address, rcpt.orig, st)
         return results
 
-    def deliver_one(self, qf: QueueFile, req: DeliverRequest, address: str, orig: str) -> DeliveryStatus:
+    def deliver_one(
+        self, qf: QueueFile, req: DeliverRequest, address: str, orig: str
+    ) -> DeliveryStatus:
         localpart, _, domain = address.rpartition("@")
         if not localpart:
             localpart, domain = address, ""
@@ -131,8 +135,14 @@ class LocalAgent:
         return worst
 
     def deliver_target(
-        self, qf: QueueFile, req: DeliverRequest, target: Target, address: str, orig: str,
-        localpart: str, domain: str,
+        self,
+        qf: QueueFile,
+        req: DeliverRequest,
+        target: Target,
+        address: str,
+        orig: str,
+        localpart: str,
+        domain: str,
     ) -> DeliveryStatus:
         try:
             pw = pwd.getpwnam(target.user)
@@ -147,23 +157,45 @@ class LocalAgent:
                 dp = pwd.getpwnam(self.default_privs)
                 uid, gid = dp.pw_uid, dp.pw_gid
             env = command_env(
-                user=pw.pw_name, home=pw.pw_dir, shell=pw.pw_shell, recipient=address,
-                sender=req.sender, extension=ext, domain=domain, local=localpart,
-                original_recipient=orig, attrs=req.attrs,
+                user=pw.pw_name,
+                home=pw.pw_dir,
+                shell=pw.pw_shell,
+                recipient=address,
+                sender=req.sender,
+                extension=ext,
+                domain=domain,
+                local=localpart,
+                original_recipient=orig,
+                attrs=req.attrs,
             )
             return command.deliver_command(
-                cmd, content=_content(qf), sender=req.sender, recipient=address, env=env,
-                uid=uid, gid=gid, home=pw.pw_dir, timeout=self.cfg.get_time("command_time_limit"),
-                orig_recipient=orig, arrival=req.arrival,
+                cmd,
+                content=_content(qf),
+                sender=req.sender,
+                recipient=address,
+                env=env,
+                uid=uid,
+                gid=gid,
+                home=pw.pw_dir,
+                timeout=self.cfg.get_time("command_time_limit"),
+                orig_recipient=orig,
+                arrival=req.arrival,
             )
         if self.home_mailbox:
             path = os.path.join(pw.pw_dir, self.home_mailbox)
         else:
             path = os.path.join(self.spool, pw.pw_name)
         return mbox.deliver_mbox(
-            path, sender=req.sender, recipient=address, orig_recipient=orig,
-            content=_content(qf), arrival=req.arrival, size_limit=self.size_limit,
-            locks=self.locks, uid=uid, gid=gid,
+            path,
+            sender=req.sender,
+            recipient=address,
+            orig_recipient=orig,
+            content=_content(qf),
+            arrival=req.arrival,
+            size_limit=self.size_limit,
+            locks=self.locks,
+            uid=uid,
+            gid=gid,
         )
 
     def log_status(self, req: DeliverRequest, address: str, orig: str, st: DeliveryStatus) -> None:
@@ -221,9 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--listen-fd", type=int, required=True)
     args = parser.parse_args(argv)
     cfg = Config.from_dir(args.config_dir)
-    log = Log("local", syslog_name=cfg.get("syslog_name"),
-              target=log_target(cfg.get("maillog_file"), foreground=args.foreground),
-              facility=cfg.get("syslog_facility"))
+    log = Log(
+        "local",
+        syslog_name=cfg.get("syslog_name"),
+        target=log_target(cfg.get("maillog_file"), foreground=args.foreground),
+        facility=cfg.get("syslog_facility"),
+    )
     try:
         agent = LocalAgent(cfg, log)
         loop = children.new_event_loop()

@@ -76,15 +76,30 @@ def start(config_dir: str) -> int:
         return 1
     pid = running_pid(config_dir)
     if pid is not None:
-        print(f"postier: fatal: the Postfix mail system is already running (pid {pid})", file=sys.stderr)
+        print(
+            f"postier: fatal: the Postfix mail system is already running (pid {pid})",
+            file=sys.stderr,
+        )
         return 1
     ready_r, ready_w = os.pipe()
-    argv = [sys.executable, "-m", "postier.master.master", "--config-dir", config_dir,
-            "--ready-fd", str(ready_w)]
+    argv = [
+        sys.executable,
+        "-m",
+        "postier.master.master",
+        "--config-dir",
+        config_dir,
+        "--ready-fd",
+        str(ready_w),
+    ]
     with open(os.devnull, "rb") as devnull_in, open(os.devnull, "wb") as devnull_out:
-        proc = subprocess.Popen(  # noqa: S603
-            argv, pass_fds=[ready_w], stdin=devnull_in, stdout=devnull_out, stderr=devnull_out,
-            start_new_session=True, close_fds=True,
+        proc = subprocess.Popen(
+            argv,
+            pass_fds=[ready_w],
+            stdin=devnull_in,
+            stdout=devnull_out,
+            stderr=devnull_out,
+            start_new_session=True,
+            close_fds=True,
         )
     os.close(ready_w)
     answer = b""
@@ -137,7 +152,10 @@ def stop(config_dir: str) -> int:
         if running_pid(config_dir) is None:
             return 0
         time.sleep(0.05)
-    print(f"postier: warning: master pid {pid} still running after {STOP_TIMEOUT:.0f}s", file=sys.stderr)
+    print(
+        f"postier: warning: master pid {pid} still running after {STOP_TIMEOUT:.0f}s",
+        file=sys.stderr,
+    )
     return 1
 
 
@@ -150,7 +168,9 @@ def status(config_dir: str) -> int:
     if pid is None:
         print("postier/postfix-script: the Postfix mail system is not running", file=sys.stderr)
         return 1
-    print(f"postier/postfix-script: the Postfix mail system is running: PID: {pid}", file=sys.stderr)
+    print(
+        f"postier/postfix-script: the Postfix mail system is running: PID: {pid}", file=sys.stderr
+    )
     return 0
 
 

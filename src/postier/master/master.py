@@ -10,6 +10,7 @@ root. Started by an ordinary user, everything runs as that user.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -53,7 +54,8 @@ class Master:
         self._local_sock: socket.socket | None = None
         self.rt = runtime.Runtime.from_config(self.cfg)
         self.log = Log(
-            "master", syslog_name=self.cfg.get("syslog_name"),
+            "master",
+            syslog_name=self.cfg.get("syslog_name"),
             target=log_target(self.cfg.get("maillog_file"), foreground=foreground),
             facility=self.cfg.get("syslog_facility"),
         )
@@ -111,24 +113,38 @@ class Master:
         local_sock.set_inheritable(True)
         self._local_sock = local_sock
         self.children.append(
-            Child("local", "postier.agents.local_server", False,
-                  ["--listen-fd", str(local_sock.fileno())], [local_sock.fileno()])
+            Child(
+                "local",
+                "postier.agents.local_server",
+                False,
+                ["--listen-fd", str(local_sock.fileno())],
+                [local_sock.fileno()],
+            )
         )
 
     def spawn(self, child: Child) -> None:
         ready_r, ready_w = os.pipe()
         argv = [
-            sys.executable, "-m", child.module, "--config-dir", self.config_dir,
-            "--ready-fd", str(ready_w), "--lifeline-fd", str(self.lifeline_r),
+            sys.executable,
+            "-m",
+            child.module,
+            "--config-dir",
+            self.config_dir,
+            "--ready-fd",
+            str(ready_w),
+            "--lifeline-fd",
+            str(self.lifeline_r),
             *child.extra_args,
         ]
         if self.foreground:
             argv.append("--foreground")
         if child.run_as_owner and self.rt.uid is not None and os.geteuid() == 0:
             argv += ["--user", f"{self.rt.uid}:{self.rt.gid}"]
-        child.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            argv, pass_fds=[ready_w, self.lifeline_r, *child.pass_fds],
-            stdin=subprocess.DEVNULL, close_fds=True,
+        child.proc = subprocess.Popen(
+            argv,
+            pass_fds=[ready_w, self.lifeline_r, *child.pass_fds],
+            stdin=subprocess.DEVNULL,
+            close_fds=True,
         )
         os.close(ready_w)
         child.ready_read = ready_r
@@ -165,10 +181,8 @@ class Master:
     def _on_signal(self, signum: int, _frame: object) -> None:
         if signum in (signal.SIGTERM, signal.SIGINT):
             self.stopping = True
-        try:
+        with contextlib.suppress(OSError):
             os.write(self._wake_w, b"x")
-        except OSError:
-            pass
 
     def run(self, ready_fd: int = -1) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP):
@@ -188,16 +202,17 @@ class Master:
                 os.close(ready_fd)
             self.shutdown()
             return 1
-        self.log.info(f"daemon started -- version {self.rt.version}, configuration {self.config_dir}")
+        self.log.info(
+            f"daemon started -- version {self.rt.version}, configuration {self.config_dir}"
+        )
         if ready_fd >= 0:
             os.write(ready_fd, b"ok\n")
             os.close(ready_fd)
         while not self.stopping:
-            select.select([self._wake_r], [], [], 1.0)
-            try:
-                os.read(self._wake_r, 512) if select.select([self._wake_r], [], [], 0)[0] else None
-            except OSError:
-                pass
+            readable, _, _ = select.select([self._wake_r], [], [], 1.0)
+            if readable:
+                with contextlib.suppress(OSError):
+                    os.read(self._wake_r, 512)
             self.reap_and_restart()
         self.log.info("terminating on signal 15")
         self.shutdown()
@@ -231,10 +246,8 @@ class Master:
     def shutdown(self) -> None:
         live = [c.proc for c in self.children if c.proc is not None and c.proc.poll() is None]
         for proc in live:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 proc.terminate()
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         for proc in live:
             try:
@@ -275,4 +288,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

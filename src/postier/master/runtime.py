@@ -6,6 +6,7 @@ Kept apart from the process loop so that ``postier check`` and the command-line
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import pwd
@@ -80,8 +81,12 @@ class Runtime:
             owner = pwd.getpwuid(os.geteuid()).pw_name
         workers = max(1, os.cpu_count() or 1)
         return cls(
-            queue_dir=cfg.get("queue_directory"), uid=uid, gid=gid, owner_name=owner,
-            smtpd_workers=workers, version=postier.__version__,
+            queue_dir=cfg.get("queue_directory"),
+            uid=uid,
+            gid=gid,
+            owner_name=owner,
+            smtpd_workers=workers,
+            version=postier.__version__,
         )
 
     def prepare_queue(self) -> None:
@@ -124,7 +129,9 @@ def bind_service(svc: MasterService, cfg: Config, log: Log) -> list[socket.socke
         try:
             infos = socket.getaddrinfo(h, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         except socket.gaierror as exc:
-            raise StartError(f"{svc.file}, line {svc.line}: service {svc.name}: {h}: {exc}") from None
+            raise StartError(
+                f"{svc.file}, line {svc.line}: service {svc.name}: {h}: {exc}"
+            ) from None
         family, _, _, _, addr = infos[0]
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -135,10 +142,13 @@ def bind_service(svc: MasterService, cfg: Config, log: Log) -> list[socket.socke
         except OSError as exc:
             sock.close()
             if family == socket.AF_INET6 and host is None and len(hosts) > 1:
-                log.warning(f"service {svc.name}: cannot bind [{h}]:{port}: {exc.strerror}; IPv6 skipped")
+                log.warning(
+                    f"service {svc.name}: cannot bind [{h}]:{port}: {exc.strerror}; IPv6 skipped"
+                )
                 continue
             raise StartError(
-                f"{svc.file}, line {svc.line}: service {svc.name}: bind {h} port {port}: {exc.strerror}"
+                f"{svc.file}, line {svc.line}: service {svc.name}: "
+                f"bind {h} port {port}: {exc.strerror}"
             ) from None
         sock.listen(1024)
         socks.append(sock)
@@ -148,10 +158,8 @@ def bind_service(svc: MasterService, cfg: Config, log: Log) -> list[socket.socke
 def bind_local_socket(rt: Runtime) -> socket.socket:
     """The unix socket on which the local delivery agent takes requests from qmgr."""
     path = os.path.join(rt.queue_dir, "private", "local")
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o077)
     try:

@@ -1,4 +1,4 @@
-"""The queue manager: takes mail from incoming/, has it delivered, then removes, defers or bounces it.
+"""The queue manager: has each new message delivered, then removes, defers or bounces it.
 
 Follows Postfix's qmgr(8): at start, mail left in active/ by a crash goes back to
 incoming/; a message moves to active/ by rename while it is being delivered; a
@@ -22,7 +22,7 @@ import socket
 import sys
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from postier.agents import status
 from postier.agents.protocol import DeliverAnswer, DeliverRequest, RcptRequest
@@ -178,26 +178,29 @@ class Qmgr:
                 results[i] = status.deferred("4.3.2", "deferred transport", relay="none")
             elif transport != "local":
                 results[i] = status.deferred(
-                    "4.3.0", f"mail transport unavailable: no {transport} delivery agent yet",
+                    "4.3.0",
+                    f"mail transport unavailable: no {transport} delivery agent yet",
                     relay="none",
                 )
             else:
                 local_rcpts.append(RcptRequest(i, r.address, r.orig))
             if expired and i in results:
                 results[i] = status.bounced(
-                    "5.4.7", f"delivery temporarily suspended: {results[i].text}; message expired",
+                    "5.4.7",
+                    f"delivery temporarily suspended: {results[i].text}; message expired",
                     relay=results[i].relay,
                 )
         if local_rcpts:
-            req = DeliverRequest(0, qf.queue_id, qf.path, env.sender, env.arrival, local_rcpts,
-                                 env.attrs)
+            req = DeliverRequest(
+                0, qf.queue_id, qf.path, env.sender, env.arrival, local_rcpts, env.attrs
+            )
             try:
                 answer = await self.local.deliver(req)
                 for res in answer.results:
                     results[res.index] = res.status
             except (OSError, ConnectionError) as exc:
-                for r in local_rcpts:
-                    results[r.index] = status.deferred(
+                for lr in local_rcpts:
+                    results[lr.index] = status.deferred(
                         "4.3.0", f"local delivery agent unavailable: {exc}", relay="none"
                     )
         return results
@@ -219,7 +222,9 @@ class Qmgr:
             self.send_bounce(qf, bounced)
         elif bounced:
             for f in bounced:
-                self.log.warning(f"{qf.queue_id}: undeliverable bounce to <{f.recipient}> discarded")
+                self.log.warning(
+                    f"{qf.queue_id}: undeliverable bounce to <{f.recipient}> discarded"
+                )
         if not pending:
             os.unlink(qf.path)
             self.log.info(f"{qf.queue_id}: removed")
@@ -239,14 +244,23 @@ class Qmgr:
         writer = QueueWriter.create(self.queue_dir)
         try:
             body = build_bounce(
-                myhostname=self.myhostname, queue_id=qf.queue_id, new_queue_id=writer.queue_id,
-                sender=env.sender, arrival=datetime.fromtimestamp(env.arrival, timezone.utc),
-                now=datetime.now(timezone.utc), failed=failed, original=qf.iter_content(),
+                myhostname=self.myhostname,
+                queue_id=qf.queue_id,
+                new_queue_id=writer.queue_id,
+                sender=env.sender,
+                arrival=datetime.fromtimestamp(env.arrival, UTC),
+                now=datetime.now(UTC),
+                failed=failed,
+                original=qf.iter_content(),
             )
             writer.write(body)
             new_id = writer.commit(
-                Envelope(sender="", recipients=[Recipient(env.sender)], arrival=time.time(),
-                         attrs={"origin": "bounce"})
+                Envelope(
+                    sender="",
+                    recipients=[Recipient(env.sender)],
+                    arrival=time.time(),
+                    attrs={"origin": "bounce"},
+                )
             )
         except BaseException:
             writer.abort()
@@ -305,9 +319,12 @@ async def serve(qmgr: Qmgr, ready_fd: int, lifeline_fd: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = children.child_arguments("qmgr").parse_args(argv)
     cfg = Config.from_dir(args.config_dir)
-    log = Log("qmgr", syslog_name=cfg.get("syslog_name"),
-              target=log_target(cfg.get("maillog_file"), foreground=args.foreground),
-              facility=cfg.get("syslog_facility"))
+    log = Log(
+        "qmgr",
+        syslog_name=cfg.get("syslog_name"),
+        target=log_target(cfg.get("maillog_file"), foreground=args.foreground),
+        facility=cfg.get("syslog_facility"),
+    )
     try:
         loop = children.new_event_loop()
         qmgr = Qmgr(cfg, log)

@@ -1,4 +1,4 @@
-"""What smtpd decides and with which settings: per-process facts, per-service settings, per-session checks.
+"""What smtpd decides, and with which settings: per process, per service, per session.
 
 ``Worker`` holds what every session of a process shares (log, queue directory, the
 qmgr trigger, the local recipient table); ``Service`` is one master.cf smtpd service's
@@ -12,26 +12,25 @@ semantics: client, HELO and sender restrictions are evaluated at RCPT time.
 from __future__ import annotations
 
 import asyncio
+import encodings.idna  # noqa: F401
 import os
 import pwd
 import socket
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-import dns.asyncresolver
-import dns.exception
-import dns.resolver
-
 # dnspython loads these lazily; smtpd drops privileges before its first query, when the
 # interpreter's files may no longer be readable, so they are loaded now.
-import dns._asyncio_backend  # noqa: F401
-import dns.rdtypes.ANY.CNAME  # noqa: F401
-import dns.rdtypes.ANY.MX  # noqa: F401
-import dns.rdtypes.ANY.PTR  # noqa: F401
-import dns.rdtypes.ANY.SOA  # noqa: F401
-import dns.rdtypes.IN.A  # noqa: F401
-import dns.rdtypes.IN.AAAA  # noqa: F401
-import encodings.idna  # noqa: F401
+import dns._asyncio_backend
+import dns.asyncresolver
+import dns.exception
+import dns.rdtypes.ANY.CNAME
+import dns.rdtypes.ANY.MX
+import dns.rdtypes.ANY.PTR
+import dns.rdtypes.ANY.SOA
+import dns.rdtypes.IN.A
+import dns.rdtypes.IN.AAAA
+import dns.resolver
 
 from postier.config.errors import ConfigError
 from postier.config.settings import Config
@@ -198,8 +197,10 @@ class SessionFacts:
 
     def address_class(self, domain: str) -> AddressClass:
         return classify(
-            domain, mydestination=self.svc.mydestination,
-            inet_interface_addrs=local_addresses(), proxy_interfaces=[],
+            domain,
+            mydestination=self.svc.mydestination,
+            inet_interface_addrs=local_addresses(),
+            proxy_interfaces=[],
             relay_domains=self.svc.relay_domains,
         )
 
@@ -244,10 +245,16 @@ class Policy:
     def state(self, recipient: str | None) -> rs.SmtpdState:
         s = self.session
         return rs.SmtpdState(
-            client_address=s.client_addr, client_name=s.client_name,
-            reverse_client_name=s.client_name, helo_name=s.helo, sender=s.sender,
-            recipient=recipient, sasl_username=None, esmtp=s.esmtp,
-            pipelining_violation=s.pipelining_violation, stage="recipient",
+            client_address=s.client_addr,
+            client_name=s.client_name,
+            reverse_client_name=s.client_name,
+            helo_name=s.helo,
+            sender=s.sender,
+            recipient=recipient,
+            sasl_username=None,
+            esmtp=s.esmtp,
+            pipelining_violation=s.pipelining_violation,
+            stage="recipient",
         )
 
     async def check_rcpt(self, address: str, params: Mapping[str, str | None]) -> Reply | None:
@@ -264,7 +271,10 @@ class Policy:
         for domain in domains:
             answers[domain] = await self.svc.worker.domain_dns(domain)
         decision = rs.evaluate_stage(
-            self.svc.lists, state, facts, self.svc.codes,
+            self.svc.lists,
+            state,
+            facts,
+            self.svc.codes,
             reject_unlisted_recipient=self.svc.reject_unlisted_recipient,
             reject_unlisted_sender=self.svc.reject_unlisted_sender,
         )
@@ -290,6 +300,9 @@ class Policy:
         full = address if "@" in address else f"{address}@{self.svc.myorigin}"
         facts = SessionFacts(self.svc, {})
         domain = full.rpartition("@")[2]
-        if facts.address_class(domain) is AddressClass.LOCAL and facts.is_local_recipient(full) is False:
+        if (
+            facts.address_class(domain) is AddressClass.LOCAL
+            and facts.is_local_recipient(full) is False
+        ):
             return replies.user_unknown(full)
         return replies.vrfy_ok(address)

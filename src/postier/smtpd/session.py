@@ -15,7 +15,7 @@ import contextlib
 import socket
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from postier.cleanup.headers import HeaderProcessor, received_header
 from postier.queue.file import Envelope, QueueWriter, Recipient
@@ -30,7 +30,10 @@ READ_SIZE = 65536
 
 class Session:
     def __init__(
-        self, service: Service, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+        self,
+        service: Service,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
     ) -> None:
         self.svc = service
         self.log = service.worker.log
@@ -86,7 +89,9 @@ class Session:
                     break
                 if not data:
                     if self.last_command != "QUIT":
-                        self.log.info(f"lost connection after {self.last_command} from {self.client}")
+                        self.log.info(
+                            f"lost connection after {self.last_command} from {self.client}"
+                        )
                     break
                 self.conn.receive_data(data)
                 await self.process_events()
@@ -103,8 +108,21 @@ class Session:
             self.log.info(f"disconnect from {self.client} {self.summary()}")
 
     def summary(self) -> str:
-        order = ["ehlo", "helo", "starttls", "auth", "mail", "rcpt", "data", "bdat", "rset",
-                 "noop", "vrfy", "quit", "unknown"]
+        order = [
+            "ehlo",
+            "helo",
+            "starttls",
+            "auth",
+            "mail",
+            "rcpt",
+            "data",
+            "bdat",
+            "rset",
+            "noop",
+            "vrfy",
+            "quit",
+            "unknown",
+        ]
         parts = []
         total_ok = total = 0
         for name in order:
@@ -113,7 +131,9 @@ class Session:
                 parts.append(f"{name}={ok}" if ok == seen else f"{name}={ok}/{seen}")
                 total_ok += ok
                 total += seen
-        parts.append(f"commands={total_ok}" if total_ok == total else f"commands={total_ok}/{total}")
+        parts.append(
+            f"commands={total_ok}" if total_ok == total else f"commands={total_ok}/{total}"
+        )
         return " ".join(parts)
 
     def send(self, reply: Reply) -> None:
@@ -129,9 +149,12 @@ class Session:
             event = self.conn.next_event()
             if event is ev.NEED_DATA:
                 return
-            if not isinstance(event, ev.DataChunk | ev.DataEnd):
-                if self.conn.input_pending() and not self.esmtp:
-                    self.pipelining_violation = True
+            if (
+                not isinstance(event, ev.DataChunk | ev.DataEnd)
+                and self.conn.input_pending()
+                and not self.esmtp
+            ):
+                self.pipelining_violation = True
             reply = await self.handle(event)
             if reply is None:
                 continue
@@ -148,7 +171,7 @@ class Session:
             if reply.code in (221, 421):
                 self.closing = True
 
-    async def handle(self, event: object) -> Reply | None:  # noqa: PLR0911 - a dispatch
+    async def handle(self, event: object) -> Reply | None:
         match event:
             case ev.DataChunk(data=data):
                 if self.headers is not None and self.queue is not None:
@@ -212,8 +235,11 @@ class Session:
         self.abort_transaction()
         self.helo = event.name
         self.esmtp = event.extended
-        reply = (replies.ehlo(self.svc.hostname, self.svc.ehlo_keywords) if event.extended
-                 else replies.helo(self.svc.hostname))
+        reply = (
+            replies.ehlo(self.svc.hostname, self.svc.ehlo_keywords)
+            if event.extended
+            else replies.helo(self.svc.hostname)
+        )
         self.count("ehlo" if event.extended else "helo", reply)
         return reply
 
@@ -248,9 +274,8 @@ class Session:
     def log_reject(self, stage: str, reply: Reply, recipient: str | None) -> None:
         qid = self.queue.queue_id if self.queue else "NOQUEUE"
         to = f" to=<{recipient}>" if recipient is not None else ""
-        kind = "reject" if reply.code >= 500 else "reject"
         self.log.info(
-            f"{qid}: {kind}: {stage} from {self.client}: {reply}; from=<{self.sender}>{to} "
+            f"{qid}: reject: {stage} from {self.client}: {reply}; from=<{self.sender}>{to} "
             f"proto={self.protocol} helo=<{self.helo or ''}>"
         )
 
@@ -262,12 +287,15 @@ class Session:
             return reply
         self.headers = HeaderProcessor()
         received = received_header(
-            helo=self.helo or self.client_name, client_name=self.client_name,
-            client_addr=self.client_addr, protocol=self.protocol,
-            by_host=self.svc.hostname, mail_name=self.svc.mail_name,
+            helo=self.helo or self.client_name,
+            client_name=self.client_name,
+            client_addr=self.client_addr,
+            protocol=self.protocol,
+            by_host=self.svc.hostname,
+            mail_name=self.svc.mail_name,
             queue_id=self.queue.queue_id,
             recipient=self.recipients[0].address if len(self.recipients) == 1 else None,
-            when=datetime.now(timezone.utc).astimezone(),
+            when=datetime.now(UTC).astimezone(),
         )
         self.queue.write(received)
         return replies.DATA_GO
@@ -283,11 +311,16 @@ class Session:
             self.count("data", reply)
             return reply
         envelope = Envelope(
-            sender=self.sender or "", recipients=self.recipients, arrival=time.time(),
+            sender=self.sender or "",
+            recipients=self.recipients,
+            arrival=time.time(),
             attrs={
-                "client_name": self.client_name, "client_address": self.client_addr,
-                "client_port": str(self.client_port), "helo_name": self.helo or "",
-                "protocol": self.protocol, "service": self.svc.name,
+                "client_name": self.client_name,
+                "client_address": self.client_addr,
+                "client_port": str(self.client_port),
+                "helo_name": self.helo or "",
+                "protocol": self.protocol,
+                "service": self.svc.name,
             },
         )
         loop = asyncio.get_running_loop()

@@ -22,7 +22,9 @@ from postier.smtpd.policy import Service, Worker
 from postier.smtpd.session import Session
 
 
-async def serve(worker: Worker, listen: list[tuple[int, Service]], ready_fd: int, lifeline_fd: int) -> None:
+async def serve(
+    worker: Worker, listen: list[tuple[int, Service]], ready_fd: int, lifeline_fd: int
+) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     children.install_stop_signals(loop, stop.set)
@@ -44,6 +46,7 @@ async def serve(worker: Worker, listen: list[tuple[int, Service]], ready_fd: int
                     worker.log.error(traceback.format_exc().strip())
                 finally:
                     sessions.discard(task)
+
             return handler
 
         servers.append(await asyncio.start_server(make_handler(service), sock=sock, limit=1 << 16))
@@ -62,12 +65,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--listen", action="append", default=[], help="FD:SERVICE")
     args = parser.parse_args(argv)
     cfg = Config.from_dir(args.config_dir)
-    log = Log("smtpd", syslog_name=cfg.get("syslog_name"),
-              target=log_target(cfg.get("maillog_file"), foreground=args.foreground),
-              facility=cfg.get("syslog_facility"))
+    log = Log(
+        "smtpd",
+        syslog_name=cfg.get("syslog_name"),
+        target=log_target(cfg.get("maillog_file"), foreground=args.foreground),
+        facility=cfg.get("syslog_facility"),
+    )
     try:
         services = {
-            s.name: s for s in mastercf.load(os.path.join(args.config_dir, "master.cf"))
+            s.name: s
+            for s in mastercf.load(os.path.join(args.config_dir, "master.cf"))
             if s.type == "inet" and s.command == "smtpd"
         }
         worker = Worker(cfg, log)

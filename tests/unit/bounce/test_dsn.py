@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import email
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import Message
 
 from postier.agents.status import bounced
@@ -9,13 +9,22 @@ from postier.bounce.dsn import Failed, build_bounce
 
 
 def test_bounce_is_a_parsable_delivery_status_report() -> None:
-    when = datetime(2026, 11, 25, 20, 48, 52, tzinfo=timezone.utc)
+    when = datetime(2026, 11, 25, 20, 48, 52, tzinfo=UTC)
     original = [b"Subject: hello\nFrom: a@example.net\n\nbody line\n"]
     raw = build_bounce(
-        myhostname="tintin.example.com", queue_id="22D2A8871", new_queue_id="33E3B9982",
-        sender="a@example.net", arrival=when, now=when,
-        failed=[Failed("tintin@example.com", "tintin+x@example.com",
-                       bounced("5.2.2", "cannot update mailbox: File too large"))],
+        myhostname="tintin.example.com",
+        queue_id="22D2A8871",
+        new_queue_id="33E3B9982",
+        sender="a@example.net",
+        arrival=when,
+        now=when,
+        failed=[
+            Failed(
+                "tintin@example.com",
+                "tintin+x@example.com",
+                bounced("5.2.2", "cannot update mailbox: File too large"),
+            )
+        ],
         original=original,
     )
     msg = email.message_from_bytes(raw)
@@ -24,7 +33,9 @@ def test_bounce_is_a_parsable_delivery_status_report() -> None:
     assert msg.get_content_type() == "multipart/report"
     parts = msg.get_payload()
     assert isinstance(parts, list) and len(parts) == 3
-    assert "<tintin@example.com>: cannot update mailbox: File too large" in str(parts[0].get_payload())
+    assert "<tintin@example.com>: cannot update mailbox: File too large" in str(
+        parts[0].get_payload()
+    )
     status = parts[1]
     assert status.get_content_type() == "message/delivery-status"
     fields: list[Message] = status.get_payload()

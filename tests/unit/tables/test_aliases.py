@@ -37,7 +37,9 @@ def test_open_alias_maps_reads_hash_source_and_warns(tmp_path: Path) -> None:
     src = tmp_path / "aliases"
     src.write_text("Root: tintin\n")
     warnings: list[str] = []
-    maps = open_alias_maps([f"hash:{src}", f"hash:{tmp_path}/missing", "nis:mail.aliases"], warnings)
+    maps = open_alias_maps(
+        [f"hash:{src}", f"hash:{tmp_path}/missing", "nis:mail.aliases"], warnings
+    )
     assert maps.lookup("root") == ["tintin"]
     assert maps.lookup("ROOT") == ["tintin"]
     assert maps.lookup("nobody") is None
