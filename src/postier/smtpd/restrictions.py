@@ -172,7 +172,8 @@ def reject_unauth_destination(ctx: Ctx, arg: str | None) -> Outcome:
     if _unauth_destination(ctx):
         assert ctx.state.recipient is not None
         return Verdict.REJECT, replies.relay_denied(
-            ctx.state.recipient, ctx.codes.relay_domains_reject_code)
+            ctx.state.recipient, ctx.codes.relay_domains_reject_code
+        )
     return DUNNO
 
 
@@ -204,7 +205,8 @@ def reject_unlisted_recipient(ctx: Ctx, arg: str | None) -> Outcome:
     if _unlisted(ctx, rcpt):
         assert rcpt is not None
         return Verdict.REJECT, replies.user_unknown(
-            rcpt, ctx.codes.unknown_local_recipient_reject_code)
+            rcpt, ctx.codes.unknown_local_recipient_reject_code
+        )
     return DUNNO
 
 
@@ -214,7 +216,8 @@ def reject_unlisted_sender(ctx: Ctx, arg: str | None) -> Outcome:
         assert sender is not None
         code = ctx.codes.unknown_local_recipient_reject_code
         return Verdict.REJECT, replies.sender_rejected(
-            code, f"{code // 100}.1.0", sender, "User unknown in local recipient table")
+            code, f"{code // 100}.1.0", sender, "User unknown in local recipient table"
+        )
     return DUNNO
 
 
@@ -350,10 +353,16 @@ RESTRICTIONS: Mapping[str, tuple[Restriction, bool]] = {
 MODIFIERS = {"sleep": True, "warn_if_reject": False}
 
 #: Postfix's fatal check: one of these must guard relaying.
-RELAY_GUARDS = frozenset({
-    "reject_unauth_destination", "defer_unauth_destination", "reject", "defer",
-    "defer_if_permit", "check_relay_domains",
-})
+RELAY_GUARDS = frozenset(
+    {
+        "reject_unauth_destination",
+        "defer_unauth_destination",
+        "reject",
+        "defer",
+        "defer_if_permit",
+        "check_relay_domains",
+    }
+)
 
 
 def parse_restrictions(items: Sequence[str], *, stage: str) -> list[RestrictionCall]:
@@ -377,7 +386,9 @@ def parse_restrictions(items: Sequence[str], *, stage: str) -> list[RestrictionC
     return calls
 
 
-def check_relay_protection(relay: Sequence[RestrictionCall], recipient: Sequence[RestrictionCall]) -> None:
+def check_relay_protection(
+    relay: Sequence[RestrictionCall], recipient: Sequence[RestrictionCall]
+) -> None:
     """Postfix refuses to run as an open relay by configuration mistake; so do we."""
     if not any(call.name in RELAY_GUARDS for call in (*relay, *recipient)):
         raise ValueError(
@@ -388,8 +399,12 @@ def check_relay_protection(relay: Sequence[RestrictionCall], recipient: Sequence
 
 
 def evaluate(
-    calls: Sequence[RestrictionCall], state: SmtpdState, facts: Facts, codes: RejectCodes,
-    *, stage: str,
+    calls: Sequence[RestrictionCall],
+    state: SmtpdState,
+    facts: Facts,
+    codes: RejectCodes,
+    *,
+    stage: str,
 ) -> Decision:
     ctx = Ctx(state, facts, codes, stage)
     decision = Decision("dunno")
@@ -416,8 +431,13 @@ def evaluate(
 
 
 def evaluate_stage(
-    lists: Mapping[str, Sequence[RestrictionCall]], state: SmtpdState, facts: Facts,
-    codes: RejectCodes, *, reject_unlisted_recipient: bool, reject_unlisted_sender: bool,
+    lists: Mapping[str, Sequence[RestrictionCall]],
+    state: SmtpdState,
+    facts: Facts,
+    codes: RejectCodes,
+    *,
+    reject_unlisted_recipient: bool,
+    reject_unlisted_sender: bool,
 ) -> Decision:
     """Every list at RCPT time (smtpd_delay_reject = yes), then the implicit checks."""
     sleeps: list[float] = []
@@ -443,13 +463,17 @@ def evaluate_stage(
 
 
 def dns_domains_needed(
-    calls: Sequence[RestrictionCall], state: SmtpdState, facts: Facts,
+    calls: Sequence[RestrictionCall],
+    state: SmtpdState,
+    facts: Facts,
 ) -> set[str]:
     """The domains whose DNS the list may ask about, for the shell to resolve first."""
     wanted: set[str] = set()
     names = {call.name for call in calls}
-    for name, address in (("reject_unknown_sender_domain", state.sender),
-                          ("reject_unknown_recipient_domain", state.recipient)):
+    for name, address in (
+        ("reject_unknown_sender_domain", state.sender),
+        ("reject_unknown_recipient_domain", state.recipient),
+    ):
         domain = _domain(address)
         if name in names and domain and facts.address_class(domain) is AddressClass.DEFAULT:
             wanted.add(domain.lower())
