@@ -226,6 +226,21 @@ def encode_envelope(env: Envelope) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def _json_str(raw: bytes) -> str:
+    value = json.loads(raw)
+    if not isinstance(value, str):
+        raise ValueError("string expected")
+    return value
+
+
+def _json_pair(raw: bytes) -> tuple[str, str]:
+    value = json.loads(raw)
+    if not (isinstance(value, list) and len(value) == 2
+            and isinstance(value[0], str) and isinstance(value[1], str)):
+        raise ValueError("pair of strings expected")
+    return value[0], value[1]
+
+
 class QueueFile:
     """An existing, complete queue file, open for delivery."""
 
@@ -270,21 +285,21 @@ class QueueFile:
         try:
             for line in segment.split(b"\n")[:-2]:
                 kind = line[:1]
-                if kind == b"T":
+                if kind == b"T" and line[1:2] == b" ":
                     arrival = float(line[2:])
-                elif kind == b"S":
-                    sender = json.loads(line[2:])
-                elif kind == b"A":
-                    key, value = json.loads(line[2:])
-                    attrs[str(key)] = str(value)
-                elif kind == b"R":
-                    address, orig = json.loads(line[3:])
+                elif kind == b"S" and line[1:2] == b" ":
+                    sender = _json_str(line[2:])
+                elif kind == b"A" and line[1:2] == b" ":
+                    key, value = _json_pair(line[2:])
+                    attrs[key] = value
+                elif kind == b"R" and line[1:2] in (b"R", b"D") and line[2:3] == b" ":
+                    address, orig = _json_pair(line[3:])
                     rcpts.append(Recipient(address, orig, line[1:2] == b"D"))
                     self._status_offsets.append(pos + 1)
                 else:
                     raise ValueError(f"unknown record {line[:10]!r}")
                 pos += len(line) + 1
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:
             raise CorruptQueueFile(f"{self.path}: {exc}") from None
         if sender is None:
             raise CorruptQueueFile(f"{self.path}: no sender record")

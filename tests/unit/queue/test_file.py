@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from postier.queue import dirs
 from postier.queue import file as qfile
@@ -246,3 +248,24 @@ def test_crash_between_fsync_and_rename_keeps_complete_temp(
     assert len(os.listdir(os.path.join(qdir, "incoming"))) == 1
     w.abort()
     assert os.listdir(os.path.join(qdir, "incoming")) == []
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_mutated_files_are_corrupt_or_valid(qdir: str, data: st.DataObject) -> None:
+    """Any damage gives CorruptQueueFile or a parse; never another exception."""
+    qid = write_message(qdir, [b"Subject: x\n\nbody\n"],
+                        Envelope("s@x", [Recipient("r@y", "R@y")], 1.0, {"a": "b"}))
+    path = Path(dirs.path(qdir, "incoming", qid))
+    raw = bytearray(path.read_bytes())
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] = data.draw(st.sampled_from(b'0123456789abcdefRDXSTA "[],\n\x00\xff'))
+    path.write_bytes(bytes(raw))
+    try:
+        with QueueFile.open(str(path)) as qf:
+            b"".join(qf.iter_content())
+            assert all(isinstance(r.address, str) for r in qf.envelope.recipients)
+    except CorruptQueueFile:
+        pass
+    path.unlink()
