@@ -226,6 +226,8 @@ def dns_server() -> Iterator[str]:
                     raise RuntimeError(
                         f"dnsmasq failed: {(base / 'dnsmasq.log').read_text()}"
                     ) from None
+    if proc.poll() is not None:
+        raise RuntimeError(f"dnsmasq failed: {(base / 'dnsmasq.log').read_text()}")
     os.environ["POSTIER_RESOLV_CONF"] = str(resolv)
     yield DNS_ADDRESS
     os.environ.pop("POSTIER_RESOLV_CONF", None)
