@@ -8,7 +8,8 @@ which is atomic, so a crash leaves it in exactly one state. At start, messages i
 
 Hashed queues (``deferred`` and ``defer`` by default) spread files over one-character
 subdirectories named after the first characters of the queue ID: with depth 1,
-``deferred/2/22D2A8871``; with depth 2, ``deferred/2/2/22D2A8871``.
+``deferred/2/22D2A8871``; with depth 2, ``deferred/2/2/22D2A8871``. A long queue ID is
+hashed on its microseconds written in hex, so both forms spread the same way.
 
 This is an adapter (file system only). Queue files whose name starts with ``.``
 (writers' temporary files, see ``queue.file``) are never listed by ``scan``.
@@ -22,6 +23,7 @@ import time
 from collections.abc import Iterable, Iterator
 
 from postier.queue.file import TMP_PREFIX, fsync_dir
+from postier.queue.ids import is_long_queue_id, usec_of
 
 #: Directories holding queue files (a message's state).
 STATES = ("incoming", "active", "deferred", "hold", "corrupt")
@@ -64,7 +66,11 @@ def ensure(queue_dir: str, uid: int | None, gid: int | None) -> None:
 def _hash_parts(state: str, queue_id: str, hash_names: Iterable[str], depth: int) -> list[str]:
     if state not in hash_names or depth <= 0:
         return []
-    return [queue_id[i] for i in range(min(depth, len(queue_id)))]
+    key = queue_id
+    if is_long_queue_id(queue_id):  # hash on the microseconds, as for short IDs
+        usec = usec_of(queue_id)
+        key = f"{usec:05X}" if usec is not None else queue_id
+    return [key[i] for i in range(min(depth, len(key)))]
 
 
 def path(

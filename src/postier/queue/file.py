@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from postier.queue.ids import new_queue_id
+from postier.queue.ids import new_long_queue_id, new_queue_id
 
 MAGIC = b"PQ1\n"
 HEADER_SIZE = len(MAGIC) + 18  # "E" + 16 hex digits + "\n"
@@ -129,7 +129,11 @@ class QueueWriter:
         self._closed = False
 
     @classmethod
-    def create(cls, queue_dir: str, *, fsync: bool = True) -> QueueWriter:
+    def create(
+        cls, queue_dir: str, *, fsync: bool = True, long_queue_ids: bool = False,
+    ) -> QueueWriter:
+        """A new temp file in incoming/; ``queue_id`` is assigned now (enable_long_queue_ids
+        selects the long form)."""
         incoming = os.path.join(queue_dir, "incoming")
         while True:
             tmp = os.path.join(incoming, f"{TMP_PREFIX}{_pid}-{next(_counter)}")
@@ -138,7 +142,8 @@ class QueueWriter:
                 break
             except FileExistsError:
                 continue
-        queue_id = new_queue_id(os.fstat(fd).st_ino, time.time_ns() // 1000)
+        make_id = new_long_queue_id if long_queue_ids else new_queue_id
+        queue_id = make_id(os.fstat(fd).st_ino, time.time_ns() // 1000)
         writer = cls(queue_dir, fd, tmp, queue_id, fsync)
         writer._buf += MAGIC + b"E" + b"0" * 16 + b"\n"
         return writer

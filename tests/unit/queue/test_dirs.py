@@ -131,3 +131,15 @@ def test_recover_moves_active_back_and_removes_stale_temps(qdir: str) -> None:
     assert dirs.recover(qdir) == 0
     fresh.abort()
     stale.abort()
+
+
+def test_long_ids_hash_on_microseconds(qdir: str) -> None:
+    from postier.queue.ids import new_long_queue_id
+    qid = new_long_queue_id(0x8871, 1_764_103_732_000_000 + 0xA2D2A)
+    assert dirs.path("/q", "deferred", qid) == f"/q/deferred/A/{qid}"
+    assert dirs.path("/q", "deferred", qid, depth=2) == f"/q/deferred/A/2/{qid}"
+    w = QueueWriter.create(qdir, long_queue_ids=True)
+    w.write(b"x\n")
+    lid = w.commit(Envelope("s", [Recipient("r")], 1.0))
+    p = dirs.move(qdir, lid, "incoming", "deferred")
+    assert list(dirs.scan(qdir, "deferred")) == [(lid, p)]
