@@ -290,3 +290,40 @@ PARAMS: dict[str, Param] = {p.name: p for p in _DECLS}
 
 if len(PARAMS) != len(_DECLS):  # pragma: no cover - a declaration error
     raise AssertionError("duplicate parameter declaration in postier.config.params")
+
+#: Parameters whose value postier acts on today. Setting any other known parameter is
+#: accepted (a Postfix main.cf must load as it is) but named in a warning at start and by
+#: ``postier check``, so that nothing is silently ignored.
+IMPLEMENTED: frozenset[str] = frozenset({
+    "alias_maps", "bounce_queue_lifetime", "command_time_limit", "config_directory",
+    "default_privs", "defer_transports", "disable_vrfy_command", "home_mailbox",
+    "inet_interfaces", "inet_protocols", "line_length_limit", "mail_name", "mail_owner",
+    "mail_spool_directory", "mail_version", "mailbox_command", "mailbox_delivery_lock",
+    "mailbox_size_limit", "maillog_file", "maximal_backoff_time", "maximal_queue_lifetime",
+    "message_size_limit", "minimal_backoff_time", "mydestination", "mydomain", "myhostname",
+    "mynetworks", "mynetworks_style", "myorigin", "queue_directory", "queue_run_delay",
+    "recipient_delimiter", "relay_domains", "setgid_group", "smtpd_banner",
+    "smtpd_client_restrictions", "smtpd_helo_restrictions", "smtpd_sender_restrictions",
+    "smtpd_relay_restrictions", "smtpd_recipient_restrictions", "smtpd_error_sleep_time",
+    "smtpd_hard_error_limit", "smtpd_helo_required", "smtpd_recipient_limit",
+    "smtpd_reject_unlisted_recipient", "smtpd_reject_unlisted_sender",
+    "smtpd_soft_error_limit", "smtpd_timeout", "soft_bounce", "syslog_facility",
+    "syslog_name", "multi_instance_name", "unknown_local_recipient_reject_code",
+    "unknown_address_reject_code", "relay_domains_reject_code", "non_fqdn_reject_code",
+    "invalid_hostname_reject_code", "reject_code", "defer_code", "access_map_reject_code",
+    "unknown_client_reject_code", "unknown_hostname_reject_code",
+})
+
+#: Parameters with nothing for postier to do (paths of Postfix's own files, knobs whose
+#: safe value is the only behaviour postier has); setting them draws no warning.
+INERT: frozenset[str] = frozenset({
+    "append_dot_mydomain", "biff", "command_directory", "compatibility_level",
+    "daemon_directory", "data_directory", "html_directory", "mailq_path", "manpage_directory",
+    "newaliases_path", "readme_directory", "sample_directory", "sendmail_path",
+    "alias_database",
+})
+
+
+def unimplemented_settings(names: list[str] | set[str]) -> list[str]:
+    """Of the parameters set in main.cf or master.cf, the known ones postier ignores."""
+    return sorted(n for n in names if n in PARAMS and n not in IMPLEMENTED and n not in INERT)

@@ -70,10 +70,12 @@ def start(config_dir: str) -> int:
     if ensure_default_config(config_dir):
         print(f"postier: created a default configuration in {config_dir}", file=sys.stderr)
     try:
-        runtime.load(config_dir)
+        _, _, warnings = runtime.load_with_warnings(config_dir)
     except ConfigError as exc:
         print(f"postier: fatal: {exc}", file=sys.stderr)
         return 1
+    for warning in warnings:
+        print(f"postier: warning: {warning}", file=sys.stderr)
     pid = running_pid(config_dir)
     if pid is not None:
         print(
@@ -176,8 +178,8 @@ def status(config_dir: str) -> int:
 
 def check(config_dir: str) -> int:
     try:
-        cfg, _ = runtime.load(config_dir)
-        for warning in cfg.validate():
+        cfg, _, warnings = runtime.load_with_warnings(config_dir)
+        for warning in warnings:
             print(f"postier: warning: {warning}", file=sys.stderr)
         runtime.Runtime.from_config(cfg)
     except (ConfigError, runtime.StartError) as exc:

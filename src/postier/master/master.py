@@ -50,7 +50,7 @@ class Master:
     def __init__(self, config_dir: str, *, foreground: bool) -> None:
         self.config_dir = config_dir
         self.foreground = foreground
-        self.cfg, self.services = runtime.load(config_dir)
+        self.cfg, self.services, self.warnings = runtime.load_with_warnings(config_dir)
         self._local_sock: socket.socket | None = None
         self.rt = runtime.Runtime.from_config(self.cfg)
         self.log = Log(
@@ -187,6 +187,8 @@ class Master:
     def run(self, ready_fd: int = -1) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
+        for warning in self.warnings:
+            self.log.warning(warning)
         try:
             self.rt.prepare_queue()
             self.lock_pidfile()

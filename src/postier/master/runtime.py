@@ -17,6 +17,7 @@ import postier
 from postier.config import mastercf
 from postier.config.errors import ConfigError
 from postier.config.mastercf import MasterService
+from postier.config.params import unimplemented_settings
 from postier.config.settings import Config
 from postier.log import Log
 from postier.queue import dirs
@@ -28,19 +29,37 @@ class StartError(Exception):
 
 def load(config_dir: str) -> tuple[Config, list[MasterService]]:
     """Read and validate main.cf and master.cf; raise ConfigError naming file and line."""
+    cfg, services, _ = load_with_warnings(config_dir)
+    return cfg, services
+
+
+def load_with_warnings(config_dir: str) -> tuple[Config, list[MasterService], list[str]]:
+    """As ``load``, plus the warnings Postfix would log (unused or unimplemented settings)."""
     main_cf = os.path.join(config_dir, "main.cf")
     master_cf = os.path.join(config_dir, "master.cf")
     if not os.path.exists(main_cf):
         raise ConfigError(f"open {main_cf}: No such file or directory")
     cfg = Config.from_dir(config_dir)
-    cfg.validate()
+    warnings = list(cfg.validate())
     services = mastercf.load(master_cf)
+    for name in unimplemented_settings(set(cfg.main.values)):
+        file, line = cfg.location(name)
+        warnings.append(
+            f"{file}, line {line}: parameter {name} is not implemented by postier yet; "
+            f"its setting ({cfg.get_raw(name)}) has no effect"
+        )
     for svc in services:
         if svc.command == "smtpd":
-            scfg = cfg.with_overrides(svc.overrides, source=f"{svc.file}, line {svc.line}")
-            scfg.validate()
-            check_smtpd_settings(scfg, f"{svc.file}, line {svc.line}")
-    return cfg, services
+            where = f"{svc.file}, line {svc.line}"
+            scfg = cfg.with_overrides(svc.overrides, source=where)
+            warnings += [w for w in scfg.validate() if w not in warnings]
+            check_smtpd_settings(scfg, where)
+            for name in unimplemented_settings(set(svc.overrides)):
+                warnings.append(
+                    f"{where}: service {svc.name}: -o {name} is not implemented by postier "
+                    "yet; it has no effect"
+                )
+    return cfg, services, warnings
 
 
 def check_smtpd_settings(cfg: Config, where: str) -> None:

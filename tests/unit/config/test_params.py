@@ -82,3 +82,14 @@ def test_parameters_used_by_postier_code_are_declared() -> None:
 )
 def test_postfix_defaults(name: str, default: str) -> None:
     assert PARAMS[name].default == default
+
+
+def test_implemented_and_inert_parameters_are_declared_and_disjoint() -> None:
+    from postier.config.params import IMPLEMENTED, INERT, PARAMS, unimplemented_settings
+
+    assert IMPLEMENTED <= set(PARAMS)
+    assert set(PARAMS) >= INERT
+    assert not IMPLEMENTED & INERT
+    assert unimplemented_settings({"smtpd_sasl_auth_enable", "myhostname", "biff", "nosuch"}) == [
+        "smtpd_sasl_auth_enable"
+    ]
