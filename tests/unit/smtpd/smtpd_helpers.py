@@ -1,0 +1,67 @@
+"""A scripted world for restriction tests: the tutorial's mynetworks, mydestination, users, DNS."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from postier.rewrite.mynetworks import MyNetworks
+from postier.rewrite.resolve import AddressClass, LocalRecipientCheck, classify
+from postier.smtpd import restrictions as rs
+
+TUTORIAL_MYDESTINATION = ["example.com", "tintin.example.com", "localhost", "localhost.localdomain"]
+TUTORIAL_MYNETWORKS = ["127.0.0.0/8", "[::1]/128"]
+
+
+@dataclass
+class World:
+    """Implements ``rs.Facts`` from plain data."""
+
+    networks: list[str] = field(default_factory=lambda: list(TUTORIAL_MYNETWORKS))
+    mydestination: list[str] = field(default_factory=lambda: list(TUTORIAL_MYDESTINATION))
+    relay_domains: list[str] = field(default_factory=list)
+    interfaces: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1", "192.0.2.1"])
+    users: set[str] = field(default_factory=lambda: {"alice", "bob", "root"})
+    users_fail: bool = False
+    delimiter: str = "+"
+    dns: dict[str, rs.DnsResult] = field(default_factory=lambda: {
+        "example.net": rs.DnsResult.HAS_ADDRESS,
+        "example.org": rs.DnsResult.HAS_ADDRESS,
+        "mail.example.net": rs.DnsResult.HAS_ADDRESS,
+        "tempfail.test": rs.DnsResult.TEMP_FAIL,
+    })
+    tables: dict[str, dict[str, str]] = field(default_factory=dict)
+    dns_asked: list[str] = field(default_factory=list)
+
+    # --- rs.Facts -------------------------------------------------------------------
+    def mynetworks(self, ip: str) -> bool:
+        return MyNetworks.from_config(self.networks, "host", self.interfaces).match(ip)
+
+    def address_class(self, domain: str) -> AddressClass:
+        return classify(
+            domain, mydestination=self.mydestination, inet_interface_addrs=self.interfaces,
+            proxy_interfaces=[], relay_domains=self.relay_domains,
+        )
+
+    def is_local_recipient(self, address: str) -> bool | None:
+        def known(name: str) -> bool | None:
+            return None if self.users_fail else name in self.users
+        return LocalRecipientCheck(known, self.delimiter)(address)
+
+    def domain_dns(self, domain: str) -> rs.DnsResult:
+        self.dns_asked.append(domain)
+        return self.dns.get(domain, rs.DnsResult.NOT_FOUND)
+
+    def lookup(self, table: str, key: str) -> str | None:
+        return self.tables.get(table, {}).get(key)
+
+
+def result_line(d: rs.Decision) -> str:
+    """One line per decision, as the golden file writes it."""
+    out = "OK" if d.accepted else str(d.reply)
+    if d.sleeps:
+        out += " ; sleep=" + ",".join(f"{s:g}" for s in d.sleeps)
+    for w in d.warnings:
+        out += f" ; reject_warning={w}"
+    for action, text in d.notes:
+        out += f" ; {action}={text}"
+    return out

@@ -1,0 +1,119 @@
+"""Runs restrictions_cases.txt: scripted sessions against the evaluator, line by line."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from smtpd_helpers import World, result_line
+
+from postier.smtpd import restrictions as rs
+
+CASES = Path(__file__).with_name("restrictions_cases.txt")
+LISTS = {f"{s}_restrictions": s for s in ("client", "helo", "sender", "relay", "recipient")}
+DEFAULT_RELAY = "permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination"
+
+
+@dataclasses.dataclass
+class Script:
+    world: World = dataclasses.field(default_factory=World)
+    lists: dict[str, str] = dataclasses.field(
+        default_factory=lambda: {"relay": DEFAULT_RELAY})
+    state: rs.SmtpdState = dataclasses.field(
+        default_factory=lambda: rs.SmtpdState(client_address="203.0.113.5"))
+    soft_bounce: bool = False
+    unlisted_recipient: bool = True
+    unlisted_sender: bool = False
+
+    def decide(self, rcpt: str) -> rs.Decision:
+        state = dataclasses.replace(self.state, recipient=rcpt, stage="recipient")
+        parsed = {stage: rs.parse_restrictions([text], stage=stage)
+                  for stage, text in self.lists.items()}
+        return rs.evaluate_stage(
+            parsed, state, self.world, rs.RejectCodes(soft_bounce=self.soft_bounce),
+            reject_unlisted_recipient=self.unlisted_recipient,
+            reject_unlisted_sender=self.unlisted_sender,
+        )
+
+
+def _yes(value: str) -> bool:
+    return value == "yes"
+
+
+def load_cases() -> list[tuple[int, str, str]]:
+    """(line number, rcpt line, expected) for every evaluation, with the script run so far."""
+    out = []
+    lines = CASES.read_text().splitlines()
+    for number, line in enumerate(lines, 1):
+        if line.startswith("rcpt "):
+            expect = lines[number] if number < len(lines) else ""
+            assert expect.startswith("> "), f"line {number + 1}: expected '> RESULT'"
+            out.append((number, line, expect[2:]))
+    return out
+
+
+def run_script() -> dict[int, str]:
+    """Play the whole file; the result line of each rcpt, by line number."""
+    sc = Script()
+    results: dict[int, str] = {}
+    for number, raw in enumerate(CASES.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith(("#", ">")):
+            continue
+        verb, _, rest = line.partition(" ")
+        args = rest.split()
+        if verb == "reset":
+            sc = Script()
+        elif verb == "set":
+            name, _, value = rest.partition(" ")
+            value = "" if value == "-" else value
+            if name in LISTS:
+                sc.lists[LISTS[name]] = value
+            elif name == "relay_domains":
+                sc.world.relay_domains = value.split()
+            elif name == "users":
+                sc.world.users = set(value.split())
+            elif name == "users_fail":
+                sc.world.users_fail = _yes(value)
+            elif name == "soft_bounce":
+                sc.soft_bounce = _yes(value)
+            elif name == "reject_unlisted_recipient":
+                sc.unlisted_recipient = _yes(value)
+            elif name == "reject_unlisted_sender":
+                sc.unlisted_sender = _yes(value)
+            else:
+                raise AssertionError(f"line {number}: unknown setting {name}")
+        elif verb == "map":
+            table, key, value = rest.split(" ", 2)
+            sc.world.tables.setdefault(table, {})[key] = value
+        elif verb == "dns":
+            sc.world.dns[args[0]] = {"has": rs.DnsResult.HAS_ADDRESS,
+                                     "none": rs.DnsResult.NOT_FOUND,
+                                     "tempfail": rs.DnsResult.TEMP_FAIL}[args[1]]
+        elif verb == "client":
+            name = args[1] if len(args) > 1 else "unknown"
+            sc.state = dataclasses.replace(sc.state, client_address=args[0], client_name=name,
+                                           reverse_client_name=name)
+        elif verb == "helo":
+            sc.state = dataclasses.replace(sc.state, helo_name=rest)
+        elif verb == "mail":
+            sc.state = dataclasses.replace(sc.state, sender="" if rest == "<>" else rest)
+        elif verb == "sasl":
+            sc.state = dataclasses.replace(sc.state, sasl_username=None if rest == "-" else rest)
+        elif verb == "pipelining":
+            sc.state = dataclasses.replace(sc.state, pipelining_violation=_yes(rest))
+        elif verb == "rcpt":
+            results[number] = result_line(sc.decide(rest))
+        else:
+            raise AssertionError(f"line {number}: unknown directive {verb}")
+    return results
+
+
+RESULTS = run_script()
+
+
+@pytest.mark.parametrize(("number", "rcpt", "expected"), load_cases(),
+                         ids=lambda v: str(v) if isinstance(v, int) else "")
+def test_golden(number: int, rcpt: str, expected: str) -> None:
+    assert RESULTS[number] == expected, f"restrictions_cases.txt line {number}: {rcpt}"
