@@ -1,0 +1,211 @@
+"""Restriction evaluator: configuration checks, single lists, DNS needs, and never an open relay."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from smtpd_helpers import World
+
+from postier.smtpd import restrictions as rs
+
+OUTSIDE = rs.SmtpdState(client_address="203.0.113.5", helo_name="mail.example.net",
+                        sender="someone@example.net", recipient="x@example.org")
+
+
+# --- parse_restrictions --------------------------------------------------------------------
+
+
+def test_parse_splits_arguments_and_elements() -> None:
+    calls = rs.parse_restrictions(
+        ["permit_mynetworks", "sleep 1", "check_sender_access", "hash:/etc/postfix/access",
+         "warn_if_reject", "reject_unauth_destination"], stage="recipient")
+    assert calls == [
+        rs.RestrictionCall("permit_mynetworks"), rs.RestrictionCall("sleep", "1"),
+        rs.RestrictionCall("check_sender_access", "hash:/etc/postfix/access"),
+        rs.RestrictionCall("warn_if_reject"), rs.RestrictionCall("reject_unauth_destination"),
+    ]
+
+
+def test_parse_is_case_insensitive_and_accepts_aliases() -> None:
+    calls = rs.parse_restrictions(["Permit_MyNetworks, check_recipient_maps"], stage="recipient")
+    assert [c.name for c in calls] == ["permit_mynetworks", "check_recipient_maps"]
+
+
+@pytest.mark.parametrize(("items", "stage", "fragment"), [
+    (["reject_bogus"], "client", '"reject_bogus"'),
+    (["sleep"], "client", "sleep"),
+    (["sleep", "soon"], "client", "soon"),
+    (["check_client_access"], "client", "check_client_access"),
+    (["check_client_access", "nocolon"], "client", "nocolon"),
+    (["warn_if_reject"], "client", "warn_if_reject"),
+    (["permit"], "nowhere", "nowhere"),
+    (["reject_unlisted_recipient"], "etrn", "reject_unlisted_recipient"),
+])
+def test_parse_errors_name_the_culprit(items: list[str], stage: str, fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        rs.parse_restrictions(items, stage=stage)
+
+
+def test_delay_reject_no_refuses_restrictions_without_their_data() -> None:
+    assert rs.parse_restrictions(["reject_unauth_destination"], stage="client")
+    with pytest.raises(ValueError, match="smtpd_delay_reject = no"):
+        rs.parse_restrictions(["reject_unauth_destination"], stage="client", delay_reject=False)
+    with pytest.raises(ValueError, match="sender"):
+        rs.parse_restrictions(["reject_non_fqdn_sender"], stage="helo", delay_reject=False)
+    assert rs.parse_restrictions(["reject_non_fqdn_sender"], stage="sender", delay_reject=False)
+
+
+def test_dispatch_table_is_explicit_and_complete() -> None:
+    required = {
+        "permit", "reject", "defer", "defer_if_permit", "dunno", "permit_mynetworks",
+        "permit_sasl_authenticated", "reject_unauth_destination", "defer_unauth_destination",
+        "permit_auth_destination", "reject_unlisted_recipient", "check_recipient_maps",
+        "reject_unlisted_sender", "reject_unknown_sender_domain",
+        "reject_unknown_recipient_domain", "reject_non_fqdn_sender", "reject_non_fqdn_recipient",
+        "reject_non_fqdn_helo_hostname", "reject_invalid_helo_hostname",
+        "reject_unknown_helo_hostname", "reject_unauth_pipelining", "check_client_access",
+        "check_helo_access", "check_sender_access", "check_recipient_access",
+    }
+    assert required <= set(rs.RESTRICTIONS)
+    assert all(callable(impl) for impl, _ in rs.RESTRICTIONS.values())
+
+
+# --- relay protection ----------------------------------------------------------------------
+
+
+def _p(text: str, stage: str = "recipient") -> list[rs.RestrictionCall]:
+    return rs.parse_restrictions([text], stage=stage)
+
+
+def test_relay_protection_default_and_tutorial_pass() -> None:
+    rs.check_relay_protection(
+        _p("permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination", "relay"), [])
+    rs.check_relay_protection([], _p("permit_mynetworks, reject_unauth_destination"))
+
+
+@pytest.mark.parametrize(("relay", "recipient"), [
+    ("", ""),
+    ("permit_mynetworks, permit", ""),
+    ("", "permit_mynetworks, reject_unlisted_recipient"),
+    ("warn_if_reject reject_unauth_destination", ""),
+])
+def test_relay_protection_refuses_open_relays(relay: str, recipient: str) -> None:
+    with pytest.raises(ValueError, match="specify at least one working instance of"):
+        rs.check_relay_protection(_p(relay, "relay"), _p(recipient))
+
+
+# --- evaluate one list ---------------------------------------------------------------------
+
+
+def test_evaluate_accepts_strings_and_reports_permit_and_dunno() -> None:
+    world = World()
+    codes = rs.RejectCodes()
+    local = dataclasses.replace(OUTSIDE, client_address="127.0.0.1")
+    d = rs.evaluate(["permit_mynetworks", "reject"], local, world, codes, stage="client")
+    assert (d.action, d.reply, d.restriction) == ("permit", None, "permit_mynetworks")
+    d = rs.evaluate(["dunno"], OUTSIDE, world, codes, stage="client")
+    assert d.action == "dunno" and d.accepted
+    d = rs.evaluate(["sleep 3", "reject"], OUTSIDE, world, codes, stage="client")
+    assert d.action == "reject" and d.sleeps == [3.0]
+    assert str(d.reply) == "554 5.7.1 <unknown[203.0.113.5]>: Client host rejected: Access denied"
+
+
+def test_reject_codes_come_from_the_caller() -> None:
+    codes = rs.RejectCodes(relay_domains_reject_code=550, unknown_local_recipient_reject_code=450)
+    world = World()
+    d = rs.evaluate(["reject_unauth_destination"], OUTSIDE, world, codes)
+    assert str(d.reply) == "550 5.7.1 <x@example.org>: Relay access denied"
+    state = dataclasses.replace(OUTSIDE, recipient="nobody@example.com")
+    d = rs.evaluate(["reject_unlisted_recipient"], state, world, codes)
+    assert d.action == "defer"
+    assert str(d.reply) == ("450 4.1.1 <nobody@example.com>: Recipient address rejected: "
+                            "User unknown in local recipient table")
+
+
+class _Cfg:
+    def get_int(self, name: str) -> int:
+        return {"reject_code": 550}.get(name, 451)
+
+    def get_bool(self, name: str) -> bool:
+        return name == "soft_bounce"
+
+
+def test_reject_codes_from_config() -> None:
+    codes = rs.RejectCodes.from_config(_Cfg())
+    assert codes.reject_code == 550 and codes.defer_code == 451 and codes.soft_bounce
+
+
+def test_restrictions_without_their_data_do_nothing() -> None:
+    bare = rs.SmtpdState(client_address="203.0.113.5", stage="client")
+    names = [n for n, (_, arg) in rs.RESTRICTIONS.items()
+             if n not in ("reject", "defer", "defer_if_permit", "defer_if_reject")
+             and "unknown_client" not in n and "unknown_reverse_client" not in n
+             and not arg]
+    world = World()
+    for name in names:
+        d = rs.evaluate([name], bare, world, rs.RejectCodes())
+        assert d.accepted, name
+
+
+# --- DNS needs -----------------------------------------------------------------------------
+
+
+def test_dns_domains_needed_lists_only_what_will_be_asked() -> None:
+    world = World()
+    state = rs.SmtpdState(client_address="203.0.113.5", helo_name="Mail.Example.NET.",
+                          sender="a@Sender.Example", recipient="b@example.com")
+    calls = _p("reject_unknown_sender_domain, reject_unknown_recipient_domain, "
+               "reject_unknown_helo_hostname")
+    assert rs.dns_domains_needed(calls, state, world) == {"sender.example", "mail.example.net"}
+    assert rs.dns_domains_needed(calls, state) == {
+        "sender.example", "example.com", "mail.example.net"}
+    assert rs.dns_domains_needed(_p("reject_non_fqdn_sender"), state, world) == set()
+    null = dataclasses.replace(state, sender="", helo_name="[192.0.2.1]")
+    assert rs.dns_domains_needed(calls, null, world) == set()
+    # What the evaluator then asks is within what was announced.
+    rs.evaluate(calls, state, world, rs.RejectCodes())
+    assert set(world.dns_asked) <= {"sender.example", "mail.example.net"}
+
+
+# --- never an open relay -------------------------------------------------------------------
+
+SAFE_NAMES = [n for n in rs.RESTRICTIONS
+              if n not in ("permit", "permit_auth_destination") and not rs.RESTRICTIONS[n][1]]
+ELEMENT = st.one_of(
+    st.sampled_from(SAFE_NAMES).map(lambda n: [n]),
+    st.integers(0, 3).map(lambda n: ["sleep", str(n)]),
+    st.sampled_from(SAFE_NAMES).map(lambda n: ["warn_if_reject", n]),
+)
+LIST = st.lists(ELEMENT, max_size=6).map(lambda parts: [w for p in parts for w in p])
+DNS = st.sampled_from(list(rs.DnsResult))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    lists=st.fixed_dictionaries({s: LIST for s in rs.DELAYED_STAGES}),
+    rcpt=st.sampled_from(["x@example.org", "X@Foreign.Example", "alice@example.com@evil.test",
+                          "alice@example.org@example.com", "alice%evil.test@example.com",
+                          "u@[198.51.100.7]", "@example.com:u@evil.test"]),
+    helo=st.sampled_from([None, "mail.example.net", "bad..name", "[203.0.113.5]"]),
+    sender=st.sampled_from([None, "", "a@example.net", "nobody@example.com", "a@evil.test"]),
+    client=st.sampled_from(["203.0.113.5", "198.51.100.1", "2001:db8::1", "::ffff:192.0.2.99"]),
+    dns=DNS, users_fail=st.booleans(), pipelining=st.booleans(),
+    unlisted=st.booleans(), soft=st.booleans(),
+)
+def test_an_outside_unauthenticated_client_never_relays(
+    lists: dict[str, list[str]], rcpt: str, helo: str | None, sender: str | None, client: str,
+    dns: rs.DnsResult, users_fail: bool, pipelining: bool, unlisted: bool, soft: bool,
+) -> None:
+    world = World(users_fail=users_fail)
+    world.dns = {"example.org": dns, "foreign.example": dns, "evil.test": dns,
+                 "example.net": dns, "mail.example.net": dns}
+    state = rs.SmtpdState(client_address=client, helo_name=helo, sender=sender, recipient=rcpt,
+                          pipelining_violation=pipelining, stage="recipient")
+    parsed = {stage: rs.parse_restrictions(words, stage=stage) for stage, words in lists.items()}
+    d = rs.evaluate_stage(parsed, state, world, rs.RejectCodes(soft_bounce=soft),
+                          reject_unlisted_recipient=unlisted, reject_unlisted_sender=unlisted)
+    assert not d.accepted
+    assert d.reply is not None and d.reply.code >= 400
