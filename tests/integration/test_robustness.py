@@ -236,3 +236,68 @@ def test_kill_9_during_a_burst_loses_nothing_acknowledged(make_instance) -> None
     text = inst.mailbox("tintin").read_text()
     missing = [tag for tag in acked if tag not in text]
     assert not missing, missing
+
+
+@pytest.mark.skipif(not ROOT, reason="mail_owner is only looked up when started as root")
+def test_missing_mail_owner_says_how_to_create_it(make_instance) -> None:
+    inst = make_instance(BASE_MAIN_CF, "mail_owner = postier-no-such-user")
+    result = inst.start()
+    assert result.returncode != 0
+    assert 'user "postier-no-such-user" does not exist' in result.stderr, result.stderr
+    assert "useradd" in result.stderr
+    assert not inst.pids()
+
+
+def test_unimplemented_parameters_are_named_at_start(make_instance) -> None:
+    inst = make_instance(BASE_MAIN_CF + "smtpd_sasl_auth_enable = yes\nno_such_parameter = 1\n")
+    result = inst.start()
+    assert result.returncode == 0, result.stderr
+    assert "main.cf, line 6: parameter smtpd_sasl_auth_enable is not implemented" in result.stderr
+    assert "main.cf, line 7: unused parameter: no_such_parameter=1" in result.stderr
+    log = inst.wait_log("daemon started")
+    assert "warning: " in log and "smtpd_sasl_auth_enable" in log
+
+
+@pytest.mark.skipif(not ROOT, reason="needs a real local user")
+def test_message_size_limit(make_instance) -> None:
+    ensure_user("tintin")
+    inst = make_instance(BASE_MAIN_CF + "message_size_limit = 2000\n")
+    assert inst.start().returncode == 0, inst.log()
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=20) as smtp:
+        code, text = smtp.ehlo("milou.example.net")
+        assert b"SIZE 2000" in text
+        code, text = smtp.mail("tournesol@example.net", ["SIZE=5000"])
+        assert (code, text) == (552, b"5.3.4 Message size exceeds fixed limit")
+        assert smtp.mail("tournesol@example.net")[0] == 250
+        assert smtp.rcpt("tintin@example.com")[0] == 250
+        code, text = smtp.data(b"Subject: big\r\n\r\n" + (b"x" * 70 + b"\r\n") * 100)
+        assert (code, text) == (552, b"5.3.4 Error: message file too big")
+        assert smtp.noop()[0] == 250  # the session goes on
+    assert not inst.mailbox("tintin").exists()
+
+
+@pytest.mark.skipif(not ROOT, reason="needs real local users")
+def test_mailbox_size_limit_bounces_to_a_local_sender(make_instance) -> None:
+    ensure_user("tintin")
+    ensure_user("haddock")
+    # The second message would take tintin's mailbox over the limit; the bounce, with the
+    # returned message, still fits in haddock's.
+    inst = make_instance(BASE_MAIN_CF + "mailbox_size_limit = 6000\n")
+    assert inst.start().returncode == 0, inst.log()
+    body = (b"y" * 70 + b"\r\n") * 40
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=20) as smtp:
+        smtp.helo("milou.example.net")
+        smtp.sendmail("haddock@example.com", ["tintin@example.com"],
+                      b"Subject: small\r\n\r\n" + body)
+        smtp.sendmail("haddock@example.com", ["tintin@example.com"],
+                      b"Subject: large\r\n\r\n" + body)
+    log = inst.wait_log("sender non-delivery notification")
+    assert re.search(r"to=<tintin@example\.com>.*dsn=5\.2\.2, status=bounced", log), log
+    inst.wait_log("removed", count=3)
+    box = inst.mailbox("tintin").read_text()
+    assert "Subject: small" in box and "Subject: large" not in box
+    inst.wait_log("to=<haddock@example.com>, relay=local")
+    bounce = inst.mailbox("haddock").read_text()
+    assert bounce.startswith("From MAILER-DAEMON "), (bounce[:500], inst.log())
+    assert "Subject: Undelivered Mail Returned to Sender" in bounce
+    assert "Status: 5.2.2" in bounce and "Subject: large" in bounce
