@@ -1,0 +1,76 @@
+"""mynetworks patterns, negation, styles."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from postier.rewrite.mynetworks import MyNetworks, style_networks
+
+TUTORIAL = MyNetworks.parse(["127.0.0.0/8", "[::1]/128"])
+
+
+@pytest.mark.parametrize(("ip", "inside"), [
+    ("127.0.0.1", True), ("127.255.0.9", True), ("::1", True), ("::ffff:127.0.0.1", True),
+    ("128.0.0.1", False), ("::2", False), ("203.0.113.5", False), ("garbage", False),
+    ("[127.0.0.1]", True), ("fe80::1%eth0", False),
+])
+def test_tutorial_mynetworks(ip: str, inside: bool) -> None:
+    assert TUTORIAL.match(ip) is inside
+
+
+def test_forms_and_negation_first_match_wins() -> None:
+    nets = MyNetworks.parse(["!10.0.0.1, 10.0.0.0/8", "192.0.2.7", "[2001:db8::]/32",
+                             "[::ffff:127.0.0.0]/104"])
+    assert not nets.match("10.0.0.1")
+    assert nets.match("10.0.0.2")
+    assert nets.match("192.0.2.7") and not nets.match("192.0.2.8")
+    assert nets.match("2001:db8:1::5")
+    assert nets.match("127.0.0.3")
+    later = MyNetworks.parse(["10.0.0.0/8", "!10.0.0.1"])
+    assert later.match("10.0.0.1")
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ("hash:/etc/postfix/networks", "not supported yet"),
+    ("cidr:/etc/postfix/networks.cidr", "not supported yet"),
+    ("/etc/postfix/networks", "not supported yet"),
+    ("10.0.0.1/8", "non-null host address bits"),
+    ("10.0.0.0/33", "bad network mask"),
+    ("example.com", "bad network pattern"),
+    ("[::1", "missing"),
+])
+def test_bad_entries(entry: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        MyNetworks.parse([entry])
+
+
+def test_ipv6_address_that_looks_like_a_table_type_is_an_address() -> None:
+    assert MyNetworks.parse(["dead:beef::/32"]).match("dead:beef::1")
+
+
+def test_styles() -> None:
+    ifaces = ["127.0.0.1/8", "192.0.2.10/24", "172.16.5.4/24", "2001:db8::5/64"]
+    host = MyNetworks.from_config([], "host", ifaces)
+    assert host.match("192.0.2.10") and not host.match("192.0.2.11")
+    subnet = MyNetworks.from_config([], "subnet", ifaces)
+    assert subnet.match("192.0.2.11") and not subnet.match("192.0.3.1")
+    assert subnet.match("2001:db8::77")
+    klass = MyNetworks.from_config([], "class", ifaces)
+    assert klass.match("192.0.2.200") and klass.match("172.16.200.1")
+    assert not klass.match("172.17.0.1") and klass.match("127.1.2.3")
+    assert MyNetworks.from_config(["10.0.0.0/8"], "host", ifaces).match("10.1.1.1")
+    assert not MyNetworks.from_config(["10.0.0.0/8"], "host", ifaces).match("192.0.2.10")
+    with pytest.raises(ValueError, match="mynetworks_style"):
+        style_networks("galaxy", ifaces)
+
+
+@given(st.ip_addresses(v=4), st.integers(0, 32), st.ip_addresses(v=4))
+def test_match_agrees_with_ipaddress(net_addr: ipaddress.IPv4Address, prefix: int,
+                                     probe: ipaddress.IPv4Address) -> None:
+    net = ipaddress.ip_network(f"{net_addr}/{prefix}", strict=False)
+    assert MyNetworks.parse([str(net)]).match(str(probe)) is (probe in net)
+    assert MyNetworks.parse([f"!{net}", "0.0.0.0/0"]).match(str(probe)) is (probe not in net)
