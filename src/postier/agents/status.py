@@ -48,3 +48,19 @@ def deferred(dsn: str, text: str, relay: str = "local") -> DeliveryStatus:
 def bounced(dsn: str, text: str, relay: str = "local") -> DeliveryStatus:
     assert dsn.startswith("5."), dsn
     return DeliveryStatus(dsn, text, relay)
+
+
+def _fmt_delay(seconds: float) -> str:
+    return f"{seconds:.2g}" if seconds < 10 else f"{seconds:.0f}"
+
+
+def status_log_line(
+    queue_id: str, address: str, orig: str, arrival: float, st: DeliveryStatus, now: float,
+) -> str:
+    """Postfix's delivery status log line: ``QID: to=<…>, relay=…, delay=…, dsn=…, status=…``."""
+    delay = _fmt_delay(max(0.0, now - arrival))
+    orig_part = f", orig_to=<{orig}>" if orig and orig != address else ""
+    return (
+        f"{queue_id}: to=<{address}>{orig_part}, relay={st.relay}, delay={delay}, "
+        f"delays={delay}/0/0/0, dsn={st.dsn}, status={st.kind.value} ({st.text})"
+    )

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 
 from postier.agents import status
 from postier.agents.protocol import DeliverAnswer, DeliverRequest, RcptRequest
-from postier.agents.status import DeliveryStatus, Kind
+from postier.agents.status import DeliveryStatus, Kind, status_log_line
 from postier.bounce.dsn import Failed, build_bounce
 from postier.config.settings import Config
 from postier.log import Log, log_target
@@ -63,6 +63,8 @@ class LocalClient:
                 fut = self.pending.pop(answer.id, None)
                 if fut is not None and not fut.done():
                     fut.set_result(answer)
+        except (ConnectionError, OSError):
+            pass  # every pending request fails below; the next request reconnects
         finally:
             self.writer = None
             for fut in self.pending.values():
@@ -166,6 +168,7 @@ class Qmgr:
     async def deliver(self, qf: QueueFile) -> dict[int, DeliveryStatus]:
         env = qf.envelope
         results: dict[int, DeliveryStatus] = {}
+        own: set[int] = set()  # results qmgr decided itself, and so logs itself
         local_rcpts: list[RcptRequest] = []
         expired = time.time() - env.arrival > (
             self.bounce_lifetime if env.sender == "" else self.max_lifetime
@@ -203,6 +206,13 @@ class Qmgr:
                     results[lr.index] = status.deferred(
                         "4.3.0", f"local delivery agent unavailable: {exc}", relay="none"
                     )
+                    own.add(lr.index)
+        now = time.time()
+        for i in sorted(own | (set(results) - {lr.index for lr in local_rcpts})):
+            r = env.recipients[i]
+            self.log.info(
+                status_log_line(qf.queue_id, r.address, r.orig, env.arrival, results[i], now)
+            )
         return results
 
     async def finish(self, qf: QueueFile, results: dict[int, DeliveryStatus]) -> None:

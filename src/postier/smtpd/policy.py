@@ -32,6 +32,7 @@ import dns.rdtypes.IN.A
 import dns.rdtypes.IN.AAAA
 import dns.resolver
 
+from postier.agents.localpart import split_extension
 from postier.config.errors import ConfigError
 from postier.config.settings import Config
 from postier.log import Log
@@ -156,8 +157,9 @@ class Service:
         self.myorigin = cfg.get("myorigin")
         self.mydestination = [d.lower().rstrip(".") for d in cfg.get_list("mydestination")]
         self.relay_domains = [d.lower().rstrip(".") for d in cfg.get_list("relay_domains")]
+        self.local_addrs = local_addresses()
         self.mynetworks = MyNetworks.from_config(
-            cfg.get_list("mynetworks"), cfg.get("mynetworks_style"), local_addresses()
+            cfg.get_list("mynetworks"), cfg.get("mynetworks_style"), self.local_addrs
         )
         self.lists = {
             stage: rs.parse_restrictions(cfg.get_list(param), stage=stage)
@@ -199,7 +201,7 @@ class SessionFacts:
         return classify(
             domain,
             mydestination=self.svc.mydestination,
-            inet_interface_addrs=local_addresses(),
+            inet_interface_addrs=self.svc.local_addrs,
             proxy_interfaces=[],
             relay_domains=self.svc.relay_domains,
         )
@@ -207,11 +209,7 @@ class SessionFacts:
     def is_local_recipient(self, address: str) -> bool | None:
         local, _, _domain = address.rpartition("@")
         local = local or address
-        base = local
-        for ch in self.svc.delimiter:
-            if ch and ch in local:
-                base = local.split(ch, 1)[0]
-                break
+        base, _ext = split_extension(local, self.svc.delimiter)
         if local.lower() == "postmaster" or base.lower() == "postmaster":
             return True
         return self.svc.worker.is_local_user(local) or self.svc.worker.is_local_user(base)
