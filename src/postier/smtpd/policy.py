@@ -21,24 +21,13 @@ from typing import TYPE_CHECKING
 
 # dnspython loads these lazily; smtpd drops privileges before its first query, when the
 # interpreter's files may no longer be readable, so they are loaded now.
-import dns._asyncio_backend
-import dns.asyncresolver
-import dns.exception
-import dns.rdtypes.ANY.CNAME
-import dns.rdtypes.ANY.MX
-import dns.rdtypes.ANY.PTR
-import dns.rdtypes.ANY.SOA
-import dns.rdtypes.IN.A
-import dns.rdtypes.IN.AAAA
-import dns.resolver
-
-from postier.agents.localpart import split_extension
 from postier.config.errors import ConfigError
 from postier.config.settings import Config
 from postier.log import Log
+from postier.resolver import Resolver
 from postier.rewrite import address as addr_mod
 from postier.rewrite.mynetworks import MyNetworks
-from postier.rewrite.resolve import AddressClass, classify
+from postier.rewrite.resolve import AddressClass, LocalRecipientCheck, classify
 from postier.smtpd import restrictions as rs
 from postier.smtpproto import replies
 from postier.smtpproto.replies import Reply
@@ -85,11 +74,7 @@ class Worker:
         self.aliases: AliasMaps = open_alias_maps(cfg.get_list("alias_maps"), warnings)
         for w in warnings:
             log.warning(w)
-        # POSTIER_RESOLV_CONF lets tests point postier at their own DNS server on loopback.
-        self.resolver = dns.asyncresolver.Resolver(
-            filename=os.environ.get("POSTIER_RESOLV_CONF", "/etc/resolv.conf")
-        )
-        self.resolver.lifetime = 10.0
+        self.resolver = Resolver()
         self._names: dict[str, str] = {}
 
     def notify_qmgr(self, queue_id: str) -> None:
@@ -99,11 +84,9 @@ class Worker:
             self.log.warning(f"{queue_id}: cannot trigger qmgr: {exc.strerror}")
 
     async def reverse_name(self, addr: str) -> str:
-        from postier.smtpd.session import reverse_lookup
-
         name = self._names.get(addr)
         if name is None:
-            name = await reverse_lookup(addr)
+            name = await self.resolver.client_name(addr)
             if len(self._names) > 10000:
                 self._names.clear()
             self._names[addr] = name
@@ -119,19 +102,7 @@ class Worker:
         return True
 
     async def domain_dns(self, domain: str) -> rs.DnsResult:
-        """Does the domain have an MX, A or AAAA record (reject_unknown_*_domain)?"""
-        if domain.startswith("["):
-            return rs.DnsResult.HAS_ADDRESS
-        temp = False
-        for rdtype in ("MX", "A", "AAAA"):
-            try:
-                await self.resolver.resolve(domain, rdtype)
-                return rs.DnsResult.HAS_ADDRESS
-            except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-                continue
-            except (dns.exception.Timeout, dns.resolver.NoNameservers, dns.exception.DNSException):
-                temp = True
-        return rs.DnsResult.TEMP_FAIL if temp else rs.DnsResult.NOT_FOUND
+        return await self.resolver.domain_dns(domain)
 
 
 class Service:
@@ -158,6 +129,7 @@ class Service:
         self.mydestination = [d.lower().rstrip(".") for d in cfg.get_list("mydestination")]
         self.relay_domains = [d.lower().rstrip(".") for d in cfg.get_list("relay_domains")]
         self.local_addrs = local_addresses()
+        self.local_recipients = LocalRecipientCheck(worker.is_local_user, self.delimiter)
         self.mynetworks = MyNetworks.from_config(
             cfg.get_list("mynetworks"), cfg.get("mynetworks_style"), self.local_addrs
         )
@@ -207,12 +179,7 @@ class SessionFacts:
         )
 
     def is_local_recipient(self, address: str) -> bool | None:
-        local, _, _domain = address.rpartition("@")
-        local = local or address
-        base, _ext = split_extension(local, self.svc.delimiter)
-        if local.lower() == "postmaster" or base.lower() == "postmaster":
-            return True
-        return self.svc.worker.is_local_user(local) or self.svc.worker.is_local_user(base)
+        return self.svc.local_recipients(address)
 
     def domain_dns(self, domain: str) -> rs.DnsResult:
         return self.dns_answers.get(domain.lower(), rs.DnsResult.TEMP_FAIL)
@@ -227,6 +194,7 @@ class Policy:
     def __init__(self, svc: Service, session: Session) -> None:
         self.svc = svc
         self.session = session
+        self.slept = False
 
     def check_mail(self, address: str, params: Mapping[str, str | None]) -> Reply | None:
         size = params.get("SIZE")
@@ -276,9 +244,12 @@ class Policy:
             reject_unlisted_recipient=self.svc.reject_unlisted_recipient,
             reject_unlisted_sender=self.svc.reject_unlisted_sender,
         )
-        for seconds in decision.sleeps:
+        # Every list runs again at each RCPT (smtpd_delay_reject); a "sleep" there is meant
+        # to make a zombie give up before it talks, so it pauses a session only once.
+        if decision.sleeps and not self.slept:
+            self.slept = True
             await self.session.writer.drain()
-            await asyncio.sleep(seconds)
+            await asyncio.sleep(sum(decision.sleeps))
         if decision.reply is not None and decision.action in ("reject", "defer"):
             return decision.reply
         # Until postier has an SMTP client, only local mail can be accepted.

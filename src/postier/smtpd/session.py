@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -355,18 +354,3 @@ class Session:
             self.queue.abort()
             self.queue = None
         self.reset_transaction()
-
-
-async def reverse_lookup(addr: str) -> str:
-    """The client's name, forward-confirmed as Postfix does, else ``unknown``."""
-    loop = asyncio.get_running_loop()
-    try:
-        name, _ = await asyncio.wait_for(
-            loop.getnameinfo((addr, 0), socket.NI_NAMEREQD), timeout=10
-        )
-        infos = await asyncio.wait_for(loop.getaddrinfo(name, None), timeout=10)
-    except (OSError, TimeoutError):
-        return "unknown"
-    if any(info[4][0] == addr for info in infos):
-        return str(name)
-    return "unknown"

@@ -1,0 +1,108 @@
+"""Name lookups as the C library makes them: ``/etc/hosts`` first, then DNS (dnspython).
+
+smtpd needs the client's name (PTR, forward-confirmed, as Postfix's smtpd(8) does for
+``client=name[addr]``) and whether a domain has MX/A/AAAA records
+(``reject_unknown_*_domain``). Doing both through dnspython on the event loop, instead
+of the blocking resolver of the C library in a thread, keeps every query under our
+control: the servers come from ``/etc/resolv.conf`` or, for tests that run their own
+DNS server on loopback, from the file named by ``POSTIER_RESOLV_CONF``.
+"""
+
+from __future__ import annotations
+
+import encodings.idna  # noqa: F401
+import ipaddress
+import os
+
+# dnspython loads these lazily; smtpd drops privileges before its first query, when the
+# interpreter's files may no longer be readable, so they are loaded now.
+import dns._asyncio_backend
+import dns.asyncresolver
+import dns.exception
+import dns.rdtypes.ANY.CNAME
+import dns.rdtypes.ANY.MX
+import dns.rdtypes.ANY.PTR
+import dns.rdtypes.ANY.SOA
+import dns.rdtypes.IN.A
+import dns.rdtypes.IN.AAAA
+import dns.resolver
+import dns.reversename
+
+from postier.smtpd.restrictions import DnsResult
+
+HOSTS_FILE = "/etc/hosts"
+DNS_ERRORS = (dns.exception.Timeout, dns.resolver.NoNameservers, dns.exception.DNSException)
+
+
+def parse_hosts(text: str) -> tuple[dict[str, str], dict[str, set[str]]]:
+    """hosts(5): address to its first name, and each name (lower case) to its addresses."""
+    by_addr: dict[str, str] = {}
+    by_name: dict[str, set[str]] = {}
+    for raw in text.splitlines():
+        fields = raw.split("#", 1)[0].split()
+        if len(fields) < 2:
+            continue
+        try:
+            addr = str(ipaddress.ip_address(fields[0]))
+        except ValueError:
+            continue
+        by_addr.setdefault(addr, fields[1])
+        for name in fields[1:]:
+            by_name.setdefault(name.lower().rstrip("."), set()).add(addr)
+    return by_addr, by_name
+
+
+class Resolver:
+    def __init__(self, resolv_conf: str | None = None, hosts_file: str = HOSTS_FILE) -> None:
+        conf = resolv_conf or os.environ.get("POSTIER_RESOLV_CONF") or "/etc/resolv.conf"
+        self.dns = dns.asyncresolver.Resolver(filename=conf)
+        self.dns.lifetime = 10.0
+        try:
+            with open(hosts_file, encoding="utf-8", errors="replace") as f:
+                self.hosts_by_addr, self.hosts_by_name = parse_hosts(f.read())
+        except OSError:
+            self.hosts_by_addr, self.hosts_by_name = {}, {}
+
+    async def addresses(self, name: str) -> set[str] | None:
+        """The name's A and AAAA addresses; None on a temporary failure."""
+        key = name.lower().rstrip(".")
+        if key in self.hosts_by_name:
+            return set(self.hosts_by_name[key])
+        found: set[str] = set()
+        for rdtype in ("A", "AAAA"):
+            try:
+                answer = await self.dns.resolve(key, rdtype)
+            except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+                continue
+            except DNS_ERRORS:
+                return None
+            found |= {str(ipaddress.ip_address(r.to_text())) for r in answer}
+        return found
+
+    async def client_name(self, addr: str) -> str:
+        """The client's name, forward-confirmed, else ``unknown`` (Postfix's smtpd)."""
+        canonical = str(ipaddress.ip_address(addr))
+        name = self.hosts_by_addr.get(canonical)
+        if name is None:
+            try:
+                answer = await self.dns.resolve(dns.reversename.from_address(canonical), "PTR")
+                name = answer[0].to_text().rstrip(".")
+            except DNS_ERRORS:
+                return "unknown"
+        confirmed = await self.addresses(name)
+        return name if confirmed and canonical in confirmed else "unknown"
+
+    async def domain_dns(self, domain: str) -> DnsResult:
+        """Does the domain have an MX, A or AAAA record (reject_unknown_*_domain)?"""
+        if domain.startswith("["):
+            return DnsResult.HAS_ADDRESS
+        temp = False
+        for rdtype in ("MX", "A", "AAAA"):
+            try:
+                await self.dns.resolve(domain, rdtype)
+                return DnsResult.HAS_ADDRESS
+            except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+                continue
+            except DNS_ERRORS:
+                temp = True
+        return DnsResult.TEMP_FAIL if temp else DnsResult.NOT_FOUND
