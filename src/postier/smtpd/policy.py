@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from postier.config.errors import ConfigError
 from postier.config.settings import Config
 from postier.log import Log
+from postier.queue.file import GroupSync
 from postier.resolver import Resolver
 from postier.rewrite import address as addr_mod
 from postier.rewrite.mynetworks import MyNetworks
@@ -75,6 +76,7 @@ class Worker:
         for w in warnings:
             log.warning(w)
         self.resolver = Resolver()
+        self.incoming_sync = GroupSync(os.path.join(self.queue_dir, "incoming"))
         self._names: dict[str, str] = {}
 
     def notify_qmgr(self, queue_id: str) -> None:

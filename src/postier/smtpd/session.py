@@ -324,7 +324,9 @@ class Session:
         )
         loop = asyncio.get_running_loop()
         try:
-            queue_id = await loop.run_in_executor(None, queue.commit, envelope)
+            queue_id = await loop.run_in_executor(
+                None, queue.commit, envelope, self.svc.worker.incoming_sync
+            )
         except OSError as exc:
             self.log.warning(f"{queue.queue_id}: queue file write error: {exc}")
             self.abort_transaction()
