@@ -16,6 +16,7 @@ import encodings.idna  # noqa: F401
 import os
 import pwd
 import socket
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,8 @@ from postier.tables.aliases import AliasMaps, open_alias_maps
 
 if TYPE_CHECKING:
     from postier.smtpd.session import Session
+
+PASSWD_CACHE_SECONDS = 10.0
 
 RESTRICTION_LISTS = (
     ("smtpd_client_restrictions", "client"),
@@ -78,6 +81,7 @@ class Worker:
         self.resolver = Resolver()
         self.incoming_sync = GroupSync(os.path.join(self.queue_dir, "incoming"))
         self._names: dict[str, str] = {}
+        self._users: dict[str, tuple[float, bool]] = {}
 
     def notify_qmgr(self, queue_id: str) -> None:
         try:
@@ -97,11 +101,21 @@ class Worker:
     def is_local_user(self, localpart: str) -> bool:
         if self.aliases.lookup(localpart) is not None:
             return True
+        # The passwd lookup reads /etc/passwd each time; answers are kept a little while
+        # (PASSWD_CACHE_SECONDS), as Postfix's proxymap keeps its table open.
+        now = time.monotonic()
+        cached = self._users.get(localpart)
+        if cached is not None and now - cached[0] < PASSWD_CACHE_SECONDS:
+            return cached[1]
         try:
             pwd.getpwnam(localpart)
+            known = True
         except KeyError:
-            return False
-        return True
+            known = False
+        if len(self._users) > 10000:
+            self._users.clear()
+        self._users[localpart] = (now, known)
+        return known
 
     async def domain_dns(self, domain: str) -> rs.DnsResult:
         return await self.resolver.domain_dns(domain)
@@ -250,7 +264,7 @@ class Policy:
         # to make a zombie give up before it talks, so it pauses a session only once.
         if decision.sleeps and not self.slept:
             self.slept = True
-            await self.session.writer.drain()
+            await self.session.flush()
             await asyncio.sleep(sum(decision.sleeps))
         if decision.reply is not None and decision.action in ("reject", "defer"):
             return decision.reply

@@ -62,6 +62,7 @@ class Session:
         self.last_command = "CONNECT"
         self.closing = False
         self.pipelining_violation = False
+        self.out = bytearray()  # replies not yet written
 
     @property
     def client(self) -> str:
@@ -78,7 +79,7 @@ class Session:
         self.log.info(f"connect from {self.client}")
         try:
             self.send(replies.greeting(self.svc.banner))
-            await self.writer.drain()
+            await self.flush()
             while not self.closing:
                 try:
                     data = await asyncio.wait_for(self.reader.read(READ_SIZE), self.svc.timeout)
@@ -94,13 +95,13 @@ class Session:
                     break
                 self.conn.receive_data(data)
                 await self.process_events()
-                await self.writer.drain()
+                await self.flush()
         except (ConnectionError, OSError) as exc:
             self.log.info(f"lost connection after {self.last_command} from {self.client}: {exc}")
         finally:
             self.abort_transaction()
             with contextlib.suppress(ConnectionError, OSError):
-                await self.writer.drain()
+                await self.flush()
             self.writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await self.writer.wait_closed()
@@ -136,7 +137,14 @@ class Session:
         return " ".join(parts)
 
     def send(self, reply: Reply) -> None:
-        self.writer.write(self.conn.send(reply))
+        """Queue a reply; replies to pipelined commands leave in one write (``flush``)."""
+        self.out += self.conn.send(reply)
+
+    async def flush(self) -> None:
+        if self.out:
+            self.writer.write(bytes(self.out))
+            self.out.clear()
+        await self.writer.drain()
 
     def count(self, name: str, reply: Reply) -> None:
         self.counts[name] += 1
@@ -165,7 +173,7 @@ class Session:
                     self.send(replies.too_many_errors(self.svc.hostname))
                     self.closing = True
                 elif self.errors > self.svc.soft_error_limit:
-                    await self.writer.drain()
+                    await self.flush()
                     await asyncio.sleep(self.svc.error_sleep_time)
             if reply.code in (221, 421):
                 self.closing = True
