@@ -81,7 +81,7 @@ class Log:
 
 
 def log_target(maillog_file: str, *, foreground: bool = False) -> str:
-    """Where a process logs: ``maillog_file`` if set, else stderr in the foreground, else syslog."""
-    if maillog_file:
-        return maillog_file
-    return "stderr" if foreground else "syslog"
+    """Where a process logs: stderr under ``start-fg``, else ``maillog_file``, else syslog."""
+    if foreground:
+        return "stderr"
+    return maillog_file or "syslog"

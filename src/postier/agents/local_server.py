@@ -238,7 +238,7 @@ class LocalAgent:
             recipient=address,
             orig_recipient=orig,
             content=_content(qf),
-            arrival=req.arrival,
+            arrival=time.time(),  # the From_ line carries the delivery time, as Postfix's
             size_limit=self.size_limit,
             locks=self.locks,
             uid=uid,

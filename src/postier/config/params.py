@@ -311,7 +311,7 @@ IMPLEMENTED: frozenset[str] = frozenset({
     "syslog_name", "multi_instance_name", "unknown_local_recipient_reject_code",
     "unknown_address_reject_code", "relay_domains_reject_code", "non_fqdn_reject_code",
     "invalid_hostname_reject_code", "reject_code", "defer_code", "access_map_reject_code",
-    "unknown_client_reject_code", "unknown_hostname_reject_code",
+    "unknown_client_reject_code", "unknown_hostname_reject_code", "access_map_defer_code",
 })
 
 #: Parameters with nothing for postier to do (paths of Postfix's own files, knobs whose

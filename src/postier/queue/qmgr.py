@@ -151,11 +151,10 @@ class Qmgr:
             return
         with qf:
             env = qf.envelope
-            if state == "incoming":
-                self.log.info(
-                    f"{queue_id}: from=<{env.sender}>, size={qf.content_size}, "
-                    f"nrcpt={len(env.recipients)} (queue active)"
-                )
+            self.log.info(
+                f"{queue_id}: from=<{env.sender}>, size={qf.content_size}, "
+                f"nrcpt={len(env.recipients)} (queue active)"
+            )
             results = await self.deliver(qf)
             await self.finish(qf, results)
 
@@ -170,9 +169,6 @@ class Qmgr:
         results: dict[int, DeliveryStatus] = {}
         own: set[int] = set()  # results qmgr decided itself, and so logs itself
         local_rcpts: list[RcptRequest] = []
-        expired = time.time() - env.arrival > (
-            self.bounce_lifetime if env.sender == "" else self.max_lifetime
-        )
         for i, r in enumerate(env.recipients):
             if r.done:
                 continue
@@ -187,12 +183,6 @@ class Qmgr:
                 )
             else:
                 local_rcpts.append(RcptRequest(i, r.address, r.orig))
-            if expired and i in results:
-                results[i] = status.bounced(
-                    "5.4.7",
-                    f"delivery temporarily suspended: {results[i].text}; message expired",
-                    relay=results[i].relay,
-                )
         if local_rcpts:
             req = DeliverRequest(
                 0, qf.queue_id, qf.path, env.sender, env.arrival, local_rcpts, env.attrs
@@ -217,6 +207,19 @@ class Qmgr:
 
     async def finish(self, qf: QueueFile, results: dict[int, DeliveryStatus]) -> None:
         env = qf.envelope
+        lifetime = self.bounce_lifetime if env.sender == "" else self.max_lifetime
+        if time.time() - env.arrival > lifetime:
+            # Past maximal_queue_lifetime (bounce_queue_lifetime for bounces), a
+            # recipient that is still deferred is returned to the sender.
+            expired = {i: d for i, d in results.items() if d.kind is Kind.DEFERRED}
+            for i, d in expired.items():
+                results[i] = status.bounced(
+                    "5.4.7", f"delivery temporarily suspended: {d.text}", relay=d.relay
+                )
+            if expired:
+                self.log.info(
+                    f"{qf.queue_id}: from=<{env.sender}>, status=expired, returned to sender"
+                )
         bounced: list[Failed] = []
         pending = False
         for i, r in enumerate(env.recipients):
