@@ -65,7 +65,8 @@ class LocalAgent:
         self.locks = cfg.get_list("mailbox_delivery_lock")
         self.root = os.geteuid() == 0
         self.default_privs = cfg.get("default_privs")
-        self._unsynced: dict[tuple[int, int], str] = {}  # mailboxes appended to, not fsynced
+        # mailboxes appended to and not yet fsynced: (dev, inode) -> (path, descriptor)
+        self._unsynced: dict[tuple[int, int], tuple[str, int]] = {}
         self._paths: set[str] = set()  # the mailboxes of the recipient being delivered
 
     # --- resolution ---------------------------------------------------------------------
@@ -132,16 +133,14 @@ class LocalAgent:
     def sync_mailboxes(self) -> set[str]:
         """fsync every mailbox appended to without fsync; the paths that failed."""
         failed: set[str] = set()
-        for path in self._unsynced.values():
+        for path, fd in self._unsynced.values():
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                os.fsync(fd)  # the very file written (a descriptor kept), never a path
             except OSError as exc:
                 self.log.warning(f"fsync {path}: {exc.strerror}")
                 failed.add(path)
+            finally:
+                os.close(fd)
         self._unsynced = {}
         return failed
 
@@ -170,7 +169,7 @@ class LocalAgent:
         localpart, _, domain = address.rpartition("@")
         if not localpart:
             localpart, domain = address, ""
-        expanded = self.expand(localpart)
+        expanded = self.expand(localpart.lower())  # as smtpd checked it, and Postfix folds
         if isinstance(expanded, DeliveryStatus):
             return expanded
         worst: DeliveryStatus | None = None
@@ -232,6 +231,7 @@ class LocalAgent:
             path = os.path.join(pw.pw_dir, self.home_mailbox)
         else:
             path = os.path.join(self.spool, pw.pw_name)
+        written: list[int] = []
         st = mbox.deliver_mbox(
             path,
             sender=req.sender,
@@ -244,14 +244,17 @@ class LocalAgent:
             uid=uid,
             gid=gid,
             fsync=False,  # sync_mailboxes() does it once per batch, before anything is said
+            sync_later=written,
+            privileged_ok=not self.home_mailbox,  # never root's rights in a user's home
         )
-        if st.kind is Kind.SENT:
+        for fd in written:
+            info = os.fstat(fd)
+            key = (info.st_dev, info.st_ino)
+            if key in self._unsynced:
+                os.close(fd)  # one descriptor per file is enough
+            else:
+                self._unsynced[key] = (path, fd)
             self._paths.add(path)
-            try:
-                info = os.stat(path, follow_symlinks=False)
-                self._unsynced[(info.st_dev, info.st_ino)] = path
-            except OSError:
-                self._unsynced[(-1, len(self._unsynced))] = path
         return st
 
     def log_status(self, req: DeliverRequest, address: str, orig: str, st: DeliveryStatus) -> None:

@@ -270,9 +270,11 @@ def kernel_lock(
 def _dir_writable_by(directory: str, uid: int, gid: int, groups: Sequence[int]) -> bool:
     """Whether ``uid`` (with ``gid``/``groups``) may create files in ``directory``."""
     try:
-        st = os.stat(directory)
+        st = os.lstat(directory)  # a symlinked directory is never trusted as root's
     except OSError:
         return False
+    if stat.S_ISLNK(st.st_mode):
+        return True  # so delivery runs with the user's privileges, never root's
     if uid == 0:
         return True
     if st.st_uid == uid:
@@ -288,18 +290,25 @@ def _open_mailbox(path: str, uid: int | None, gid: int | None, chown: bool) -> i
     When ``chown`` is true (we created the file as root on the user's behalf)
     the new file is given to ``uid``/``gid``.
     """
-    flags = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC
+    # O_NONBLOCK: a FIFO planted at the path fails (ENXIO) instead of blocking the agent;
+    # _check_opened then refuses anything but a regular file.
+    flags = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC | os.O_NONBLOCK
     for _ in range(3):
         try:
-            return os.open(path, flags)
+            fd = os.open(path, flags)
+            os.set_blocking(fd, True)
+            return fd
         except FileNotFoundError:
             pass
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise MailboxError("5.2.0", "cannot open file: file is a symbolic link") from exc
+            if exc.errno == errno.ENXIO:
+                raise MailboxError("5.2.0", "cannot open file: file is not a regular file") from exc
             raise
         try:
             fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
+            os.set_blocking(fd, True)
         except FileExistsError:
             continue  # someone created it meanwhile: open it as an existing file
         if chown and uid is not None:
@@ -399,8 +408,15 @@ def deliver_mbox(
     stale_lock_time: float = 500.0,
     strict_ownership: bool = True,
     sleep: Callable[[float], None] = time.sleep,
+    sync_later: list[int] | None = None,
+    privileged_ok: bool = True,
 ) -> DeliveryStatus:
     """Append one message to the mbox file ``path`` and say how it went.
+
+    With ``fsync=False`` and a ``sync_later`` list, a duplicate of the descriptor written
+    to is appended to that list: the caller fsyncs and closes it (group commit) before it
+    says the message was delivered. ``privileged_ok=False`` (mailboxes under a user's
+    home directory) never uses root's privileges, whatever the directory's mode.
 
     ``content`` is the message as queued (first header first, LF line ends).
     ``arrival`` is the From_ line time stamp (Postfix stamps the delivery time,
@@ -439,6 +455,7 @@ def deliver_mbox(
     the_groups = list(groups) if groups is not None else ([gid] if gid is not None else [])
     privileged = bool(
         root
+        and privileged_ok
         and uid is not None
         and not _dir_writable_by(
             os.path.dirname(os.path.abspath(path)),
@@ -488,6 +505,8 @@ def deliver_mbox(
                 delivered_to=delivered_to,
             )
             _append(fd, entry, orig_size, size_limit, fsync)
+            if not fsync and sync_later is not None:
+                sync_later.append(os.dup(fd))  # the caller fsyncs this very file
     except MailboxError as exc:
         return _failure(exc.dsn, prefix + exc.text)
     except OSError as exc:
