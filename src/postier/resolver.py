@@ -13,6 +13,7 @@ from __future__ import annotations
 import encodings.idna  # noqa: F401
 import ipaddress
 import os
+import socket
 
 # dnspython loads these lazily; smtpd drops privileges before its first query, when the
 # interpreter's files may no longer be readable, so they are loaded now.
@@ -106,3 +107,14 @@ class Resolver:
             except DNS_ERRORS:
                 temp = True
         return DnsResult.TEMP_FAIL if temp else DnsResult.NOT_FOUND
+
+
+def local_addresses() -> list[str]:
+    """This host's addresses, for mynetworks_style and address literals."""
+    addrs = {"127.0.0.1", "::1"}
+    try:
+        for info in socket.getaddrinfo(socket.gethostname(), None):
+            addrs.add(str(info[4][0]))
+    except OSError:
+        pass
+    return sorted(addrs)

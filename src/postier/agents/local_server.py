@@ -36,6 +36,8 @@ from postier.config.settings import Config
 from postier.log import Log, log_target
 from postier.master import children
 from postier.queue.file import QueueFile
+from postier.resolver import local_addresses
+from postier.rewrite.resolve import AddressClass, Classifier
 from postier.tables.aliases import AliasMaps, open_alias_maps
 
 MAX_ALIAS_DEPTH = 10
@@ -65,6 +67,9 @@ class LocalAgent:
         self.locks = cfg.get_list("mailbox_delivery_lock")
         self.root = os.geteuid() == 0
         self.default_privs = cfg.get("default_privs")
+        self.classify = Classifier.from_lists(
+            cfg.get_list("mydestination"), local_addresses(), cfg.get_list("relay_domains")
+        )
         # mailboxes appended to and not yet fsynced: (dev, inode) -> (path, descriptor)
         self._unsynced: dict[tuple[int, int], tuple[str, int]] = {}
         self._paths: set[str] = set()  # the mailboxes of the recipient being delivered
@@ -105,8 +110,7 @@ class LocalAgent:
         return [Target(base)]
 
     def _is_local_domain(self, domain: str) -> bool:
-        mydest = {d.lower().rstrip(".") for d in self.cfg.get_list("mydestination")}
-        return domain.lower().rstrip(".") in mydest
+        return self.classify(domain) is AddressClass.LOCAL
 
     # --- delivery -----------------------------------------------------------------------
 

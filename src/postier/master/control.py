@@ -58,12 +58,26 @@ def running_pid(config_dir: str) -> int | None:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            text = os.read(fd, 64).decode().strip()
-            return int(text) if text.isdigit() else None
+            for _ in range(50):  # the master locks the file, then writes its pid
+                text = os.pread(fd, 64, 0).decode().strip()
+                if text.isdigit():
+                    return int(text)
+                time.sleep(0.01)
+            return 0  # running, its pid not yet written
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None  # nobody holds the lock: a stale file
     finally:
         os.close(fd)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie waiting for its parent counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return not fields or fields[0] != b"Z"
 
 
 def start(config_dir: str) -> int:
@@ -147,11 +161,14 @@ def stop(config_dir: str) -> int:
     if pid is None:
         print("postier: fatal: the Postfix mail system is not running", file=sys.stderr)
         return 1
+    if pid <= 0:
+        print("postier: fatal: the master is still starting; try again", file=sys.stderr)
+        return 1
     print("postier/postfix-script: stopping the Postfix mail system", file=sys.stderr)
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT
     while time.monotonic() < deadline:
-        if running_pid(config_dir) is None:
+        if running_pid(config_dir) is None and not _alive(pid):
             return 0
         time.sleep(0.05)
     print(

@@ -33,6 +33,8 @@ from postier.log import Log, log_target
 from postier.master import children
 from postier.queue import dirs
 from postier.queue.file import CorruptQueueFile, Envelope, QueueFile, QueueWriter, Recipient
+from postier.resolver import local_addresses
+from postier.rewrite.resolve import AddressClass, Classifier
 
 INCOMING_SCAN_SECONDS = 1.0
 
@@ -92,7 +94,9 @@ class Qmgr:
         self.queue_dir = cfg.get("queue_directory")
         self.local = LocalClient(os.path.join(self.queue_dir, "private", "local"))
         self.busy: set[str] = set()
-        self.mydestination = {d.lower().rstrip(".") for d in cfg.get_list("mydestination")}
+        self.classify = Classifier.from_lists(
+            cfg.get_list("mydestination"), local_addresses(), cfg.get_list("relay_domains")
+        )
         self.defer_transports = set(cfg.get_list("defer_transports"))
         self.min_backoff = cfg.get_time("minimal_backoff_time")
         self.max_backoff = cfg.get_time("maximal_backoff_time")
@@ -120,8 +124,20 @@ class Qmgr:
                 await self.process(queue_id, state)
         except Exception:
             self.log.error(f"{queue_id}: {traceback.format_exc().strip()}")
+            self.park(queue_id)
         finally:
             self.busy.discard(queue_id)
+
+    def park(self, queue_id: str) -> None:
+        """After a failure of our own, retry the message later rather than forget it in active/."""
+        try:
+            path = dirs.move(self.queue_dir, queue_id, "active", "deferred")
+            when = time.time() + self.min_backoff
+            os.utime(path, (when, when))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            self.log.warning(f"{queue_id}: cannot move to the deferred queue: {exc.strerror}")
 
     def scan_incoming(self) -> None:
         for queue_id, _path in dirs.scan(self.queue_dir, "incoming"):
@@ -159,10 +175,9 @@ class Qmgr:
             await self.finish(qf, results)
 
     def transport_for(self, address: str) -> str:
-        domain = address.rpartition("@")[2].lower().rstrip(".")
-        if not domain or domain in self.mydestination:
-            return "local"
-        return "smtp"
+        """local for our own domains (smtpd's address classes); smtp for the rest."""
+        domain = address.rpartition("@")[2]
+        return "local" if self.classify(domain) is AddressClass.LOCAL else "smtp"
 
     async def deliver(self, qf: QueueFile) -> dict[int, DeliveryStatus]:
         env = qf.envelope
@@ -231,6 +246,10 @@ class Qmgr:
                 continue
             if st.kind is Kind.BOUNCED:
                 bounced.append(Failed(r.address, r.orig, st))
+        if bounced or pending:
+            # Record who was delivered before anything else can fail, so that a retry
+            # never delivers to them again; bounced ones once their bounce is queued.
+            self.mark(qf, results, Kind.SENT)
         if bounced and env.sender:
             self.send_bounce(qf, bounced)
         elif bounced:
@@ -238,19 +257,24 @@ class Qmgr:
                 self.log.warning(
                     f"{qf.queue_id}: undeliverable bounce to <{f.recipient}> discarded"
                 )
+        if bounced and pending:
+            self.mark(qf, results, Kind.BOUNCED)
         if not pending:
             os.unlink(qf.path)
             self.log.info(f"{qf.queue_id}: removed")
             return
-        for i, r in enumerate(env.recipients):
-            st = results.get(i)
-            if not r.done and st is not None and st.kind is not Kind.DEFERRED:
-                qf.mark_done(i)
         age = max(0.0, time.time() - env.arrival)
         delay = min(max(age, self.min_backoff), self.max_backoff)
         new_path = dirs.move(self.queue_dir, qf.queue_id, "active", "deferred")
         when = time.time() + delay
         os.utime(new_path, (when, when))
+
+    @staticmethod
+    def mark(qf: QueueFile, results: dict[int, DeliveryStatus], kind: Kind) -> None:
+        for i, r in enumerate(qf.envelope.recipients):
+            st = results.get(i)
+            if not r.done and st is not None and st.kind is kind:
+                qf.mark_done(i)
 
     def send_bounce(self, qf: QueueFile, failed: list[Failed]) -> None:
         env = qf.envelope

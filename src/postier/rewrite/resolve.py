@@ -171,3 +171,29 @@ class LocalRecipientCheck:
     def __call__(self, address: str) -> bool | None:
         """Is ``address`` (``user@domain`` or ``user``) a known local recipient?"""
         return self.check_localpart(parse_address(address).localpart)
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """``classify`` with one configuration's domain lists, for every process to share."""
+
+    mydestination: tuple[str, ...]
+    inet_interface_addrs: tuple[str, ...]
+    relay_domains: tuple[str, ...]
+
+    @classmethod
+    def from_lists(
+        cls, mydestination: Sequence[str], interface_addrs: Sequence[str],
+        relay_domains: Sequence[str],
+    ) -> Classifier:
+        def norm(items: Sequence[str]) -> tuple[str, ...]:
+            return tuple(d.lower().rstrip(".") for d in items)
+
+        return cls(norm(mydestination), tuple(interface_addrs), norm(relay_domains))
+
+    def __call__(self, domain: str) -> AddressClass:
+        return classify(
+            domain, mydestination=self.mydestination,
+            inet_interface_addrs=self.inet_interface_addrs, proxy_interfaces=(),
+            relay_domains=self.relay_domains,
+        )

@@ -26,10 +26,10 @@ from postier.config.errors import ConfigError
 from postier.config.settings import Config
 from postier.log import Log
 from postier.queue.file import GroupSync
-from postier.resolver import Resolver
+from postier.resolver import Resolver, local_addresses
 from postier.rewrite import address as addr_mod
 from postier.rewrite.mynetworks import MyNetworks
-from postier.rewrite.resolve import AddressClass, LocalRecipientCheck, classify
+from postier.rewrite.resolve import AddressClass, Classifier, LocalRecipientCheck
 from postier.smtpd import restrictions as rs
 from postier.smtpproto import replies
 from postier.smtpproto.replies import Reply
@@ -142,9 +142,10 @@ class Service:
         self.disable_vrfy = cfg.get_bool("disable_vrfy_command")
         self.delimiter = cfg.get("recipient_delimiter")
         self.myorigin = cfg.get("myorigin")
-        self.mydestination = [d.lower().rstrip(".") for d in cfg.get_list("mydestination")]
-        self.relay_domains = [d.lower().rstrip(".") for d in cfg.get_list("relay_domains")]
         self.local_addrs = local_addresses()
+        self.classify = Classifier.from_lists(
+            cfg.get_list("mydestination"), self.local_addrs, cfg.get_list("relay_domains")
+        )
         self.local_recipients = LocalRecipientCheck(worker.is_local_user, self.delimiter)
         self.mynetworks = MyNetworks.from_config(
             cfg.get_list("mynetworks"), cfg.get("mynetworks_style"), self.local_addrs
@@ -164,17 +165,6 @@ class Service:
         self.ehlo_keywords = keywords
 
 
-def local_addresses() -> list[str]:
-    """This host's addresses, for mynetworks_style and address literals."""
-    addrs = {"127.0.0.1", "::1"}
-    try:
-        for info in socket.getaddrinfo(socket.gethostname(), None):
-            addrs.add(str(info[4][0]))
-    except OSError:
-        pass
-    return sorted(addrs)
-
-
 class SessionFacts:
     """The ``Facts`` the restriction evaluator asks about, for one session."""
 
@@ -186,13 +176,7 @@ class SessionFacts:
         return self.svc.mynetworks.match(ip)
 
     def address_class(self, domain: str) -> AddressClass:
-        return classify(
-            domain,
-            mydestination=self.svc.mydestination,
-            inet_interface_addrs=self.svc.local_addrs,
-            proxy_interfaces=[],
-            relay_domains=self.svc.relay_domains,
-        )
+        return self.svc.classify(domain)
 
     def is_local_recipient(self, address: str) -> bool | None:
         return self.svc.local_recipients(address)
