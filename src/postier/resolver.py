@@ -29,6 +29,7 @@ import dns.rdtypes.IN.AAAA
 import dns.resolver
 import dns.reversename
 
+from postier.rewrite.address import valid_hostname
 from postier.smtpd.restrictions import DnsResult
 
 HOSTS_FILE = "/etc/hosts"
@@ -90,6 +91,8 @@ class Resolver:
                 name = answer[0].to_text().rstrip(".")
             except DNS_ERRORS:
                 return "unknown"
+        if not valid_hostname(name):
+            return "unknown"  # as Postfix: a malformed name never reaches logs or headers
         confirmed = await self.addresses(name)
         return name if confirmed and canonical in confirmed else "unknown"
 

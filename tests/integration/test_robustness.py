@@ -301,3 +301,26 @@ def test_mailbox_size_limit_bounces_to_a_local_sender(make_instance) -> None:
     assert bounce.startswith("From MAILER-DAEMON "), (bounce[:500], inst.log())
     assert "Subject: Undelivered Mail Returned to Sender" in bounce
     assert "Status: 5.2.2" in bounce and "Subject: large" in bounce
+
+
+@pytest.mark.skipif(not ROOT, reason="needs a real local user")
+def test_repeated_and_upper_case_recipients_get_one_copy(make_instance) -> None:
+    ensure_user("tintin")
+    inst = make_instance(BASE_MAIN_CF)
+    assert inst.start().returncode == 0, inst.log()
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=20) as smtp:
+        smtp.ehlo("milou.example.net")
+        assert smtp.sock is not None
+        smtp.sock.sendall("MAIL FROM:<tournesol@example.net> SIZE=\u00b2\r\n".encode())
+        assert smtp.getreply() == (501, b"5.5.4 Bad message size syntax")
+        refused = smtp.sendmail("tournesol@example.net",
+                                ["tintin@example.com", "tintin@example.com"],
+                                b"Subject: once\r\n\r\nonce\r\n")
+        assert refused == {}
+        refused = smtp.sendmail("tournesol@example.net", ["TINTIN@example.com"],
+                                b"Subject: upper\r\n\r\nupper\r\n")
+        assert refused == {}
+    inst.wait_log("removed", count=2)
+    box = inst.mailbox("tintin").read_text()
+    assert box.count("Subject: once") == 1
+    assert box.count("Subject: upper") == 1

@@ -11,6 +11,7 @@ import grp
 import os
 import pwd
 import socket
+import stat
 from dataclasses import dataclass
 
 import postier
@@ -186,6 +187,10 @@ def bind_local_socket(rt: Runtime) -> socket.socket:
     finally:
         os.umask(old)
     if rt.uid is not None and rt.gid is not None:
-        os.chown(path, rt.uid, rt.gid)
+        # private/ belongs to mail_owner: never follow a link planted there.
+        os.chown(path, rt.uid, rt.gid, follow_symlinks=False)
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            sock.close()
+            raise StartError(f"{path}: not the socket just created")
     sock.listen(64)
     return sock

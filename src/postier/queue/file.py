@@ -152,8 +152,8 @@ class GroupSync:
         # Generations run one at a time, so the fsync numbered ``need`` is the one
         # that covered a waiter.
         exc = self._failed.get(gen)
-        if len(self._failed) > 100:
-            self._failed.clear()
+        for old in [g for g in self._failed if g < self._done - 1000]:
+            del self._failed[old]  # long past: no caller can still be waiting for these
         if exc is not None:
             raise exc
 

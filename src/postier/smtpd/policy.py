@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from postier.smtpd.session import Session
 
 PASSWD_CACHE_SECONDS = 10.0
+NAME_CACHE_SECONDS = 60.0  # client names (PTR, forward-confirmed), failures included
 
 RESTRICTION_LISTS = (
     ("smtpd_client_restrictions", "client"),
@@ -80,7 +81,7 @@ class Worker:
             log.warning(w)
         self.resolver = Resolver()
         self.incoming_sync = GroupSync(os.path.join(self.queue_dir, "incoming"))
-        self._names: dict[str, str] = {}
+        self._names: dict[str, tuple[float, str]] = {}
         self._users: dict[str, tuple[float, bool]] = {}
 
     def notify_qmgr(self, queue_id: str) -> None:
@@ -90,12 +91,14 @@ class Worker:
             self.log.warning(f"{queue_id}: cannot trigger qmgr: {exc.strerror}")
 
     async def reverse_name(self, addr: str) -> str:
-        name = self._names.get(addr)
-        if name is None:
-            name = await self.resolver.client_name(addr)
-            if len(self._names) > 10000:
-                self._names.clear()
-            self._names[addr] = name
+        now = time.monotonic()
+        cached = self._names.get(addr)
+        if cached is not None and now - cached[0] < NAME_CACHE_SECONDS:
+            return cached[1]
+        name = await self.resolver.client_name(addr)
+        if len(self._names) > 10000:
+            self._names.clear()
+        self._names[addr] = (now, name)
         return name
 
     def is_local_user(self, localpart: str) -> bool:
@@ -198,10 +201,10 @@ class Policy:
 
     def check_mail(self, address: str, params: Mapping[str, str | None]) -> Reply | None:
         size = params.get("SIZE")
-        if size is not None and self.svc.message_size_limit:
-            if not size.isdigit():
+        if size is not None:
+            if not (size.isascii() and size.isdigit()):
                 return replies.BAD_SIZE_SYNTAX
-            if int(size) > self.svc.message_size_limit:
+            if self.svc.message_size_limit and int(size) > self.svc.message_size_limit:
                 return replies.SIZE_EXCEEDS_LIMIT
         for key in params:
             if key not in ("SIZE", "BODY"):

@@ -63,6 +63,7 @@ class Session:
         self.closing = False
         self.pipelining_violation = False
         self.out = bytearray()  # replies not yet written
+        self.write_error: OSError | None = None
 
     @property
     def client(self) -> str:
@@ -144,7 +145,12 @@ class Session:
         if self.out:
             self.writer.write(bytes(self.out))
             self.out.clear()
-        await self.writer.drain()
+        try:
+            # A client that sends without reading would otherwise hold us here forever.
+            await asyncio.wait_for(self.writer.drain(), self.svc.timeout)
+        except TimeoutError:
+            self.writer.transport.abort()
+            raise ConnectionError("timeout while sending replies") from None
 
     def count(self, name: str, reply: Reply) -> None:
         self.counts[name] += 1
@@ -181,8 +187,11 @@ class Session:
     async def handle(self, event: object) -> Reply | None:
         match event:
             case ev.DataChunk(data=data):
-                if self.headers is not None and self.queue is not None:
-                    self.queue.write(self.headers.feed(data))
+                if self.headers is not None and self.queue is not None and not self.write_error:
+                    try:
+                        self.queue.write(self.headers.feed(data))
+                    except OSError as exc:  # disk full…: read on, refuse at the end
+                        self.write_error = exc
                 return None
             case ev.DataEnd():
                 return await self.on_data_end(event)
@@ -269,9 +278,16 @@ class Session:
                 reply = replies.TOO_MANY_RECIPIENTS
             else:
                 if self.queue is None:
-                    self.queue = QueueWriter.create(self.svc.worker.queue_dir)
+                    try:
+                        self.queue = QueueWriter.create(self.svc.worker.queue_dir)
+                    except OSError as exc:
+                        self.log.warning(f"cannot create a queue file: {exc}")
+                        self.count("rcpt", replies.QUEUE_WRITE_ERROR)
+                        return replies.QUEUE_WRITE_ERROR
                     self.log.info(f"{self.queue.queue_id}: client={self.client}")
-                self.recipients.append(Recipient(event.address, event.address))
+                # A repeated recipient is accepted once and delivered once, as by cleanup(8).
+                if all(r.address != event.address for r in self.recipients):
+                    self.recipients.append(Recipient(event.address, event.address))
                 reply = replies.RCPT_OK
         else:
             self.log_reject("RCPT", reply, event.address)
@@ -310,7 +326,16 @@ class Session:
     async def on_data_end(self, event: ev.DataEnd) -> Reply:
         queue, headers = self.queue, self.headers
         assert queue is not None and headers is not None
-        queue.write(headers.end())
+        if self.write_error is None:
+            try:
+                queue.write(headers.end())
+            except OSError as exc:
+                self.write_error = exc
+        if self.write_error is not None:
+            self.log.warning(f"{queue.queue_id}: queue file write error: {self.write_error}")
+            self.abort_transaction()
+            self.count("data", replies.QUEUE_WRITE_ERROR)
+            return replies.QUEUE_WRITE_ERROR
         if event.too_big:
             reply = replies.MESSAGE_TOO_BIG
             self.log_reject("END-OF-MESSAGE", reply, None)
@@ -331,10 +356,14 @@ class Session:
             },
         )
         loop = asyncio.get_running_loop()
+        commit = loop.run_in_executor(None, queue.commit, envelope, self.svc.worker.incoming_sync)
         try:
-            queue_id = await loop.run_in_executor(
-                None, queue.commit, envelope, self.svc.worker.incoming_sync
-            )
+            # Shielded: a session cancelled meanwhile (stop) must not abort a file that
+            # the commit thread is still writing; it becomes an unacknowledged message.
+            queue_id = await asyncio.shield(commit)
+        except asyncio.CancelledError:
+            self.queue = None
+            raise
         except OSError as exc:
             self.log.warning(f"{queue.queue_id}: queue file write error: {exc}")
             self.abort_transaction()
@@ -354,6 +383,7 @@ class Session:
     # --- transaction state --------------------------------------------------------------
 
     def reset_transaction(self) -> None:
+        self.write_error = None
         self.sender = None
         self.mail_params = {}
         self.recipients = []
