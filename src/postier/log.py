@@ -14,6 +14,7 @@ import os
 import socket
 import sys
 import time
+from typing import Protocol
 
 _SYSLOG_FACILITIES = {
     "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6,
@@ -85,3 +86,17 @@ def log_target(maillog_file: str, *, foreground: bool = False) -> str:
     if foreground:
         return "stderr"
     return maillog_file or "syslog"
+
+
+class _Settings(Protocol):
+    def get(self, name: str) -> str: ...
+
+
+def for_config(program: str, cfg: _Settings, *, foreground: bool = False) -> Log:
+    """The logger of one process, as main.cf says (syslog_name, maillog_file, facility)."""
+    return Log(
+        program,
+        syslog_name=cfg.get("syslog_name"),
+        target=log_target(cfg.get("maillog_file"), foreground=foreground),
+        facility=cfg.get("syslog_facility"),
+    )

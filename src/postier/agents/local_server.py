@@ -33,7 +33,8 @@ from postier.agents.localpart import command_env, split_extension
 from postier.agents.protocol import DeliverAnswer, DeliverRequest, RcptResult
 from postier.agents.status import DeliveryStatus, Kind, status_log_line
 from postier.config.settings import Config
-from postier.log import Log, log_target
+from postier.log import Log
+from postier.log import for_config as log_for_config
 from postier.master import children
 from postier.queue.file import QueueFile
 from postier.resolver import local_addresses
@@ -73,6 +74,9 @@ class LocalAgent:
         # mailboxes appended to and not yet fsynced: (dev, inode) -> (path, descriptor)
         self._unsynced: dict[tuple[int, int], tuple[str, int]] = {}
         self._paths: set[str] = set()  # the mailboxes of the recipient being delivered
+        # what each final target of the message being delivered got, so that aliases
+        # reaching one user twice deliver once (Postfix's duplicate elimination)
+        self._targets: dict[tuple[str, str | None], DeliveryStatus] = {}
 
     # --- resolution ---------------------------------------------------------------------
 
@@ -156,6 +160,7 @@ class LocalAgent:
         except Exception as exc:  # the queue file vanished or is corrupt: defer, qmgr decides
             st = status.deferred("4.3.0", f"cannot open queue file: {exc}")
             return [(RcptResult(r.index, st), set()) for r in req.recipients]
+        self._targets = {}
         with qf:
             for rcpt in req.recipients:
                 self._paths = set()
@@ -178,7 +183,15 @@ class LocalAgent:
             return expanded
         worst: DeliveryStatus | None = None
         for target in expanded:
-            st = self.deliver_target(qf, req, target, address, orig or address, localpart, domain)
+            key = (target.user, target.command)
+            done = self._targets.get(key)
+            if done is not None:  # the same mailbox or command twice in one message
+                st = done
+            else:
+                st = self.deliver_target(
+                    qf, req, target, address, orig or address, localpart, domain
+                )
+                self._targets[key] = st
             if worst is None or _severity(st) > _severity(worst):
                 worst = st
         assert worst is not None
@@ -230,6 +243,7 @@ class LocalAgent:
                 timeout=self.cfg.get_time("command_time_limit"),
                 orig_recipient=orig,
                 arrival=req.arrival,
+                size_limit=self.size_limit,
             )
         if self.home_mailbox:
             path = os.path.join(pw.pw_dir, self.home_mailbox)
@@ -275,9 +289,7 @@ def _content(qf: QueueFile) -> Iterator[bytes]:
 
 async def serve(agent: LocalAgent, listen_fd: int, ready_fd: int, lifeline_fd: int) -> None:
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    children.install_stop_signals(loop, stop.set)
-    children.watch_lifeline(loop, lifeline_fd, stop.set)
+    stop = children.stop_event(loop, lifeline_fd)
     sock = socket.socket(fileno=listen_fd)
 
     server = await loop.create_unix_server(lambda: RequestProtocol(agent), sock=sock)
@@ -326,12 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--listen-fd", type=int, required=True)
     args = parser.parse_args(argv)
     cfg = Config.from_dir(args.config_dir)
-    log = Log(
-        "local",
-        syslog_name=cfg.get("syslog_name"),
-        target=log_target(cfg.get("maillog_file"), foreground=args.foreground),
-        facility=cfg.get("syslog_facility"),
-    )
+    log = log_for_config("local", cfg, foreground=args.foreground)
     try:
         agent = LocalAgent(cfg, log)
         loop = children.new_event_loop()

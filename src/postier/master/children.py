@@ -85,3 +85,11 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         return asyncio.new_event_loop()
     return uvloop.new_event_loop()
+
+
+def stop_event(loop: asyncio.AbstractEventLoop, lifeline_fd: int) -> asyncio.Event:
+    """Set on SIGTERM/SIGINT or when the master goes away: the child should finish."""
+    stop = asyncio.Event()
+    install_stop_signals(loop, stop.set)
+    watch_lifeline(loop, lifeline_fd, stop.set)
+    return stop

@@ -20,10 +20,10 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from postier.config.errors import ConfigError
-from postier.log import Log, log_target
+from postier.log import for_config as log_for_config
 from postier.master import runtime
 
 THROTTLE_SECONDS = 1.0  # a child that dies within this time of its start is restarted after it
@@ -43,7 +43,6 @@ class Child:
     restart_at: float = 0.0
     ready_read: int = -1
     ready: bool = False
-    deaths: list[float] = field(default_factory=list)
 
 
 class Master:
@@ -53,12 +52,7 @@ class Master:
         self.cfg, self.services, self.warnings = runtime.load_with_warnings(config_dir)
         self._local_sock: socket.socket | None = None
         self.rt = runtime.Runtime.from_config(self.cfg)
-        self.log = Log(
-            "master",
-            syslog_name=self.cfg.get("syslog_name"),
-            target=log_target(self.cfg.get("maillog_file"), foreground=foreground),
-            facility=self.cfg.get("syslog_facility"),
-        )
+        self.log = log_for_config("master", self.cfg, foreground=foreground)
         self.sockets: list[tuple[socket.socket, str]] = []
         self.children: list[Child] = []
         self.lifeline_r, self.lifeline_w = os.pipe()

@@ -7,7 +7,6 @@ Kept apart from the process loop so that ``postier check`` and the command-line
 from __future__ import annotations
 
 import contextlib
-import grp
 import os
 import pwd
 import socket
@@ -111,13 +110,6 @@ class Runtime:
 
     def prepare_queue(self) -> None:
         dirs.ensure(self.queue_dir, self.uid, self.gid)
-
-
-def setgid_group_id(cfg: Config) -> int | None:
-    try:
-        return grp.getgrnam(cfg.get("setgid_group")).gr_gid
-    except KeyError:
-        return None
 
 
 def pid_file(queue_dir: str) -> str:

@@ -29,7 +29,8 @@ from postier.agents.protocol import DeliverAnswer, DeliverRequest, RcptRequest
 from postier.agents.status import DeliveryStatus, Kind, status_log_line
 from postier.bounce.dsn import Failed, build_bounce
 from postier.config.settings import Config
-from postier.log import Log, log_target
+from postier.log import Log
+from postier.log import for_config as log_for_config
 from postier.master import children
 from postier.queue import dirs
 from postier.queue.file import CorruptQueueFile, Envelope, QueueFile, QueueWriter, Recipient
@@ -319,9 +320,7 @@ def bind_trigger(queue_dir: str) -> socket.socket:
 
 async def serve(qmgr: Qmgr, ready_fd: int, lifeline_fd: int) -> None:
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    children.install_stop_signals(loop, stop.set)
-    children.watch_lifeline(loop, lifeline_fd, stop.set)
+    stop = children.stop_event(loop, lifeline_fd)
     recovered = dirs.recover(qmgr.queue_dir)
     if recovered:
         qmgr.log.info(f"recovered {recovered} message(s) from the active queue")
@@ -356,12 +355,7 @@ async def serve(qmgr: Qmgr, ready_fd: int, lifeline_fd: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = children.child_arguments("qmgr").parse_args(argv)
     cfg = Config.from_dir(args.config_dir)
-    log = Log(
-        "qmgr",
-        syslog_name=cfg.get("syslog_name"),
-        target=log_target(cfg.get("maillog_file"), foreground=args.foreground),
-        facility=cfg.get("syslog_facility"),
-    )
+    log = log_for_config("qmgr", cfg, foreground=args.foreground)
     try:
         loop = children.new_event_loop()
         qmgr = Qmgr(cfg, log)

@@ -12,7 +12,6 @@ semantics: client, HELO and sender restrictions are evaluated at RCPT time.
 from __future__ import annotations
 
 import asyncio
-import encodings.idna  # noqa: F401
 import os
 import pwd
 import socket
@@ -20,8 +19,6 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-# dnspython loads these lazily; smtpd drops privileges before its first query, when the
-# interpreter's files may no longer be readable, so they are loaded now.
 from postier.config.errors import ConfigError
 from postier.config.settings import Config
 from postier.log import Log

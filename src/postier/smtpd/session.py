@@ -53,7 +53,6 @@ class Session:
         self.helo: str | None = None
         self.esmtp = False
         self.sender: str | None = None
-        self.mail_params: dict[str, str | None] = {}
         self.recipients: list[Recipient] = []
         self.queue: QueueWriter | None = None
         self.headers: HeaderProcessor | None = None
@@ -249,7 +248,8 @@ class Session:
     def on_helo(self, event: ev.Helo) -> Reply:
         self.last_command = "EHLO" if event.extended else "HELO"
         self.abort_transaction()
-        self.helo = event.name
+        # Non-printable characters never reach logs or the Received: header (as Postfix).
+        self.helo = "".join(c if c.isprintable() else "?" for c in event.name)
         self.esmtp = event.extended
         reply = (
             replies.ehlo(self.svc.hostname, self.svc.ehlo_keywords)
@@ -264,7 +264,6 @@ class Session:
         reply = self.policy.check_mail(event.address, event.params)
         if reply is None:
             self.sender = event.address
-            self.mail_params = dict(event.params)
             reply = replies.MAIL_OK
         self.count("mail", reply)
         return reply
@@ -385,7 +384,6 @@ class Session:
     def reset_transaction(self) -> None:
         self.write_error = None
         self.sender = None
-        self.mail_params = {}
         self.recipients = []
         self.headers = None
 

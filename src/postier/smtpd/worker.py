@@ -16,7 +16,7 @@ import traceback
 
 from postier.config import mastercf
 from postier.config.settings import Config
-from postier.log import Log, log_target
+from postier.log import for_config as log_for_config
 from postier.master import children
 from postier.smtpd.policy import Service, Worker
 from postier.smtpd.session import Session
@@ -26,9 +26,7 @@ async def serve(
     worker: Worker, listen: list[tuple[int, Service]], ready_fd: int, lifeline_fd: int
 ) -> None:
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    children.install_stop_signals(loop, stop.set)
-    children.watch_lifeline(loop, lifeline_fd, stop.set)
+    stop = children.stop_event(loop, lifeline_fd)
     sessions: set[asyncio.Task[None]] = set()
     servers = []
     for fd, service in listen:
@@ -65,12 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--listen", action="append", default=[], help="FD:SERVICE")
     args = parser.parse_args(argv)
     cfg = Config.from_dir(args.config_dir)
-    log = Log(
-        "smtpd",
-        syslog_name=cfg.get("syslog_name"),
-        target=log_target(cfg.get("maillog_file"), foreground=args.foreground),
-        facility=cfg.get("syslog_facility"),
-    )
+    log = log_for_config("smtpd", cfg, foreground=args.foreground)
     try:
         services = {
             s.name: s
