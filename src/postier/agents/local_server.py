@@ -339,14 +339,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = Config.from_dir(args.config_dir)
     log = log_for_config("local", cfg, foreground=args.foreground)
-    try:
-        agent = LocalAgent(cfg, log)
-        loop = children.new_event_loop()
-        loop.run_until_complete(serve(agent, args.listen_fd, args.ready_fd, args.lifeline_fd))
-    except Exception:
-        log.fatal(traceback.format_exc().strip())
-        return 1
-    return 0
+    # The local agent keeps root's privileges: it takes each recipient's per delivery.
+    return children.run(
+        log,
+        "",
+        lambda: serve(LocalAgent(cfg, log), args.listen_fd, args.ready_fd, args.lifeline_fd),
+    )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,12 @@ import argparse
 import asyncio
 import os
 import signal
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from postier.log import Log
 
 
 def child_arguments(prog: str) -> argparse.ArgumentParser:
@@ -93,3 +98,17 @@ def stop_event(loop: asyncio.AbstractEventLoop, lifeline_fd: int) -> asyncio.Eve
     install_stop_signals(loop, stop.set)
     watch_lifeline(loop, lifeline_fd, stop.set)
     return stop
+
+
+def run(log: Log, user: str, setup: Callable[[], Coroutine[Any, Any, None]]) -> int:
+    """A child's life: ``setup()`` (imports done, still root) builds the main coroutine,
+    privileges drop to ``user``, the coroutine runs; a crash is logged, exit status 1."""
+    try:
+        loop = new_event_loop()
+        main = setup()
+        drop_privileges(user)
+        loop.run_until_complete(main)
+    except Exception:
+        log.fatal(traceback.format_exc().strip())
+        return 1
+    return 0

@@ -152,12 +152,17 @@ def start_fg(config_dir: str) -> int:
     return master_main(["--config-dir", config_dir, "--foreground"])
 
 
-def stop(config_dir: str) -> int:
+def _master_pid(config_dir: str) -> int | None:
+    """``running_pid``; a configuration error is reported and ends the command."""
     try:
-        pid = running_pid(config_dir)
+        return running_pid(config_dir)
     except ConfigError as exc:
         print(f"postier: fatal: {exc}", file=sys.stderr)
-        return 1
+        raise SystemExit(1) from None
+
+
+def stop(config_dir: str) -> int:
+    pid = _master_pid(config_dir)
     if pid is None:
         print("postier: fatal: the Postfix mail system is not running", file=sys.stderr)
         return 1
@@ -179,11 +184,7 @@ def stop(config_dir: str) -> int:
 
 
 def status(config_dir: str) -> int:
-    try:
-        pid = running_pid(config_dir)
-    except ConfigError as exc:
-        print(f"postier: fatal: {exc}", file=sys.stderr)
-        return 1
+    pid = _master_pid(config_dir)
     if pid is None:
         print("postier/postfix-script: the Postfix mail system is not running", file=sys.stderr)
         return 1

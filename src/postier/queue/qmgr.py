@@ -356,15 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     args = children.child_arguments("qmgr").parse_args(argv)
     cfg = Config.from_dir(args.config_dir)
     log = log_for_config("qmgr", cfg, foreground=args.foreground)
-    try:
-        loop = children.new_event_loop()
-        qmgr = Qmgr(cfg, log)
-        children.drop_privileges(args.user)
-        loop.run_until_complete(serve(qmgr, args.ready_fd, args.lifeline_fd))
-    except Exception:
-        log.fatal(traceback.format_exc().strip())
-        return 1
-    return 0
+    return children.run(
+        log, args.user, lambda: serve(Qmgr(cfg, log), args.ready_fd, args.lifeline_fd)
+    )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ import os
 import socket
 import sys
 import traceback
+from collections.abc import Coroutine
+from typing import Any
 
 from postier.config import mastercf
 from postier.config.settings import Config
@@ -64,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = Config.from_dir(args.config_dir)
     log = log_for_config("smtpd", cfg, foreground=args.foreground)
-    try:
+
+    def setup() -> Coroutine[Any, Any, None]:
         services = {
             s.name: s
             for s in mastercf.load(os.path.join(args.config_dir, "master.cf"))
@@ -77,13 +80,9 @@ def main(argv: list[str] | None = None) -> int:
             svc = services[name]
             scfg = cfg.with_overrides(svc.overrides, source=f"{svc.file}, line {svc.line}")
             listen.append((int(fd_text), Service(name, scfg, worker)))
-        loop = children.new_event_loop()
-        children.drop_privileges(args.user)
-        loop.run_until_complete(serve(worker, listen, args.ready_fd, args.lifeline_fd))
-    except Exception:
-        log.fatal(traceback.format_exc().strip())
-        return 1
-    return 0
+        return serve(worker, listen, args.ready_fd, args.lifeline_fd)
+
+    return children.run(log, args.user, setup)
 
 
 if __name__ == "__main__":
