@@ -9,10 +9,11 @@ import smtplib
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, Instance, ensure_user, postier
+from .conftest import ROOT, Instance, ensure_user, free_port, postier
 
 pytestmark = pytest.mark.integration
 
@@ -324,3 +325,26 @@ def test_repeated_and_upper_case_recipients_get_one_copy(make_instance) -> None:
     box = inst.mailbox("tintin").read_text()
     assert box.count("Subject: once") == 1
     assert box.count("Subject: upper") == 1
+
+
+def test_tutorial_master_cf_accepted_smtps_not_served_in_plaintext(
+    make_instance, tutorial_main_cf: str
+) -> None:
+    """The tutorial's three services: smtp and submission listen; smtps (TLS wrapper
+    mode, not built yet) is named in a warning and not started rather than served plain."""
+    inst = make_instance(tutorial_main_cf, "mailbox_command =")
+    smtp_port, submission_port, smtps_port = inst.port, free_port(), free_port()
+    tutorial = (Path(__file__).parent.parent / "data" / "tutorial" / "master.cf").read_text()
+    inst.write_master_cf(
+        tutorial.replace("smtp       inet", f"127.0.0.1:{smtp_port} inet", 1)
+        .replace("submission inet", f"127.0.0.1:{submission_port} inet", 1)
+        .replace("smtps      inet", f"127.0.0.1:{smtps_port} inet", 1)
+    )
+    result = inst.start()
+    assert result.returncode == 0, result.stderr + inst.log()
+    assert "smtpd_tls_wrappermode = yes needs TLS" in inst.log()
+    for port in (smtp_port, submission_port):
+        with smtplib.SMTP("127.0.0.1", port, timeout=20) as smtp:
+            assert smtp.noop()[0] == 250
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", smtps_port), timeout=5).close()

@@ -86,6 +86,15 @@ class Master:
                 )
                 continue
             scfg = self.cfg.with_overrides(svc.overrides, source=f"{svc.file}, line {svc.line}")
+            if scfg.get_bool("smtpd_tls_wrappermode"):
+                # Clients of such a port (smtps, 465) start with a TLS handshake: serving
+                # them plaintext SMTP would only surprise; TLS is not built yet.
+                self.log.warning(
+                    f"{svc.file}, line {svc.line}: service {svc.name}/inet: "
+                    "smtpd_tls_wrappermode = yes needs TLS, not implemented yet; "
+                    "service not started"
+                )
+                continue
             for sock in runtime.bind_service(svc, scfg, self.log):
                 self.sockets.append((sock, svc.name))
         if not self.sockets:
