@@ -57,7 +57,13 @@ def parse_hosts(text: str) -> tuple[dict[str, str], dict[str, set[str]]]:
 class Resolver:
     def __init__(self, resolv_conf: str | None = None, hosts_file: str = HOSTS_FILE) -> None:
         conf = resolv_conf or os.environ.get("POSTIER_RESOLV_CONF") or "/etc/resolv.conf"
-        self.dns = dns.asyncresolver.Resolver(filename=conf)
+        try:
+            self.dns = dns.asyncresolver.Resolver(filename=conf)
+        except dns.resolver.NoResolverConfiguration:
+            # No usable resolv.conf: every DNS lookup fails temporarily (names are
+            # "unknown", reject_unknown_*_domain defers) rather than smtpd failing to start.
+            self.dns = dns.asyncresolver.Resolver(configure=False)
+            self.dns.nameservers = []
         self.dns.lifetime = 10.0
         try:
             with open(hosts_file, encoding="utf-8", errors="replace") as f:

@@ -173,11 +173,19 @@ class Master:
                 )
             readable, _, _ = select.select([c.ready_read for c in pending], [], [], min(left, 0.2))
             for c in pending:
-                if c.ready_read in readable:
-                    os.read(c.ready_read, 1)
-                    os.close(c.ready_read)
-                    c.ready_read = -1
-                    c.ready = True
+                if c.ready_read in readable and not self.take_ready(c):
+                    raise runtime.StartError(
+                        f"{c.role} (module {c.module}) exited while starting; see the mail log"
+                    )
+
+    @staticmethod
+    def take_ready(child: Child) -> bool:
+        """Read the child's readiness byte; end-of-file (it died first) is not readiness."""
+        ready = os.read(child.ready_read, 1) == b"R"
+        os.close(child.ready_read)
+        child.ready_read = -1
+        child.ready = ready
+        return ready
 
     # --- the watch loop ------------------------------------------------------------------
 
@@ -243,10 +251,7 @@ class Master:
             if child.proc is None and not self.stopping and now >= child.restart_at:
                 self.spawn(child)
             if child.ready_read >= 0 and select.select([child.ready_read], [], [], 0)[0]:
-                os.read(child.ready_read, 1)
-                os.close(child.ready_read)
-                child.ready_read = -1
-                child.ready = True
+                self.take_ready(child)
 
     def shutdown(self) -> None:
         live = [c.proc for c in self.children if c.proc is not None and c.proc.poll() is None]
@@ -264,6 +269,10 @@ class Master:
         os.close(self.lifeline_w)
         for sock, _ in self.sockets:
             sock.close()
+        if self._local_sock is not None:
+            self._local_sock.close()
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self.rt.queue_dir, "private", "local"))
         if self._pidfile_fd >= 0:
             try:
                 os.unlink(runtime.pid_file(self.rt.queue_dir))

@@ -42,7 +42,8 @@ def load_with_warnings(config_dir: str) -> tuple[Config, list[MasterService], li
     cfg = Config.from_dir(config_dir)
     warnings = list(cfg.validate())
     services = mastercf.load(master_cf)
-    for name in unimplemented_settings(set(cfg.main.values)):
+    changed = {n for n, s in cfg.main.values.items() if s.value != cfg.default(n)}
+    for name in unimplemented_settings(changed):  # a setting equal to the default is moot
         file, line = cfg.location(name)
         warnings.append(
             f"{file}, line {line}: parameter {name} is not implemented by postier yet; "

@@ -348,6 +348,8 @@ async def serve(qmgr: Qmgr, ready_fd: int, lifeline_fd: int) -> None:
             await asyncio.wait_for(stop.wait(), INCOMING_SCAN_SECONDS)
     loop.remove_reader(trigger.fileno())
     trigger.close()
+    with contextlib.suppress(OSError):
+        os.unlink(os.path.join(qmgr.queue_dir, "public", "qmgr"))
     for task in list(qmgr.tasks):
         task.cancel()
 
