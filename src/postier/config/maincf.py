@@ -92,14 +92,18 @@ def parse(text: str, file: str) -> MainCf:
     return result
 
 
-def load(path: str) -> MainCf:
-    """Read and parse the main.cf file at ``path`` (a missing file raises ConfigError)."""
+def read_text(path: str) -> str:
+    """A configuration file's text; an unreadable file raises ConfigError naming it."""
     try:
         with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            text = f.read()
+            return f.read()
     except OSError as exc:
         raise ConfigError(f"open {path}: {exc.strerror}") from None
-    return parse(text, path)
+
+
+def load(path: str) -> MainCf:
+    """Read and parse the main.cf file at ``path`` (a missing file raises ConfigError)."""
+    return parse(read_text(path), path)
 
 
 def edit_text(text: str, changes: Mapping[str, str | None], file: str = "main.cf") -> str:

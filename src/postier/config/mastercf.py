@@ -18,6 +18,7 @@ import socket
 from dataclasses import dataclass, field
 
 from postier.config.errors import ConfigError
+from postier.config.maincf import read_text
 
 SERVICE_TYPES = frozenset({"inet", "unix", "unix-dgram", "fifo", "pass"})
 
@@ -207,12 +208,7 @@ def parse(text: str, file: str) -> list[MasterService]:
 
 def load(path: str) -> list[MasterService]:
     """Read and parse the master.cf file at ``path``."""
-    try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            text = f.read()
-    except OSError as exc:
-        raise ConfigError(f"open {path}: {exc.strerror}") from None
-    return parse(text, path)
+    return parse(read_text(path), path)
 
 
 def inet_endpoint(name: str) -> tuple[str | None, int]:
