@@ -25,6 +25,7 @@ from postier.smtpproto.replies import Reply
 from postier.smtpproto.server import ServerConnection
 
 READ_SIZE = 65536
+DRAIN_ABOVE = 65536  # unsent reply bytes past which a session waits for the client to read
 
 
 class Session:
@@ -82,7 +83,8 @@ class Session:
             await self.flush()
             while not self.closing:
                 try:
-                    data = await asyncio.wait_for(self.reader.read(READ_SIZE), self.svc.timeout)
+                    async with asyncio.timeout(self.svc.timeout):  # no task per read
+                        data = await self.reader.read(READ_SIZE)
                 except TimeoutError:
                     self.log.info(f"timeout after {self.last_command} from {self.client}")
                     self.send(replies.timeout(self.svc.hostname))
@@ -144,9 +146,12 @@ class Session:
         if self.out:
             self.writer.write(bytes(self.out))
             self.out.clear()
+        if self.writer.transport.get_write_buffer_size() < DRAIN_ABOVE:
+            return  # the kernel took everything: nothing to wait for
         try:
             # A client that sends without reading would otherwise hold us here forever.
-            await asyncio.wait_for(self.writer.drain(), self.svc.timeout)
+            async with asyncio.timeout(self.svc.timeout):
+                await self.writer.drain()
         except TimeoutError:
             self.writer.transport.abort()
             raise ConnectionError("timeout while sending replies") from None
