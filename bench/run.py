@@ -458,8 +458,7 @@ def find_postier(explicit: str | None) -> list[str] | None:
     env = os.environ.get("POSTIER")
     if env:
         return shlex.split(env)
-    for candidate in (shutil.which("postier"), "/work/venv/bin/postier",
-                      str(REPO_DIR / ".venv" / "bin" / "postier")):
+    for candidate in (shutil.which("postier"), str(REPO_DIR / ".venv" / "bin" / "postier")):
         if candidate and os.access(candidate, os.X_OK):
             return [candidate]
     return None
