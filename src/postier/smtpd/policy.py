@@ -17,7 +17,7 @@ import pwd
 import socket
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from postier.config.errors import ConfigError
 from postier.config.settings import Config
@@ -34,6 +34,8 @@ from postier.tables.aliases import AliasMaps, open_alias_maps
 
 if TYPE_CHECKING:
     from postier.smtpd.session import Session
+
+V = TypeVar("V")
 
 PASSWD_CACHE_SECONDS = 10.0
 NAME_CACHE_SECONDS = 60.0  # client names (PTR, forward-confirmed), failures included
@@ -62,6 +64,27 @@ def check_restriction_lists(cfg: Config, where: str) -> None:
         raise ConfigError(str(exc), param="smtpd_relay_restrictions") from None
 
 
+class Expiring(Generic[V]):
+    """Answers kept for ``ttl`` seconds (at most ``limit`` of them) by one process."""
+
+    def __init__(self, ttl: float, limit: int = 10000) -> None:
+        self.ttl = ttl
+        self.limit = limit
+        self._items: dict[str, tuple[float, V]] = {}
+
+    def get(self, key: str) -> V | None:
+        item = self._items.get(key)
+        if item is None or time.monotonic() - item[0] >= self.ttl:
+            return None
+        return item[1]
+
+    def put(self, key: str, value: V) -> V:
+        if len(self._items) >= self.limit:
+            self._items.clear()
+        self._items[key] = (time.monotonic(), value)
+        return value
+
+
 class Worker:
     """What every session of one smtpd process shares."""
 
@@ -78,8 +101,10 @@ class Worker:
             log.warning(w)
         self.resolver = Resolver()
         self.incoming_sync = GroupSync(os.path.join(self.queue_dir, "incoming"))
-        self._names: dict[str, tuple[float, str]] = {}
-        self._users: dict[str, tuple[float, bool]] = {}
+        self._names: Expiring[str] = Expiring(NAME_CACHE_SECONDS)
+        # passwd is read from /etc/passwd at each lookup; answers are kept a little while,
+        # as Postfix's proxymap keeps its table open.
+        self._users: Expiring[bool] = Expiring(PASSWD_CACHE_SECONDS)
 
     def notify_qmgr(self, queue_id: str) -> None:
         try:
@@ -88,33 +113,22 @@ class Worker:
             self.log.warning(f"{queue_id}: cannot trigger qmgr: {exc.strerror}")
 
     async def reverse_name(self, addr: str) -> str:
-        now = time.monotonic()
-        cached = self._names.get(addr)
-        if cached is not None and now - cached[0] < NAME_CACHE_SECONDS:
-            return cached[1]
-        name = await self.resolver.client_name(addr)
-        if len(self._names) > 10000:
-            self._names.clear()
-        self._names[addr] = (now, name)
+        name = self._names.get(addr)
+        if name is None:
+            name = self._names.put(addr, await self.resolver.client_name(addr))
         return name
 
     def is_local_user(self, localpart: str) -> bool:
         if self.aliases.lookup(localpart) is not None:
             return True
-        # The passwd lookup reads /etc/passwd each time; answers are kept a little while
-        # (PASSWD_CACHE_SECONDS), as Postfix's proxymap keeps its table open.
-        now = time.monotonic()
-        cached = self._users.get(localpart)
-        if cached is not None and now - cached[0] < PASSWD_CACHE_SECONDS:
-            return cached[1]
-        try:
-            pwd.getpwnam(localpart)
-            known = True
-        except KeyError:
-            known = False
-        if len(self._users) > 10000:
-            self._users.clear()
-        self._users[localpart] = (now, known)
+        known = self._users.get(localpart)
+        if known is None:
+            try:
+                pwd.getpwnam(localpart)
+                known = True
+            except KeyError:
+                known = False
+            self._users.put(localpart, known)
         return known
 
     async def domain_dns(self, domain: str) -> rs.DnsResult:
