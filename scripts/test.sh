@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs everything the tests need, then runs lint, types and the whole test suite.
 # As root it also installs the Debian packages the integration tests use (procmail,
-# s-nail, swaks) and creates the mail_owner account "postfix" when it is missing.
+# s-nail, swaks, dnsmasq-base, python3) and creates the mail_owner account "postfix"
+# when it is missing.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -10,9 +11,12 @@ if [ "$(id -u)" = 0 ]; then
     for tool in procmail s-nail swaks dnsmasq; do
         command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
     done
+    # The ordinary-user test runs postier with the system's python3 (see
+    # tests/integration/test_user_mode.py).
+    [ -x /usr/bin/python3 ] || missing="$missing python3"
     if [ -n "$missing" ]; then
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq procmail s-nail swaks dnsmasq-base >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq procmail s-nail swaks dnsmasq-base python3 >/dev/null
     fi
     getent group postfix >/dev/null || groupadd --system postfix
     getent passwd postfix >/dev/null || \
