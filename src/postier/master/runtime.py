@@ -139,14 +139,28 @@ def bind_service(svc: MasterService, cfg: Config, log: Log) -> list[socket.socke
     hosts = [host] if host else _interface_hosts(cfg)
     socks: list[socket.socket] = []
     for h in hosts:
+        # inet_interfaces = all/loopback-only names IPv6 too; a host without IPv6
+        # skips it with a warning, as Postfix does, instead of refusing to start.
+        optional_v6 = host is None and len(hosts) > 1 and ":" in h
         try:
             infos = socket.getaddrinfo(h, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         except socket.gaierror as exc:
+            if optional_v6:
+                log.warning(f"service {svc.name}: no IPv6 address [{h}]: {exc}; IPv6 skipped")
+                continue
             raise StartError(
                 f"{svc.file}, line {svc.line}: service {svc.name}: {h}: {exc}"
             ) from None
         family, _, _, _, addr = infos[0]
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as exc:
+            if optional_v6:
+                log.warning(f"service {svc.name}: no IPv6 socket: {exc.strerror}; IPv6 skipped")
+                continue
+            raise StartError(
+                f"{svc.file}, line {svc.line}: service {svc.name}: socket: {exc.strerror}"
+            ) from None
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
@@ -154,7 +168,7 @@ def bind_service(svc: MasterService, cfg: Config, log: Log) -> list[socket.socke
             sock.bind(addr)
         except OSError as exc:
             sock.close()
-            if family == socket.AF_INET6 and host is None and len(hosts) > 1:
+            if optional_v6:
                 log.warning(
                     f"service {svc.name}: cannot bind [{h}]:{port}: {exc.strerror}; IPv6 skipped"
                 )
