@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -55,6 +55,22 @@ def postier(
         check=check,
         timeout=timeout,
     )
+
+
+def instance_pids(config_dir: Path, module: str = "postier") -> list[int]:
+    """Live processes whose command line names ``config_dir`` and ``module``."""
+    found = []
+    needle = str(config_dir).encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if needle in cmdline and module.encode() in cmdline:
+            found.append(int(entry))
+    return found
 
 
 class Instance:
@@ -99,18 +115,7 @@ alias_maps =
 
     def pids(self, module: str = "postier") -> list[int]:
         """Every live process of this instance (whose command line names its config dir)."""
-        found = []
-        needle = str(self.config_dir).encode()
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if needle in cmdline and module.encode() in cmdline:
-                found.append(int(entry))
-        return found
+        return instance_pids(self.config_dir, module)
 
     def log(self) -> str:
         return self.log_file.read_text() if self.log_file.exists() else ""
@@ -150,15 +155,20 @@ def make_instance(workdir: Path) -> Iterator[object]:
 
     yield make
     for inst in made:
-        if inst.pids():
-            inst.stop()
-        deadline = time.monotonic() + 15
-        while inst.pids() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        left = inst.pids()
-        for pid in left:
-            os.kill(pid, 9)
-        assert not left, f"processes left behind after stop: {left}"
+        stop_and_check(inst.config_dir, inst.stop)
+
+
+def stop_and_check(config_dir: Path, stop: Callable[[], object]) -> None:
+    """Stop an instance if it runs; fail if any of its processes outlives the stop."""
+    if instance_pids(config_dir):
+        stop()
+    deadline = time.monotonic() + 15
+    while instance_pids(config_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = instance_pids(config_dir)
+    for pid in left:
+        os.kill(pid, 9)
+    assert not left, f"processes left behind after stop: {left}"
 
 
 @pytest.fixture(scope="session")

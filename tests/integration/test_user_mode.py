@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, ensure_user
+from .conftest import ROOT, ensure_user, instance_pids, stop_and_check
 
 PORT = 2525  # the port of the default master.cf written for an ordinary user
 
@@ -41,20 +41,6 @@ def _uid_of(pid: int) -> int | None:
     except OSError:
         return None
     return None
-
-
-def _instance_pids(config_dir: Path) -> list[int]:
-    found = []
-    needle = str(config_dir).encode()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if needle in cmdline and b"postier" in cmdline:
-                found.append(int(entry))
-    return found
 
 
 class User:
@@ -136,17 +122,10 @@ def user() -> Iterator[User]:
             shutil.rmtree(home, ignore_errors=True)
             pytest.skip(f"127.0.0.1:{PORT} is taken by another program")
     yield u
-    config_dir = home / ".postier" / "etc"
-    if _instance_pids(config_dir):
-        u.postier("stop", check=False)
-    deadline = time.monotonic() + 15
-    while _instance_pids(config_dir) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    left = _instance_pids(config_dir)
-    for pid in left:
-        os.kill(pid, 9)
-    shutil.rmtree(home, ignore_errors=True)
-    assert not left, f"processes left behind after stop: {left}"
+    try:
+        stop_and_check(home / ".postier" / "etc", lambda: u.postier("stop", check=False))
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def _wait_for(path: Path, needle: bytes, timeout: float = 20.0) -> bytes:
@@ -169,7 +148,7 @@ def test_ordinary_user_gets_a_private_instance_on_port_2525(user: User) -> None:
     assert f"mail_spool_directory = {instance}/mail" in main_cf
     assert user.postier("status").returncode == 0
 
-    pids = _instance_pids(instance / "etc")
+    pids = instance_pids(instance / "etc")
     assert pids, "no postier process runs for the new instance"
     assert {_uid_of(pid) for pid in pids} == {uid}, "every process runs as the user"
 
@@ -194,5 +173,5 @@ def test_ordinary_user_gets_a_private_instance_on_port_2525(user: User) -> None:
 
     stopped = user.postier("stop", check=False)
     assert stopped.returncode == 0, stopped.stderr
-    assert not _instance_pids(instance / "etc")
+    assert not instance_pids(instance / "etc")
     assert user.postier("status", check=False).returncode != 0

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import os
 import stat
 import time
@@ -162,12 +163,30 @@ def _strerror(err: int) -> str:
     return os.strerror(err)
 
 
+@functools.cache
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return "-"
+
+
+def _lock_owner() -> str:
+    """What a dotlock made by this process says: ``PID postier PIDNS``."""
+    return f"{os.getpid()} postier {_pid_namespace()}\n"
+
+
 class DotLock:
     """``PATH.lock`` created with O_CREAT|O_EXCL; stale ones are removed.
 
     A lock file older than ``stale_lock_time`` seconds is considered left over
-    by a dead process and removed. ``acquire`` tries ``attempts`` times,
-    ``delay`` seconds apart, then raises MailboxError 4.2.0.
+    by a dead process and removed, as by Postfix. Safer than Postfix, a lock that
+    postier made says who holds it (``PID postier PIDNS``): when that process no
+    longer exists in our PID namespace, the lock is removed at once, so a delivery
+    agent killed with SIGKILL does not block the mailbox for ``stale_lock_time``.
+    Locks made by other programs (mutt, procmail…) only ever go stale by age.
+    ``acquire`` tries ``attempts`` times, ``delay`` seconds apart, then raises
+    MailboxError 4.2.0.
     """
 
     def __init__(
@@ -190,8 +209,9 @@ class DotLock:
 
     def acquire(self) -> None:
         last = errno.EEXIST
-        for attempt in range(self.attempts):
-            if attempt:
+        wait = False
+        for _ in range(self.attempts):
+            if wait:
                 self.sleep(self.delay)
             try:
                 fd = os.open(
@@ -199,28 +219,64 @@ class DotLock:
                 )
             except FileExistsError:
                 last = errno.EEXIST
-                self._remove_if_stale()
+                wait = not self._remove_if_stale()  # a stale lock gone: try again at once
                 continue
             except OSError as exc:
                 raise MailboxError(
                     mbox_dsn(exc.errno or 0, "4.2.0"),
                     f"unable to create lock file {self.lock_path}: {_strerror(exc.errno or 0)}",
                 ) from exc
-            os.close(fd)
+            try:
+                os.write(fd, _lock_owner().encode())
+            except OSError:
+                pass  # an empty lock still locks; it only goes stale by age
+            finally:
+                os.close(fd)
             self.held = True
             return
         raise MailboxError(
             "4.2.0", f"unable to create lock file {self.lock_path}: {_strerror(last)}"
         )
 
-    def _remove_if_stale(self) -> None:
+    def _remove_if_stale(self) -> bool:
+        """Remove the lock file if stale; True if it is gone (removed, or released)."""
         try:
             st = os.lstat(self.lock_path)
         except FileNotFoundError:
-            return
-        if self.clock() - st.st_mtime > self.stale_lock_time:
+            return True
+        if self.clock() - st.st_mtime > self.stale_lock_time or self._holder_gone(st):
             with suppress(FileNotFoundError):
                 os.unlink(self.lock_path)
+            return True
+        return False
+
+    def _holder_gone(self, st: os.stat_result) -> bool:
+        """True when the lock is one of ours and the process that made it has exited."""
+        if not stat.S_ISREG(st.st_mode) or st.st_size > 128:
+            return False
+        try:
+            fd = os.open(self.lock_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return False
+        try:
+            if os.fstat(fd).st_ino != st.st_ino:
+                return False  # replaced meanwhile: a new holder
+            fields = os.read(fd, 128).decode("ascii", "replace").split()
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        if len(fields) != 3 or fields[1] != "postier" or not fields[0].isdigit():
+            return False
+        if fields[2] != _pid_namespace():
+            return False  # another PID namespace (a container): its PIDs mean nothing here
+        try:
+            os.kill(int(fields[0]), 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False  # EPERM: it exists
+        return False
 
     def release(self) -> None:
         if self.held:

@@ -9,6 +9,7 @@ import os
 import pwd
 import shutil
 import stat
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -235,6 +236,50 @@ def test_fresh_dotlock_makes_delivery_wait_then_defer(tmp_path: Path) -> None:
     )
     assert lock.exists()  # someone else's lock is left alone
     assert not box.exists() or box.read_bytes() == b""
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def _pid_ns() -> str:
+    return os.readlink("/proc/self/ns/pid")
+
+
+def test_dotlock_says_which_postier_process_holds_it(tmp_path: Path) -> None:
+    dot = DotLock(str(tmp_path / "joe"), attempts=1, delay=1, stale_lock_time=500)
+    dot.acquire()
+    assert (tmp_path / "joe.lock").read_text() == f"{os.getpid()} postier {_pid_ns()}\n"
+    dot.release()
+
+
+def test_dotlock_of_a_dead_postier_process_is_removed_at_once(tmp_path: Path) -> None:
+    box = tmp_path / "joe"
+    lock = tmp_path / "joe.lock"
+    lock.write_text(f"{_dead_pid()} postier {_pid_ns()}\n")
+    waits: list[float] = []
+    st = deliver(box, locks=["dotlock"], lock_attempts=3, sleep=waits.append)
+    assert st.kind is Kind.SENT  # type: ignore[attr-defined]
+    assert waits == [] and not lock.exists()
+    assert box.read_bytes() == EXPECTED
+
+
+@pytest.mark.parametrize("content", [
+    "{live} postier {ns}\n",  # its holder still runs
+    "{dead} postier pid:[1]\n",  # made in another PID namespace: PIDs unknown here
+    "{dead}\n",  # another program's (liblockfile's) format: only age makes it stale
+    "",
+])
+def test_other_fresh_dotlocks_are_left_alone(tmp_path: Path, content: str) -> None:
+    box = tmp_path / "joe"
+    lock = tmp_path / "joe.lock"
+    lock.write_text(content.format(live=os.getpid(), dead=_dead_pid(), ns=_pid_ns()))
+    waits: list[float] = []
+    st = deliver(box, locks=["dotlock"], lock_attempts=2, lock_delay=0.5, sleep=waits.append)
+    assert st.kind is Kind.DEFERRED and st.dsn == "4.2.0"  # type: ignore[attr-defined]
+    assert waits == [0.5] and lock.exists()
 
 
 def test_dotlock_released_after_the_lock_holder_goes(tmp_path: Path) -> None:
