@@ -279,7 +279,29 @@ def summarize(results: Sequence[RoundResult]) -> dict[str, Any]:
         summary["ratio_cpu_per_msg"] = ratio(px["cpu_ms_per_msg"], pf["cpu_ms_per_msg"])
         summary["target_throughput_ratio"] = TARGET_THROUGHPUT_RATIO
         summary["target_cpu_ratio"] = TARGET_CPU_RATIO
+        summary["paired"] = paired_ratios(results)
     return summary
+
+
+def paired_ratios(results: Sequence[RoundResult]) -> dict[str, Any]:
+    """postier/postfix ratios of the two rounds run back to back (same round number).
+
+    On a shared, noisy machine both servers of a pair meet about the same load, so
+    the spread of these ratios says how far a run's median ratio can be trusted.
+    """
+    by_round: dict[int, dict[str, RoundResult]] = {}
+    for r in results:
+        if r.ok:
+            by_round.setdefault(r.round, {})[r.server] = r
+    pairs = [(d["postier"], d["postfix"]) for _, d in sorted(by_round.items())
+             if "postier" in d and "postfix" in d]
+    out: dict[str, Any] = {"pairs": len(pairs)}
+    for key, attr in (("throughput", "msgs_per_s"), ("cpu_per_msg", "cpu_ms_per_msg")):
+        values = [v for v in (ratio(getattr(px, attr), getattr(pf, attr)) for px, pf in pairs)
+                  if v is not None]
+        out[key] = {"median": median(values), "min": min(values, default=None),
+                    "max": max(values, default=None)}
+    return out
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -300,6 +322,16 @@ def format_table(summary: dict[str, Any]) -> str:
             f"postier/postfix: throughput x{_fmt(summary['ratio_throughput'], '.2f')} "
             f"(target >= {TARGET_THROUGHPUT_RATIO:g}), CPU/msg "
             f"x{_fmt(summary['ratio_cpu_per_msg'], '.2f')} (target <= {TARGET_CPU_RATIO:g})"
+        )
+    paired = summary.get("paired")
+    if paired and paired["pairs"]:
+        t, c = paired["throughput"], paired["cpu_per_msg"]
+        rows.append(
+            f"round by round ({paired['pairs']} pairs): throughput "
+            f"x{_fmt(t['min'], '.2f')}..x{_fmt(t['max'], '.2f')} "
+            f"(median x{_fmt(t['median'], '.2f')}), CPU/msg "
+            f"x{_fmt(c['min'], '.2f')}..x{_fmt(c['max'], '.2f')} "
+            f"(median x{_fmt(c['median'], '.2f')})"
         )
     return "\n".join(rows)
 

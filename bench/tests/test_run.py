@@ -130,8 +130,8 @@ def test_main_cf_is_the_same_for_both_but_the_paths() -> None:
     assert not set(a) & set(run.common_main_cf())
 
 
-def rr(server: str, ok: bool, rate: float, cpu: float) -> object:
-    r = run.RoundResult(server, 1, 100)
+def rr(server: str, ok: bool, rate: float, cpu: float, round: int = 1) -> object:
+    r = run.RoundResult(server, round, 100)
     r.ok, r.msgs_per_s, r.cpu_ms_per_msg, r.inject_msgs_per_s = ok, rate, cpu, rate * 2
     return r
 
@@ -150,6 +150,20 @@ def test_summarize_medians_over_good_rounds_and_ratios() -> None:
     assert summary["ratio_cpu_per_msg"] == pytest.approx(0.5)
     table = run.format_table(summary)
     assert "x2.40" in table and "x0.50" in table
+
+
+def test_paired_ratios_compare_rounds_run_back_to_back() -> None:
+    results = [
+        rr("postfix", True, 200.0, 4.0, 1), rr("postier", True, 300.0, 3.0, 1),
+        rr("postier", True, 400.0, 2.0, 2), rr("postfix", True, 400.0, 4.0, 2),
+        rr("postfix", True, 100.0, 1.0, 3), rr("postier", False, 1.0, 9.0, 3),  # no pair
+    ]
+    paired = run.summarize(results)["paired"]
+    assert paired["pairs"] == 2
+    assert paired["throughput"] == {"median": 1.25, "min": 1.0, "max": 1.5}
+    assert paired["cpu_per_msg"] == {"median": 0.625, "min": 0.5, "max": 0.75}
+    table = run.format_table(run.summarize(results))
+    assert "round by round (2 pairs): throughput x1.00..x1.50 (median x1.25)" in table
 
 
 def test_summarize_one_server_has_no_ratio() -> None:
