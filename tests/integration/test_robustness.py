@@ -88,13 +88,13 @@ def test_status_and_stop_leave_no_process(make_instance) -> None:
 def test_master_restarts_a_child_that_dies(make_instance) -> None:
     inst = make_instance(BASE_MAIN_CF)
     assert inst.start().returncode == 0, inst.log()
-    qmgr = inst.pids("postier.queue.qmgr")
+    qmgr = inst.pids("postier.qmgr.qmgr")
     assert len(qmgr) == 1
     os.kill(qmgr[0], signal.SIGKILL)
     inst.wait_log(f"pid {qmgr[0]} killed by signal 9")
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        again = inst.pids("postier.queue.qmgr")
+        again = inst.pids("postier.qmgr.qmgr")
         if again and again != qmgr:
             break
         time.sleep(0.1)

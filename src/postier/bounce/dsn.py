@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 
-from postier.agents.status import DeliveryStatus
+from postier.delivery.status import DeliveryStatus
 
 
 @dataclass(frozen=True)

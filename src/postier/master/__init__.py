@@ -1,1 +1,3 @@
-"""master."""
+"""The master process (program): binds the sockets, starts, watches and restarts the other
+processes.
+"""

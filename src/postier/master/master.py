@@ -3,7 +3,7 @@
 Follows Postfix's master(8): it reads ``master.cf``, never parses a byte from the
 network, restarts a child that dies (throttling one that dies at once), and on SIGTERM
 stops every child and leaves no process behind. Children are separate programs started
-with ``subprocess`` (see ``postier.master.children`` for their side of the contract);
+with ``subprocess`` (see ``postier.daemon`` for their side of the contract);
 smtpd workers and the queue manager run as ``mail_owner``, the local delivery agent as
 root. Started by an ordinary user, everything runs as that user.
 """
@@ -111,14 +111,14 @@ class Master:
             self.children.append(
                 Child(f"smtpd#{i + 1}", "postier.smtpd.worker", True, listen_args, fds)
             )
-        self.children.append(Child("qmgr", "postier.queue.qmgr", True, [], []))
+        self.children.append(Child("qmgr", "postier.qmgr.qmgr", True, [], []))
         local_sock = runtime.bind_local_socket(self.rt)
         local_sock.set_inheritable(True)
         self._local_sock = local_sock
         self.children.append(
             Child(
                 "local",
-                "postier.agents.local_server",
+                "postier.local.local",
                 False,
                 ["--listen-fd", str(local_sock.fileno())],
                 [local_sock.fileno()],

@@ -65,7 +65,7 @@ def load_with_warnings(config_dir: str) -> tuple[Config, list[MasterService], li
 
 def check_smtpd_settings(cfg: Config, where: str) -> None:
     """Reject, at start, restriction lists that smtpd could not evaluate."""
-    from postier.smtpd.policy import check_restriction_lists
+    from postier.restrictions.lists import check_restriction_lists
 
     check_restriction_lists(cfg, where)
 

@@ -1,1 +1,3 @@
-"""rewrite."""
+"""Addresses (library, pure): parsing, extensions, mynetworks and the address classes of
+trivial-rewrite(8).
+"""

@@ -25,8 +25,8 @@ import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from postier.agents.localpart import split_extension
 from postier.rewrite.address import fold_domain, literal_address, parse_address
+from postier.rewrite.extension import split_extension
 
 
 class AddressClass(enum.Enum):

@@ -1,1 +1,1 @@
-"""smtpd."""
+"""The SMTP server (program): the smtpd worker process, its sessions and what they decide."""

@@ -19,15 +19,16 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from postier.config.errors import ConfigError
 from postier.config.settings import Config
+from postier.dns.resolver import Resolver, local_addresses
+from postier.dns.result import DnsResult
 from postier.log import Log
 from postier.queue.file import GroupSync
-from postier.resolver import Resolver, local_addresses
+from postier.restrictions import evaluate as rs
+from postier.restrictions.lists import RESTRICTION_LISTS
 from postier.rewrite import address as addr_mod
 from postier.rewrite.mynetworks import MyNetworks
 from postier.rewrite.resolve import AddressClass, Classifier, LocalRecipientCheck
-from postier.smtpd import restrictions as rs
 from postier.smtpproto import replies
 from postier.smtpproto.replies import Reply
 from postier.tables.aliases import AliasMaps, open_alias_maps
@@ -39,30 +40,6 @@ V = TypeVar("V")
 
 PASSWD_CACHE_SECONDS = 10.0
 NAME_CACHE_SECONDS = 60.0  # client names (PTR, forward-confirmed), failures included
-
-RESTRICTION_LISTS = (
-    ("smtpd_client_restrictions", "client"),
-    ("smtpd_helo_restrictions", "helo"),
-    ("smtpd_sender_restrictions", "sender"),
-    ("smtpd_relay_restrictions", "relay"),
-    ("smtpd_recipient_restrictions", "recipient"),
-)
-
-
-def check_restriction_lists(cfg: Config, where: str) -> None:
-    """Refuse, at start, a restriction list smtpd cannot evaluate or that makes an open relay."""
-    parsed = {}
-    for param, stage in RESTRICTION_LISTS:
-        try:
-            parsed[stage] = rs.parse_restrictions(cfg.get_list(param), stage=stage)
-        except ValueError as exc:
-            file, line = cfg.location(param)
-            raise ConfigError(str(exc), file=file or where, line=line, param=param) from None
-    try:
-        rs.check_relay_protection(parsed.get("relay", []), parsed.get("recipient", []))
-    except ValueError as exc:
-        raise ConfigError(str(exc), param="smtpd_relay_restrictions") from None
-
 
 class Expiring(Generic[V]):
     """Answers kept for ``ttl`` seconds (at most ``limit`` of them) by one process."""
@@ -131,7 +108,7 @@ class Worker:
             self._users.put(localpart, known)
         return known
 
-    async def domain_dns(self, domain: str) -> rs.DnsResult:
+    async def domain_dns(self, domain: str) -> DnsResult:
         return await self.resolver.domain_dns(domain)
 
 
@@ -182,7 +159,7 @@ class Service:
 class SessionFacts:
     """The ``Facts`` the restriction evaluator asks about, for one session."""
 
-    def __init__(self, svc: Service, dns_answers: Mapping[str, rs.DnsResult]) -> None:
+    def __init__(self, svc: Service, dns_answers: Mapping[str, DnsResult]) -> None:
         self.svc = svc
         self.dns_answers = dns_answers
 
@@ -195,8 +172,8 @@ class SessionFacts:
     def is_local_recipient(self, address: str) -> bool | None:
         return self.svc.local_recipients(address)
 
-    def domain_dns(self, domain: str) -> rs.DnsResult:
-        return self.dns_answers.get(domain.lower(), rs.DnsResult.TEMP_FAIL)
+    def domain_dns(self, domain: str) -> DnsResult:
+        return self.dns_answers.get(domain.lower(), DnsResult.TEMP_FAIL)
 
     def lookup(self, table: str, key: str) -> str | None:
         return None
@@ -243,7 +220,7 @@ class Policy:
         if "@" not in address:
             address = f"{address}@{self.svc.myorigin}"
         state = self.state(address)
-        answers: dict[str, rs.DnsResult] = {}
+        answers: dict[str, DnsResult] = {}
         facts = SessionFacts(self.svc, answers)
         domains: set[str] = set()
         for calls in self.svc.lists.values():

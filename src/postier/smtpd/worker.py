@@ -16,10 +16,10 @@ import traceback
 from collections.abc import Coroutine
 from typing import Any
 
+from postier import daemon
 from postier.config import mastercf
 from postier.config.settings import Config
 from postier.log import for_config as log_for_config
-from postier.master import children
 from postier.smtpd.policy import Service, Worker
 from postier.smtpd.session import Session
 
@@ -28,7 +28,7 @@ async def serve(
     worker: Worker, listen: list[tuple[int, Service]], ready_fd: int, lifeline_fd: int
 ) -> None:
     loop = asyncio.get_running_loop()
-    stop = children.stop_event(loop, lifeline_fd)
+    stop = daemon.stop_event(loop, lifeline_fd)
     sessions: set[asyncio.Task[None]] = set()
     servers = []
     for fd, service in listen:
@@ -50,7 +50,7 @@ async def serve(
             return handler
 
         servers.append(await asyncio.start_server(make_handler(service), sock=sock, limit=1 << 16))
-    children.report_ready(ready_fd)
+    daemon.report_ready(ready_fd)
     await stop.wait()
     for server in servers:
         server.close()
@@ -61,7 +61,7 @@ async def serve(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = children.child_arguments("smtpd")
+    parser = daemon.child_arguments("smtpd")
     parser.add_argument("--listen", action="append", default=[], help="FD:SERVICE")
     args = parser.parse_args(argv)
     cfg = Config.from_dir(args.config_dir)
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             listen.append((int(fd_text), Service(name, scfg, worker)))
         return serve(worker, listen, args.ready_fd, args.lifeline_fd)
 
-    return children.run(log, args.user, setup)
+    return daemon.run(log, args.user, setup)
 
 
 if __name__ == "__main__":

@@ -1,1 +1,1 @@
-"""tables."""
+"""Lookup tables (library): Postfix's type:name maps behind one interface."""

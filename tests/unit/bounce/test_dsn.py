@@ -4,8 +4,8 @@ import email
 from datetime import UTC, datetime
 from email.message import Message
 
-from postier.agents.status import bounced
 from postier.bounce.dsn import Failed, build_bounce
+from postier.delivery.status import bounced
 
 
 def test_bounce_is_a_parsable_delivery_status_report() -> None:

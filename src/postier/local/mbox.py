@@ -34,8 +34,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, suppress
 
-from postier.agents import privs
-from postier.agents.status import DeliveryStatus, bounced, deferred, sent
+from postier.delivery.status import DeliveryStatus, bounced, deferred, sent
+from postier.local import privs
 
 MAIL_DAEMON = "MAILER-DAEMON"
 LOCK_METHODS = ("fcntl", "flock", "dotlock")

@@ -24,17 +24,17 @@ import time
 import traceback
 from datetime import UTC, datetime
 
-from postier.agents import status
-from postier.agents.protocol import DeliverAnswer, DeliverRequest, RcptRequest
-from postier.agents.status import DeliveryStatus, Kind, status_log_line
+from postier import daemon
 from postier.bounce.dsn import Failed, build_bounce
 from postier.config.settings import Config
+from postier.delivery import status
+from postier.delivery.protocol import DeliverAnswer, DeliverRequest, RcptRequest
+from postier.delivery.status import DeliveryStatus, Kind, status_log_line
+from postier.dns.resolver import local_addresses
 from postier.log import Log
 from postier.log import for_config as log_for_config
-from postier.master import children
 from postier.queue import dirs
 from postier.queue.file import CorruptQueueFile, Envelope, QueueFile, QueueWriter, Recipient
-from postier.resolver import local_addresses
 from postier.rewrite.resolve import AddressClass, Classifier
 
 INCOMING_SCAN_SECONDS = 1.0
@@ -320,7 +320,7 @@ def bind_trigger(queue_dir: str) -> socket.socket:
 
 async def serve(qmgr: Qmgr, ready_fd: int, lifeline_fd: int) -> None:
     loop = asyncio.get_running_loop()
-    stop = children.stop_event(loop, lifeline_fd)
+    stop = daemon.stop_event(loop, lifeline_fd)
     recovered = dirs.recover(qmgr.queue_dir)
     if recovered:
         qmgr.log.info(f"recovered {recovered} message(s) from the active queue")
@@ -337,7 +337,7 @@ async def serve(qmgr: Qmgr, ready_fd: int, lifeline_fd: int) -> None:
                 qmgr.schedule(queue_id, "incoming")
 
     loop.add_reader(trigger.fileno(), on_trigger)
-    children.report_ready(ready_fd)
+    daemon.report_ready(ready_fd)
     last_deferred = 0.0
     while not stop.is_set():
         qmgr.scan_incoming()
@@ -355,10 +355,10 @@ async def serve(qmgr: Qmgr, ready_fd: int, lifeline_fd: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = children.child_arguments("qmgr").parse_args(argv)
+    args = daemon.child_arguments("qmgr").parse_args(argv)
     cfg = Config.from_dir(args.config_dir)
     log = log_for_config("qmgr", cfg, foreground=args.foreground)
-    return children.run(
+    return daemon.run(
         log, args.user, lambda: serve(Qmgr(cfg, log), args.ready_fd, args.lifeline_fd)
     )
 

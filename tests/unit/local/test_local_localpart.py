@@ -6,15 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from postier.agents.localpart import (
+from postier.local.localpart import (
     ExpansionError,
     censor,
     command_env,
     expand_command,
-    find_extension,
     local_expand,
-    split_extension,
 )
+from postier.rewrite.extension import find_extension, split_extension
 
 
 @pytest.mark.parametrize(

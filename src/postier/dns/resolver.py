@@ -29,8 +29,8 @@ import dns.rdtypes.IN.AAAA
 import dns.resolver
 import dns.reversename
 
+from postier.dns.result import DnsResult
 from postier.rewrite.address import valid_hostname
-from postier.smtpd.restrictions import DnsResult
 
 HOSTS_FILE = "/etc/hosts"
 DNS_ERRORS = (dns.exception.Timeout, dns.resolver.NoNameservers, dns.exception.DNSException)

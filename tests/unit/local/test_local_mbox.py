@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from postier.agents.mbox import (
+from postier.delivery.status import Kind
+from postier.local.mbox import (
     DotLock,
     MailboxError,
     deliver_mbox,
@@ -26,7 +27,6 @@ from postier.agents.mbox import (
     mbox_dsn,
     quote_822_local,
 )
-from postier.agents.status import Kind
 
 WHEN = time.mktime((2026, 11, 25, 20, 48, 52, 0, 0, -1))
 MSG = (

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-from postier.agents.status import DeliveryStatus
+from postier.delivery.status import DeliveryStatus
 
 
 @dataclass

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from postier.agents.protocol import DeliverAnswer, DeliverRequest, RcptRequest, RcptResult
-from postier.agents.status import Kind, deferred, sent
+from postier.delivery.protocol import DeliverAnswer, DeliverRequest, RcptRequest, RcptResult
+from postier.delivery.status import Kind, deferred, sent
 
 
 def test_request_and_answer_round_trip_as_single_lines() -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from postier.agents.command import CommandResult, deliver_command, interpret
-from postier.agents.localpart import command_env
-from postier.agents.status import DeliveryStatus, Kind
+from postier.delivery.status import DeliveryStatus, Kind
+from postier.local.command import CommandResult, deliver_command, interpret
+from postier.local.localpart import command_env
 
 WHEN = time.mktime((2026, 11, 25, 20, 48, 52, 0, 0, -1))
 MSG = b"Subject: hi\n\nFrom here\nbye\n"

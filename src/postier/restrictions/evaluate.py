@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
+from postier.dns.result import DnsResult
 from postier.rewrite.address import (
     fold_domain,
     has_sender_routing,
@@ -50,12 +51,6 @@ _CLASS = {
 }
 
 NULL_ACCESS_KEY = "<>"  # smtpd_null_access_lookup_key default
-
-
-class DnsResult(enum.Enum):
-    HAS_ADDRESS = "has_address"
-    NOT_FOUND = "not_found"
-    TEMP_FAIL = "temp_fail"
 
 
 class Facts(Protocol):

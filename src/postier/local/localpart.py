@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
 
 #: postconf -d command_expansion_filter (also forward_expansion_filter).
 DEFAULT_EXPANSION_FILTER = (
@@ -30,59 +29,6 @@ DEFAULT_EXPANSION_FILTER = (
 DEFAULT_EXPORT_ENVIRONMENT = ("TZ", "MAIL_CONFIG", "LANG")
 #: _PATH_DEFPATH on Linux: the PATH that Postfix gives to external commands.
 DEFAULT_COMMAND_PATH = "/usr/bin:/bin"
-
-_NEVER_SPLIT = ("postmaster", "mailer-daemon", "double-bounce")
-
-
-class Split(NamedTuple):
-    """A localpart cut at its first recipient delimiter."""
-
-    base: str
-    delimiter: str  # the delimiter character actually found, "" when not split
-    extension: str | None
-
-
-def find_extension(
-    localpart: str,
-    delimiters: str,
-    *,
-    owner_request_special: bool = True,
-    double_bounce_sender: str = "double-bounce",
-) -> Split:
-    """Split ``localpart`` at the first character that is in ``delimiters``.
-
-    ``delimiters`` is the recipient_delimiter value: a *set* of characters
-    (Postfix 2.11+). Not split: an empty delimiter set; ``postmaster``,
-    ``mailer-daemon`` and the double-bounce sender (any case); with
-    owner_request_special and ``-`` in the set, ``owner-*`` and ``*-request``;
-    a localpart without a delimiter; a localpart that starts with one (the base
-    would be empty). ``user+`` splits into ``user`` and the empty extension.
-    """
-    unsplit = Split(localpart, "", None)
-    if not delimiters:
-        return unsplit
-    lowered = localpart.lower()
-    if lowered in (_NEVER_SPLIT[0], _NEVER_SPLIT[1], double_bounce_sender.lower()):
-        return unsplit
-    if (
-        owner_request_special
-        and "-" in delimiters
-        and (lowered.startswith("owner-") or (len(lowered) > 8 and lowered.endswith("-request")))
-    ):
-        return unsplit
-    for index, char in enumerate(localpart):
-        if char in delimiters:
-            if index == 0:
-                return unsplit
-            return Split(localpart[:index], char, localpart[index + 1 :])
-    return unsplit
-
-
-def split_extension(localpart: str, delimiter: str) -> tuple[str, str | None]:
-    """``("user", "ext")`` for ``"user+ext"``; see ``find_extension`` for the rules."""
-    found = find_extension(localpart, delimiter)
-    return found.base, found.extension
-
 
 def censor(value: str, allowed: str = DEFAULT_EXPANSION_FILTER) -> str:
     """Replace every character not in ``allowed`` by ``_`` (command_expansion_filter)."""

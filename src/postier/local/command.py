@@ -7,7 +7,7 @@ exit statuses follow <sysexits.h>, enhanced status codes RFC 3463.
 The command runs as ``/bin/sh -c COMMAND`` (or ``local_command_shell COMMAND``)
 with the recipient's uid and primary gid and no secondary groups, in a new
 process group, with exactly the environment given (see
-``postier.agents.localpart.command_env``: the shell, not us, expands
+``postier.local.localpart.command_env``: the shell, not us, expands
 ``$EXTENSION`` etc.). Its standard input is the message as Postfix gives it to
 commands: the ``From SENDER  DATE`` line, ``Return-Path:``, ``X-Original-To:``
 (when known), ``Delivered-To:``, then the message unchanged (no ``>From``
@@ -44,9 +44,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import NamedTuple
 
-from postier.agents import privs
-from postier.agents.mbox import envelope_headers, from_line
-from postier.agents.status import DeliveryStatus, bounced, deferred, sent
+from postier.delivery.status import DeliveryStatus, bounced, deferred, sent
+from postier.local import privs
+from postier.local.mbox import envelope_headers, from_line
 
 #: Captured command output kept for the diagnostic.
 OUTPUT_LIMIT = 2048

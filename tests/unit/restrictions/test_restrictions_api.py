@@ -7,9 +7,10 @@ import dataclasses
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from smtpd_helpers import World
+from restrictions_helpers import World
 
-from postier.smtpd import restrictions as rs
+from postier.dns.result import DnsResult
+from postier.restrictions import evaluate as rs
 
 OUTSIDE = rs.SmtpdState(client_address="203.0.113.5", helo_name="mail.example.net",
                         sender="someone@example.net", recipient="x@example.org")
@@ -180,7 +181,7 @@ ELEMENT = st.one_of(
     st.sampled_from(SAFE_NAMES).map(lambda n: ["warn_if_reject", n]),
 )
 LIST = st.lists(ELEMENT, max_size=6).map(lambda parts: [w for p in parts for w in p])
-DNS = st.sampled_from(list(rs.DnsResult))
+DNS = st.sampled_from(list(DnsResult))
 
 
 @settings(max_examples=400, deadline=None)
@@ -197,7 +198,7 @@ DNS = st.sampled_from(list(rs.DnsResult))
 )
 def test_an_outside_unauthenticated_client_never_relays(
     lists: dict[str, list[str]], rcpt: str, helo: str | None, sender: str | None, client: str,
-    dns: rs.DnsResult, users_fail: bool, pipelining: bool, unlisted: bool, soft: bool,
+    dns: DnsResult, users_fail: bool, pipelining: bool, unlisted: bool, soft: bool,
 ) -> None:
     world = World(users_fail=users_fail)
     world.dns = {"example.org": dns, "foreign.example": dns, "evil.test": dns,

@@ -6,11 +6,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from smtpd_helpers import World
+from restrictions_helpers import World
 
 from postier.config.settings import Config
+from postier.restrictions import evaluate as rs
 from postier.rewrite.mynetworks import MyNetworks
-from postier.smtpd import restrictions as rs
 
 TUTORIAL = Path(__file__).parents[2] / "data" / "tutorial"
 LISTS = {"client": "smtpd_client_restrictions", "helo": "smtpd_helo_restrictions",

@@ -4,7 +4,7 @@ Follows Postfix's local(8): aliases (``alias_maps``), ``recipient_delimiter``,
 ``mailbox_command`` (run as the recipient), else mbox delivery into
 ``mail_spool_directory/USER`` with the recipient's privileges. Runs as root (switching
 to the recipient per delivery) and takes requests from the queue manager on the
-``private/local`` socket (``postier.agents.protocol``). Deliveries are made one at a
+``private/local`` socket (``postier.delivery.protocol``). Deliveries are made one at a
 time because privileges are switched process-wide.
 
 Group commit: the requests that have arrived while earlier ones were being delivered
@@ -28,16 +28,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import cast
 
-from postier.agents import command, mbox, status
-from postier.agents.localpart import command_env, split_extension
-from postier.agents.protocol import DeliverAnswer, DeliverRequest, RcptResult
-from postier.agents.status import DeliveryStatus, Kind, status_log_line
+from postier import daemon
 from postier.config.settings import Config
+from postier.delivery import status
+from postier.delivery.protocol import DeliverAnswer, DeliverRequest, RcptResult
+from postier.delivery.status import DeliveryStatus, Kind, status_log_line
+from postier.dns.resolver import local_addresses
+from postier.local import command, mbox
+from postier.local.localpart import command_env
 from postier.log import Log
 from postier.log import for_config as log_for_config
-from postier.master import children
 from postier.queue.file import QueueFile
-from postier.resolver import local_addresses
+from postier.rewrite.extension import split_extension
 from postier.rewrite.resolve import AddressClass, Classifier
 from postier.tables.aliases import AliasMaps, open_alias_maps
 
@@ -289,11 +291,11 @@ def _content(qf: QueueFile) -> Iterator[bytes]:
 
 async def serve(agent: LocalAgent, listen_fd: int, ready_fd: int, lifeline_fd: int) -> None:
     loop = asyncio.get_running_loop()
-    stop = children.stop_event(loop, lifeline_fd)
+    stop = daemon.stop_event(loop, lifeline_fd)
     sock = socket.socket(fileno=listen_fd)
 
     server = await loop.create_unix_server(lambda: RequestProtocol(agent), sock=sock)
-    children.report_ready(ready_fd)
+    daemon.report_ready(ready_fd)
     async with server:
         await stop.wait()
 
@@ -334,13 +336,13 @@ class RequestProtocol(asyncio.Protocol):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = children.child_arguments("local")
+    parser = daemon.child_arguments("local")
     parser.add_argument("--listen-fd", type=int, required=True)
     args = parser.parse_args(argv)
     cfg = Config.from_dir(args.config_dir)
     log = log_for_config("local", cfg, foreground=args.foreground)
     # The local agent keeps root's privileges: it takes each recipient's per delivery.
-    return children.run(
+    return daemon.run(
         log,
         "",
         lambda: serve(LocalAgent(cfg, log), args.listen_fd, args.ready_fd, args.lifeline_fd),

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from postier.dns.result import DnsResult
+from postier.restrictions import evaluate as rs
 from postier.rewrite.mynetworks import MyNetworks
 from postier.rewrite.resolve import AddressClass, LocalRecipientCheck, classify
-from postier.smtpd import restrictions as rs
 
 TUTORIAL_MYDESTINATION = ["example.com", "tintin.example.com", "localhost", "localhost.localdomain"]
 TUTORIAL_MYNETWORKS = ["127.0.0.0/8", "[::1]/128"]
@@ -23,11 +24,11 @@ class World:
     users: set[str] = field(default_factory=lambda: {"alice", "bob", "root"})
     users_fail: bool = False
     delimiter: str = "+"
-    dns: dict[str, rs.DnsResult] = field(default_factory=lambda: {
-        "example.net": rs.DnsResult.HAS_ADDRESS,
-        "example.org": rs.DnsResult.HAS_ADDRESS,
-        "mail.example.net": rs.DnsResult.HAS_ADDRESS,
-        "tempfail.test": rs.DnsResult.TEMP_FAIL,
+    dns: dict[str, DnsResult] = field(default_factory=lambda: {
+        "example.net": DnsResult.HAS_ADDRESS,
+        "example.org": DnsResult.HAS_ADDRESS,
+        "mail.example.net": DnsResult.HAS_ADDRESS,
+        "tempfail.test": DnsResult.TEMP_FAIL,
     })
     tables: dict[str, dict[str, str]] = field(default_factory=dict)
     dns_asked: list[str] = field(default_factory=list)
@@ -47,9 +48,9 @@ class World:
             return None if self.users_fail else name in self.users
         return LocalRecipientCheck(known, self.delimiter)(address)
 
-    def domain_dns(self, domain: str) -> rs.DnsResult:
+    def domain_dns(self, domain: str) -> DnsResult:
         self.dns_asked.append(domain)
-        return self.dns.get(domain, rs.DnsResult.NOT_FOUND)
+        return self.dns.get(domain, DnsResult.NOT_FOUND)
 
     def lookup(self, table: str, key: str) -> str | None:
         return self.tables.get(table, {}).get(key)

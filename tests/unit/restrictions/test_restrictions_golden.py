@@ -6,9 +6,10 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from smtpd_helpers import World, result_line
+from restrictions_helpers import World, result_line
 
-from postier.smtpd import restrictions as rs
+from postier.dns.result import DnsResult
+from postier.restrictions import evaluate as rs
 
 CASES = Path(__file__).with_name("restrictions_cases.txt")
 LISTS = {f"{s}_restrictions": s for s in ("client", "helo", "sender", "relay", "recipient")}
@@ -88,9 +89,9 @@ def run_script() -> dict[int, str]:
             table, key, value = rest.split(" ", 2)
             sc.world.tables.setdefault(table, {})[key] = value
         elif verb == "dns":
-            sc.world.dns[args[0]] = {"has": rs.DnsResult.HAS_ADDRESS,
-                                     "none": rs.DnsResult.NOT_FOUND,
-                                     "tempfail": rs.DnsResult.TEMP_FAIL}[args[1]]
+            sc.world.dns[args[0]] = {"has": DnsResult.HAS_ADDRESS,
+                                     "none": DnsResult.NOT_FOUND,
+                                     "tempfail": DnsResult.TEMP_FAIL}[args[1]]
         elif verb == "client":
             name = args[1] if len(args) > 1 else "unknown"
             sc.state = dataclasses.replace(sc.state, client_address=args[0], client_name=name,

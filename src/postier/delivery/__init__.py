@@ -1,0 +1,3 @@
+"""What qmgr and the delivery agents share (library): delivery statuses and the delivery
+request protocol.
+"""

@@ -1,0 +1,3 @@
+"""Name resolution (library): /etc/hosts, then DNS through dnspython, and the answers
+restrictions use.
+"""
