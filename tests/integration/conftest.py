@@ -176,7 +176,8 @@ def tutorial_main_cf() -> str:
     return (DATA / "tutorial" / "main.cf").read_text()
 
 
-DNS_ADDRESS = "127.0.0.153"
+# Another address lets two test runs share a machine (POSTIER_TEST_DNS_ADDRESS=127.0.0.154).
+DNS_ADDRESS = os.environ.get("POSTIER_TEST_DNS_ADDRESS", "127.0.0.153")
 
 
 @pytest.fixture(scope="session", autouse=True)
