@@ -78,14 +78,16 @@ def imports_of(
     ``module``), as edges; imports of modules outside ``known`` are left out."""
     edges: list[Edge] = []
     for node in ast.walk(ast.parse(source)):
-        targets: list[str] = []
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = _resolve(module, is_package, node.level, node.module)
-            for alias in node.names:
-                sub = f"{base}.{alias.name}"
-                targets.append(sub if sub in known else base)
+            targets = [
+                f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base
+                for alias in node.names
+            ]
+        else:
+            continue
         for target in targets:
             found = _known(target, known)
             if found is not None and found != module:

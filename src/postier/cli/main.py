@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     if verb not in VERBS:
         print(f"postier: fatal: unknown command: {verb}\n{USAGE}", file=sys.stderr)
         return 1
-    from postier.master import control
+    from postier.cli import control
 
     action = {
         "start": control.start, "stop": control.stop, "status": control.status,

@@ -22,9 +22,10 @@ import sys
 import time
 from dataclasses import dataclass
 
+from postier import instance
 from postier.config.errors import ConfigError
 from postier.log import for_config as log_for_config
-from postier.master import runtime
+from postier.master import bind
 
 THROTTLE_SECONDS = 1.0  # a child that dies within this time of its start is restarted after it
 STOP_GRACE_SECONDS = 10.0
@@ -49,9 +50,9 @@ class Master:
     def __init__(self, config_dir: str, *, foreground: bool) -> None:
         self.config_dir = config_dir
         self.foreground = foreground
-        self.cfg, self.services, self.warnings = runtime.load_with_warnings(config_dir)
+        self.cfg, self.services, self.warnings = instance.load_with_warnings(config_dir)
         self._local_sock: socket.socket | None = None
-        self.rt = runtime.Runtime.from_config(self.cfg)
+        self.rt = instance.Runtime.from_config(self.cfg)
         self.log = log_for_config("master", self.cfg, foreground=foreground)
         self.sockets: list[tuple[socket.socket, str]] = []
         self.children: list[Child] = []
@@ -64,13 +65,13 @@ class Master:
     # --- setup ---------------------------------------------------------------------------
 
     def lock_pidfile(self) -> None:
-        path = runtime.pid_file(self.rt.queue_dir)
+        path = instance.pid_file(self.rt.queue_dir)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise runtime.StartError("the Postfix mail system is already running") from None
+            raise instance.StartError("the Postfix mail system is already running") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid():>10}\n".encode())
         self._pidfile_fd = fd
@@ -95,10 +96,10 @@ class Master:
                     "service not started"
                 )
                 continue
-            for sock in runtime.bind_service(svc, scfg, self.log):
+            for sock in bind.bind_service(svc, scfg, self.log):
                 self.sockets.append((sock, svc.name))
         if not self.sockets:
-            raise runtime.StartError("no inet smtpd service in master.cf: nothing to listen on")
+            raise instance.StartError("no inet smtpd service in master.cf: nothing to listen on")
 
     def plan_children(self) -> None:
         listen_args: list[str] = []
@@ -112,7 +113,7 @@ class Master:
                 Child(f"smtpd#{i + 1}", "postier.smtpd.worker", True, listen_args, fds)
             )
         self.children.append(Child("qmgr", "postier.qmgr.qmgr", True, [], []))
-        local_sock = runtime.bind_local_socket(self.rt)
+        local_sock = bind.bind_local_socket(self.rt)
         local_sock.set_inheritable(True)
         self._local_sock = local_sock
         self.children.append(
@@ -162,19 +163,19 @@ class Master:
                 return
             for c in pending:
                 if c.proc is not None and c.proc.poll() is not None:
-                    raise runtime.StartError(
+                    raise instance.StartError(
                         f"{c.role} (module {c.module}) exited with status {c.proc.returncode} "
                         "while starting; see the mail log"
                     )
             left = deadline - time.monotonic()
             if left <= 0:
-                raise runtime.StartError(
+                raise instance.StartError(
                     "timed out waiting for " + ", ".join(c.role for c in pending)
                 )
             readable, _, _ = select.select([c.ready_read for c in pending], [], [], min(left, 0.2))
             for c in pending:
                 if c.ready_read in readable and not self.take_ready(c):
-                    raise runtime.StartError(
+                    raise instance.StartError(
                         f"{c.role} (module {c.module}) exited while starting; see the mail log"
                     )
 
@@ -208,7 +209,7 @@ class Master:
             for child in self.children:
                 self.spawn(child)
             self.wait_ready(READY_TIMEOUT)
-        except (runtime.StartError, ConfigError, OSError) as exc:
+        except (instance.StartError, ConfigError, OSError) as exc:
             self.log.fatal(str(exc))
             if ready_fd >= 0:
                 os.write(ready_fd, f"fatal: {exc}\n".encode())
@@ -275,7 +276,7 @@ class Master:
                 os.unlink(os.path.join(self.rt.queue_dir, "private", "local"))
         if self._pidfile_fd >= 0:
             try:
-                os.unlink(runtime.pid_file(self.rt.queue_dir))
+                os.unlink(instance.pid_file(self.rt.queue_dir))
             except OSError as exc:
                 if exc.errno != errno.ENOENT:
                     raise
@@ -292,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         master = Master(args.config_dir, foreground=args.foreground)
-    except (ConfigError, runtime.StartError) as exc:
+    except (ConfigError, instance.StartError) as exc:
         if args.ready_fd >= 0:
             os.write(args.ready_fd, f"fatal: {exc}\n".encode())
         print(f"postier: fatal: {exc}", file=sys.stderr)

@@ -11,8 +11,9 @@ import pytest
 from postier.config import mastercf
 from postier.config.maincf import parse
 from postier.config.settings import Config
+from postier.instance import StartError
 from postier.log import Log
-from postier.master import runtime
+from postier.master import bind
 
 
 def free_port() -> int:
@@ -29,7 +30,7 @@ def log(tmp_path: Path) -> Iterator[Log]:
 def _bind(main_cf: str, service: str, log: Log) -> list[socket.socket]:
     cfg = Config(parse(main_cf, "main.cf"), hostname="mx.example.net")
     (svc,) = mastercf.parse(f"{service} inet n - n - - smtpd\n", "master.cf")
-    return runtime.bind_service(svc, cfg, log)
+    return bind.bind_service(svc, cfg, log)
 
 
 def test_explicit_host_port_binds_only_that(log: Log) -> None:
@@ -62,7 +63,7 @@ def test_host_without_ipv6_skips_it_with_a_warning(
             raise socket.gaierror(socket.EAI_ADDRFAMILY, "Address family not supported")
         return real(host, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(runtime.socket, "getaddrinfo", no_v6)
+    monkeypatch.setattr(bind.socket, "getaddrinfo", no_v6)
     port = free_port()
     socks = _bind("inet_interfaces = loopback-only\n", str(port), log)
     try:
@@ -79,5 +80,5 @@ def test_port_in_use_names_file_line_and_service(log: Log) -> None:
         taken.listen(1)
         port = taken.getsockname()[1]
         expected = rf"master.cf, line 1: service 127.0.0.1:{port}: bind"
-        with pytest.raises(runtime.StartError, match=expected):
+        with pytest.raises(StartError, match=expected):
             _bind("", f"127.0.0.1:{port}", log)

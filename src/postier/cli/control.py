@@ -1,26 +1,34 @@
-"""start, stop, status and start-fg: what postfix(1) does with the master process.
+"""start, stop, status, check and start-fg: what postfix(1) does with the master process.
 
-``start`` launches the master in its own session and returns only once every child
-reported that it serves (so the SMTP port answers with a greeting), or prints why it
-could not start and exits non-zero. ``stop`` sends SIGTERM and waits until the master's
-pid file lock is released. The running master is found through ``pid/master.pid``
-under ``queue_directory``, locked for the master's lifetime, so a stale file left by
-``kill -9`` is recognised as stale.
+Follows postfix(1) and postfix-script. ``start`` launches the master in its own session
+and returns only once every child reported that it serves (so the SMTP port answers with
+a greeting), or prints why it could not start and exits non-zero. ``stop`` sends SIGTERM
+and waits until the master's pid file lock is released. The running master is found
+through ``pid/master.pid`` under ``queue_directory``, locked for the master's lifetime,
+so a stale file left by ``kill -9`` is recognised as stale. The master is another
+program: it is started as ``python -m postier.master.master``, never imported here; what
+both need (the configuration checks, the pid file's place) is the library
+``postier.instance``. Every verb prints Postfix's lines on stderr and returns the exit
+status (0 or 1).
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import select
 import signal
 import subprocess
 import sys
 import time
+from typing import NoReturn
 
+from postier import instance
 from postier.config import paths
 from postier.config.errors import ConfigError
 from postier.config.settings import Config
-from postier.master import runtime
+
+MASTER_MODULE = "postier.master.master"
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
@@ -32,24 +40,24 @@ def ensure_default_config(config_dir: str) -> bool:
     if os.path.exists(main_cf):
         return False
     root = os.geteuid() == 0
-    instance = os.path.dirname(os.path.abspath(config_dir))
+    instance_dir = os.path.dirname(os.path.abspath(config_dir))
     os.makedirs(config_dir, exist_ok=True)
     with open(main_cf, "w") as f:
-        f.write(paths.default_main_cf(root, instance))
+        f.write(paths.default_main_cf(root, instance_dir))
     master_cf = os.path.join(config_dir, "master.cf")
     if not os.path.exists(master_cf):
         with open(master_cf, "w") as f:
             f.write(paths.default_master_cf(root))
     if not root:
         for sub in ("spool", "mail"):
-            os.makedirs(os.path.join(instance, sub), exist_ok=True)
+            os.makedirs(os.path.join(instance_dir, sub), exist_ok=True)
     return True
 
 
 def running_pid(config_dir: str) -> int | None:
     """The PID of the running master of this configuration, or None."""
     cfg = Config.from_dir(config_dir)
-    path = runtime.pid_file(cfg.get("queue_directory"))
+    path = instance.pid_file(cfg.get("queue_directory"))
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -81,10 +89,11 @@ def _alive(pid: int) -> bool:
 
 
 def start(config_dir: str) -> int:
+    """Check the configuration, start the master and wait (60 s) for its ``ok``: 0, else 1."""
     if ensure_default_config(config_dir):
         print(f"postier: created a default configuration in {config_dir}", file=sys.stderr)
     try:
-        _, _, warnings = runtime.load_with_warnings(config_dir)
+        _, _, warnings = instance.load_with_warnings(config_dir)
     except ConfigError as exc:
         print(f"postier: fatal: {exc}", file=sys.stderr)
         return 1
@@ -98,15 +107,7 @@ def start(config_dir: str) -> int:
         )
         return 1
     ready_r, ready_w = os.pipe()
-    argv = [
-        sys.executable,
-        "-m",
-        "postier.master.master",
-        "--config-dir",
-        config_dir,
-        "--ready-fd",
-        str(ready_w),
-    ]
+    argv = master_argv(config_dir, "--ready-fd", str(ready_w))
     with open(os.devnull, "rb") as devnull_in, open(os.devnull, "wb") as devnull_out:
         proc = subprocess.Popen(
             argv,
@@ -120,8 +121,6 @@ def start(config_dir: str) -> int:
     os.close(ready_w)
     answer = b""
     deadline = time.monotonic() + START_TIMEOUT
-    import select
-
     while time.monotonic() < deadline:
         r, _, _ = select.select([ready_r], [], [], 0.5)
         if r:
@@ -144,12 +143,22 @@ def start(config_dir: str) -> int:
     return 1
 
 
-def start_fg(config_dir: str) -> int:
-    from postier.master.master import main as master_main
+def master_argv(config_dir: str, *options: str) -> list[str]:
+    """The command that runs the master program: this interpreter, ``-m postier.master.master
+    --config-dir DIR`` and ``options``."""
+    return [sys.executable, "-m", MASTER_MODULE, "--config-dir", config_dir, *options]
 
+
+def start_fg(config_dir: str) -> NoReturn:
+    """Become the master, in the foreground: this process (same PID, same terminal) executes
+    the master program with ``--foreground``, every process logging to stderr; it stops on
+    SIGINT/SIGTERM and its exit status is the master's. Raises OSError if it cannot exec."""
     if ensure_default_config(config_dir):
         print(f"postier: created a default configuration in {config_dir}", file=sys.stderr)
-    return master_main(["--config-dir", config_dir, "--foreground"])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    argv = master_argv(config_dir, "--foreground")
+    os.execv(argv[0], argv)
 
 
 def _master_pid(config_dir: str) -> int | None:
@@ -162,6 +171,7 @@ def _master_pid(config_dir: str) -> int | None:
 
 
 def stop(config_dir: str) -> int:
+    """SIGTERM to the master, then wait (30 s) until it is gone: 0, else 1."""
     pid = _master_pid(config_dir)
     if pid is None:
         print("postier: fatal: the Postfix mail system is not running", file=sys.stderr)
@@ -184,6 +194,7 @@ def stop(config_dir: str) -> int:
 
 
 def status(config_dir: str) -> int:
+    """0 when the master of ``config_dir`` runs, else 1."""
     pid = _master_pid(config_dir)
     if pid is None:
         print("postier/postfix-script: the Postfix mail system is not running", file=sys.stderr)
@@ -195,12 +206,13 @@ def status(config_dir: str) -> int:
 
 
 def check(config_dir: str) -> int:
+    """Load and validate the configuration, check mail_owner: 0, else 1 (printed why)."""
     try:
-        cfg, _, warnings = runtime.load_with_warnings(config_dir)
+        cfg, _, warnings = instance.load_with_warnings(config_dir)
         for warning in warnings:
             print(f"postier: warning: {warning}", file=sys.stderr)
-        runtime.Runtime.from_config(cfg)
-    except (ConfigError, runtime.StartError) as exc:
+        instance.Runtime.from_config(cfg)
+    except (ConfigError, instance.StartError) as exc:
         print(f"postier: fatal: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -1,0 +1,118 @@
+"""A postier instance's configuration, checked before anything starts (library): main.cf and
+master.cf loaded and validated with Postfix's warnings, mail_owner, the queue directory and
+the master's pid file.
+
+Follows postfix(1) ``check`` and Postfix's mail_params (``mail_owner`` must exist and must
+not be root). Both the master program and the ``postier`` command (``start``, ``check``,
+``stop``, ``status``) use it, so the same checks run before anything is started and the
+running master is found in the same place; neither program imports the other.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+from dataclasses import dataclass
+
+import postier
+from postier.config import mastercf
+from postier.config.errors import ConfigError
+from postier.config.mastercf import MasterService
+from postier.config.params import unimplemented_settings
+from postier.config.settings import Config
+from postier.queue import dirs
+from postier.restrictions.lists import check_restriction_lists
+
+
+class StartError(Exception):
+    """The environment does not allow postier to start (not a configuration syntax error)."""
+
+
+def load(config_dir: str) -> tuple[Config, list[MasterService]]:
+    """Read and validate main.cf and master.cf; raise ConfigError naming file and line."""
+    cfg, services, _ = load_with_warnings(config_dir)
+    return cfg, services
+
+
+def load_with_warnings(config_dir: str) -> tuple[Config, list[MasterService], list[str]]:
+    """As ``load``, plus the warnings Postfix would log (unused or unimplemented settings)."""
+    main_cf = os.path.join(config_dir, "main.cf")
+    master_cf = os.path.join(config_dir, "master.cf")
+    if not os.path.exists(main_cf):
+        raise ConfigError(f"open {main_cf}: No such file or directory")
+    cfg = Config.from_dir(config_dir)
+    warnings = list(cfg.validate())
+    services = mastercf.load(master_cf)
+    changed = {n for n, s in cfg.main.values.items() if s.value != cfg.default(n)}
+    for name in unimplemented_settings(changed):  # a setting equal to the default is moot
+        file, line = cfg.location(name)
+        warnings.append(
+            f"{file}, line {line}: parameter {name} is not implemented by postier yet; "
+            f"its setting ({cfg.get_raw(name)}) has no effect"
+        )
+    for svc in services:
+        if svc.command == "smtpd":
+            where = f"{svc.file}, line {svc.line}"
+            scfg = cfg.with_overrides(svc.overrides, source=where)
+            warnings += [w for w in scfg.validate() if w not in warnings]
+            check_smtpd_settings(scfg, where)
+            for name in unimplemented_settings(set(svc.overrides)):
+                warnings.append(
+                    f"{where}: service {svc.name}: -o {name} is not implemented by postier "
+                    "yet; it has no effect"
+                )
+    return cfg, services, warnings
+
+
+def check_smtpd_settings(cfg: Config, where: str) -> None:
+    """Reject, at start, restriction lists that smtpd could not evaluate (raises ConfigError)."""
+    check_restriction_lists(cfg, where)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    queue_dir: str
+    uid: int | None  # mail_owner's uid when running as root, else None (run as ourselves)
+    gid: int | None
+    owner_name: str
+    smtpd_workers: int
+    version: str
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> Runtime:
+        owner = cfg.get("mail_owner")
+        uid: int | None = None
+        gid: int | None = None
+        if os.geteuid() == 0:
+            try:
+                pw = pwd.getpwnam(owner)
+            except KeyError:
+                raise StartError(
+                    f'mail_owner: user "{owner}" does not exist; create it with: '
+                    f"groupadd --system {owner} && useradd --system --gid {owner} "
+                    f"--home-dir {cfg.get('queue_directory')} --shell /usr/sbin/nologin {owner} "
+                    "(or set mail_owner in main.cf)"
+                ) from None
+            if pw.pw_uid == 0:
+                raise StartError(f"mail_owner: user {owner} must not be root (uid 0)")
+            uid, gid = pw.pw_uid, pw.pw_gid
+        else:
+            owner = pwd.getpwuid(os.geteuid()).pw_name
+        workers = max(1, os.cpu_count() or 1)
+        return cls(
+            queue_dir=cfg.get("queue_directory"),
+            uid=uid,
+            gid=gid,
+            owner_name=owner,
+            smtpd_workers=workers,
+            version=postier.__version__,
+        )
+
+    def prepare_queue(self) -> None:
+        dirs.ensure(self.queue_dir, self.uid, self.gid)
+
+
+def pid_file(queue_dir: str) -> str:
+    """The master's pid file, locked (flock) for the master's lifetime: QUEUE_DIR/pid/master.pid."""
+    return os.path.join(queue_dir, "pid", "master.pid")
+
