@@ -1,6 +1,8 @@
-"""A postier instance's configuration, checked before anything starts (library): main.cf and
-master.cf loaded and validated with Postfix's warnings, mail_owner, the queue directory and
-the master's pid file.
+"""What every start checks first: main.cf and master.cf validated, mail_owner, the pid file.
+
+A library: main.cf and master.cf loaded and validated with the warnings Postfix would log,
+the restriction lists smtpd could not evaluate refused, ``mail_owner`` resolved, the queue
+directories made, and the place of the master's pid file.
 
 Follows postfix(1) ``check`` and Postfix's mail_params (``mail_owner`` must exist and must
 not be root). Both the master program and the ``postier`` command (``start``, ``check``,

@@ -12,6 +12,8 @@ small synthetic graphs below, so that a violation cannot slip through unseen.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -404,3 +406,28 @@ def test_programs_may_import_libraries_and_themselves_but_not_each_other() -> No
 )
 def test_the_declared_map(module: str, program: str | None) -> None:
     assert program_of(module) == program
+
+
+def _loaded(statement: str, prefix: str) -> list[str]:
+    """The ``postier`` modules whose name starts with ``prefix`` that a fresh interpreter
+    has loaded after ``statement``."""
+    code = (
+        f"import sys\n{statement}\n"
+        f"print('\\n'.join(sorted(m for m in sys.modules if m.startswith({prefix!r}))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    return out.split()
+
+
+def test_the_master_process_loads_no_other_program() -> None:
+    loaded = _loaded("import postier.master.master", "postier.")
+    assert [m for m in loaded if program_of(m) not in (None, "master")] == []
+    assert "postier.master.master" in loaded
+
+
+def test_the_command_line_loads_no_master_code() -> None:
+    loaded = _loaded("import postier.cli.main, postier.cli.control", "postier.")
+    assert [m for m in loaded if program_of(m) not in (None, "cli")] == []
+    assert "postier.cli.control" in loaded
