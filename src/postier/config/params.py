@@ -46,6 +46,10 @@ class ParamType(enum.Enum):
     LIST = "list"
 
 
+#: Parameters whose default is computed at run time (the text here is empty).
+_COMPUTED = frozenset({"myhostname", "mydomain"})
+
+
 class BadValue(ValueError):
     """A value text that does not parse as its type; ``str()`` is Postfix's diagnostic."""
 
@@ -123,6 +127,16 @@ class Param(Generic[T]):
     def __post_init__(self) -> None:
         if self.implemented and self.inert:
             raise ValueError(f"parameter {self.name}: both implemented and inert")
+
+    def default_value(self) -> T:
+        """The default as a ``T``, for a library's own default argument (one home for it).
+
+        Raises ValueError when the default depends on other parameters or on the host
+        (``$name``, or computed at run time): read ``cfg[param]`` then.
+        """
+        if (self.expand and "$" in self.default) or self.name in _COMPUTED:
+            raise ValueError(f"parameter {self.name}: the default depends on the configuration")
+        return self.convert(self.default)
 
     @staticmethod
     def str(name: builtins.str, default: builtins.str, doc: builtins.str, *,
@@ -271,6 +285,16 @@ HOME_MAILBOX = Param.str(
 MAILBOX_DELIVERY_LOCK = Param.list(
     "mailbox_delivery_lock", "fcntl, dotlock",
     "mailbox locking methods (system-dependent; Linux: fcntl, dotlock)", implemented=True)
+DELIVER_LOCK_ATTEMPTS = Param.int(
+    "deliver_lock_attempts", "20", "maximal number of attempts to lock a mailbox")
+DELIVER_LOCK_DELAY = Param.time(
+    "deliver_lock_delay", "1s", "time between attempts to lock a mailbox")
+STALE_LOCK_TIME = Param.time(
+    "stale_lock_time", "500s", "age after which a mailbox dotlock file is removed")
+COMMAND_EXPANSION_FILTER = Param.str(
+    "command_expansion_filter",
+    "1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "characters that local(8) may pass from message attributes to external commands")
 MAILBOX_TRANSPORT = Param.str("mailbox_transport", "", "transport for local mailbox delivery")
 FALLBACK_TRANSPORT = Param.str(
     "fallback_transport", "",

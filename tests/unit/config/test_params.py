@@ -151,3 +151,21 @@ def test_the_flag_drives_the_not_implemented_warnings(
         f"{main_cf}, line 3: parameter biff is not implemented by postier yet; "
         "its setting (no) has no effect"
     ]
+
+
+def test_default_value_is_the_typed_default() -> None:
+    assert params.SMTPD_RECIPIENT_LIMIT.default_value() == 1000
+    assert params.MESSAGE_SIZE_LIMIT.default_value() == 10240000
+    assert params.COMMAND_TIME_LIMIT.default_value() == 1000.0
+    assert params.MAXIMAL_QUEUE_LIFETIME.default_value() == 5 * 86400.0
+    assert params.OWNER_REQUEST_SPECIAL.default_value() is True
+    assert params.HASH_QUEUE_NAMES.default_value() == ["deferred", "defer"]
+    assert params.MAILBOX_COMMAND.default_value() == ""
+    for param in (params.SMTPD_TIMEOUT, params.MYORIGIN, params.MYHOSTNAME, params.MYDOMAIN):
+        with pytest.raises(ValueError, match="depends on the configuration"):
+            param.default_value()
+
+
+def test_forward_path_default_is_not_expanded_so_it_has_a_value() -> None:
+    assert params.FORWARD_PATH.default_value() == [
+        "$home/.forward${recipient_delimiter}${extension}", "$home/.forward"]
