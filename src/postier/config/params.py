@@ -28,7 +28,7 @@ from typing import Any, Generic, TypeVar
 import postier
 from postier.config.braces import split_list
 
-T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 _TIME_RE = re.compile(r"(\d+)([smhdw]?)\Z", re.IGNORECASE)
 _INT_RE = re.compile(r"[-+]?\d+\Z")
@@ -100,7 +100,7 @@ def parse_str(text: builtins.str) -> builtins.str:
 
 
 @dataclass(frozen=True, eq=False)
-class Param(Generic[T]):
+class Param(Generic[T_co]):
     """One main.cf parameter: name, default main.cf text, type and a one-line description.
 
     Declare one with ``Param.str``, ``Param.bool``, ``Param.int``, ``Param.size``,
@@ -118,7 +118,7 @@ class Param(Generic[T]):
     default: builtins.str
     type: ParamType
     doc: builtins.str
-    convert: Callable[[builtins.str], T] = field(repr=False)
+    convert: Callable[[builtins.str], T_co] = field(repr=False)
     time_unit: builtins.str = "s"
     expand: builtins.bool = True
     implemented: builtins.bool = False
@@ -128,7 +128,7 @@ class Param(Generic[T]):
         if self.implemented and self.inert:
             raise ValueError(f"parameter {self.name}: both implemented and inert")
 
-    def default_value(self) -> T:
+    def default_value(self) -> T_co:
         """The default as a ``T``, for a library's own default argument (one home for it).
 
         Raises ValueError when the default depends on other parameters or on the host
