@@ -17,6 +17,7 @@ import re
 import socket
 from dataclasses import dataclass, field
 
+from postier.config.braces import UnclosedBrace, split_braced, unbrace
 from postier.config.errors import ConfigError
 from postier.config.maincf import read_text
 
@@ -68,38 +69,10 @@ class MasterService:
 
 def _tokens(text: str, file: str, line: int) -> list[str]:
     """Split on whitespace; a ``{ ... }`` group (nesting allowed) is one token, braces kept."""
-    out: list[str] = []
-    current: list[str] = []
-    depth = 0
-    for ch in text:
-        if ch == "{" and not current and depth == 0:
-            depth = 1
-            current.append(ch)
-            continue
-        if depth:
-            current.append(ch)
-            if ch == "{":
-                depth += 1
-            elif ch == "}":
-                depth -= 1
-            continue
-        if ch.isspace():
-            if current:
-                out.append("".join(current))
-                current = []
-            continue
-        current.append(ch)
-    if depth:
-        raise ConfigError(f"missing '}}' in: {text.strip()}", file=file, line=line)
-    if current:
-        out.append("".join(current))
-    return out
-
-
-def _unbrace(token: str) -> str:
-    if token.startswith("{") and token.endswith("}"):
-        return token[1:-1].strip()
-    return token
+    try:
+        return split_braced(text)
+    except UnclosedBrace as exc:
+        raise ConfigError(str(exc), file=file, line=line) from None
 
 
 def _yes_no(value: str, default: bool, what: str, file: str, line: int) -> bool:
@@ -112,12 +85,12 @@ def _yes_no(value: str, default: bool, what: str, file: str, line: int) -> bool:
 
 
 def _override(text: str, file: str, line: int) -> tuple[str, str]:
-    name, eq, value = _unbrace(text).partition("=")
+    name, eq, value = unbrace(text).partition("=")
     name = name.strip()
     if not eq or not _PARAM_NAME_RE.match(name):
         raise ConfigError(f'bad -o option: "{text}" (specify -o name=value)',
                           file=file, line=line)
-    return name, _unbrace(value.strip())
+    return name, unbrace(value.strip())
 
 
 def _entry(text: str, file: str, line: int) -> MasterService:
@@ -155,7 +128,7 @@ def _entry(text: str, file: str, line: int) -> MasterService:
             key, value = _override(token[2:], file, line)
             i += 1
         else:
-            args.append(_unbrace(token))
+            args.append(unbrace(token))
             options.append(("", token))
             i += 1
             continue

@@ -1,4 +1,4 @@
-"""The parameter registry: every main.cf parameter postier knows, declared once with its default.
+"""The parameter registry: every main.cf parameter postier knows, declared once as a typed handle.
 
 Follows Postfix's postconf(5): names, default values (as main.cf text, which may
 refer to other parameters with ``$name``) and value types are Postfix's. Where the
@@ -6,14 +6,33 @@ Postfix default depends on the compatibility level, the Postfix >= 3.x
 (``compatibility_level >= 2``) default is used, because it is the safer one. Where it
 depends on the build or the host (``myhostname``, ``mydomain``), the default is
 computed by ``postier.config.settings.Config`` and the text here is empty.
+
+Each parameter is one module constant named after it in upper case
+(``SMTPD_TIMEOUT``; a name that starts with a digit gets a ``PARAM_`` prefix, see
+``constant_name``), of type ``Param[T]``; ``cfg[SMTPD_TIMEOUT]`` reads it as a ``T``
+(``float`` seconds for time, ``int`` for integer and size, ``bool``, ``list[str]``,
+``str``). ``PARAMS`` maps each name to its declaration, for postconf(1) and
+validation.
 """
 
 from __future__ import annotations
 
+import builtins
 import enum
-from dataclasses import dataclass
+import functools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 import postier
+from postier.config.braces import split_list
+
+T_co = TypeVar("T_co", covariant=True)
+
+_TIME_RE = re.compile(r"(\d+)([smhdw]?)\Z", re.IGNORECASE)
+_INT_RE = re.compile(r"[-+]?\d+\Z")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 class ParamType(enum.Enum):
@@ -27,303 +46,658 @@ class ParamType(enum.Enum):
     LIST = "list"
 
 
-@dataclass(frozen=True)
-class Param:
+#: Parameters whose default is computed at run time (the text here is empty).
+_COMPUTED = frozenset({"myhostname", "mydomain"})
+
+
+class BadValue(ValueError):
+    """A value text that does not parse as its type; ``str()`` is Postfix's diagnostic."""
+
+
+def parse_bool(text: builtins.str) -> builtins.bool:
+    """``yes`` -> True, ``no`` -> False (case-insensitive, surrounding space ignored).
+
+    Raises BadValue otherwise.
+    """
+    value = text.strip().lower()
+    if value == "yes":
+        return True
+    if value == "no":
+        return False
+    raise BadValue(f'bad boolean value: "{text}" (specify yes or no)')
+
+
+def parse_int(text: builtins.str) -> builtins.int:
+    """A decimal integer, optionally signed. Raises BadValue otherwise."""
+    value = text.strip()
+    if not _INT_RE.match(value):
+        raise BadValue(f'bad numerical value: "{value}"')
+    return builtins.int(value)
+
+
+def parse_size(text: builtins.str) -> builtins.int:
+    """A size in bytes: a non-negative decimal integer. Raises BadValue otherwise."""
+    value = text.strip()
+    if not value.isdigit():
+        raise BadValue(f'bad size value: "{value}" (specify a number of bytes)')
+    return builtins.int(value)
+
+
+def parse_time(text: builtins.str, unit: builtins.str = "s") -> builtins.float:
+    """A time in seconds: digits, then s, m, h, d or w (``unit`` when none). Raises BadValue."""
+    value = text.strip()
+    m = _TIME_RE.match(value)
+    if m is None:
+        raise BadValue(
+            f'bad time value: "{value}" (specify a number with unit s, m, h, d or w)'
+        )
+    return builtins.float(builtins.int(m.group(1)) * _UNITS[(m.group(2) or unit).lower()])
+
+
+def parse_str(text: builtins.str) -> builtins.str:
+    """The value as it is (after ``$name`` expansion)."""
+    return text
+
+
+@dataclass(frozen=True, eq=False)
+class Param(Generic[T_co]):
     """One main.cf parameter: name, default main.cf text, type and a one-line description.
 
+    Declare one with ``Param.str``, ``Param.bool``, ``Param.int``, ``Param.size``,
+    ``Param.time`` or ``Param.list``; ``cfg[param]`` returns ``convert(expanded value)``.
     ``time_unit`` is the unit of a time value written without a suffix. ``expand`` is
     False for parameters that Postfix expands at delivery time with its own attribute
     set (``mailbox_command``, ``forward_path``, ``luser_relay``): the configuration
-    layer returns them unexpanded.
+    layer returns them unexpanded. ``implemented``: postier acts on the value;
+    ``inert``: there is nothing for postier to do with it (Postfix's own paths, knobs
+    whose safe value is postier's only behaviour). Setting a parameter that is neither
+    draws the "not implemented" warning.
     """
 
-    name: str
-    default: str
+    name: builtins.str
+    default: builtins.str
     type: ParamType
-    doc: str
-    time_unit: str = "s"
-    expand: bool = True
+    doc: builtins.str
+    convert: Callable[[builtins.str], T_co] = field(repr=False)
+    time_unit: builtins.str = "s"
+    expand: builtins.bool = True
+    implemented: builtins.bool = False
+    inert: builtins.bool = False
+
+    def __post_init__(self) -> None:
+        if self.implemented and self.inert:
+            raise ValueError(f"parameter {self.name}: both implemented and inert")
+
+    def default_value(self) -> T_co:
+        """The default as a ``T``, for a library's own default argument (one home for it).
+
+        Raises ValueError when the default depends on other parameters or on the host
+        (``$name``, or computed at run time): read ``cfg[param]`` then.
+        """
+        if (self.expand and "$" in self.default) or self.name in _COMPUTED:
+            raise ValueError(f"parameter {self.name}: the default depends on the configuration")
+        return self.convert(self.default)
+
+    @staticmethod
+    def str(name: builtins.str, default: builtins.str, doc: builtins.str, *,
+            expand: builtins.bool = True, implemented: builtins.bool = False,
+            inert: builtins.bool = False) -> Param[builtins.str]:
+        """A string parameter (postconf(5) "string")."""
+        return Param(name, default, ParamType.STR, doc, parse_str, expand=expand,
+                     implemented=implemented, inert=inert)
+
+    @staticmethod
+    def bool(name: builtins.str, default: builtins.str, doc: builtins.str, *,
+             implemented: builtins.bool = False,
+             inert: builtins.bool = False) -> Param[builtins.bool]:
+        """A yes/no parameter."""
+        return Param(name, default, ParamType.BOOL, doc, parse_bool,
+                     implemented=implemented, inert=inert)
+
+    @staticmethod
+    def int(name: builtins.str, default: builtins.str, doc: builtins.str, *,
+            implemented: builtins.bool = False,
+            inert: builtins.bool = False) -> Param[builtins.int]:
+        """An integer parameter."""
+        return Param(name, default, ParamType.INT, doc, parse_int,
+                     implemented=implemented, inert=inert)
+
+    @staticmethod
+    def size(name: builtins.str, default: builtins.str, doc: builtins.str, *,
+             implemented: builtins.bool = False,
+             inert: builtins.bool = False) -> Param[builtins.int]:
+        """A size in bytes (a non-negative integer)."""
+        return Param(name, default, ParamType.SIZE, doc, parse_size,
+                     implemented=implemented, inert=inert)
+
+    @staticmethod
+    def time(name: builtins.str, default: builtins.str, doc: builtins.str, *,
+             unit: builtins.str = "s", implemented: builtins.bool = False,
+             inert: builtins.bool = False) -> Param[builtins.float]:
+        """A time, read in seconds; ``unit`` applies to a value without a suffix."""
+        return Param(name, default, ParamType.TIME, doc,
+                     functools.partial(parse_time, unit=unit), time_unit=unit,
+                     implemented=implemented, inert=inert)
+
+    @staticmethod
+    def list(name: builtins.str, default: builtins.str, doc: builtins.str, *,
+             expand: builtins.bool = True, implemented: builtins.bool = False,
+             inert: builtins.bool = False) -> Param[builtins.list[builtins.str]]:
+        """A list: commas and whitespace separate elements, ``{ ... }`` groups one."""
+        return Param(name, default, ParamType.LIST, doc, split_list, expand=expand,
+                     implemented=implemented, inert=inert)
 
 
-_S, _B, _I, _T, _Z, _L = (
-    ParamType.STR, ParamType.BOOL, ParamType.INT, ParamType.TIME, ParamType.SIZE, ParamType.LIST,
-)
+def constant_name(name: builtins.str) -> builtins.str:
+    """The module constant that declares parameter ``name``: ``SMTPD_TIMEOUT``.
 
-_DECLS: list[Param] = [
-    # --- identity -------------------------------------------------------------------
-    Param("myhostname", "", _S,
-          "internet hostname of this mail system; default: the FQDN of the host "
-          "(computed at run time: getfqdn(), or gethostname() plus .$mydomain)"),
-    Param("mydomain", "", _S,
-          "internet domain of this mail system; default: $myhostname minus its first "
-          "label, or localdomain (computed at run time)"),
-    Param("myorigin", "$myhostname", _S, "domain appended to unqualified sender addresses"),
-    Param("mydestination", "$myhostname, localhost.$mydomain, localhost", _L,
-          "domains delivered locally by the local transport"),
-    Param("inet_interfaces", "all", _L, "network interfaces on which mail is received"),
-    Param("inet_protocols", "all", _L, "internet protocols used: ipv4, ipv6 or all"),
-    Param("mynetworks", "", _L,
-          "trusted SMTP clients; empty means computed from mynetworks_style"),
-    Param("mynetworks_style", "host", _S,
-          "how mynetworks is computed when empty: host, subnet or class"),
-    Param("relayhost", "", _S, "next-hop destination of non-local mail; empty means direct"),
-    Param("relay_domains", "", _L,
-          "domains (besides mydestination) this system relays mail to"),
-    Param("mail_name", "Postfix", _S,
-          "mail system name in the SMTP greeting and Received: headers; kept \"Postfix\" "
-          "so that clients parsing the banner see what they expect from a drop-in"),
-    Param("mail_version", postier.__version__, _S, "version of the mail system software"),
-    Param("smtpd_banner", "$myhostname ESMTP $mail_name", _S,
-          "text that follows the 220 status code in the SMTP greeting"),
-    Param("compatibility_level", "0", _S,
-          "backwards-compatibility level; postier always uses the safe (>= 2) defaults"),
-    Param("multi_instance_name", "", _S, "name of this instance in a multi-instance setup"),
-    Param("multi_instance_enable", "no", _B, "allow postmulti to start this instance"),
-    Param("alternate_config_directories", "", _L, "other configuration directories allowed"),
-    Param("stress", "", _S, "set by the master when smtpd is overloaded (internal)"),
-    Param("service_name", "", _S, "read-only: the master.cf service name of the process"),
-    Param("process_name", "", _S, "read-only: the program name of the process"),
-    Param("process_id", "", _S, "read-only: the process ID of the process"),
-    # --- local delivery -------------------------------------------------------------
-    Param("mailbox_command", "", _S,
-          "command that delivers to a local mailbox (expanded at delivery time, not here)",
-          expand=False),
-    Param("mailbox_command_maps", "", _L, "per-recipient mailbox_command lookup tables"),
-    Param("mailbox_size_limit", "51200000", _Z, "maximal size of a mailbox file, 0 = none"),
-    Param("message_size_limit", "10240000", _Z, "maximal size of a message, 0 = none"),
-    Param("recipient_delimiter", "", _S,
-          "characters that separate a user name from an address extension"),
-    Param("mail_spool_directory", "/var/mail", _S,
-          "directory of UNIX-style mailboxes (build-dependent, /var/mail on Linux)"),
-    Param("home_mailbox", "", _S,
-          "mailbox file relative to the user's home (Mailbox, or Maildir/ for maildir)"),
-    Param("mailbox_delivery_lock", "fcntl, dotlock", _L,
-          "mailbox locking methods (system-dependent; Linux: fcntl, dotlock)"),
-    Param("mailbox_transport", "", _S, "transport for local mailbox delivery"),
-    Param("fallback_transport", "", _S, "transport for recipients not found locally"),
-    Param("luser_relay", "", _S, "destination for unknown local recipients", expand=False),
-    Param("forward_path", "$home/.forward${recipient_delimiter}${extension}, $home/.forward",
-          _L, ".forward file search list (expanded at delivery time)", expand=False),
-    Param("allow_mail_to_commands", "alias, forward", _L,
-          "where delivery to |command is allowed"),
-    Param("allow_mail_to_files", "alias, forward", _L, "where delivery to /file is allowed"),
-    Param("default_privs", "nobody", _S,
-          "rights of the local agent for deliveries to external files and commands"),
-    Param("command_time_limit", "1000s", _T, "time limit for delivery to external commands"),
-    Param("command_execution_directory", "", _S,
-          "working directory of external commands run by local(8)"),
-    Param("biff", "yes", _B, "notify the local biff service of new mail"),
-    Param("propagate_unmatched_extensions", "canonical, virtual", _L,
-          "lookup tables whose results inherit an unmatched address extension"),
-    Param("owner_request_special", "yes", _B,
-          "give owner-listname and listname-request addresses special treatment"),
-    Param("expand_owner_alias", "no", _B,
-          "use owner-alias as sender of mail to alias when it exists"),
-    Param("import_environment",
-          "MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ XAUTHORITY DISPLAY LANG=C "
-          "POSTLOG_SERVICE POSTLOG_HOSTNAME", _L,
-          "environment variables that Postfix processes inherit from the master"),
-    Param("export_environment", "TZ MAIL_CONFIG LANG", _L,
-          "environment variables passed on to external commands"),
-    # --- tables ---------------------------------------------------------------------
-    Param("alias_maps", "hash:/etc/aliases", _L,
-          "alias tables used by local(8) (build-dependent; no NIS on Linux builds)"),
-    Param("alias_database", "hash:/etc/aliases", _L, "alias databases built by newaliases"),
-    Param("local_recipient_maps", "proxy:unix:passwd.byname $alias_maps", _L,
-          "tables of local recipients; empty disables the check"),
-    Param("virtual_maps", "", _L, "obsolete name of virtual_alias_maps"),
-    Param("virtual_alias_maps", "$virtual_maps", _L, "address rewriting tables for all mail"),
-    Param("virtual_alias_domains", "$virtual_alias_maps", _L, "virtual alias domains"),
-    Param("virtual_mailbox_domains", "$virtual_mailbox_maps", _L, "virtual mailbox domains"),
-    Param("virtual_mailbox_maps", "", _L, "virtual mailbox lookup tables"),
-    Param("canonical_maps", "", _L, "address mapping tables for headers and envelope"),
-    Param("sender_canonical_maps", "", _L, "sender address mapping tables"),
-    Param("recipient_canonical_maps", "", _L, "recipient address mapping tables"),
-    Param("relay_recipient_maps", "", _L, "valid recipients in relay_domains"),
-    Param("transport_maps", "", _L, "tables mapping recipients to message delivery transports"),
-    Param("default_database_type", "hash", _S,
-          "default lookup table type for newaliases and postmap"),
-    # --- transports -----------------------------------------------------------------
-    Param("local_transport", "local:$myhostname", _S, "transport for mydestination domains"),
-    Param("default_transport", "smtp", _S, "transport for other destinations"),
-    Param("relay_transport", "relay", _S, "transport for relay_domains"),
-    Param("virtual_transport", "virtual", _S, "transport for virtual mailbox domains"),
-    Param("defer_transports", "", _L, "transports whose deliveries are deferred"),
-    Param("soft_bounce", "no", _B, "turn hard rejects into soft ones (for testing)"),
-    # --- smtpd restrictions -----------------------------------------------------------
-    Param("smtpd_client_restrictions", "", _L, "restrictions applied to the client"),
-    Param("smtpd_helo_restrictions", "", _L, "restrictions applied to HELO/EHLO"),
-    Param("smtpd_sender_restrictions", "", _L, "restrictions applied to MAIL FROM"),
-    Param("smtpd_recipient_restrictions", "", _L, "restrictions applied to RCPT TO"),
-    Param("smtpd_relay_restrictions",
-          "permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination", _L,
-          "relay control restrictions applied to RCPT TO before smtpd_recipient_restrictions"),
-    Param("smtpd_data_restrictions", "", _L, "restrictions applied to DATA"),
-    Param("smtpd_end_of_data_restrictions", "", _L,
-          "restrictions applied at the end of message data"),
-    Param("smtpd_etrn_restrictions", "", _L, "restrictions applied to ETRN"),
-    Param("smtpd_helo_required", "no", _B, "require HELO or EHLO before MAIL FROM"),
-    Param("smtpd_delay_reject", "yes", _B,
-          "evaluate client, HELO and sender restrictions at RCPT TO time"),
-    Param("smtpd_reject_unlisted_recipient", "yes", _B,
-          "reject recipients unknown in local or virtual recipient tables"),
-    Param("smtpd_reject_unlisted_sender", "no", _B,
-          "reject senders unknown in local or virtual recipient tables"),
-    Param("strict_rfc821_envelopes", "no", _B, "require <> around MAIL FROM/RCPT TO addresses"),
-    Param("disable_vrfy_command", "no", _B, "disable the SMTP VRFY command"),
-    Param("smtpd_forbid_bare_newline", "normalize", _S,
-          "bare <LF> in SMTP: normalize (Postfix 3.9 default), yes/reject or no"),
-    Param("smtpd_forbid_bare_newline_exclusions", "$mynetworks", _L,
-          "clients exempt from smtpd_forbid_bare_newline"),
-    Param("smtpd_forbid_unauth_pipelining", "yes", _B,
-          "disconnect clients that pipeline commands without PIPELINING"),
-    Param("smtpd_sender_login_maps", "", _L, "owners of MAIL FROM addresses"),
-    # --- smtpd limits -------------------------------------------------------------------
-    Param("smtpd_timeout", "${stress?{10}:{300}}s", _T,
-          "time limit for sending a response or receiving a request"),
-    Param("smtpd_hard_error_limit", "${stress?{1}:{20}}", _I,
-          "errors after which the session is disconnected"),
-    Param("smtpd_soft_error_limit", "10", _I, "errors after which each reply is delayed"),
-    Param("smtpd_error_sleep_time", "1s", _T, "delay before replying once over the soft limit"),
-    Param("smtpd_recipient_limit", "1000", _I, "maximal number of recipients per message"),
-    Param("line_length_limit", "2048", _I, "maximal length of a line before it is broken up"),
-    Param("header_size_limit", "102400", _Z, "maximal size of a message header"),
-    Param("smtputf8_enable", "yes", _B, "enable SMTPUTF8 support"),
-    # --- SASL and TLS ---------------------------------------------------------------------
-    Param("smtpd_sasl_auth_enable", "no", _B, "enable SASL authentication in the SMTP server"),
-    Param("smtpd_sasl_type", "cyrus", _S, "SASL plug-in type: cyrus or dovecot"),
-    Param("smtpd_sasl_path", "smtpd", _S, "SASL plug-in configuration or socket path"),
-    Param("smtpd_sasl_authenticated_header", "no", _B,
-          "record the SASL login name in the Received: header"),
-    Param("smtpd_sasl_security_options", "noanonymous", _L, "SASL security options"),
-    Param("broken_sasl_auth_clients", "no", _B, "also announce AUTH=mechanism for old clients"),
-    Param("smtpd_tls_security_level", "", _S, "SMTP server TLS level: none, may or encrypt"),
-    Param("smtpd_enforce_tls", "no", _B, "obsolete: require TLS (use smtpd_tls_security_level)"),
-    Param("smtpd_use_tls", "no", _B, "obsolete: offer TLS (use smtpd_tls_security_level)"),
-    Param("smtpd_tls_wrappermode", "no", _B, "TLS on connect (port 465), not STARTTLS"),
-    Param("smtpd_tls_cert_file", "", _S, "PEM server certificate file"),
-    Param("smtpd_tls_key_file", "$smtpd_tls_cert_file", _S, "PEM server private key file"),
-    Param("smtpd_tls_auth_only", "no", _B, "offer AUTH only over TLS"),
-    Param("smtpd_tls_loglevel", "0", _I, "SMTP server TLS logging level"),
-    Param("smtpd_tls_received_header", "no", _B, "record TLS details in the Received: header"),
-    Param("smtpd_tls_session_cache_database", "", _S, "SMTP server TLS session cache"),
-    Param("smtp_tls_security_level", "", _S, "SMTP client TLS level"),
-    Param("smtp_tls_CApath", "", _S, "directory of trusted CA certificates (SMTP client)"),
-    Param("smtp_tls_session_cache_database", "", _S, "SMTP client TLS session cache"),
-    Param("smtp_sasl_auth_enable", "no", _B, "enable SASL authentication in the SMTP client"),
-    Param("smtp_sasl_password_maps", "", _L, "SMTP client SASL passwords per destination"),
-    Param("smtp_helo_name", "$myhostname", _S, "hostname sent by the SMTP client in HELO/EHLO"),
-    Param("tls_random_source", "dev:/dev/urandom", _S, "external entropy source for TLS"),
-    # --- reject codes --------------------------------------------------------------------
-    Param("unknown_local_recipient_reject_code", "550", _I,
-          "code for a recipient unknown in local_recipient_maps"),
-    Param("unknown_address_reject_code", "450", _I,
-          "code for a sender or recipient domain that does not resolve"),
-    Param("relay_domains_reject_code", "554", _I, "code for a refused relay attempt"),
-    Param("access_map_reject_code", "554", _I, "code for an access table REJECT"),
-    Param("access_map_defer_code", "450", _I, "code for an access table DEFER"),
-    Param("non_fqdn_reject_code", "504", _I, "code for a non-FQDN address or hostname"),
-    Param("invalid_hostname_reject_code", "501", _I, "code for an invalid HELO hostname"),
-    Param("unknown_client_reject_code", "450", _I, "code for a client without a hostname"),
-    Param("unknown_hostname_reject_code", "450", _I, "code for an unknown HELO hostname"),
-    Param("unverified_recipient_reject_code", "450", _I, "code for an unverified recipient"),
-    Param("multi_recipient_bounce_reject_code", "550", _I,
-          "code for a multi-recipient bounce message"),
-    Param("reject_code", "554", _I, "code for the reject restriction"),
-    Param("defer_code", "450", _I, "code for the defer restriction"),
-    # --- directories and files -------------------------------------------------------------
-    Param("config_directory", "/etc/postfix", _S, "directory of main.cf and master.cf"),
-    Param("queue_directory", "/var/spool/postfix", _S, "root of the mail queue"),
-    Param("data_directory", "/var/lib/postfix", _S, "directory of writable data files"),
-    Param("command_directory", "/usr/sbin", _S, "directory of the administrative commands"),
-    Param("daemon_directory", "/usr/libexec/postfix", _S, "directory of the daemon programs"),
-    Param("meta_directory", "$daemon_directory", _S, "directory of the metadata files"),
-    Param("shlib_directory", "no", _S, "directory of shared libraries"),
-    Param("process_id_directory", "pid", _S, "pid file directory, relative to queue_directory"),
-    Param("readme_directory", "no", _S, "directory of the README files"),
-    Param("html_directory", "no", _S, "directory of the HTML documentation"),
-    Param("manpage_directory", "/usr/local/man", _S, "directory of the manual pages"),
-    Param("sample_directory", "/etc/postfix", _S, "directory of the sample files"),
-    Param("sendmail_path", "/usr/sbin/sendmail", _S, "full path of the sendmail command"),
-    Param("newaliases_path", "/usr/bin/newaliases", _S, "full path of newaliases"),
-    Param("mailq_path", "/usr/bin/mailq", _S, "full path of mailq"),
-    Param("mail_owner", "postfix", _S, "owner of the queue and of most daemon processes"),
-    Param("setgid_group", "postdrop", _S, "group of the set-gid commands and maildrop"),
-    # --- logging ---------------------------------------------------------------------------
-    Param("maillog_file", "", _S, "log file written by postlogd; empty means syslog"),
-    Param("syslog_name", "${multi_instance_name?{$multi_instance_name}:{postfix}}", _S,
-          "prefix of logged program names"),
-    Param("syslog_facility", "mail", _S, "syslog facility"),
-    Param("debug_peer_level", "2", _I, "extra verbosity for debug_peer_list hosts"),
-    Param("debug_peer_list", "", _L, "hosts that get verbose logging"),
-    Param("notify_classes", "resource, software", _L,
-          "problem classes reported to the postmaster"),
-    # --- queue -----------------------------------------------------------------------------
-    Param("queue_run_delay", "300s", _T, "interval between deferred queue scans"),
-    Param("minimal_backoff_time", "300s", _T, "minimal time between delivery attempts"),
-    Param("maximal_backoff_time", "4000s", _T, "maximal time between delivery attempts"),
-    Param("maximal_queue_lifetime", "5d", _T, "time after which undeliverable mail bounces",
-          time_unit="d"),
-    Param("bounce_queue_lifetime", "5d", _T, "same, for bounce messages", time_unit="d"),
-    Param("delay_warning_time", "0h", _T, "time after which a delay warning is sent, 0 = never",
-          time_unit="h"),
-    Param("hash_queue_names", "deferred, defer", _L, "queues with hashed subdirectories"),
-    Param("hash_queue_depth", "1", _I, "number of hashed subdirectory levels"),
-    Param("enable_long_queue_ids", "no", _B, "long, non-repeating queue IDs"),
-    Param("default_process_limit", "100", _I, "default maximal number of processes per service"),
-    Param("master_service_disable", "", _L, "master.cf services to disable"),
-    # --- headers and bounces ----------------------------------------------------------------
-    Param("always_add_missing_headers", "no", _B,
-          "add missing From:, To:, Date:, Message-ID: headers to all mail"),
-    Param("local_header_rewrite_clients", "permit_inet_interfaces", _L,
-          "clients whose message headers are rewritten to canonical form"),
-    Param("append_dot_mydomain", "no", _B, "append .$mydomain to user@host addresses"),
-    Param("2bounce_notice_recipient", "postmaster", _S, "recipient of double-bounce notices"),
-    Param("bounce_notice_recipient", "postmaster", _S, "recipient of bounce notices"),
-    Param("double_bounce_sender", "double-bounce", _S, "sender of double-bounce notices"),
-    Param("empty_address_recipient", "MAILER-DAEMON", _S,
-          "recipient of mail to the null address"),
-]
+    A name that is not an identifier once upper-cased (``2bounce_notice_recipient``)
+    gets the prefix ``PARAM_``.
+    """
+    upper = name.upper()
+    return upper if upper.isidentifier() else f"PARAM_{upper}"
+
+
+# --- identity -------------------------------------------------------------------
+MYHOSTNAME = Param.str(
+    "myhostname", "",
+    "internet hostname of this mail system; default: the FQDN of the host "
+    "(computed at run time: getfqdn(), or gethostname() plus .$mydomain)",
+    implemented=True)
+MYDOMAIN = Param.str(
+    "mydomain", "",
+    "internet domain of this mail system; default: $myhostname minus its first "
+    "label, or localdomain (computed at run time)",
+    implemented=True)
+MYORIGIN = Param.str(
+    "myorigin", "$myhostname",
+    "domain appended to unqualified sender addresses", implemented=True)
+MYDESTINATION = Param.list(
+    "mydestination", "$myhostname, localhost.$mydomain, localhost",
+    "domains delivered locally by the local transport", implemented=True)
+INET_INTERFACES = Param.list(
+    "inet_interfaces", "all",
+    "network interfaces on which mail is received", implemented=True)
+INET_PROTOCOLS = Param.list(
+    "inet_protocols", "all",
+    "internet protocols used: ipv4, ipv6 or all", implemented=True)
+MYNETWORKS = Param.list(
+    "mynetworks", "",
+    "trusted SMTP clients; empty means computed from mynetworks_style", implemented=True)
+MYNETWORKS_STYLE = Param.str(
+    "mynetworks_style", "host",
+    "how mynetworks is computed when empty: host, subnet or class", implemented=True)
+RELAYHOST = Param.str("relayhost", "", "next-hop destination of non-local mail; empty means direct")
+RELAY_DOMAINS = Param.list(
+    "relay_domains", "",
+    "domains (besides mydestination) this system relays mail to", implemented=True)
+MAIL_NAME = Param.str(
+    "mail_name", "Postfix",
+    "mail system name in the SMTP greeting and Received: headers; kept \"Postfix\" "
+    "so that clients parsing the banner see what they expect from a drop-in",
+    implemented=True)
+MAIL_VERSION = Param.str(
+    "mail_version", postier.__version__,
+    "version of the mail system software", implemented=True)
+SMTPD_BANNER = Param.str(
+    "smtpd_banner", "$myhostname ESMTP $mail_name",
+    "text that follows the 220 status code in the SMTP greeting", implemented=True)
+COMPATIBILITY_LEVEL = Param.str(
+    "compatibility_level", "0",
+    "backwards-compatibility level; postier always uses the safe (>= 2) defaults", inert=True)
+MULTI_INSTANCE_NAME = Param.str(
+    "multi_instance_name", "",
+    "name of this instance in a multi-instance setup", implemented=True)
+MULTI_INSTANCE_ENABLE = Param.bool(
+    "multi_instance_enable", "no",
+    "allow postmulti to start this instance")
+ALTERNATE_CONFIG_DIRECTORIES = Param.list(
+    "alternate_config_directories", "",
+    "other configuration directories allowed")
+STRESS = Param.str("stress", "", "set by the master when smtpd is overloaded (internal)")
+SERVICE_NAME = Param.str("service_name", "", "read-only: the master.cf service name of the process")
+PROCESS_NAME = Param.str("process_name", "", "read-only: the program name of the process")
+PROCESS_ID = Param.str("process_id", "", "read-only: the process ID of the process")
+
+# --- local delivery -------------------------------------------------------------
+MAILBOX_COMMAND = Param.str(
+    "mailbox_command", "",
+    "command that delivers to a local mailbox (expanded at delivery time, not here)", expand=False,
+    implemented=True)
+MAILBOX_COMMAND_MAPS = Param.list(
+    "mailbox_command_maps", "",
+    "per-recipient mailbox_command lookup tables")
+MAILBOX_SIZE_LIMIT = Param.size(
+    "mailbox_size_limit", "51200000",
+    "maximal size of a mailbox file, 0 = none", implemented=True)
+MESSAGE_SIZE_LIMIT = Param.size(
+    "message_size_limit", "10240000",
+    "maximal size of a message, 0 = none", implemented=True)
+RECIPIENT_DELIMITER = Param.str(
+    "recipient_delimiter", "",
+    "characters that separate a user name from an address extension", implemented=True)
+MAIL_SPOOL_DIRECTORY = Param.str(
+    "mail_spool_directory", "/var/mail",
+    "directory of UNIX-style mailboxes (build-dependent, /var/mail on Linux)", implemented=True)
+HOME_MAILBOX = Param.str(
+    "home_mailbox", "",
+    "mailbox file relative to the user's home (Mailbox, or Maildir/ for maildir)", implemented=True)
+MAILBOX_DELIVERY_LOCK = Param.list(
+    "mailbox_delivery_lock", "fcntl, dotlock",
+    "mailbox locking methods (system-dependent; Linux: fcntl, dotlock)", implemented=True)
+DELIVER_LOCK_ATTEMPTS = Param.int(
+    "deliver_lock_attempts", "20", "maximal number of attempts to lock a mailbox")
+DELIVER_LOCK_DELAY = Param.time(
+    "deliver_lock_delay", "1s", "time between attempts to lock a mailbox")
+STALE_LOCK_TIME = Param.time(
+    "stale_lock_time", "500s", "age after which a mailbox dotlock file is removed")
+COMMAND_EXPANSION_FILTER = Param.str(
+    "command_expansion_filter",
+    "1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "characters that local(8) may pass from message attributes to external commands")
+MAILBOX_TRANSPORT = Param.str("mailbox_transport", "", "transport for local mailbox delivery")
+FALLBACK_TRANSPORT = Param.str(
+    "fallback_transport", "",
+    "transport for recipients not found locally")
+LUSER_RELAY = Param.str("luser_relay", "", "destination for unknown local recipients", expand=False)
+FORWARD_PATH = Param.list(
+    "forward_path", "$home/.forward${recipient_delimiter}${extension}, $home/.forward",
+    ".forward file search list (expanded at delivery time)", expand=False)
+ALLOW_MAIL_TO_COMMANDS = Param.list(
+    "allow_mail_to_commands", "alias, forward",
+    "where delivery to |command is allowed")
+ALLOW_MAIL_TO_FILES = Param.list(
+    "allow_mail_to_files", "alias, forward",
+    "where delivery to /file is allowed")
+DEFAULT_PRIVS = Param.str(
+    "default_privs", "nobody",
+    "rights of the local agent for deliveries to external files and commands", implemented=True)
+COMMAND_TIME_LIMIT = Param.time(
+    "command_time_limit", "1000s",
+    "time limit for delivery to external commands", implemented=True)
+COMMAND_EXECUTION_DIRECTORY = Param.str(
+    "command_execution_directory", "",
+    "working directory of external commands run by local(8)")
+BIFF = Param.bool("biff", "yes", "notify the local biff service of new mail", inert=True)
+PROPAGATE_UNMATCHED_EXTENSIONS = Param.list(
+    "propagate_unmatched_extensions", "canonical, virtual",
+    "lookup tables whose results inherit an unmatched address extension")
+OWNER_REQUEST_SPECIAL = Param.bool(
+    "owner_request_special", "yes",
+    "give owner-listname and listname-request addresses special treatment")
+EXPAND_OWNER_ALIAS = Param.bool(
+    "expand_owner_alias", "no",
+    "use owner-alias as sender of mail to alias when it exists")
+IMPORT_ENVIRONMENT = Param.list(
+    "import_environment", "MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ XAUTHORITY DISPLAY LANG=C "
+          "POSTLOG_SERVICE POSTLOG_HOSTNAME",
+    "environment variables that Postfix processes inherit from the master")
+EXPORT_ENVIRONMENT = Param.list(
+    "export_environment", "TZ MAIL_CONFIG LANG",
+    "environment variables passed on to external commands")
+
+# --- tables ---------------------------------------------------------------------
+ALIAS_MAPS = Param.list(
+    "alias_maps", "hash:/etc/aliases",
+    "alias tables used by local(8) (build-dependent; no NIS on Linux builds)", implemented=True)
+ALIAS_DATABASE = Param.list(
+    "alias_database", "hash:/etc/aliases",
+    "alias databases built by newaliases", inert=True)
+LOCAL_RECIPIENT_MAPS = Param.list(
+    "local_recipient_maps", "proxy:unix:passwd.byname $alias_maps",
+    "tables of local recipients; empty disables the check")
+VIRTUAL_MAPS = Param.list("virtual_maps", "", "obsolete name of virtual_alias_maps")
+VIRTUAL_ALIAS_MAPS = Param.list(
+    "virtual_alias_maps", "$virtual_maps",
+    "address rewriting tables for all mail")
+VIRTUAL_ALIAS_DOMAINS = Param.list(
+    "virtual_alias_domains", "$virtual_alias_maps",
+    "virtual alias domains")
+VIRTUAL_MAILBOX_DOMAINS = Param.list(
+    "virtual_mailbox_domains", "$virtual_mailbox_maps",
+    "virtual mailbox domains")
+VIRTUAL_MAILBOX_MAPS = Param.list("virtual_mailbox_maps", "", "virtual mailbox lookup tables")
+CANONICAL_MAPS = Param.list("canonical_maps", "", "address mapping tables for headers and envelope")
+SENDER_CANONICAL_MAPS = Param.list("sender_canonical_maps", "", "sender address mapping tables")
+RECIPIENT_CANONICAL_MAPS = Param.list(
+    "recipient_canonical_maps", "",
+    "recipient address mapping tables")
+RELAY_RECIPIENT_MAPS = Param.list("relay_recipient_maps", "", "valid recipients in relay_domains")
+TRANSPORT_MAPS = Param.list(
+    "transport_maps", "",
+    "tables mapping recipients to message delivery transports")
+DEFAULT_DATABASE_TYPE = Param.str(
+    "default_database_type", "hash",
+    "default lookup table type for newaliases and postmap")
+
+# --- transports -----------------------------------------------------------------
+LOCAL_TRANSPORT = Param.str(
+    "local_transport", "local:$myhostname",
+    "transport for mydestination domains")
+DEFAULT_TRANSPORT = Param.str("default_transport", "smtp", "transport for other destinations")
+RELAY_TRANSPORT = Param.str("relay_transport", "relay", "transport for relay_domains")
+VIRTUAL_TRANSPORT = Param.str(
+    "virtual_transport", "virtual",
+    "transport for virtual mailbox domains")
+DEFER_TRANSPORTS = Param.list(
+    "defer_transports", "",
+    "transports whose deliveries are deferred", implemented=True)
+SOFT_BOUNCE = Param.bool(
+    "soft_bounce", "no",
+    "turn hard rejects into soft ones (for testing)", implemented=True)
+
+# --- smtpd restrictions -----------------------------------------------------------
+SMTPD_CLIENT_RESTRICTIONS = Param.list(
+    "smtpd_client_restrictions", "",
+    "restrictions applied to the client", implemented=True)
+SMTPD_HELO_RESTRICTIONS = Param.list(
+    "smtpd_helo_restrictions", "",
+    "restrictions applied to HELO/EHLO", implemented=True)
+SMTPD_SENDER_RESTRICTIONS = Param.list(
+    "smtpd_sender_restrictions", "",
+    "restrictions applied to MAIL FROM", implemented=True)
+SMTPD_RECIPIENT_RESTRICTIONS = Param.list(
+    "smtpd_recipient_restrictions", "",
+    "restrictions applied to RCPT TO", implemented=True)
+SMTPD_RELAY_RESTRICTIONS = Param.list(
+    "smtpd_relay_restrictions",
+    "permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination",
+    "relay control restrictions applied to RCPT TO before smtpd_recipient_restrictions",
+    implemented=True)
+SMTPD_DATA_RESTRICTIONS = Param.list("smtpd_data_restrictions", "", "restrictions applied to DATA")
+SMTPD_END_OF_DATA_RESTRICTIONS = Param.list(
+    "smtpd_end_of_data_restrictions", "",
+    "restrictions applied at the end of message data")
+SMTPD_ETRN_RESTRICTIONS = Param.list("smtpd_etrn_restrictions", "", "restrictions applied to ETRN")
+SMTPD_HELO_REQUIRED = Param.bool(
+    "smtpd_helo_required", "no",
+    "require HELO or EHLO before MAIL FROM", implemented=True)
+SMTPD_DELAY_REJECT = Param.bool(
+    "smtpd_delay_reject", "yes",
+    "evaluate client, HELO and sender restrictions at RCPT TO time")
+SMTPD_REJECT_UNLISTED_RECIPIENT = Param.bool(
+    "smtpd_reject_unlisted_recipient", "yes",
+    "reject recipients unknown in local or virtual recipient tables", implemented=True)
+SMTPD_REJECT_UNLISTED_SENDER = Param.bool(
+    "smtpd_reject_unlisted_sender", "no",
+    "reject senders unknown in local or virtual recipient tables", implemented=True)
+STRICT_RFC821_ENVELOPES = Param.bool(
+    "strict_rfc821_envelopes", "no",
+    "require <> around MAIL FROM/RCPT TO addresses")
+DISABLE_VRFY_COMMAND = Param.bool(
+    "disable_vrfy_command", "no",
+    "disable the SMTP VRFY command", implemented=True)
+SMTPD_FORBID_BARE_NEWLINE = Param.str(
+    "smtpd_forbid_bare_newline", "normalize",
+    "bare <LF> in SMTP: normalize (Postfix 3.9 default), yes/reject or no")
+SMTPD_FORBID_BARE_NEWLINE_EXCLUSIONS = Param.list(
+    "smtpd_forbid_bare_newline_exclusions", "$mynetworks",
+    "clients exempt from smtpd_forbid_bare_newline")
+SMTPD_FORBID_UNAUTH_PIPELINING = Param.bool(
+    "smtpd_forbid_unauth_pipelining", "yes",
+    "disconnect clients that pipeline commands without PIPELINING")
+SMTPD_SENDER_LOGIN_MAPS = Param.list("smtpd_sender_login_maps", "", "owners of MAIL FROM addresses")
+
+# --- smtpd limits -------------------------------------------------------------------
+SMTPD_TIMEOUT = Param.time(
+    "smtpd_timeout", "${stress?{10}:{300}}s",
+    "time limit for sending a response or receiving a request", implemented=True)
+SMTPD_HARD_ERROR_LIMIT = Param.int(
+    "smtpd_hard_error_limit", "${stress?{1}:{20}}",
+    "errors after which the session is disconnected", implemented=True)
+SMTPD_SOFT_ERROR_LIMIT = Param.int(
+    "smtpd_soft_error_limit", "10",
+    "errors after which each reply is delayed", implemented=True)
+SMTPD_ERROR_SLEEP_TIME = Param.time(
+    "smtpd_error_sleep_time", "1s",
+    "delay before replying once over the soft limit", implemented=True)
+SMTPD_RECIPIENT_LIMIT = Param.int(
+    "smtpd_recipient_limit", "1000",
+    "maximal number of recipients per message", implemented=True)
+LINE_LENGTH_LIMIT = Param.int(
+    "line_length_limit", "2048",
+    "maximal length of a line before it is broken up", implemented=True)
+HEADER_SIZE_LIMIT = Param.size("header_size_limit", "102400", "maximal size of a message header")
+SMTPUTF8_ENABLE = Param.bool("smtputf8_enable", "yes", "enable SMTPUTF8 support")
+
+# --- SASL and TLS ---------------------------------------------------------------------
+SMTPD_SASL_AUTH_ENABLE = Param.bool(
+    "smtpd_sasl_auth_enable", "no",
+    "enable SASL authentication in the SMTP server")
+SMTPD_SASL_TYPE = Param.str("smtpd_sasl_type", "cyrus", "SASL plug-in type: cyrus or dovecot")
+SMTPD_SASL_PATH = Param.str("smtpd_sasl_path", "smtpd", "SASL plug-in configuration or socket path")
+SMTPD_SASL_AUTHENTICATED_HEADER = Param.bool(
+    "smtpd_sasl_authenticated_header", "no",
+    "record the SASL login name in the Received: header")
+SMTPD_SASL_SECURITY_OPTIONS = Param.list(
+    "smtpd_sasl_security_options", "noanonymous",
+    "SASL security options")
+BROKEN_SASL_AUTH_CLIENTS = Param.bool(
+    "broken_sasl_auth_clients", "no",
+    "also announce AUTH=mechanism for old clients")
+SMTPD_TLS_SECURITY_LEVEL = Param.str(
+    "smtpd_tls_security_level", "",
+    "SMTP server TLS level: none, may or encrypt")
+SMTPD_ENFORCE_TLS = Param.bool(
+    "smtpd_enforce_tls", "no",
+    "obsolete: require TLS (use smtpd_tls_security_level)")
+SMTPD_USE_TLS = Param.bool(
+    "smtpd_use_tls", "no",
+    "obsolete: offer TLS (use smtpd_tls_security_level)")
+SMTPD_TLS_WRAPPERMODE = Param.bool(
+    "smtpd_tls_wrappermode", "no",
+    "TLS on connect (port 465), not STARTTLS")
+SMTPD_TLS_CERT_FILE = Param.str("smtpd_tls_cert_file", "", "PEM server certificate file")
+SMTPD_TLS_KEY_FILE = Param.str(
+    "smtpd_tls_key_file", "$smtpd_tls_cert_file",
+    "PEM server private key file")
+SMTPD_TLS_AUTH_ONLY = Param.bool("smtpd_tls_auth_only", "no", "offer AUTH only over TLS")
+SMTPD_TLS_LOGLEVEL = Param.int("smtpd_tls_loglevel", "0", "SMTP server TLS logging level")
+SMTPD_TLS_RECEIVED_HEADER = Param.bool(
+    "smtpd_tls_received_header", "no",
+    "record TLS details in the Received: header")
+SMTPD_TLS_SESSION_CACHE_DATABASE = Param.str(
+    "smtpd_tls_session_cache_database", "",
+    "SMTP server TLS session cache")
+SMTP_TLS_SECURITY_LEVEL = Param.str("smtp_tls_security_level", "", "SMTP client TLS level")
+SMTP_TLS_CAPATH = Param.str(
+    "smtp_tls_CApath", "",
+    "directory of trusted CA certificates (SMTP client)")
+SMTP_TLS_SESSION_CACHE_DATABASE = Param.str(
+    "smtp_tls_session_cache_database", "",
+    "SMTP client TLS session cache")
+SMTP_SASL_AUTH_ENABLE = Param.bool(
+    "smtp_sasl_auth_enable", "no",
+    "enable SASL authentication in the SMTP client")
+SMTP_SASL_PASSWORD_MAPS = Param.list(
+    "smtp_sasl_password_maps", "",
+    "SMTP client SASL passwords per destination")
+SMTP_HELO_NAME = Param.str(
+    "smtp_helo_name", "$myhostname",
+    "hostname sent by the SMTP client in HELO/EHLO")
+TLS_RANDOM_SOURCE = Param.str(
+    "tls_random_source", "dev:/dev/urandom",
+    "external entropy source for TLS")
+
+# --- reject codes --------------------------------------------------------------------
+UNKNOWN_LOCAL_RECIPIENT_REJECT_CODE = Param.int(
+    "unknown_local_recipient_reject_code", "550",
+    "code for a recipient unknown in local_recipient_maps", implemented=True)
+UNKNOWN_ADDRESS_REJECT_CODE = Param.int(
+    "unknown_address_reject_code", "450",
+    "code for a sender or recipient domain that does not resolve", implemented=True)
+RELAY_DOMAINS_REJECT_CODE = Param.int(
+    "relay_domains_reject_code", "554",
+    "code for a refused relay attempt", implemented=True)
+ACCESS_MAP_REJECT_CODE = Param.int(
+    "access_map_reject_code", "554",
+    "code for an access table REJECT", implemented=True)
+ACCESS_MAP_DEFER_CODE = Param.int(
+    "access_map_defer_code", "450",
+    "code for an access table DEFER", implemented=True)
+NON_FQDN_REJECT_CODE = Param.int(
+    "non_fqdn_reject_code", "504",
+    "code for a non-FQDN address or hostname", implemented=True)
+INVALID_HOSTNAME_REJECT_CODE = Param.int(
+    "invalid_hostname_reject_code", "501",
+    "code for an invalid HELO hostname", implemented=True)
+UNKNOWN_CLIENT_REJECT_CODE = Param.int(
+    "unknown_client_reject_code", "450",
+    "code for a client without a hostname", implemented=True)
+UNKNOWN_HOSTNAME_REJECT_CODE = Param.int(
+    "unknown_hostname_reject_code", "450",
+    "code for an unknown HELO hostname", implemented=True)
+UNVERIFIED_RECIPIENT_REJECT_CODE = Param.int(
+    "unverified_recipient_reject_code", "450",
+    "code for an unverified recipient")
+MULTI_RECIPIENT_BOUNCE_REJECT_CODE = Param.int(
+    "multi_recipient_bounce_reject_code", "550",
+    "code for a multi-recipient bounce message")
+REJECT_CODE = Param.int("reject_code", "554", "code for the reject restriction", implemented=True)
+DEFER_CODE = Param.int("defer_code", "450", "code for the defer restriction", implemented=True)
+
+# --- directories and files -------------------------------------------------------------
+CONFIG_DIRECTORY = Param.str(
+    "config_directory", "/etc/postfix",
+    "directory of main.cf and master.cf", implemented=True)
+QUEUE_DIRECTORY = Param.str(
+    "queue_directory", "/var/spool/postfix",
+    "root of the mail queue", implemented=True)
+DATA_DIRECTORY = Param.str(
+    "data_directory", "/var/lib/postfix",
+    "directory of writable data files", inert=True)
+COMMAND_DIRECTORY = Param.str(
+    "command_directory", "/usr/sbin",
+    "directory of the administrative commands", inert=True)
+DAEMON_DIRECTORY = Param.str(
+    "daemon_directory", "/usr/libexec/postfix",
+    "directory of the daemon programs", inert=True)
+META_DIRECTORY = Param.str("meta_directory", "$daemon_directory", "directory of the metadata files")
+SHLIB_DIRECTORY = Param.str("shlib_directory", "no", "directory of shared libraries")
+PROCESS_ID_DIRECTORY = Param.str(
+    "process_id_directory", "pid",
+    "pid file directory, relative to queue_directory")
+README_DIRECTORY = Param.str("readme_directory", "no", "directory of the README files", inert=True)
+HTML_DIRECTORY = Param.str(
+    "html_directory", "no",
+    "directory of the HTML documentation", inert=True)
+MANPAGE_DIRECTORY = Param.str(
+    "manpage_directory", "/usr/local/man",
+    "directory of the manual pages", inert=True)
+SAMPLE_DIRECTORY = Param.str(
+    "sample_directory", "/etc/postfix",
+    "directory of the sample files", inert=True)
+SENDMAIL_PATH = Param.str(
+    "sendmail_path", "/usr/sbin/sendmail",
+    "full path of the sendmail command", inert=True)
+NEWALIASES_PATH = Param.str(
+    "newaliases_path", "/usr/bin/newaliases",
+    "full path of newaliases", inert=True)
+MAILQ_PATH = Param.str("mailq_path", "/usr/bin/mailq", "full path of mailq", inert=True)
+MAIL_OWNER = Param.str(
+    "mail_owner", "postfix",
+    "owner of the queue and of most daemon processes", implemented=True)
+SETGID_GROUP = Param.str(
+    "setgid_group", "postdrop",
+    "group of the set-gid commands and maildrop", implemented=True)
+
+# --- logging ---------------------------------------------------------------------------
+MAILLOG_FILE = Param.str(
+    "maillog_file", "",
+    "log file written by postlogd; empty means syslog", implemented=True)
+SYSLOG_NAME = Param.str(
+    "syslog_name", "${multi_instance_name?{$multi_instance_name}:{postfix}}",
+    "prefix of logged program names", implemented=True)
+SYSLOG_FACILITY = Param.str("syslog_facility", "mail", "syslog facility", implemented=True)
+DEBUG_PEER_LEVEL = Param.int("debug_peer_level", "2", "extra verbosity for debug_peer_list hosts")
+DEBUG_PEER_LIST = Param.list("debug_peer_list", "", "hosts that get verbose logging")
+NOTIFY_CLASSES = Param.list(
+    "notify_classes", "resource, software",
+    "problem classes reported to the postmaster")
+
+# --- queue -----------------------------------------------------------------------------
+QUEUE_RUN_DELAY = Param.time(
+    "queue_run_delay", "300s",
+    "interval between deferred queue scans", implemented=True)
+MINIMAL_BACKOFF_TIME = Param.time(
+    "minimal_backoff_time", "300s",
+    "minimal time between delivery attempts", implemented=True)
+MAXIMAL_BACKOFF_TIME = Param.time(
+    "maximal_backoff_time", "4000s",
+    "maximal time between delivery attempts", implemented=True)
+MAXIMAL_QUEUE_LIFETIME = Param.time(
+    "maximal_queue_lifetime", "5d",
+    "time after which undeliverable mail bounces", unit="d", implemented=True)
+BOUNCE_QUEUE_LIFETIME = Param.time(
+    "bounce_queue_lifetime", "5d",
+    "same, for bounce messages", unit="d", implemented=True)
+DELAY_WARNING_TIME = Param.time(
+    "delay_warning_time", "0h",
+    "time after which a delay warning is sent, 0 = never", unit="h")
+HASH_QUEUE_NAMES = Param.list(
+    "hash_queue_names", "deferred, defer",
+    "queues with hashed subdirectories")
+HASH_QUEUE_DEPTH = Param.int("hash_queue_depth", "1", "number of hashed subdirectory levels")
+ENABLE_LONG_QUEUE_IDS = Param.bool("enable_long_queue_ids", "no", "long, non-repeating queue IDs")
+DEFAULT_PROCESS_LIMIT = Param.int(
+    "default_process_limit", "100",
+    "default maximal number of processes per service")
+MASTER_SERVICE_DISABLE = Param.list("master_service_disable", "", "master.cf services to disable")
+
+# --- headers and bounces ----------------------------------------------------------------
+ALWAYS_ADD_MISSING_HEADERS = Param.bool(
+    "always_add_missing_headers", "no",
+    "add missing From:, To:, Date:, Message-ID: headers to all mail")
+LOCAL_HEADER_REWRITE_CLIENTS = Param.list(
+    "local_header_rewrite_clients", "permit_inet_interfaces",
+    "clients whose message headers are rewritten to canonical form")
+APPEND_DOT_MYDOMAIN = Param.bool(
+    "append_dot_mydomain", "no",
+    "append .$mydomain to user@host addresses", inert=True)
+PARAM_2BOUNCE_NOTICE_RECIPIENT = Param.str(
+    "2bounce_notice_recipient", "postmaster",
+    "recipient of double-bounce notices")
+BOUNCE_NOTICE_RECIPIENT = Param.str(
+    "bounce_notice_recipient", "postmaster",
+    "recipient of bounce notices")
+DOUBLE_BOUNCE_SENDER = Param.str(
+    "double_bounce_sender", "double-bounce",
+    "sender of double-bounce notices")
+EMPTY_ADDRESS_RECIPIENT = Param.str(
+    "empty_address_recipient", "MAILER-DAEMON",
+    "recipient of mail to the null address")
+
+
+def _registry(namespace: dict[str, Any]) -> dict[str, Param[Any]]:
+    """Every ``Param`` constant of ``namespace`` by parameter name, in declaration order.
+
+    Raises AssertionError (a declaration error) when a constant is not named after its
+    parameter or a parameter is declared twice.
+    """
+    registry: dict[str, Param[Any]] = {}
+    for const, value in namespace.items():
+        if not isinstance(value, Param):
+            continue
+        if const != constant_name(value.name):
+            raise AssertionError(
+                f"{const} declares {value.name}: name it {constant_name(value.name)}"
+            )
+        if value.name in registry:
+            raise AssertionError(f"parameter {value.name} declared twice")
+        registry[value.name] = value
+    return registry
+
 
 #: The registry, by parameter name.
-PARAMS: dict[str, Param] = {p.name: p for p in _DECLS}
-
-if len(PARAMS) != len(_DECLS):  # pragma: no cover - a declaration error
-    raise AssertionError("duplicate parameter declaration in postier.config.params")
-
-#: Parameters whose value postier acts on today. Setting any other known parameter is
-#: accepted (a Postfix main.cf must load as it is) but named in a warning at start and by
-#: ``postier check``, so that nothing is silently ignored.
-IMPLEMENTED: frozenset[str] = frozenset({
-    "alias_maps", "bounce_queue_lifetime", "command_time_limit", "config_directory",
-    "default_privs", "defer_transports", "disable_vrfy_command", "home_mailbox",
-    "inet_interfaces", "inet_protocols", "line_length_limit", "mail_name", "mail_owner",
-    "mail_spool_directory", "mail_version", "mailbox_command", "mailbox_delivery_lock",
-    "mailbox_size_limit", "maillog_file", "maximal_backoff_time", "maximal_queue_lifetime",
-    "message_size_limit", "minimal_backoff_time", "mydestination", "mydomain", "myhostname",
-    "mynetworks", "mynetworks_style", "myorigin", "queue_directory", "queue_run_delay",
-    "recipient_delimiter", "relay_domains", "setgid_group", "smtpd_banner",
-    "smtpd_client_restrictions", "smtpd_helo_restrictions", "smtpd_sender_restrictions",
-    "smtpd_relay_restrictions", "smtpd_recipient_restrictions", "smtpd_error_sleep_time",
-    "smtpd_hard_error_limit", "smtpd_helo_required", "smtpd_recipient_limit",
-    "smtpd_reject_unlisted_recipient", "smtpd_reject_unlisted_sender",
-    "smtpd_soft_error_limit", "smtpd_timeout", "soft_bounce", "syslog_facility",
-    "syslog_name", "multi_instance_name", "unknown_local_recipient_reject_code",
-    "unknown_address_reject_code", "relay_domains_reject_code", "non_fqdn_reject_code",
-    "invalid_hostname_reject_code", "reject_code", "defer_code", "access_map_reject_code",
-    "unknown_client_reject_code", "unknown_hostname_reject_code", "access_map_defer_code",
-})
-
-#: Parameters with nothing for postier to do (paths of Postfix's own files, knobs whose
-#: safe value is the only behaviour postier has); setting them draws no warning.
-INERT: frozenset[str] = frozenset({
-    "append_dot_mydomain", "biff", "command_directory", "compatibility_level",
-    "daemon_directory", "data_directory", "html_directory", "mailq_path", "manpage_directory",
-    "newaliases_path", "readme_directory", "sample_directory", "sendmail_path",
-    "alias_database",
-})
+PARAMS: dict[str, Param[Any]] = _registry(globals())
 
 
 def unimplemented_settings(names: list[str] | set[str]) -> list[str]:
-    """Of the parameters set in main.cf or master.cf, the known ones postier ignores."""
-    return sorted(n for n in names if n in PARAMS and n not in IMPLEMENTED and n not in INERT)
+    """Of the parameters set in main.cf or master.cf, the known ones postier ignores.
+
+    That is, those declared neither ``implemented`` nor ``inert``; unknown names are left
+    to the "unused parameter" warning.
+    """
+    return sorted(
+        n for n in names if n in PARAMS and not (PARAMS[n].implemented or PARAMS[n].inert)
+    )

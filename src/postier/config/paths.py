@@ -12,7 +12,19 @@ import os
 import pwd
 from collections.abc import Mapping
 
-ROOT_CONFIG_DIR = "/etc/postfix"
+from postier.config.params import (
+    ALIAS_DATABASE,
+    ALIAS_MAPS,
+    CONFIG_DIRECTORY,
+    DATA_DIRECTORY,
+    INET_INTERFACES,
+    MAIL_OWNER,
+    MAIL_SPOOL_DIRECTORY,
+    MYDESTINATION,
+    QUEUE_DIRECTORY,
+)
+
+ROOT_CONFIG_DIR = CONFIG_DIRECTORY.default
 USER_CONFIG_DIR = "~/.postier/etc"
 
 
@@ -47,21 +59,15 @@ def default_main_cf(root: bool, instance_dir: str, *, user: str | None = None) -
     queue and mailboxes live under it.
     """
     if root:
+        settings = (QUEUE_DIRECTORY, DATA_DIRECTORY, MAIL_SPOOL_DIRECTORY, MAIL_OWNER,
+                    INET_INTERFACES, MYDESTINATION, ALIAS_MAPS, ALIAS_DATABASE)
         return """\
 # main.cf written by "postier start" because the configuration directory had none.
 # Postfix syntax: see postconf(5); "postier postconf -n" shows what is set here.
 # Defaults not listed here are Postfix's own (postier postconf -d).
 
 compatibility_level = 3.6
-queue_directory = /var/spool/postfix
-data_directory = /var/lib/postfix
-mail_spool_directory = /var/mail
-mail_owner = postfix
-inet_interfaces = all
-mydestination = $myhostname, localhost.$mydomain, localhost
-alias_maps = hash:/etc/aliases
-alias_database = hash:/etc/aliases
-"""
+""" + "".join(f"{p.name} = {p.default}\n" for p in settings)
     owner = user or _user_name()
     base = os.path.abspath(instance_dir)
     return f"""\
@@ -76,7 +82,7 @@ data_directory = {base}/data
 mail_spool_directory = {base}/mail
 mail_owner = {owner}
 inet_interfaces = loopback-only
-mydestination = $myhostname, localhost.$mydomain, localhost
+mydestination = {MYDESTINATION.default}
 alias_maps =
 """
 

@@ -11,19 +11,31 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from postier.config import expand as expand_mod
 from postier.config import maincf
+from postier.config.braces import split_list
 from postier.config.errors import ConfigError, ConfigWarning
 from postier.config.maincf import MainCf
-from postier.config.params import PARAMS, Param, ParamType
+from postier.config.params import (
+    CONFIG_DIRECTORY,
+    MYDOMAIN,
+    MYHOSTNAME,
+    PARAMS,
+    BadValue,
+    Param,
+    parse_bool,
+    parse_int,
+    parse_size,
+    parse_time,
+)
 
-_TIME_RE = re.compile(r"(\d+)([smhdw]?)\Z", re.IGNORECASE)
-_INT_RE = re.compile(r"[-+]?\d+\Z")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+__all__ = ["Config", "host_fqdn", "split_list"]
+
+T = TypeVar("T")
 _EMPTY: Mapping[str, str] = {}
 
 
@@ -44,35 +56,6 @@ def _domain_of(hostname: str) -> str:
     return hostname.split(".", 1)[1] if "." in hostname.strip(".") else "localdomain"
 
 
-def split_list(value: str) -> list[str]:
-    """Split a list value on commas and whitespace; ``{ ... }`` groups are one element, unbraced."""
-    items: list[str] = []
-    current: list[str] = []
-    depth = 0
-    for ch in value:
-        if ch == "{":
-            depth += 1
-        elif ch == "}" and depth > 0:
-            depth -= 1
-        if depth == 0 and (ch == "," or ch.isspace()):
-            if current:
-                items.append("".join(current))
-                current = []
-            continue
-        current.append(ch)
-    if current:
-        items.append("".join(current))
-    result: list[str] = []
-    for item in items:
-        if item.startswith("{") and item.endswith("}"):
-            inner = item[1:-1].strip()
-            if inner:
-                result.append(inner)
-        else:
-            result.append(item)
-    return result
-
-
 class Config:
     """main.cf settings, ``-o`` overrides and defaults, read through typed getters.
 
@@ -86,7 +69,7 @@ class Config:
         main: MainCf,
         overrides: Mapping[str, str] = _EMPTY,
         *,
-        defaults: Mapping[str, Param] = PARAMS,
+        defaults: Mapping[str, Param[Any]] = PARAMS,
         source: str = "master.cf",
         hostname: str | None = None,
         config_directory: str | None = None,
@@ -143,11 +126,11 @@ class Config:
 
     def default(self, name: str) -> str | None:
         """The default main.cf text of ``name`` (computed for myhostname/mydomain), or None."""
-        if name == "myhostname":
+        if name == MYHOSTNAME.name:
             return self.hostname() if "." in self.hostname() else f"{self.hostname()}.localdomain"
-        if name == "mydomain":
-            return _domain_of(self.default("myhostname") or "")
-        if name == "config_directory" and self.config_directory is not None:
+        if name == MYDOMAIN.name:
+            return _domain_of(self.default(MYHOSTNAME.name) or "")
+        if name == CONFIG_DIRECTORY.name and self.config_directory is not None:
             return self.config_directory
         param = self.defaults.get(name)
         return None if param is None else param.default
@@ -165,11 +148,11 @@ class Config:
     def _raw(self, name: str) -> str | None:
         if name in self.overrides:
             return self.overrides[name]
-        if name == "config_directory" and self.config_directory is not None:
+        if name == CONFIG_DIRECTORY.name and self.config_directory is not None:
             return self.config_directory
         if name in self.main.values:
             return self.main.values[name].value
-        if name in ("mydomain", "myhostname"):
+        if name in (MYDOMAIN.name, MYHOSTNAME.name):
             return self._derived(name)
         return self.default(name)
 
@@ -183,22 +166,23 @@ class Config:
             return self.default(name)
         self._deriving.add(name)
         try:
-            if name == "mydomain":
-                if self._usable("myhostname", "mydomain"):
-                    return _domain_of(self.get("myhostname"))
-                return self.default("mydomain")
+            if name == MYDOMAIN.name:
+                if self._usable(MYHOSTNAME, MYDOMAIN):
+                    return _domain_of(self[MYHOSTNAME])
+                return self.default(MYDOMAIN.name)
             host = self.hostname()
             if "." in host:
                 return host
-            if self._usable("mydomain", "myhostname"):
-                return f"{host}.{self.get('mydomain')}"
+            if self._usable(MYDOMAIN, MYHOSTNAME):
+                return f"{host}.{self[MYDOMAIN]}"
             return f"{host}.localdomain"
         finally:
             self._deriving.discard(name)
 
-    def _usable(self, source: str, target: str) -> bool:
+    def _usable(self, source: Param[str], target: Param[str]) -> bool:
         """Whether configured ``source`` can give ``target`` its default (no direct loop)."""
-        return self.is_set(source) and target not in expand_mod.references(self.get_raw(source))
+        return self.is_set(source.name) and target.name not in expand_mod.references(
+            self.get_raw(source.name))
 
     def known(self, name: str) -> bool:
         return name in self.defaults or self.is_set(name)
@@ -258,43 +242,40 @@ class Config:
         """Expand ``$name`` references in any text against this configuration."""
         return expand_mod.expand(text, self._raw)
 
-    def _bad(self, name: str, message: str) -> ConfigError:
-        file, line = self.location(name)
-        return ConfigError(message, file=file, line=line, param=name)
+    def __getitem__(self, param: Param[T]) -> T:
+        """The value of ``param`` as its declared type (``cfg[SMTPD_TIMEOUT]`` -> 300.0).
 
+        Expanded as ``get`` does; a value that does not parse as the type raises
+        ConfigError naming file, line and parameter.
+        """
+        return self._typed(param.name, param.convert)
+
+    def _typed(self, name: str, convert: Callable[[str], T]) -> T:
+        text = self.get(name)
+        try:
+            return convert(text)
+        except BadValue as exc:
+            file, line = self.location(name)
+            raise ConfigError(str(exc), file=file, line=line, param=name) from None
+
+    # The string getters below predate typed access (``cfg[PARAM]``); they stay until
+    # every caller reads through the declarations.
     def get_bool(self, name: str) -> bool:
         """A yes/no value (case-insensitive)."""
-        value = self.get(name).strip().lower()
-        if value == "yes":
-            return True
-        if value == "no":
-            return False
-        raise self._bad(name, f'bad boolean value: "{self.get(name)}" (specify yes or no)')
+        return self._typed(name, parse_bool)
 
     def get_int(self, name: str) -> int:
-        value = self.get(name).strip()
-        if not _INT_RE.match(value):
-            raise self._bad(name, f'bad numerical value: "{value}"')
-        return int(value)
+        return self._typed(name, parse_int)
 
     def get_size(self, name: str) -> int:
         """A size in bytes (a non-negative integer)."""
-        value = self.get(name).strip()
-        if not value.isdigit():
-            raise self._bad(name, f'bad size value: "{value}" (specify a number of bytes)')
-        return int(value)
+        return self._typed(name, parse_size)
 
     def get_time(self, name: str) -> float:
         """A time in seconds; the value may end in s, m, h, d or w (else the parameter's unit)."""
-        value = self.get(name).strip()
-        m = _TIME_RE.match(value)
-        if m is None:
-            raise self._bad(
-                name, f'bad time value: "{value}" (specify a number with unit s, m, h, d or w)'
-            )
         param = self.defaults.get(name)
-        unit = (m.group(2) or (param.time_unit if param else "s")).lower()
-        return float(int(m.group(1)) * _UNITS[unit])
+        unit = param.time_unit if param is not None else "s"
+        return self._typed(name, functools.partial(parse_time, unit=unit))
 
     def get_list(self, name: str) -> list[str]:
         """The value split on commas and whitespace; ``{ ... }`` groups are single elements."""
@@ -303,18 +284,11 @@ class Config:
     # --- checking ----------------------------------------------------------------
     def check_value(self, name: str) -> None:
         """Raise ConfigError when the value of known parameter ``name`` has a bad type."""
-        self.get(name)
         param = self.defaults.get(name)
         if param is None:
-            return
-        if param.type is ParamType.BOOL:
-            self.get_bool(name)
-        elif param.type is ParamType.INT:
-            self.get_int(name)
-        elif param.type is ParamType.SIZE:
-            self.get_size(name)
-        elif param.type is ParamType.TIME:
-            self.get_time(name)
+            self.get(name)
+        else:
+            self._typed(name, param.convert)
 
     def validate(self, *, raise_errors: bool = True) -> list[ConfigWarning]:
         """Check every setting; return warnings (unused parameters, undefined references).

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
 import pytest
 
-from postier.config import maincf
-from postier.config.params import PARAMS
+from postier.config import maincf, params
+from postier.config.params import PARAMS, Param, ParamType, constant_name, unimplemented_settings
 
 SRC = Path(__file__).resolve().parents[3] / "src" / "postier"
 DATA = Path(__file__).resolve().parents[2] / "data" / "tutorial"
@@ -64,11 +65,19 @@ def test_tutorial_parameters_declared() -> None:
 
 def test_parameters_used_by_postier_code_are_declared() -> None:
     call = re.compile(r"cfg\.get(?:_raw|_bool|_int|_time|_size|_list)?\(\s*\"([A-Za-z0-9_]+)\"")
+    imported = re.compile(r"from postier\.config\.params import \(?([A-Za-z0-9_,\s]+)\)?")
     used: set[str] = set()
+    constants: set[str] = set()
     for path in SRC.rglob("*.py"):
-        used |= set(call.findall(path.read_text()))
-    assert used, "the scan found no parameter use at all"
+        text = path.read_text()
+        used |= set(call.findall(text))
+        for names in imported.findall(text):
+            constants |= {n.strip() for n in names.split(",") if n.strip().isupper()}
+    assert used or constants, "the scan found no parameter use at all"
     assert sorted(used - set(PARAMS)) == []
+    declared = {constant_name(name) for name in PARAMS}
+    assert constants, "the scan found no typed parameter use (config/settings.py has some)"
+    assert sorted(constants - declared - {"PARAMS"}) == []
 
 
 @pytest.mark.parametrize(
@@ -84,12 +93,79 @@ def test_postfix_defaults(name: str, default: str) -> None:
     assert PARAMS[name].default == default
 
 
-def test_implemented_and_inert_parameters_are_declared_and_disjoint() -> None:
-    from postier.config.params import IMPLEMENTED, INERT, PARAMS, unimplemented_settings
+def test_every_parameter_is_its_module_constant() -> None:
+    for name, param in PARAMS.items():
+        assert param.name == name
+        assert getattr(params, constant_name(name)) is param
+    assert constant_name("smtpd_timeout") == "SMTPD_TIMEOUT"
+    assert constant_name("2bounce_notice_recipient") == "PARAM_2BOUNCE_NOTICE_RECIPIENT"
+    assert params.SMTPD_TIMEOUT.type is ParamType.TIME
+    assert params.MAXIMAL_QUEUE_LIFETIME.time_unit == "d"
+    assert params.MAILBOX_COMMAND.expand is False
 
-    assert set(PARAMS) >= IMPLEMENTED
-    assert set(PARAMS) >= INERT
-    assert not IMPLEMENTED & INERT
+
+def test_a_parameter_is_not_both_implemented_and_inert() -> None:
+    with pytest.raises(ValueError, match="both implemented and inert"):
+        Param.str("x", "", "doc", implemented=True, inert=True)
+    assert not [name for name, p in PARAMS.items() if p.implemented and p.inert]
+
+
+def test_unimplemented_settings_reads_the_flags() -> None:
+    assert PARAMS["myhostname"].implemented and PARAMS["biff"].inert
+    assert not (PARAMS["smtpd_sasl_auth_enable"].implemented
+                or PARAMS["smtpd_sasl_auth_enable"].inert)
     assert unimplemented_settings({"smtpd_sasl_auth_enable", "myhostname", "biff", "nosuch"}) == [
         "smtpd_sasl_auth_enable"
     ]
+
+
+def _instance(tmp_path: Path, main_cf: str, master_cf: str) -> str:
+    (tmp_path / "main.cf").write_text(main_cf)
+    (tmp_path / "master.cf").write_text(master_cf)
+    return str(tmp_path)
+
+
+def test_the_flag_drives_the_not_implemented_warnings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from postier.master.runtime import load_with_warnings
+
+    config_dir = _instance(
+        tmp_path,
+        "queue_directory = /tmp/q\nsmtpd_sasl_auth_enable = yes\nbiff = no\n",
+        "smtp inet n - n - - smtpd -o smtpd_tls_auth_only=yes\n",
+    )
+    main_cf, master_cf = tmp_path / "main.cf", tmp_path / "master.cf"
+    expected = [
+        f"{main_cf}, line 2: parameter smtpd_sasl_auth_enable is not implemented by postier "
+        "yet; its setting (yes) has no effect",
+        f"{master_cf}, line 1: service smtp: -o smtpd_tls_auth_only is not implemented by "
+        "postier yet; it has no effect",
+    ]
+    assert load_with_warnings(config_dir)[2] == expected
+    for name in ("smtpd_sasl_auth_enable", "smtpd_tls_auth_only"):
+        monkeypatch.setitem(PARAMS, name, dataclasses.replace(PARAMS[name], implemented=True))
+    assert load_with_warnings(config_dir)[2] == []
+    monkeypatch.setitem(PARAMS, "biff", dataclasses.replace(PARAMS["biff"], inert=False))
+    assert load_with_warnings(config_dir)[2] == [
+        f"{main_cf}, line 3: parameter biff is not implemented by postier yet; "
+        "its setting (no) has no effect"
+    ]
+
+
+def test_default_value_is_the_typed_default() -> None:
+    assert params.SMTPD_RECIPIENT_LIMIT.default_value() == 1000
+    assert params.MESSAGE_SIZE_LIMIT.default_value() == 10240000
+    assert params.COMMAND_TIME_LIMIT.default_value() == 1000.0
+    assert params.MAXIMAL_QUEUE_LIFETIME.default_value() == 5 * 86400.0
+    assert params.OWNER_REQUEST_SPECIAL.default_value() is True
+    assert params.HASH_QUEUE_NAMES.default_value() == ["deferred", "defer"]
+    assert params.MAILBOX_COMMAND.default_value() == ""
+    for param in (params.SMTPD_TIMEOUT, params.MYORIGIN, params.MYHOSTNAME, params.MYDOMAIN):
+        with pytest.raises(ValueError, match="depends on the configuration"):
+            param.default_value()
+
+
+def test_forward_path_default_is_not_expanded_so_it_has_a_value() -> None:
+    assert params.FORWARD_PATH.default_value() == [
+        "$home/.forward${recipient_delimiter}${extension}", "$home/.forward"]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import assert_type
 
 import pytest
 
+from postier.config import params
 from postier.config.errors import ConfigError
 from postier.config.maincf import parse
-from postier.config.params import PARAMS, ParamType
+from postier.config.params import PARAMS, Param, ParamType
 from postier.config.settings import Config, split_list
 
 FILE = "/etc/postfix/main.cf"
@@ -220,3 +222,76 @@ def test_from_dir(tmp_path: Path) -> None:
 def test_from_dir_missing_main_cf(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="No such file"):
         Config.from_dir(str(tmp_path))
+
+
+_PYTHON_TYPE: dict[ParamType, type] = {
+    ParamType.STR: str, ParamType.BOOL: bool, ParamType.INT: int, ParamType.SIZE: int,
+    ParamType.TIME: float, ParamType.LIST: list,
+}
+_STRING_GETTER = {
+    ParamType.STR: Config.get, ParamType.BOOL: Config.get_bool, ParamType.INT: Config.get_int,
+    ParamType.SIZE: Config.get_size, ParamType.TIME: Config.get_time,
+    ParamType.LIST: Config.get_list,
+}
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS))
+def test_typed_access_returns_the_declared_type(name: str) -> None:
+    c = cfg("")
+    param = PARAMS[name]
+    value = c[param]
+    assert type(value) is _PYTHON_TYPE[param.type]
+    if isinstance(value, list):
+        assert all(type(item) is str for item in value)
+    assert value == _STRING_GETTER[param.type](c, name)
+
+
+def test_typed_access_values() -> None:
+    c = cfg("stress = yes\nmaximal_queue_lifetime = 2\nbiff = No\n")
+    t_seconds = assert_type(c[params.SMTPD_TIMEOUT], float)
+    assert t_seconds == 10.0
+    assert assert_type(c[params.QUEUE_RUN_DELAY], float) == 300.0
+    assert c[params.MAXIMAL_QUEUE_LIFETIME] == 2 * 86400.0
+    assert assert_type(c[params.SMTPD_HARD_ERROR_LIMIT], int) == 1
+    assert assert_type(c[params.MESSAGE_SIZE_LIMIT], int) == 10240000
+    assert assert_type(c[params.BIFF], bool) is False
+    assert assert_type(c[params.MYDESTINATION], list[str]) == [
+        "mx.example.net", "localhost.example.net", "localhost"]
+    assert assert_type(c[params.SMTPD_BANNER], str) == "mx.example.net ESMTP Postfix"
+    assert c[params.MAILBOX_COMMAND] == ""
+    over = c.with_overrides({"smtpd_timeout": "1m", "smtpd_client_restrictions": "$x, reject",
+                             "x": "permit_mynetworks", "myorigin": "$myorigin"})
+    assert over[params.SMTPD_TIMEOUT] == 60.0
+    assert over[params.SMTPD_CLIENT_RESTRICTIONS] == ["permit_mynetworks", "reject"]
+    with pytest.raises(ConfigError, match="recursive expansion"):
+        over[params.MYORIGIN]
+
+
+def test_typed_access_keeps_delivery_time_parameters_unexpanded() -> None:
+    c = cfg('mailbox_command = procmail -a "$EXTENSION"\n')
+    assert c[params.MAILBOX_COMMAND] == 'procmail -a "$EXTENSION"'
+    assert c[params.FORWARD_PATH][0] == "$home/.forward${recipient_delimiter}${extension}"
+
+
+@pytest.mark.parametrize(
+    ("param", "value", "message"),
+    [(params.SMTPD_HELO_REQUIRED, "maybe", 'bad boolean value: "maybe" (specify yes or no)'),
+     (params.SMTPD_RECIPIENT_LIMIT, "ten", 'bad numerical value: "ten"'),
+     (params.MESSAGE_SIZE_LIMIT, "10k", 'bad size value: "10k" (specify a number of bytes)'),
+     (params.QUEUE_RUN_DELAY, "1.5h",
+      'bad time value: "1.5h" (specify a number with unit s, m, h, d or w)')],
+)
+def test_typed_access_bad_value_names_file_line_and_parameter(
+    param: Param[object], value: str, message: str
+) -> None:
+    c = cfg(f"# comment\n\n{param.name} = {value}\n")
+    with pytest.raises(ConfigError) as info:
+        c[param]
+    err = info.value
+    assert (err.file, err.line, err.param) == (FILE, 3, param.name)
+    assert str(err) == f"{FILE}, line 3: parameter {param.name}: {message}"
+    over = cfg("").with_overrides({param.name: value}, source="/etc/postfix/master.cf, line 9")
+    with pytest.raises(ConfigError) as info:
+        over[param]
+    assert str(info.value) == (
+        f"/etc/postfix/master.cf, line 9: parameter {param.name}: {message}")
