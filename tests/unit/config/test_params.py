@@ -128,7 +128,7 @@ def _instance(tmp_path: Path, main_cf: str, master_cf: str) -> str:
 def test_the_flag_drives_the_not_implemented_warnings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from postier.master.runtime import load_with_warnings
+    from postier.instance import load_with_warnings
 
     config_dir = _instance(
         tmp_path,
