@@ -44,12 +44,19 @@ from datetime import datetime
 from typing import Protocol
 
 from postier.cleanup.headers import HeaderProcessor, received_header
-from postier.log import Log
 from postier.queue import dirs
 from postier.queue.file import Envelope, GroupSync, QueueWriter
 
 #: A whole message's content: bytes, or a function of the new queue ID giving them.
 Content = Iterable[bytes] | Callable[[str], Iterable[bytes]]
+
+
+class LogSink(Protocol):
+    """Where the ``client=``, ``message-id=`` and trigger warning lines go (``postier.log.Log``)."""
+
+    def info(self, text: str) -> None: ...
+
+    def warning(self, text: str) -> None: ...
 
 
 class Trigger(Protocol):
@@ -66,7 +73,7 @@ class QmgrTrigger:
     ``incoming/`` finds the file.
     """
 
-    def __init__(self, queue_dir: str, log: Log) -> None:
+    def __init__(self, queue_dir: str, log: LogSink) -> None:
         self.path = dirs.public_path(queue_dir, "qmgr")
         self.log = log
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -77,6 +84,9 @@ class QmgrTrigger:
             self.sock.sendto(queue_id.encode("ascii"), self.path)
         except OSError as exc:
             self.log.warning(f"{queue_id}: cannot trigger qmgr: {exc.strerror}")
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 @dataclass(frozen=True)
@@ -195,7 +205,7 @@ class Cleanup:
     """
 
     def __init__(
-        self, queue_dir: str, *, log: Log | None, trigger: Trigger | None,
+        self, queue_dir: str, *, log: LogSink | None, trigger: Trigger | None,
         fsync: bool = True, long_queue_ids: bool = False,
     ) -> None:
         self.queue_dir = queue_dir
