@@ -36,6 +36,7 @@ from contextlib import AbstractContextManager, ExitStack, suppress
 
 from postier.delivery.status import DeliveryStatus, bounced, deferred, sent
 from postier.local import privs
+from postier.safeio import write_all
 
 MAIL_DAEMON = "MAILER-DAEMON"
 LOCK_METHODS = ("fcntl", "flock", "dotlock")
@@ -392,13 +393,6 @@ def _check_opened(path: str, fd: int, uid: int | None, strict_ownership: bool) -
         )
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
 def _append(
     fd: int, entry: Iterable[bytes], orig_size: int, size_limit: int, do_fsync: bool
 ) -> None:
@@ -412,12 +406,12 @@ def _append(
                 total += len(buffer)
                 if size_limit and total > size_limit:
                     raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
-                _write_all(fd, bytes(buffer))
+                write_all(fd, buffer)
                 buffer.clear()
         total += len(buffer)
         if size_limit and total > size_limit:
             raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
-        _write_all(fd, bytes(buffer))
+        write_all(fd, buffer)
         if do_fsync:
             os.fsync(fd)
     except OSError as exc:

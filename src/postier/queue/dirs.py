@@ -63,6 +63,11 @@ def ensure(queue_dir: str, uid: int | None, gid: int | None) -> None:
                 os.chown(p, want_uid, want_gid)
 
 
+def public_path(queue_dir: str, service: str) -> str:
+    """The socket where ``service`` (``qmgr``) takes triggers: ``QUEUE_DIR/public/SERVICE``."""
+    return os.path.join(queue_dir, "public", service)
+
+
 def _hash_parts(state: str, queue_id: str, hash_names: Iterable[str], depth: int) -> list[str]:
     if state not in hash_names or depth <= 0:
         return []

@@ -11,13 +11,23 @@ Format (all offsets in bytes)::
     T <arrival time>\\n            envelope segment, written by ``commit()``
     S <sender as JSON string>\\n
     A <[name, value] as JSON>\\n            (any number)
-    R<s> <[address, orig] as JSON>\\n        (one per recipient; s is R pending, D done)
+    R<s> <[address, orig, dsn_notify, dsn_orcpt, status, reason] as JSON>\\n
+                                  (one per recipient; s is R pending, D done)
     X\\n                           completion mark
+    L <[index, status, reason] as JSON>\\n   (any number, appended after delivery attempts)
 
 The offset is written as 16 lower-case hex digits; all zeros means "not committed".
-Text after ``T``/``S``/``A``/``R`` is JSON (``ensure_ascii``), so any address or value
-(including lone surrogates from undecodable bytes) round-trips and no record can
+Text after ``T``/``S``/``A``/``R``/``L`` is JSON (``ensure_ascii``), so any address or
+value (including lone surrogates from undecodable bytes) round-trips and no record can
 contain a newline. The content is opaque bytes (8-bit, ``From `` lines, anything).
+
+The recipient record (``Recipient``) holds what delivery needs: the address, the
+original recipient (``orig``, Postfix's ``orig_rcpt``), the DSN ``NOTIFY`` value as
+given in RCPT TO (``dsn_notify``, RFC 3461, e.g. ``"SUCCESS,DELAY"``; ``""`` when not
+given), the DSN ``ORCPT`` (``dsn_orcpt``, ``addr-type;address``, ``""`` when not
+given), and the last delivery ``status`` (the DSN code, e.g. ``"4.4.1"``) with its
+``reason``. Files written before these fields existed have the two-element form
+``[address, orig]``; they are read with the other four empty.
 
 A writer creates ``incoming/.tmp-PID-N`` (a name ``dirs.scan`` never lists), streams the
 content (64 KiB buffer), then at commit appends the envelope and the completion mark,
@@ -33,9 +43,22 @@ a zero offset, is refused by ``QueueFile.open`` with ``CorruptQueueFile``. When 
 directory fsync fails after the rename, the file is unlinked again so that a message
 the client was told failed is not delivered as well.
 
-``mark_done`` overwrites one status byte (``R`` → ``D``) and fsyncs. The fsync and
-rename calls go through the module-level ``_fsync`` and ``_rename`` so that tests can
-inject crashes between the steps.
+Two durable updates change a committed file, each ending with an fsync of the file:
+
+* ``mark_done`` overwrites one status byte (``R`` → ``D``) in place: the recipient
+  needs no more delivery attempts.
+* ``record_status`` appends ``L`` records after the completion mark, one per
+  recipient, all in one write: the recipient's last status and reason (the queue
+  manager records them when it defers). When a file is read, the last ``L`` record of
+  a recipient wins over earlier ones and over the values in its ``R`` record. An
+  append torn by a crash leaves at most one incomplete line at the end of the file
+  (no newline yet): it is ignored when reading, and overwritten by the next append.
+  Appending was chosen over rewriting the envelope (a new file, its fsync, a rename
+  and a directory fsync) because it costs one write and one fsync, never moves the
+  records that ``mark_done`` overwrites, and keeps the file's name and inode.
+
+The fsync and rename calls go through the module-level ``_fsync`` and ``_rename`` so
+that tests can inject crashes between the steps.
 """
 
 from __future__ import annotations
@@ -46,11 +69,12 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 
 from postier.queue.ids import new_long_queue_id, new_queue_id
+from postier.safeio import write_all
 
 MAGIC = b"PQ1\n"
 HEADER_SIZE = len(MAGIC) + 18  # "E" + 16 hex digits + "\n"
@@ -80,9 +104,24 @@ class CorruptQueueFile(Exception):
 
 @dataclass
 class Recipient:
+    """One envelope recipient and what delivery needs to know about it.
+
+    ``orig``: the original recipient (before aliases/rewriting), ``""`` when the same.
+    ``done``: no more delivery attempts are needed (delivered, or bounced).
+    ``dsn_notify``: RFC 3461 NOTIFY as given (``"NEVER"`` or a comma list of
+    ``SUCCESS``/``FAILURE``/``DELAY``), ``""`` when not given.
+    ``dsn_orcpt``: RFC 3461 ORCPT (``"rfc822;user@example.com"``), ``""`` when not given.
+    ``status``/``reason``: the last delivery attempt's DSN code (``"4.4.1"``) and text,
+    ``""`` before any attempt.
+    """
+
     address: str
     orig: str = ""
     done: bool = False
+    dsn_notify: str = ""
+    dsn_orcpt: str = ""
+    status: str = ""
+    reason: str = ""
 
 
 @dataclass
@@ -215,13 +254,13 @@ class QueueWriter:
             return
         self._flush()
         if len(data) >= _BUFSIZE:
-            _write_all(self._fd, data)
+            write_all(self._fd, data)
         else:
             self._buf += data
 
     def _flush(self) -> None:
         if self._buf:
-            _write_all(self._fd, self._buf)
+            write_all(self._fd, self._buf)
             self._buf.clear()
         self._flushed = True
 
@@ -275,18 +314,12 @@ class QueueWriter:
             self._tmp_path = ""
 
 
-def _write_all(fd: int, data: bytes | bytearray) -> None:
-    done = 0
-    with memoryview(data) as view:  # released before the caller resizes ``data``
-        while done < len(view):
-            done += os.write(fd, view[done:])
-
-
 def encode_envelope(env: Envelope) -> bytes:
     lines = [f"T {env.arrival:.6f}", f"S {json.dumps(env.sender)}"]
     lines += [f"A {json.dumps([k, v])}" for k, v in env.attrs.items()]
     for r in env.recipients:
-        lines.append(f"R{'D' if r.done else 'R'} {json.dumps([r.address, r.orig])}")
+        fields = [r.address, r.orig, r.dsn_notify, r.dsn_orcpt, r.status, r.reason]
+        lines.append(f"R{'D' if r.done else 'R'} {json.dumps(fields)}")
     lines.append("X")
     return ("\n".join(lines) + "\n").encode()
 
@@ -298,12 +331,32 @@ def _json_str(raw: bytes) -> str:
     return value
 
 
-def _json_pair(raw: bytes) -> tuple[str, str]:
+def _json_strings(raw: bytes, *counts: int) -> list[str]:
     value = json.loads(raw)
-    if not (isinstance(value, list) and len(value) == 2
-            and isinstance(value[0], str) and isinstance(value[1], str)):
-        raise ValueError("pair of strings expected")
-    return value[0], value[1]
+    if not (isinstance(value, list) and len(value) in counts
+            and all(isinstance(v, str) for v in value)):
+        raise ValueError(f"list of {' or '.join(map(str, counts))} strings expected")
+    return value
+
+
+def _json_pair(raw: bytes) -> tuple[str, str]:
+    key, value = _json_strings(raw, 2)
+    return key, value
+
+
+def _recipient(raw: bytes, done: bool) -> Recipient:
+    """An ``R`` record: today's six fields, or the two (address, orig) of older files."""
+    fields = _json_strings(raw, 6, 2)
+    return Recipient(fields[0], fields[1], done, *fields[2:])
+
+
+def _status_record(raw: bytes, nrcpt: int) -> tuple[int, str, str]:
+    value = json.loads(raw)
+    if not (isinstance(value, list) and len(value) == 3 and type(value[0]) is int
+            and 0 <= value[0] < nrcpt and isinstance(value[1], str)
+            and isinstance(value[2], str)):
+        raise ValueError("[recipient index, status, reason] expected")
+    return value[0], value[1], value[2]
 
 
 class QueueFile:
@@ -337,18 +390,25 @@ class QueueFile:
         if env_offset + 2 > size:
             raise CorruptQueueFile(f"{self.path}: truncated queue file")
         segment = os.pread(self._fd, size - env_offset, env_offset)
-        if not segment.endswith(b"\nX\n"):
-            raise CorruptQueueFile(f"{self.path}: no completion mark")
+        lines = segment.split(b"\n")
+        # The last piece has no newline: "" when the file ends with one, else a torn append.
+        torn = lines.pop()
+        try:
+            mark = lines.index(b"X")
+        except ValueError:
+            raise CorruptQueueFile(f"{self.path}: no completion mark") from None
         self.content_offset = HEADER_SIZE
         self.content_size = env_offset - HEADER_SIZE
         self._status_offsets: list[int] = []
+        self._end = size - len(torn)  # where the next L record goes
+        self._file_size = size
         sender: str | None = None
         arrival = 0.0
         attrs: dict[str, str] = {}
         rcpts: list[Recipient] = []
         pos = env_offset
         try:
-            for line in segment.split(b"\n")[:-2]:
+            for line in lines[:mark]:
                 kind = line[:1]
                 if kind == b"T" and line[1:2] == b" ":
                     arrival = float(line[2:])
@@ -358,12 +418,17 @@ class QueueFile:
                     key, value = _json_pair(line[2:])
                     attrs[key] = value
                 elif kind == b"R" and line[1:2] in (b"R", b"D") and line[2:3] == b" ":
-                    address, orig = _json_pair(line[3:])
-                    rcpts.append(Recipient(address, orig, line[1:2] == b"D"))
+                    rcpts.append(_recipient(line[3:], line[1:2] == b"D"))
                     self._status_offsets.append(pos + 1)
                 else:
                     raise ValueError(f"unknown record {line[:10]!r}")
                 pos += len(line) + 1
+            for line in lines[mark + 1:]:
+                if line[:2] != b"L ":
+                    raise ValueError(f"unknown record after the mark {line[:10]!r}")
+                index, status, reason = _status_record(line[2:], len(rcpts))
+                rcpts[index].status = status
+                rcpts[index].reason = reason
         except (ValueError, TypeError) as exc:
             raise CorruptQueueFile(f"{self.path}: {exc}") from None
         if sender is None:
@@ -387,6 +452,38 @@ class QueueFile:
         os.pwrite(self._fd, b"D", self._status_offsets[index])
         _fsync(self._fd)
         self.envelope.recipients[index].done = True
+
+    def record_status(self, updates: Mapping[int, tuple[str, str]]) -> None:
+        """Record durably each recipient's last status and reason: index → (DSN code, text).
+
+        One ``L`` record per entry, all appended in one write after the completion mark,
+        then one fsync. Raises ``IndexError`` for an unknown index (nothing written),
+        ``OSError`` when the write or the fsync fails (the append is cut off again as far
+        as possible; a remnant is ignored by readers and overwritten by the next call).
+        """
+        if not updates:
+            return
+        nrcpt = len(self.envelope.recipients)
+        if any(not 0 <= i < nrcpt for i in updates):
+            raise IndexError("recipient index out of range")
+        data = "".join(
+            f"L {json.dumps([i, status, reason])}\n" for i, (status, reason) in updates.items()
+        ).encode()
+        end = self._end + len(data)
+        try:
+            write_all(self._fd, data, self._end)
+            if self._file_size > end:  # the rest of an append torn earlier
+                os.ftruncate(self._fd, end)
+            _fsync(self._fd)
+        except BaseException:
+            self._file_size = max(self._file_size, end)
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._end)
+            raise
+        self._end = self._file_size = end
+        for i, (status, reason) in updates.items():
+            self.envelope.recipients[i].status = status
+            self.envelope.recipients[i].reason = reason
 
     def close(self) -> None:
         if self._fd >= 0:

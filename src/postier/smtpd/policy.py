@@ -1,7 +1,7 @@
 """What smtpd decides, and with which settings: per process, per service, per session.
 
-``Worker`` holds what every session of a process shares (log, queue directory, the
-qmgr trigger, the local recipient table); ``Service`` is one master.cf smtpd service's
+``Worker`` holds what every session of a process shares (log, the way into the queue
+with its qmgr trigger, the local recipient table); ``Service`` is one master.cf smtpd service's
 settings (main.cf plus its ``-o`` overrides); ``Policy`` answers MAIL, RCPT and VRFY
 for one session by running the restriction evaluator (``smtpd.restrictions``, pure)
 over facts gathered here (mynetworks, address classes, local users, DNS).
@@ -12,18 +12,16 @@ semantics: client, HELO and sender restrictions are evaluated at RCPT time.
 from __future__ import annotations
 
 import asyncio
-import os
 import pwd
-import socket
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from postier.cleanup.cleanup import Cleanup, QmgrTrigger
 from postier.config.settings import Config
 from postier.dns.resolver import Resolver, local_addresses
 from postier.dns.result import DnsResult
 from postier.log import Log
-from postier.queue.file import GroupSync
 from postier.restrictions import evaluate as rs
 from postier.restrictions.lists import RESTRICTION_LISTS
 from postier.rewrite import address as addr_mod
@@ -69,25 +67,16 @@ class Worker:
         self.cfg = cfg
         self.log = log
         self.queue_dir = cfg.get("queue_directory")
-        self.trigger_path = os.path.join(self.queue_dir, "public", "qmgr")
-        self.trigger = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.trigger.setblocking(False)
+        self.cleanup = Cleanup(self.queue_dir, log=log, trigger=QmgrTrigger(self.queue_dir, log))
         warnings: list[str] = []
         self.aliases: AliasMaps = open_alias_maps(cfg.get_list("alias_maps"), warnings)
         for w in warnings:
             log.warning(w)
         self.resolver = Resolver()
-        self.incoming_sync = GroupSync(os.path.join(self.queue_dir, "incoming"))
         self._names: Expiring[str] = Expiring(NAME_CACHE_SECONDS)
         # passwd is read from /etc/passwd at each lookup; answers are kept a little while,
         # as Postfix's proxymap keeps its table open.
         self._users: Expiring[bool] = Expiring(PASSWD_CACHE_SECONDS)
-
-    def notify_qmgr(self, queue_id: str) -> None:
-        try:
-            self.trigger.sendto(queue_id.encode("ascii"), self.trigger_path)
-        except OSError as exc:  # qmgr down or busy: its periodic scan will find the file
-            self.log.warning(f"{queue_id}: cannot trigger qmgr: {exc.strerror}")
 
     async def reverse_name(self, addr: str) -> str:
         name = self._names.get(addr)

@@ -1,11 +1,11 @@
 """One SMTP session: the asyncio shell around the sans-IO server core.
 
 Follows Postfix's smtpd(8): reads bytes, feeds ``smtpproto.server.ServerConnection``,
-answers each event (restrictions through ``smtpd.policy``, the queue file through
-``queue.file``), and writes the replies, flushing once no more pipelined input is
-waiting. The queue file is opened at the first accepted recipient (that is when the
-queue ID is logged with ``client=``); the ``250 … queued as`` reply is sent only after
-the file and its directory entry are on disk.
+answers each event (restrictions through ``smtpd.policy``, the message through
+``cleanup.cleanup``, the one way into the queue), and writes the replies, flushing once
+no more pipelined input is waiting. The message is opened at the first accepted
+recipient (that is when the queue ID is logged with ``client=``); the ``250 … queued
+as`` reply is sent only after the file and its directory entry are on disk.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 
-from postier.cleanup.headers import HeaderProcessor, received_header
-from postier.queue.file import Envelope, QueueWriter, Recipient
+from postier.cleanup.cleanup import CleanupMessage, Received
+from postier.queue.file import Envelope, Recipient
 from postier.smtpd.policy import Policy, Service
 from postier.smtpproto import events as ev
 from postier.smtpproto import replies
@@ -55,15 +55,13 @@ class Session:
         self.esmtp = False
         self.sender: str | None = None
         self.recipients: list[Recipient] = []
-        self.queue: QueueWriter | None = None
-        self.headers: HeaderProcessor | None = None
+        self.message: CleanupMessage | None = None  # from the first accepted RCPT
         self.counts: Counter[str] = Counter()
         self.errors = 0
         self.last_command = "CONNECT"
         self.closing = False
         self.pipelining_violation = False
         self.out = bytearray()  # replies not yet written
-        self.write_error: OSError | None = None
 
     @property
     def client(self) -> str:
@@ -191,11 +189,8 @@ class Session:
     async def handle(self, event: object) -> Reply | None:
         match event:
             case ev.DataChunk(data=data):
-                if self.headers is not None and self.queue is not None and not self.write_error:
-                    try:
-                        self.queue.write(self.headers.feed(data))
-                    except OSError as exc:  # disk full…: read on, refuse at the end
-                        self.write_error = exc
+                if self.message is not None:  # a write error is kept: read on, refuse at the end
+                    self.message.write(data)
                 return None
             case ev.DataEnd():
                 return await self.on_data_end(event)
@@ -281,14 +276,13 @@ class Session:
             if len(self.recipients) >= self.svc.recipient_limit:
                 reply = replies.TOO_MANY_RECIPIENTS
             else:
-                if self.queue is None:
-                    try:
-                        self.queue = QueueWriter.create(self.svc.worker.queue_dir)
+                if self.message is None:
+                    try:  # logs QUEUE_ID: client=…
+                        self.message = self.svc.worker.cleanup.open(client=self.client)
                     except OSError as exc:
                         self.log.warning(f"cannot create a queue file: {exc}")
                         self.count("rcpt", replies.QUEUE_WRITE_ERROR)
                         return replies.QUEUE_WRITE_ERROR
-                    self.log.info(f"{self.queue.queue_id}: client={self.client}")
                 # A repeated recipient is accepted once and delivered once, as by cleanup(8).
                 if all(r.address != event.address for r in self.recipients):
                     self.recipients.append(Recipient(event.address, event.address))
@@ -299,7 +293,7 @@ class Session:
         return reply
 
     def log_reject(self, stage: str, reply: Reply, recipient: str | None) -> None:
-        qid = self.queue.queue_id if self.queue else "NOQUEUE"
+        qid = self.message.queue_id if self.message else "NOQUEUE"
         to = f" to=<{recipient}>" if recipient is not None else ""
         self.log.info(
             f"{qid}: reject: {stage} from {self.client}: {reply}; from=<{self.sender}>{to} "
@@ -308,35 +302,28 @@ class Session:
 
     def on_data(self) -> Reply:
         self.last_command = "DATA"
-        if not self.recipients or self.queue is None:
+        if not self.recipients or self.message is None:
             reply = replies.NO_VALID_RECIPIENTS
             self.count("data", reply)
             return reply
-        self.headers = HeaderProcessor()
-        received = received_header(
+        self.message.begin_content(Received(
             helo=self.helo or self.client_name,
             client_name=self.client_name,
             client_addr=self.client_addr,
             protocol=self.protocol,
             by_host=self.svc.hostname,
             mail_name=self.svc.mail_name,
-            queue_id=self.queue.queue_id,
             recipient=self.recipients[0].address if len(self.recipients) == 1 else None,
             when=datetime.now(UTC).astimezone(),
-        )
-        self.queue.write(received)
+        ))
         return replies.DATA_GO
 
     async def on_data_end(self, event: ev.DataEnd) -> Reply:
-        queue, headers = self.queue, self.headers
-        assert queue is not None and headers is not None
-        if self.write_error is None:
-            try:
-                queue.write(headers.end())
-            except OSError as exc:
-                self.write_error = exc
-        if self.write_error is not None:
-            self.log.warning(f"{queue.queue_id}: queue file write error: {self.write_error}")
+        message = self.message
+        assert message is not None
+        message.end_content()
+        if message.error is not None:
+            self.log.warning(f"{message.queue_id}: queue file write error: {message.error}")
             self.abort_transaction()
             self.count("data", replies.QUEUE_WRITE_ERROR)
             return replies.QUEUE_WRITE_ERROR
@@ -360,26 +347,23 @@ class Session:
             },
         )
         loop = asyncio.get_running_loop()
-        commit = loop.run_in_executor(None, queue.commit, envelope, self.svc.worker.incoming_sync)
+        # fsync of the file and of incoming/, then message-id= and the qmgr trigger.
+        commit = loop.run_in_executor(None, message.commit, envelope)
         try:
             # Shielded: a session cancelled meanwhile (stop) must not abort a file that
             # the commit thread is still writing; it becomes an unacknowledged message.
             queue_id = await asyncio.shield(commit)
         except asyncio.CancelledError:
-            self.queue = None
+            self.message = None
             raise
-        except OSError as exc:
-            self.log.warning(f"{queue.queue_id}: queue file write error: {exc}")
+        except OSError as exc:  # the commit removed the file
+            self.log.warning(f"{message.queue_id}: queue file write error: {exc}")
             self.abort_transaction()
             reply = replies.QUEUE_WRITE_ERROR
             self.count("data", reply)
             return reply
-        if headers.message_id:
-            self.log.info(f"{queue_id}: message-id={headers.message_id}")
-        self.queue = None
-        self.headers = None
+        self.message = None
         self.reset_transaction()
-        self.svc.worker.notify_qmgr(queue_id)
         reply = replies.queued(queue_id)
         self.count("data", reply)
         return reply
@@ -387,13 +371,11 @@ class Session:
     # --- transaction state --------------------------------------------------------------
 
     def reset_transaction(self) -> None:
-        self.write_error = None
         self.sender = None
         self.recipients = []
-        self.headers = None
 
     def abort_transaction(self) -> None:
-        if self.queue is not None:
-            self.queue.abort()
-            self.queue = None
+        if self.message is not None:
+            self.message.abort()
+            self.message = None
         self.reset_transaction()

@@ -1,0 +1,250 @@
+"""The one way into the queue: content in, headers processed, a committed queue file out.
+
+Follows Postfix's cleanup(8) (header processing, the ``message-id=`` log line, the
+queue file made durable before the client is told) and its ``qmgr`` trigger (a
+datagram to ``public/qmgr``, as Postfix's mail_trigger(3)); RFC 5321 section 4.4 for
+the Received: header (``cleanup.headers``). postier has no cleanup process: each
+program that brings mail in (smtpd; qmgr for bounces; later pickup) uses this library.
+
+Two forms:
+
+* ``Cleanup.open(client=…)`` → ``CleanupMessage``, fed as the content arrives::
+
+      msg = cleanup.open(client="host[192.0.2.1]")   # QID: client=… logged
+      msg.begin_content(Received(…))                  # the Received: header first
+      msg.write(chunk) …                              # through HeaderProcessor
+      msg.end_content()
+      if msg.error: … msg.abort()                     # a write failed: nothing queued
+      queue_id = msg.commit(envelope)                 # blocking: run it in a thread
+
+  smtpd opens the message at the first accepted RCPT (the queue ID is known and logged
+  at once), begins the content at DATA, and runs ``commit`` in an executor, shielded
+  from the session's cancellation.
+* ``Cleanup.enqueue(envelope, content)`` does all of that for a whole message given as
+  an iterable of bytes (or a function of the new queue ID returning one, for content
+  that names its own queue ID, as a bounce does).
+
+Write errors during the content do not raise: the first is kept in
+``CleanupMessage.error`` (the caller reads the rest of the message and refuses it at
+the end, as cleanup(8) reports ``CLEANUP_STAT_WRITE`` at the end), and ``commit``
+raises it. ``commit`` is the one step that acknowledges: the envelope is appended,
+the file fsynced, renamed to ``incoming/QUEUE_ID`` and ``incoming/`` fsynced through
+the process's ``GroupSync``; then ``message-id=`` is logged and qmgr triggered. Any
+failure in ``commit`` removes the file (``abort``), so that nothing the caller was not
+told about is delivered. ``abort`` is idempotent and never raises for a missing file.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from postier.cleanup.headers import HeaderProcessor, received_header
+from postier.queue import dirs
+from postier.queue.file import Envelope, GroupSync, QueueWriter
+
+#: A whole message's content: bytes, or a function of the new queue ID giving them.
+Content = Iterable[bytes] | Callable[[str], Iterable[bytes]]
+
+
+class LogSink(Protocol):
+    """Where the ``client=``, ``message-id=`` and trigger warning lines go (``postier.log.Log``)."""
+
+    def info(self, text: str) -> None: ...
+
+    def warning(self, text: str) -> None: ...
+
+
+class Trigger(Protocol):
+    """Tells the queue manager that ``queue_id`` is in ``incoming/``; never raises."""
+
+    def notify(self, queue_id: str) -> None: ...
+
+
+class QmgrTrigger:
+    """The datagram with the ASCII queue ID to ``QUEUE_DIR/public/qmgr``.
+
+    One unbound, non-blocking unix datagram socket per process. A failure (qmgr down or
+    busy) is logged as a warning and otherwise ignored: qmgr's periodic scan of
+    ``incoming/`` finds the file.
+    """
+
+    def __init__(self, queue_dir: str, log: LogSink) -> None:
+        self.path = dirs.public_path(queue_dir, "qmgr")
+        self.log = log
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+
+    def notify(self, queue_id: str) -> None:
+        try:
+            self.sock.sendto(queue_id.encode("ascii"), self.path)
+        except OSError as exc:
+            self.log.warning(f"{queue_id}: cannot trigger qmgr: {exc.strerror}")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@dataclass(frozen=True)
+class Received:
+    """What the Received: header says (``cleanup.headers.received_header``), queue ID aside.
+
+    ``recipient`` is named (``for <…>``) only when the message has exactly one.
+    """
+
+    helo: str
+    client_name: str
+    client_addr: str
+    protocol: str
+    by_host: str
+    mail_name: str
+    recipient: str | None
+    when: datetime
+    tls: str | None = None
+
+
+class CleanupMessage:
+    """One message on its way into the queue; see the module docstring."""
+
+    def __init__(self, cleanup: Cleanup, writer: QueueWriter) -> None:
+        self._cleanup = cleanup
+        self._writer = writer
+        self.headers = HeaderProcessor()
+        self.error: OSError | None = None
+        self._begun = False
+        self._ended = False
+
+    @property
+    def queue_id(self) -> str:
+        return self._writer.queue_id
+
+    @property
+    def message_id(self) -> str | None:
+        """The first Message-ID header's value, once the header block went through."""
+        return self.headers.message_id
+
+    @property
+    def size(self) -> int:
+        """Bytes of content written so far (the Received: header included)."""
+        return self._writer.size
+
+    def _put(self, data: bytes) -> None:
+        if self.error is None:
+            try:
+                self._writer.write(data)
+            except OSError as exc:  # disk full…: the caller refuses the message at the end
+                self.error = exc
+
+    def begin_content(self, received: Received | None = None) -> None:
+        """Start the content, with a Received: header on top when ``received`` is given."""
+        if self._begun:
+            raise ValueError("content already begun")
+        self._begun = True
+        if received is not None:
+            self._put(received_header(
+                helo=received.helo, client_name=received.client_name,
+                client_addr=received.client_addr, protocol=received.protocol,
+                by_host=received.by_host, mail_name=received.mail_name,
+                queue_id=self.queue_id, recipient=received.recipient, when=received.when,
+                tls=received.tls,
+            ))
+
+    def write(self, data: bytes) -> None:
+        """Stream a piece of the content (LF line ends) through header processing."""
+        if not self._begun:
+            self.begin_content()
+        if self.error is None:
+            self._put(self.headers.feed(data))
+
+    def end_content(self) -> None:
+        """The content is complete: flush what header processing still holds. Idempotent."""
+        if not self._begun:
+            self.begin_content()
+        if not self._ended:
+            self._ended = True
+            if self.error is None:
+                self._put(self.headers.end())
+
+    def commit(self, envelope: Envelope) -> str:
+        """Make the message durable, visible and known to qmgr; returns its queue ID.
+
+        Blocking (fsync of the file and of ``incoming/``): call it off the event loop.
+        Raises ``OSError`` (a write error kept from the content, or the commit's own);
+        the file is removed then. Logs ``QUEUE_ID: message-id=…`` when there is one.
+        """
+        try:
+            self.end_content()
+            if self.error is not None:
+                raise self.error
+            queue_id = self._writer.commit(envelope, self._cleanup.incoming_sync)
+        except BaseException:
+            self.abort()
+            raise
+        cleanup = self._cleanup
+        if cleanup.log is not None and self.headers.message_id:
+            cleanup.log.info(f"{queue_id}: message-id={self.headers.message_id}")
+        if cleanup.trigger is not None:
+            cleanup.trigger.notify(queue_id)
+        return queue_id
+
+    def abort(self) -> None:
+        """Forget the message: the file is closed and removed unless committed. Idempotent."""
+        self._writer.abort()
+
+
+class Cleanup:
+    """A process's way into the queue: the queue directory, its group commit, the trigger.
+
+    ``log`` receives the ``client=`` and ``message-id=`` lines (``None``: no lines);
+    ``trigger`` is told of each committed message (``None``: nobody is, as for qmgr's own
+    bounces, which qmgr schedules itself). ``fsync=False`` is for tests only.
+    """
+
+    def __init__(
+        self, queue_dir: str, *, log: LogSink | None, trigger: Trigger | None,
+        fsync: bool = True, long_queue_ids: bool = False,
+    ) -> None:
+        self.queue_dir = queue_dir
+        self.log = log
+        self.trigger = trigger
+        self.fsync = fsync
+        self.long_queue_ids = long_queue_ids
+        self.incoming_sync = GroupSync(os.path.join(queue_dir, "incoming"))
+
+    def open(self, *, client: str | None = None) -> CleanupMessage:
+        """A new message with its queue ID; logs ``QUEUE_ID: client=CLIENT`` when given.
+
+        Raises ``OSError`` when the queue file cannot be created.
+        """
+        writer = QueueWriter.create(
+            self.queue_dir, fsync=self.fsync, long_queue_ids=self.long_queue_ids
+        )
+        if client is not None and self.log is not None:
+            self.log.info(f"{writer.queue_id}: client={client}")
+        return CleanupMessage(self, writer)
+
+    def enqueue(
+        self, envelope: Envelope, content: Content, *, received: Received | None = None,
+        client: str | None = None,
+    ) -> str:
+        """Queue a whole message in one call; returns its queue ID. Blocking.
+
+        ``content`` is an iterable of byte strings (LF line ends), or a function called
+        once with the new queue ID that returns one. Raises ``OSError`` when the queue
+        file cannot be written, or whatever reading ``content`` raises; nothing is
+        queued then.
+        """
+        msg = self.open(client=client)
+        try:
+            msg.begin_content(received)
+            chunks = content(msg.queue_id) if callable(content) else content
+            for chunk in chunks:
+                msg.write(chunk)
+            return msg.commit(envelope)
+        except BaseException:
+            msg.abort()
+            raise
