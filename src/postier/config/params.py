@@ -265,6 +265,14 @@ _DECLS: list[Param] = [
     Param("maximal_queue_lifetime", "5d", _T, "time after which undeliverable mail bounces",
           time_unit="d"),
     Param("bounce_queue_lifetime", "5d", _T, "same, for bounce messages", time_unit="d"),
+    Param("default_destination_concurrency_limit", "20", _I,
+          "parallel deliveries to one destination (transport_destination_concurrency_limit "
+          "overrides it per transport)"),
+    Param("default_destination_recipient_limit", "50", _I,
+          "recipients per delivery request (transport_destination_recipient_limit overrides "
+          "it per transport)"),
+    Param("initial_destination_concurrency", "5", _I,
+          "parallel deliveries to a destination before any delivery to it has completed"),
     Param("delay_warning_time", "0h", _T, "time after which a delay warning is sent, 0 = never",
           time_unit="h"),
     Param("hash_queue_names", "deferred, defer", _L, "queues with hashed subdirectories"),
@@ -296,8 +304,10 @@ if len(PARAMS) != len(_DECLS):  # pragma: no cover - a declaration error
 #: ``postier check``, so that nothing is silently ignored.
 IMPLEMENTED: frozenset[str] = frozenset({
     "alias_maps", "bounce_queue_lifetime", "command_time_limit", "config_directory",
+    "default_destination_concurrency_limit", "default_destination_recipient_limit",
     "default_privs", "defer_transports", "disable_vrfy_command", "home_mailbox",
-    "inet_interfaces", "inet_protocols", "line_length_limit", "mail_name", "mail_owner",
+    "inet_interfaces", "initial_destination_concurrency", "inet_protocols",
+    "line_length_limit", "mail_name", "mail_owner",
     "mail_spool_directory", "mail_version", "mailbox_command", "mailbox_delivery_lock",
     "mailbox_size_limit", "maillog_file", "maximal_backoff_time", "maximal_queue_lifetime",
     "message_size_limit", "minimal_backoff_time", "mydestination", "mydomain", "myhostname",
