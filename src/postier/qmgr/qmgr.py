@@ -126,7 +126,6 @@ class Qmgr:
         self.classify = build_classifier(cfg)
         self.myhostname = cfg.get("myhostname")
         self.tasks: set[asyncio.Task[None]] = set()
-        self.wakeup = asyncio.Event()
         self.limit = asyncio.Semaphore(MESSAGE_ACTIVE_LIMIT)
 
     async def _io(self, fn: Callable[..., _T], *args: object) -> _T:
