@@ -36,6 +36,13 @@ TRANSPORTS: Mapping[str, TransportFactory] = {
 }
 
 
+#: Transports whose default concurrency limit is not default_destination_concurrency_limit
+#: (0: none). ``local`` requests are a pipeline into one process that delivers them in
+#: group-committed batches: limiting them only shrinks the batches (more fsyncs), so,
+#: unless local_destination_concurrency_limit is set, they are not limited.
+CONCURRENCY_DEFAULTS: Mapping[str, int] = {"local": 0}
+
+
 def build_transports(setup: TransportSetup) -> dict[str, Transport]:
     """Every registered transport, built: name -> transport."""
     return {name: factory(setup) for name, factory in TRANSPORTS.items()}

@@ -36,7 +36,7 @@ from postier import daemon
 from postier.bounce.dsn import Failed, build_bounce
 from postier.config.settings import Config
 from postier.delivery import status
-from postier.delivery.registry import TransportSetup, build_transports
+from postier.delivery.registry import CONCURRENCY_DEFAULTS, TransportSetup, build_transports
 from postier.delivery.status import DeliveryStatus, status_log_line
 from postier.delivery.transport import (
     DeliveryRequest,
@@ -119,7 +119,9 @@ class Qmgr:
             build_transports(TransportSetup(self.queue_dir, log))
             if transports is None else transports
         )
-        self.policy = scheduler.Policy.from_config(cfg, self.transports)
+        self.policy = scheduler.Policy.from_config(
+            cfg, self.transports, CONCURRENCY_DEFAULTS
+        )
         self.concurrency = scheduler.Concurrency(self.policy)
         self.waiters: dict[Destination, deque[asyncio.Future[None]]] = {}
         self.busy: set[str] = set()
@@ -239,7 +241,10 @@ class Qmgr:
         plan = scheduler.plan(env.recipients, self.route, self.policy, self.transports)
         results: dict[int, DeliveryStatus] = dict(plan.decided)
         own = set(plan.decided)  # results qmgr decided itself, and so logs itself
-        outcomes = await asyncio.gather(*(self._attempt(qf, b) for b in plan.batches))
+        if len(plan.batches) == 1:
+            outcomes = [await self._attempt(qf, plan.batches[0])]
+        else:
+            outcomes = await asyncio.gather(*(self._attempt(qf, b) for b in plan.batches))
         for batch, outcome in zip(plan.batches, outcomes, strict=True):
             if isinstance(outcome, TransportUnavailable):
                 for rr in batch.recipients:

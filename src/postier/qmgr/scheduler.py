@@ -85,11 +85,17 @@ class Policy:
         return self.transport_limits.get(transport, self.default_limits)
 
     @classmethod
-    def from_config(cls, cfg: Config, transports: Iterable[str]) -> Policy:
+    def from_config(
+        cls, cfg: Config, transports: Iterable[str],
+        concurrency_defaults: Mapping[str, int] | None = None,
+    ) -> Policy:
         """The policy in ``cfg``; ``<transport>_destination_*`` read for each of ``transports``.
 
+        ``concurrency_defaults`` gives a transport's own default concurrency limit (used
+        when its parameter is not set), in place of default_destination_concurrency_limit.
         Raises ``ConfigError`` on a value of the wrong type.
         """
+        own = concurrency_defaults or {}
         default = Limits(
             cfg.get_int("default_destination_recipient_limit"),
             cfg.get_int("default_destination_concurrency_limit"),
@@ -100,7 +106,8 @@ class Policy:
             rcpt_name = f"{t}_destination_recipient_limit"
             conc_name = f"{t}_destination_concurrency_limit"
             rcpt = cfg.get_int(rcpt_name) if cfg.known(rcpt_name) else default.recipient_limit
-            conc = cfg.get_int(conc_name) if cfg.known(conc_name) else default.concurrency_limit
+            conc = (cfg.get_int(conc_name) if cfg.known(conc_name)
+                    else own.get(t, default.concurrency_limit))
             if (rcpt, conc) != (default.recipient_limit, default.concurrency_limit):
                 per[t] = Limits(rcpt, conc, default.initial_concurrency)
         return cls(

@@ -257,3 +257,14 @@ def test_past_its_lifetime_a_deferred_recipient_bounces_with_5_4_7() -> None:
     assert results[0].kind is Kind.DEFERRED  # the caller's mapping is left alone
     bounce = scheduler.settle(rcpts, results, "", 0.0, 2 * DAY + 1, policy())
     assert bounce.expired and bounce.bounced == (0,)
+
+
+def test_a_transport_may_have_its_own_default_concurrency_unless_its_parameter_is_set() -> None:
+    cfg = Config(parse("", "main.cf"), hostname="mx.example.com")
+    pol = Policy.from_config(cfg, ["local", "smtp"], {"local": 0})
+    assert pol.limits("local") == Limits(50, 0, 5)
+    assert pol.limits("smtp") == Limits(50, 20, 5)
+    set_cfg = Config(parse("local_destination_concurrency_limit = 2\n", "main.cf"),
+                     hostname="mx.example.com")
+    assert Policy.from_config(set_cfg, ["local"], {"local": 0}).limits("local") == Limits(
+        50, 2, 5)
