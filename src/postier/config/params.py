@@ -631,6 +631,18 @@ MAXIMAL_QUEUE_LIFETIME = Param.time(
 BOUNCE_QUEUE_LIFETIME = Param.time(
     "bounce_queue_lifetime", "5d",
     "same, for bounce messages", unit="d", implemented=True)
+DEFAULT_DESTINATION_CONCURRENCY_LIMIT = Param.int(
+    "default_destination_concurrency_limit", "20",
+    "parallel deliveries to one destination (transport_destination_concurrency_limit "
+    "overrides it per transport)", implemented=True)
+DEFAULT_DESTINATION_RECIPIENT_LIMIT = Param.int(
+    "default_destination_recipient_limit", "50",
+    "recipients per delivery request (transport_destination_recipient_limit overrides "
+    "it per transport)", implemented=True)
+INITIAL_DESTINATION_CONCURRENCY = Param.int(
+    "initial_destination_concurrency", "5",
+    "parallel deliveries to a destination before any delivery to it has completed",
+    implemented=True)
 DELAY_WARNING_TIME = Param.time(
     "delay_warning_time", "0h",
     "time after which a delay warning is sent, 0 = never", unit="h")

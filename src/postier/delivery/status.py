@@ -7,6 +7,7 @@ only ``kind`` to decide whether to remove, defer or bounce the recipient.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 
 
@@ -64,3 +65,18 @@ def status_log_line(
         f"{queue_id}: to=<{address}>{orig_part}, relay={st.relay}, delay={delay}, "
         f"delays={delay}/0/0/0, dsn={st.dsn}, status={st.kind.value} ({st.text})"
     )
+
+
+_DSN_RE = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?:\s+|$)")
+
+
+def dsn_split(text: str, default_dsn: str) -> tuple[str, str]:
+    """Split ``"5.1.1 no such user"`` into ``("5.1.1", "no such user")``, as dsn_split(3).
+
+    Text without a leading RFC 3463 code gets ``default_dsn`` and stays whole. The
+    class of the code is kept as written; callers that need one class force it.
+    """
+    m = _DSN_RE.match(text)
+    if m is None:
+        return default_dsn, text
+    return f"{m.group(1)}.{m.group(2)}.{m.group(3)}", text[m.end():]

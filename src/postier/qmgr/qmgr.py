@@ -10,106 +10,138 @@ backoff between ``minimal_backoff_time`` and ``maximal_backoff_time``; mail olde
 ``maximal_queue_lifetime`` is bounced. smtpd announces new mail with a datagram to
 ``public/qmgr``; a periodic scan of incoming/ makes a lost datagram harmless.
 
-Only the ``local`` transport exists so far: other recipients are deferred.
+This is the asyncio shell around ``postier.qmgr.scheduler`` (every decision) and the
+transports of ``postier.delivery.registry`` (every delivery). Queue files are opened,
+marked, moved, scanned and bounces written in worker threads, never on the event
+loop. Only the ``local``, ``error`` and ``discard`` transports exist so far: other
+recipients are deferred.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
 import sys
 import time
 import traceback
+from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from postier import daemon
 from postier.bounce.dsn import Failed, build_bounce
 from postier.config.settings import Config
 from postier.delivery import status
-from postier.delivery.protocol import DeliverAnswer, DeliverRequest, RcptRequest
-from postier.delivery.status import DeliveryStatus, Kind, status_log_line
+from postier.delivery.registry import CONCURRENCY_DEFAULTS, TransportSetup, build_transports
+from postier.delivery.status import DeliveryStatus, status_log_line
+from postier.delivery.transport import (
+    DeliveryRequest,
+    RcptResult,
+    Transport,
+    TransportUnavailable,
+)
 from postier.dns.resolver import local_addresses
 from postier.log import Log
 from postier.log import for_config as log_for_config
+from postier.qmgr import scheduler
+from postier.qmgr.scheduler import Batch, Destination, Route, Settlement
 from postier.queue import dirs
 from postier.queue.file import CorruptQueueFile, Envelope, QueueFile, QueueWriter, Recipient
-from postier.rewrite.resolve import AddressClass, Classifier
+from postier.rewrite.resolve import Classifier
 
 INCOMING_SCAN_SECONDS = 1.0
+#: Messages being worked on at once (Postfix's qmgr_message_active_limit, much smaller).
+MESSAGE_ACTIVE_LIMIT = 100
+
+_T = TypeVar("_T")
 
 
-class LocalClient:
-    """A pipelined client of the local delivery agent's socket."""
+def build_classifier(cfg: Config) -> Classifier:
+    """qmgr's address classifier (mydestination, the interfaces, relay_domains): built here only."""
+    return Classifier.from_lists(
+        cfg.get_list("mydestination"), local_addresses(), cfg.get_list("relay_domains")
+    )
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-        self.pending: dict[int, asyncio.Future[DeliverAnswer]] = {}
-        self.next_id = 1
-        self.lock = asyncio.Lock()
-        self.reader_task: asyncio.Task[None] | None = None
 
-    async def _connect(self) -> None:
-        self.reader, self.writer = await asyncio.open_unix_connection(self.path)
-        self.reader_task = asyncio.create_task(self._read_answers(self.reader))
+def write_bounce(
+    queue_dir: str, myhostname: str, qf: QueueFile, failed: list[Failed], now: float
+) -> str:
+    """Queue the non-delivery notification of ``failed`` to ``qf``'s sender; its queue ID.
 
-    async def _read_answers(self, reader: asyncio.StreamReader) -> None:
-        try:
-            while True:
-                line = await reader.readline()
-                if not line:
-                    break
-                answer = DeliverAnswer.decode(line)
-                fut = self.pending.pop(answer.id, None)
-                if fut is not None and not fut.done():
-                    fut.set_result(answer)
-        except (ConnectionError, OSError):
-            pass  # every pending request fails below; the next request reconnects
-        finally:
-            self.writer = None
-            for fut in self.pending.values():
-                if not fut.done():
-                    fut.set_exception(ConnectionError("local delivery agent went away"))
-            self.pending.clear()
-
-    async def deliver(self, req: DeliverRequest) -> DeliverAnswer:
-        async with self.lock:
-            if self.writer is None:
-                await self._connect()
-            req.id = self.next_id
-            self.next_id += 1
-            fut: asyncio.Future[DeliverAnswer] = asyncio.get_running_loop().create_future()
-            self.pending[req.id] = fut
-            assert self.writer is not None
-            self.writer.write(req.encode())
-        return await fut
+    Blocking (writes and fsyncs a queue file): call it off the event loop. Raises
+    OSError when the queue cannot be written (nothing is left behind).
+    """
+    env = qf.envelope
+    writer = QueueWriter.create(queue_dir)
+    try:
+        body = build_bounce(
+            myhostname=myhostname,
+            queue_id=qf.queue_id,
+            new_queue_id=writer.queue_id,
+            sender=env.sender,
+            arrival=datetime.fromtimestamp(env.arrival, UTC),
+            now=datetime.fromtimestamp(now, UTC),
+            failed=failed,
+            original=qf.iter_content(),
+        )
+        writer.write(body)
+        return writer.commit(
+            Envelope(
+                sender="",
+                recipients=[Recipient(env.sender)],
+                arrival=now,
+                attrs={"origin": "bounce"},
+            )
+        )
+    except BaseException:
+        writer.abort()
+        raise
 
 
 class Qmgr:
-    def __init__(self, cfg: Config, log: Log) -> None:
+    """The queue manager's state: the scheduler's policy and counters, transports, tasks.
+
+    ``transports`` replaces the registry's (tests); every method that touches the queue
+    does it in a worker thread.
+    """
+
+    def __init__(
+        self, cfg: Config, log: Log, transports: dict[str, Transport] | None = None
+    ) -> None:
         self.cfg = cfg
         self.log = log
         self.queue_dir = cfg.get("queue_directory")
-        self.local = LocalClient(os.path.join(self.queue_dir, "private", "local"))
-        self.busy: set[str] = set()
-        self.classify = Classifier.from_lists(
-            cfg.get_list("mydestination"), local_addresses(), cfg.get_list("relay_domains")
+        self.transports = (
+            build_transports(TransportSetup(self.queue_dir, log))
+            if transports is None else transports
         )
-        self.defer_transports = set(cfg.get_list("defer_transports"))
-        self.min_backoff = cfg.get_time("minimal_backoff_time")
-        self.max_backoff = cfg.get_time("maximal_backoff_time")
-        self.max_lifetime = cfg.get_time("maximal_queue_lifetime")
-        self.bounce_lifetime = cfg.get_time("bounce_queue_lifetime")
+        self.policy = scheduler.Policy.from_config(
+            cfg, self.transports, CONCURRENCY_DEFAULTS
+        )
+        self.concurrency = scheduler.Concurrency(self.policy)
+        self.waiters: dict[Destination, deque[asyncio.Future[None]]] = {}
+        self.busy: set[str] = set()
+        self.classify = build_classifier(cfg)
         self.myhostname = cfg.get("myhostname")
-        self.queue_run_delay = cfg.get_time("queue_run_delay")
         self.tasks: set[asyncio.Task[None]] = set()
-        self.wakeup = asyncio.Event()
-        self.limit = asyncio.Semaphore(100)
+        self.limit = asyncio.Semaphore(MESSAGE_ACTIVE_LIMIT)
 
-    # --- scheduling ---------------------------------------------------------------------
+    async def _io(self, fn: Callable[..., _T], *args: object) -> _T:
+        """Run blocking file work in a worker thread."""
+        return await asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(fn, *args)
+        )
+
+    def route(self, address: str) -> Route:
+        """The transport and next hop of ``address`` (its address class, for now)."""
+        domain = address.rpartition("@")[2]
+        return scheduler.route(address, self.classify(domain), self.myhostname)
+
+    # --- messages in and out of the active queue ----------------------------------------
 
     def schedule(self, queue_id: str, state: str) -> None:
         if queue_id in self.busy:
@@ -125,186 +157,207 @@ class Qmgr:
                 await self.process(queue_id, state)
         except Exception:
             self.log.error(f"{queue_id}: {traceback.format_exc().strip()}")
-            self.park(queue_id)
+            problem = await self._io(self._park, queue_id, time.time())
+            if problem:
+                self.log.warning(f"{queue_id}: cannot move to the deferred queue: {problem}")
         finally:
             self.busy.discard(queue_id)
 
-    def park(self, queue_id: str) -> None:
-        """After a failure of our own, retry the message later rather than forget it in active/."""
+    def _park(self, queue_id: str, now: float) -> str | None:
+        """After a failure of our own, retry the message later rather than forget it in active/.
+
+        Blocking. Returns the OS error's text when it cannot be moved, else None.
+        """
         try:
             path = dirs.move(self.queue_dir, queue_id, "active", "deferred")
-            when = time.time() + self.min_backoff
+            when = now + self.policy.minimal_backoff_time
             os.utime(path, (when, when))
         except FileNotFoundError:
             pass
         except OSError as exc:
-            self.log.warning(f"{queue_id}: cannot move to the deferred queue: {exc.strerror}")
+            return exc.strerror or str(exc)
+        return None
 
-    def scan_incoming(self) -> None:
-        for queue_id, _path in dirs.scan(self.queue_dir, "incoming"):
+    async def scan_incoming(self) -> None:
+        for queue_id in await self._io(self._list, "incoming"):
             self.schedule(queue_id, "incoming")
 
-    def scan_deferred(self) -> None:
-        now = time.time()
+    async def scan_deferred(self) -> None:
+        for queue_id in await self._io(self._due_deferred, time.time()):
+            self.schedule(queue_id, "deferred")
+
+    def _list(self, state: str) -> list[str]:
+        return [queue_id for queue_id, _path in dirs.scan(self.queue_dir, state)]
+
+    def _due_deferred(self, now: float) -> list[str]:
+        due = []
         for queue_id, path in dirs.scan(self.queue_dir, "deferred"):
             try:
-                if os.stat(path).st_mtime <= now:
-                    self.schedule(queue_id, "deferred")
+                if scheduler.is_due(os.stat(path).st_mtime, now):
+                    due.append(queue_id)
             except FileNotFoundError:
                 continue
+        return due
 
     # --- one message --------------------------------------------------------------------
 
-    async def process(self, queue_id: str, state: str) -> None:
+    def _take(self, queue_id: str, state: str) -> QueueFile | CorruptQueueFile | None:
+        """Move to active/ and open (blocking); None when gone, the error when corrupt."""
         try:
             path = dirs.move(self.queue_dir, queue_id, state, "active")
         except FileNotFoundError:
-            return  # another scan took it, or it is gone
+            return None  # another scan took it, or it is gone
         try:
-            qf = QueueFile.open(path)
+            return QueueFile.open(path)
         except CorruptQueueFile as exc:
-            self.log.warning(f"{queue_id}: corrupt queue file: {exc}; moved to corrupt")
             dirs.move(self.queue_dir, queue_id, "active", "corrupt")
+            return exc
+
+    async def process(self, queue_id: str, state: str) -> None:
+        taken = await self._io(self._take, queue_id, state)
+        if taken is None:
             return
-        with qf:
+        if isinstance(taken, CorruptQueueFile):
+            self.log.warning(f"{queue_id}: corrupt queue file: {taken}; moved to corrupt")
+            return
+        qf = taken
+        closed = False
+        try:
             env = qf.envelope
             self.log.info(
                 f"{queue_id}: from=<{env.sender}>, size={qf.content_size}, "
                 f"nrcpt={len(env.recipients)} (queue active)"
             )
             results = await self.deliver(qf)
+            closed = True  # finish() closes it, whatever happens
             await self.finish(qf, results)
-
-    def transport_for(self, address: str) -> str:
-        """local for our own domains (smtpd's address classes); smtp for the rest."""
-        domain = address.rpartition("@")[2]
-        return "local" if self.classify(domain) is AddressClass.LOCAL else "smtp"
+        finally:
+            if not closed:
+                await self._io(qf.close)
 
     async def deliver(self, qf: QueueFile) -> dict[int, DeliveryStatus]:
+        """One attempt at every recipient not yet done; each recipient's status by index."""
         env = qf.envelope
-        results: dict[int, DeliveryStatus] = {}
-        own: set[int] = set()  # results qmgr decided itself, and so logs itself
-        local_rcpts: list[RcptRequest] = []
-        for i, r in enumerate(env.recipients):
-            if r.done:
-                continue
-            transport = self.transport_for(r.address)
-            if transport in self.defer_transports:
-                results[i] = status.deferred("4.3.2", "deferred transport", relay="none")
-            elif transport != "local":
-                results[i] = status.deferred(
-                    "4.3.0",
-                    f"mail transport unavailable: no {transport} delivery agent yet",
-                    relay="none",
-                )
+        plan = scheduler.plan(env.recipients, self.route, self.policy, self.transports)
+        results: dict[int, DeliveryStatus] = dict(plan.decided)
+        own = set(plan.decided)  # results qmgr decided itself, and so logs itself
+        if len(plan.batches) == 1:
+            outcomes = [await self._attempt(qf, plan.batches[0])]
+        else:
+            outcomes = await asyncio.gather(*(self._attempt(qf, b) for b in plan.batches))
+        for batch, outcome in zip(plan.batches, outcomes, strict=True):
+            if isinstance(outcome, TransportUnavailable):
+                for rr in batch.recipients:
+                    results[rr.index] = status.deferred("4.3.0", str(outcome), relay="none")
+                    own.add(rr.index)
             else:
-                local_rcpts.append(RcptRequest(i, r.address, r.orig))
-        if local_rcpts:
-            req = DeliverRequest(
-                0, qf.queue_id, qf.path, env.sender, env.arrival, local_rcpts, env.attrs
-            )
-            try:
-                answer = await self.local.deliver(req)
-                for res in answer.results:
+                for res in outcome:
                     results[res.index] = res.status
-            except (OSError, ConnectionError) as exc:
-                for lr in local_rcpts:
-                    results[lr.index] = status.deferred(
-                        "4.3.0", f"local delivery agent unavailable: {exc}", relay="none"
-                    )
-                    own.add(lr.index)
         now = time.time()
-        for i in sorted(own | (set(results) - {lr.index for lr in local_rcpts})):
+        for i in sorted(own):
             r = env.recipients[i]
             self.log.info(
                 status_log_line(qf.queue_id, r.address, r.orig, env.arrival, results[i], now)
             )
         return results
 
-    async def finish(self, qf: QueueFile, results: dict[int, DeliveryStatus]) -> None:
+    async def _attempt(
+        self, qf: QueueFile, batch: Batch
+    ) -> list[RcptResult] | TransportUnavailable:
         env = qf.envelope
-        lifetime = self.bounce_lifetime if env.sender == "" else self.max_lifetime
-        if time.time() - env.arrival > lifetime:
-            # Past maximal_queue_lifetime (bounce_queue_lifetime for bounces), a
-            # recipient that is still deferred is returned to the sender.
-            expired = {i: d for i, d in results.items() if d.kind is Kind.DEFERRED}
-            for i, d in expired.items():
-                results[i] = status.bounced(
-                    "5.4.7", f"delivery temporarily suspended: {d.text}", relay=d.relay
-                )
-            if expired:
+        request = DeliveryRequest(
+            qf.queue_id, qf.path, env.sender, env.arrival, batch.recipients,
+            batch.route.nexthop, env.attrs,
+        )
+        await self._acquire(batch.destination)
+        ok = False
+        try:
+            results = await self.transports[batch.route.transport].deliver(request)
+            ok = True
+            return results
+        except TransportUnavailable as exc:
+            return exc
+        finally:
+            self._release(batch.destination, ok)
+
+    async def _acquire(self, d: Destination) -> None:
+        while not self.concurrency.try_start(d):
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            queue = self.waiters.setdefault(d, deque())
+            queue.append(fut)
+            try:
+                await fut
+            finally:
+                if not fut.done():
+                    fut.cancel()
+
+    def _release(self, d: Destination, ok: bool) -> None:
+        self.concurrency.finish(d, ok)
+        queue = self.waiters.get(d)
+        if queue is None:
+            return
+        free = self.concurrency.free(d)
+        while queue and (free is None or free > 0):
+            fut = queue.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                if free is not None:
+                    free -= 1
+        if not queue:
+            del self.waiters[d]
+
+    async def finish(self, qf: QueueFile, results: dict[int, DeliveryStatus]) -> None:
+        """Remove, defer or bounce after an attempt, then close ``qf``."""
+        env = qf.envelope
+        try:
+            done = scheduler.settle(
+                env.recipients, results, env.sender, env.arrival, time.time(), self.policy
+            )
+            if done.expired:
+                # Past maximal_queue_lifetime (bounce_queue_lifetime for bounces), a
+                # recipient that is still deferred is returned to the sender.
                 self.log.info(
                     f"{qf.queue_id}: from=<{env.sender}>, status=expired, returned to sender"
                 )
-        bounced: list[Failed] = []
-        pending = False
-        for i, r in enumerate(env.recipients):
-            if r.done:
-                continue
-            st = results.get(i)
-            if st is None or st.kind is Kind.DEFERRED:
-                pending = True
-                continue
-            if st.kind is Kind.BOUNCED:
-                bounced.append(Failed(r.address, r.orig, st))
-        if bounced or pending:
+            failed = [
+                Failed(env.recipients[i].address, env.recipients[i].orig, done.results[i])
+                for i in done.bounced
+            ]
+            if failed and not env.sender:
+                for f in failed:
+                    self.log.warning(
+                        f"{qf.queue_id}: undeliverable bounce to <{f.recipient}> discarded"
+                    )
+        except BaseException:
+            await self._io(qf.close)
+            raise
+        new_id = await self._io(self._settle, qf, done, failed)
+        if new_id is not None:
+            self.log.info(f"{qf.queue_id}: sender non-delivery notification: {new_id}")
+            self.schedule(new_id, "incoming")
+        if not done.keep:
+            self.log.info(f"{qf.queue_id}: removed")
+
+    def _settle(self, qf: QueueFile, done: Settlement, failed: list[Failed]) -> str | None:
+        """Do on disk what ``done`` says (blocking), then close; the bounce's queue ID."""
+        with qf:
+            env = qf.envelope
             # Record who was delivered before anything else can fail, so that a retry
             # never delivers to them again; bounced ones once their bounce is queued.
-            self.mark(qf, results, Kind.SENT)
-        if bounced and env.sender:
-            self.send_bounce(qf, bounced)
-        elif bounced:
-            for f in bounced:
-                self.log.warning(
-                    f"{qf.queue_id}: undeliverable bounce to <{f.recipient}> discarded"
-                )
-        if bounced and pending:
-            self.mark(qf, results, Kind.BOUNCED)
-        if not pending:
-            os.unlink(qf.path)
-            self.log.info(f"{qf.queue_id}: removed")
-            return
-        age = max(0.0, time.time() - env.arrival)
-        delay = min(max(age, self.min_backoff), self.max_backoff)
-        new_path = dirs.move(self.queue_dir, qf.queue_id, "active", "deferred")
-        when = time.time() + delay
-        os.utime(new_path, (when, when))
-
-    @staticmethod
-    def mark(qf: QueueFile, results: dict[int, DeliveryStatus], kind: Kind) -> None:
-        for i, r in enumerate(qf.envelope.recipients):
-            st = results.get(i)
-            if not r.done and st is not None and st.kind is kind:
+            for i in done.mark_sent:
                 qf.mark_done(i)
-
-    def send_bounce(self, qf: QueueFile, failed: list[Failed]) -> None:
-        env = qf.envelope
-        writer = QueueWriter.create(self.queue_dir)
-        try:
-            body = build_bounce(
-                myhostname=self.myhostname,
-                queue_id=qf.queue_id,
-                new_queue_id=writer.queue_id,
-                sender=env.sender,
-                arrival=datetime.fromtimestamp(env.arrival, UTC),
-                now=datetime.now(UTC),
-                failed=failed,
-                original=qf.iter_content(),
-            )
-            writer.write(body)
-            new_id = writer.commit(
-                Envelope(
-                    sender="",
-                    recipients=[Recipient(env.sender)],
-                    arrival=time.time(),
-                    attrs={"origin": "bounce"},
-                )
-            )
-        except BaseException:
-            writer.abort()
-            raise
-        self.log.info(f"{qf.queue_id}: sender non-delivery notification: {new_id}")
-        self.schedule(new_id, "incoming")
+            new_id = None
+            if failed and env.sender:
+                new_id = write_bounce(self.queue_dir, self.myhostname, qf, failed, time.time())
+            for i in done.mark_bounced:
+                qf.mark_done(i)
+            if not done.keep:
+                os.unlink(qf.path)
+                return new_id
+            new_path = dirs.move(self.queue_dir, qf.queue_id, "active", "deferred")
+            when = scheduler.next_attempt(env.arrival, time.time(), self.policy)
+            os.utime(new_path, (when, when))
+            return new_id
 
 
 def bind_trigger(queue_dir: str) -> socket.socket:
@@ -318,13 +371,18 @@ def bind_trigger(queue_dir: str) -> socket.socket:
     return sock
 
 
+def unbind_trigger(queue_dir: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(os.path.join(queue_dir, "public", "qmgr"))
+
+
 async def serve(qmgr: Qmgr, ready_fd: int, lifeline_fd: int) -> None:
     loop = asyncio.get_running_loop()
     stop = daemon.stop_event(loop, lifeline_fd)
-    recovered = dirs.recover(qmgr.queue_dir)
+    recovered = await loop.run_in_executor(None, dirs.recover, qmgr.queue_dir)
     if recovered:
         qmgr.log.info(f"recovered {recovered} message(s) from the active queue")
-    trigger = bind_trigger(qmgr.queue_dir)
+    trigger = await loop.run_in_executor(None, bind_trigger, qmgr.queue_dir)
 
     def on_trigger() -> None:
         while True:
@@ -338,18 +396,17 @@ async def serve(qmgr: Qmgr, ready_fd: int, lifeline_fd: int) -> None:
 
     loop.add_reader(trigger.fileno(), on_trigger)
     daemon.report_ready(ready_fd)
-    last_deferred = 0.0
+    last_deferred: float | None = None
     while not stop.is_set():
-        qmgr.scan_incoming()
-        if time.monotonic() - last_deferred >= qmgr.queue_run_delay:
-            qmgr.scan_deferred()
+        await qmgr.scan_incoming()
+        if scheduler.deferred_scan_due(last_deferred, time.monotonic(), qmgr.policy):
+            await qmgr.scan_deferred()
             last_deferred = time.monotonic()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), INCOMING_SCAN_SECONDS)
     loop.remove_reader(trigger.fileno())
     trigger.close()
-    with contextlib.suppress(OSError):
-        os.unlink(os.path.join(qmgr.queue_dir, "public", "qmgr"))
+    await loop.run_in_executor(None, unbind_trigger, qmgr.queue_dir)
     for task in list(qmgr.tasks):
         task.cancel()
 

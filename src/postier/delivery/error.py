@@ -1,0 +1,38 @@
+"""The ``error`` transport: bounces every recipient with the next hop as the reason.
+
+Follows Postfix's error(8): the request's next-hop field is the reason text, which may
+begin with an RFC 3463 detail code (``error:5.1.1 mailbox unavailable``); without one
+the status is 5.0.0. Every recipient is bounced (a code of another class is made a
+5.X.Y code), with ``relay=none``. Runs inside the queue manager: no file is read.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from postier.delivery import status
+from postier.delivery.status import dsn_split, status_log_line
+from postier.delivery.transport import DeliveryRequest, RcptResult, StatusLog
+
+DEFAULT_DSN = "5.0.0"
+
+
+class ErrorTransport:
+    """``deliver(request)`` bounces each recipient and logs its status line."""
+
+    def __init__(self, log: StatusLog, clock: Callable[[], float] = time.time) -> None:
+        self.log = log
+        self.clock = clock
+
+    async def deliver(self, request: DeliveryRequest) -> list[RcptResult]:
+        dsn, text = dsn_split(request.nexthop, DEFAULT_DSN)
+        st = status.bounced("5" + dsn[1:], text, relay="none")
+        now = self.clock()
+        results = []
+        for r in request.recipients:
+            self.log.info(
+                status_log_line(request.queue_id, r.address, r.orig, request.arrival, st, now)
+            )
+            results.append(RcptResult(r.index, st))
+        return results

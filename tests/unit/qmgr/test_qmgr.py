@@ -1,0 +1,248 @@
+"""qmgr's shell around the scheduler, with fake transports and a queue in a temp directory."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from postier.config.maincf import parse
+from postier.config.settings import Config
+from postier.delivery import status
+from postier.delivery.transport import (
+    DeliveryRequest,
+    RcptResult,
+    Transport,
+    TransportUnavailable,
+)
+from postier.log import Log
+from postier.qmgr import qmgr as qmgr_mod
+from postier.qmgr.qmgr import Qmgr
+from postier.queue import dirs
+from postier.queue.file import Envelope, QueueFile, QueueWriter, Recipient
+
+CONTENT = b"Subject: test\r\n\r\nbody\r\n"
+
+Deliver = Callable[[DeliveryRequest], list[RcptResult]]
+
+
+class MemoryLog(Log):
+    def __init__(self) -> None:
+        super().__init__("qmgr")
+        self.lines: list[str] = []
+
+    def _emit(self, severity: str, text: str) -> None:
+        self.lines.append(text if severity == "info" else f"{severity}: {text}")
+
+
+class FakeTransport:
+    """Answers with ``answer(request)``; remembers requests and the most in flight at once."""
+
+    def __init__(self, answer: Deliver, pause: float = 0.0) -> None:
+        self.answer = answer
+        self.pause = pause
+        self.requests: list[DeliveryRequest] = []
+        self.in_flight = 0
+        self.most = 0
+
+    async def deliver(self, request: DeliveryRequest) -> list[RcptResult]:
+        self.requests.append(request)
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            await asyncio.sleep(self.pause)
+            return self.answer(request)
+        finally:
+            self.in_flight -= 1
+
+
+def all_sent(req: DeliveryRequest) -> list[RcptResult]:
+    return [RcptResult(r.index, status.sent("delivered to mailbox")) for r in req.recipients]
+
+
+@pytest.fixture(autouse=True)
+def _no_interface_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(qmgr_mod, "local_addresses", lambda: ["127.0.0.1"])
+
+
+def make_qmgr(tmp_path: Path, transports: dict[str, Transport], extra: str = "") -> Qmgr:
+    queue_dir = tmp_path / "queue"
+    dirs.ensure(str(queue_dir), None, None)
+    cfg = Config(parse(
+        f"queue_directory = {queue_dir}\nmydestination = example.com\n"
+        f"myhostname = mx.example.com\n{extra}", "main.cf"), hostname="mx.example.com")
+    return Qmgr(cfg, MemoryLog(), transports)
+
+
+def enqueue(q: Qmgr, sender: str, rcpts: list[str], arrival: float = 0.0) -> str:
+    writer = QueueWriter.create(q.queue_dir, fsync=False)
+    writer.write(CONTENT)
+    return writer.commit(Envelope(sender, [Recipient(r) for r in rcpts],
+                                  arrival or time.time()))
+
+
+async def settle(q: Qmgr) -> None:
+    while q.tasks:
+        await asyncio.gather(*list(q.tasks))
+
+
+def run(q: Qmgr, *queue_ids: str) -> None:
+    async def main() -> None:
+        for queue_id in queue_ids:
+            q.schedule(queue_id, "incoming")
+        await settle(q)
+    asyncio.run(main())
+
+
+def lines(q: Qmgr) -> list[str]:
+    assert isinstance(q.log, MemoryLog)
+    return q.log.lines
+
+
+def test_delivered_message_is_removed_with_todays_log_lines(tmp_path: Path) -> None:
+    local = FakeTransport(all_sent)
+    q = make_qmgr(tmp_path, {"local": local})
+    qid = enqueue(q, "tournesol@example.net", ["tintin@example.com", "haddock@example.com"])
+    run(q, qid)
+    assert lines(q) == [
+        f"{qid}: from=<tournesol@example.net>, size={len(CONTENT)}, nrcpt=2 (queue active)",
+        f"{qid}: removed",
+    ]
+    (req,) = local.requests
+    assert (req.queue_id, req.sender, req.nexthop) == (qid, "tournesol@example.net",
+                                                       "mx.example.com")
+    assert req.path == dirs.path(q.queue_dir, "active", qid)
+    assert [(r.index, r.address) for r in req.recipients] == [
+        (0, "tintin@example.com"), (1, "haddock@example.com")]
+    assert not list(dirs.scan(q.queue_dir, "active"))
+    assert not list(dirs.scan(q.queue_dir, "incoming"))
+
+
+def test_other_recipients_are_deferred_with_todays_reason_and_the_rest_marked(
+    tmp_path: Path,
+) -> None:
+    q = make_qmgr(tmp_path, {"local": FakeTransport(all_sent)})
+    qid = enqueue(q, "tintin@example.com", ["haddock@example.com", "castafiore@far.example"])
+    run(q, qid)
+    (deferred_line,) = [ln for ln in lines(q) if "status=deferred" in ln]
+    assert deferred_line.startswith(f"{qid}: to=<castafiore@far.example>, relay=none, ")
+    assert deferred_line.endswith(
+        "dsn=4.3.0, status=deferred (mail transport unavailable: no smtp delivery agent yet)")
+    assert f"{qid}: removed" not in lines(q)
+    path = dirs.path(q.queue_dir, "deferred", qid)
+    with QueueFile.open(path) as qf:
+        assert [r.done for r in qf.envelope.recipients] == [True, False]
+    # the next attempt is at least minimal_backoff_time away
+    assert os.stat(path).st_mtime >= time.time() + 299
+
+
+def test_unreachable_transport_defers_and_qmgr_logs_the_reason(tmp_path: Path) -> None:
+    def down(req: DeliveryRequest) -> list[RcptResult]:
+        raise TransportUnavailable("local delivery agent unavailable: [Errno 111] refused")
+
+    q = make_qmgr(tmp_path, {"local": FakeTransport(down)})
+    qid = enqueue(q, "tournesol@example.net", ["tintin@example.com"])
+    run(q, qid)
+    assert lines(q)[1].endswith(
+        "dsn=4.3.0, status=deferred (local delivery agent unavailable: [Errno 111] refused)")
+    assert list(dirs.scan(q.queue_dir, "deferred")) == [
+        (qid, dirs.path(q.queue_dir, "deferred", qid))]
+
+
+def test_bounced_recipient_gets_a_notification_that_is_delivered_in_turn(tmp_path: Path) -> None:
+    def unknown(req: DeliveryRequest) -> list[RcptResult]:
+        return [RcptResult(r.index, status.bounced("5.1.1", "unknown user")
+                           if r.address.startswith("nobody") else status.sent("ok"))
+                for r in req.recipients]
+
+    local = FakeTransport(unknown)
+    q = make_qmgr(tmp_path, {"local": local})
+    qid = enqueue(q, "tintin@example.com", ["nobody@example.com"])
+    run(q, qid)
+    notice = [ln for ln in lines(q) if "sender non-delivery notification" in ln]
+    assert len(notice) == 1 and notice[0].startswith(f"{qid}: ")
+    bounce_id = notice[0].rsplit(" ", 1)[1]
+    assert lines(q).index(notice[0]) < lines(q).index(f"{qid}: removed")
+    assert f"{bounce_id}: from=<>, size=" in "\n".join(lines(q))
+    assert f"{bounce_id}: removed" in lines(q)
+    assert [r.recipients[0].address for r in local.requests] == [
+        "nobody@example.com", "tintin@example.com"]
+
+
+def test_an_expired_message_is_returned_and_a_bounce_from_null_is_discarded(
+    tmp_path: Path,
+) -> None:
+    q = make_qmgr(tmp_path, {}, "maximal_queue_lifetime = 1d\nbounce_queue_lifetime = 1d\n")
+    qid = enqueue(q, "", ["castafiore@far.example"], arrival=1000.0)
+    run(q, qid)
+    assert lines(q)[2:] == [
+        f"{qid}: from=<>, status=expired, returned to sender",
+        f"warning: {qid}: undeliverable bounce to <castafiore@far.example> discarded",
+        f"{qid}: removed",
+    ]
+    assert "status=deferred" in lines(q)[1]  # logged as it happened, then expired
+
+
+def test_queue_files_are_never_touched_on_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loop_threads: list[str] = []
+
+    def watch(obj: object, name: str) -> None:
+        real = getattr(obj, name)
+
+        def spy(*args: object, **kw: object) -> object:
+            if threading.current_thread() is threading.main_thread():
+                loop_threads.append(name)
+            return real(*args, **kw)
+
+        monkeypatch.setattr(obj, name, spy)
+
+    def bounce_one(req: DeliveryRequest) -> list[RcptResult]:
+        return [RcptResult(r.index, status.bounced("5.1.1", "unknown user")
+                           if r.address.startswith("nobody") else status.deferred("4.2.0", "busy"))
+                for r in req.recipients]
+
+    q = make_qmgr(tmp_path, {"local": FakeTransport(bounce_one)})
+    enqueue(q, "tintin@example.com", ["nobody@example.com", "haddock@example.com"])
+    for name in ("move", "scan"):
+        watch(dirs, name)
+    for name in ("open", "mark_done", "close", "iter_content"):
+        watch(QueueFile, name)
+    watch(QueueWriter, "create")
+    watch(qmgr_mod.os, "unlink")
+    watch(qmgr_mod.os, "utime")
+
+    async def main() -> None:
+        await q.scan_incoming()
+        await settle(q)
+        await q.scan_deferred()
+        await settle(q)
+
+    asyncio.run(main())
+    assert any("sender non-delivery notification" in ln for ln in lines(q))
+    assert loop_threads == []
+
+
+def test_per_destination_concurrency_is_enforced_across_messages(tmp_path: Path) -> None:
+    local = FakeTransport(all_sent, pause=0.01)
+    q = make_qmgr(tmp_path, {"local": local},
+                  "local_destination_concurrency_limit = 3\ninitial_destination_concurrency = 2\n")
+    ids = [enqueue(q, "s@far.example", [f"u{i}@example.com"]) for i in range(12)]
+    run(q, *ids)
+    assert local.most == 3
+    assert sum(f"{qid}: removed" in lines(q) for qid in ids) == 12
+
+
+def test_recipient_limit_splits_a_message_into_requests(tmp_path: Path) -> None:
+    local = FakeTransport(all_sent)
+    q = make_qmgr(tmp_path, {"local": local}, "local_destination_recipient_limit = 2\n")
+    qid = enqueue(q, "s@far.example", [f"u{i}@example.com" for i in range(5)])
+    run(q, qid)
+    assert sorted(len(r.recipients) for r in local.requests) == [1, 2, 2]
+    assert f"{qid}: removed" in lines(q)
