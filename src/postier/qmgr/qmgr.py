@@ -34,6 +34,7 @@ from typing import TypeVar
 
 from postier import daemon
 from postier.bounce.dsn import Failed, build_bounce
+from postier.cleanup.cleanup import Cleanup
 from postier.config.settings import Config
 from postier.delivery import status
 from postier.delivery.registry import CONCURRENCY_DEFAULTS, TransportSetup, build_transports
@@ -50,7 +51,7 @@ from postier.log import for_config as log_for_config
 from postier.qmgr import scheduler
 from postier.qmgr.scheduler import Batch, Destination, Route, Settlement
 from postier.queue import dirs
-from postier.queue.file import CorruptQueueFile, Envelope, QueueFile, QueueWriter, Recipient
+from postier.queue.file import CorruptQueueFile, Envelope, QueueFile, Recipient
 from postier.rewrite.resolve import Classifier
 
 INCOMING_SCAN_SECONDS = 1.0
@@ -68,38 +69,34 @@ def build_classifier(cfg: Config) -> Classifier:
 
 
 def write_bounce(
-    queue_dir: str, myhostname: str, qf: QueueFile, failed: list[Failed], now: float
+    cleanup: Cleanup, myhostname: str, qf: QueueFile, failed: list[Failed], now: float
 ) -> str:
     """Queue the non-delivery notification of ``failed`` to ``qf``'s sender; its queue ID.
 
-    Blocking (writes and fsyncs a queue file): call it off the event loop. Raises
-    OSError when the queue cannot be written (nothing is left behind).
+    Goes into the queue the one way every message does (``cleanup``). Blocking (writes
+    and fsyncs a queue file): call it off the event loop. Raises OSError when the queue
+    cannot be written (nothing is left behind).
     """
     env = qf.envelope
-    writer = QueueWriter.create(queue_dir)
-    try:
-        body = build_bounce(
-            myhostname=myhostname,
-            queue_id=qf.queue_id,
-            new_queue_id=writer.queue_id,
-            sender=env.sender,
-            arrival=datetime.fromtimestamp(env.arrival, UTC),
-            now=datetime.fromtimestamp(now, UTC),
-            failed=failed,
-            original=qf.iter_content(),
-        )
-        writer.write(body)
-        return writer.commit(
-            Envelope(
-                sender="",
-                recipients=[Recipient(env.sender)],
-                arrival=now,
-                attrs={"origin": "bounce"},
+
+    def content(new_queue_id: str) -> list[bytes]:
+        return [
+            build_bounce(
+                myhostname=myhostname,
+                queue_id=qf.queue_id,
+                new_queue_id=new_queue_id,
+                sender=env.sender,
+                arrival=datetime.fromtimestamp(env.arrival, UTC),
+                now=datetime.fromtimestamp(now, UTC),
+                failed=failed,
+                original=qf.iter_content(),
             )
-        )
-    except BaseException:
-        writer.abort()
-        raise
+        ]
+
+    bounce = Envelope(
+        sender="", recipients=[Recipient(env.sender)], arrival=now, attrs={"origin": "bounce"}
+    )
+    return cleanup.enqueue(bounce, content)
 
 
 class Qmgr:
@@ -115,6 +112,8 @@ class Qmgr:
         self.cfg = cfg
         self.log = log
         self.queue_dir = cfg.get("queue_directory")
+        # qmgr schedules the bounces it writes itself: no trigger, no extra log line.
+        self.cleanup = Cleanup(self.queue_dir, log=None, trigger=None)
         self.transports = (
             build_transports(TransportSetup(self.queue_dir, log))
             if transports is None else transports
@@ -348,7 +347,7 @@ class Qmgr:
                 qf.mark_done(i)
             new_id = None
             if failed and env.sender:
-                new_id = write_bounce(self.queue_dir, self.myhostname, qf, failed, time.time())
+                new_id = write_bounce(self.cleanup, self.myhostname, qf, failed, time.time())
             for i in done.mark_bounced:
                 qf.mark_done(i)
             if not done.keep:
