@@ -6,7 +6,7 @@ evaluator is a generator (``Steps``): it yields one ``Lookup`` and is resumed wi
 its answer, so a shell can answer from memory, from the DNS or later from a table or
 policy service without a second pass over the lists. ``run(steps, facts)`` drives it
 with a synchronous ``Facts`` (tests, and shells whose answers are all at hand); an
-asynchronous shell writes the same loop around ``await`` (see ``smtpd.policy``).
+asynchronous shell writes the same loop around ``await`` (see ``smtpd.facts``).
 """
 
 from __future__ import annotations
