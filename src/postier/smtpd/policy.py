@@ -10,14 +10,14 @@ reply).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from postier.restrictions import evaluate as rs
 from postier.restrictions.lookups import Steps, ask_address_class, ask_local_recipient
 from postier.rewrite.address import parse_address
 from postier.rewrite.resolve import AddressClass
-from postier.smtpd.service import Service
 from postier.smtpproto import replies
 from postier.smtpproto.replies import Reply
 
@@ -38,10 +38,29 @@ class RcptDecision:
     notes: tuple[tuple[str, str], ...] = ()
 
 
+class PolicySettings(Protocol):
+    """The service settings decisions read (``smtpd.service.Service`` has them)."""
+
+    @property
+    def message_size_limit(self) -> int: ...
+    @property
+    def myorigin(self) -> str: ...
+    @property
+    def disable_vrfy(self) -> bool: ...
+    @property
+    def lists(self) -> Mapping[rs.Stage, Sequence[rs.RestrictionCall]]: ...
+    @property
+    def codes(self) -> rs.RejectCodes: ...
+    @property
+    def reject_unlisted_recipient(self) -> bool: ...
+    @property
+    def reject_unlisted_sender(self) -> bool: ...
+
+
 class Policy:
     """MAIL, RCPT and VRFY decisions for one session."""
 
-    def __init__(self, svc: Service) -> None:
+    def __init__(self, svc: PolicySettings) -> None:
         self.svc = svc
         self.slept = False
 
