@@ -124,8 +124,6 @@ HELO_FIRST = Reply(503, "5.5.1", "Error: send HELO/EHLO first")
 # --- generic ------------------------------------------------------------------------
 
 OK = Reply(250, "2.0.0", "Ok")
-RSET_OK = OK
-NOOP_OK = OK
 UNRECOGNIZED = Reply(502, "5.5.2", "Error: command not recognized")
 BAD_SYNTAX = Reply(500, "5.5.2", "Error: bad syntax")
 BAD_UTF8 = Reply(500, "5.5.2", "Error: bad UTF-8 syntax")
