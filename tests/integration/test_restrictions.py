@@ -113,3 +113,26 @@ def test_inside_client_may_relay_until_an_smtp_client_exists(server) -> None:  #
     assert c.cmd("RCPT TO:<haddock@example.org>") == (
         "554 5.7.1 <haddock@example.org>: Relay access denied")
     c.close()
+
+
+def test_unlisted_recipient_accepted_when_smtpd_reject_unlisted_recipient_is_no(
+    make_instance, tutorial_main_cf: str  # type: ignore[no-untyped-def]
+) -> None:
+    ensure_user("tintin")
+    # The tutorial's smtpd_recipient_restrictions name reject_unlisted_recipient; without
+    # it, only smtpd_reject_unlisted_recipient decides.
+    inst = make_instance(tutorial_main_cf, "mynetworks = 127.0.0.1/32\nmailbox_command =\n"
+                         "smtpd_recipient_restrictions = permit_mynetworks, "
+                         "reject_unauth_destination\n"
+                         "smtpd_reject_unlisted_recipient = no")
+    assert inst.start().returncode == 0, inst.log()
+    c = Client(inst.port)
+    c.cmd("EHLO milou.example.net")
+    assert c.cmd("MAIL FROM:<tournesol@example.net>") == "250 2.1.0 Ok"
+    assert c.cmd("RCPT TO:<personne@example.com>") == "250 2.1.5 Ok"
+    assert c.cmd("RCPT TO:<tintin@example.com>") == "250 2.1.5 Ok"
+    assert c.cmd("RCPT TO:<haddock@example.org>") == (
+        "454 4.7.1 <haddock@example.org>: Relay access denied")
+    assert c.cmd("QUIT") == "221 2.0.0 Bye"
+    c.close()
+    assert "reject: RCPT from unknown[127.0.0.2]: 550" not in inst.log()

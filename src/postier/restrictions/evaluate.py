@@ -8,14 +8,16 @@ A list is read left to right until a restriction permits, rejects or defers;
 ``sleep N`` and ``warn_if_reject`` modify the walk. ``evaluate_stage`` gives
 ``smtpd_delay_reject = yes`` semantics: at RCPT time the client, helo, sender,
 relay and recipient lists run in that order; a permit ends only its own list, a
-reject or defer anywhere ends everything. Every restriction is one entry of the
-explicit ``RESTRICTIONS`` table. Facts that need I/O (mynetworks, address
-classes, local users, DNS, access tables) come through ``Facts``, plain
-synchronous methods; the shell resolves DNS beforehand (``dns_domains_needed``).
+reject or defer anywhere ends everything.
 
-Reply texts are Postfix's: ``<subject>: Client host|Helo command|Sender address|
-Recipient address rejected: reason``. Texts for temporary failures whose exact
-Postfix wording could not be checked are marked "unsure" below.
+Every restriction is one row of ``RESTRICTIONS``: its name, what it needs (the part of
+the session state it reads, the facts it asks for, a ``type:table`` argument, SASL),
+the stages it may run in (derived from the state it reads), whether it guards
+relaying, and its check. A check that needs a fact (mynetworks, address class, local
+recipient, DNS, access table) is a generator: it yields a ``lookups.Lookup`` and is
+resumed with the answer; the ``*_steps`` functions are evaluations in that form, and
+``evaluate``/``evaluate_stage`` drive them with a synchronous ``Facts``. Reply texts
+come from ``smtpproto.replies``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,17 @@ from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 from postier.dns.result import DnsResult
+from postier.restrictions.lookups import Ask as Ask  # re-exported: what rows declare
+from postier.restrictions.lookups import Facts as Facts  # re-exported: what answers them
+from postier.restrictions.lookups import (
+    Steps,
+    ask_address_class,
+    ask_domain_dns,
+    ask_local_recipient,
+    ask_mynetworks,
+    ask_table,
+    run,
+)
 from postier.rewrite.address import (
     fold_domain,
     has_sender_routing,
@@ -35,32 +48,46 @@ from postier.rewrite.address import (
     valid_hostname_or_literal,
 )
 from postier.rewrite.resolve import AddressClass
-from postier.smtpproto.replies import Reply
+from postier.smtpproto import replies
+from postier.smtpproto.replies import Reply, ReplyClass
 
-#: The lists smtpd evaluates, in smtpd_delay_reject order, then the later ones.
-DELAYED_STAGES = ("client", "helo", "sender", "relay", "recipient")
-STAGES = (*DELAYED_STAGES, "data", "end_of_data", "etrn")
-_RANK = {"client": 0, "helo": 1, "sender": 2, "relay": 3, "recipient": 3,
-         "data": 4, "end_of_data": 4, "etrn": 1}
 
-#: What a reject says after the subject, per list (the "reply class").
-_CLASS = {
-    "client": "Client host", "helo": "Helo command", "sender": "Sender address",
-    "recipient": "Recipient address", "relay": "Recipient address",
-    "data": "Data command", "end_of_data": "End-of-data", "etrn": "Etrn command",
+class Stage(enum.Enum):
+    """A restriction list: the SMTP stage at which smtpd evaluates it."""
+
+    CLIENT = "client"
+    HELO = "helo"
+    SENDER = "sender"
+    RELAY = "relay"
+    RECIPIENT = "recipient"
+    DATA = "data"
+    END_OF_DATA = "end_of_data"
+    ETRN = "etrn"
+
+    @property
+    def rank(self) -> int:
+        """How much of the session is known there: a stage sees the data of lower ranks."""
+        return _RANK[self]
+
+    @property
+    def reply_class(self) -> ReplyClass:
+        """What a reject in this list says it is about."""
+        return _REPLY_CLASS[self]
+
+
+_RANK = {Stage.CLIENT: 0, Stage.HELO: 1, Stage.SENDER: 2, Stage.RELAY: 3, Stage.RECIPIENT: 3,
+         Stage.DATA: 4, Stage.END_OF_DATA: 4, Stage.ETRN: 1}
+_REPLY_CLASS = {
+    Stage.CLIENT: ReplyClass.CLIENT, Stage.HELO: ReplyClass.HELO,
+    Stage.SENDER: ReplyClass.SENDER, Stage.RELAY: ReplyClass.RECIPIENT,
+    Stage.RECIPIENT: ReplyClass.RECIPIENT, Stage.DATA: ReplyClass.DATA,
+    Stage.END_OF_DATA: ReplyClass.END_OF_DATA, Stage.ETRN: ReplyClass.ETRN,
 }
 
+#: The lists smtpd evaluates at RCPT time, in smtpd_delay_reject order.
+DELAYED_STAGES = (Stage.CLIENT, Stage.HELO, Stage.SENDER, Stage.RELAY, Stage.RECIPIENT)
+
 NULL_ACCESS_KEY = "<>"  # smtpd_null_access_lookup_key default
-
-
-class Facts(Protocol):
-    """What the evaluator asks the shell; every method is synchronous and pure for it."""
-
-    def mynetworks(self, ip: str) -> bool: ...
-    def address_class(self, domain: str) -> AddressClass: ...
-    def is_local_recipient(self, address: str) -> bool | None: ...  # None: table failed
-    def domain_dns(self, domain: str) -> DnsResult: ...  # domain folded (lower, no dot)
-    def lookup(self, table: str, key: str) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -76,7 +103,17 @@ class SmtpdState:
     sasl_username: str | None = None
     esmtp: bool = True
     pipelining_violation: bool = False
-    stage: str = "recipient"
+    stage: Stage = Stage.RECIPIENT
+
+
+#: The ``SmtpdState`` fields each stage brings (what a restriction's ``Needs.state`` means).
+STATE_FIELDS: Mapping[Stage, frozenset[str]] = {
+    Stage.CLIENT: frozenset({"client_address", "client_name", "reverse_client_name", "esmtp",
+                             "pipelining_violation"}),
+    Stage.HELO: frozenset({"helo_name"}),
+    Stage.SENDER: frozenset({"sender"}),
+    Stage.RECIPIENT: frozenset({"recipient"}),
+}
 
 
 class _IntConfig(Protocol):
@@ -137,7 +174,7 @@ class Decision:
     warnings: list[Reply] = field(default_factory=list)
     notes: list[tuple[str, str]] = field(default_factory=list)
     restriction: str | None = None
-    stage: str | None = None
+    stage: Stage | None = None
 
     @property
     def accepted(self) -> bool:
@@ -181,67 +218,46 @@ class _Run:
 @dataclass
 class Ctx:
     state: SmtpdState
-    facts: Facts
     codes: RejectCodes
-    stage: str  # the list being evaluated
+    stage: Stage  # the list being evaluated
     run: _Run
     depth: int = 0  # > 0 inside an access(5) action naming a restriction
 
 
-# --- reply helpers ---------------------------------------------------------------------
-
-
-def _enh(code: int, detail: str) -> str:
-    """``X.detail`` with X the class of ``code``."""
-    return f"{code // 100}.{detail}"
+# --- helpers ---------------------------------------------------------------------------
 
 
 def _client_subject(state: SmtpdState) -> str:
     return f"{state.client_name or 'unknown'}[{state.client_address}]"
 
 
-def _subject(ctx: Ctx, kind: str) -> str:
-    s = ctx.state
-    if kind == "client":
+def _subject(ctx: Ctx) -> str:
+    """What a reply about the current list puts in angle brackets."""
+    s, stage = ctx.state, ctx.stage
+    if stage is Stage.CLIENT:
         return _client_subject(s)
-    if kind == "helo":
+    if stage is Stage.HELO:
         return s.helo_name or ""
-    if kind == "sender":
+    if stage is Stage.SENDER:
         return s.sender or ""
-    if kind in ("recipient", "relay"):
+    if stage in (Stage.RECIPIENT, Stage.RELAY):
         return s.recipient or ""
-    if kind == "data":
+    if stage is Stage.DATA:
         return "DATA"
-    if kind == "end_of_data":
+    if stage is Stage.END_OF_DATA:
         return "END-OF-MESSAGE"
     return "ETRN"
-
-
-def _rejected(code: int, enhanced: str, kind: str, subject: str, reason: str) -> Reply:
-    return Reply(code, enhanced, f"<{subject}>: {_CLASS[kind]} rejected: {reason}")
-
-
-def _list_reply(ctx: Ctx, code: int, detail: str, reason: str) -> Reply:
-    """A reply about whatever the current list is about (reject, defer, pipelining...)."""
-    return _rejected(code, _enh(code, detail), ctx.stage, _subject(ctx, ctx.stage), reason)
 
 
 def _negative(code: int) -> Verdict:
     return Verdict.REJECT if code >= 500 else Verdict.DEFER
 
 
-# --- facts derived from the state -----------------------------------------------------
-
-
-def _domain_class(ctx: Ctx, address: str) -> tuple[str, str | None, AddressClass]:
-    parsed = parse_address(address)
-    return parsed.localpart, parsed.domain, ctx.facts.address_class(parsed.domain or "")
-
-
-def _authorized_destination(ctx: Ctx, recipient: str) -> bool:
+def _authorized_destination(recipient: str) -> Steps[bool]:
     """reject_unauth_destination's test: our domain (any class but default), no routing."""
-    localpart, _domain, cls = _domain_class(ctx, recipient)
-    return cls is not AddressClass.DEFAULT and not has_sender_routing(localpart)
+    parsed = parse_address(recipient)
+    cls = yield from ask_address_class(parsed.domain or "")
+    return cls.is_authorized and not has_sender_routing(parsed.localpart)
 
 
 # --- the restrictions ------------------------------------------------------------------
@@ -257,120 +273,122 @@ def r_dunno(ctx: Ctx, arg: str | None) -> Outcome:
 
 def r_reject(ctx: Ctx, arg: str | None) -> Outcome:
     code = ctx.codes.reject_code
-    return Outcome(_negative(code), _list_reply(ctx, code, "7.1", "Access denied"))
+    return Outcome(_negative(code),
+                   replies.access_denied(code, ctx.stage.reply_class, _subject(ctx)))
 
 
 def r_defer(ctx: Ctx, arg: str | None) -> Outcome:
-    code = ctx.codes.defer_code  # "Try again later": unsure
-    return Outcome(Verdict.DEFER, _list_reply(ctx, code, "3.2", "Try again later"))
+    return Outcome(Verdict.DEFER, replies.try_again_later(ctx.codes.defer_code,
+                                                          ctx.stage.reply_class, _subject(ctx)))
 
 
 def r_defer_if_permit(ctx: Ctx, arg: str | None) -> Outcome:
-    reply = _list_reply(ctx, ctx.codes.defer_code, "7.1", "defer_if_permit requested")
+    reply = replies.defer_requested(ctx.codes.defer_code, ctx.stage.reply_class, _subject(ctx),
+                                    "defer_if_permit")
     return Outcome(Verdict.DEFER_IF_PERMIT, reply)
 
 
 def r_defer_if_reject(ctx: Ctx, arg: str | None) -> Outcome:
-    reply = _list_reply(ctx, ctx.codes.defer_code, "7.1", "defer_if_reject requested")
+    reply = replies.defer_requested(ctx.codes.defer_code, ctx.stage.reply_class, _subject(ctx),
+                                    "defer_if_reject")
     return Outcome(Verdict.DEFER_IF_REJECT, reply)
 
 
-def r_permit_mynetworks(ctx: Ctx, arg: str | None) -> Outcome:
-    return PERMIT if ctx.facts.mynetworks(ctx.state.client_address) else DUNNO
+def r_permit_mynetworks(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
+    inside = yield from ask_mynetworks(ctx.state.client_address)
+    return PERMIT if inside else DUNNO
 
 
 def r_permit_sasl_authenticated(ctx: Ctx, arg: str | None) -> Outcome:
     return PERMIT if ctx.state.sasl_username else DUNNO
 
 
-def r_permit_auth_destination(ctx: Ctx, arg: str | None) -> Outcome:
+def r_permit_auth_destination(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
     rcpt = ctx.state.recipient
-    return PERMIT if rcpt and _authorized_destination(ctx, rcpt) else DUNNO
+    if rcpt is None:
+        return DUNNO
+    authorized = yield from _authorized_destination(rcpt)
+    return PERMIT if authorized else DUNNO
 
 
-def r_reject_unauth_destination(ctx: Ctx, arg: str | None) -> Outcome:
+def r_reject_unauth_destination(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
     rcpt = ctx.state.recipient
-    if rcpt is None or _authorized_destination(ctx, rcpt):
+    if rcpt is None or (yield from _authorized_destination(rcpt)):
         return DUNNO
     code = ctx.codes.relay_domains_reject_code
-    reply = Reply(code, _enh(code, "7.1"), f"<{rcpt}>: Relay access denied")
-    return Outcome(_negative(code), reply)
+    return Outcome(_negative(code), replies.relay_denied(rcpt, code))
 
 
-def r_defer_unauth_destination(ctx: Ctx, arg: str | None) -> Outcome:
+def r_defer_unauth_destination(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
     rcpt = ctx.state.recipient
-    if rcpt is None or _authorized_destination(ctx, rcpt):
+    if rcpt is None or (yield from _authorized_destination(rcpt)):
         return DUNNO
-    return Outcome(Verdict.DEFER, Reply(454, "4.7.1", f"<{rcpt}>: Relay access denied"))
+    return Outcome(Verdict.DEFER, replies.relay_denied(rcpt, 454))
 
 
-def _unlisted(ctx: Ctx, address: str | None, kind: str, detail: str) -> Outcome:
+def _unlisted(ctx: Ctx, address: str | None, what: ReplyClass) -> Steps[Outcome]:
     if not address:
         return DUNNO
-    _local, _domain, cls = _domain_class(ctx, address)
+    cls = yield from ask_address_class(parse_address(address).domain or "")
     if cls is not AddressClass.LOCAL:
         return DUNNO  # virtual and relay recipient tables: not supported yet
-    known = ctx.facts.is_local_recipient(address)
+    known = yield from ask_local_recipient(address)
     if known:
         return DUNNO
     if known is None:
-        return Outcome(Verdict.DEFER, Reply(451, "4.3.0", f"<{address}>: Temporary lookup failure"))
+        return Outcome(Verdict.DEFER, replies.temporary_lookup_failure(address))
     code = ctx.codes.unknown_local_recipient_reject_code
-    reply = _rejected(code, _enh(code, detail), kind, address,
-                      "User unknown in local recipient table")
-    return Outcome(_negative(code), reply)
+    return Outcome(_negative(code), replies.user_unknown(address, code, what))
 
 
-def r_reject_unlisted_recipient(ctx: Ctx, arg: str | None) -> Outcome:
-    return _unlisted(ctx, ctx.state.recipient, "recipient", "1.1")
+def r_reject_unlisted_recipient(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
+    return (yield from _unlisted(ctx, ctx.state.recipient, ReplyClass.RECIPIENT))
 
 
-def r_reject_unlisted_sender(ctx: Ctx, arg: str | None) -> Outcome:
-    return _unlisted(ctx, ctx.state.sender, "sender", "1.0")
+def r_reject_unlisted_sender(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
+    return (yield from _unlisted(ctx, ctx.state.sender, ReplyClass.SENDER))
 
 
-def _unknown_domain(ctx: Ctx, address: str | None, kind: str, detail: str) -> Outcome:
+def _unknown_domain(ctx: Ctx, address: str | None, what: ReplyClass) -> Steps[Outcome]:
     if not address:
         return DUNNO
     parsed = parse_address(address)
     if not parsed.domain or parsed.is_literal:
         return DUNNO
-    if ctx.facts.address_class(parsed.domain).is_final:
+    cls = yield from ask_address_class(parsed.domain)
+    if cls.is_final:
         return DUNNO
-    result = ctx.facts.domain_dns(fold_domain(parsed.domain))
+    result = yield from ask_domain_dns(fold_domain(parsed.domain))
     if result is DnsResult.HAS_ADDRESS:
         return DUNNO
     if result is DnsResult.TEMP_FAIL:  # unknown_address_tempfail_action = defer_if_permit
-        code = ctx.codes.defer_code
         return Outcome(Verdict.DEFER_IF_PERMIT,
-                       _rejected(code, _enh(code, detail), kind, address, "Domain not found"))
+                       replies.unknown_domain(address, ctx.codes.defer_code, what))
     code = ctx.codes.unknown_address_reject_code
-    return Outcome(_negative(code),
-                   _rejected(code, _enh(code, detail), kind, address, "Domain not found"))
+    return Outcome(_negative(code), replies.unknown_domain(address, code, what))
 
 
-def r_reject_unknown_sender_domain(ctx: Ctx, arg: str | None) -> Outcome:
-    return _unknown_domain(ctx, ctx.state.sender, "sender", "1.8")
+def r_reject_unknown_sender_domain(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
+    return (yield from _unknown_domain(ctx, ctx.state.sender, ReplyClass.SENDER))
 
 
-def r_reject_unknown_recipient_domain(ctx: Ctx, arg: str | None) -> Outcome:
-    return _unknown_domain(ctx, ctx.state.recipient, "recipient", "1.2")
+def r_reject_unknown_recipient_domain(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
+    return (yield from _unknown_domain(ctx, ctx.state.recipient, ReplyClass.RECIPIENT))
 
 
-def _non_fqdn(ctx: Ctx, address: str | None, kind: str) -> Outcome:
+def _non_fqdn(ctx: Ctx, address: str | None, what: ReplyClass) -> Outcome:
     if not address or is_fqdn(parse_address(address).domain):
         return DUNNO
     code = ctx.codes.non_fqdn_reject_code
-    return Outcome(_negative(code), _rejected(code, _enh(code, "5.2"), kind, address,
-                                              "need fully-qualified address"))
+    return Outcome(_negative(code), replies.non_fqdn_address(address, code, what))
 
 
 def r_reject_non_fqdn_sender(ctx: Ctx, arg: str | None) -> Outcome:
-    return _non_fqdn(ctx, ctx.state.sender, "sender")
+    return _non_fqdn(ctx, ctx.state.sender, ReplyClass.SENDER)
 
 
 def r_reject_non_fqdn_recipient(ctx: Ctx, arg: str | None) -> Outcome:
-    return _non_fqdn(ctx, ctx.state.recipient, "recipient")
+    return _non_fqdn(ctx, ctx.state.recipient, ReplyClass.RECIPIENT)
 
 
 def r_reject_non_fqdn_helo_hostname(ctx: Ctx, arg: str | None) -> Outcome:
@@ -378,8 +396,7 @@ def r_reject_non_fqdn_helo_hostname(ctx: Ctx, arg: str | None) -> Outcome:
     if helo is None or is_fqdn(helo):
         return DUNNO
     code = ctx.codes.non_fqdn_reject_code
-    return Outcome(_negative(code), _rejected(code, _enh(code, "5.2"), "helo", helo,
-                                              "need fully-qualified hostname"))
+    return Outcome(_negative(code), replies.non_fqdn_helo(helo, code))
 
 
 def r_reject_invalid_helo_hostname(ctx: Ctx, arg: str | None) -> Outcome:
@@ -387,48 +404,44 @@ def r_reject_invalid_helo_hostname(ctx: Ctx, arg: str | None) -> Outcome:
     if helo is None or valid_hostname_or_literal(helo):
         return DUNNO
     code = ctx.codes.invalid_hostname_reject_code
-    return Outcome(_negative(code), _rejected(code, _enh(code, "5.2"), "helo", helo,
-                                              "Invalid name"))
+    return Outcome(_negative(code), replies.invalid_helo(helo, code))
 
 
-def r_reject_unknown_helo_hostname(ctx: Ctx, arg: str | None) -> Outcome:
+def r_reject_unknown_helo_hostname(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
     helo = ctx.state.helo_name
     if helo is None or helo.startswith("["):
         return DUNNO
-    result = ctx.facts.domain_dns(fold_domain(helo))
+    result = yield from ask_domain_dns(fold_domain(helo))
     if result is DnsResult.HAS_ADDRESS:
         return DUNNO
     if result is DnsResult.TEMP_FAIL:
-        code = ctx.codes.defer_code
         return Outcome(Verdict.DEFER_IF_PERMIT,
-                       _rejected(code, _enh(code, "7.1"), "helo", helo, "Host not found"))
+                       replies.unknown_helo_hostname(helo, ctx.codes.defer_code))
     code = ctx.codes.unknown_hostname_reject_code
-    return Outcome(_negative(code),
-                   _rejected(code, _enh(code, "7.1"), "helo", helo, "Host not found"))
+    return Outcome(_negative(code), replies.unknown_helo_hostname(helo, code))
 
 
-def _unknown_client(ctx: Ctx, name: str, what: str) -> Outcome:
+def _unknown_client(ctx: Ctx, name: str, *, reverse: bool) -> Outcome:
     if name and name != "unknown":
         return DUNNO
     code = ctx.codes.unknown_client_reject_code
-    reply = Reply(code, _enh(code, "7.25"),
-                  f"Client host rejected: cannot find your {what}, [{ctx.state.client_address}]")
-    return Outcome(_negative(code), reply)
+    return Outcome(_negative(code),
+                   replies.unknown_client(ctx.state.client_address, code, reverse=reverse))
 
 
 def r_reject_unknown_client_hostname(ctx: Ctx, arg: str | None) -> Outcome:
-    return _unknown_client(ctx, ctx.state.client_name, "hostname")
+    return _unknown_client(ctx, ctx.state.client_name, reverse=False)
 
 
 def r_reject_unknown_reverse_client_hostname(ctx: Ctx, arg: str | None) -> Outcome:
-    return _unknown_client(ctx, ctx.state.reverse_client_name, "reverse hostname")
+    return _unknown_client(ctx, ctx.state.reverse_client_name, reverse=True)
 
 
 def r_reject_unauth_pipelining(ctx: Ctx, arg: str | None) -> Outcome:
     if not ctx.state.pipelining_violation:
         return DUNNO
-    return Outcome(Verdict.REJECT, _list_reply(ctx, 503, "5.0",
-                                               "Improper use of SMTP command pipelining"))
+    return Outcome(Verdict.REJECT, replies.unauth_pipelining(ctx.stage.reply_class,
+                                                             _subject(ctx)))
 
 
 # --- access(5) tables ------------------------------------------------------------------
@@ -480,7 +493,7 @@ def client_address_keys(ip: str) -> list[str]:
 _ACCESS_NOTES = frozenset({"HOLD", "WARN", "INFO", "FILTER", "REDIRECT", "PREPEND", "BCC"})
 
 
-def _access_action(ctx: Ctx, value: str, kind: str, subject: str) -> Outcome:
+def _access_action(ctx: Ctx, value: str, what: ReplyClass, subject: str) -> Steps[Outcome]:
     """Interpret one access(5) right-hand side."""
     word, _, rest = value.strip().partition(" ")
     text = rest.strip()
@@ -495,151 +508,182 @@ def _access_action(ctx: Ctx, value: str, kind: str, subject: str) -> Outcome:
         verdict = {"REJECT": _negative(code), "DEFER": Verdict.DEFER,
                    "DEFER_IF_PERMIT": Verdict.DEFER_IF_PERMIT,
                    "DEFER_IF_REJECT": Verdict.DEFER_IF_REJECT}[upper]
-        return Outcome(verdict, _text_reply(code, text or "Access denied", kind, subject))
+        return Outcome(verdict, replies.access_text(code, what, subject, text or "Access denied"))
     if len(word) == 3 and word.isdigit() and word[0] in "45":
         code = int(word)
-        return Outcome(_negative(code), _text_reply(code, text or "Access denied", kind, subject))
+        return Outcome(_negative(code),
+                       replies.access_text(code, what, subject, text or "Access denied"))
     if upper == "DISCARD":
         ctx.run.notes.append((upper, text))
         return PERMIT
     if upper in _ACCESS_NOTES:
         ctx.run.notes.append((upper, text))
         return DUNNO
-    name = word.lower()
-    entry = RESTRICTIONS.get(name)
-    if entry is not None and not entry[1] and not text and ctx.depth == 0:
+    row = RESTRICTIONS.get(word.lower())
+    if row is not None and not row.needs.table and not text and ctx.depth == 0:
         ctx.depth += 1
         try:
-            return entry[0](ctx, None)
+            return (yield from _check(row, ctx, None))
         finally:
             ctx.depth -= 1
     # Postfix answers an access table it cannot understand with a configuration error.
-    return Outcome(Verdict.DEFER, Reply(451, "4.3.5", "Server configuration error"))
+    return Outcome(Verdict.DEFER, replies.SERVER_CONFIGURATION_ERROR)
 
 
-def _text_reply(code: int, text: str, kind: str, subject: str) -> Reply:
-    """Access-table text may start with its own enhanced code (``5.7.0 go away``)."""
-    enhanced = _enh(code, "7.1")
-    first, _, rest = text.partition(" ")
-    parts = first.split(".")
-    if (len(parts) == 3 and all(p.isdigit() for p in parts) and first[0] == str(code)[0]
-            and rest.strip()):
-        enhanced, text = first, rest.strip()
-    return _rejected(code, enhanced, kind, subject, text)
-
-
-def _access(ctx: Ctx, table: str | None, keys: Sequence[str], kind: str,
-            subject: str) -> Outcome:
+def _access(ctx: Ctx, table: str | None, keys: Sequence[str], what: ReplyClass,
+            subject: str) -> Steps[Outcome]:
     if not table:
         return DUNNO
     for key in keys:
-        value = ctx.facts.lookup(table, key)
+        value = yield from ask_table(table, key)
         if value is not None:
-            return _access_action(ctx, value, kind, subject)
+            return (yield from _access_action(ctx, value, what, subject))
     return DUNNO
 
 
-def r_check_client_access(ctx: Ctx, arg: str | None) -> Outcome:
+def r_check_client_access(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
     s = ctx.state
     keys: list[str] = []
     if s.client_name and s.client_name != "unknown":
         keys += domain_keys(s.client_name)
     keys += client_address_keys(s.client_address)
-    return _access(ctx, arg, keys, "client", _client_subject(s))
+    return (yield from _access(ctx, arg, keys, ReplyClass.CLIENT, _client_subject(s)))
 
 
-def r_check_reverse_client_hostname_access(ctx: Ctx, arg: str | None) -> Outcome:
+def r_check_reverse_client_hostname_access(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
     s = ctx.state
     name = s.reverse_client_name
     keys = domain_keys(name) if name and name != "unknown" else []
-    return _access(ctx, arg, keys, "client", _client_subject(s))
+    return (yield from _access(ctx, arg, keys, ReplyClass.CLIENT, _client_subject(s)))
 
 
-def r_check_helo_access(ctx: Ctx, arg: str | None) -> Outcome:
+def r_check_helo_access(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
     helo = ctx.state.helo_name
     if helo is None:
         return DUNNO
-    return _access(ctx, arg, domain_keys(helo), "helo", helo)
+    return (yield from _access(ctx, arg, domain_keys(helo), ReplyClass.HELO, helo))
 
 
-def r_check_sender_access(ctx: Ctx, arg: str | None) -> Outcome:
+def r_check_sender_access(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
     sender = ctx.state.sender
     if sender is None:
         return DUNNO
-    return _access(ctx, arg, address_keys(sender), "sender", sender)
+    return (yield from _access(ctx, arg, address_keys(sender), ReplyClass.SENDER, sender))
 
 
-def r_check_recipient_access(ctx: Ctx, arg: str | None) -> Outcome:
+def r_check_recipient_access(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
     rcpt = ctx.state.recipient
     if rcpt is None:
         return DUNNO
-    return _access(ctx, arg, address_keys(rcpt), "recipient", rcpt)
+    return (yield from _access(ctx, arg, address_keys(rcpt), ReplyClass.RECIPIENT, rcpt))
 
 
 # --- the table -------------------------------------------------------------------------
 
-Restriction = Callable[[Ctx, str | None], Outcome]
+#: A restriction's check: an outcome at once, or steps that ask for facts first.
+Check = Callable[[Ctx, str | None], Outcome | Steps[Outcome]]
 
-#: Every restriction postier knows: name -> (implementation, takes a type:table argument).
-RESTRICTIONS: Mapping[str, tuple[Restriction, bool]] = {
-    "permit": (r_permit, False),
-    "dunno": (r_dunno, False),
-    "reject": (r_reject, False),
-    "defer": (r_defer, False),
-    "defer_if_permit": (r_defer_if_permit, False),
-    "defer_if_reject": (r_defer_if_reject, False),
-    "permit_mynetworks": (r_permit_mynetworks, False),
-    "permit_sasl_authenticated": (r_permit_sasl_authenticated, False),
-    "permit_auth_destination": (r_permit_auth_destination, False),
-    "reject_unauth_destination": (r_reject_unauth_destination, False),
-    "defer_unauth_destination": (r_defer_unauth_destination, False),
-    "reject_unlisted_recipient": (r_reject_unlisted_recipient, False),
-    "check_recipient_maps": (r_reject_unlisted_recipient, False),
-    "reject_unlisted_sender": (r_reject_unlisted_sender, False),
-    "reject_unknown_sender_domain": (r_reject_unknown_sender_domain, False),
-    "reject_unknown_recipient_domain": (r_reject_unknown_recipient_domain, False),
-    "reject_non_fqdn_sender": (r_reject_non_fqdn_sender, False),
-    "reject_non_fqdn_recipient": (r_reject_non_fqdn_recipient, False),
-    "reject_non_fqdn_helo_hostname": (r_reject_non_fqdn_helo_hostname, False),
-    "reject_non_fqdn_hostname": (r_reject_non_fqdn_helo_hostname, False),
-    "reject_invalid_helo_hostname": (r_reject_invalid_helo_hostname, False),
-    "reject_invalid_hostname": (r_reject_invalid_helo_hostname, False),
-    "reject_unknown_helo_hostname": (r_reject_unknown_helo_hostname, False),
-    "reject_unknown_hostname": (r_reject_unknown_helo_hostname, False),
-    "reject_unknown_client_hostname": (r_reject_unknown_client_hostname, False),
-    "reject_unknown_client": (r_reject_unknown_client_hostname, False),
-    "reject_unknown_reverse_client_hostname": (r_reject_unknown_reverse_client_hostname, False),
-    "reject_unauth_pipelining": (r_reject_unauth_pipelining, False),
-    "check_client_access": (r_check_client_access, True),
-    "check_reverse_client_hostname_access": (r_check_reverse_client_hostname_access, True),
-    "check_helo_access": (r_check_helo_access, True),
-    "check_sender_access": (r_check_sender_access, True),
-    "check_recipient_access": (r_check_recipient_access, True),
-}
+
+@dataclass(frozen=True)
+class Needs:
+    """What a restriction needs.
+
+    ``state``: the stage whose session data it reads (CLIENT: only what is known at
+    connect; see ``STATE_FIELDS``); ``asks``: the kinds of fact it may ask for; ``dns``:
+    the part of the state (HELO, SENDER, RECIPIENT) whose domain it asks the DNS about;
+    ``table``: it takes a ``type:table`` argument; ``sasl``: it reads the SASL login.
+    A restriction named by an access(5) answer asks what its own row declares.
+    """
+
+    state: Stage = Stage.CLIENT
+    asks: frozenset[Ask] = frozenset()
+    dns: Stage | None = None
+    table: bool = False
+    sasl: bool = False
+
+
+@dataclass(frozen=True)
+class Restriction:
+    """One restriction: its name, what it needs, whether it guards relaying, its check."""
+
+    name: str
+    check: Check
+    needs: Needs = Needs()
+    relay_guard: bool = False  # counts for Postfix's "no open relay" start-up check
+
+    @property
+    def stages(self) -> frozenset[Stage]:
+        """The lists whose own stage knows the data this restriction reads
+        (all it may run in with ``smtpd_delay_reject = no``, and in ``etrn``)."""
+        return frozenset(s for s in Stage if s.rank >= self.needs.state.rank)
+
+    def allowed_in(self, stage: Stage, *, delay_reject: bool = True) -> bool:
+        """May it appear in ``stage``'s list? With ``smtpd_delay_reject = yes`` every list
+        evaluated at RCPT time sees the recipient."""
+        return stage in self.stages or (delay_reject and stage in DELAYED_STAGES)
+
+
+_A = Ask
+_CLASS = frozenset({_A.ADDRESS_CLASS})
+_UNLISTED = frozenset({_A.ADDRESS_CLASS, _A.LOCAL_RECIPIENT})
+_DOMAIN_DNS = frozenset({_A.ADDRESS_CLASS, _A.DNS})
+_TABLE = frozenset({_A.TABLE})
+_HELO, _SENDER, _RCPT = Stage.HELO, Stage.SENDER, Stage.RECIPIENT
+
+_ROWS = (
+    Restriction("permit", r_permit),
+    Restriction("dunno", r_dunno),
+    Restriction("reject", r_reject, relay_guard=True),
+    Restriction("defer", r_defer, relay_guard=True),
+    Restriction("defer_if_permit", r_defer_if_permit, relay_guard=True),
+    Restriction("defer_if_reject", r_defer_if_reject),
+    Restriction("permit_mynetworks", r_permit_mynetworks,
+                Needs(asks=frozenset({_A.MYNETWORKS}))),
+    Restriction("permit_sasl_authenticated", r_permit_sasl_authenticated, Needs(sasl=True)),
+    Restriction("permit_auth_destination", r_permit_auth_destination, Needs(_RCPT, _CLASS)),
+    Restriction("reject_unauth_destination", r_reject_unauth_destination,
+                Needs(_RCPT, _CLASS), relay_guard=True),
+    Restriction("defer_unauth_destination", r_defer_unauth_destination,
+                Needs(_RCPT, _CLASS), relay_guard=True),
+    Restriction("reject_unlisted_recipient", r_reject_unlisted_recipient, Needs(_RCPT, _UNLISTED)),
+    Restriction("check_recipient_maps", r_reject_unlisted_recipient, Needs(_RCPT, _UNLISTED)),
+    Restriction("reject_unlisted_sender", r_reject_unlisted_sender, Needs(_SENDER, _UNLISTED)),
+    Restriction("reject_unknown_sender_domain", r_reject_unknown_sender_domain,
+                Needs(_SENDER, _DOMAIN_DNS, dns=_SENDER)),
+    Restriction("reject_unknown_recipient_domain", r_reject_unknown_recipient_domain,
+                Needs(_RCPT, _DOMAIN_DNS, dns=_RCPT)),
+    Restriction("reject_non_fqdn_sender", r_reject_non_fqdn_sender, Needs(_SENDER)),
+    Restriction("reject_non_fqdn_recipient", r_reject_non_fqdn_recipient, Needs(_RCPT)),
+    Restriction("reject_non_fqdn_helo_hostname", r_reject_non_fqdn_helo_hostname, Needs(_HELO)),
+    Restriction("reject_non_fqdn_hostname", r_reject_non_fqdn_helo_hostname, Needs(_HELO)),
+    Restriction("reject_invalid_helo_hostname", r_reject_invalid_helo_hostname, Needs(_HELO)),
+    Restriction("reject_invalid_hostname", r_reject_invalid_helo_hostname, Needs(_HELO)),
+    Restriction("reject_unknown_helo_hostname", r_reject_unknown_helo_hostname,
+                Needs(_HELO, frozenset({_A.DNS}), dns=_HELO)),
+    Restriction("reject_unknown_hostname", r_reject_unknown_helo_hostname,
+                Needs(_HELO, frozenset({_A.DNS}), dns=_HELO)),
+    Restriction("reject_unknown_client_hostname", r_reject_unknown_client_hostname),
+    Restriction("reject_unknown_client", r_reject_unknown_client_hostname),
+    Restriction("reject_unknown_reverse_client_hostname",
+                r_reject_unknown_reverse_client_hostname),
+    Restriction("reject_unauth_pipelining", r_reject_unauth_pipelining),
+    Restriction("check_client_access", r_check_client_access, Needs(asks=_TABLE, table=True)),
+    Restriction("check_reverse_client_hostname_access", r_check_reverse_client_hostname_access,
+                Needs(asks=_TABLE, table=True)),
+    Restriction("check_helo_access", r_check_helo_access, Needs(_HELO, _TABLE, table=True)),
+    Restriction("check_sender_access", r_check_sender_access,
+                Needs(_SENDER, _TABLE, table=True)),
+    Restriction("check_recipient_access", r_check_recipient_access,
+                Needs(_RCPT, _TABLE, table=True)),
+)
+
+#: Every restriction postier knows, by name: the one table.
+RESTRICTIONS: Mapping[str, Restriction] = {row.name: row for row in _ROWS}
 
 #: Not restrictions: ``sleep`` takes the next element (seconds); ``warn_if_reject``
 #: changes the next restriction.
 MODIFIERS = ("sleep", "warn_if_reject")
 
-#: The first list stage at which a restriction has its data (for smtpd_delay_reject = no).
-_NEEDS: Mapping[str, str] = {
-    **{n: "helo" for n in ("reject_non_fqdn_helo_hostname", "reject_non_fqdn_hostname",
-                           "reject_invalid_helo_hostname", "reject_invalid_hostname",
-                           "reject_unknown_helo_hostname", "reject_unknown_hostname",
-                           "check_helo_access")},
-    **{n: "sender" for n in ("reject_unlisted_sender", "reject_unknown_sender_domain",
-                             "reject_non_fqdn_sender", "check_sender_access")},
-    **{n: "recipient" for n in ("permit_auth_destination", "reject_unauth_destination",
-                                "defer_unauth_destination", "reject_unlisted_recipient",
-                                "check_recipient_maps", "reject_unknown_recipient_domain",
-                                "reject_non_fqdn_recipient", "check_recipient_access")},
-}
-
-#: Postfix's start-up check: one of these (not under warn_if_reject) must guard relaying.
-RELAY_GUARDS = frozenset({
-    "reject_unauth_destination", "defer_unauth_destination", "reject", "defer",
-    "defer_if_permit",
-})
 RELAY_GUARD_MESSAGE = (
     "in parameter smtpd_relay_restrictions or smtpd_recipient_restrictions, specify at "
     "least one working instance of: reject_unauth_destination, defer_unauth_destination, "
@@ -651,6 +695,14 @@ _IMPLICIT_RELAY_GUARD = (
     RestrictionCall("permit_mynetworks"), RestrictionCall("permit_sasl_authenticated"),
     RestrictionCall("reject_unauth_destination"),
 )
+
+
+def _check(row: Restriction, ctx: Ctx, arg: str | None) -> Steps[Outcome]:
+    """Run one row's check, asking what it asks."""
+    result = row.check(ctx, arg)
+    if isinstance(result, Outcome):
+        return result
+    return (yield from result)
 
 
 # --- configuration time -----------------------------------------------------------------
@@ -670,18 +722,16 @@ def _valid_table(arg: str) -> bool:
 
 
 def parse_restrictions(
-    items: Sequence[str], *, stage: str, delay_reject: bool = True
+    items: Sequence[str], *, stage: Stage, delay_reject: bool = True
 ) -> list[RestrictionCall]:
-    """Validate a restriction list at configuration time.
+    """Validate a restriction list against the rows, at configuration time.
 
     ``items`` are the list's elements (``Config.get_list``); an element holding
     whitespace (``"sleep 1"``) is split. A ValueError names the culprit: an
     unknown restriction, a missing or bad argument, ``warn_if_reject`` with
-    nothing to modify, an unknown stage, or (with ``smtpd_delay_reject = no``)
-    a restriction whose data is not known yet at that stage.
+    nothing to modify, or a restriction not allowed in ``stage`` (its data is not
+    known there: ``etrn``, or any list with ``smtpd_delay_reject = no``).
     """
-    if stage not in STAGES:
-        raise ValueError(f"unknown restriction list stage: {stage}")
     words = _words(items)
     calls: list[RestrictionCall] = []
     i = 0
@@ -701,30 +751,28 @@ def parse_restrictions(
                 raise ValueError('restriction "warn_if_reject" must be followed by a restriction')
             calls.append(RestrictionCall(name))
             continue
-        entry = RESTRICTIONS.get(name)
-        if entry is None:
+        row = RESTRICTIONS.get(name)
+        if row is None:
             raise ValueError(f'unknown smtpd restriction: "{word}"')
         arg = None
-        if entry[1]:
+        if row.needs.table:
             if i >= len(words) or not _valid_table(words[i]):
                 got = words[i] if i < len(words) else "nothing"
                 raise ValueError(f'restriction "{name}" needs a type:table argument, not {got}')
             arg = words[i]
             i += 1
-        need = _NEEDS.get(name)
-        if need is not None and _RANK[need] > _RANK[stage] and (
-            not delay_reject or stage == "etrn"
-        ):
+        if not row.allowed_in(stage, delay_reject=delay_reject and stage is not Stage.ETRN):
             raise ValueError(
-                f'restriction "{name}" needs the {need} and cannot be used in the {stage} '
-                "restrictions" + ("" if stage == "etrn" else " with smtpd_delay_reject = no")
+                f'restriction "{name}" needs the {row.needs.state.value} and cannot be used in '
+                f"the {stage.value} restrictions"
+                + ("" if stage is Stage.ETRN else " with smtpd_delay_reject = no")
             )
         calls.append(RestrictionCall(name, arg))
     return calls
 
 
 def _as_calls(
-    items: Sequence[RestrictionCall] | Sequence[str], stage: str
+    items: Sequence[RestrictionCall] | Sequence[str], stage: Stage
 ) -> list[RestrictionCall]:
     if all(isinstance(x, RestrictionCall) for x in items):
         return [x for x in items if isinstance(x, RestrictionCall)]
@@ -736,7 +784,8 @@ def has_relay_protection(*lists: Sequence[RestrictionCall]) -> bool:
     for calls in lists:
         warned = False
         for call in calls:
-            if call.name in RELAY_GUARDS and not warned:
+            row = RESTRICTIONS.get(call.name)
+            if row is not None and row.relay_guard and not warned:
                 return True
             warned = call.name == "warn_if_reject"
     return False
@@ -753,7 +802,7 @@ def check_relay_protection(
 # --- evaluation ------------------------------------------------------------------------
 
 
-def _run_list(calls: Sequence[RestrictionCall], ctx: Ctx) -> Outcome:
+def _run_list(calls: Sequence[RestrictionCall], ctx: Ctx) -> Steps[Outcome]:
     """One list: PERMIT, REJECT, DEFER or DUNNO (fell off the end)."""
     warn_next = False
     for call in calls:
@@ -763,8 +812,7 @@ def _run_list(calls: Sequence[RestrictionCall], ctx: Ctx) -> Outcome:
         if call.name == "warn_if_reject":
             warn_next = True
             continue
-        impl, _ = RESTRICTIONS[call.name]
-        out = impl(ctx, call.arg)
+        out = yield from _check(RESTRICTIONS[call.name], ctx, call.arg)
         warn, warn_next = warn_next, False
         if out.verdict is Verdict.DEFER_IF_PERMIT:
             if ctx.run.defer_if_permit is None:
@@ -797,7 +845,7 @@ def _soften(reply: Reply, codes: RejectCodes) -> Reply:
     return Reply(reply.code - 100, enhanced, reply.text)
 
 
-def _finish(out: Outcome, run: _Run, codes: RejectCodes, stage: str | None) -> Decision:
+def _finish(out: Outcome, run: _Run, codes: RejectCodes, stage: Stage | None) -> Decision:
     if out.verdict in (Verdict.REJECT, Verdict.DEFER) and out.reply is not None:
         reply = _soften(out.reply, codes)
         action: Action = "reject" if reply.code >= 500 else "defer"
@@ -810,64 +858,62 @@ def _finish(out: Outcome, run: _Run, codes: RejectCodes, stage: str | None) -> D
     return Decision(action, None, run.sleeps, run.warnings, run.notes, run.decided_by, stage)
 
 
-def evaluate(
+def evaluate_steps(
     restrictions: Sequence[RestrictionCall] | Sequence[str],
     state: SmtpdState,
-    facts: Facts,
     codes: RejectCodes,
     *,
-    stage: str | None = None,
-) -> Decision:
-    """Evaluate one restriction list (``stage`` defaults to ``state.stage``).
-
-    A pending ``defer_if_permit`` turns a permit or dunno at the end into a defer.
-    """
+    stage: Stage | None = None,
+) -> Steps[Decision]:
+    """Evaluate one restriction list (``stage`` defaults to ``state.stage``), asking for
+    facts as it goes. A pending ``defer_if_permit`` turns a permit or dunno at the end
+    into a defer."""
     list_stage = stage or state.stage
     calls = _as_calls(restrictions, list_stage)
     run = _Run()
-    out = _run_list(calls, Ctx(state, facts, codes, list_stage, run))
+    out = yield from _run_list(calls, Ctx(state, codes, list_stage, run))
     return _finish(out, run, codes, list_stage)
 
 
-def evaluate_stage(
-    lists: Mapping[str, Sequence[RestrictionCall]] | Mapping[str, Sequence[str]],
+def evaluate_stage_steps(
+    lists: Mapping[Stage, Sequence[RestrictionCall]] | Mapping[Stage, Sequence[str]],
     state: SmtpdState,
-    facts: Facts,
     codes: RejectCodes,
     *,
     reject_unlisted_recipient: bool = True,
     reject_unlisted_sender: bool = False,
-) -> Decision:
-    """Every list up to ``state.stage`` with ``smtpd_delay_reject = yes`` semantics.
+) -> Steps[Decision]:
+    """Every list up to ``state.stage`` with ``smtpd_delay_reject = yes`` semantics,
+    asking for facts as it goes.
 
-    At ``recipient``: client, helo, sender, [implicit reject_unlisted_sender],
+    At RECIPIENT: client, helo, sender, [implicit reject_unlisted_sender],
     relay, [implicit relay guard when neither relay nor recipient list has a
     working one], recipient, [implicit reject_unlisted_recipient]. A permit ends
     only its own list; a reject or defer ends everything; a pending
     ``defer_if_permit`` defers whatever would have been accepted. Stages
-    ``data``/``end_of_data``/``etrn`` evaluate just their own list.
+    DATA/END_OF_DATA/ETRN evaluate just their own list.
     """
     run = _Run()
-    parsed = {name: _as_calls(calls, name) for name, calls in lists.items()}
+    parsed = {stage: _as_calls(calls, stage) for stage, calls in lists.items()}
     target = state.stage
     if target in DELAYED_STAGES:
-        order = [s for s in DELAYED_STAGES if _RANK[s] <= _RANK[target]]
+        order = [s for s in DELAYED_STAGES if s.rank <= target.rank]
     else:
         order = [target]
     last = DUNNO
-    implicit: list[tuple[str, Sequence[RestrictionCall]]] = []
+    planned: list[tuple[Stage, Sequence[RestrictionCall]]] = []
     for stage in order:
-        implicit.append((stage, parsed.get(stage, [])))
-        if stage == "sender" and reject_unlisted_sender:
-            implicit.append(("sender", [RestrictionCall("reject_unlisted_sender")]))
-        if stage == "relay" and not has_relay_protection(
-            parsed.get("relay", []), parsed.get("recipient", [])
+        planned.append((stage, parsed.get(stage, [])))
+        if stage is Stage.SENDER and reject_unlisted_sender:
+            planned.append((stage, [RestrictionCall("reject_unlisted_sender")]))
+        if stage is Stage.RELAY and not has_relay_protection(
+            parsed.get(Stage.RELAY, []), parsed.get(Stage.RECIPIENT, [])
         ):
-            implicit.append(("relay", _IMPLICIT_RELAY_GUARD))
-        if stage == "recipient" and reject_unlisted_recipient:
-            implicit.append(("recipient", [RestrictionCall("reject_unlisted_recipient")]))
-    for stage, calls in implicit:
-        out = _run_list(calls, Ctx(state, facts, codes, stage, run))
+            planned.append((stage, _IMPLICIT_RELAY_GUARD))
+        if stage is Stage.RECIPIENT and reject_unlisted_recipient:
+            planned.append((stage, [RestrictionCall("reject_unlisted_recipient")]))
+    for stage, calls in planned:
+        out = yield from _run_list(calls, Ctx(state, codes, stage, run))
         if out.verdict in (Verdict.REJECT, Verdict.DEFER):
             return _finish(out, run, codes, stage)
         if calls:
@@ -875,36 +921,33 @@ def evaluate_stage(
     return _finish(last, run, codes, order[-1] if order else None)
 
 
-def dns_domains_needed(
+def evaluate(
     restrictions: Sequence[RestrictionCall] | Sequence[str],
     state: SmtpdState,
-    facts: Facts | None = None,
-) -> set[str]:
-    """The domains (folded) the list may ask ``Facts.domain_dns`` about, for the shell
-    to resolve first. With ``facts``, domains we are final destination for are left
-    out. Restriction names reached through access(5) actions are not followed: their
-    domains read as TEMP_FAIL unless the shell resolved them (a safe defer_if_permit).
-    """
-    calls = _as_calls(restrictions, state.stage if state.stage in STAGES else "recipient")
-    names = {call.name for call in calls}
-    wanted: set[str] = set()
-    for restriction, address in (("reject_unknown_sender_domain", state.sender),
-                                 ("reject_unknown_recipient_domain", state.recipient)):
-        if restriction not in names or not address:
-            continue
-        parsed = parse_address(address)
-        if not parsed.domain or parsed.is_literal:
-            continue
-        if facts is not None and facts.address_class(parsed.domain).is_final:
-            continue
-        wanted.add(fold_domain(parsed.domain))
-    helo = state.helo_name
-    if helo and not helo.startswith("[") and names & {"reject_unknown_helo_hostname",
-                                                      "reject_unknown_hostname"}:
-        wanted.add(fold_domain(helo))
-    return wanted
+    facts: Facts,
+    codes: RejectCodes,
+    *,
+    stage: Stage | None = None,
+) -> Decision:
+    """``evaluate_steps`` answered by a synchronous ``facts``."""
+    return run(evaluate_steps(restrictions, state, codes, stage=stage), facts)
 
 
-def with_stage(state: SmtpdState, stage: str) -> SmtpdState:
+def evaluate_stage(
+    lists: Mapping[Stage, Sequence[RestrictionCall]] | Mapping[Stage, Sequence[str]],
+    state: SmtpdState,
+    facts: Facts,
+    codes: RejectCodes,
+    *,
+    reject_unlisted_recipient: bool = True,
+    reject_unlisted_sender: bool = False,
+) -> Decision:
+    """``evaluate_stage_steps`` answered by a synchronous ``facts``."""
+    return run(evaluate_stage_steps(lists, state, codes,
+                                    reject_unlisted_recipient=reject_unlisted_recipient,
+                                    reject_unlisted_sender=reject_unlisted_sender), facts)
+
+
+def with_stage(state: SmtpdState, stage: Stage) -> SmtpdState:
     """A copy of ``state`` for another stage."""
     return replace(state, stage=stage)

@@ -11,12 +11,13 @@ from postier.config.errors import ConfigError
 from postier.config.settings import Config
 from postier.restrictions import evaluate as rs
 
+#: The lists smtpd evaluates at RCPT time: main.cf parameter, stage.
 RESTRICTION_LISTS = (
-    ("smtpd_client_restrictions", "client"),
-    ("smtpd_helo_restrictions", "helo"),
-    ("smtpd_sender_restrictions", "sender"),
-    ("smtpd_relay_restrictions", "relay"),
-    ("smtpd_recipient_restrictions", "recipient"),
+    ("smtpd_client_restrictions", rs.Stage.CLIENT),
+    ("smtpd_helo_restrictions", rs.Stage.HELO),
+    ("smtpd_sender_restrictions", rs.Stage.SENDER),
+    ("smtpd_relay_restrictions", rs.Stage.RELAY),
+    ("smtpd_recipient_restrictions", rs.Stage.RECIPIENT),
 )
 
 
@@ -30,6 +31,7 @@ def check_restriction_lists(cfg: Config, where: str) -> None:
             file, line = cfg.location(param)
             raise ConfigError(str(exc), file=file or where, line=line, param=param) from None
     try:
-        rs.check_relay_protection(parsed.get("relay", []), parsed.get("recipient", []))
+        rs.check_relay_protection(parsed.get(rs.Stage.RELAY, []),
+                                  parsed.get(rs.Stage.RECIPIENT, []))
     except ValueError as exc:
         raise ConfigError(str(exc), param="smtpd_relay_restrictions") from None

@@ -12,18 +12,22 @@ etc. before calling. ``type:table`` and ``/file`` entries are not supported yet:
 ``unsupported_entries`` lists them for the caller to report; ``classify`` ignores
 them (so such a domain is *not* ours: the safe side).
 
-``LocalRecipientCheck`` is ``local_recipient_maps`` for the local class
-(postconf(5)): lookups of the localpart, then of the localpart without its
-``recipient_delimiter`` extension, case-folded; ``postmaster`` is always a local
-recipient (RFC 5321 section 4.5.1).
+``LocalRecipientCheck`` is the one answer to "is this a local recipient?":
+``local_recipient_maps`` for the local class (postconf(5)): lookups of the
+localpart, then of the localpart without its ``recipient_delimiter`` extension,
+case-folded; ``postmaster`` is always a local recipient (RFC 5321 section 4.5.1).
+The tables behind it are a ``UserTable``; ``LocalUsers`` is Postfix's default
+``proxy:unix:passwd.byname $alias_maps`` over any passwd table and alias map
+(``tables.passwd.local_recipient_check`` wires the real ones).
 """
 
 from __future__ import annotations
 
 import enum
 import ipaddress
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from postier.rewrite.address import fold_domain, literal_address, parse_address
 from postier.rewrite.extension import split_extension
@@ -133,17 +137,44 @@ def classify(
     return AddressClass.DEFAULT
 
 
+class UserTable(Protocol):
+    """A table of local users, asked for one lower-case localpart: True (listed), False
+    (not listed), or None (the table could not be read)."""
+
+    def __call__(self, name: str, /) -> bool | None: ...
+
+
+class AliasLookup(Protocol):
+    """An alias map (``tables.aliases.AliasMaps``): a name's values, or None."""
+
+    def lookup(self, name: str) -> list[str] | None: ...
+
+
+@dataclass(frozen=True)
+class LocalUsers:
+    """``local_recipient_maps = proxy:unix:passwd.byname $alias_maps`` (Postfix's default):
+    a name listed in the aliases or in passwd. Implements ``UserTable``."""
+
+    passwd: UserTable
+    aliases: AliasLookup
+
+    def __call__(self, name: str, /) -> bool | None:
+        if self.aliases.lookup(name) is not None:
+            return True
+        return self.passwd(name)
+
+
 @dataclass(frozen=True)
 class LocalRecipientCheck:
     """``local_recipient_maps`` for addresses in the local class.
 
-    ``is_local_user(name)`` answers for one lower-case localpart (the caller wires
-    passwd and aliases): True, False, or None when a table could not be read
-    (the restriction then tempfails). An empty ``local_recipient_maps`` is
+    ``is_local_user(name)`` answers for one lower-case localpart (usually
+    ``LocalUsers``): True, False, or None when a table could not be read (the
+    restriction then tempfails). An empty ``local_recipient_maps`` is
     ``is_local_user = lambda name: True``.
     """
 
-    is_local_user: Callable[[str], bool | None]
+    is_local_user: UserTable
     recipient_delimiter: str = ""
 
     def candidates(self, localpart: str) -> list[str]:
@@ -173,9 +204,17 @@ class LocalRecipientCheck:
         return self.check_localpart(parse_address(address).localpart)
 
 
+class _ListConfig(Protocol):
+    def get_list(self, name: str) -> list[str]: ...
+
+
 @dataclass(frozen=True)
 class Classifier:
-    """``classify`` with one configuration's domain lists, for every process to share."""
+    """``classify`` with one configuration's domain lists, for every process to share.
+
+    Build it with ``Classifier.from_config(cfg, interface_addrs)``; call it with a
+    domain to get its ``AddressClass``.
+    """
 
     mydestination: tuple[str, ...]
     inet_interface_addrs: tuple[str, ...]
@@ -190,6 +229,15 @@ class Classifier:
             return tuple(d.lower().rstrip(".") for d in items)
 
         return cls(norm(mydestination), tuple(interface_addrs), norm(relay_domains))
+
+    @classmethod
+    def from_config(cls, cfg: _ListConfig, interface_addrs: Sequence[str]) -> Classifier:
+        """The classifier of one configuration: ``mydestination`` and ``relay_domains``
+        from ``cfg`` (expanded), ``interface_addrs`` this host's addresses
+        (``dns.resolver.local_addresses()``) for address literals."""
+        return cls.from_lists(
+            cfg.get_list("mydestination"), interface_addrs, cfg.get_list("relay_domains")
+        )
 
     def __call__(self, domain: str) -> AddressClass:
         return classify(

@@ -1,7 +1,8 @@
 """One SMTP session: the asyncio shell around the sans-IO server core.
 
 Follows Postfix's smtpd(8): reads bytes, feeds ``smtpproto.server.ServerConnection``,
-answers each event (restrictions through ``smtpd.policy``, the message through
+answers each event (restrictions through ``smtpd.policy``, whose decisions it drives
+with the service's ``smtpd.facts`` and then carries out; the message through
 ``cleanup.cleanup``, the one way into the queue), and writes the replies, flushing once
 no more pipelined input is waiting. The message is opened at the first accepted
 recipient (that is when the queue ID is logged with ``client=``); the ``250 … queued
@@ -18,7 +19,9 @@ from datetime import UTC, datetime
 
 from postier.cleanup.cleanup import CleanupMessage, Received
 from postier.queue.file import Envelope, Recipient
-from postier.smtpd.policy import Policy, Service
+from postier.restrictions import evaluate as rs
+from postier.smtpd.policy import Policy
+from postier.smtpd.service import Service
 from postier.smtpproto import events as ev
 from postier.smtpproto import replies
 from postier.smtpproto.replies import Reply
@@ -50,7 +53,7 @@ class Session:
             message_size_limit=service.message_size_limit,
             helo_required=service.helo_required,
         )
-        self.policy = Policy(service, self)
+        self.policy = Policy(service)
         self.helo: str | None = None
         self.esmtp = False
         self.sender: str | None = None
@@ -219,7 +222,7 @@ class Session:
                 return replies.BYE
             case ev.Vrfy(argument=arg):
                 self.last_command = "VRFY"
-                reply = self.policy.vrfy(arg)
+                reply = await self.svc.facts.run(self.policy.vrfy(arg))
                 self.count("vrfy", reply)
                 return reply
             case ev.Closed():
@@ -271,7 +274,7 @@ class Session:
     async def on_rcpt(self, event: ev.Rcpt) -> Reply:
         self.last_command = "RCPT"
         assert self.sender is not None
-        reply = await self.policy.check_rcpt(event.address, event.params)
+        reply = await self.rcpt_policy(event)
         if reply is None:
             if len(self.recipients) >= self.svc.recipient_limit:
                 reply = replies.TOO_MANY_RECIPIENTS
@@ -292,11 +295,39 @@ class Session:
         self.count("rcpt", reply)
         return reply
 
-    def log_reject(self, stage: str, reply: Reply, recipient: str | None) -> None:
+    def restriction_state(self) -> rs.SmtpdState:
+        """What the session knows so far, as the restrictions see it."""
+        return rs.SmtpdState(
+            client_address=self.client_addr,
+            client_name=self.client_name,
+            reverse_client_name=self.client_name,
+            helo_name=self.helo,
+            sender=self.sender,
+            sasl_username=None,
+            esmtp=self.esmtp,
+            pipelining_violation=self.pipelining_violation,
+        )
+
+    async def rcpt_policy(self, event: ev.Rcpt) -> Reply | None:
+        """Carry out the policy's decision on a recipient: log, flush and sleep, then the
+        refusal to send (None: accepted)."""
+        decision = await self.svc.facts.run(
+            self.policy.check_rcpt(self.restriction_state(), event.address, event.params)
+        )
+        for warning in decision.warnings:
+            self.log_reject("RCPT", warning, event.address, action="reject_warning")
+        if decision.sleep:
+            await self.flush()
+            await asyncio.sleep(decision.sleep)
+        return decision.reply
+
+    def log_reject(
+        self, stage: str, reply: Reply, recipient: str | None, action: str = "reject"
+    ) -> None:
         qid = self.message.queue_id if self.message else "NOQUEUE"
         to = f" to=<{recipient}>" if recipient is not None else ""
         self.log.info(
-            f"{qid}: reject: {stage} from {self.client}: {reply}; from=<{self.sender}>{to} "
+            f"{qid}: {action}: {stage} from {self.client}: {reply}; from=<{self.sender}>{to} "
             f"proto={self.protocol} helo=<{self.helo or ''}>"
         )
 

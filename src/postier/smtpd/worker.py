@@ -20,7 +20,8 @@ from postier import daemon
 from postier.config import mastercf
 from postier.config.settings import Config
 from postier.log import for_config as log_for_config
-from postier.smtpd.policy import Service, Worker
+from postier.smtpd.process import Worker
+from postier.smtpd.service import Service
 from postier.smtpd.session import Session
 
 

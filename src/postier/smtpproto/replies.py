@@ -11,6 +11,7 @@ Postfix transcript or manual while writing; they follow Postfix's usual pattern.
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass
 
@@ -68,11 +69,6 @@ class Reply:
         )
 
 
-def reject(code: int, enhanced: str | None, text: str) -> Reply:
-    """Any reply with a code, an enhanced code and a text (restriction results, access maps)."""
-    return Reply(code, enhanced, text)
-
-
 def _dsn(code: int, detail: str) -> str:
     """``X.detail`` with X the class of ``code`` (4 or 5)."""
     return f"{str(code)[0]}.{detail}"
@@ -128,8 +124,6 @@ HELO_FIRST = Reply(503, "5.5.1", "Error: send HELO/EHLO first")
 # --- generic ------------------------------------------------------------------------
 
 OK = Reply(250, "2.0.0", "Ok")
-RSET_OK = OK
-NOOP_OK = OK
 UNRECOGNIZED = Reply(502, "5.5.2", "Error: command not recognized")
 BAD_SYNTAX = Reply(500, "5.5.2", "Error: bad syntax")
 BAD_UTF8 = Reply(500, "5.5.2", "Error: bad UTF-8 syntax")
@@ -211,27 +205,51 @@ def auth_challenge(challenge_b64: str) -> Reply:
 # --- restriction results (smtpd_check) ----------------------------------------------
 
 
-def recipient_rejected(code: int, enhanced: str, address: str, reason: str) -> Reply:
-    return Reply(code, enhanced, f"<{address}>: Recipient address rejected: {reason}")
+class ReplyClass(enum.Enum):
+    """What a restriction reply is about (smtpd_check's reply classes), as the text says it."""
+
+    CLIENT = "Client host"
+    HELO = "Helo command"
+    SENDER = "Sender address"
+    RECIPIENT = "Recipient address"
+    DATA = "Data command"
+    END_OF_DATA = "End-of-data"
+    ETRN = "Etrn command"
 
 
-def sender_rejected(code: int, enhanced: str, address: str, reason: str) -> Reply:
-    return Reply(code, enhanced, f"<{address}>: Sender address rejected: {reason}")
+def rejected(code: int, enhanced: str, what: ReplyClass, subject: str, reason: str) -> Reply:
+    """``<subject>: Client host|Helo command|Sender address|Recipient address rejected: reason``."""
+    return Reply(code, enhanced, f"<{subject}>: {what.value} rejected: {reason}")
 
 
-def helo_rejected(code: int, enhanced: str, helo_name: str, reason: str) -> Reply:
-    return Reply(code, enhanced, f"<{helo_name}>: Helo command rejected: {reason}")
+def access_denied(code: int, what: ReplyClass, subject: str) -> Reply:
+    """``reject`` and an access(5) ``REJECT`` without text (reject_code, access_map_reject_code)."""
+    return rejected(code, _dsn(code, "7.1"), what, subject, "Access denied")
 
 
-def client_rejected(code: int, enhanced: str, client: str | None, reason: str) -> Reply:
-    """``<name[addr]>: Client host rejected: REASON``; without the prefix when client is None."""
-    prefix = f"<{client}>: " if client is not None else ""
-    return Reply(code, enhanced, f"{prefix}Client host rejected: {reason}")
+def try_again_later(code: int, what: ReplyClass, subject: str) -> Reply:
+    """``defer`` (defer_code 450). unsure: the wording."""
+    return rejected(code, _dsn(code, "3.2"), what, subject, "Try again later")
 
 
-def user_unknown(address: str, code: int = 550, table: str = "local recipient table") -> Reply:
-    """unknown_local_recipient_reject_code (550): ``User unknown in local recipient table``."""
-    return recipient_rejected(code, _dsn(code, "1.1"), address, f"User unknown in {table}")
+def defer_requested(code: int, what: ReplyClass, subject: str, restriction: str) -> Reply:
+    """``defer_if_permit``/``defer_if_reject``: ``… rejected: defer_if_permit requested``."""
+    return rejected(code, _dsn(code, "7.1"), what, subject, f"{restriction} requested")
+
+
+def access_text(code: int, what: ReplyClass, subject: str, text: str) -> Reply:
+    """An access(5) action with a text (``REJECT go away``, ``450 4.7.0 later``).
+
+    The text may open with its own enhanced code of the same class (``5.7.0 go away``);
+    else the enhanced code is ``X.7.1``.
+    """
+    enhanced = _dsn(code, "7.1")
+    first, _, rest = text.partition(" ")
+    parts = first.split(".")
+    if (len(parts) == 3 and all(p.isdigit() for p in parts) and first[0] == str(code)[0]
+            and rest.strip()):
+        enhanced, text = first, rest.strip()
+    return rejected(code, enhanced, what, subject, text)
 
 
 def relay_denied(address: str, code: int = 554) -> Reply:
@@ -239,68 +257,67 @@ def relay_denied(address: str, code: int = 554) -> Reply:
     return Reply(code, _dsn(code, "7.1"), f"<{address}>: Relay access denied")
 
 
-def access_denied_recipient(address: str, code: int = 554) -> Reply:
-    """An access(5) ``REJECT`` without text (access_map_reject_code 554)."""
-    return recipient_rejected(code, _dsn(code, "7.1"), address, "Access denied")
+def user_unknown(
+    address: str, code: int = 550, what: ReplyClass = ReplyClass.RECIPIENT
+) -> Reply:
+    """reject_unlisted_recipient/_sender (unknown_local_recipient_reject_code 550):
+    ``<addr>: Recipient address rejected: User unknown in local recipient table``
+    (enhanced X.1.1; X.1.0 for a sender)."""
+    detail = "1.0" if what is ReplyClass.SENDER else "1.1"
+    return rejected(code, _dsn(code, detail), what, address,
+                    "User unknown in local recipient table")
 
 
-def access_denied_sender(address: str, code: int = 554) -> Reply:
-    return sender_rejected(code, _dsn(code, "7.1"), address, "Access denied")
+def temporary_lookup_failure(address: str) -> Reply:
+    """A local recipient table could not be read. unsure: the wording."""
+    return Reply(451, "4.3.0", f"<{address}>: Temporary lookup failure")
 
 
-def access_denied_client(client: str, code: int = 554) -> Reply:
-    return client_rejected(code, _dsn(code, "7.1"), client, "Access denied")
+def unknown_domain(address: str, code: int, what: ReplyClass) -> Reply:
+    """reject_unknown_sender_domain (X.1.8) / reject_unknown_recipient_domain (X.1.2):
+    unknown_address_reject_code 450, or defer_code after a temporary DNS failure."""
+    detail = "1.8" if what is ReplyClass.SENDER else "1.2"
+    return rejected(code, _dsn(code, detail), what, address, "Domain not found")
 
 
-def unknown_client_hostname(address: str, code: int = 450) -> Reply:
-    """reject_unknown_client_hostname (unknown_client_reject_code 450)."""
-    return client_rejected(
-        code, _dsn(code, "7.25"), None, f"cannot find your hostname, [{address}]"
-    )
-
-
-def unknown_sender_domain(address: str, code: int = 450) -> Reply:
-    """reject_unknown_sender_domain (unknown_address_reject_code 450)."""
-    return sender_rejected(code, _dsn(code, "1.8"), address, "Domain not found")
-
-
-def unknown_recipient_domain(address: str, code: int = 450) -> Reply:
-    """reject_unknown_recipient_domain (unknown_address_reject_code 450)."""
-    return recipient_rejected(code, _dsn(code, "1.2"), address, "Domain not found")
-
-
-def non_fqdn_sender(address: str, code: int = 504) -> Reply:
-    return sender_rejected(code, _dsn(code, "5.2"), address, "need fully-qualified address")
-
-
-def non_fqdn_recipient(address: str, code: int = 504) -> Reply:
-    return recipient_rejected(code, _dsn(code, "5.2"), address, "need fully-qualified address")
-
-
-def invalid_helo(helo_name: str, code: int = 501) -> Reply:
-    """reject_invalid_helo_hostname (invalid_hostname_reject_code 501)."""
-    return helo_rejected(code, _dsn(code, "5.2"), helo_name, "Invalid name")
+def non_fqdn_address(address: str, code: int, what: ReplyClass) -> Reply:
+    """reject_non_fqdn_sender/_recipient (non_fqdn_reject_code 504)."""
+    return rejected(code, _dsn(code, "5.2"), what, address, "need fully-qualified address")
 
 
 def non_fqdn_helo(helo_name: str, code: int = 504) -> Reply:
     """reject_non_fqdn_helo_hostname (non_fqdn_reject_code 504)."""
-    return helo_rejected(code, _dsn(code, "5.2"), helo_name, "need fully-qualified hostname")
+    return rejected(code, _dsn(code, "5.2"), ReplyClass.HELO, helo_name,
+                    "need fully-qualified hostname")
 
 
-def unauth_pipelining(stage: str, subject: str, code: int = 503) -> Reply:
+def invalid_helo(helo_name: str, code: int = 501) -> Reply:
+    """reject_invalid_helo_hostname (invalid_hostname_reject_code 501)."""
+    return rejected(code, _dsn(code, "5.2"), ReplyClass.HELO, helo_name, "Invalid name")
+
+
+def unknown_helo_hostname(helo_name: str, code: int = 450) -> Reply:
+    """reject_unknown_helo_hostname (unknown_hostname_reject_code 450; defer_code on tempfail)."""
+    return rejected(code, _dsn(code, "7.1"), ReplyClass.HELO, helo_name, "Host not found")
+
+
+def unknown_client(address: str, code: int = 450, *, reverse: bool = False) -> Reply:
+    """reject_unknown_client_hostname / reject_unknown_reverse_client_hostname
+    (unknown_client_reject_code 450): ``Client host rejected: cannot find your hostname,
+    [addr]`` (``reverse hostname``), without the usual ``<subject>:`` prefix."""
+    what = "reverse hostname" if reverse else "hostname"
+    return Reply(code, _dsn(code, "7.25"),
+                 f"Client host rejected: cannot find your {what}, [{address}]")
+
+
+def unauth_pipelining(what: ReplyClass, subject: str, code: int = 503) -> Reply:
     """reject_unauth_pipelining: e.g. ``503 5.5.0 <unknown[1.2.3.4]>: Client host rejected: …``.
 
-    ``stage`` is one of "client", "helo", "sender", "recipient" (which restriction
-    list fired it); ``subject`` what Postfix puts in the angle brackets.
+    ``what`` is the list that fired it; ``subject`` what Postfix puts in the angle brackets.
     """
-    what = {
-        "client": "Client host",
-        "helo": "Helo command",
-        "sender": "Sender address",
-        "recipient": "Recipient address",
-        "data": "Data command",
-    }[stage]
-    return Reply(
-        code, _dsn(code, "5.0"), f"<{subject}>: {what} rejected: "
-        "Improper use of SMTP command pipelining"
-    )
+    return rejected(code, _dsn(code, "5.0"), what, subject,
+                    "Improper use of SMTP command pipelining")
+
+
+# An access(5) table answer Postfix cannot interpret: a configuration error, not the client's.
+SERVER_CONFIGURATION_ERROR = Reply(451, "4.3.5", "Server configuration error")

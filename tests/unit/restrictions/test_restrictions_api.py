@@ -11,6 +11,8 @@ from restrictions_helpers import World
 
 from postier.dns.result import DnsResult
 from postier.restrictions import evaluate as rs
+from postier.restrictions.lookups import AddressClassOf, DomainDns
+from postier.rewrite.resolve import AddressClass
 
 OUTSIDE = rs.SmtpdState(client_address="203.0.113.5", helo_name="mail.example.net",
                         sender="someone@example.net", recipient="x@example.org")
@@ -22,7 +24,7 @@ OUTSIDE = rs.SmtpdState(client_address="203.0.113.5", helo_name="mail.example.ne
 def test_parse_splits_arguments_and_elements() -> None:
     calls = rs.parse_restrictions(
         ["permit_mynetworks", "sleep 1", "check_sender_access", "hash:/etc/postfix/access",
-         "warn_if_reject", "reject_unauth_destination"], stage="recipient")
+         "warn_if_reject", "reject_unauth_destination"], stage=rs.Stage.RECIPIENT)
     assert calls == [
         rs.RestrictionCall("permit_mynetworks"), rs.RestrictionCall("sleep", "1"),
         rs.RestrictionCall("check_sender_access", "hash:/etc/postfix/access"),
@@ -31,7 +33,8 @@ def test_parse_splits_arguments_and_elements() -> None:
 
 
 def test_parse_is_case_insensitive_and_accepts_aliases() -> None:
-    calls = rs.parse_restrictions(["Permit_MyNetworks, check_recipient_maps"], stage="recipient")
+    calls = rs.parse_restrictions(["Permit_MyNetworks, check_recipient_maps"],
+                                  stage=rs.Stage.RECIPIENT)
     assert [c.name for c in calls] == ["permit_mynetworks", "check_recipient_maps"]
 
 
@@ -47,16 +50,17 @@ def test_parse_is_case_insensitive_and_accepts_aliases() -> None:
 ])
 def test_parse_errors_name_the_culprit(items: list[str], stage: str, fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
-        rs.parse_restrictions(items, stage=stage)
+        rs.parse_restrictions(items, stage=rs.Stage(stage))  # an unknown stage name fails here
 
 
 def test_delay_reject_no_refuses_restrictions_without_their_data() -> None:
-    assert rs.parse_restrictions(["reject_unauth_destination"], stage="client")
+    client, helo, sender = rs.Stage.CLIENT, rs.Stage.HELO, rs.Stage.SENDER
+    assert rs.parse_restrictions(["reject_unauth_destination"], stage=client)
     with pytest.raises(ValueError, match="smtpd_delay_reject = no"):
-        rs.parse_restrictions(["reject_unauth_destination"], stage="client", delay_reject=False)
+        rs.parse_restrictions(["reject_unauth_destination"], stage=client, delay_reject=False)
     with pytest.raises(ValueError, match="sender"):
-        rs.parse_restrictions(["reject_non_fqdn_sender"], stage="helo", delay_reject=False)
-    assert rs.parse_restrictions(["reject_non_fqdn_sender"], stage="sender", delay_reject=False)
+        rs.parse_restrictions(["reject_non_fqdn_sender"], stage=helo, delay_reject=False)
+    assert rs.parse_restrictions(["reject_non_fqdn_sender"], stage=sender, delay_reject=False)
 
 
 def test_dispatch_table_is_explicit_and_complete() -> None:
@@ -71,19 +75,20 @@ def test_dispatch_table_is_explicit_and_complete() -> None:
         "check_helo_access", "check_sender_access", "check_recipient_access",
     }
     assert required <= set(rs.RESTRICTIONS)
-    assert all(callable(impl) for impl, _ in rs.RESTRICTIONS.values())
+    assert all(callable(row.check) and row.name == name for name, row in rs.RESTRICTIONS.items())
 
 
 # --- relay protection ----------------------------------------------------------------------
 
 
-def _p(text: str, stage: str = "recipient") -> list[rs.RestrictionCall]:
+def _p(text: str, stage: rs.Stage = rs.Stage.RECIPIENT) -> list[rs.RestrictionCall]:
     return rs.parse_restrictions([text], stage=stage)
 
 
 def test_relay_protection_default_and_tutorial_pass() -> None:
     rs.check_relay_protection(
-        _p("permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination", "relay"), [])
+        _p("permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination",
+           rs.Stage.RELAY), [])
     rs.check_relay_protection([], _p("permit_mynetworks, reject_unauth_destination"))
 
 
@@ -95,7 +100,7 @@ def test_relay_protection_default_and_tutorial_pass() -> None:
 ])
 def test_relay_protection_refuses_open_relays(relay: str, recipient: str) -> None:
     with pytest.raises(ValueError, match="specify at least one working instance of"):
-        rs.check_relay_protection(_p(relay, "relay"), _p(recipient))
+        rs.check_relay_protection(_p(relay, rs.Stage.RELAY), _p(recipient))
 
 
 # --- evaluate one list ---------------------------------------------------------------------
@@ -105,11 +110,11 @@ def test_evaluate_accepts_strings_and_reports_permit_and_dunno() -> None:
     world = World()
     codes = rs.RejectCodes()
     local = dataclasses.replace(OUTSIDE, client_address="127.0.0.1")
-    d = rs.evaluate(["permit_mynetworks", "reject"], local, world, codes, stage="client")
+    d = rs.evaluate(["permit_mynetworks", "reject"], local, world, codes, stage=rs.Stage.CLIENT)
     assert (d.action, d.reply, d.restriction) == ("permit", None, "permit_mynetworks")
-    d = rs.evaluate(["dunno"], OUTSIDE, world, codes, stage="client")
+    d = rs.evaluate(["dunno"], OUTSIDE, world, codes, stage=rs.Stage.CLIENT)
     assert d.action == "dunno" and d.accepted
-    d = rs.evaluate(["sleep 3", "reject"], OUTSIDE, world, codes, stage="client")
+    d = rs.evaluate(["sleep 3", "reject"], OUTSIDE, world, codes, stage=rs.Stage.CLIENT)
     assert d.action == "reject" and d.sleeps == [3.0]
     assert str(d.reply) == "554 5.7.1 <unknown[203.0.113.5]>: Client host rejected: Access denied"
 
@@ -140,41 +145,65 @@ def test_reject_codes_from_config() -> None:
 
 
 def test_restrictions_without_their_data_do_nothing() -> None:
-    bare = rs.SmtpdState(client_address="203.0.113.5", stage="client")
-    names = [n for n, (_, arg) in rs.RESTRICTIONS.items()
+    bare = rs.SmtpdState(client_address="203.0.113.5", stage=rs.Stage.CLIENT)
+    names = [n for n, row in rs.RESTRICTIONS.items()
              if n not in ("reject", "defer", "defer_if_permit", "defer_if_reject")
              and "unknown_client" not in n and "unknown_reverse_client" not in n
-             and not arg]
+             and not row.needs.table]
     world = World()
     for name in names:
         d = rs.evaluate([name], bare, world, rs.RejectCodes())
         assert d.accepted, name
 
 
-# --- DNS needs -----------------------------------------------------------------------------
+# --- DNS: asked as the lists are read, never a second pass ----------------------------------
 
 
-def test_dns_domains_needed_lists_only_what_will_be_asked() -> None:
+def test_dns_is_asked_only_for_what_the_restrictions_reach() -> None:
     world = World()
     state = rs.SmtpdState(client_address="203.0.113.5", helo_name="Mail.Example.NET.",
                           sender="a@Sender.Example", recipient="b@example.com")
     calls = _p("reject_unknown_sender_domain, reject_unknown_recipient_domain, "
                "reject_unknown_helo_hostname")
-    assert rs.dns_domains_needed(calls, state, world) == {"sender.example", "mail.example.net"}
-    assert rs.dns_domains_needed(calls, state) == {
-        "sender.example", "example.com", "mail.example.net"}
-    assert rs.dns_domains_needed(_p("reject_non_fqdn_sender"), state, world) == set()
-    null = dataclasses.replace(state, sender="", helo_name="[192.0.2.1]")
-    assert rs.dns_domains_needed(calls, null, world) == set()
-    # What the evaluator then asks is within what was announced.
+    d = rs.evaluate(calls, state, world, rs.RejectCodes())
+    # Folded domains; example.com is ours (final destination), so it is not asked.
+    assert world.dns_asked == ["sender.example"]
+    assert str(d.reply) == "450 4.1.8 <a@Sender.Example>: Sender address rejected: Domain not found"
+    world = World(dns={"sender.example": DnsResult.HAS_ADDRESS})
     rs.evaluate(calls, state, world, rs.RejectCodes())
-    assert set(world.dns_asked) <= {"sender.example", "mail.example.net"}
+    assert world.dns_asked == ["sender.example", "mail.example.net"]
+    world = World()
+    rs.evaluate(_p("reject_non_fqdn_sender"), state, world, rs.RejectCodes())
+    assert world.dns_asked == []
+    null = dataclasses.replace(state, sender="", helo_name="[192.0.2.1]")
+    rs.evaluate(calls, null, world, rs.RejectCodes())
+    assert world.dns_asked == []
+    # A list that permits first asks nothing further.
+    inside = dataclasses.replace(state, client_address="127.0.0.1")
+    rs.evaluate(_p("permit_mynetworks, reject_unknown_sender_domain"), inside, world,
+                rs.RejectCodes())
+    assert world.dns_asked == []
+
+
+def test_the_evaluation_waits_for_each_answer() -> None:
+    state = rs.SmtpdState(client_address="203.0.113.5", sender="a@sender.example",
+                          recipient="b@example.com")
+    steps = rs.evaluate_steps(_p("reject_unknown_sender_domain"), state, rs.RejectCodes())
+    assert next(steps) == AddressClassOf("sender.example")
+    assert steps.send(AddressClass.DEFAULT) == DomainDns("sender.example")
+    with pytest.raises(StopIteration) as stop:
+        steps.send(DnsResult.TEMP_FAIL)
+    decision: rs.Decision = stop.value.value
+    assert decision.action == "defer"
+    assert str(decision.reply) == (
+        "450 4.1.8 <a@sender.example>: Sender address rejected: Domain not found")
 
 
 # --- never an open relay -------------------------------------------------------------------
 
 SAFE_NAMES = [n for n in rs.RESTRICTIONS
-              if n not in ("permit", "permit_auth_destination") and not rs.RESTRICTIONS[n][1]]
+              if n not in ("permit", "permit_auth_destination")
+              and not rs.RESTRICTIONS[n].needs.table]
 ELEMENT = st.one_of(
     st.sampled_from(SAFE_NAMES).map(lambda n: [n]),
     st.integers(0, 3).map(lambda n: ["sleep", str(n)]),
@@ -197,14 +226,14 @@ DNS = st.sampled_from(list(DnsResult))
     unlisted=st.booleans(), soft=st.booleans(),
 )
 def test_an_outside_unauthenticated_client_never_relays(
-    lists: dict[str, list[str]], rcpt: str, helo: str | None, sender: str | None, client: str,
+    lists: dict[rs.Stage, list[str]], rcpt: str, helo: str | None, sender: str | None, client: str,
     dns: DnsResult, users_fail: bool, pipelining: bool, unlisted: bool, soft: bool,
 ) -> None:
     world = World(users_fail=users_fail)
     world.dns = {"example.org": dns, "foreign.example": dns, "evil.test": dns,
                  "example.net": dns, "mail.example.net": dns}
     state = rs.SmtpdState(client_address=client, helo_name=helo, sender=sender, recipient=rcpt,
-                          pipelining_violation=pipelining, stage="recipient")
+                          pipelining_violation=pipelining, stage=rs.Stage.RECIPIENT)
     parsed = {stage: rs.parse_restrictions(words, stage=stage) for stage, words in lists.items()}
     d = rs.evaluate_stage(parsed, state, world, rs.RejectCodes(soft_bounce=soft),
                           reject_unlisted_recipient=unlisted, reject_unlisted_sender=unlisted)

@@ -12,15 +12,15 @@ from postier.dns.result import DnsResult
 from postier.restrictions import evaluate as rs
 
 CASES = Path(__file__).with_name("restrictions_cases.txt")
-LISTS = {f"{s}_restrictions": s for s in ("client", "helo", "sender", "relay", "recipient")}
+LISTS = {f"{s.value}_restrictions": s for s in rs.DELAYED_STAGES}
 DEFAULT_RELAY = "permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination"
 
 
 @dataclasses.dataclass
 class Script:
     world: World = dataclasses.field(default_factory=World)
-    lists: dict[str, str] = dataclasses.field(
-        default_factory=lambda: {"relay": DEFAULT_RELAY})
+    lists: dict[rs.Stage, str] = dataclasses.field(
+        default_factory=lambda: {rs.Stage.RELAY: DEFAULT_RELAY})
     state: rs.SmtpdState = dataclasses.field(
         default_factory=lambda: rs.SmtpdState(client_address="203.0.113.5"))
     soft_bounce: bool = False
@@ -28,7 +28,7 @@ class Script:
     unlisted_sender: bool = False
 
     def decide(self, rcpt: str) -> rs.Decision:
-        state = dataclasses.replace(self.state, recipient=rcpt, stage="recipient")
+        state = dataclasses.replace(self.state, recipient=rcpt, stage=rs.Stage.RECIPIENT)
         parsed = {stage: rs.parse_restrictions([text], stage=stage)
                   for stage, text in self.lists.items()}
         return rs.evaluate_stage(

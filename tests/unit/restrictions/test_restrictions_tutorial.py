@@ -10,12 +10,11 @@ from restrictions_helpers import World
 
 from postier.config.settings import Config
 from postier.restrictions import evaluate as rs
+from postier.restrictions.lists import RESTRICTION_LISTS
 from postier.rewrite.mynetworks import MyNetworks
 
 TUTORIAL = Path(__file__).parents[2] / "data" / "tutorial"
-LISTS = {"client": "smtpd_client_restrictions", "helo": "smtpd_helo_restrictions",
-         "sender": "smtpd_sender_restrictions", "relay": "smtpd_relay_restrictions",
-         "recipient": "smtpd_recipient_restrictions"}
+LISTS = {stage: param for param, stage in RESTRICTION_LISTS}
 
 
 @pytest.fixture(scope="module")
@@ -26,10 +25,10 @@ def cfg() -> Config:
 def test_tutorial_lists_parse_and_guard_relaying(cfg: Config) -> None:
     parsed = {stage: rs.parse_restrictions(cfg.get_list(p), stage=stage)
               for stage, p in LISTS.items()}
-    assert rs.RestrictionCall("sleep", "1") in parsed["client"]
-    assert [c.name for c in parsed["relay"]] == [
+    assert rs.RestrictionCall("sleep", "1") in parsed[rs.Stage.CLIENT]
+    assert [c.name for c in parsed[rs.Stage.RELAY]] == [
         "permit_mynetworks", "permit_sasl_authenticated", "defer_unauth_destination"]
-    rs.check_relay_protection(parsed["relay"], parsed["recipient"])
+    rs.check_relay_protection(parsed[rs.Stage.RELAY], parsed[rs.Stage.RECIPIENT])
     codes = rs.RejectCodes.from_config(cfg)
     assert codes == rs.RejectCodes()
 

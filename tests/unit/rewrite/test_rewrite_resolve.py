@@ -6,10 +6,13 @@ import pytest
 
 from postier.rewrite.resolve import (
     AddressClass,
+    Classifier,
     LocalRecipientCheck,
+    LocalUsers,
     classify,
     unsupported_entries,
 )
+from postier.tables.aliases import AliasMaps
 
 MYDEST = ["example.com", "tintin.example.com", "localhost", "localhost.localdomain"]
 
@@ -84,3 +87,36 @@ def test_local_recipient_check_tempfail() -> None:
     check = LocalRecipientCheck(lambda name: None, "+")
     assert check("alice@example.com") is None
     assert check("postmaster@example.com") is True
+
+
+def test_local_users_are_the_aliases_and_passwd() -> None:
+    passwd_asked: list[str] = []
+
+    def passwd(name: str) -> bool | None:
+        passwd_asked.append(name)
+        return None if name == "broken" else name == "alice"
+
+    users = LocalUsers(passwd, AliasMaps([{"postmaster": ["root"], "staff": ["alice", "bob"]}]))
+    assert users("staff") is True and passwd_asked == []  # an alias needs no passwd lookup
+    assert users("alice") is True and users("nobody") is False
+    assert users("broken") is None
+    check = LocalRecipientCheck(users, "+")
+    assert check("staff+ext@example.com") is True
+    assert check("nobody+ext@example.com") is False
+
+
+class _Cfg:
+    def get_list(self, name: str) -> list[str]:
+        return {"mydestination": ["Example.COM.", "localhost"],
+                "relay_domains": ["relay.example"]}[name]
+
+
+def test_classifier_from_config() -> None:
+    classify_ = Classifier.from_config(_Cfg(), ["127.0.0.1", "192.0.2.1"])
+    assert classify_("example.com") is AddressClass.LOCAL
+    assert classify_("[192.0.2.1]") is AddressClass.LOCAL
+    assert classify_("[198.51.100.1]") is AddressClass.DEFAULT
+    assert classify_("sub.relay.example") is AddressClass.RELAY
+    assert classify_("example.org") is AddressClass.DEFAULT
+    assert classify_ == Classifier.from_lists(["example.com", "localhost"],
+                                              ["127.0.0.1", "192.0.2.1"], ["relay.example"])

@@ -1,0 +1,151 @@
+"""What the restriction evaluator asks its shell: lookups, their answers, a sync driver (pure).
+
+Follows the facts Postfix's smtpd_check consults (smtpd(8), postconf(5)
+``mynetworks``, ``local_recipient_maps``, ``reject_unknown_*``, access(5)). The
+evaluator is a generator (``Steps``): it yields one ``Lookup`` and is resumed with
+its answer, so a shell can answer from memory, from the DNS or later from a table or
+policy service without a second pass over the lists. ``run(steps, facts)`` drives it
+with a synchronous ``Facts`` (tests, and shells whose answers are all at hand); an
+asynchronous shell writes the same loop around ``await`` (see ``smtpd.facts``).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import ClassVar, Protocol, TypeVar
+
+from postier.dns.result import DnsResult
+from postier.rewrite.resolve import AddressClass
+
+T = TypeVar("T")
+
+
+class Ask(enum.Enum):
+    """The kinds of fact a restriction may ask for (what a restriction row declares)."""
+
+    MYNETWORKS = "mynetworks"
+    ADDRESS_CLASS = "address class"
+    LOCAL_RECIPIENT = "local recipient"
+    DNS = "dns"
+    TABLE = "table"
+
+
+@dataclass(frozen=True)
+class InMyNetworks:
+    """Is the client address ``ip`` in ``mynetworks``? Answer: bool."""
+
+    ip: str
+    ask: ClassVar[Ask] = Ask.MYNETWORKS
+
+
+@dataclass(frozen=True)
+class AddressClassOf:
+    """The address class of ``domain`` ("" for an unqualified address). Answer: AddressClass."""
+
+    domain: str
+    ask: ClassVar[Ask] = Ask.ADDRESS_CLASS
+
+
+@dataclass(frozen=True)
+class LocalRecipient:
+    """Is ``address`` in ``local_recipient_maps``? Answer: bool, or None (table failed)."""
+
+    address: str
+    ask: ClassVar[Ask] = Ask.LOCAL_RECIPIENT
+
+
+@dataclass(frozen=True)
+class DomainDns:
+    """Has ``domain`` (folded: lower case, no trailing dot) an MX, A or AAAA record?
+    Answer: DnsResult."""
+
+    domain: str
+    ask: ClassVar[Ask] = Ask.DNS
+
+
+@dataclass(frozen=True)
+class TableLookup:
+    """``key`` in the ``type:name`` table. Answer: the value, or None (not found)."""
+
+    table: str
+    key: str
+    ask: ClassVar[Ask] = Ask.TABLE
+
+
+Lookup = InMyNetworks | AddressClassOf | LocalRecipient | DomainDns | TableLookup
+Answer = bool | AddressClass | DnsResult | str | None
+
+#: An evaluation in progress: yields lookups, is sent their answers, returns a ``T``.
+Steps = Generator[Lookup, Answer, T]
+
+
+class Facts(Protocol):
+    """A synchronous answerer of every lookup (one method per ``Lookup`` type)."""
+
+    def mynetworks(self, ip: str) -> bool: ...
+    def address_class(self, domain: str) -> AddressClass: ...
+    def is_local_recipient(self, address: str) -> bool | None: ...
+    def domain_dns(self, domain: str) -> DnsResult: ...
+    def lookup(self, table: str, key: str) -> str | None: ...
+
+
+def answer(facts: Facts, lookup: Lookup) -> Answer:
+    """The answer ``facts`` gives to one lookup."""
+    match lookup:
+        case InMyNetworks(ip=ip):
+            return facts.mynetworks(ip)
+        case AddressClassOf(domain=domain):
+            return facts.address_class(domain)
+        case LocalRecipient(address=address):
+            return facts.is_local_recipient(address)
+        case DomainDns(domain=domain):
+            return facts.domain_dns(domain)
+        case TableLookup(table=table, key=key):
+            return facts.lookup(table, key)
+
+
+def run(steps: Steps[T], facts: Facts) -> T:
+    """Drive an evaluation to its end, answering every lookup from ``facts``."""
+    reply: Answer = None
+    while True:
+        try:
+            lookup = steps.send(reply)
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+        reply = answer(facts, lookup)
+
+
+# --- typed asks, for the restrictions (``x = yield from ask_…(…)``) ----------------------
+
+
+def ask_mynetworks(ip: str) -> Steps[bool]:
+    got = yield InMyNetworks(ip)
+    assert isinstance(got, bool), got
+    return got
+
+
+def ask_address_class(domain: str) -> Steps[AddressClass]:
+    got = yield AddressClassOf(domain)
+    assert isinstance(got, AddressClass), got
+    return got
+
+
+def ask_local_recipient(address: str) -> Steps[bool | None]:
+    got = yield LocalRecipient(address)
+    assert got is None or isinstance(got, bool), got
+    return got
+
+
+def ask_domain_dns(domain: str) -> Steps[DnsResult]:
+    got = yield DomainDns(domain)
+    assert isinstance(got, DnsResult), got
+    return got
+
+
+def ask_table(table: str, key: str) -> Steps[str | None]:
+    got = yield TableLookup(table, key)
+    assert got is None or isinstance(got, str), got
+    return got

@@ -1,0 +1,50 @@
+"""What every session of one smtpd process shares: log, the way into the queue, tables, resolver, caches.
+
+Follows Postfix's smtpd(8) (one process serves many sessions; the client's name is
+looked up once per connection, forward-confirmed) and proxymap(8) (tables kept open
+by a long-lived process). One ``Worker`` per process; every ``Service`` and
+``Session`` of that process uses it.
+"""
+
+from __future__ import annotations
+
+from postier.cleanup.cleanup import Cleanup, QmgrTrigger
+from postier.config.settings import Config
+from postier.dns.resolver import Resolver
+from postier.dns.result import DnsResult
+from postier.log import Log
+from postier.rewrite.resolve import LocalUsers
+from postier.tables.aliases import AliasMaps, open_alias_maps
+from postier.tables.cache import Expiring
+from postier.tables.passwd import PasswdTable
+
+NAME_CACHE_SECONDS = 60.0  # client names (PTR, forward-confirmed), failures included
+
+
+class Worker:
+    """What every session of one smtpd process shares."""
+
+    def __init__(self, cfg: Config, log: Log) -> None:
+        self.cfg = cfg
+        self.log = log
+        self.queue_dir = cfg.get("queue_directory")
+        self.cleanup = Cleanup(self.queue_dir, log=log, trigger=QmgrTrigger(self.queue_dir, log))
+        warnings: list[str] = []
+        self.aliases: AliasMaps = open_alias_maps(cfg.get_list("alias_maps"), warnings)
+        for w in warnings:
+            log.warning(w)
+        # local_recipient_maps at its default: passwd (answers kept 10 s), then the aliases
+        self.local_users = LocalUsers(PasswdTable(), self.aliases)
+        self.resolver = Resolver()
+        self._names: Expiring[str] = Expiring(NAME_CACHE_SECONDS)
+
+    async def reverse_name(self, addr: str) -> str:
+        """The client's forward-confirmed name, or ``unknown`` (kept 60 s)."""
+        name = self._names.get(addr)
+        if name is None:
+            name = self._names.put(addr, await self.resolver.client_name(addr))
+        return name
+
+    async def domain_dns(self, domain: str) -> DnsResult:
+        """Has ``domain`` (folded) an MX, A or AAAA record?"""
+        return await self.resolver.domain_dns(domain)

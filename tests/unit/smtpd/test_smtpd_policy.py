@@ -1,0 +1,126 @@
+"""smtpd's per-session decisions: RCPT and VRFY outcomes, the sleep done once, no I/O."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from postier.restrictions import evaluate as rs
+from postier.restrictions import lookups as lk
+from postier.smtpd.policy import Policy, RcptDecision
+from postier.smtpproto import replies
+from postier.smtpproto.replies import Reply
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "restrictions"))
+from restrictions_helpers import World
+
+TUTORIAL_LISTS = {
+    rs.Stage.CLIENT: "permit_mynetworks, permit_sasl_authenticated, sleep 1, "
+                     "reject_unauth_pipelining",
+    rs.Stage.HELO: "reject_invalid_helo_hostname",
+    rs.Stage.SENDER: "reject_unlisted_sender, reject_unknown_sender_domain, permit_mynetworks",
+    rs.Stage.RELAY: "permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination",
+    rs.Stage.RECIPIENT: "permit_mynetworks, reject_unauth_destination",
+}
+
+
+@dataclasses.dataclass
+class Settings:
+    reject_unlisted_recipient: bool = True
+    reject_unlisted_sender: bool = False
+    message_size_limit: int = 10240000
+    myorigin: str = "example.com"
+    disable_vrfy: bool = False
+    codes: rs.RejectCodes = dataclasses.field(default_factory=rs.RejectCodes)
+    lists: Mapping[rs.Stage, Sequence[rs.RestrictionCall]] = dataclasses.field(
+        default_factory=lambda: {stage: rs.parse_restrictions([text], stage=stage)
+                                 for stage, text in TUTORIAL_LISTS.items()})
+
+
+OUTSIDE = rs.SmtpdState(client_address="203.0.113.5", helo_name="mail.example.net",
+                        sender="someone@example.net")
+
+
+def rcpt(policy: Policy, address: str, state: rs.SmtpdState = OUTSIDE,
+         params: Mapping[str, str | None] | None = None) -> RcptDecision:
+    return lk.run(policy.check_rcpt(state, address, params or {}), World())
+
+
+def vrfy(policy: Policy, argument: str) -> Reply:
+    return lk.run(policy.vrfy(argument), World())
+
+
+UNKNOWN = ("550 5.1.1 <nobody@example.com>: Recipient address rejected: "
+           "User unknown in local recipient table")
+
+
+def test_unknown_local_user_is_rejected_with_smtpd_reject_unlisted_recipient_yes() -> None:
+    decision = rcpt(Policy(Settings(reject_unlisted_recipient=True)), "nobody@example.com")
+    assert str(decision.reply) == UNKNOWN
+    inside = dataclasses.replace(OUTSIDE, client_address="127.0.0.1")
+    decision = rcpt(Policy(Settings(reject_unlisted_recipient=True)), "nobody@example.com",
+                    inside)
+    assert str(decision.reply) == UNKNOWN  # permit_mynetworks does not skip it
+
+
+def test_unknown_local_user_is_accepted_with_smtpd_reject_unlisted_recipient_no() -> None:
+    policy = Policy(Settings(reject_unlisted_recipient=False))
+    assert rcpt(policy, "nobody@example.com").reply is None
+    assert rcpt(policy, "nobody").reply is None  # qualified with $myorigin
+    assert rcpt(policy, "alice@example.com").reply is None
+
+
+def test_known_user_accepted_and_the_sleep_is_done_once_per_session() -> None:
+    policy = Policy(Settings())
+    first = rcpt(policy, "alice@example.com")
+    assert first == RcptDecision(None, 1.0)
+    assert rcpt(policy, "bob@example.com") == RcptDecision(None, 0.0)
+    assert rcpt(Policy(Settings()), "nobody@example.com").sleep == 1.0  # a reject sleeps too
+
+
+def test_temporary_rule_refuses_every_non_local_recipient() -> None:
+    inside = dataclasses.replace(OUTSIDE, client_address="127.0.0.1")
+    decision = rcpt(Policy(Settings()), "x@example.org", inside)
+    assert decision.reply == replies.relay_denied("x@example.org")
+    assert str(decision.reply) == "554 5.7.1 <x@example.org>: Relay access denied"
+    outside = rcpt(Policy(Settings()), "x@example.org")
+    assert str(outside.reply) == "454 4.7.1 <x@example.org>: Relay access denied"
+
+
+def test_rcpt_parameters_are_refused_before_any_restriction() -> None:
+    steps = Policy(Settings()).check_rcpt(OUTSIDE, "alice@example.com", {"NOTIFY": "NEVER"})
+    with pytest.raises(StopIteration) as stop:
+        next(steps)  # no lookup asked
+    assert stop.value.value == RcptDecision(replies.unsupported_option("NOTIFY"))
+
+
+def test_warn_if_reject_is_returned_for_the_log() -> None:
+    settings = Settings()
+    settings.lists = {**settings.lists, rs.Stage.HELO: rs.parse_restrictions(
+        ["warn_if_reject reject_non_fqdn_helo_hostname"], stage=rs.Stage.HELO)}
+    state = dataclasses.replace(OUTSIDE, helo_name="milou")
+    decision = rcpt(Policy(settings), "alice@example.com", state)
+    assert decision.reply is None
+    assert [str(w) for w in decision.warnings] == [
+        "504 5.5.2 <milou>: Helo command rejected: need fully-qualified hostname"]
+
+
+def test_vrfy() -> None:
+    policy = Policy(Settings())
+    assert vrfy(policy, "alice") == replies.vrfy_ok("alice")
+    assert str(vrfy(policy, "<nobody@example.com>")) == UNKNOWN
+    assert vrfy(policy, "x@example.org") == replies.vrfy_ok("x@example.org")
+    assert vrfy(policy, "<>") == replies.VRFY_SYNTAX
+    assert vrfy(Policy(Settings(disable_vrfy=True)), "alice") == replies.VRFY_DISABLED
+
+
+def test_mail_parameters() -> None:
+    policy = Policy(Settings(message_size_limit=1000))
+    assert policy.check_mail("a@b", {"SIZE": "999", "BODY": "8BITMIME"}) is None
+    assert policy.check_mail("a@b", {"SIZE": "1001"}) == replies.SIZE_EXCEEDS_LIMIT
+    assert policy.check_mail("a@b", {"SIZE": "x"}) == replies.BAD_SIZE_SYNTAX
+    assert policy.check_mail("a@b", {"RET": "FULL"}) == replies.unsupported_option("RET")
