@@ -42,6 +42,7 @@ from postier.queue.file import QueueFile
 from postier.rewrite.extension import split_extension
 from postier.rewrite.resolve import AddressClass, Classifier
 from postier.tables.aliases import AliasMaps, open_alias_maps
+from postier.tables.passwd import local_recipient_check
 
 MAX_ALIAS_DEPTH = 10
 
@@ -70,9 +71,9 @@ class LocalAgent:
         self.locks = cfg.get_list("mailbox_delivery_lock")
         self.root = os.geteuid() == 0
         self.default_privs = cfg.get("default_privs")
-        self.classify = Classifier.from_lists(
-            cfg.get_list("mydestination"), local_addresses(), cfg.get_list("relay_domains")
-        )
+        self.classify = Classifier.from_config(cfg, local_addresses())
+        # "is this a local recipient?": the same answer smtpd gives at RCPT time
+        self.local_recipients = local_recipient_check(self.aliases, self.delimiter)
         # mailboxes appended to and not yet fsynced: (dev, inode) -> (path, descriptor)
         self._unsynced: dict[tuple[int, int], tuple[str, int]] = {}
         self._paths: set[str] = set()  # the mailboxes of the recipient being delivered
@@ -85,6 +86,12 @@ class LocalAgent:
     def expand(self, localpart: str, depth: int = 0) -> list[Target] | DeliveryStatus:
         """Aliases first (full local part, then without extension), then the passwd file."""
         base, _ext = split_extension(localpart, self.delimiter)
+        if depth == 0:
+            known = self.local_recipients.check_localpart(localpart)
+            if known is False:
+                return status.bounced("5.1.1", f'unknown user: "{base.lower()}"')
+            if known is None:
+                return status.deferred("4.3.0", f"{localpart}: local recipient lookup failed")
         for key in (localpart, base) if base != localpart else (localpart,):
             values = self.aliases.lookup(key)
             if values is None:

@@ -63,9 +63,7 @@ _T = TypeVar("_T")
 
 def build_classifier(cfg: Config) -> Classifier:
     """qmgr's address classifier (mydestination, the interfaces, relay_domains): built here only."""
-    return Classifier.from_lists(
-        cfg.get_list("mydestination"), local_addresses(), cfg.get_list("relay_domains")
-    )
+    return Classifier.from_config(cfg, local_addresses())
 
 
 def write_bounce(

@@ -1,4 +1,4 @@
-"""What every session of one smtpd process shares: log, the way into the queue, tables, resolver, caches.
+"""What every session of one smtpd process shares: log, the way into the queue, tables, DNS.
 
 Follows Postfix's smtpd(8) (one process serves many sessions; the client's name is
 looked up once per connection, forward-confirmed) and proxymap(8) (tables kept open
