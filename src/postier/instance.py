@@ -20,7 +20,7 @@ import postier
 from postier.config import mastercf
 from postier.config.errors import ConfigError
 from postier.config.mastercf import MasterService
-from postier.config.params import unimplemented_settings
+from postier.config.params import MAIL_OWNER, QUEUE_DIRECTORY, unimplemented_settings
 from postier.config.settings import Config
 from postier.queue import dirs
 from postier.restrictions.lists import check_restriction_lists
@@ -82,7 +82,7 @@ class Runtime:
 
     @classmethod
     def from_config(cls, cfg: Config) -> Runtime:
-        owner = cfg.get("mail_owner")
+        owner = cfg[MAIL_OWNER]
         uid: int | None = None
         gid: int | None = None
         if os.geteuid() == 0:
@@ -92,7 +92,7 @@ class Runtime:
                 raise StartError(
                     f'mail_owner: user "{owner}" does not exist; create it with: '
                     f"groupadd --system {owner} && useradd --system --gid {owner} "
-                    f"--home-dir {cfg.get('queue_directory')} --shell /usr/sbin/nologin {owner} "
+                    f"--home-dir {cfg[QUEUE_DIRECTORY]} --shell /usr/sbin/nologin {owner} "
                     "(or set mail_owner in main.cf)"
                 ) from None
             if pw.pw_uid == 0:
@@ -102,7 +102,7 @@ class Runtime:
             owner = pwd.getpwuid(os.geteuid()).pw_name
         workers = max(1, os.cpu_count() or 1)
         return cls(
-            queue_dir=cfg.get("queue_directory"),
+            queue_dir=cfg[QUEUE_DIRECTORY],
             uid=uid,
             gid=gid,
             owner_name=owner,

@@ -14,7 +14,8 @@ import os
 import socket
 import sys
 import time
-from typing import Protocol
+
+from postier.config.params import MAILLOG_FILE, SYSLOG_FACILITY, SYSLOG_NAME, ParamSource
 
 _SYSLOG_FACILITIES = {
     "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6,
@@ -29,7 +30,7 @@ class Log:
 
     def __init__(
         self, program: str, *, syslog_name: str = "postfix", target: str = "stderr",
-        facility: str = "mail",
+        facility: str = SYSLOG_FACILITY.default_value(),
     ) -> None:
         self.ident = f"{syslog_name}/{program}"
         self.host = socket.gethostname().split(".")[0]
@@ -88,15 +89,11 @@ def log_target(maillog_file: str, *, foreground: bool = False) -> str:
     return maillog_file or "syslog"
 
 
-class _Settings(Protocol):
-    def get(self, name: str) -> str: ...
-
-
-def for_config(program: str, cfg: _Settings, *, foreground: bool = False) -> Log:
+def for_config(program: str, cfg: ParamSource, *, foreground: bool = False) -> Log:
     """The logger of one process, as main.cf says (syslog_name, maillog_file, facility)."""
     return Log(
         program,
-        syslog_name=cfg.get("syslog_name"),
-        target=log_target(cfg.get("maillog_file"), foreground=foreground),
-        facility=cfg.get("syslog_facility"),
+        syslog_name=cfg[SYSLOG_NAME],
+        target=log_target(cfg[MAILLOG_FILE], foreground=foreground),
+        facility=cfg[SYSLOG_FACILITY],
     )

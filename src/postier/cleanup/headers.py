@@ -45,8 +45,10 @@ import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
+from postier.config.params import HEADER_SIZE_LIMIT
+
 DEFAULT_DROP_HEADERS = ("bcc", "content-length", "resent-bcc", "return-path")
-DEFAULT_HEADER_SIZE_LIMIT = 102400
+DEFAULT_HEADER_SIZE_LIMIT = HEADER_SIZE_LIMIT.default_value()
 
 # RFC 5322 field name: printable US-ASCII except colon; Postfix allows blanks before ':'.
 _HEADER_START = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")

@@ -26,6 +26,7 @@ from typing import NoReturn
 from postier import instance
 from postier.config import paths
 from postier.config.errors import ConfigError
+from postier.config.params import QUEUE_DIRECTORY
 from postier.config.settings import Config
 
 MASTER_MODULE = "postier.master.master"
@@ -57,7 +58,7 @@ def ensure_default_config(config_dir: str) -> bool:
 def running_pid(config_dir: str) -> int | None:
     """The PID of the running master of this configuration, or None."""
     cfg = Config.from_dir(config_dir)
-    path = instance.pid_file(cfg.get("queue_directory"))
+    path = instance.pid_file(cfg[QUEUE_DIRECTORY])
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:

@@ -23,12 +23,13 @@ import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import postier
 from postier.config.braces import split_list
 
 T_co = TypeVar("T_co", covariant=True)
+_V = TypeVar("_V")
 
 _TIME_RE = re.compile(r"(\d+)([smhdw]?)\Z", re.IGNORECASE)
 _INT_RE = re.compile(r"[-+]?\d+\Z")
@@ -286,11 +287,13 @@ MAILBOX_DELIVERY_LOCK = Param.list(
     "mailbox_delivery_lock", "fcntl, dotlock",
     "mailbox locking methods (system-dependent; Linux: fcntl, dotlock)", implemented=True)
 DELIVER_LOCK_ATTEMPTS = Param.int(
-    "deliver_lock_attempts", "20", "maximal number of attempts to lock a mailbox")
+    "deliver_lock_attempts", "20", "maximal number of attempts to lock a mailbox",
+    implemented=True)
 DELIVER_LOCK_DELAY = Param.time(
-    "deliver_lock_delay", "1s", "time between attempts to lock a mailbox")
+    "deliver_lock_delay", "1s", "time between attempts to lock a mailbox", implemented=True)
 STALE_LOCK_TIME = Param.time(
-    "stale_lock_time", "500s", "age after which a mailbox dotlock file is removed")
+    "stale_lock_time", "500s", "age after which a mailbox dotlock file is removed",
+    implemented=True)
 COMMAND_EXPANSION_FILTER = Param.str(
     "command_expansion_filter",
     "1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
@@ -713,3 +716,11 @@ def unimplemented_settings(names: list[str] | set[str]) -> list[str]:
     return sorted(
         n for n in names if n in PARAMS and not (PARAMS[n].implemented or PARAMS[n].inert)
     )
+
+
+class ParamSource(Protocol):
+    """What reads parameters through their declarations (``config.settings.Config``):
+    libraries that must not depend on how the configuration is stored take this."""
+
+    def __getitem__(self, param: Param[_V]) -> _V: ...
+

@@ -44,6 +44,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import NamedTuple
 
+from postier.config.params import COMMAND_TIME_LIMIT
 from postier.delivery.status import DeliveryStatus, bounced, deferred, sent
 from postier.local import privs
 from postier.local.mbox import envelope_headers, from_line
@@ -277,7 +278,7 @@ def deliver_command(
     uid: int | None,
     gid: int | None,
     home: str,
-    timeout: float = 1000.0,
+    timeout: float = COMMAND_TIME_LIMIT.default_value(),
     prepend: bytes | None = None,
     orig_recipient: str = "",
     arrival: float | None = None,

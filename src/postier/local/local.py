@@ -29,6 +29,20 @@ from dataclasses import dataclass
 from typing import cast
 
 from postier import daemon
+from postier.config.params import (
+    ALIAS_MAPS,
+    COMMAND_TIME_LIMIT,
+    DEFAULT_PRIVS,
+    DELIVER_LOCK_ATTEMPTS,
+    DELIVER_LOCK_DELAY,
+    HOME_MAILBOX,
+    MAIL_SPOOL_DIRECTORY,
+    MAILBOX_COMMAND,
+    MAILBOX_DELIVERY_LOCK,
+    MAILBOX_SIZE_LIMIT,
+    RECIPIENT_DELIMITER,
+    STALE_LOCK_TIME,
+)
 from postier.config.settings import Config
 from postier.delivery import status
 from postier.delivery.protocol import DeliverAnswer, DeliverRequest, RcptResult
@@ -60,17 +74,20 @@ class LocalAgent:
         self.cfg = cfg
         self.log = log
         warnings: list[str] = []
-        self.aliases: AliasMaps = open_alias_maps(cfg.get_list("alias_maps"), warnings)
+        self.aliases: AliasMaps = open_alias_maps(cfg[ALIAS_MAPS], warnings)
         for w in warnings:
             log.warning(w)
-        self.delimiter = cfg.get("recipient_delimiter")
-        self.spool = cfg.get("mail_spool_directory")
-        self.home_mailbox = cfg.get("home_mailbox")
-        self.mailbox_command = cfg.get_raw("mailbox_command")
-        self.size_limit = cfg.get_size("mailbox_size_limit")
-        self.locks = cfg.get_list("mailbox_delivery_lock")
+        self.delimiter = cfg[RECIPIENT_DELIMITER]
+        self.spool = cfg[MAIL_SPOOL_DIRECTORY]
+        self.home_mailbox = cfg[HOME_MAILBOX]
+        self.mailbox_command = cfg[MAILBOX_COMMAND]
+        self.size_limit = cfg[MAILBOX_SIZE_LIMIT]
+        self.locks = cfg[MAILBOX_DELIVERY_LOCK]
+        self.lock_attempts = cfg[DELIVER_LOCK_ATTEMPTS]
+        self.lock_delay = cfg[DELIVER_LOCK_DELAY]
+        self.stale_lock_time = cfg[STALE_LOCK_TIME]
         self.root = os.geteuid() == 0
-        self.default_privs = cfg.get("default_privs")
+        self.default_privs = cfg[DEFAULT_PRIVS]
         self.classify = Classifier.from_config(cfg, local_addresses())
         # "is this a local recipient?": the same answer smtpd gives at RCPT time
         self.local_recipients = local_recipient_check(self.aliases, self.delimiter)
@@ -249,7 +266,7 @@ class LocalAgent:
                 uid=uid,
                 gid=gid,
                 home=pw.pw_dir,
-                timeout=self.cfg.get_time("command_time_limit"),
+                timeout=self.cfg[COMMAND_TIME_LIMIT],
                 orig_recipient=orig,
                 arrival=req.arrival,
                 size_limit=self.size_limit,
@@ -272,7 +289,10 @@ class LocalAgent:
             gid=gid,
             fsync=False,  # sync_mailboxes() does it once per batch, before anything is said
             sync_later=written,
-            privileged_ok=not self.home_mailbox,  # never root's rights in a user's home
+            privileged_ok=not self.home_mailbox,
+            lock_attempts=self.lock_attempts,
+            lock_delay=self.lock_delay,
+            stale_lock_time=self.stale_lock_time,  # never root's rights in a user's home
         )
         for fd in written:
             info = os.fstat(fd)

@@ -21,12 +21,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
+from postier.config.params import COMMAND_EXPANSION_FILTER, EXPORT_ENVIRONMENT
+
 #: postconf -d command_expansion_filter (also forward_expansion_filter).
-DEFAULT_EXPANSION_FILTER = (
-    "1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-)
+DEFAULT_EXPANSION_FILTER = COMMAND_EXPANSION_FILTER.default_value()
 #: postconf -d export_environment.
-DEFAULT_EXPORT_ENVIRONMENT = ("TZ", "MAIL_CONFIG", "LANG")
+DEFAULT_EXPORT_ENVIRONMENT = tuple(EXPORT_ENVIRONMENT.default_value())
 #: _PATH_DEFPATH on Linux: the PATH that Postfix gives to external commands.
 DEFAULT_COMMAND_PATH = "/usr/bin:/bin"
 

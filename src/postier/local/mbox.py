@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, suppress
 
+from postier.config.params import DELIVER_LOCK_ATTEMPTS, DELIVER_LOCK_DELAY, STALE_LOCK_TIME
 from postier.delivery.status import DeliveryStatus, bounced, deferred, sent
 from postier.local import privs
 from postier.safeio import write_all
@@ -453,9 +454,9 @@ def deliver_mbox(
     user: str = "",
     groups: Sequence[int] | None = None,
     delivered_to: bool = True,
-    lock_attempts: int = 20,
-    lock_delay: float = 1.0,
-    stale_lock_time: float = 500.0,
+    lock_attempts: int = DELIVER_LOCK_ATTEMPTS.default_value(),
+    lock_delay: float = DELIVER_LOCK_DELAY.default_value(),
+    stale_lock_time: float = STALE_LOCK_TIME.default_value(),
     strict_ownership: bool = True,
     sleep: Callable[[float], None] = time.sleep,
     sync_later: list[int] | None = None,

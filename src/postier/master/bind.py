@@ -14,16 +14,17 @@ import stat
 
 from postier.config import mastercf
 from postier.config.mastercf import MasterService
+from postier.config.params import INET_INTERFACES, INET_PROTOCOLS
 from postier.config.settings import Config
 from postier.instance import Runtime, StartError
 from postier.log import Log
 
 
 def _interface_hosts(cfg: Config) -> list[str]:
-    protocols = {p.lower() for p in cfg.get_list("inet_protocols")}
+    protocols = {p.lower() for p in cfg[INET_PROTOCOLS]}
     v4 = "all" in protocols or "ipv4" in protocols
     v6 = "all" in protocols or "ipv6" in protocols
-    wanted = [i.lower() for i in cfg.get_list("inet_interfaces")]
+    wanted = [i.lower() for i in cfg[INET_INTERFACES]]
     hosts: list[str] = []
     for item in wanted:
         if item == "all":

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from postier import instance
 from postier.config.errors import ConfigError
+from postier.config.params import SMTPD_TLS_WRAPPERMODE
 from postier.log import for_config as log_for_config
 from postier.master import bind
 
@@ -87,7 +88,7 @@ class Master:
                 )
                 continue
             scfg = self.cfg.with_overrides(svc.overrides, source=f"{svc.file}, line {svc.line}")
-            if scfg.get_bool("smtpd_tls_wrappermode"):
+            if scfg[SMTPD_TLS_WRAPPERMODE]:
                 # Clients of such a port (smtps, 465) start with a TLS handshake: serving
                 # them plaintext SMTP would only surprise; TLS is not built yet.
                 self.log.warning(

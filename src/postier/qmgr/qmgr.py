@@ -35,6 +35,7 @@ from typing import TypeVar
 from postier import daemon
 from postier.bounce.dsn import Failed, build_bounce
 from postier.cleanup.cleanup import Cleanup
+from postier.config.params import MYHOSTNAME, QUEUE_DIRECTORY
 from postier.config.settings import Config
 from postier.delivery import status
 from postier.delivery.registry import CONCURRENCY_DEFAULTS, TransportSetup, build_transports
@@ -109,7 +110,7 @@ class Qmgr:
     ) -> None:
         self.cfg = cfg
         self.log = log
-        self.queue_dir = cfg.get("queue_directory")
+        self.queue_dir = cfg[QUEUE_DIRECTORY]
         # qmgr schedules the bounces it writes itself: no trigger, no extra log line.
         self.cleanup = Cleanup(self.queue_dir, log=None, trigger=None)
         self.transports = (
@@ -123,7 +124,7 @@ class Qmgr:
         self.waiters: dict[Destination, deque[asyncio.Future[None]]] = {}
         self.busy: set[str] = set()
         self.classify = build_classifier(cfg)
-        self.myhostname = cfg.get("myhostname")
+        self.myhostname = cfg[MYHOSTNAME]
         self.tasks: set[asyncio.Task[None]] = set()
         self.limit = asyncio.Semaphore(MESSAGE_ACTIVE_LIMIT)
 

@@ -23,6 +23,17 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from postier.config.params import (
+    BOUNCE_QUEUE_LIFETIME,
+    DEFAULT_DESTINATION_CONCURRENCY_LIMIT,
+    DEFAULT_DESTINATION_RECIPIENT_LIMIT,
+    DEFER_TRANSPORTS,
+    INITIAL_DESTINATION_CONCURRENCY,
+    MAXIMAL_BACKOFF_TIME,
+    MAXIMAL_QUEUE_LIFETIME,
+    MINIMAL_BACKOFF_TIME,
+    QUEUE_RUN_DELAY,
+)
 from postier.config.settings import Config
 from postier.delivery import status
 from postier.delivery.protocol import RcptRequest
@@ -97,9 +108,9 @@ class Policy:
         """
         own = concurrency_defaults or {}
         default = Limits(
-            cfg.get_int("default_destination_recipient_limit"),
-            cfg.get_int("default_destination_concurrency_limit"),
-            cfg.get_int("initial_destination_concurrency"),
+            cfg[DEFAULT_DESTINATION_RECIPIENT_LIMIT],
+            cfg[DEFAULT_DESTINATION_CONCURRENCY_LIMIT],
+            cfg[INITIAL_DESTINATION_CONCURRENCY],
         )
         per: dict[str, Limits] = {}
         for t in transports:
@@ -111,12 +122,12 @@ class Policy:
             if (rcpt, conc) != (default.recipient_limit, default.concurrency_limit):
                 per[t] = Limits(rcpt, conc, default.initial_concurrency)
         return cls(
-            minimal_backoff_time=cfg.get_time("minimal_backoff_time"),
-            maximal_backoff_time=cfg.get_time("maximal_backoff_time"),
-            queue_run_delay=cfg.get_time("queue_run_delay"),
-            maximal_queue_lifetime=cfg.get_time("maximal_queue_lifetime"),
-            bounce_queue_lifetime=cfg.get_time("bounce_queue_lifetime"),
-            defer_transports=frozenset(cfg.get_list("defer_transports")),
+            minimal_backoff_time=cfg[MINIMAL_BACKOFF_TIME],
+            maximal_backoff_time=cfg[MAXIMAL_BACKOFF_TIME],
+            queue_run_delay=cfg[QUEUE_RUN_DELAY],
+            maximal_queue_lifetime=cfg[MAXIMAL_QUEUE_LIFETIME],
+            bounce_queue_lifetime=cfg[BOUNCE_QUEUE_LIFETIME],
+            defer_transports=frozenset(cfg[DEFER_TRANSPORTS]),
             default_limits=default,
             transport_limits=per,
         )

@@ -22,6 +22,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 
+from postier.config import params
 from postier.queue.file import TMP_PREFIX, fsync_dir
 from postier.queue.ids import is_long_queue_id, usec_of
 
@@ -31,8 +32,8 @@ STATES = ("incoming", "active", "deferred", "hold", "corrupt")
 OTHER = ("bounce", "defer", "trace", "flush", "saved", "private", "public", "pid")
 ALL = STATES + OTHER
 
-HASH_QUEUE_NAMES: tuple[str, ...] = ("deferred", "defer")
-HASH_QUEUE_DEPTH = 1
+HASH_QUEUE_NAMES: tuple[str, ...] = tuple(params.HASH_QUEUE_NAMES.default_value())
+HASH_QUEUE_DEPTH = params.HASH_QUEUE_DEPTH.default_value()
 
 #: Temporary files older than this (seconds) are debris of a crashed writer.
 STALE_TMP_AGE = 3600.0

@@ -26,8 +26,9 @@ import enum
 import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal, Protocol
+from typing import Literal
 
+from postier.config.params import PARAMS, ParamSource
 from postier.dns.result import DnsResult
 from postier.restrictions.lookups import Ask as Ask  # re-exported: what rows declare
 from postier.restrictions.lookups import Facts as Facts  # re-exported: what answers them
@@ -116,34 +117,28 @@ STATE_FIELDS: Mapping[Stage, frozenset[str]] = {
 }
 
 
-class _IntConfig(Protocol):
-    def get_int(self, name: str) -> int: ...
-    def get_bool(self, name: str) -> bool: ...
-
-
 @dataclass(frozen=True)
 class RejectCodes:
     """The ``*_reject_code`` parameters (main.cf names) and ``soft_bounce``."""
 
-    unknown_local_recipient_reject_code: int = 550
-    unknown_address_reject_code: int = 450
-    relay_domains_reject_code: int = 554
-    non_fqdn_reject_code: int = 504
-    invalid_hostname_reject_code: int = 501
-    reject_code: int = 554
-    defer_code: int = 450
-    access_map_reject_code: int = 554
-    access_map_defer_code: int = 450
-    unknown_client_reject_code: int = 450
-    unknown_hostname_reject_code: int = 450
-    soft_bounce: bool = False
+    unknown_local_recipient_reject_code: int = (
+        PARAMS["unknown_local_recipient_reject_code"].default_value()
+    )
+    unknown_address_reject_code: int = PARAMS["unknown_address_reject_code"].default_value()
+    relay_domains_reject_code: int = PARAMS["relay_domains_reject_code"].default_value()
+    non_fqdn_reject_code: int = PARAMS["non_fqdn_reject_code"].default_value()
+    invalid_hostname_reject_code: int = PARAMS["invalid_hostname_reject_code"].default_value()
+    reject_code: int = PARAMS["reject_code"].default_value()
+    defer_code: int = PARAMS["defer_code"].default_value()
+    access_map_reject_code: int = PARAMS["access_map_reject_code"].default_value()
+    access_map_defer_code: int = PARAMS["access_map_defer_code"].default_value()
+    unknown_client_reject_code: int = PARAMS["unknown_client_reject_code"].default_value()
+    unknown_hostname_reject_code: int = PARAMS["unknown_hostname_reject_code"].default_value()
+    soft_bounce: bool = PARAMS["soft_bounce"].default_value()
 
     @classmethod
-    def from_config(cls, cfg: _IntConfig) -> RejectCodes:
-        values: dict[str, int] = {
-            name: cfg.get_int(name) for name in cls.__dataclass_fields__ if name != "soft_bounce"
-        }
-        return cls(**values, soft_bounce=cfg.get_bool("soft_bounce"))
+    def from_config(cls, cfg: ParamSource) -> RejectCodes:
+        return cls(**{name: cfg[PARAMS[name]] for name in cls.__dataclass_fields__})
 
 
 @dataclass(frozen=True)

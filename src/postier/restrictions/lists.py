@@ -8,16 +8,24 @@ working instance of: reject_unauth_destination, …").
 from __future__ import annotations
 
 from postier.config.errors import ConfigError
+from postier.config.params import (
+    SMTPD_CLIENT_RESTRICTIONS,
+    SMTPD_HELO_RESTRICTIONS,
+    SMTPD_RECIPIENT_RESTRICTIONS,
+    SMTPD_RELAY_RESTRICTIONS,
+    SMTPD_SENDER_RESTRICTIONS,
+    Param,
+)
 from postier.config.settings import Config
 from postier.restrictions import evaluate as rs
 
 #: The lists smtpd evaluates at RCPT time: main.cf parameter, stage.
-RESTRICTION_LISTS = (
-    ("smtpd_client_restrictions", rs.Stage.CLIENT),
-    ("smtpd_helo_restrictions", rs.Stage.HELO),
-    ("smtpd_sender_restrictions", rs.Stage.SENDER),
-    ("smtpd_relay_restrictions", rs.Stage.RELAY),
-    ("smtpd_recipient_restrictions", rs.Stage.RECIPIENT),
+RESTRICTION_LISTS: tuple[tuple[Param[list[str]], rs.Stage], ...] = (
+    (SMTPD_CLIENT_RESTRICTIONS, rs.Stage.CLIENT),
+    (SMTPD_HELO_RESTRICTIONS, rs.Stage.HELO),
+    (SMTPD_SENDER_RESTRICTIONS, rs.Stage.SENDER),
+    (SMTPD_RELAY_RESTRICTIONS, rs.Stage.RELAY),
+    (SMTPD_RECIPIENT_RESTRICTIONS, rs.Stage.RECIPIENT),
 )
 
 
@@ -26,12 +34,14 @@ def check_restriction_lists(cfg: Config, where: str) -> None:
     parsed = {}
     for param, stage in RESTRICTION_LISTS:
         try:
-            parsed[stage] = rs.parse_restrictions(cfg.get_list(param), stage=stage)
+            parsed[stage] = rs.parse_restrictions(cfg[param], stage=stage)
         except ValueError as exc:
-            file, line = cfg.location(param)
-            raise ConfigError(str(exc), file=file or where, line=line, param=param) from None
+            file, line = cfg.location(param.name)
+            raise ConfigError(
+                str(exc), file=file or where, line=line, param=param.name
+            ) from None
     try:
         rs.check_relay_protection(parsed.get(rs.Stage.RELAY, []),
                                   parsed.get(rs.Stage.RECIPIENT, []))
     except ValueError as exc:
-        raise ConfigError(str(exc), param="smtpd_relay_restrictions") from None
+        raise ConfigError(str(exc), param=SMTPD_RELAY_RESTRICTIONS.name) from None

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-_NEVER_SPLIT = ("postmaster", "mailer-daemon", "double-bounce")
+from postier.config.params import DOUBLE_BOUNCE_SENDER, OWNER_REQUEST_SPECIAL
+
+_NEVER_SPLIT = ("postmaster", "mailer-daemon")
 
 
 class Split(NamedTuple):
@@ -24,8 +26,8 @@ def find_extension(
     localpart: str,
     delimiters: str,
     *,
-    owner_request_special: bool = True,
-    double_bounce_sender: str = "double-bounce",
+    owner_request_special: bool = OWNER_REQUEST_SPECIAL.default_value(),
+    double_bounce_sender: str = DOUBLE_BOUNCE_SENDER.default_value(),
 ) -> Split:
     """Split ``localpart`` at the first character that is in ``delimiters``.
 
@@ -40,7 +42,7 @@ def find_extension(
     if not delimiters:
         return unsplit
     lowered = localpart.lower()
-    if lowered in (_NEVER_SPLIT[0], _NEVER_SPLIT[1], double_bounce_sender.lower()):
+    if lowered in (*_NEVER_SPLIT, double_bounce_sender.lower()):
         return unsplit
     if (
         owner_request_special

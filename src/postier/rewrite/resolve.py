@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from postier.config.params import MYDESTINATION, RELAY_DOMAINS, ParamSource
 from postier.rewrite.address import fold_domain, literal_address, parse_address
 from postier.rewrite.extension import split_extension
 
@@ -204,10 +205,6 @@ class LocalRecipientCheck:
         return self.check_localpart(parse_address(address).localpart)
 
 
-class _ListConfig(Protocol):
-    def get_list(self, name: str) -> list[str]: ...
-
-
 @dataclass(frozen=True)
 class Classifier:
     """``classify`` with one configuration's domain lists, for every process to share.
@@ -231,13 +228,11 @@ class Classifier:
         return cls(norm(mydestination), tuple(interface_addrs), norm(relay_domains))
 
     @classmethod
-    def from_config(cls, cfg: _ListConfig, interface_addrs: Sequence[str]) -> Classifier:
+    def from_config(cls, cfg: ParamSource, interface_addrs: Sequence[str]) -> Classifier:
         """The classifier of one configuration: ``mydestination`` and ``relay_domains``
         from ``cfg`` (expanded), ``interface_addrs`` this host's addresses
         (``dns.resolver.local_addresses()``) for address literals."""
-        return cls.from_lists(
-            cfg.get_list("mydestination"), interface_addrs, cfg.get_list("relay_domains")
-        )
+        return cls.from_lists(cfg[MYDESTINATION], interface_addrs, cfg[RELAY_DOMAINS])
 
     def __call__(self, domain: str) -> AddressClass:
         return classify(

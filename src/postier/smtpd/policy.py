@@ -107,7 +107,7 @@ class Policy:
             # mynetworks) is refused as a relay attempt. Remove it with the SMTP client.
             cls = yield from ask_address_class(parse_address(address).domain or "")
             if cls is not AddressClass.LOCAL:
-                reply = replies.relay_denied(address)
+                reply = replies.relay_denied(address, self.svc.codes.relay_domains_reject_code)
         return RcptDecision(reply, sleep, tuple(decision.warnings), tuple(decision.notes))
 
     def vrfy(self, argument: str) -> Steps[Reply]:
@@ -120,5 +120,5 @@ class Policy:
         full = address if "@" in address else f"{address}@{self.svc.myorigin}"
         cls = yield from ask_address_class(full.rpartition("@")[2])
         if cls is AddressClass.LOCAL and (yield from ask_local_recipient(full)) is False:
-            return replies.user_unknown(full)
+            return replies.user_unknown(full, self.svc.codes.unknown_local_recipient_reject_code)
         return replies.vrfy_ok(address)

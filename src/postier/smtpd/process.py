@@ -9,6 +9,7 @@ by a long-lived process). One ``Worker`` per process; every ``Service`` and
 from __future__ import annotations
 
 from postier.cleanup.cleanup import Cleanup, QmgrTrigger
+from postier.config.params import ALIAS_MAPS, QUEUE_DIRECTORY
 from postier.config.settings import Config
 from postier.dns.resolver import Resolver
 from postier.dns.result import DnsResult
@@ -27,10 +28,10 @@ class Worker:
     def __init__(self, cfg: Config, log: Log) -> None:
         self.cfg = cfg
         self.log = log
-        self.queue_dir = cfg.get("queue_directory")
+        self.queue_dir = cfg[QUEUE_DIRECTORY]
         self.cleanup = Cleanup(self.queue_dir, log=log, trigger=QmgrTrigger(self.queue_dir, log))
         warnings: list[str] = []
-        self.aliases: AliasMaps = open_alias_maps(cfg.get_list("alias_maps"), warnings)
+        self.aliases: AliasMaps = open_alias_maps(cfg[ALIAS_MAPS], warnings)
         for w in warnings:
             log.warning(w)
         # local_recipient_maps at its default: passwd (answers kept 10 s), then the aliases

@@ -6,6 +6,26 @@ parameters of postconf(5); restriction lists are parsed here once, at start.
 
 from __future__ import annotations
 
+from postier.config.params import (
+    DISABLE_VRFY_COMMAND,
+    LINE_LENGTH_LIMIT,
+    MAIL_NAME,
+    MESSAGE_SIZE_LIMIT,
+    MYHOSTNAME,
+    MYNETWORKS,
+    MYNETWORKS_STYLE,
+    MYORIGIN,
+    RECIPIENT_DELIMITER,
+    SMTPD_BANNER,
+    SMTPD_ERROR_SLEEP_TIME,
+    SMTPD_HARD_ERROR_LIMIT,
+    SMTPD_HELO_REQUIRED,
+    SMTPD_RECIPIENT_LIMIT,
+    SMTPD_REJECT_UNLISTED_RECIPIENT,
+    SMTPD_REJECT_UNLISTED_SENDER,
+    SMTPD_SOFT_ERROR_LIMIT,
+    SMTPD_TIMEOUT,
+)
 from postier.config.settings import Config
 from postier.dns.resolver import local_addresses
 from postier.restrictions import evaluate as rs
@@ -23,36 +43,36 @@ class Service:
         self.name = name
         self.cfg = cfg
         self.worker = worker
-        self.hostname = cfg.get("myhostname")
-        self.mail_name = cfg.get("mail_name")
-        self.banner = cfg.get("smtpd_banner")
-        self.timeout = cfg.get_time("smtpd_timeout")
-        self.message_size_limit = cfg.get_size("message_size_limit")
-        self.line_length_limit = cfg.get_int("line_length_limit")
-        self.helo_required = cfg.get_bool("smtpd_helo_required")
-        self.hard_error_limit = cfg.get_int("smtpd_hard_error_limit")
-        self.soft_error_limit = cfg.get_int("smtpd_soft_error_limit")
-        self.error_sleep_time = cfg.get_time("smtpd_error_sleep_time")
-        self.recipient_limit = cfg.get_int("smtpd_recipient_limit")
-        self.disable_vrfy = cfg.get_bool("disable_vrfy_command")
-        self.delimiter = cfg.get("recipient_delimiter")
-        self.myorigin = cfg.get("myorigin")
+        self.hostname = cfg[MYHOSTNAME]
+        self.mail_name = cfg[MAIL_NAME]
+        self.banner = cfg[SMTPD_BANNER]
+        self.timeout = cfg[SMTPD_TIMEOUT]
+        self.message_size_limit = cfg[MESSAGE_SIZE_LIMIT]
+        self.line_length_limit = cfg[LINE_LENGTH_LIMIT]
+        self.helo_required = cfg[SMTPD_HELO_REQUIRED]
+        self.hard_error_limit = cfg[SMTPD_HARD_ERROR_LIMIT]
+        self.soft_error_limit = cfg[SMTPD_SOFT_ERROR_LIMIT]
+        self.error_sleep_time = cfg[SMTPD_ERROR_SLEEP_TIME]
+        self.recipient_limit = cfg[SMTPD_RECIPIENT_LIMIT]
+        self.disable_vrfy = cfg[DISABLE_VRFY_COMMAND]
+        self.delimiter = cfg[RECIPIENT_DELIMITER]
+        self.myorigin = cfg[MYORIGIN]
         self.local_addrs = local_addresses()
         self.classify = Classifier.from_config(cfg, self.local_addrs)
         self.local_recipients = LocalRecipientCheck(worker.local_users, self.delimiter)
         self.mynetworks = MyNetworks.from_config(
-            cfg.get_list("mynetworks"), cfg.get("mynetworks_style"), self.local_addrs
+            cfg[MYNETWORKS], cfg[MYNETWORKS_STYLE], self.local_addrs
         )
         self.facts = ServiceFacts(
             self.mynetworks, self.classify, self.local_recipients, worker.domain_dns
         )
         self.lists = {
-            stage: rs.parse_restrictions(cfg.get_list(param), stage=stage)
+            stage: rs.parse_restrictions(cfg[param], stage=stage)
             for param, stage in RESTRICTION_LISTS
         }
         self.codes = rs.RejectCodes.from_config(cfg)
-        self.reject_unlisted_recipient = cfg.get_bool("smtpd_reject_unlisted_recipient")
-        self.reject_unlisted_sender = cfg.get_bool("smtpd_reject_unlisted_sender")
+        self.reject_unlisted_recipient = cfg[SMTPD_REJECT_UNLISTED_RECIPIENT]
+        self.reject_unlisted_sender = cfg[SMTPD_REJECT_UNLISTED_SENDER]
         keywords = ["PIPELINING"]
         keywords.append(f"SIZE {self.message_size_limit}" if self.message_size_limit else "SIZE")
         if not self.disable_vrfy:

@@ -252,13 +252,13 @@ def access_text(code: int, what: ReplyClass, subject: str, text: str) -> Reply:
     return rejected(code, enhanced, what, subject, text)
 
 
-def relay_denied(address: str, code: int = 554) -> Reply:
+def relay_denied(address: str, code: int) -> Reply:
     """reject_unauth_destination (relay_domains_reject_code 554; 454 for defer_*)."""
     return Reply(code, _dsn(code, "7.1"), f"<{address}>: Relay access denied")
 
 
 def user_unknown(
-    address: str, code: int = 550, what: ReplyClass = ReplyClass.RECIPIENT
+    address: str, code: int, what: ReplyClass = ReplyClass.RECIPIENT
 ) -> Reply:
     """reject_unlisted_recipient/_sender (unknown_local_recipient_reject_code 550):
     ``<addr>: Recipient address rejected: User unknown in local recipient table``
@@ -285,23 +285,23 @@ def non_fqdn_address(address: str, code: int, what: ReplyClass) -> Reply:
     return rejected(code, _dsn(code, "5.2"), what, address, "need fully-qualified address")
 
 
-def non_fqdn_helo(helo_name: str, code: int = 504) -> Reply:
+def non_fqdn_helo(helo_name: str, code: int) -> Reply:
     """reject_non_fqdn_helo_hostname (non_fqdn_reject_code 504)."""
     return rejected(code, _dsn(code, "5.2"), ReplyClass.HELO, helo_name,
                     "need fully-qualified hostname")
 
 
-def invalid_helo(helo_name: str, code: int = 501) -> Reply:
+def invalid_helo(helo_name: str, code: int) -> Reply:
     """reject_invalid_helo_hostname (invalid_hostname_reject_code 501)."""
     return rejected(code, _dsn(code, "5.2"), ReplyClass.HELO, helo_name, "Invalid name")
 
 
-def unknown_helo_hostname(helo_name: str, code: int = 450) -> Reply:
+def unknown_helo_hostname(helo_name: str, code: int) -> Reply:
     """reject_unknown_helo_hostname (unknown_hostname_reject_code 450; defer_code on tempfail)."""
     return rejected(code, _dsn(code, "7.1"), ReplyClass.HELO, helo_name, "Host not found")
 
 
-def unknown_client(address: str, code: int = 450, *, reverse: bool = False) -> Reply:
+def unknown_client(address: str, code: int, *, reverse: bool = False) -> Reply:
     """reject_unknown_client_hostname / reject_unknown_reverse_client_hostname
     (unknown_client_reject_code 450): ``Client host rejected: cannot find your hostname,
     [addr]`` (``reverse hostname``), without the usual ``<subject>:`` prefix."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from restrictions_helpers import World
 
+from postier.config.params import Param, ParamType
 from postier.dns.result import DnsResult
 from postier.restrictions import evaluate as rs
 from postier.restrictions.lookups import AddressClassOf, DomainDns
@@ -132,11 +134,12 @@ def test_reject_codes_come_from_the_caller() -> None:
 
 
 class _Cfg:
-    def get_int(self, name: str) -> int:
-        return {"reject_code": 550}.get(name, 451)
+    """Every *_reject_code 451 but reject_code 550; soft_bounce on."""
 
-    def get_bool(self, name: str) -> bool:
-        return name == "soft_bounce"
+    def __getitem__(self, param: Param[Any]) -> Any:
+        if param.type is ParamType.BOOL:
+            return param.name == "soft_bounce"
+        return {"reject_code": 550}.get(param.name, 451)
 
 
 def test_reject_codes_from_config() -> None:

@@ -14,7 +14,7 @@ from postier.restrictions.lists import RESTRICTION_LISTS
 from postier.rewrite.mynetworks import MyNetworks
 
 TUTORIAL = Path(__file__).parents[2] / "data" / "tutorial"
-LISTS = {stage: param for param, stage in RESTRICTION_LISTS}
+LISTS = {stage: param.name for param, stage in RESTRICTION_LISTS}
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from postier.config.params import Param
 from postier.rewrite.resolve import (
     AddressClass,
     Classifier,
@@ -106,9 +109,9 @@ def test_local_users_are_the_aliases_and_passwd() -> None:
 
 
 class _Cfg:
-    def get_list(self, name: str) -> list[str]:
+    def __getitem__(self, param: Param[Any]) -> Any:
         return {"mydestination": ["Example.COM.", "localhost"],
-                "relay_domains": ["relay.example"]}[name]
+                "relay_domains": ["relay.example"]}[param.name]
 
 
 def test_classifier_from_config() -> None:

@@ -85,7 +85,7 @@ def test_known_user_accepted_and_the_sleep_is_done_once_per_session() -> None:
 def test_temporary_rule_refuses_every_non_local_recipient() -> None:
     inside = dataclasses.replace(OUTSIDE, client_address="127.0.0.1")
     decision = rcpt(Policy(Settings()), "x@example.org", inside)
-    assert decision.reply == replies.relay_denied("x@example.org")
+    assert decision.reply == replies.relay_denied("x@example.org", 554)
     assert str(decision.reply) == "554 5.7.1 <x@example.org>: Relay access denied"
     outside = rcpt(Policy(Settings()), "x@example.org")
     assert str(outside.reply) == "454 4.7.1 <x@example.org>: Relay access denied"

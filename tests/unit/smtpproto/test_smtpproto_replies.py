@@ -35,7 +35,7 @@ def test_multi_line_repeats_enhanced_code() -> None:
 
 
 def test_client_text_cannot_inject_reply_lines() -> None:
-    reply = r.user_unknown("a\r\n250 2.0.0 Ok@example.com")
+    reply = r.user_unknown("a\r\n250 2.0.0 Ok@example.com", 550)
     wire = reply.to_bytes()
     assert wire.count(b"\r\n") == 1 and wire.endswith(b"\r\n")
     assert wire.startswith(b"550 5.1.1 <a??250 2.0.0 Ok@example.com>")
@@ -43,7 +43,7 @@ def test_client_text_cannot_inject_reply_lines() -> None:
 
 def test_restriction_texts() -> None:
     rc = r.ReplyClass
-    assert str(r.user_unknown("tintin@example.com")) == (
+    assert str(r.user_unknown("tintin@example.com", 550)) == (
         "550 5.1.1 <tintin@example.com>: Recipient address rejected: "
         "User unknown in local recipient table"
     )
@@ -51,26 +51,28 @@ def test_restriction_texts() -> None:
         "550 5.1.0 <nobody@example.com>: Sender address rejected: "
         "User unknown in local recipient table"
     )
-    assert str(r.relay_denied("x@example.org")) == "554 5.7.1 <x@example.org>: Relay access denied"
+    assert str(r.relay_denied("x@example.org", 554)) == (
+        "554 5.7.1 <x@example.org>: Relay access denied"
+    )
     assert str(r.relay_denied("x@example.org", 454)) == (
         "454 4.7.1 <x@example.org>: Relay access denied"
     )
     assert str(r.rejected(504, "5.5.2", rc.HELO, "bad host", "Invalid name")) == (
         "504 5.5.2 <bad host>: Helo command rejected: Invalid name"
     )
-    assert str(r.invalid_helo("bad..name")) == (
+    assert str(r.invalid_helo("bad..name", 501)) == (
         "501 5.5.2 <bad..name>: Helo command rejected: Invalid name"
     )
-    assert str(r.non_fqdn_helo("tintin")) == (
+    assert str(r.non_fqdn_helo("tintin", 504)) == (
         "504 5.5.2 <tintin>: Helo command rejected: need fully-qualified hostname"
     )
-    assert str(r.unknown_helo_hostname("nx.example")) == (
+    assert str(r.unknown_helo_hostname("nx.example", 450)) == (
         "450 4.7.1 <nx.example>: Helo command rejected: Host not found"
     )
     assert str(r.access_denied(554, rc.CLIENT, "bad.example[192.0.2.1]")) == (
         "554 5.7.1 <bad.example[192.0.2.1]>: Client host rejected: Access denied"
     )
-    assert str(r.unknown_client("192.0.2.1")) == (
+    assert str(r.unknown_client("192.0.2.1", 450)) == (
         "450 4.7.25 Client host rejected: cannot find your hostname, [192.0.2.1]"
     )
     assert str(r.unknown_client("192.0.2.1", 550, reverse=True)) == (

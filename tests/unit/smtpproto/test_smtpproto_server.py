@@ -127,7 +127,7 @@ def test_sequencing() -> None:
     conn.send(r.NO_VALID_RECIPIENTS)
     # a rejected recipient does not count
     assert one(conn, b"RCPT TO:<x@y>\r\n") == ev.Rcpt("x@y", {})
-    conn.send(r.user_unknown("x@y"))
+    conn.send(r.user_unknown("x@y", 550))
     assert conn.rcpt_count == 0 and conn.state is State.MAIL
     assert one(conn, b"RCPT TO:<>\r\n") == ev.ProtocolError(r.BAD_RECIPIENT_SYNTAX, "RCPT")
     conn.send(r.BAD_RECIPIENT_SYNTAX)
