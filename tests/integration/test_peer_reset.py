@@ -156,6 +156,10 @@ def check_log(log: str, clients: int) -> None:
     # Each session ends with Postfix's line, without the system's details.
     lost = re.findall(r" lost connection after ([A-Z]+) from (\S+)$", log, flags=re.MULTILINE)
     assert len(lost) == clients, summary(log)
+    # Junk is "UNKNOWN", as in Postfix; a reset can come before smtpd read any junk.
+    commands = Counter(command for command, _ in lost)
+    assert set(commands) <= {"CONNECT", "EHLO", "UNKNOWN"}, commands
+    assert commands["UNKNOWN"] >= clients // 2, commands
     # A peer gone before smtpd could ask its address is unknown[unknown], as in Postfix.
     names = {name for _, name in lost}
     assert all(re.fullmatch(r"\S+\[127\.0\.0\.1\]|unknown\[unknown\]", n) for n in names), names

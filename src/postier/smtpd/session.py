@@ -279,11 +279,13 @@ class Session:
                 self.count("auth", replies.AUTH_NOT_ENABLED)
                 return replies.AUTH_NOT_ENABLED
             case ev.ProtocolError(reply=reply, command=command):
-                if command:
-                    self.last_command = command
+                # As Postfix's smtpd: a line that is no command is "UNKNOWN" in the logs
+                # ("lost connection after UNKNOWN from …") and in the counts.
+                self.last_command = command or "UNKNOWN"
                 self.count(command.lower() if command else "unknown", reply)
                 return reply
             case _:
+                self.last_command = "UNKNOWN"
                 reply = replies.UNRECOGNIZED
                 self.count("unknown", reply)
                 return reply
