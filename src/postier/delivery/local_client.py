@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 
+from postier import stream
 from postier.delivery.protocol import DeliverAnswer, DeliverRequest
 from postier.delivery.transport import DeliveryRequest, RcptResult, TransportUnavailable
 
@@ -57,6 +58,9 @@ class LocalClient:
 
     async def deliver(self, req: DeliverRequest) -> DeliverAnswer:
         async with self.lock:
+            if self.writer is not None and self.writer.is_closing() and self.reader_task:
+                # The agent went away; its reader fails what was pending, then we reconnect.
+                await asyncio.wait([self.reader_task])
             if self.writer is None:
                 await self._connect()
             req.id = self.next_id
@@ -64,7 +68,11 @@ class LocalClient:
             fut: asyncio.Future[DeliverAnswer] = asyncio.get_running_loop().create_future()
             self.pending[req.id] = fut
             assert self.writer is not None
-            self.writer.write(req.encode())
+            try:  # the agent gone (its transport closing): PeerGone, a ConnectionError
+                stream.write(self.writer, req.encode())
+            except stream.PeerGone:
+                del self.pending[req.id]
+                raise
         return await fut
 
 

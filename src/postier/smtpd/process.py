@@ -29,7 +29,8 @@ class Worker:
         self.cfg = cfg
         self.log = log
         self.queue_dir = cfg[QUEUE_DIRECTORY]
-        self.cleanup = Cleanup(self.queue_dir, log=log, trigger=QmgrTrigger(self.queue_dir, log))
+        self.trigger = QmgrTrigger(self.queue_dir, log)
+        self.cleanup = Cleanup(self.queue_dir, log=log, trigger=self.trigger)
         warnings: list[str] = []
         self.aliases: AliasMaps = open_alias_maps(cfg[ALIAS_MAPS], warnings)
         for w in warnings:

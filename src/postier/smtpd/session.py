@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import traceback
 from collections import Counter
 from datetime import UTC, datetime
 
+from postier import stream
 from postier.cleanup.cleanup import CleanupMessage, Received
 from postier.queue.file import Envelope, Recipient
 from postier.restrictions import evaluate as rs
@@ -77,38 +79,74 @@ class Session:
     # --- the loop -----------------------------------------------------------------------
 
     async def run(self) -> None:
-        self.client_name = await self.svc.worker.reverse_name(self.client_addr)
-        self.log.info(f"connect from {self.client}")
+        """Serve the connection to its end; never raises (except ``CancelledError``).
+
+        This is the session's error boundary, where the three kinds part: the peer
+        gone (``stream.PeerGone``, ``stream.PeerTimeout``) is one line, as Postfix's
+        ``lost connection after CMD from NAME[ADDR]``; the environment (any other
+        ``OSError``: a disk, a queue file) is a warning without traceback; anything
+        else is our bug, logged with its traceback. Whichever it was, the connection
+        is closed and ``disconnect from NAME[ADDR] …`` is logged, with the counts.
+        """
         try:
-            self.send(replies.greeting(self.svc.banner))
-            await self.flush()
-            while not self.closing:
-                try:
-                    async with asyncio.timeout(self.svc.timeout):  # no task per read
-                        data = await self.reader.read(READ_SIZE)
-                except TimeoutError:
-                    self.log.info(f"timeout after {self.last_command} from {self.client}")
-                    self.send(replies.timeout(self.svc.hostname))
-                    break
-                if not data:
-                    if self.last_command != "QUIT":
-                        self.log.info(
-                            f"lost connection after {self.last_command} from {self.client}"
-                        )
-                    break
-                self.conn.receive_data(data)
-                await self.process_events()
-                await self.flush()
-        except (ConnectionError, OSError) as exc:
-            self.log.info(f"lost connection after {self.last_command} from {self.client}: {exc}")
+            if self.client_addr != "unknown":  # the peer left before we could ask
+                self.client_name = await self.svc.worker.reverse_name(self.client_addr)
+            self.log.info(f"connect from {self.client}")
+            await self.converse()
+        except stream.PeerGone:
+            self.log.info(f"lost connection after {self.last_command} from {self.client}")
+        except stream.PeerTimeout:
+            self.log.info(f"timeout after {self.last_command} from {self.client}")
+        except OSError as exc:
+            self.log.warning(f"{exc} after {self.last_command} from {self.client}")
+        except Exception:
+            self.log.error(
+                f"after {self.last_command} from {self.client}: "
+                f"{traceback.format_exc().strip()}"
+            )
         finally:
+            await self.end()
+
+    async def converse(self) -> None:
+        """Greet, then read, answer and flush until QUIT, an error limit or the end."""
+        self.send(replies.greeting(self.svc.banner))
+        await self.flush()
+        while not self.closing:
+            try:
+                data = await stream.read(
+                    self.reader, self.writer.transport, READ_SIZE, self.svc.timeout
+                )
+            except stream.PeerTimeout:
+                self.log.info(f"timeout after {self.last_command} from {self.client}")
+                self.send(replies.timeout(self.svc.hostname))
+                return
+            if not data:
+                if self.last_command != "QUIT":
+                    self.log.info(f"lost connection after {self.last_command} from {self.client}")
+                return
+            self.conn.receive_data(data)
+            await self.process_events()
+            await self.flush()
+
+    async def end(self) -> None:
+        """Forget an unfinished message, send what is left, close, log the disconnect.
+
+        Never raises (except ``CancelledError``): the ``disconnect from`` line is always
+        written, once.
+        """
+        try:
             self.abort_transaction()
-            with contextlib.suppress(ConnectionError, OSError):
+        except Exception:  # an unfinished queue file that cannot be removed: say so
+            self.log.error(f"{self.client}: {traceback.format_exc().strip()}")
+        try:
+            # Replies still buffered (421 timeout, too many errors) leave if they can.
+            with contextlib.suppress(stream.PeerGone, stream.PeerTimeout):
                 await self.flush()
-            self.writer.close()
-            with contextlib.suppress(ConnectionError, OSError):
-                await self.writer.wait_closed()
-            self.log.info(f"disconnect from {self.client} {self.summary()}")
+            await stream.close(self.writer, self.svc.timeout)
+        except Exception:
+            self.writer.transport.abort()
+            self.log.error(f"{self.client}: {traceback.format_exc().strip()}")
+        self.log.info(f"disconnect from {self.client} {self.summary()}")
 
     def summary(self) -> str:
         order = [
@@ -144,18 +182,20 @@ class Session:
         self.out += self.conn.send(reply)
 
     async def flush(self) -> None:
+        """Write the queued replies; wait for the client to read them only past
+        ``DRAIN_ABOVE`` unsent bytes (at most ``smtpd_timeout``).
+
+        Raises ``stream.PeerGone`` (also when the connection is already closed: nothing
+        is ever written to a closed transport) and ``stream.PeerTimeout``.
+        """
         if self.out:
-            self.writer.write(bytes(self.out))
+            data = bytes(self.out)
             self.out.clear()
+            stream.write(self.writer, data)
         if self.writer.transport.get_write_buffer_size() < DRAIN_ABOVE:
             return  # the kernel took everything: nothing to wait for
-        try:
-            # A client that sends without reading would otherwise hold us here forever.
-            async with asyncio.timeout(self.svc.timeout):
-                await self.writer.drain()
-        except TimeoutError:
-            self.writer.transport.abort()
-            raise ConnectionError("timeout while sending replies") from None
+        # A client that sends without reading would otherwise hold us here forever.
+        await stream.drain(self.writer, self.svc.timeout)
 
     def count(self, name: str, reply: Reply) -> None:
         self.counts[name] += 1
@@ -237,11 +277,13 @@ class Session:
                 self.count("auth", replies.AUTH_NOT_ENABLED)
                 return replies.AUTH_NOT_ENABLED
             case ev.ProtocolError(reply=reply, command=command):
-                if command:
-                    self.last_command = command
+                # As Postfix's smtpd: a line that is no command is "UNKNOWN" in the logs
+                # ("lost connection after UNKNOWN from …") and in the counts.
+                self.last_command = command or "UNKNOWN"
                 self.count(command.lower() if command else "unknown", reply)
                 return reply
             case _:
+                self.last_command = "UNKNOWN"
                 reply = replies.UNRECOGNIZED
                 self.count("unknown", reply)
                 return reply

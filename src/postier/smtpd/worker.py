@@ -42,9 +42,12 @@ async def serve(
                 assert task is not None
                 sessions.add(task)
                 try:
+                    # Session.run maps the peer's and the environment's errors itself
+                    # and logs its own bugs; what reaches here is a bug before it ran.
                     await Session(svc, reader, writer).run()
                 except Exception:
                     worker.log.error(traceback.format_exc().strip())
+                    writer.transport.abort()
                 finally:
                     sessions.discard(task)
 
