@@ -1,9 +1,18 @@
-"""The events the sans-IO SMTP server core hands to its shell.
+"""The events of the sans-IO SMTP cores: commands (what the server core hands its shell,
+and what a client shell hands ``ClientConnection.send``) and replies received by the
+client core, with their Postfix-style diagnostics.
 
-Follows RFC 5321 section 4.1 (commands), RFC 4954 (AUTH), RFC 3207 (STARTTLS) and
-Postfix smtpd(8)'s command set. Every event except ``DataChunk`` and ``Closed``
-expects exactly one reply, passed to ``ServerConnection.send``; ``ProtocolError``
-carries the reply the core itself chose (the shell just sends it).
+Follows RFC 5321 sections 4.1 (commands) and 4.2 (replies), RFC 2033 (LMTP), RFC 3030
+(BDAT), RFC 4954 (AUTH), RFC 3207 (STARTTLS), Postfix smtpd(8)'s command set and the
+diagnostics of Postfix smtp(8) ("host X said: … (in reply to RCPT TO command)", "lost
+connection with X while sending MAIL FROM").
+
+Server side: every command event except ``DataChunk`` and ``Closed`` expects exactly
+one reply, passed to ``ServerConnection.send``; ``ProtocolError`` carries the reply the
+core itself chose (the shell just sends it). Client side, as in h11, the same command
+classes go the other way: ``ClientConnection.send(Mail(...))`` gives the bytes the
+server core reads back as ``Mail(...)``; ``DataChunk`` takes any line ends there, and
+``DataEnd()``'s fields are not used.
 """
 
 from __future__ import annotations
@@ -64,10 +73,11 @@ class DataEnd:
     """The end-of-data ``<CR><LF>.<CR><LF>``; ``size`` counts the content bytes seen.
 
     ``too_big``: size exceeded message_size_limit; chunks past the limit were dropped.
+    (Sent by a client, the fields are ignored: ``DataEnd()``.)
     """
 
-    too_big: bool
-    size: int
+    too_big: bool = False
+    size: int = 0
 
 
 @dataclass(frozen=True)
@@ -131,3 +141,148 @@ Event = (
     Helo | Mail | Rcpt | Data | DataChunk | DataEnd | Rset | Noop | Quit | Vrfy | StartTls
     | Auth | AuthLine | ProtocolError | Closed
 )
+
+
+# --- client side ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bdat:
+    """BDAT (RFC 3030), sent by a client: ``BDAT <len(data)> [LAST]`` then ``data`` as
+    is (no dot-stuffing, no line-end conversion)."""
+
+    data: bytes
+    last: bool = False
+
+
+# What a client shell may pass to ClientConnection.send.
+Command = (
+    Helo | Mail | Rcpt | Data | DataChunk | DataEnd | Bdat | Rset | Noop | Quit | StartTls
+    | Auth | AuthLine
+)
+
+# command name (as in ClientConnection: "MAIL", "DATAEND", …) -> (what the client was
+# doing while it waited for the reply, the request named in "in reply to …"): the words
+# of Postfix smtp(8)'s xfer_states and xfer_request.
+PHASES: dict[str, tuple[str, str]] = {
+    "GREETING": ("receiving the initial server greeting", "initial server greeting"),
+    "EHLO": ("performing the EHLO handshake", "EHLO command"),
+    "HELO": ("performing the HELO handshake", "HELO command"),
+    "LHLO": ("performing the LHLO handshake", "LHLO command"),
+    "STARTTLS": ("receiving the STARTTLS response", "STARTTLS command"),
+    # unsure: Postfix's words while it waits for an AUTH reply
+    "AUTH": ("performing SASL authentication", "AUTH command"),
+    "AUTHLINE": ("performing SASL authentication", "AUTH command"),
+    "MAIL": ("sending MAIL FROM", "MAIL FROM command"),
+    "RCPT": ("sending RCPT TO", "RCPT TO command"),
+    "DATA": ("sending DATA command", "DATA command"),
+    "CONTENT": ("sending message body", "message body"),
+    "BDAT": ("sending message body", "BDAT command"),
+    "DATAEND": ("sending end of data -- message may be sent more than once",
+                "end of DATA command"),
+    "BDATLAST": ("sending end of data -- message may be sent more than once",
+                 "BDAT LAST command"),
+    "RSET": ("sending RSET", "RSET command"),
+    "NOOP": ("sending NOOP", "NOOP command"),
+    "QUIT": ("sending QUIT", "QUIT command"),
+}
+
+
+def wire_text(reply: Reply) -> str:
+    """A reply as it was on the wire, lines joined by a space, as Postfix smtp(8) logs
+    it: ``550-5.7.26 first line 550 5.7.26 last line``."""
+    return reply.to_bytes().decode("utf-8", "replace").replace("\r\n", " ").strip()
+
+
+@dataclass(frozen=True)
+class Greeting:
+    """The server's greeting: 220 to go on, anything else (554, 421) refuses."""
+
+    reply: Reply
+
+    def diagnostic(self, host: str) -> str:
+        """``host X refused to talk to me: 554 …`` (meaningful when not 2xx)."""
+        return f"host {host} refused to talk to me: {wire_text(self.reply)}"
+
+
+@dataclass(frozen=True)
+class HeloReply:
+    """The reply to EHLO, HELO or LHLO (``command``). ``extensions``: the service
+    extensions of a 2xx EHLO/LHLO reply, ``{KEYWORD: parameters}`` (``readers.parse_ehlo``);
+    empty for HELO or a refusal."""
+
+    command: str
+    reply: Reply
+    extensions: dict[str, str] = field(default_factory=dict)
+
+    def diagnostic(self, host: str) -> str:
+        return _said(host, self.reply, self.command)
+
+
+@dataclass(frozen=True)
+class CommandReply:
+    """The reply to MAIL, RCPT, DATA, BDAT (not LAST), RSET, NOOP, QUIT, STARTTLS, AUTH
+    or an AUTH response ("AUTHLINE"). ``argument``: the address of MAIL and RCPT, else "".
+    ``command`` is "" for an unsolicited 421 (the server is closing)."""
+
+    command: str
+    reply: Reply
+    argument: str = ""
+
+    def diagnostic(self, host: str) -> str:
+        return _said(host, self.reply, self.command)
+
+
+@dataclass(frozen=True)
+class DataEndReply:
+    """The reply to the end of data (or BDAT LAST). LMTP (RFC 2033 4.2): one per
+    recipient accepted at RCPT, in RCPT order, ``recipient`` naming it; SMTP: one,
+    ``recipient`` None."""
+
+    reply: Reply
+    recipient: str | None = None
+    command: str = "DATAEND"  # or "BDATLAST"
+
+    def diagnostic(self, host: str) -> str:
+        return _said(host, self.reply, self.command)
+
+
+class RemoteProblem(enum.Enum):
+    LOST_CONNECTION = "lost connection"
+    MALFORMED_REPLY = "malformed reply"
+    UNEXPECTED_REPLY = "unexpected reply"  # a reply nothing was waiting for
+
+
+@dataclass(frozen=True)
+class RemoteError:
+    """The server broke the protocol; the client core is closed after it.
+
+    ``command``: what the client was waiting for (a ``PHASES`` key, "" when nothing).
+    ``text``: the offending line, printable ("" for a lost connection). ``reason``: why
+    a reply is malformed ("no reply code", ``readers.ReplyProblem``'s words)."""
+
+    problem: RemoteProblem
+    command: str
+    text: str = ""
+    reason: str = ""
+
+    def diagnostic(self, host: str) -> str:
+        """Postfix smtp(8)'s words: ``lost connection with X while sending RCPT TO``,
+        ``host X said: garbage (in reply to MAIL FROM command)``."""
+        stage, request = PHASES.get(self.command, ("talking to the server", ""))
+        if self.problem is RemoteProblem.LOST_CONNECTION:
+            return f"lost connection with {host} while {stage}"
+        text = self.text or f"[{self.reason}]"
+        if self.command == "GREETING":
+            return f"host {host} refused to talk to me: {text}"
+        if not request:
+            return f"host {host} said: {text} (unexpected reply)"
+        return f"host {host} said: {text} (in reply to {request})"
+
+
+ClientEvent = Greeting | HeloReply | CommandReply | DataEndReply | RemoteError | Closed
+
+
+def _said(host: str, reply: Reply, command: str) -> str:
+    request = PHASES.get(command, ("", "unsolicited reply"))[1]
+    return f"host {host} said: {wire_text(reply)} (in reply to {request})"

@@ -19,23 +19,34 @@ command whose outcome changes the state (HELO, MAIL, RCPT, DATA, …) holds furt
 parsing until it is answered, so pipelined input after DATA is neither parsed as
 commands nor as content before the shell answered the DATA.
 
-End of DATA is ONLY ``<CR><LF>.<CR><LF>`` (SMTP smuggling, CVE-2023-51764):
-the "." line must start right after a CRLF (or be the first content line) and end
-in CRLF. A bare LF ends a *content* line (it becomes "\\n", like Postfix's
-"normalize") but a line that follows a bare LF is never a candidate for the end of
-data and is not dot-unstuffed either: "\\n.\\r\\n" is the content line "." kept
-verbatim. A bare CR is ordinary content. Command lines may end in CRLF or bare LF.
+Whether a command may be given at all in the current state (MAIL needs HELO when
+helo_required, RCPT needs MAIL, DATA needs RCPT, no nested MAIL, …) is decided by
+``_PRECONDITIONS`` and ``_REFUSED``, the tables beside ``_TRANSITIONS``; handlers only
+read their command's syntax.
+
+Lines come from ``buffer.LineBuffer`` (bounded); command syntax and content are read by
+``readers`` (``read_command``, ``parse_path``, ``parse_params``, ``ContentReader``:
+end of DATA is ONLY ``<CR><LF>.<CR><LF>``, see there). Command lines may end in CRLF or
+bare LF.
 """
 
 from __future__ import annotations
 
 import enum
-import re
 from collections import deque
 from collections.abc import Callable, Iterable
 
 from postier.smtpproto import events as ev
 from postier.smtpproto import replies
+from postier.smtpproto.buffer import DEFAULT_LINE_LENGTH_LIMIT, TOO_LONG, LineBuffer
+from postier.smtpproto.readers import (
+    MAIL_FROM,
+    RCPT_TO,
+    ContentReader,
+    parse_params,
+    parse_path,
+    read_command,
+)
 from postier.smtpproto.replies import Reply
 
 
@@ -74,27 +85,40 @@ _TRANSITIONS: dict[tuple[State | None, str, int], State] = {
 _HOLDING = frozenset({"HELO", "MAIL", "RCPT", "DATA", "DATAEND", "RSET", "QUIT", "STARTTLS",
                       "AUTH", "AUTHLINE"})
 
-# RFC 5321 4.1.1.2:  mail = "MAIL FROM:" Reverse-path [SP Mail-parameters] CRLF
-# (Postfix also takes "MAIL FROM: <a>", "mail from:a@b" and other case/space variants)
-_MAIL_FROM = re.compile(r"FROM:\s*(.*)", re.IGNORECASE | re.DOTALL)
-# RFC 5321 4.1.1.3:  rcpt = "RCPT TO:" ( "<Postmaster@" Domain ">" / "<Postmaster>" /
-#                           Forward-path ) [SP Rcpt-parameters] CRLF
-_RCPT_TO = re.compile(r"TO:\s*(.*)", re.IGNORECASE | re.DOTALL)
-# RFC 5321 4.1.2:  Path = "<" [ A-d-l ":" ] Mailbox ">"
-#                  Quoted-string = DQUOTE *QcontentSMTP DQUOTE
-#                  quoted-pairSMTP = %d92 %d32-126
-# Postfix (strict_rfc821_envelopes = no) also takes a path without "<>"; either way
-# "<", ">" and white space may appear only inside a quoted local part.
-_ADDR_CHARS = r'(?:"(?:[^"\\\r\n]|\\.)*"|[^<>"\s])'
-_BRACKETED = re.compile(rf"<({_ADDR_CHARS}*)>")
-_BARE = re.compile(rf"({_ADDR_CHARS}+)")
-# RFC 5321 4.1.2:  A-d-l = At-domain *( "," At-domain ); At-domain = "@" Domain
-_SOURCE_ROUTE = re.compile(r"@[^,:\s]+(?:,@[^,:\s]+)*:")
-# RFC 5321 4.1.2:  esmtp-param = esmtp-keyword ["=" esmtp-value]
-#                  esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-")
-#                  esmtp-value = 1*(%d33-60 / %d62-126)   (RFC 6531: also UTF-8)
-_PARAM = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*)(?:=([^=\s\x00-\x1f\x7f]+))?")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+class _Need(enum.Enum):
+    """A fact about the session, beyond its state, that a command may need."""
+
+    HELO = "HELO"  # HELO/EHLO seen, when helo_required (smtpd_helo_required)
+    NO_TLS = "NO_TLS"  # TLS not active yet
+    NOT_AUTHENTICATED = "NOT_AUTHENTICATED"
+
+
+# command -> (what it needs, the reply when it is missing), checked in this order before
+# the state (_REFUSED).
+_PRECONDITIONS: dict[str, tuple[tuple[_Need, Reply], ...]] = {
+    "MAIL": ((_Need.HELO, replies.HELO_FIRST),),
+    "STARTTLS": ((_Need.NO_TLS, replies.TLS_ALREADY_ACTIVE),),
+    "AUTH": ((_Need.NOT_AUTHENTICATED, replies.ALREADY_AUTHENTICATED),),
+}
+
+# (state, command) -> the reply refusing that command in that state. Commands are only
+# read in IDLE, MAIL and RCPT (DATA reads content, AUTH reads SASL responses).
+_REFUSED: dict[tuple[State, str], Reply] = {
+    (State.MAIL, "MAIL"): replies.NESTED_MAIL,
+    (State.RCPT, "MAIL"): replies.NESTED_MAIL,
+    (State.IDLE, "RCPT"): replies.NEED_MAIL,
+    (State.IDLE, "DATA"): replies.NEED_RCPT,
+    (State.MAIL, "DATA"): replies.NO_VALID_RECIPIENTS,
+    (State.MAIL, "STARTTLS"): replies.TRANSACTION_IN_PROGRESS,
+    (State.RCPT, "STARTTLS"): replies.TRANSACTION_IN_PROGRESS,
+    (State.MAIL, "AUTH"): replies.TRANSACTION_IN_PROGRESS,
+    (State.RCPT, "AUTH"): replies.TRANSACTION_IN_PROGRESS,
+}
+
+# Commands whose syntax is checked before whether they are allowed (Postfix's order for
+# STARTTLS; kept for AUTH so that no reply changes). Others: legality first.
+_SYNTAX_FIRST = frozenset({"STARTTLS", "AUTH"})
 
 DEFAULT_FORBIDDEN_COMMANDS = ("CONNECT", "GET", "POST")
 
@@ -105,7 +129,7 @@ class ServerConnection:
     def __init__(
         self,
         *,
-        max_line_length: int = 2048,
+        max_line_length: int = DEFAULT_LINE_LENGTH_LIMIT,
         message_size_limit: int = 10240000,
         helo_required: bool = False,
         forbidden_commands: Iterable[str] = DEFAULT_FORBIDDEN_COMMANDS,
@@ -114,16 +138,14 @@ class ServerConnection:
         """``max_line_length``: Postfix line_length_limit for command lines.
         ``message_size_limit``: content bytes (0: no limit). ``data_partial_limit``: how
         much of an unfinished content line is held before it is passed on as a chunk."""
-        self.max_line_length = max_line_length
         self.message_size_limit = message_size_limit
         self.helo_required = helo_required
         self.forbidden_commands = frozenset(c.upper() for c in forbidden_commands)
-        self._partial_limit = max(data_partial_limit, 16)
-        self._buf = bytearray()
+        self._partial_limit = data_partial_limit
+        self._buf = LineBuffer(max_line_length)
         self._eof = False
         self._state = State.IDLE
         self._pending: deque[str] = deque()
-        self._discarding = False  # skipping the rest of a too-long command line
         self.helo_name: str | None = None
         self.esmtp = False
         self.tls_active = False
@@ -131,10 +153,9 @@ class ServerConnection:
         self.rcpt_count = 0
         self._last_helo: tuple[str, bool] = ("", False)  # the HELO/EHLO awaiting its reply
         # content state
-        self._line_start = True  # the next content byte starts a line after a CRLF
+        self._content = ContentReader(data_partial_limit)
         self._size = 0
         self._too_big = False
-        self._data_done = False
         self._commands: dict[str, Callable[[str], ev.Event]] = {
             "HELO": self._helo, "EHLO": self._ehlo, "MAIL": self._mail, "RCPT": self._rcpt,
             "DATA": self._data, "RSET": self._rset, "NOOP": self._noop, "QUIT": self._quit,
@@ -142,6 +163,11 @@ class ServerConnection:
         }
 
     # --- public API ---------------------------------------------------------------
+
+    @property
+    def max_line_length(self) -> int:
+        """Postfix line_length_limit: the longest command line, without its CRLF."""
+        return self._buf.max_line_length
 
     @property
     def state(self) -> State:
@@ -161,7 +187,7 @@ class ServerConnection:
         if not data:
             self._eof = True
         elif self._state is not State.CLOSED:
-            self._buf += data
+            self._buf.feed(data)
 
     def input_pending(self) -> bool:
         """True when the client sent bytes beyond the commands taken so far (pipelining)."""
@@ -217,10 +243,9 @@ class ServerConnection:
         if command == "RCPT" and cls == 2 and after is State.RCPT:
             self.rcpt_count += 1
         if after is State.DATA and before is not State.DATA:
-            self._line_start = True
+            self._content = ContentReader(self._partial_limit)
             self._size = 0
             self._too_big = False
-            self._data_done = False
         if after is State.CLOSED:
             self._buf.clear()
             self._pending.clear()
@@ -236,31 +261,12 @@ class ServerConnection:
     # --- command lines ------------------------------------------------------------
 
     def _next_line_event(self) -> ev.Event | ev.NeedData:
-        buf = self._buf
-        if self._discarding:
-            end = buf.find(b"\n")
-            if end < 0:
-                buf.clear()
-                return self._at_eof()
-            del buf[: end + 1]
-            self._discarding = False
-        end = buf.find(b"\n", 0, self.max_line_length + 2)
-        if end < 0:
-            if len(buf) > self.max_line_length + 1:
-                end = buf.find(b"\n", self.max_line_length + 2)
-                if end < 0:
-                    buf.clear()
-                    self._discarding = True
-                else:
-                    del buf[: end + 1]
-                return self._error(replies.LINE_TOO_LONG)
+        line = self._buf.next_line()
+        if line is None:
             return self._at_eof()
-        line = bytes(buf[:end])
-        del buf[: end + 1]
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        if len(line) > self.max_line_length:
+        if line is TOO_LONG:
             return self._error(replies.LINE_TOO_LONG)
+        assert isinstance(line, bytes)
         if self._state is State.AUTH:
             return self._queue("AUTHLINE",
                                ev.AuthLine(line.decode("utf-8", "surrogateescape").strip()))
@@ -274,24 +280,34 @@ class ServerConnection:
         return ev.NEED_DATA
 
     def _command(self, raw: bytes) -> ev.Event:
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return self._error(replies.BAD_UTF8)
-        line = line.strip(" \t")
-        if not line:
-            return self._error(replies.BAD_SYNTAX)
-        verb, _, rest = line.replace("\t", " ").partition(" ")
-        rest = rest.strip(" ")
-        if not verb.isascii():
-            return self._error(replies.UNRECOGNIZED)
-        verb = verb.upper()
+        parsed = read_command(raw)
+        if isinstance(parsed, Reply):
+            return self._error(parsed)
+        verb, rest = parsed
         if verb in self.forbidden_commands:
             return self._error(replies.FORBIDDEN_COMMAND, verb)
         handler = self._commands.get(verb)
         if handler is None:
             return self._error(replies.UNRECOGNIZED)
+        if verb not in _SYNTAX_FIRST:
+            refusal = self._refusal(verb)
+            if refusal is not None:
+                return self._error(refusal, verb)
         return handler(rest)
+
+    def _refusal(self, verb: str) -> Reply | None:
+        """The reply refusing ``verb`` now (``_PRECONDITIONS``, then ``_REFUSED``), or None."""
+        for need, reply in _PRECONDITIONS.get(verb, ()):
+            if not self._has(need):
+                return reply
+        return _REFUSED.get((self._state, verb))
+
+    def _has(self, need: _Need) -> bool:
+        if need is _Need.HELO:
+            return not self.helo_required or self.helo_name is not None
+        if need is _Need.NO_TLS:
+            return not self.tls_active
+        return not self.authenticated
 
     def _helo(self, rest: str) -> ev.Event:
         return self._hello(rest, extended=False)
@@ -311,43 +327,33 @@ class ServerConnection:
         return self._queue("HELO", ev.Helo(name, extended))
 
     def _mail(self, rest: str) -> ev.Event:
-        if self.helo_required and self.helo_name is None:
-            return self._error(replies.HELO_FIRST, "MAIL")
-        if self._state in (State.MAIL, State.RCPT):
-            return self._error(replies.NESTED_MAIL, "MAIL")
-        m = _MAIL_FROM.fullmatch(rest)
+        m = MAIL_FROM.fullmatch(rest)
         if m is None or not m.group(1):
             return self._error(replies.MAIL_SYNTAX, "MAIL")
-        parsed = _parse_path(m.group(1))
+        parsed = parse_path(m.group(1))
         if parsed is None:
             return self._error(replies.BAD_SENDER_SYNTAX, "MAIL")
         address, params_text = parsed
-        params = _parse_params(params_text)
+        params = parse_params(params_text)
         if isinstance(params, Reply):
             return self._error(params, "MAIL")
         return self._queue("MAIL", ev.Mail(address, params))
 
     def _rcpt(self, rest: str) -> ev.Event:
-        if self._state not in (State.MAIL, State.RCPT):
-            return self._error(replies.NEED_MAIL, "RCPT")
-        m = _RCPT_TO.fullmatch(rest)
+        m = RCPT_TO.fullmatch(rest)
         if m is None or not m.group(1):
             return self._error(replies.RCPT_SYNTAX, "RCPT")
-        parsed = _parse_path(m.group(1))
+        parsed = parse_path(m.group(1))
         if parsed is None or not parsed[0]:
             return self._error(replies.BAD_RECIPIENT_SYNTAX, "RCPT")
         address, params_text = parsed
-        params = _parse_params(params_text)
+        params = parse_params(params_text)
         if isinstance(params, Reply):
             return self._error(params, "RCPT")
         return self._queue("RCPT", ev.Rcpt(address, params))
 
     def _data(self, rest: str) -> ev.Event:
         # RFC 5321 4.1.1.4:  data = "DATA" CRLF
-        if self._state is State.IDLE:
-            return self._error(replies.NEED_RCPT, "DATA")
-        if self._state is State.MAIL:
-            return self._error(replies.NO_VALID_RECIPIENTS, "DATA")
         if rest:
             return self._error(replies.DATA_SYNTAX, "DATA")
         return self._queue("DATA", ev.Data())
@@ -375,10 +381,9 @@ class ServerConnection:
         # RFC 3207 4:  STARTTLS takes no parameters
         if rest:
             return self._error(replies.STARTTLS_SYNTAX, "STARTTLS")
-        if self.tls_active:
-            return self._error(replies.TLS_ALREADY_ACTIVE, "STARTTLS")
-        if self._state is not State.IDLE:
-            return self._error(replies.TRANSACTION_IN_PROGRESS, "STARTTLS")
+        refusal = self._refusal("STARTTLS")
+        if refusal is not None:
+            return self._error(refusal, "STARTTLS")
         return self._queue("STARTTLS", ev.StartTls())
 
     def _auth(self, rest: str) -> ev.Event:
@@ -386,10 +391,9 @@ class ServerConnection:
         args = rest.split()
         if not args or len(args) > 2:
             return self._error(replies.AUTH_SYNTAX, "AUTH")
-        if self.authenticated:
-            return self._error(replies.ALREADY_AUTHENTICATED, "AUTH")
-        if self._state is not State.IDLE:
-            return self._error(replies.TRANSACTION_IN_PROGRESS, "AUTH")
+        refusal = self._refusal("AUTH")
+        if refusal is not None:
+            return self._error(refusal, "AUTH")
         initial = args[1] if len(args) == 2 else None
         return self._queue("AUTH", ev.Auth(args[0].upper(), initial))
 
@@ -397,9 +401,9 @@ class ServerConnection:
 
     def _next_content_event(self) -> ev.Event | ev.NeedData:
         while True:
-            if self._data_done:
+            if self._content.done:
                 return self._queue("DATAEND", ev.DataEnd(self._too_big, self._size))
-            chunk = self._take_content()
+            chunk = self._content.read(self._buf)
             if chunk is None:
                 if self._eof:
                     return self._at_eof()
@@ -411,67 +415,3 @@ class ServerConnection:
                 self._too_big = True
             if not self._too_big:
                 return ev.DataChunk(chunk)
-
-    def _take_content(self) -> bytes | None:
-        """The next run of content (converted), b"" when only state changed, None for
-        "need more bytes". Sets ``_data_done`` on the end-of-data line."""
-        buf = self._buf
-        if self._line_start and buf[:1] == b".":
-            # the first byte of a line that follows a CRLF (or starts the content)
-            if len(buf) < 3 and bytes(buf[:2]) in (b".", b".\r"):
-                return None
-            if buf[:3] == b".\r\n":
-                del buf[:3]
-                self._data_done = True
-                return b""
-            del buf[:1]  # RFC 5321 4.5.2: drop the stuffed dot
-            self._line_start = False
-            return b""
-        last = buf.rfind(b"\n")
-        if last < 0:
-            if len(buf) <= self._partial_limit:
-                return None
-            # a long line: pass most of it on, keeping a final CR (it may start a CRLF)
-            n = len(buf) - 1 if buf.endswith(b"\r") else len(buf)
-            chunk = bytes(buf[:n])
-            del buf[:n]
-            self._line_start = False
-            return chunk
-        region = bytes(buf[: last + 1])
-        end = region.find(b"\r\n.\r\n")
-        if end >= 0:
-            region = region[: end + 2]
-            del buf[: end + 5]
-            self._data_done = True
-        else:
-            del buf[: last + 1]
-        self._line_start = region.endswith(b"\r\n")
-        # lines after a CRLF lose their leading dot; then CRLF -> LF (bare LF stays LF)
-        return region.replace(b"\r\n.", b"\r\n").replace(b"\r\n", b"\n")
-
-
-def _parse_path(text: str) -> tuple[str, str] | None:
-    """``(address, parameters text)`` from what follows "FROM:"/"TO:", or None if bad."""
-    m = _BRACKETED.match(text) if text.startswith("<") else _BARE.match(text)
-    if m is None:
-        return None
-    rest = text[m.end():]
-    if rest and not rest[0].isspace():
-        return None
-    address = m.group(1)
-    if _CONTROL.search(address):
-        return None
-    route = _SOURCE_ROUTE.match(address)
-    if route is not None:  # RFC 5321 4.1.2: source routes are accepted and ignored
-        address = address[route.end():]
-    return address, rest.strip()
-
-
-def _parse_params(text: str) -> dict[str, str | None] | Reply:
-    params: dict[str, str | None] = {}
-    for token in text.split():
-        m = _PARAM.fullmatch(token)
-        if m is None:
-            return replies.unsupported_option(token)
-        params[m.group(1).upper()] = m.group(2)
-    return params

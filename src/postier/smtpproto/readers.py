@@ -1,0 +1,285 @@
+"""Readers of the SMTP wire: command lines and message content (for the server core),
+reply lines and EHLO keywords (for the client core).
+
+Follows RFC 5321 sections 4.1 (command syntax), 4.2 (reply lines), 4.5.2 (transparency)
+and 4.1.1.1 (EHLO keywords), RFC 3463 / RFC 2034 (enhanced status codes), RFC 1869
+(service extensions), and Postfix smtpd(8) / smtp(8) tolerance
+(strict_rfc821_envelopes = no, smtpd_forbid_bare_newline = normalize).
+
+Every reader takes a ``buffer.LineBuffer`` (or one line) and returns data: no I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+from postier.smtpproto import replies
+from postier.smtpproto.buffer import TOO_LONG, LineBuffer
+from postier.smtpproto.replies import Reply
+
+# --- command lines (server) -----------------------------------------------------------
+
+# RFC 5321 4.1.1.2:  mail = "MAIL FROM:" Reverse-path [SP Mail-parameters] CRLF
+# (Postfix also takes "MAIL FROM: <a>", "mail from:a@b" and other case/space variants)
+MAIL_FROM = re.compile(r"FROM:\s*(.*)", re.IGNORECASE | re.DOTALL)
+# RFC 5321 4.1.1.3:  rcpt = "RCPT TO:" ( "<Postmaster@" Domain ">" / "<Postmaster>" /
+#                           Forward-path ) [SP Rcpt-parameters] CRLF
+RCPT_TO = re.compile(r"TO:\s*(.*)", re.IGNORECASE | re.DOTALL)
+# RFC 5321 4.1.2:  Path = "<" [ A-d-l ":" ] Mailbox ">"
+#                  Quoted-string = DQUOTE *QcontentSMTP DQUOTE
+#                  quoted-pairSMTP = %d92 %d32-126
+# Postfix (strict_rfc821_envelopes = no) also takes a path without "<>"; either way
+# "<", ">" and white space may appear only inside a quoted local part.
+_ADDR_CHARS = r'(?:"(?:[^"\\\r\n]|\\.)*"|[^<>"\s])'
+_BRACKETED = re.compile(rf"<({_ADDR_CHARS}*)>")
+_BARE = re.compile(rf"({_ADDR_CHARS}+)")
+# RFC 5321 4.1.2:  A-d-l = At-domain *( "," At-domain ); At-domain = "@" Domain
+_SOURCE_ROUTE = re.compile(r"@[^,:\s]+(?:,@[^,:\s]+)*:")
+# RFC 5321 4.1.2:  esmtp-param = esmtp-keyword ["=" esmtp-value]
+#                  esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-")
+#                  esmtp-value = 1*(%d33-60 / %d62-126)   (RFC 6531: also UTF-8)
+_PARAM = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*)(?:=([^=\s\x00-\x1f\x7f]+))?")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def read_command(raw: bytes) -> tuple[str, str] | Reply:
+    """``(VERB, rest)`` from one command line (without its line end): the verb upper
+    case, ``rest`` with surrounding spaces removed; or the reply refusing the line
+    (bad UTF-8, empty line, a verb that is not ASCII)."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return replies.BAD_UTF8
+    line = line.strip(" \t")
+    if not line:
+        return replies.BAD_SYNTAX
+    verb, _, rest = line.replace("\t", " ").partition(" ")
+    if not verb.isascii():
+        return replies.UNRECOGNIZED
+    return verb.upper(), rest.strip(" ")
+
+
+def parse_path(text: str) -> tuple[str, str] | None:
+    """``(address, parameters text)`` from what follows "FROM:"/"TO:", or None if bad.
+    The address is "" for ``<>``; a source route is dropped (RFC 5321 4.1.2)."""
+    m = _BRACKETED.match(text) if text.startswith("<") else _BARE.match(text)
+    if m is None:
+        return None
+    rest = text[m.end():]
+    if rest and not rest[0].isspace():
+        return None
+    address = m.group(1)
+    if _CONTROL.search(address):
+        return None
+    route = _SOURCE_ROUTE.match(address)
+    if route is not None:  # RFC 5321 4.1.2: source routes are accepted and ignored
+        address = address[route.end():]
+    return address, rest.strip()
+
+
+def parse_params(text: str) -> dict[str, str | None] | Reply:
+    """MAIL/RCPT parameters ``{KEYWORD: value or None}`` (keywords upper case), or the
+    ``555 Unsupported option`` reply for the first malformed one."""
+    params: dict[str, str | None] = {}
+    for token in text.split():
+        m = _PARAM.fullmatch(token)
+        if m is None:
+            return replies.unsupported_option(token)
+        params[m.group(1).upper()] = m.group(2)
+    return params
+
+
+# --- message content (server) -----------------------------------------------------------
+
+
+class ContentReader:
+    """Turns DATA content on the wire into message bytes: CRLF -> LF, dots unstuffed,
+    up to the end-of-data line; one reader per DATA command.
+
+    End of data is ONLY ``<CR><LF>.<CR><LF>`` (SMTP smuggling, CVE-2023-51764): the "."
+    line must start right after a CRLF (or be the first content line) and end in CRLF.
+    A bare LF ends a *content* line (it becomes "\\n", like Postfix's "normalize") but a
+    line that follows a bare LF is never a candidate for the end of data and is not
+    dot-unstuffed either: "\\n.\\r\\n" is the content line "." kept verbatim. A bare CR
+    is ordinary content. An unfinished line longer than ``partial_limit`` bytes is
+    passed on in pieces.
+    """
+
+    def __init__(self, partial_limit: int = 8192) -> None:
+        self._partial_limit = max(partial_limit, 16)
+        self._line_start = True  # the next byte starts a line after a CRLF
+        self.done = False  # the end-of-data line was consumed
+
+    def read(self, buf: LineBuffer) -> bytes | None:
+        """The next run of content (converted), ``b""`` when only the reader's state
+        changed (call again), None for "need more bytes". Sets ``done`` on the
+        end-of-data line; after that, returns None and leaves ``buf`` alone."""
+        if self.done:
+            return None
+        if self._line_start and buf.peek(1) == b".":
+            # the first byte of a line that follows a CRLF (or starts the content)
+            head = buf.peek(3)
+            if head in (b".", b".\r"):
+                return None
+            if head == b".\r\n":
+                buf.skip(3)
+                self.done = True
+                return b""
+            buf.skip(1)  # RFC 5321 4.5.2: drop the stuffed dot
+            self._line_start = False
+            return b""
+        last = buf.rfind(b"\n")
+        if last < 0:
+            if len(buf) <= self._partial_limit:
+                return None
+            # a long line: pass most of it on, keeping a final CR (it may start a CRLF)
+            n = len(buf) - 1 if buf.endswith(b"\r") else len(buf)
+            self._line_start = False
+            return buf.take(n)
+        region = buf.peek(last + 1)
+        end = region.find(b"\r\n.\r\n")
+        if end >= 0:
+            region = region[: end + 2]
+            buf.skip(end + 5)
+            self.done = True
+        else:
+            buf.skip(last + 1)
+        self._line_start = region.endswith(b"\r\n")
+        # lines after a CRLF lose their leading dot; then CRLF -> LF (bare LF stays LF)
+        return region.replace(b"\r\n.", b"\r\n").replace(b"\r\n", b"\n")
+
+
+# --- replies (client) -------------------------------------------------------------------
+
+# RFC 5321 4.2:  Reply-line = *( Reply-code "-" [ textstring ] CRLF )
+#                             Reply-code [ SP textstring ] CRLF
+#                Reply-code = %x32-35 %x30-35 %x30-39
+#                textstring = 1*(%d09 / %d32-126)   (RFC 6531: UTF-8 text is tolerated)
+# The second digit is taken as any digit, as Postfix does.
+_REPLY_LINE = re.compile(r"([2-5][0-9][0-9])(?:([ -])(.*))?", re.DOTALL)
+# RFC 3463 2:  status-code = class "." subject "." detail; subject, detail 1*3digit
+# RFC 2034 4:  status-code SP text, only with a 2xx, 4xx or 5xx reply of the same class
+_ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?: +|$)")
+# Postfix smtp(8) censors non-printable characters in replies ("printable(…, '?')").
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+# Enough for any real EHLO reply; a server that sends more is broken or hostile.
+MAX_REPLY_LINES = 100
+
+
+class ReplyProblem(enum.Enum):
+    """Why a reply could not be read (``MalformedReply.problem``)."""
+
+    NO_CODE = "no reply code"
+    CODE_CHANGED = "reply code changed inside a multi-line reply"
+    LINE_TOO_LONG = "reply line too long"
+    TOO_MANY_LINES = "too many reply lines"
+    NOT_TEXT = "reply is not text"
+
+
+@dataclass(frozen=True)
+class MalformedReply:
+    """A reply that breaks RFC 5321 4.2; ``text`` the offending line, printable."""
+
+    problem: ReplyProblem
+    text: str
+
+
+class ReplyReader:
+    """Reads one (possibly multi-line) reply at a time from a ``LineBuffer``.
+
+    ``read(buf)`` returns a ``Reply`` once its last line has arrived, None while more
+    lines are needed, or a ``MalformedReply`` (the reader keeps no state after it: the
+    connection is not usable any more). The enhanced status code (RFC 3463) is taken
+    from the first line when it is valid for the reply code, and removed from every
+    line that repeats it; otherwise it stays in the text (``enhanced`` None).
+    """
+
+    def __init__(self) -> None:
+        self._code = ""
+        self._lines: list[str] = []
+
+    @property
+    def partial(self) -> bool:
+        """True while lines of an unfinished multi-line reply are held."""
+        return bool(self._lines)
+
+    def read(self, buf: LineBuffer) -> Reply | MalformedReply | None:
+        while True:
+            raw = buf.next_line()
+            if raw is None:
+                return None
+            if raw is TOO_LONG:
+                return self._fail(ReplyProblem.LINE_TOO_LONG, "")
+            assert isinstance(raw, bytes)
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return self._fail(ReplyProblem.NOT_TEXT, _printable(raw))
+            m = _REPLY_LINE.fullmatch(line)
+            if m is None:
+                return self._fail(ReplyProblem.NO_CODE, _printable(raw))
+            code, sep, text = m.group(1), m.group(2), m.group(3) or ""
+            if self._lines and code != self._code:
+                return self._fail(ReplyProblem.CODE_CHANGED, _printable(raw))
+            if len(self._lines) >= MAX_REPLY_LINES:
+                return self._fail(ReplyProblem.TOO_MANY_LINES, _printable(raw))
+            self._code = code
+            self._lines.append(_UNPRINTABLE.sub("?", text))
+            if sep != "-":
+                lines, self._lines = self._lines, []
+                return _make_reply(int(code), lines)
+
+    def _fail(self, problem: ReplyProblem, text: str) -> MalformedReply:
+        self._lines = []
+        return MalformedReply(problem, text)
+
+
+def _printable(raw: bytes) -> str:
+    return _UNPRINTABLE.sub("?", raw.decode("ascii", "replace").replace("\ufffd", "?"))
+
+
+def _make_reply(code: int, lines: list[str]) -> Reply:
+    enhanced: str | None = None
+    m = _ENHANCED.match(lines[0])
+    if m is not None and m.group(1) == str(code)[0]:
+        enhanced = f"{m.group(1)}.{m.group(2)}.{m.group(3)}"
+        lines = [_strip_enhanced(line, enhanced) for line in lines]
+    text: str | tuple[str, ...] = lines[0] if len(lines) == 1 else tuple(lines)
+    return Reply(code, enhanced, text)
+
+
+def _strip_enhanced(line: str, enhanced: str) -> str:
+    m = _ENHANCED.match(line)
+    if m is not None and f"{m.group(1)}.{m.group(2)}.{m.group(3)}" == enhanced:
+        return line[m.end():]
+    return line
+
+
+# --- EHLO keywords (client) ---------------------------------------------------------------
+
+# RFC 5321 4.1.1.1:  ehlo-line = ehlo-keyword *( SP ehlo-param )
+#                    ehlo-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-")
+# Old servers announce "AUTH=LOGIN PLAIN" (before RFC 2554 was final); Postfix reads
+# it as AUTH, and so do we.
+_EHLO_LINE = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*)(?:[ =](.*))?")
+
+
+def parse_ehlo(reply: Reply) -> dict[str, str]:
+    """The service extensions of a 250 EHLO/LHLO reply: ``{KEYWORD: parameters}``,
+    keywords upper case, parameters as sent with runs of white space collapsed ("" when
+    none): ``{"SIZE": "10240000", "PIPELINING": "", "AUTH": "PLAIN LOGIN"}``. The first
+    line (the server's name) is not a keyword; lines that are not keywords are ignored.
+    The parameters of a repeated keyword are merged (``AUTH`` and ``AUTH=`` lines)."""
+    out: dict[str, str] = {}
+    for line in reply.lines()[1:]:
+        m = _EHLO_LINE.fullmatch(line.strip())
+        if m is None:
+            continue
+        keyword = m.group(1).upper()
+        words = out.get(keyword, "").split()
+        words += [w for w in (m.group(2) or "").split() if w not in words]
+        out[keyword] = " ".join(words)
+    return out
