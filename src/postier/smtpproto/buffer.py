@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import enum
 
+from postier.config.params import LINE_LENGTH_LIMIT
+
 # Postfix's line_length_limit default (postconf(5)); the one home of this number for
 # the protocol cores (smtpd and smtp read the parameter and pass it in).
-DEFAULT_LINE_LENGTH_LIMIT = 2048
+DEFAULT_LINE_LENGTH_LIMIT = LINE_LENGTH_LIMIT.default_value()
 
 
 class Overflow(enum.Enum):

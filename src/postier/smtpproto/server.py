@@ -36,6 +36,7 @@ import enum
 from collections import deque
 from collections.abc import Callable, Iterable
 
+from postier.config.params import MESSAGE_SIZE_LIMIT
 from postier.smtpproto import events as ev
 from postier.smtpproto import replies
 from postier.smtpproto.buffer import DEFAULT_LINE_LENGTH_LIMIT, TOO_LONG, LineBuffer
@@ -130,7 +131,7 @@ class ServerConnection:
         self,
         *,
         max_line_length: int = DEFAULT_LINE_LENGTH_LIMIT,
-        message_size_limit: int = 10240000,
+        message_size_limit: int = MESSAGE_SIZE_LIMIT.default_value(),
         helo_required: bool = False,
         forbidden_commands: Iterable[str] = DEFAULT_FORBIDDEN_COMMANDS,
         data_partial_limit: int = 8192,
