@@ -22,11 +22,22 @@ class Kind(enum.Enum):
 @dataclass(frozen=True)
 class DeliveryStatus:
     """``dsn`` is an RFC 3463 status such as ``2.0.0``; ``text`` is the diagnostic
-    that Postfix puts in parentheses after ``status=...`` in its log."""
+    that Postfix puts in parentheses after ``status=...`` in its log.
+
+    For delivery status notifications (RFC 3464, ``postier.bounce.dsn``): ``remote_mta``
+    is the host name of a remote MTA that gave this status (``Remote-MTA: dns; NAME``),
+    ``remote_reply`` the SMTP/LMTP reply it sent (``Diagnostic-Code: smtp; 550 5.1.1
+    ...``), both ``""`` when the status is our own; ``action`` is the DSN action when it
+    is not the one implied by ``kind`` (``"relayed"`` to a peer without DSN,
+    ``"expanded"`` by an alias), ``""`` otherwise.
+    """
 
     dsn: str
     text: str
     relay: str = "local"
+    remote_mta: str = ""
+    remote_reply: str = ""
+    action: str = ""
 
     @property
     def kind(self) -> Kind:

@@ -33,9 +33,11 @@ def test_bounce_is_a_parsable_delivery_status_report() -> None:
     assert msg.get_content_type() == "multipart/report"
     parts = msg.get_payload()
     assert isinstance(parts, list) and len(parts) == 3
-    assert "<tintin@example.com>: cannot update mailbox: File too large" in str(
-        parts[0].get_payload()
-    )
+    # Postfix's wording: the original recipient named, the line folded at 79 columns.
+    assert (
+        "<tintin@example.com> (expanded from <tintin+x@example.com>): cannot update\n"
+        "    mailbox: File too large\n"
+    ) in str(parts[0].get_payload())
     status = parts[1]
     assert status.get_content_type() == "message/delivery-status"
     fields: list[Message] = status.get_payload()
