@@ -10,15 +10,17 @@ reply).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from postier.bounce import notify as dsn
 from postier.restrictions import evaluate as rs
 from postier.restrictions.lookups import Steps, ask_address_class, ask_local_recipient
 from postier.rewrite.address import parse_address
 from postier.rewrite.resolve import AddressClass
 from postier.smtpproto import replies
+from postier.smtpproto.readers import Params
 from postier.smtpproto.replies import Reply
 
 
@@ -57,6 +59,59 @@ class PolicySettings(Protocol):
     def reject_unlisted_sender(self) -> bool: ...
 
 
+def _repeated(params: Mapping[str, str | None]) -> frozenset[str]:
+    return params.repeated if isinstance(params, Params) else frozenset()
+
+
+def _dsn_param(
+    key: str, value: str | None, repeated: frozenset[str], parse: Callable[[str], str | None],
+    bad: Reply,
+) -> Reply | None:
+    """Postfix's checks of one RFC 3461 parameter: a keyword alone is an unsupported
+    option; a value given twice or one that does not parse is ``bad``."""
+    if value is None:
+        return replies.unsupported_option(key)
+    if key in repeated or parse(value) is None:
+        return bad
+    return None
+
+
+#: MAIL's RFC 3461 parameters: keyword -> (parser, refusal).
+_MAIL_DSN: Mapping[str, tuple[Callable[[str], str | None], Reply]] = {
+    "RET": (dsn.parse_ret, replies.BAD_RET_SYNTAX),
+    "ENVID": (dsn.parse_envid, replies.BAD_ENVID_SYNTAX),
+}
+#: RCPT's RFC 3461 parameters: keyword -> (parser, refusal).
+_RCPT_DSN: Mapping[str, tuple[Callable[[str], str | None], Reply]] = {
+    "NOTIFY": (dsn.parse_notify, replies.BAD_NOTIFY_SYNTAX),
+    "ORCPT": (dsn.parse_orcpt, replies.BAD_ORCPT_SYNTAX),
+}
+
+
+def dsn_mail_attrs(params: Mapping[str, str | None]) -> dict[str, str]:
+    """The envelope attributes of an accepted MAIL's RET and ENVID (decoded), by name
+    (``notify.ATTR_RET``, ``notify.ATTR_ENVID``); absent ones are left out."""
+    attrs: dict[str, str] = {}
+    for key, name, parse in (("RET", dsn.ATTR_RET, dsn.parse_ret),
+                             ("ENVID", dsn.ATTR_ENVID, dsn.parse_envid)):
+        value = params.get(key)
+        parsed = parse(value) if value is not None else None
+        if parsed is not None:
+            attrs[name] = parsed
+    return attrs
+
+
+def dsn_rcpt_fields(params: Mapping[str, str | None]) -> tuple[str, str]:
+    """``(dsn_notify, dsn_orcpt)`` of an accepted RCPT as the queue file stores them
+    (``""`` when not given)."""
+    notify = params.get("NOTIFY")
+    orcpt = params.get("ORCPT")
+    return (
+        (dsn.parse_notify(notify) or "") if notify is not None else "",
+        (dsn.parse_orcpt(orcpt) or "") if orcpt is not None else "",
+    )
+
+
 class Policy:
     """MAIL, RCPT and VRFY decisions for one session."""
 
@@ -65,15 +120,23 @@ class Policy:
         self.slept = False
 
     def check_mail(self, address: str, params: Mapping[str, str | None]) -> Reply | None:
-        """The refusal of a MAIL command for its parameters, or None."""
+        """The refusal of a MAIL command for its parameters, or None.
+
+        SIZE (RFC 1870), BODY, and the RFC 3461 RET and ENVID, checked as Postfix does.
+        """
         size = params.get("SIZE")
         if size is not None:
             if not (size.isascii() and size.isdigit()):
                 return replies.BAD_SIZE_SYNTAX
             if self.svc.message_size_limit and int(size) > self.svc.message_size_limit:
                 return replies.SIZE_EXCEEDS_LIMIT
-        for key in params:
-            if key not in ("SIZE", "BODY"):
+        repeated = _repeated(params)
+        for key, value in params.items():
+            if key in _MAIL_DSN:
+                refusal = _dsn_param(key, value, repeated, *_MAIL_DSN[key])
+                if refusal is not None:
+                    return refusal
+            elif key not in ("SIZE", "BODY"):
                 return replies.unsupported_option(key)
         return None
 
@@ -82,8 +145,13 @@ class Policy:
     ) -> Steps[RcptDecision]:
         """Every restriction list for one recipient; ``session`` is the state so far
         (its ``recipient`` is ignored)."""
-        if params:
-            return RcptDecision(replies.unsupported_option(next(iter(params))))
+        repeated = _repeated(params)
+        for key, value in params.items():
+            if key not in _RCPT_DSN:
+                return RcptDecision(replies.unsupported_option(key))
+            refusal = _dsn_param(key, value, repeated, *_RCPT_DSN[key])
+            if refusal is not None:
+                return RcptDecision(refusal)
         if "@" not in address:
             address = f"{address}@{self.svc.myorigin}"
         state = replace(session, recipient=address, stage=rs.Stage.RECIPIENT)

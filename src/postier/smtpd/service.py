@@ -77,5 +77,5 @@ class Service:
         keywords.append(f"SIZE {self.message_size_limit}" if self.message_size_limit else "SIZE")
         if not self.disable_vrfy:
             keywords.append("VRFY")
-        keywords += ["ENHANCEDSTATUSCODES", "8BITMIME"]
+        keywords += ["ENHANCEDSTATUSCODES", "8BITMIME", "DSN"]
         self.ehlo_keywords = keywords

@@ -22,7 +22,7 @@ from postier import stream
 from postier.cleanup.cleanup import CleanupMessage, Received
 from postier.queue.file import Envelope, Recipient
 from postier.restrictions import evaluate as rs
-from postier.smtpd.policy import Policy
+from postier.smtpd.policy import Policy, dsn_mail_attrs, dsn_rcpt_fields
 from postier.smtpd.service import Service
 from postier.smtpproto import events as ev
 from postier.smtpproto import replies
@@ -60,6 +60,7 @@ class Session:
         self.esmtp = False
         self.sender: str | None = None
         self.recipients: list[Recipient] = []
+        self.dsn_attrs: dict[str, str] = {}  # MAIL's RET and ENVID (RFC 3461)
         self.message: CleanupMessage | None = None  # from the first accepted RCPT
         self.counts: Counter[str] = Counter()
         self.errors = 0
@@ -309,6 +310,7 @@ class Session:
         reply = self.policy.check_mail(event.address, event.params)
         if reply is None:
             self.sender = event.address
+            self.dsn_attrs = dsn_mail_attrs(event.params)  # RET, ENVID (RFC 3461)
             reply = replies.MAIL_OK
         self.count("mail", reply)
         return reply
@@ -330,7 +332,9 @@ class Session:
                         return replies.QUEUE_WRITE_ERROR
                 # A repeated recipient is accepted once and delivered once, as by cleanup(8).
                 if all(r.address != event.address for r in self.recipients):
-                    self.recipients.append(Recipient(event.address, event.address))
+                    notify, orcpt = dsn_rcpt_fields(event.params)  # RFC 3461
+                    self.recipients.append(Recipient(
+                        event.address, event.address, dsn_notify=notify, dsn_orcpt=orcpt))
                 reply = replies.RCPT_OK
         else:
             self.log_reject("RCPT", reply, event.address)
@@ -417,6 +421,7 @@ class Session:
                 "helo_name": self.helo or "",
                 "protocol": self.protocol,
                 "service": self.svc.name,
+                **self.dsn_attrs,
             },
         )
         loop = asyncio.get_running_loop()
@@ -446,6 +451,7 @@ class Session:
     def reset_transaction(self) -> None:
         self.sender = None
         self.recipients = []
+        self.dsn_attrs = {}
 
     def abort_transaction(self) -> None:
         if self.message is not None:

@@ -79,15 +79,27 @@ def parse_path(text: str) -> tuple[str, str] | None:
     return address, rest.strip()
 
 
-def parse_params(text: str) -> dict[str, str | None] | Reply:
+class Params(dict[str, str | None]):
+    """MAIL/RCPT parameters by keyword; ``repeated`` holds the keywords given more than
+    once (the last value is kept), for the checks that refuse a repetition (RFC 3461)."""
+
+    repeated: frozenset[str] = frozenset()
+
+
+def parse_params(text: str) -> Params | Reply:
     """MAIL/RCPT parameters ``{KEYWORD: value or None}`` (keywords upper case), or the
     ``555 Unsupported option`` reply for the first malformed one."""
-    params: dict[str, str | None] = {}
+    params = Params()
+    repeated: set[str] = set()
     for token in text.split():
         m = _PARAM.fullmatch(token)
         if m is None:
             return replies.unsupported_option(token)
-        params[m.group(1).upper()] = m.group(2)
+        key = m.group(1).upper()
+        if key in params:
+            repeated.add(key)
+        params[key] = m.group(2)
+    params.repeated = frozenset(repeated)
     return params
 
 

@@ -145,6 +145,13 @@ SIZE_EXCEEDS_LIMIT = Reply(552, "5.3.4", "Message size exceeds fixed limit")
 INSUFFICIENT_STORAGE = Reply(452, "4.3.1", "Insufficient system storage")
 
 
+# RFC 3461 parameters (Postfix's smtpd(8) wording: a bad value, or one given twice).
+BAD_RET_SYNTAX = Reply(501, "5.5.4", "Bad RET parameter syntax")
+BAD_ENVID_SYNTAX = Reply(501, "5.5.4", "Bad ENVID parameter syntax")
+BAD_NOTIFY_SYNTAX = Reply(501, "5.5.4", "Error: Bad NOTIFY parameter syntax")
+BAD_ORCPT_SYNTAX = Reply(501, "5.5.4", "Error: Bad ORCPT parameter syntax")
+
+
 def unsupported_option(option: str) -> Reply:
     """An unknown or malformed MAIL/RCPT parameter (``555 5.5.4 Unsupported option: X``)."""
     return Reply(555, "5.5.4", f"Unsupported option: {option}")

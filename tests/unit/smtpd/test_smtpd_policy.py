@@ -91,11 +91,19 @@ def test_temporary_rule_refuses_every_non_local_recipient() -> None:
     assert str(outside.reply) == "454 4.7.1 <x@example.org>: Relay access denied"
 
 
-def test_rcpt_parameters_are_refused_before_any_restriction() -> None:
-    steps = Policy(Settings()).check_rcpt(OUTSIDE, "alice@example.com", {"NOTIFY": "NEVER"})
+@pytest.mark.parametrize(("params", "reply"), [
+    ({"XFOO": "1"}, replies.unsupported_option("XFOO")),
+    ({"NOTIFY": None}, replies.unsupported_option("NOTIFY")),
+    ({"NOTIFY": "NEVER,SUCCESS"}, replies.BAD_NOTIFY_SYNTAX),
+])
+def test_rcpt_parameters_are_refused_before_any_restriction(
+    params: dict[str, str | None], reply: Reply,
+) -> None:
+    # NOTIFY is a known parameter now (RFC 3461); unknown and malformed ones are refused.
+    steps = Policy(Settings()).check_rcpt(OUTSIDE, "alice@example.com", params)
     with pytest.raises(StopIteration) as stop:
         next(steps)  # no lookup asked
-    assert stop.value.value == RcptDecision(replies.unsupported_option("NOTIFY"))
+    assert stop.value.value == RcptDecision(reply)
 
 
 def test_warn_if_reject_is_returned_for_the_log() -> None:
@@ -123,4 +131,7 @@ def test_mail_parameters() -> None:
     assert policy.check_mail("a@b", {"SIZE": "999", "BODY": "8BITMIME"}) is None
     assert policy.check_mail("a@b", {"SIZE": "1001"}) == replies.SIZE_EXCEEDS_LIMIT
     assert policy.check_mail("a@b", {"SIZE": "x"}) == replies.BAD_SIZE_SYNTAX
-    assert policy.check_mail("a@b", {"RET": "FULL"}) == replies.unsupported_option("RET")
+    # RET is known now (RFC 3461): a keyword without its value is still unsupported.
+    assert policy.check_mail("a@b", {"RET": None}) == replies.unsupported_option("RET")
+    assert policy.check_mail("a@b", {"RET": "FULL"}) is None
+    assert policy.check_mail("a@b", {"XFOO": "1"}) == replies.unsupported_option("XFOO")
