@@ -616,7 +616,9 @@ DEBUG_PEER_LEVEL = Param.int("debug_peer_level", "2", "extra verbosity for debug
 DEBUG_PEER_LIST = Param.list("debug_peer_list", "", "hosts that get verbose logging")
 NOTIFY_CLASSES = Param.list(
     "notify_classes", "resource, software",
-    "problem classes reported to the postmaster")
+    "problem classes reported to the postmaster (postier acts on bounce, 2bounce and "
+    "delay; resource, software, policy, protocol and data are accepted and have no "
+    "notices yet)", implemented=True)
 
 # --- queue -----------------------------------------------------------------------------
 QUEUE_RUN_DELAY = Param.time(
@@ -648,7 +650,7 @@ INITIAL_DESTINATION_CONCURRENCY = Param.int(
     implemented=True)
 DELAY_WARNING_TIME = Param.time(
     "delay_warning_time", "0h",
-    "time after which a delay warning is sent, 0 = never", unit="h")
+    "time after which a delay warning is sent, 0 = never", unit="h", implemented=True)
 HASH_QUEUE_NAMES = Param.list(
     "hash_queue_names", "deferred, defer",
     "queues with hashed subdirectories")
@@ -671,13 +673,16 @@ APPEND_DOT_MYDOMAIN = Param.bool(
     "append .$mydomain to user@host addresses", inert=True)
 PARAM_2BOUNCE_NOTICE_RECIPIENT = Param.str(
     "2bounce_notice_recipient", "postmaster",
-    "recipient of double-bounce notices")
+    "recipient of double-bounce notices", implemented=True)
 BOUNCE_NOTICE_RECIPIENT = Param.str(
     "bounce_notice_recipient", "postmaster",
-    "recipient of bounce notices")
+    "recipient of bounce notices", implemented=True)
+DELAY_NOTICE_RECIPIENT = Param.str(
+    "delay_notice_recipient", "postmaster",
+    "recipient of postmaster delay notices", implemented=True)
 DOUBLE_BOUNCE_SENDER = Param.str(
     "double_bounce_sender", "double-bounce",
-    "sender of double-bounce notices")
+    "sender of double-bounce notices", implemented=True)
 EMPTY_ADDRESS_RECIPIENT = Param.str(
     "empty_address_recipient", "MAILER-DAEMON",
     "recipient of mail to the null address")

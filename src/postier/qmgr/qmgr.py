@@ -29,13 +29,23 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TypeVar
 
 from postier import daemon
-from postier.bounce.dsn import Failed, build_bounce
+from postier.bounce import notify
+from postier.bounce.dsn import Failed, Notice, NoticeKind, build_notice
 from postier.cleanup.cleanup import Cleanup
-from postier.config.params import MYHOSTNAME, QUEUE_DIRECTORY
+from postier.config.params import (
+    BOUNCE_NOTICE_RECIPIENT,
+    DELAY_NOTICE_RECIPIENT,
+    DOUBLE_BOUNCE_SENDER,
+    MYHOSTNAME,
+    MYORIGIN,
+    PARAM_2BOUNCE_NOTICE_RECIPIENT,
+    QUEUE_DIRECTORY,
+)
 from postier.config.settings import Config
 from postier.delivery import status
 from postier.delivery.registry import CONCURRENCY_DEFAULTS, TransportSetup, build_transports
@@ -50,7 +60,7 @@ from postier.dns.resolver import local_addresses
 from postier.log import Log
 from postier.log import for_config as log_for_config
 from postier.qmgr import scheduler
-from postier.qmgr.scheduler import Batch, Destination, Route, Settlement
+from postier.qmgr.scheduler import Batch, Destination, Notices, Route, Settlement
 from postier.queue import dirs
 from postier.queue.file import CorruptQueueFile, Envelope, QueueFile, Recipient
 from postier.rewrite.resolve import Classifier
@@ -67,35 +77,65 @@ def build_classifier(cfg: Config) -> Classifier:
     return Classifier.from_config(cfg, local_addresses())
 
 
-def write_bounce(
-    cleanup: Cleanup, myhostname: str, qf: QueueFile, failed: list[Failed], now: float
-) -> str:
-    """Queue the non-delivery notification of ``failed`` to ``qf``'s sender; its queue ID.
+@dataclass(frozen=True)
+class Outgoing:
+    """One notification to queue: what it says, its envelope sender, whom it reports, and
+    the words of qmgr's log line (``sender non-delivery notification``)."""
 
-    Goes into the queue the one way every message does (``cleanup``). Blocking (writes
-    and fsyncs a queue file): call it off the event loop. Raises OSError when the queue
-    cannot be written (nothing is left behind).
+    notice: Notice
+    envelope_sender: str
+    recipients: tuple[Failed, ...]
+    log_words: str
+
+
+def write_notice(
+    cleanup: Cleanup, myhostname: str, qf: QueueFile, out: Outgoing, shown_sender: str,
+    now: float,
+) -> str:
+    """Queue the notification ``out`` about ``qf``; its queue ID.
+
+    ``shown_sender`` is ``qf``'s sender as the notice shows it (``MAILER-DAEMON@…`` for
+    ``<>``). Goes into the queue the one way every message does (``cleanup``).
+    Blocking (writes and fsyncs a queue file): call it off the event loop. Raises
+    OSError when the queue cannot be written (nothing is left behind).
     """
     env = qf.envelope
 
     def content(new_queue_id: str) -> list[bytes]:
         return [
-            build_bounce(
+            build_notice(
+                out.notice,
                 myhostname=myhostname,
                 queue_id=qf.queue_id,
                 new_queue_id=new_queue_id,
-                sender=env.sender,
-                arrival=datetime.fromtimestamp(env.arrival, UTC),
-                now=datetime.fromtimestamp(now, UTC),
-                failed=failed,
+                sender=shown_sender,
+                arrival=datetime.fromtimestamp(env.arrival).astimezone(),
+                now=datetime.fromtimestamp(now).astimezone(),
+                recipients=out.recipients,
                 original=qf.iter_content(),
             )
         ]
 
-    bounce = Envelope(
-        sender="", recipients=[Recipient(env.sender)], arrival=now, attrs={"origin": "bounce"}
+    notice = Envelope(
+        sender=out.envelope_sender, recipients=[Recipient(out.notice.to)], arrival=now,
+        attrs={"origin": "bounce"},
     )
-    return cleanup.enqueue(bounce, content)
+    return cleanup.enqueue(notice, content)
+
+
+def write_bounce(
+    cleanup: Cleanup, myhostname: str, qf: QueueFile, failed: list[Failed], now: float
+) -> str:
+    """Queue the sender's non-delivery notification of ``failed``; its queue ID (see
+    ``write_notice``): the whole message, or its headers for ``RET=HDRS``."""
+    env = qf.envelope
+    out = Outgoing(
+        Notice(NoticeKind.FAILURE, to=env.sender,
+               headers_only=env.attrs.get(notify.ATTR_RET) == "HDRS",
+               envid=env.attrs.get(notify.ATTR_ENVID, "")),
+        "", tuple(failed), "sender non-delivery notification",
+    )
+    return write_notice(cleanup, myhostname, qf, out, env.sender, now)
 
 
 class Qmgr:
@@ -125,8 +165,17 @@ class Qmgr:
         self.busy: set[str] = set()
         self.classify = build_classifier(cfg)
         self.myhostname = cfg[MYHOSTNAME]
+        self.myorigin = cfg[MYORIGIN]
+        self.double_bounce_sender = self.qualify(cfg[DOUBLE_BOUNCE_SENDER])
+        self.bounce_notice_recipient = self.qualify(cfg[BOUNCE_NOTICE_RECIPIENT])
+        self.delay_notice_recipient = self.qualify(cfg[DELAY_NOTICE_RECIPIENT])
+        self.double_bounce_recipient = self.qualify(cfg[PARAM_2BOUNCE_NOTICE_RECIPIENT])
         self.tasks: set[asyncio.Task[None]] = set()
         self.limit = asyncio.Semaphore(MESSAGE_ACTIVE_LIMIT)
+
+    def qualify(self, address: str) -> str:
+        """``address`` with ``@$myorigin`` appended when it has no domain."""
+        return address if "@" in address else f"{address}@{self.myorigin}"
 
     async def _io(self, fn: Callable[..., _T], *args: object) -> _T:
         """Run blocking file work in a worker thread."""
@@ -305,11 +354,12 @@ class Qmgr:
             del self.waiters[d]
 
     async def finish(self, qf: QueueFile, results: dict[int, DeliveryStatus]) -> None:
-        """Remove, defer or bounce after an attempt, then close ``qf``."""
+        """Remove, defer or bounce after an attempt, with its notifications; close ``qf``."""
         env = qf.envelope
         try:
+            now = time.time()
             done = scheduler.settle(
-                env.recipients, results, env.sender, env.arrival, time.time(), self.policy
+                env.recipients, results, env.sender, env.arrival, now, self.policy
             )
             if done.expired:
                 # Past maximal_queue_lifetime (bounce_queue_lifetime for bounces), a
@@ -317,45 +367,108 @@ class Qmgr:
                 self.log.info(
                     f"{qf.queue_id}: from=<{env.sender}>, status=expired, returned to sender"
                 )
-            failed = [
-                Failed(env.recipients[i].address, env.recipients[i].orig, done.results[i])
-                for i in done.bounced
-            ]
-            if failed and not env.sender:
-                for f in failed:
-                    self.log.warning(
-                        f"{qf.queue_id}: undeliverable bounce to <{f.recipient}> discarded"
-                    )
+            todo = scheduler.notices(
+                env.recipients, done, env.sender, env.arrival, now, self.policy,
+                delay_warned=qf.delay_warned,
+                double_bounce_sender=env.sender.lower() == self.double_bounce_sender.lower(),
+            )
+            outgoing = self.outgoing(qf, done, todo)
+            for i in todo.discarded:
+                what = "bounce" if not env.sender else "postmaster notification"
+                self.log.warning(
+                    f"{qf.queue_id}: undeliverable {what} to "
+                    f"<{env.recipients[i].address}> discarded"
+                )
         except BaseException:
             await self._io(qf.close)
             raise
-        new_id = await self._io(self._settle, qf, done, failed)
-        if new_id is not None:
-            self.log.info(f"{qf.queue_id}: sender non-delivery notification: {new_id}")
+        written = await self._io(self._settle, qf, done, outgoing, todo.delay_warned)
+        for out, new_id in written:
+            self.log.info(f"{qf.queue_id}: {out.log_words}: {new_id}")
             self.schedule(new_id, "incoming")
         if not done.keep:
             self.log.info(f"{qf.queue_id}: removed")
 
-    def _settle(self, qf: QueueFile, done: Settlement, failed: list[Failed]) -> str | None:
-        """Do on disk what ``done`` says (blocking), then close; the bounce's queue ID."""
+    def outgoing(self, qf: QueueFile, done: Settlement, todo: Notices) -> list[Outgoing]:
+        """The notifications ``todo`` asks for, ready to write (pure)."""
+        env = qf.envelope
+        envid = env.attrs.get(notify.ATTR_ENVID, "")
+        hdrs = env.attrs.get(notify.ATTR_RET) == "HDRS"
+
+        def reported(indices: tuple[int, ...]) -> tuple[Failed, ...]:
+            out = []
+            for i in indices:
+                r = env.recipients[i]
+                st = done.results.get(i)
+                if st is None:  # pending, not tried this time: its recorded status
+                    st = status.DeliveryStatus(r.status or "4.0.0", r.reason, relay="none")
+                out.append(Failed(r.address, r.orig, st, r.dsn_orcpt))
+            return tuple(out)
+
+        def notice(
+            kind: NoticeKind, to: str, *, postmaster: bool = False, headers_only: bool = False,
+        ) -> Notice:
+            return Notice(
+                kind, to=to, postmaster=postmaster, headers_only=headers_only, envid=envid,
+                delay_warning_time=self.policy.delay_warning_time,
+                maximal_queue_lifetime=self.policy.maximal_queue_lifetime,
+            )
+
+        plan: list[tuple[tuple[int, ...], Notice, str, str]] = [
+            (todo.failure, notice(NoticeKind.FAILURE, env.sender, headers_only=hdrs), "",
+             "sender non-delivery notification"),
+            (todo.success, notice(NoticeKind.SUCCESS, env.sender, headers_only=True), "",
+             "sender delivery status notification"),
+            (todo.delay, notice(NoticeKind.DELAY, env.sender, headers_only=True), "",
+             "sender delay notification"),
+            (todo.postmaster_failure,
+             notice(NoticeKind.FAILURE, self.bounce_notice_recipient, postmaster=True,
+                    headers_only=True),
+             self.double_bounce_sender, "postmaster non-delivery notification"),
+            (todo.double_bounce,
+             notice(NoticeKind.FAILURE, self.double_bounce_recipient, postmaster=True),
+             self.double_bounce_sender, "postmaster non-delivery notification"),
+            (todo.postmaster_delay,
+             notice(NoticeKind.DELAY, self.delay_notice_recipient, postmaster=True,
+                    headers_only=True),
+             self.double_bounce_sender, "postmaster delay notification"),
+        ]
+        return [
+            Outgoing(n, sender, reported(indices), words)
+            for indices, n, sender, words in plan if indices
+        ]
+
+    def _settle(
+        self, qf: QueueFile, done: Settlement, outgoing: list[Outgoing], delay_warned: bool,
+    ) -> list[tuple[Outgoing, str]]:
+        """Do on disk what ``done`` says (blocking), then close; the notices' queue IDs."""
         with qf:
             env = qf.envelope
             # Record who was delivered before anything else can fail, so that a retry
-            # never delivers to them again; bounced ones once their bounce is queued.
+            # never delivers to them again; bounced ones once their notices are queued.
             for i in done.mark_sent:
                 qf.mark_done(i)
-            new_id = None
-            if failed and env.sender:
-                new_id = write_bounce(self.cleanup, self.myhostname, qf, failed, time.time())
+            shown = env.sender or f"MAILER-DAEMON@{self.myorigin}"
+            written = [
+                (out, write_notice(self.cleanup, self.myhostname, qf, out, shown, time.time()))
+                for out in outgoing
+            ]
             for i in done.mark_bounced:
                 qf.mark_done(i)
             if not done.keep:
                 os.unlink(qf.path)
-                return new_id
+                return written
+            deferred = {
+                i: (st.dsn, st.text) for i, st in done.results.items()
+                if st.kind is status.Kind.DEFERRED and not env.recipients[i].done
+            }
+            qf.record_status(deferred)  # the reason postqueue and delay notices show
+            if delay_warned:
+                qf.record_delay_warning()
             new_path = dirs.move(self.queue_dir, qf.queue_id, "active", "deferred")
             when = scheduler.next_attempt(env.arrival, time.time(), self.policy)
             os.utime(new_path, (when, when))
-            return new_id
+            return written
 
 
 def bind_trigger(queue_dir: str) -> socket.socket:

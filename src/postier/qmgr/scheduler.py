@@ -12,7 +12,12 @@ recipient limit of 1 the destination is the recipient itself, as in Postfix. A
 deferred message waits ``minimal_backoff_time`` <= its age <= ``maximal_backoff_time``
 before its next attempt, found by the deferred queue scan every ``queue_run_delay``;
 a recipient still deferred after ``maximal_queue_lifetime`` (``bounce_queue_lifetime``
-for mail from ``<>``) is bounced with 5.4.7.
+for mail from ``<>``) is bounced with 5.4.7. After an attempt, ``notices`` decides the
+delivery status notifications, as Postfix's bounce(8) and RFC 3461: failure, success
+and delay notices to the sender as each recipient's NOTIFY asks (a delay notice once,
+at the first attempt after ``delay_warning_time``), postmaster copies per
+``notify_classes``, and for mail from ``<>`` a double bounce to the postmaster (class
+``2bounce``) or nothing.
 
 No sockets, files or clock: times are passed in, in seconds since the epoch.
 """
@@ -23,15 +28,18 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from postier.bounce import notify
 from postier.config.params import (
     BOUNCE_QUEUE_LIFETIME,
     DEFAULT_DESTINATION_CONCURRENCY_LIMIT,
     DEFAULT_DESTINATION_RECIPIENT_LIMIT,
     DEFER_TRANSPORTS,
+    DELAY_WARNING_TIME,
     INITIAL_DESTINATION_CONCURRENCY,
     MAXIMAL_BACKOFF_TIME,
     MAXIMAL_QUEUE_LIFETIME,
     MINIMAL_BACKOFF_TIME,
+    NOTIFY_CLASSES,
     QUEUE_RUN_DELAY,
 )
 from postier.config.settings import Config
@@ -90,6 +98,8 @@ class Policy:
     bounce_queue_lifetime: float
     defer_transports: frozenset[str] = frozenset()
     default_limits: Limits = Limits(50, 20, 5)
+    delay_warning_time: float = 0.0
+    notify_classes: frozenset[str] = frozenset({"resource", "software"})
     transport_limits: Mapping[str, Limits] = field(default_factory=dict)
 
     def limits(self, transport: str) -> Limits:
@@ -130,6 +140,8 @@ class Policy:
             defer_transports=frozenset(cfg[DEFER_TRANSPORTS]),
             default_limits=default,
             transport_limits=per,
+            delay_warning_time=cfg[DELAY_WARNING_TIME],
+            notify_classes=frozenset(c.lower() for c in cfg[NOTIFY_CLASSES]),
         )
 
 
@@ -145,6 +157,10 @@ class QueuedRecipient(Protocol):
     def orig(self) -> str: ...
     @property
     def done(self) -> bool: ...
+    @property
+    def dsn_notify(self) -> str: ...
+    @property
+    def status(self) -> str: ...
 
 
 @dataclass(frozen=True, order=True)
@@ -380,4 +396,83 @@ def settle(
         bounced=tuple(bounced),
         mark_bounced=marked(Kind.BOUNCED) if bounced and pending else (),
         keep=pending,
+    )
+
+
+# --- notifications ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Notices:
+    """The notifications one attempt calls for, as recipient indices per notice.
+
+    ``failure``, ``success``, ``delay``: to the sender; ``postmaster_failure`` and
+    ``postmaster_delay``: the headers-only postmaster copies (classes ``bounce`` and
+    ``delay``); ``double_bounce``: failures of mail from ``<>``, to
+    ``2bounce_notice_recipient``; ``discarded``: failures nobody is told about (mail from
+    ``<>`` without the ``2bounce`` class, or from the double-bounce sender);
+    ``delay_warned``: the delay warning is due now (record it, whoever gets a notice).
+    """
+
+    failure: tuple[int, ...] = ()
+    success: tuple[int, ...] = ()
+    delay: tuple[int, ...] = ()
+    postmaster_failure: tuple[int, ...] = ()
+    postmaster_delay: tuple[int, ...] = ()
+    double_bounce: tuple[int, ...] = ()
+    discarded: tuple[int, ...] = ()
+    delay_warned: bool = False
+
+
+def delay_warning_due(
+    arrival: float, now: float, already_warned: bool, policy: Policy,
+) -> bool:
+    """Whether a message still deferred at ``now`` gets its (single) delay warning."""
+    return (policy.delay_warning_time > 0 and not already_warned
+            and now - arrival >= policy.delay_warning_time)
+
+
+def notices(
+    recipients: Sequence[QueuedRecipient],
+    done: Settlement,
+    sender: str,
+    arrival: float,
+    now: float,
+    policy: Policy,
+    *,
+    delay_warned: bool = False,
+    double_bounce_sender: bool = False,
+) -> Notices:
+    """Decide the notifications after ``done`` (from ``settle``) for mail from ``sender``.
+
+    ``delay_warned``: the message's delay warning was sent before; ``double_bounce_sender``:
+    ``sender`` is the double-bounce address (a postmaster notice, never answered). A
+    recipient's NOTIFY (``dsn_notify``, RFC 3461) chooses its notices to the sender;
+    postmaster copies ignore it. The ``bounce`` class implies ``2bounce``, as Postfix.
+    """
+    classes = policy.notify_classes
+    bounced = done.bounced
+    if double_bounce_sender or not sender:
+        if not sender and not double_bounce_sender and classes & {"bounce", "2bounce"}:
+            return Notices(double_bounce=bounced)
+        return Notices(discarded=bounced)
+    sent = tuple(
+        i for i, r in enumerate(recipients)
+        if not r.done and (st := done.results.get(i)) is not None and st.kind is Kind.SENT
+    )
+    delayed: tuple[int, ...] = ()
+    warned = done.keep and delay_warning_due(arrival, now, delay_warned, policy)
+    if warned:
+        delayed = tuple(
+            i for i, r in enumerate(recipients)
+            if not r.done and i not in bounced and i not in sent
+            and ((st := done.results.get(i)) is not None or r.status)
+        )
+    return Notices(
+        failure=tuple(i for i in bounced if notify.wants_failure(recipients[i].dsn_notify)),
+        success=tuple(i for i in sent if notify.wants_success(recipients[i].dsn_notify)),
+        delay=tuple(i for i in delayed if notify.wants_delay(recipients[i].dsn_notify)),
+        postmaster_failure=bounced if "bounce" in classes else (),
+        postmaster_delay=delayed if "delay" in classes else (),
+        delay_warned=warned,
     )

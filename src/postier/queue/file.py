@@ -15,6 +15,7 @@ Format (all offsets in bytes)::
                                   (one per recipient; s is R pending, D done)
     X\\n                           completion mark
     L <[index, status, reason] as JSON>\\n   (any number, appended after delivery attempts)
+    W\\n                           (appended once the delay warning was sent)
 
 The offset is written as 16 lower-case hex digits; all zeros means "not committed".
 Text after ``T``/``S``/``A``/``R``/``L`` is JSON (``ensure_ascii``), so any address or
@@ -423,7 +424,11 @@ class QueueFile:
                 else:
                     raise ValueError(f"unknown record {line[:10]!r}")
                 pos += len(line) + 1
+            self.delay_warned = False
             for line in lines[mark + 1:]:
+                if line == b"W":
+                    self.delay_warned = True
+                    continue
                 if line[:2] != b"L ":
                     raise ValueError(f"unknown record after the mark {line[:10]!r}")
                 index, status, reason = _status_record(line[2:], len(rcpts))
@@ -469,6 +474,19 @@ class QueueFile:
         data = "".join(
             f"L {json.dumps([i, status, reason])}\n" for i, (status, reason) in updates.items()
         ).encode()
+        self._append(data)
+        for i, (status, reason) in updates.items():
+            self.envelope.recipients[i].status = status
+            self.envelope.recipients[i].reason = reason
+
+    def record_delay_warning(self) -> None:
+        """Record durably that the delay notice was sent (a ``W`` record; qmgr(8)'s
+        warning time): ``delay_warned`` is True from now on. Raises ``OSError``."""
+        self._append(b"W\n")
+        self.delay_warned = True
+
+    def _append(self, data: bytes) -> None:
+        """Append records after the completion mark in one write, then fsync."""
         end = self._end + len(data)
         try:
             write_all(self._fd, data, self._end)
@@ -481,9 +499,6 @@ class QueueFile:
                 os.ftruncate(self._fd, self._end)
             raise
         self._end = self._file_size = end
-        for i, (status, reason) in updates.items():
-            self.envelope.recipients[i].status = status
-            self.envelope.recipients[i].reason = reason
 
     def close(self) -> None:
         if self._fd >= 0:
