@@ -123,21 +123,6 @@ def write_notice(
     return cleanup.enqueue(notice, content)
 
 
-def write_bounce(
-    cleanup: Cleanup, myhostname: str, qf: QueueFile, failed: list[Failed], now: float
-) -> str:
-    """Queue the sender's non-delivery notification of ``failed``; its queue ID (see
-    ``write_notice``): the whole message, or its headers for ``RET=HDRS``."""
-    env = qf.envelope
-    out = Outgoing(
-        Notice(NoticeKind.FAILURE, to=env.sender,
-               headers_only=env.attrs.get(notify.ATTR_RET) == "HDRS",
-               envid=env.attrs.get(notify.ATTR_ENVID, "")),
-        "", tuple(failed), "sender non-delivery notification",
-    )
-    return write_notice(cleanup, myhostname, qf, out, env.sender, now)
-
-
 class Qmgr:
     """The queue manager's state: the scheduler's policy and counters, transports, tasks.
 
