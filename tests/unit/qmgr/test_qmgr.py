@@ -246,3 +246,153 @@ def test_recipient_limit_splits_a_message_into_requests(tmp_path: Path) -> None:
     run(q, qid)
     assert sorted(len(r.recipients) for r in local.requests) == [1, 2, 2]
     assert f"{qid}: removed" in lines(q)
+
+
+# --- notifications (RFC 3461 NOTIFY, notify_classes) ----------------------------------
+
+def enqueue_rcpts(q: Qmgr, sender: str, rcpts: list[Recipient],
+                  attrs: dict[str, str] | None = None, arrival: float = 0.0) -> str:
+    writer = QueueWriter.create(q.queue_dir, fsync=False)
+    writer.write(b"Subject: test\n\nthe body\n")
+    return writer.commit(Envelope(sender, rcpts, arrival or time.time(), attrs or {}))
+
+
+def by_local_part(req: DeliveryRequest) -> list[RcptResult]:
+    """nobody*: unknown; slow*: deferred; anyone else delivered; notices are recorded."""
+    out = []
+    for r in req.recipients:
+        if r.address.startswith("nobody"):
+            st = status.bounced("5.1.1", f'unknown user: "{r.address.split("@")[0]}"')
+        elif r.address.startswith("slow"):
+            st = status.deferred("4.2.0", "mailbox busy")
+        else:
+            st = status.sent("delivered to mailbox")
+        out.append(RcptResult(r.index, st))
+    return out
+
+
+@pytest.fixture
+def keep_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Notices are read by tests after delivery: keep a copy instead of unlinking."""
+    real_unlink = os.unlink
+
+    def unlink(path: str | os.PathLike[str]) -> None:
+        p = os.fspath(path)
+        os.link(p, p + ".kept")
+        real_unlink(p)
+
+    monkeypatch.setattr(qmgr_mod.os, "unlink", unlink)
+
+
+def delivered_notice(q: Qmgr, local: FakeTransport, word: str) -> list[tuple[str, str, bytes]]:
+    """(sender, recipient, queue file) of each notice delivered whose log line has ``word``."""
+    ids = [ln.rsplit(" ", 1)[1] for ln in lines(q) if f"{word} notification:" in ln]
+    out = []
+    for req in local.requests:
+        if req.queue_id in ids:
+            with open(req.path + ".kept", "rb") as f:
+                out.append((req.sender, req.recipients[0].address, f.read()))
+    return out
+
+
+@pytest.mark.usefixtures("keep_files")
+def test_notify_success_sends_a_success_notice_and_never_sends_nothing(tmp_path: Path) -> None:
+    local = FakeTransport(by_local_part)
+    q = make_qmgr(tmp_path, {"local": local})
+    qid = enqueue_rcpts(q, "tintin@example.com", [
+        Recipient("haddock@example.com", "haddock@example.com", dsn_notify="SUCCESS"),
+        Recipient("nobody@example.com", dsn_notify="NEVER"),
+        Recipient("milou@example.com"),
+    ], {"dsn_envid": "ENV-42"})
+    run(q, qid)
+    assert [ln for ln in lines(q) if "notification:" in ln and ln.startswith(qid)] == [
+        ln for ln in lines(q) if f"{qid}: sender delivery status notification:" in ln]
+    [(sender, rcpt, data)] = delivered_notice(q, local, "sender delivery status")
+    assert (sender, rcpt) == ("", "tintin@example.com")
+    assert b"Subject: Successful Mail Delivery Report\n" in data
+    assert b"<haddock@example.com>: delivery via local: delivered to mailbox\n" in data
+    assert b"Final-Recipient: rfc822; haddock@example.com\nOriginal-Recipient: " \
+           b"rfc822;haddock@example.com\nAction: delivered\nStatus: 2.0.0\n" in data
+    assert b"Original-Envelope-Id: ENV-42\n" in data
+    assert b"milou" not in data and b"nobody" not in data
+    assert b"the body" not in data  # a success notice returns the headers only
+
+
+@pytest.mark.usefixtures("keep_files")
+def test_ret_hdrs_returns_only_the_headers_in_the_bounce(tmp_path: Path) -> None:
+    local = FakeTransport(by_local_part)
+    q = make_qmgr(tmp_path, {"local": local})
+    hdrs = enqueue_rcpts(q, "tintin@example.com", [Recipient("nobody@example.com")],
+                         {"dsn_ret": "HDRS"})
+    full = enqueue_rcpts(q, "tintin@example.com", [Recipient("nobody2@example.com")])
+    run(q, hdrs, full)
+    bounces = {rcpt_data[2].count(b"the body"): rcpt_data[2]
+               for rcpt_data in delivered_notice(q, local, "sender non-delivery")}
+    assert sorted(bounces) == [0, 1]
+    assert b"Content-Type: text/rfc822-headers\n" in bounces[0]
+    assert b"Content-Type: message/rfc822\n" in bounces[1]
+
+
+@pytest.mark.usefixtures("keep_files")
+def test_a_delay_notice_is_sent_once_when_delay_warning_time_has_passed(tmp_path: Path) -> None:
+    local = FakeTransport(by_local_part)
+    q = make_qmgr(tmp_path, {"local": local},
+                  "delay_warning_time = 1h\nnotify_classes = delay\n"
+                  "delay_notice_recipient = haddock@example.com\n")
+    qid = enqueue_rcpts(q, "tintin@example.com", [
+        Recipient("slow@example.com"), Recipient("slow2@example.com", dsn_notify="FAILURE")],
+        arrival=time.time() - 7200)
+    run(q, qid)
+    [(sender, rcpt, data)] = delivered_notice(q, local, "sender delay")
+    assert (sender, rcpt) == ("", "tintin@example.com")
+    assert b"Action: delayed\nStatus: 4.2.0\n" in data and b"slow2" not in data
+    assert b"more than 1 hour(s)" in data
+    [(pm_sender, pm_rcpt, pm_data)] = delivered_notice(q, local, "postmaster delay")
+    assert (pm_sender, pm_rcpt) == ("double-bounce@mx.example.com", "haddock@example.com")
+    assert b"Subject: Postmaster Warning: Delayed Mail\n" in pm_data and b"slow2" in pm_data
+    # The next attempt, still deferred: no second warning (the W record says so).
+    path = dirs.path(q.queue_dir, "deferred", qid)
+    with QueueFile.open(path) as qf:
+        assert qf.delay_warned
+        assert [r.status for r in qf.envelope.recipients] == ["4.2.0", "4.2.0"]
+
+    async def again() -> None:
+        q.schedule(qid, "deferred")
+        await settle(q)
+    asyncio.run(again())
+    assert sum("delay notification:" in ln for ln in lines(q)) == 2  # sender + postmaster
+
+
+@pytest.mark.usefixtures("keep_files")
+def test_an_undeliverable_bounce_goes_to_the_2bounce_recipient_with_2bounce(
+    tmp_path: Path,
+) -> None:
+    local = FakeTransport(by_local_part)
+    q = make_qmgr(tmp_path, {"local": local},
+                  "notify_classes = 2bounce\n2bounce_notice_recipient = haddock@example.com\n")
+    qid = enqueue_rcpts(q, "nobody-sender@example.com", [Recipient("nobody@example.com")])
+    run(q, qid)
+    [(sender, rcpt, data)] = delivered_notice(q, local, "postmaster non-delivery")
+    assert (sender, rcpt) == ("double-bounce@mx.example.com", "haddock@example.com")
+    assert b"Subject: Postmaster Copy: Undelivered Mail\n" in data
+    assert b"X-Postfix-Sender: rfc822; MAILER-DAEMON@mx.example.com\n" in data
+    # the whole undeliverable bounce is attached, with the original inside it
+    assert b"Content-Type: message/rfc822\n" in data and b"the body" in data
+    assert not any("undeliverable" in ln for ln in lines(q))
+
+
+def test_hold_queue_is_never_scheduled(tmp_path: Path) -> None:
+    local = FakeTransport(all_sent)
+    q = make_qmgr(tmp_path, {"local": local})
+    qid = enqueue(q, "tintin@example.com", ["haddock@example.com"])
+    held = dirs.move(q.queue_dir, qid, "incoming", "hold")
+    os.utime(held, (0, 0))  # "due" for any scan of deferred/
+
+    async def main() -> None:
+        q.schedule(qid, "incoming")  # a trigger naming it
+        await q.scan_incoming()
+        await q.scan_deferred()
+        await settle(q)
+    asyncio.run(main())
+    assert local.requests == [] and os.path.exists(held)
+    assert lines(q) == []

@@ -23,6 +23,8 @@ class Rcpt:
     address: str
     orig: str = ""
     done: bool = False
+    dsn_notify: str = ""
+    status: str = ""
 
 
 def policy(**kw: object) -> Policy:
@@ -268,3 +270,84 @@ def test_a_transport_may_have_its_own_default_concurrency_unless_its_parameter_i
                      hostname="mx.example.com")
     assert Policy.from_config(set_cfg, ["local"], {"local": 0}).limits("local") == Limits(
         50, 2, 5)
+
+
+# --- notifications --------------------------------------------------------------------
+
+MIXED = [Rcpt("ok@x"), Rcpt("gone@x"), Rcpt("slow@x"), Rcpt("ok2@x", dsn_notify="SUCCESS"),
+         Rcpt("gone2@x", dsn_notify="NEVER"), Rcpt("slow2@x", dsn_notify="FAILURE")]
+MIXED_RESULTS = {
+    0: status.sent("delivered to mailbox"), 1: status.bounced("5.1.1", "unknown user"),
+    2: status.deferred("4.4.1", "connection refused"), 3: status.sent("delivered to mailbox"),
+    4: status.bounced("5.1.1", "unknown user"), 5: status.deferred("4.4.1", "refused"),
+}
+
+
+def notices_at(now: float, pol: Policy, sender: str = "s@x", **kw: bool) -> scheduler.Notices:
+    done = scheduler.settle(MIXED, MIXED_RESULTS, sender, 0.0, now, pol)
+    return scheduler.notices(MIXED, done, sender, 0.0, now, pol, **kw)
+
+
+def test_notify_chooses_each_recipients_notices_to_the_sender() -> None:
+    n = notices_at(10.0, policy())
+    assert n.failure == (1,)  # default NOTIFY: failure; NEVER: none
+    assert n.success == (3,)  # only NOTIFY=SUCCESS
+    assert n.delay == () and not n.delay_warned  # delay_warning_time = 0: never
+    assert (n.postmaster_failure, n.double_bounce, n.discarded) == ((), (), ())
+
+
+def test_a_delay_notice_once_the_message_is_older_than_delay_warning_time() -> None:
+    pol = policy(delay_warning_time=4 * HOUR)
+    assert notices_at(4 * HOUR - 1, pol).delay == ()
+    due = notices_at(4 * HOUR, pol)
+    assert due.delay_warned and due.delay == (2,)  # slow2 asked for FAILURE only
+    again = notices_at(5 * HOUR, pol, delay_warned=True)
+    assert not again.delay_warned and again.delay == ()
+
+
+def test_no_delay_notice_for_a_message_that_is_not_kept() -> None:
+    rcpts = [Rcpt("a@x")]
+    pol = policy(delay_warning_time=HOUR)
+    done = scheduler.settle(rcpts, {0: status.sent("ok")}, "s@x", 0.0, 2 * HOUR, pol)
+    assert scheduler.notices(rcpts, done, "s@x", 0.0, 2 * HOUR, pol) == scheduler.Notices()
+
+
+@pytest.mark.parametrize(("classes", "pm_failure", "pm_delay"), [
+    ({"resource", "software"}, (), ()),
+    ({"bounce"}, (1, 4), ()),
+    ({"delay"}, (), (2, 5)),
+    ({"bounce", "delay", "2bounce"}, (1, 4), (2, 5)),
+])
+def test_postmaster_copies_follow_notify_classes_whatever_notify_says(
+    classes: set[str], pm_failure: tuple[int, ...], pm_delay: tuple[int, ...],
+) -> None:
+    n = notices_at(HOUR, policy(delay_warning_time=HOUR, notify_classes=frozenset(classes)))
+    assert (n.postmaster_failure, n.postmaster_delay) == (pm_failure, pm_delay)
+
+
+@pytest.mark.parametrize(("classes", "to_postmaster"), [
+    ({"resource", "software"}, False), ({"2bounce"}, True), ({"bounce"}, True)])
+def test_failures_of_mail_from_null_are_a_double_bounce_or_discarded(
+    classes: set[str], to_postmaster: bool,
+) -> None:
+    n = notices_at(HOUR, policy(delay_warning_time=1.0, notify_classes=frozenset(classes)),
+                   sender="")
+    bounced = (1, 4)
+    assert (n.double_bounce, n.discarded) == ((bounced, ()) if to_postmaster else ((), bounced))
+    assert (n.failure, n.success, n.delay, n.postmaster_failure) == ((), (), (), ())
+
+
+def test_a_failed_postmaster_notice_is_never_answered() -> None:
+    n = notices_at(HOUR, policy(notify_classes=frozenset({"2bounce", "bounce"})),
+                   sender="double-bounce@x", double_bounce_sender=True)
+    assert n == scheduler.Notices(discarded=(1, 4))
+
+
+def test_notify_classes_and_delay_warning_time_come_from_the_configuration() -> None:
+    cfg = Config(parse("notify_classes = bounce, Delay\ndelay_warning_time = 2\n", "main.cf"),
+                 hostname="h.example")
+    pol = Policy.from_config(cfg, ["local"])
+    assert pol.notify_classes == frozenset({"bounce", "delay"})
+    assert pol.delay_warning_time == 2 * HOUR  # the default unit is hours
+    assert Policy.from_config(Config(parse("", "main.cf"), hostname="h"), []).notify_classes \
+        == frozenset({"resource", "software"})
