@@ -7,8 +7,12 @@ delivers it again, except in the short window between the delivery and the mark)
 deferred mail waits in deferred/ with the file's mtime as its next attempt time (the
 deferred queue is scanned every ``queue_run_delay``), with
 backoff between ``minimal_backoff_time`` and ``maximal_backoff_time``; mail older than
-``maximal_queue_lifetime`` is bounced. smtpd announces new mail with a datagram to
-``public/qmgr``; a periodic scan of incoming/ makes a lost datagram harmless.
+``maximal_queue_lifetime`` is bounced. After each attempt it queues the delivery
+status notifications bounce(8) would (failure, success and delay notices, postmaster
+copies, double bounces: ``scheduler.notices`` decides, ``bounce.dsn`` words them).
+Messages in hold/ are never taken (only incoming/ and due deferred/ files are); an
+unreadable queue file moves to corrupt/ with a warning. smtpd announces new mail with
+a datagram to ``public/qmgr``; a periodic scan of incoming/ makes a lost datagram harmless.
 
 This is the asyncio shell around ``postier.qmgr.scheduler`` (every decision) and the
 transports of ``postier.delivery.registry`` (every delivery). Queue files are opened,
