@@ -8,7 +8,10 @@ deferred mail waits in deferred/ with the file's mtime as its next attempt time 
 deferred queue is scanned every ``queue_run_delay``), with
 backoff between ``minimal_backoff_time`` and ``maximal_backoff_time``; mail older than
 ``maximal_queue_lifetime`` is bounced. smtpd announces new mail with a datagram to
-``public/qmgr``; a periodic scan of incoming/ makes a lost datagram harmless.
+``public/qmgr``; a periodic scan of incoming/ makes a lost datagram harmless. The same
+socket takes the queue tools' requests (``postier.queue.control``: scan deferred/ now,
+or flush it all). A message that postsuper moves or deletes while it is active is left
+where postsuper put it.
 
 This is the asyncio shell around ``postier.qmgr.scheduler`` (every decision) and the
 transports of ``postier.delivery.registry`` (every delivery). Queue files are opened,
@@ -51,7 +54,7 @@ from postier.log import Log
 from postier.log import for_config as log_for_config
 from postier.qmgr import scheduler
 from postier.qmgr.scheduler import Batch, Destination, Route, Settlement
-from postier.queue import dirs
+from postier.queue import control, dirs
 from postier.queue.file import CorruptQueueFile, Envelope, QueueFile, Recipient
 from postier.rewrite.resolve import Classifier
 
@@ -180,9 +183,24 @@ class Qmgr:
         for queue_id in await self._io(self._list, "incoming"):
             self.schedule(queue_id, "incoming")
 
-    async def scan_deferred(self) -> None:
-        for queue_id in await self._io(self._due_deferred, time.time()):
+    async def scan_deferred(self, *, everything: bool = False) -> None:
+        """Take the deferred messages that are due (``everything``: all, as a flush asks)."""
+        now = float("inf") if everything else time.time()
+        for queue_id in await self._io(self._due_deferred, now):
             self.schedule(queue_id, "deferred")
+
+    def trigger(self, data: bytes) -> None:
+        """Act on one datagram of ``public/qmgr`` (``queue.control``: an ID, or requests)."""
+        request = control.parse(data)
+        if request is None:
+            return
+        if request.queue_id is not None:
+            self.schedule(request.queue_id, "incoming")
+        elif request.requests:
+            scan = self.scan_deferred(everything=control.Request.SCAN_ALL in request.requests)
+            task = asyncio.create_task(scan)
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
 
     def _list(self, state: str) -> list[str]:
         return [queue_id for queue_id, _path in dirs.scan(self.queue_dir, state)]
@@ -349,10 +367,23 @@ class Qmgr:
                 new_id = write_bounce(self.cleanup, self.myhostname, qf, failed, time.time())
             for i in done.mark_bounced:
                 qf.mark_done(i)
-            if not done.keep:
-                os.unlink(qf.path)
+            try:
+                if not done.keep:
+                    os.unlink(qf.path)
+                    return new_id
+                # The reasons postqueue -p shows; after the marks, before the move.
+                qf.record_status({
+                    i: (st.dsn, st.text) for i, st in done.results.items()
+                    if st.kind is status.Kind.DEFERRED and not env.recipients[i].done
+                })
+                new_path = dirs.move(self.queue_dir, qf.queue_id, "active", "deferred")
+            except FileNotFoundError:
+                # postsuper moved (-h, -r) or deleted (-d) it meanwhile: leave it there, with
+                # every recipient this attempt settled marked done, so none is sent twice.
+                for i, st in done.results.items():
+                    if st.kind is not status.Kind.DEFERRED:
+                        qf.mark_done(i)
                 return new_id
-            new_path = dirs.move(self.queue_dir, qf.queue_id, "active", "deferred")
             when = scheduler.next_attempt(env.arrival, time.time(), self.policy)
             os.utime(new_path, (when, when))
             return new_id
@@ -388,9 +419,7 @@ async def serve(qmgr: Qmgr, ready_fd: int, lifeline_fd: int) -> None:
                 data = trigger.recv(256)
             except BlockingIOError:
                 return
-            queue_id = data.decode("ascii", "replace").strip()
-            if queue_id and "/" not in queue_id and not queue_id.startswith("."):
-                qmgr.schedule(queue_id, "incoming")
+            qmgr.trigger(data)
 
     loop.add_reader(trigger.fileno(), on_trigger)
     daemon.report_ready(ready_fd)
