@@ -9,7 +9,7 @@ LABEL ***``, ``*** MESSAGE CONTENTS …``, ``*** HEADER EXTRACTED …``, ``*** M
 END …``) are printed when the envelope is, as Postfix does.
 
 postier's queue file holds fewer records than Postfix's (see docs/decisions.md): the
-envelope shows ``message_size`` (content size, content offset, recipient count),
+envelope shows ``message_size`` (size with CRLF line ends, content offset, recipient count),
 ``message_arrival_time``, ``sender``, each ``named_attribute``, and per recipient
 ``named_attribute: notify_flags=N`` (Postfix's bit mask) and ``dsn_orig_rcpt``,
 ``original_recipient`` and ``recipient`` (``done_recipient`` once settled). The
@@ -55,7 +55,7 @@ def envelope_lines(qf: QueueFile, when: Callable[[float], str] = arrival_text) -
     """The ENVELOPE RECORDS section's lines (no newlines) of an open queue file."""
     env = qf.envelope
     lines = [
-        f"message_size: {qf.content_size:>15} {qf.content_offset:>15} "
+        f"message_size: {showq.message_size(qf):>15} {qf.content_offset:>15} "
         f"{len(env.recipients):>15}",
         f"message_arrival_time: {when(env.arrival)}",
         f"sender: {env.sender}",

@@ -97,7 +97,8 @@ def mailq_lines(
     if count == 0:
         yield "Mail queue is empty\n"
     else:
-        yield f"\n-- {total // 1024} Kbytes in {count} Request{'' if count == 1 else 's'}.\n"
+        yield "\n"
+        yield f"-- {total // 1024} Kbytes in {count} Request{'' if count == 1 else 's'}.\n"
 
 
 # --- the JSON layout (Postfix's showq_json) -------------------------------------------------

@@ -213,7 +213,12 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None) -> int:
     except OSError as exc:
         print(f"postsuper: fatal: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 1
-    _report(outcome.lines, _logger(cfg))
+    log = _logger(cfg)
+    try:
+        _report(outcome.lines, log)
+    finally:
+        if log is not None:
+            log.close()
     if outcome.requeued:
         _announce(queue_dir, outcome.requeued)
     return 0

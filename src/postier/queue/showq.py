@@ -43,8 +43,8 @@ class ListedRecipient:
 class QueuedMessage:
     """One message as a listing shows it (the fields of ``postqueue -j``).
 
-    ``arrival_time`` in whole seconds since the epoch; ``message_size`` in bytes (the
-    content: headers and body as queued); addresses in external (quoted) form.
+    ``arrival_time`` in whole seconds since the epoch; ``message_size`` in bytes (headers
+    and body, line ends counted as CRLF: ``message_size``); addresses in external form.
     """
 
     queue_name: str
@@ -81,6 +81,18 @@ def summarize(
     )
 
 
+def message_size(qf: QueueFile) -> int:
+    """The message's size as Postfix counts it (its ``message_size`` record): every line
+    with a CRLF ending, as on the wire (a last line without one gets it too). postier
+    stores LF line ends, so this reads the content once (bytes)."""
+    size = qf.content_size
+    last = b"\n"
+    for chunk in qf.iter_content():
+        size += chunk.count(b"\n")
+        last = chunk[-1:]
+    return size if last == b"\n" else size + 2
+
+
 def read_message(
     queue_name: str, path: str, *, empty_sender: str = MAILER_DAEMON,
 ) -> QueuedMessage | None:
@@ -91,7 +103,7 @@ def read_message(
     try:
         with QueueFile.open(path, readonly=True) as qf:
             return summarize(
-                queue_name, qf.queue_id, qf.envelope, qf.content_size,
+                queue_name, qf.queue_id, qf.envelope, message_size(qf),
                 empty_sender=empty_sender,
             )
     except (FileNotFoundError, CorruptQueueFile):
