@@ -59,6 +59,15 @@ def arrival_text(seconds: int) -> str:
     return time.asctime(time.localtime(seconds))
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters and undecodable bytes (kept as surrogates) shown as
+    ``?``, as Postfix's listing shows addresses."""
+    return "".join(
+        "?" if ord(c) < 0x20 or ord(c) == 0x7F or 0xD800 <= ord(c) <= 0xDFFF else c
+        for c in text
+    )
+
+
 def _status_flag(message: QueuedMessage) -> str:
     flag = {"active": "*", "hold": "!"}.get(message.queue_name, "")
     return flag + ("#" if message.forced_expire else "")
@@ -86,14 +95,15 @@ def mailq_lines(
         total += m.message_size
         ident = m.queue_id + _status_flag(m)
         arrival = when(m.arrival_time)[:wtime]
-        yield f"{ident:<{wid}} {m.message_size:>{wsize}} {arrival:>{wtime}} {m.sender}\n"
+        sender = printable(m.sender)
+        yield f"{ident:<{wid}} {m.message_size:>{wsize}} {arrival:>{wtime}} {sender}\n"
         shown = ""
         for r in m.recipients:
             if r.delay_reason != shown:
                 shown = r.delay_reason
-                reason = shown or "reason unavailable"
+                reason = printable(shown) or "reason unavailable"
                 yield f"{'':>{max(0, REASON_END - len(reason))}}({reason})\n"
-            yield f"{blank}{r.address}\n"
+            yield f"{blank}{printable(r.address)}\n"
     if count == 0:
         yield "Mail queue is empty\n"
     else:

@@ -119,9 +119,6 @@ def scan(
     Raises ``PermissionError`` when a queue directory or file cannot be read.
     """
     for state in states:
-        directory = os.path.join(queue_dir, state)
-        if not os.access(directory, os.R_OK | os.X_OK) and os.path.isdir(directory):
-            raise PermissionError(13, "Permission denied", directory)
         for _queue_id, path in dirs.scan(queue_dir, state):
             message = read_message(state, path, empty_sender=empty_sender)
             if message is not None:

@@ -193,6 +193,15 @@ def test_kbytes_total_is_the_sum_of_sizes_rounded_down() -> None:
     assert list(postqueue.mailq_lines(ms))[-1] == "-- 3 Kbytes in 3 Requests.\n"
 
 
+def test_undecodable_bytes_and_controls_are_question_marks() -> None:
+    m = message("deferred", ("b\udcffd@x.example", "bad\tline"), sender="a\x01b@y.example")
+    lines = list(postqueue.mailq_lines([m], when=utc))
+    assert lines[1].endswith("  a?b@y.example\n")
+    assert lines[2].endswith("(bad?line)\n")
+    assert lines[3] == " " * 41 + "b?d@x.example\n"
+    "".join(lines).encode("ascii")  # nothing left that a terminal cannot take
+
+
 def test_json_quote_follows_postfix() -> None:
     assert postqueue.json_quote('a"b\\c') == 'a\\"b\\\\c'
     assert postqueue.json_quote("\b\f\n\r\t") == "\\b\\f\\n\\r\\t"
