@@ -69,6 +69,16 @@ class Log:
             sys.stderr.buffer.write(line)
             sys.stderr.buffer.flush()
 
+    def close(self) -> None:
+        """Release the log file descriptor or the syslog socket (short-lived tools)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        self.target = "stderr"
+
     def info(self, text: str) -> None:
         self._emit("info", text)
 

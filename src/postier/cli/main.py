@@ -1,10 +1,10 @@
 """The ``postier`` command: postfix(1)'s verbs and Postfix's tools as subcommands.
 
-``postier [-c DIR] start|stop|status|start-fg|check`` drives the master like
-``postfix -c DIR …``; ``postier postconf …`` and the other tools take their own
-Postfix-compatible options. Called through a link named ``postconf`` it behaves as that
-tool. ``-c DIR``, else ``MAIL_CONFIG``, else the default directory chooses the
-configuration (``postier.config.paths``).
+``postier [-c DIR] start|stop|status|start-fg|check|flush`` drives the master like
+``postfix -c DIR …``; ``postier postconf …`` and the other tools (``postqueue``,
+``mailq``, ``postsuper``, ``postcat``) take their own Postfix-compatible options. Called
+through a link named after one of the tools it behaves as that tool. ``-c DIR``, else
+``MAIL_CONFIG``, else the default directory chooses the configuration (``postier.config.paths``).
 """
 
 from __future__ import annotations
@@ -14,11 +14,15 @@ import sys
 
 from postier.config import paths
 
-VERBS = ("start", "stop", "status", "start-fg", "check")
-TOOLS = ("postconf",)
+VERBS = ("start", "stop", "status", "start-fg", "check", "flush")
+TOOLS = ("postconf", "postqueue", "mailq", "postsuper", "postcat")
 
-USAGE = """usage: postier [-c config_dir] start|stop|status|start-fg|check
-       postier postconf [options] [name ...]"""
+USAGE = """usage: postier [-c config_dir] start|stop|status|start-fg|check|flush
+       postier postconf [options] [name ...]
+       postier postqueue -f | -i queueid | -j | -p | -s site
+       postier mailq
+       postier postsuper [-d|-h|-H|-r queue_id|ALL|-] [queue ...]
+       postier postcat [-beh] [-q] queue_id|file ..."""
 
 
 def _tool(name: str, argv: list[str]) -> int:
@@ -26,6 +30,18 @@ def _tool(name: str, argv: list[str]) -> int:
         from postier.cli import postconf
 
         return postconf.main(argv)
+    if name in ("postqueue", "mailq"):
+        from postier.cli import postqueue
+
+        return postqueue.main(argv, prog=name)
+    if name == "postsuper":
+        from postier.cli import postsuper
+
+        return postsuper.main(argv)
+    if name == "postcat":
+        from postier.cli import postcat
+
+        return postcat.main(argv)
     raise AssertionError(name)
 
 
@@ -60,11 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     if verb not in VERBS:
         print(f"postier: fatal: unknown command: {verb}\n{USAGE}", file=sys.stderr)
         return 1
-    from postier.cli import control
+    from postier.cli import control, postqueue
 
     action = {
         "start": control.start, "stop": control.stop, "status": control.status,
-        "start-fg": control.start_fg, "check": control.check,
+        "start-fg": control.start_fg, "check": control.check, "flush": postqueue.flush,
     }[verb]
     return action(os.path.abspath(paths.config_dir(config_arg)))
 

@@ -12,7 +12,10 @@ status notifications bounce(8) would (failure, success and delay notices, postma
 copies, double bounces: ``scheduler.notices`` decides, ``bounce.dsn`` words them).
 Messages in hold/ are never taken (only incoming/ and due deferred/ files are); an
 unreadable queue file moves to corrupt/ with a warning. smtpd announces new mail with
-a datagram to ``public/qmgr``; a periodic scan of incoming/ makes a lost datagram harmless.
+a datagram to ``public/qmgr``; a periodic scan of incoming/ makes a lost datagram
+harmless. The same socket takes the queue tools' requests (``postier.queue.control``:
+scan deferred/ now, or flush it all). A message that postsuper moves or deletes while
+it is active is left where postsuper put it.
 
 This is the asyncio shell around ``postier.qmgr.scheduler`` (every decision) and the
 transports of ``postier.delivery.registry`` (every delivery). Queue files are opened,
@@ -65,7 +68,7 @@ from postier.log import Log
 from postier.log import for_config as log_for_config
 from postier.qmgr import scheduler
 from postier.qmgr.scheduler import Batch, Destination, Notices, Route, Settlement
-from postier.queue import dirs
+from postier.queue import control, dirs
 from postier.queue.file import CorruptQueueFile, Envelope, QueueFile, Recipient
 from postier.rewrite.resolve import Classifier
 
@@ -218,9 +221,24 @@ class Qmgr:
         for queue_id in await self._io(self._list, "incoming"):
             self.schedule(queue_id, "incoming")
 
-    async def scan_deferred(self) -> None:
-        for queue_id in await self._io(self._due_deferred, time.time()):
+    async def scan_deferred(self, *, everything: bool = False) -> None:
+        """Take the deferred messages that are due (``everything``: all, as a flush asks)."""
+        now = float("inf") if everything else time.time()
+        for queue_id in await self._io(self._due_deferred, now):
             self.schedule(queue_id, "deferred")
+
+    def trigger(self, data: bytes) -> None:
+        """Act on one datagram of ``public/qmgr`` (``queue.control``: an ID, or requests)."""
+        request = control.parse(data)
+        if request is None:
+            return
+        if request.queue_id is not None:
+            self.schedule(request.queue_id, "incoming")
+        elif request.requests:
+            scan = self.scan_deferred(everything=control.Request.SCAN_ALL in request.requests)
+            task = asyncio.create_task(scan)
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
 
     def _list(self, state: str) -> list[str]:
         return [queue_id for queue_id, _path in dirs.scan(self.queue_dir, state)]
@@ -444,17 +462,25 @@ class Qmgr:
             ]
             for i in done.mark_bounced:
                 qf.mark_done(i)
-            if not done.keep:
-                os.unlink(qf.path)
+            try:
+                if not done.keep:
+                    os.unlink(qf.path)
+                    return written
+                deferred = {
+                    i: (st.dsn, st.text) for i, st in done.results.items()
+                    if st.kind is status.Kind.DEFERRED and not env.recipients[i].done
+                }
+                qf.record_status(deferred)  # the reason postqueue and delay notices show
+                if delay_warned:
+                    qf.record_delay_warning()
+                new_path = dirs.move(self.queue_dir, qf.queue_id, "active", "deferred")
+            except FileNotFoundError:
+                # postsuper moved (-h, -r) or deleted (-d) it meanwhile: leave it there, with
+                # every recipient this attempt settled marked done, so none is sent twice.
+                for i, st in done.results.items():
+                    if st.kind is not status.Kind.DEFERRED:
+                        qf.mark_done(i)
                 return written
-            deferred = {
-                i: (st.dsn, st.text) for i, st in done.results.items()
-                if st.kind is status.Kind.DEFERRED and not env.recipients[i].done
-            }
-            qf.record_status(deferred)  # the reason postqueue and delay notices show
-            if delay_warned:
-                qf.record_delay_warning()
-            new_path = dirs.move(self.queue_dir, qf.queue_id, "active", "deferred")
             when = scheduler.next_attempt(env.arrival, time.time(), self.policy)
             os.utime(new_path, (when, when))
             return written
@@ -490,9 +516,7 @@ async def serve(qmgr: Qmgr, ready_fd: int, lifeline_fd: int) -> None:
                 data = trigger.recv(256)
             except BlockingIOError:
                 return
-            queue_id = data.decode("ascii", "replace").strip()
-            if queue_id and "/" not in queue_id and not queue_id.startswith("."):
-                qmgr.schedule(queue_id, "incoming")
+            qmgr.trigger(data)
 
     loop.add_reader(trigger.fileno(), on_trigger)
     daemon.report_ready(ready_fd)

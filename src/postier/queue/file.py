@@ -361,12 +361,13 @@ def _status_record(raw: bytes, nrcpt: int) -> tuple[int, str, str]:
 
 
 class QueueFile:
-    """An existing, complete queue file, open for delivery."""
+    """An existing, complete queue file, open for delivery (or, ``readonly``, for reading:
+    the queue tools; ``mark_done``/``record_status`` then raise ``OSError``)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, readonly: bool = False) -> None:
         self.path = path
         self.queue_id = os.path.basename(path)
-        self._fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        self._fd = os.open(path, (os.O_RDONLY if readonly else os.O_RDWR) | os.O_CLOEXEC)
         try:
             self._parse()
         except BaseException:
@@ -374,8 +375,8 @@ class QueueFile:
             raise
 
     @classmethod
-    def open(cls, path: str) -> QueueFile:
-        return cls(path)
+    def open(cls, path: str, *, readonly: bool = False) -> QueueFile:
+        return cls(path, readonly=readonly)
 
     def _parse(self) -> None:
         head = os.pread(self._fd, HEADER_SIZE, 0)
@@ -401,6 +402,9 @@ class QueueFile:
         self.content_offset = HEADER_SIZE
         self.content_size = env_offset - HEADER_SIZE
         self._status_offsets: list[int] = []
+        #: Where the envelope segment starts; the ``L`` records read, in file order.
+        self.envelope_offset = env_offset
+        self.status_records: list[tuple[int, str, str]] = []
         self._end = size - len(torn)  # where the next L record goes
         self._file_size = size
         sender: str | None = None
@@ -432,6 +436,7 @@ class QueueFile:
                 if line[:2] != b"L ":
                     raise ValueError(f"unknown record after the mark {line[:10]!r}")
                 index, status, reason = _status_record(line[2:], len(rcpts))
+                self.status_records.append((index, status, reason))
                 rcpts[index].status = status
                 rcpts[index].reason = reason
         except (ValueError, TypeError) as exc:
