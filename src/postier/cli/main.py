@@ -15,10 +15,11 @@ import sys
 from postier.config import paths
 
 VERBS = ("start", "stop", "status", "start-fg", "check")
-TOOLS = ("postconf",)
+TOOLS = ("postconf", "postmap", "postalias")
 
 USAGE = """usage: postier [-c config_dir] start|stop|status|start-fg|check
-       postier postconf [options] [name ...]"""
+       postier postconf [options] [name ...]
+       postier postmap|postalias [options] [type:]file ..."""
 
 
 def _tool(name: str, argv: list[str]) -> int:
@@ -26,6 +27,14 @@ def _tool(name: str, argv: list[str]) -> int:
         from postier.cli import postconf
 
         return postconf.main(argv)
+    if name == "postmap":
+        from postier.cli import postmap
+
+        return postmap.main(argv)
+    if name == "postalias":
+        from postier.cli import postalias
+
+        return postalias.main(argv)
     raise AssertionError(name)
 
 

@@ -15,6 +15,7 @@ database older than its source file is warned about when opened.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -162,14 +163,14 @@ def _write(path: str, pairs: Iterable[tuple[str, str]], *, base: str | None = No
                     src = lmdb.open(base, subdir=False, readonly=True, lock=False)
                     try:
                         with src.begin() as rtxn:
-                            for k, v in rtxn.cursor():
-                                txn.put(bytes(k), bytes(v))
+                            for bk, bv in rtxn.cursor():
+                                txn.put(bytes(bk), bytes(bv))
                     finally:
                         src.close()
                 for k, v in items:
                     txn.put(_encode(k), _encode(v), overwrite=base is not None)
-                for k in gone:
-                    txn.delete(k)
+                for gk in gone:
+                    txn.delete(gk)
             env.sync(True)
             env.close()
             break
@@ -178,10 +179,8 @@ def _write(path: str, pairs: Iterable[tuple[str, str]], *, base: str | None = No
             size *= 2
     if os.path.exists(path):
         st = os.stat(path)
-        try:
+        with contextlib.suppress(OSError):
             os.chown(tmp, st.st_uid, st.st_gid)
-        except OSError:
-            pass
         os.chmod(tmp, st.st_mode & 0o7777)
     else:
         os.chmod(tmp, 0o644)

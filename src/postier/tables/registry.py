@@ -13,6 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from postier.config.errors import ConfigError
+from postier.config.params import Param
+from postier.config.settings import Config
 from postier.tables.base import Table, TableOpenError, WarningSink, no_warnings
 from postier.tables.maps import Maps
 
@@ -139,16 +142,18 @@ def open_table(spec: str, options: OpenOptions = OpenOptions()) -> Table:
 
 
 class Tables:
-    """What one process opened, by (specification, aliases): each opened once."""
+    """What one process opened, by specification: each opened once (the first opening
+    decides whether a ``texthash`` source is read as aliases(5): open ``alias_maps``
+    before ``local_recipient_maps``)."""
 
     def __init__(self, warn: WarningSink = no_warnings) -> None:
         self.warn = warn
-        self._open: dict[tuple[str, bool], Table] = {}
+        self._open: dict[str, Table] = {}
 
     def table(self, spec: str, *, aliases: bool = False) -> Table:
         """The table ``spec`` (opened now or before); TableOpenError."""
         kind, name = split_spec(spec)
-        key = (f"{kind}:{name}", aliases)
+        key = f"{kind}:{name}"
         table = self._open.get(key)
         if table is None:
             table = self._open[key] = open_table(spec, OpenOptions(aliases, self.warn))
@@ -164,3 +169,13 @@ class Tables:
                 raise TableOpenError(f"{param}: {spec}: {exc}", file=None,
                                      word=exc.word or spec) from None
         return Maps(param, tables)
+
+    def for_param(self, cfg: Config, param: Param[list[str]], *, aliases: bool = False) -> Maps:
+        """``cfg[param]``'s tables; a ``ConfigError`` naming main.cf's file and line
+        (or the master.cf override), the parameter and the table when one cannot be
+        opened. An empty parameter gives an empty ``Maps`` (false)."""
+        try:
+            return self.maps(param.name, cfg[param], aliases=aliases)
+        except TableOpenError as exc:
+            file, line = cfg.location(param.name)
+            raise ConfigError(str(exc), file=file, line=line) from None

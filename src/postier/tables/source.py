@@ -33,8 +33,8 @@ def logical_lines(text: str, file: str) -> Iterator[tuple[int, str]]:
             continue
         if raw[0] in " \t":
             if current is None:
-                raise TableOpenError("continuation line without a preceding line", file=file, line=lineno,
-                                     word=stripped)
+                raise TableOpenError("continuation line without a preceding line", file=file,
+                                     line=lineno, word=stripped)
             current = (current[0], current[1] + " " + stripped)
             continue
         if current is not None:

@@ -18,6 +18,7 @@ give one value, comma-separated. One connection per process (pgsql through psyco
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sqlite3
@@ -104,9 +105,9 @@ def parse_config(text: str, file: str, kind: str) -> SqlConfig:
     for text_value, what in ((cfg.query, "query"), (cfg.result_format, "result_format")):
         for m in _EXPAND.finditer(text_value):
             if m.group(1) is None or (what == "query" and m.group(1) in "SUD"):
-                line = values.get(what, ("", 0))[1] or None
+                at = values.get(what, ("", 0))[1] or None
                 raise TableOpenError(f'{what}: invalid expansion "{m.group(0)}"', file=file,
-                                     line=line, word=text_value)
+                                     line=at, word=text_value)
     return cfg
 
 
@@ -242,10 +243,8 @@ class SqlTable:
                     cur.execute(query)
                     return list(cur.fetchall()) if cur.description else []
             except psycopg.OperationalError as exc:  # connection lost: reconnect once
-                try:
+                with contextlib.suppress(psycopg.Error):
                     self._conn.close()
-                except psycopg.Error:
-                    pass
                 self._conn = None
                 if attempt == 2:
                     raise TableError(f"{self.spec}: {str(exc).strip()}") from None
