@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -30,6 +32,39 @@ SUFFIX = {"hash": ".pdb", "btree": ".pdb", "lmdb": ".lmdb"}
 RECHECK_SECONDS = 1.0
 _BDB_MAGIC = (b"\x00\x06\x15\x61", b"\x61\x15\x06\x00", b"\x00\x05\x31\x62",
               b"\x62\x31\x05\x00", b"\x00\x04\x22\x53", b"\x53\x22\x04\x00")
+
+
+class _Shared:
+    """The environments open in this process, one per file version (LMDB refuses to
+    open one file twice in a process): (path, inode, mtime) -> [env, users]."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.envs: dict[tuple[str, int, int], list[Any]] = {}
+
+    def acquire(self, path: str, st: os.stat_result) -> Any:
+        key = (os.path.realpath(path), st.st_ino, st.st_mtime_ns)
+        with self.lock:
+            item = self.envs.get(key)
+            if item is None:
+                env = lmdb.open(path, subdir=False, readonly=True, lock=False,
+                                max_readers=1024, readahead=False)
+                item = self.envs[key] = [env, 0]
+            item[1] += 1
+            return item[0]
+
+    def release(self, env: Any) -> None:
+        with self.lock:
+            for key, item in list(self.envs.items()):
+                if item[0] is env:
+                    item[1] -= 1
+                    if item[1] <= 0:
+                        del self.envs[key]
+                        env.close()
+                    return
+
+
+_SHARED = _Shared()
 
 
 def db_path(kind: str, name: str) -> str:
@@ -54,12 +89,13 @@ class CompiledTable:
     blocking = False
 
     def __init__(self, kind: str, name: str, *, warn: WarningSink = no_warnings,
-                 clock: Any = time.monotonic) -> None:
+                 clock: Any = time.monotonic, tool: str = "postmap") -> None:
         self.kind = kind
         self.name = name
         self.spec = f"{kind}:{name}"
         self.path = db_path(kind, name)
         self._clock = clock
+        self._tool = tool
         self._env: Any = None
         self._stamp: tuple[int, int] = (0, 0)
         self._checked = 0.0
@@ -77,19 +113,18 @@ class CompiledTable:
             if self.kind != "lmdb" and is_berkeley_db(name_db):
                 raise TableOpenError(
                     f"{bdb} is a Berkeley DB file made by Postfix; postier reads its own "
-                    f'compiled file {self.path}: run "postier postmap {self.spec}"',
+                    f'compiled file {self.path}: run "postier {self._tool} {self.spec}"',
                     word=self.spec)
             raise TableOpenError(
                 f"open database {self.path}: No such file or directory "
-                f'(run "postier postmap {self.spec}")', word=self.spec)
+                f'(run "postier {self._tool} {self.spec}")', word=self.spec)
         try:
             st = os.stat(self.path)
-            env = lmdb.open(self.path, subdir=False, readonly=True, lock=False,
-                            max_readers=1024, readahead=False)
+            env = _SHARED.acquire(self.path, st)
         except (OSError, lmdb.Error) as exc:
             raise TableOpenError(f"open database {self.path}: {exc}", word=self.spec) from None
         if self._env is not None:
-            self._env.close()
+            _SHARED.release(self._env)
         self._env = env
         self._stamp = (st.st_ino, st.st_mtime_ns)
         self._checked = self._clock()
@@ -126,7 +161,7 @@ class CompiledTable:
 
     def close(self) -> None:
         if self._env is not None:
-            self._env.close()
+            _SHARED.release(self._env)
             self._env = None
 
 
@@ -155,18 +190,12 @@ def _write(path: str, pairs: Iterable[tuple[str, str]], *, base: str | None = No
         for leftover in (tmp, tmp + "-lock"):
             if os.path.exists(leftover):
                 os.unlink(leftover)
+        if base is not None:  # a copy of the current version, changed, renamed over it
+            shutil.copyfile(base, tmp)
         env = lmdb.open(tmp, subdir=False, map_size=size, lock=False, sync=False,
                         metasync=False, writemap=False)
         try:
             with env.begin(write=True) as txn:
-                if base is not None:
-                    src = lmdb.open(base, subdir=False, readonly=True, lock=False)
-                    try:
-                        with src.begin() as rtxn:
-                            for bk, bv in rtxn.cursor():
-                                txn.put(bytes(bk), bytes(bv))
-                    finally:
-                        src.close()
                 for k, v in items:
                     txn.put(_encode(k), _encode(v), overwrite=base is not None)
                 for gk in gone:

@@ -13,7 +13,7 @@ refused at start rather than silently changed:
 - ``regexp`` (POSIX extended regular expressions): flags ``i`` (toggle case folding,
   on by default), ``m`` (multi-line), ``x`` (toggle extended syntax: POSIX basic
   syntax is not supported, so ``x`` is refused). POSIX bracket classes
-  (``[[:alpha:]]``…) are translated. POSIX picks the leftmost-longest match, ``re``
+  (``[[:alpha:]]``…) are translated (for ``pcre`` too). POSIX picks the leftmost-longest match, ``re``
   the leftmost-first: with alternations whose branches overlap, ``$n`` may differ.
 - ``pcre``: flags ``i`` (toggle caseless, on by default), ``m``, ``s``, ``x``, ``A``
   (anchored at the start), ``E`` (``$`` only at the very end: keys hold no newline,
@@ -27,6 +27,7 @@ refused at start rather than silently changed:
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 
 from postier.tables.base import TableOpenError
@@ -124,9 +125,10 @@ def _parse_pattern(text: str, kind: str, file: str, line: int) -> tuple[Rule, st
     if case_fold:
         re_flags |= re.IGNORECASE
     try:
-        if kind == "regexp":
-            pattern = _translate_posix(pattern)
-        regex = re.compile(pattern, re_flags)
+        pattern = _translate_posix(pattern)  # PCRE has the POSIX classes too
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # re's FutureWarnings about later syntax
+            regex = re.compile(pattern, re_flags)
     except (re.error, ValueError) as exc:
         raise TableOpenError(f"bad regular expression {delim}{body[1:i]}{delim}: {exc}",
                              file=file, line=line, word=body[1:i]) from None

@@ -37,7 +37,8 @@ def _texthash(name: str, o: OpenOptions) -> Table:
 def _compiled(kind: str) -> Callable[[str, OpenOptions], Table]:
     def opener(name: str, o: OpenOptions) -> Table:
         from postier.tables.compiled import CompiledTable
-        return CompiledTable(kind, name, warn=o.warn)
+        return CompiledTable(kind, name, warn=o.warn,
+                             tool="postalias" if o.aliases else "postmap")
     return opener
 
 
