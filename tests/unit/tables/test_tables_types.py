@@ -16,7 +16,6 @@ from postier.tables.inline import InlineTable, StaticTable
 from postier.tables.regexp import RegexpTable
 from postier.tables.sql import SqlTable, expand, parse_config
 
-
 # --- texthash, hash, btree, lmdb -------------------------------------------------------
 
 def test_texthash_reads_the_source_and_rereads_it_when_changed(tmp_path: Path) -> None:
@@ -176,7 +175,7 @@ def test_inline_static_unix() -> None:
     assert open_table("unix:passwd.byname").lookup("no-such-user-postier") is None
     with pytest.raises(TableOpenError, match="inline table needs braces"):
         open_table("inline:a=b")
-    with pytest.raises(TableOpenError, match="unix:group.byname: unknown table"):
+    with pytest.raises(TableOpenError, match=r"unix:group\.byname: unknown table"):
         open_table("unix:group.byname")
 
 
