@@ -14,7 +14,8 @@ refused at start rather than silently changed:
   on by default), ``m`` (multi-line), ``x`` (toggle extended syntax: POSIX basic
   syntax is not supported, so ``x`` is refused). POSIX bracket classes
   (``[[:alpha:]]``…) are translated (for ``pcre`` too). POSIX picks the
-  leftmost-longest match, ``re`` the leftmost-first: with alternations whose branches overlap, ``$n`` may differ.
+  leftmost-longest match, ``re`` the leftmost-first: with alternations whose
+  branches overlap, ``$n`` may differ.
 - ``pcre``: flags ``i`` (toggle caseless, on by default), ``m``, ``s``, ``x``, ``A``
   (anchored at the start), ``E`` (``$`` only at the very end: keys hold no newline,
   so it changes nothing), ``X`` (accepted; Python's ``re`` is always strict);
