@@ -17,6 +17,8 @@ import traceback
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from postier.config.errors import ConfigError
+
 if TYPE_CHECKING:
     from postier.log import Log
 
@@ -108,6 +110,9 @@ def run(log: Log, user: str, setup: Callable[[], Coroutine[Any, Any, None]]) -> 
         main = setup()
         drop_privileges(user)
         loop.run_until_complete(main)
+    except ConfigError as exc:  # the configuration, not our bug: one line, no traceback
+        log.fatal(str(exc))
+        return 1
     except Exception:
         log.fatal(traceback.format_exc().strip())
         return 1

@@ -24,6 +24,8 @@ from postier.config.params import MAIL_OWNER, QUEUE_DIRECTORY, unimplemented_set
 from postier.config.settings import Config
 from postier.queue import dirs
 from postier.restrictions.lists import check_restriction_lists
+from postier.tables.check import check_tables
+from postier.tables.registry import Tables
 
 
 class StartError(Exception):
@@ -52,12 +54,15 @@ def load_with_warnings(config_dir: str) -> tuple[Config, list[MasterService], li
             f"{file}, line {line}: parameter {name} is not implemented by postier yet; "
             f"its setting ({cfg.get_raw(name)}) has no effect"
         )
+    tables = Tables(warn=warnings.append)  # every table named is opened once, here
+    check_tables(cfg, tables, smtpd=False)
     for svc in services:
         if svc.command == "smtpd":
             where = f"{svc.file}, line {svc.line}"
             scfg = cfg.with_overrides(svc.overrides, source=where)
             warnings += [w for w in scfg.validate() if w not in warnings]
             check_smtpd_settings(scfg, where)
+            check_tables(scfg, tables)
             for name in unimplemented_settings(set(svc.overrides)):
                 warnings.append(
                     f"{where}: service {svc.name}: -o {name} is not implemented by postier "

@@ -15,14 +15,15 @@ import sys
 from postier.config import paths
 
 VERBS = ("start", "stop", "status", "start-fg", "check", "flush")
-TOOLS = ("postconf", "postqueue", "mailq", "postsuper", "postcat")
+TOOLS = ("postconf", "postqueue", "mailq", "postsuper", "postcat", "postmap", "postalias")
 
 USAGE = """usage: postier [-c config_dir] start|stop|status|start-fg|check|flush
        postier postconf [options] [name ...]
        postier postqueue -f | -i queueid | -j | -p | -s site
        postier mailq
        postier postsuper [-d|-h|-H|-r queue_id|ALL|-] [queue ...]
-       postier postcat [-beh] [-q] queue_id|file ..."""
+       postier postcat [-beh] [-q] queue_id|file ...
+       postier postmap|postalias [options] [type:]file ..."""
 
 
 def _tool(name: str, argv: list[str]) -> int:
@@ -42,6 +43,14 @@ def _tool(name: str, argv: list[str]) -> int:
         from postier.cli import postcat
 
         return postcat.main(argv)
+    if name == "postmap":
+        from postier.cli import postmap
+
+        return postmap.main(argv)
+    if name == "postalias":
+        from postier.cli import postalias
+
+        return postalias.main(argv)
     raise AssertionError(name)
 
 

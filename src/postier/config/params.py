@@ -348,7 +348,15 @@ ALIAS_DATABASE = Param.list(
     "alias databases built by newaliases", inert=True)
 LOCAL_RECIPIENT_MAPS = Param.list(
     "local_recipient_maps", "proxy:unix:passwd.byname $alias_maps",
-    "tables of local recipients; empty disables the check")
+    "tables of local recipients; empty disables the check", implemented=True)
+PARENT_DOMAIN_MATCHES_SUBDOMAINS = Param.list(
+    "parent_domain_matches_subdomains",
+    "debug_peer_list, fast_flush_domains, mynetworks, permit_mx_backup_networks, "
+    "qmqpd_authorized_clients, relay_domains, smtpd_access_maps",
+    "uses in which a domain pattern also matches its subdomains", implemented=True)
+SMTPD_NULL_ACCESS_LOOKUP_KEY = Param.str(
+    "smtpd_null_access_lookup_key", "<>",
+    "the access(5) key of the null sender address", implemented=True)
 VIRTUAL_MAPS = Param.list("virtual_maps", "", "obsolete name of virtual_alias_maps")
 VIRTUAL_ALIAS_MAPS = Param.list(
     "virtual_alias_maps", "$virtual_maps",

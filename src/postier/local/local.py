@@ -55,7 +55,8 @@ from postier.log import for_config as log_for_config
 from postier.queue.file import QueueFile
 from postier.rewrite.extension import split_extension
 from postier.rewrite.resolve import AddressClass, Classifier
-from postier.tables.aliases import AliasMaps, open_alias_maps
+from postier.tables import TableError, Tables
+from postier.tables.aliases import AliasMaps
 from postier.tables.passwd import local_recipient_check
 
 MAX_ALIAS_DEPTH = 10
@@ -73,10 +74,8 @@ class LocalAgent:
     def __init__(self, cfg: Config, log: Log) -> None:
         self.cfg = cfg
         self.log = log
-        warnings: list[str] = []
-        self.aliases: AliasMaps = open_alias_maps(cfg[ALIAS_MAPS], warnings)
-        for w in warnings:
-            log.warning(w)
+        self.tables = Tables(warn=log.warning)
+        self.aliases = AliasMaps(self.tables.for_param(cfg, ALIAS_MAPS, aliases=True))
         self.delimiter = cfg[RECIPIENT_DELIMITER]
         self.spool = cfg[MAIL_SPOOL_DIRECTORY]
         self.home_mailbox = cfg[HOME_MAILBOX]
@@ -204,7 +203,11 @@ class LocalAgent:
         localpart, _, domain = address.rpartition("@")
         if not localpart:
             localpart, domain = address, ""
-        expanded = self.expand(localpart.lower())  # as smtpd checked it, and Postfix folds
+        try:
+            expanded = self.expand(localpart.lower())  # as smtpd checked it, and Postfix folds
+        except TableError as exc:  # the environment: defer, as local(8) does
+            self.log.warning(str(exc))
+            expanded = status.deferred("4.3.0", "alias database unavailable")
         if isinstance(expanded, DeliveryStatus):
             return expanded
         worst: DeliveryStatus | None = None

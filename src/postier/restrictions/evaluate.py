@@ -23,7 +23,6 @@ come from ``smtpproto.replies``.
 from __future__ import annotations
 
 import enum
-import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -34,6 +33,7 @@ from postier.restrictions.lookups import Ask as Ask  # re-exported: what rows de
 from postier.restrictions.lookups import Facts as Facts  # re-exported: what answers them
 from postier.restrictions.lookups import (
     Steps,
+    TableFailed,
     ask_address_class,
     ask_domain_dns,
     ask_local_recipient,
@@ -51,6 +51,7 @@ from postier.rewrite.address import (
 from postier.rewrite.resolve import AddressClass
 from postier.smtpproto import replies
 from postier.smtpproto.replies import Reply, ReplyClass
+from postier.tables.search import Subject
 
 
 class Stage(enum.Enum):
@@ -291,6 +292,9 @@ def r_defer_if_reject(ctx: Ctx, arg: str | None) -> Outcome:
 
 def r_permit_mynetworks(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
     inside = yield from ask_mynetworks(ctx.state.client_address)
+    if isinstance(inside, TableFailed):  # a bad entry or a failed table: Postfix tempfails
+        return Outcome(Verdict.DEFER,
+                       replies.temporary_lookup_failure(_client_subject(ctx.state)))
     return PERMIT if inside else DUNNO
 
 
@@ -442,49 +446,6 @@ def r_reject_unauth_pipelining(ctx: Ctx, arg: str | None) -> Outcome:
 # --- access(5) tables ------------------------------------------------------------------
 
 
-def domain_keys(domain: str) -> list[str]:
-    """``a.b.example.com``, ``b.example.com``, ``example.com``, ``com`` (smtpd_access_maps
-    is in parent_domain_matches_subdomains by default); a literal only as itself."""
-    d = fold_domain(domain)
-    if not d:
-        return []
-    if d.startswith("["):
-        return [d]
-    labels = d.split(".")
-    return [".".join(labels[i:]) for i in range(len(labels))]
-
-
-def address_keys(address: str) -> list[str]:
-    """access(5) keys of an envelope address: ``user@domain``, the domain and its
-    parents, ``user@``; the null sender is ``<>``."""
-    if not address:
-        return [NULL_ACCESS_KEY]
-    parsed = parse_address(address)
-    local = parsed.localpart.lower()
-    if parsed.domain is None:
-        return [local, f"{local}@"]
-    return [f"{local}@{fold_domain(parsed.domain)}", *domain_keys(parsed.domain), f"{local}@"]
-
-
-def client_address_keys(ip: str) -> list[str]:
-    """The address, then shorter prefixes: ``1.2.3.4``, ``1.2.3``, ``1.2``, ``1``."""
-    try:
-        addr = ipaddress.ip_address(ip.split("%", 1)[0])
-    except ValueError:
-        return [ip] if ip else []
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    text = str(addr)
-    sep = "." if addr.version == 4 else ":"
-    parts = text.split(sep)
-    keys = [text]
-    for i in range(len(parts) - 1, 0, -1):
-        key = sep.join(parts[:i])
-        if key and not key.endswith(sep):
-            keys.append(key)
-    return keys
-
-
 _ACCESS_NOTES = frozenset({"HOLD", "WARN", "INFO", "FILTER", "REDIRECT", "PREPEND", "BCC"})
 
 
@@ -525,52 +486,61 @@ def _access_action(ctx: Ctx, value: str, what: ReplyClass, subject: str) -> Step
     return Outcome(Verdict.DEFER, replies.SERVER_CONFIGURATION_ERROR)
 
 
-def _access(ctx: Ctx, table: str | None, keys: Sequence[str], what: ReplyClass,
-            subject: str) -> Steps[Outcome]:
+def _access(ctx: Ctx, table: str | None, lookups: Sequence[tuple[Subject, str]],
+            what: ReplyClass, subject: str) -> Steps[Outcome]:
+    """Search ``table`` for each (kind, text) in turn (the keys of each: tables.search);
+    the first found decides. A table that fails tempfails (451 4.3.0)."""
     if not table:
         return DUNNO
-    for key in keys:
-        value = yield from ask_table(table, key)
+    for kind, text in lookups:
+        value = yield from ask_table(table, text, kind)
+        if isinstance(value, TableFailed):
+            return Outcome(Verdict.DEFER, replies.temporary_lookup_failure(subject))
         if value is not None:
             return (yield from _access_action(ctx, value, what, subject))
     return DUNNO
 
 
+def _client_lookups(name: str, address: str) -> list[tuple[Subject, str]]:
+    """check_client_access's order: the name and its parents, then the address and its
+    prefixes (access(5) "HOST NAME/ADDRESS PATTERNS")."""
+    return [(Subject.HOSTNAME, name), (Subject.CLIENT_ADDRESS, address)]
+
+
 def r_check_client_access(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
     s = ctx.state
-    keys: list[str] = []
-    if s.client_name and s.client_name != "unknown":
-        keys += domain_keys(s.client_name)
-    keys += client_address_keys(s.client_address)
-    return (yield from _access(ctx, arg, keys, ReplyClass.CLIENT, _client_subject(s)))
+    return (yield from _access(ctx, arg, _client_lookups(s.client_name, s.client_address),
+                               ReplyClass.CLIENT, _client_subject(s)))
 
 
 def r_check_reverse_client_hostname_access(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
     s = ctx.state
-    name = s.reverse_client_name
-    keys = domain_keys(name) if name and name != "unknown" else []
-    return (yield from _access(ctx, arg, keys, ReplyClass.CLIENT, _client_subject(s)))
+    return (yield from _access(ctx, arg,
+                               _client_lookups(s.reverse_client_name, s.client_address),
+                               ReplyClass.CLIENT, _client_subject(s)))
 
 
 def r_check_helo_access(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
     helo = ctx.state.helo_name
     if helo is None:
         return DUNNO
-    return (yield from _access(ctx, arg, domain_keys(helo), ReplyClass.HELO, helo))
+    return (yield from _access(ctx, arg, [(Subject.HOSTNAME, helo)], ReplyClass.HELO, helo))
 
 
 def r_check_sender_access(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
     sender = ctx.state.sender
     if sender is None:
         return DUNNO
-    return (yield from _access(ctx, arg, address_keys(sender), ReplyClass.SENDER, sender))
+    return (yield from _access(ctx, arg, [(Subject.ADDRESS, sender)], ReplyClass.SENDER,
+                               sender))
 
 
 def r_check_recipient_access(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
     rcpt = ctx.state.recipient
     if rcpt is None:
         return DUNNO
-    return (yield from _access(ctx, arg, address_keys(rcpt), ReplyClass.RECIPIENT, rcpt))
+    return (yield from _access(ctx, arg, [(Subject.ADDRESS, rcpt)], ReplyClass.RECIPIENT,
+                               rcpt))
 
 
 # --- the table -------------------------------------------------------------------------

@@ -18,6 +18,8 @@ from typing import ClassVar, Protocol, TypeVar
 
 from postier.dns.result import DnsResult
 from postier.rewrite.resolve import AddressClass
+from postier.tables.base import TableError
+from postier.tables.search import Subject, access_keys
 
 T = TypeVar("T")
 
@@ -34,7 +36,8 @@ class Ask(enum.Enum):
 
 @dataclass(frozen=True)
 class InMyNetworks:
-    """Is the client address ``ip`` in ``mynetworks``? Answer: bool."""
+    """Is the client address ``ip`` in ``mynetworks``? Answer: bool, or ``TableFailed``
+    (a bad entry or a failed table was reached before a match)."""
 
     ip: str
     ask: ClassVar[Ask] = Ask.MYNETWORKS
@@ -67,15 +70,27 @@ class DomainDns:
 
 @dataclass(frozen=True)
 class TableLookup:
-    """``key`` in the ``type:name`` table. Answer: the value, or None (not found)."""
+    """``key`` in the ``type:name`` table, searched as access(5) searches a ``subject``
+    (``tables.search``: a hostname and its parents, a client address and its prefixes,
+    an envelope address, or the whole string). Answer: the value of the first key
+    found, None (not found), or ``TableFailed``."""
 
     table: str
     key: str
+    subject: Subject = Subject.WHOLE
     ask: ClassVar[Ask] = Ask.TABLE
 
 
+@dataclass(frozen=True)
+class TableFailed:
+    """A table (or a ``mynetworks`` entry) could not answer: the restriction tempfails
+    with 451 4.3.0, never accepts. ``reason`` is for the log."""
+
+    reason: str
+
+
 Lookup = InMyNetworks | AddressClassOf | LocalRecipient | DomainDns | TableLookup
-Answer = bool | AddressClass | DnsResult | str | None
+Answer = bool | AddressClass | DnsResult | str | None | TableFailed
 
 #: An evaluation in progress: yields lookups, is sent their answers, returns a ``T``.
 Steps = Generator[Lookup, Answer, T]
@@ -88,7 +103,10 @@ class Facts(Protocol):
     def address_class(self, domain: str) -> AddressClass: ...
     def is_local_recipient(self, address: str) -> bool | None: ...
     def domain_dns(self, domain: str) -> DnsResult: ...
-    def lookup(self, table: str, key: str) -> str | None: ...
+    def lookup(self, table: str, key: str) -> str | None:
+        """One key of a table (the search order is applied by ``answer``); may raise
+        ``tables.TableError``."""
+        ...
 
 
 def answer(facts: Facts, lookup: Lookup) -> Answer:
@@ -102,8 +120,15 @@ def answer(facts: Facts, lookup: Lookup) -> Answer:
             return facts.is_local_recipient(address)
         case DomainDns(domain=domain):
             return facts.domain_dns(domain)
-        case TableLookup(table=table, key=key):
-            return facts.lookup(table, key)
+        case TableLookup(table=table, key=key, subject=subject):
+            try:
+                for k in access_keys(subject, key):
+                    value = facts.lookup(table, k.text)
+                    if value is not None:
+                        return value
+            except TableError as exc:
+                return TableFailed(str(exc))
+            return None
 
 
 def run(steps: Steps[T], facts: Facts) -> T:
@@ -121,9 +146,9 @@ def run(steps: Steps[T], facts: Facts) -> T:
 # --- typed asks, for the restrictions (``x = yield from ask_…(…)``) ----------------------
 
 
-def ask_mynetworks(ip: str) -> Steps[bool]:
+def ask_mynetworks(ip: str) -> Steps[bool | TableFailed]:
     got = yield InMyNetworks(ip)
-    assert isinstance(got, bool), got
+    assert isinstance(got, bool | TableFailed), got
     return got
 
 
@@ -145,7 +170,8 @@ def ask_domain_dns(domain: str) -> Steps[DnsResult]:
     return got
 
 
-def ask_table(table: str, key: str) -> Steps[str | None]:
-    got = yield TableLookup(table, key)
-    assert got is None or isinstance(got, str), got
+def ask_table(table: str, key: str, subject: Subject = Subject.WHOLE
+              ) -> Steps[str | TableFailed | None]:
+    got = yield TableLookup(table, key, subject)
+    assert got is None or isinstance(got, str | TableFailed), got
     return got

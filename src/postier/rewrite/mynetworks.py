@@ -5,15 +5,23 @@ Follows postconf(5) ``mynetworks`` and ``mynetworks_style``: entries ``net/mask`
 an empty list means "computed from mynetworks_style": ``host`` (this machine's
 addresses), ``subnet`` (the subnets of this machine's interfaces), ``class`` (their
 whole class A/B/C network; IPv6 as subnet). The interface addresses are passed in
-by the caller (``1.2.3.4`` or ``1.2.3.4/24``). ``type:table`` and ``/file/name``
-entries are not supported yet and are refused with a clear error.
+by the caller (``1.2.3.4`` or ``1.2.3.4/24``). A ``/file/name`` entry stands for the
+patterns in that file (whitespace- or comma-separated, ``#`` comment lines), read
+through the caller's ``read_file``; a ``type:table`` entry matches a client whose
+address is a key of the table (``open_table`` gives the ``tables.Table``; cidr tables
+are the usual choice). As Postfix, a bad entry is reported (``MyNetworks.errors``)
+and a client that reaches it in the walk gets no answer (``lookup`` -> None: smtpd
+tempfails with 451 4.3.0), never a silent yes or no; ``parse(strict=True)`` raises
+ValueError at the first bad entry instead (configuration checks).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from postier.tables.base import Table, TableError
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -31,7 +39,7 @@ def parse_network(entry: str) -> Network:
     if not text:
         raise ValueError("mynetworks: empty network pattern")
     if text.startswith("/"):
-        raise ValueError(f"mynetworks: /file/name patterns are not supported yet: {text}")
+        raise ValueError(f"mynetworks: /file/name patterns need a file reader here: {text}")
     if text.startswith("["):
         close = text.find("]")
         if close < 0:
@@ -45,7 +53,8 @@ def parse_network(entry: str) -> Network:
         addr = ipaddress.ip_address(addr_text)
     except ValueError:
         if _looks_like_table(text):
-            raise ValueError(f"mynetworks: table lookups are not supported yet: {text}") from None
+            raise ValueError(f"mynetworks: table lookups need a table opener here: {text}"
+                             ) from None
         raise ValueError(f"mynetworks: bad network pattern: {entry.strip()}") from None
     if not slash:
         return ipaddress.ip_network(addr)
@@ -118,20 +127,72 @@ def style_networks(style: str, interface_addrs: Sequence[str]) -> list[Network]:
 
 
 @dataclass(frozen=True)
-class MyNetworks:
-    """An ordered list of (negated, network); ``match`` is first-match-wins."""
+class BadEntry:
+    """A mynetworks entry that could not be used: ``text`` and why (``reason``)."""
 
-    entries: tuple[tuple[bool, Network], ...]
+    text: str
+    reason: str
+
+
+Pattern = Network | Table | BadEntry
+ReadFile = Callable[[str], str]
+OpenTable = Callable[[str], Table]
+
+
+def _words(text: str) -> list[str]:
+    return text.replace(",", " ").split()
+
+
+@dataclass(frozen=True)
+class MyNetworks:
+    """An ordered list of (negated, pattern); ``match`` is first-match-wins."""
+
+    entries: tuple[tuple[bool, Pattern], ...]
+
+    @property
+    def errors(self) -> list[str]:
+        """Why each bad entry is bad (empty when every entry is usable)."""
+        return [p.reason for _, p in self.entries if isinstance(p, BadEntry)]
 
     @classmethod
-    def parse(cls, items: Sequence[str]) -> MyNetworks:
-        """Parse mynetworks entries (already split on commas/whitespace)."""
-        entries: list[tuple[bool, Network]] = []
-        for item in items:
-            for word in item.replace(",", " ").split():
-                negated = word.startswith("!")
-                text = word[1:] if negated else word
+    def parse(cls, items: Sequence[str], *, read_file: ReadFile | None = None,
+              open_table: OpenTable | None = None, strict: bool = True) -> MyNetworks:
+        """Parse mynetworks entries (already split on commas/whitespace). ``read_file``
+        reads a ``/file/name`` (OSError when it cannot), ``open_table`` opens a
+        ``type:table`` (ValueError when it cannot). ``strict``: a bad entry raises
+        ValueError; else it is kept as a ``BadEntry``."""
+        entries: list[tuple[bool, Pattern]] = []
+
+        def add(word: str, depth: int) -> None:
+            negated = word.startswith("!")
+            text = word[1:] if negated else word
+            try:
+                if text.startswith("/") and read_file is not None:
+                    if depth > 5:
+                        raise ValueError(f"mynetworks: {text}: files nested too deeply")
+                    try:
+                        content = read_file(text)
+                    except OSError as exc:
+                        raise ValueError(f"mynetworks: open {text}: {exc.strerror}") from None
+                    for line in content.splitlines():
+                        if line.strip().startswith("#"):
+                            continue
+                        for inner in _words(line.split("#", 1)[0]):
+                            add(("!" if negated else "") + inner, depth + 1)
+                    return
+                if (not text.startswith("[") and _looks_like_table(text)
+                        and open_table is not None):
+                    entries.append((negated, open_table(text)))
+                    return
                 entries.append((negated, parse_network(text)))
+            except ValueError as exc:
+                if strict:
+                    raise
+                entries.append((negated, BadEntry(word, str(exc))))
+
+        for item in items:
+            for word in _words(item):
+                add(word, 0)
         return cls(tuple(entries))
 
     @classmethod
@@ -140,14 +201,18 @@ class MyNetworks:
 
     @classmethod
     def from_config(
-        cls, items: Sequence[str], style: str, interface_addrs: Sequence[str]
+        cls, items: Sequence[str], style: str, interface_addrs: Sequence[str], *,
+        read_file: ReadFile | None = None, open_table: OpenTable | None = None,
+        strict: bool = True,
     ) -> MyNetworks:
         """``mynetworks`` when set, else computed from ``mynetworks_style``."""
         if any(item.strip() for item in items):
-            return cls.parse(items)
+            return cls.parse(items, read_file=read_file, open_table=open_table, strict=strict)
         return cls.from_style(style, interface_addrs)
 
-    def match(self, ip: str) -> bool:
+    def lookup(self, ip: str) -> bool | None:
+        """Is ``ip`` in mynetworks? None when the walk reaches a bad entry or a table
+        that fails before a match (the caller tempfails, as Postfix does)."""
         addr = normalize_ip(ip)
         if addr is None:
             return False
@@ -155,7 +220,21 @@ class MyNetworks:
         if addr.version == 4:
             # [::ffff:127.0.0.0]/104 style entries match IPv4 clients too.
             candidates.append(ipaddress.IPv6Address(f"::ffff:{addr}"))
-        for negated, net in self.entries:
-            if any(c.version == net.version and c in net for c in candidates):
+        for negated, pattern in self.entries:
+            if isinstance(pattern, BadEntry):
+                return None
+            if isinstance(pattern, ipaddress.IPv4Network | ipaddress.IPv6Network):
+                if any(c.version == pattern.version and c in pattern for c in candidates):
+                    return not negated
+                continue
+            try:
+                found = pattern.lookup(str(addr)) is not None
+            except TableError:
+                return None
+            if found:
                 return not negated
         return False
+
+    def match(self, ip: str) -> bool:
+        """``lookup`` as a plain yes or no: a failure counts as "not in mynetworks"."""
+        return self.lookup(ip) is True

@@ -4,24 +4,42 @@ Follows Postfix's smtpd_check fact sources (postconf(5) ``mynetworks``,
 ``mydestination``/``relay_domains`` address classes, ``local_recipient_maps``,
 ``reject_unknown_*`` DNS lookups, access(5) tables). ``ServiceFacts.run(steps)``
 drives one evaluation (``restrictions.lookups.Steps``): what the configuration
-knows is answered at once, the DNS is awaited (each domain asked once per run).
+knows is answered at once, the DNS is awaited (each domain asked once per run), an
+access table is searched in the order ``tables.search`` gives (database tables off
+the event loop); a table that fails, or a bad ``mynetworks`` entry, is answered
+``TableFailed`` (logged as a warning; the restriction tempfails with 451 4.3.0).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
+from postier.config.errors import ConfigError
+from postier.config.params import (
+    PARENT_DOMAIN_MATCHES_SUBDOMAINS,
+    RECIPIENT_DELIMITER,
+    SMTPD_NULL_ACCESS_LOOKUP_KEY,
+)
+from postier.config.settings import Config
 from postier.dns.result import DnsResult
+from postier.restrictions import evaluate as rs
 from postier.restrictions import lookups as lk
+from postier.restrictions.lists import RESTRICTION_LISTS
 from postier.rewrite.mynetworks import MyNetworks
 from postier.rewrite.resolve import Classifier, LocalRecipientCheck
+from postier.tables import Maps, SearchSettings, TableError, TableOpenError, Tables, access_keys
 
 T = TypeVar("T")
 
 
 class ServiceFacts:
-    """The facts one service's restrictions see; ``domain_dns(folded) -> DnsResult``."""
+    """The facts one service's restrictions see; ``domain_dns(folded) -> DnsResult``.
+
+    ``tables``: the process's opened tables (restriction arguments are opened at
+    start with ``open_access_tables``); ``search``: the access(5) search settings;
+    ``warn``: where lookup failures are logged.
+    """
 
     def __init__(
         self,
@@ -29,25 +47,54 @@ class ServiceFacts:
         classify: Classifier,
         local_recipients: LocalRecipientCheck,
         domain_dns: Callable[[str], Awaitable[DnsResult]],
+        *,
+        tables: Tables | None = None,
+        search: SearchSettings | None = None,
+        warn: Callable[[str], None] = lambda message: None,
     ) -> None:
         self.mynetworks = mynetworks
         self.classify = classify
         self.local_recipients = local_recipients
         self.domain_dns = domain_dns
+        self.tables = tables if tables is not None else Tables()
+        self.search = search or SearchSettings()
+        self.warn = warn
+        self._maps: dict[str, Maps] = {}
+        for reason in mynetworks.errors:
+            warn(reason)
+
+    def access_maps(self, spec: str) -> Maps:
+        """The table a restriction names, opened once (TableOpenError when it cannot be)."""
+        maps = self._maps.get(spec)
+        if maps is None:
+            maps = self._maps[spec] = Maps(spec, [self.tables.table(spec)])
+        return maps
+
+    async def table_lookup(self, lookup: lk.TableLookup) -> lk.Answer:
+        """Search one access table for ``lookup``: the value, None, or TableFailed."""
+        try:
+            maps = self.access_maps(lookup.table)
+            return await maps.search_async(access_keys(lookup.subject, lookup.key, self.search))
+        except (TableError, TableOpenError) as exc:
+            self.warn(f"{lookup.table} lookup error for \"{lookup.key}\": {exc}")
+            return lk.TableFailed(str(exc))
 
     def answer_now(self, lookup: lk.Lookup) -> lk.Answer:
         """The answer to a lookup the configuration holds (all but DNS)."""
         match lookup:
             case lk.InMyNetworks(ip=ip):
-                return self.mynetworks.match(ip)
+                inside = self.mynetworks.lookup(ip)
+                if inside is None:
+                    self.warn(f"mynetworks: cannot decide for {ip}: a bad entry or a failed "
+                              "table comes first")
+                    return lk.TableFailed("mynetworks")
+                return inside
             case lk.AddressClassOf(domain=domain):
                 return self.classify(domain)
             case lk.LocalRecipient(address=address):
                 return self.local_recipients(address)
-            case lk.TableLookup():
-                return None  # access tables are not built yet: "not found"
-            case lk.DomainDns():
-                raise AssertionError("DNS is answered by run()")
+            case lk.TableLookup() | lk.DomainDns():
+                raise AssertionError("tables and DNS are answered by run()")
 
     async def run(self, steps: lk.Steps[T]) -> T:
         """Drive ``steps`` to its result, answering each lookup as it comes."""
@@ -64,5 +111,43 @@ class ServiceFacts:
                 if known is None:
                     known = dns[lookup.domain] = await self.domain_dns(lookup.domain)
                 reply = known
+            elif isinstance(lookup, lk.TableLookup):
+                reply = await self.table_lookup(lookup)
             else:
                 reply = self.answer_now(lookup)
+
+
+def access_search(cfg: Config) -> SearchSettings:
+    """The access(5) search settings of a service (``recipient_delimiter``,
+    ``parent_domain_matches_subdomains`` for ``smtpd_access_maps``,
+    ``smtpd_null_access_lookup_key``)."""
+    return SearchSettings(
+        recipient_delimiter=cfg[RECIPIENT_DELIMITER],
+        parent_style="smtpd_access_maps" in cfg[PARENT_DOMAIN_MATCHES_SUBDOMAINS],
+        null_key=cfg[SMTPD_NULL_ACCESS_LOOKUP_KEY],
+    )
+
+
+def read_text_file(path: str) -> str:
+    """A ``/file/name`` of a list parameter (mynetworks); OSError when unreadable."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+def open_access_tables(cfg: Config, lists: Mapping[rs.Stage, Sequence[rs.RestrictionCall]],
+                       facts: ServiceFacts) -> None:
+    """Open every table the restriction lists name, now (a ConfigError naming main.cf's
+    line and the parameter when one cannot be: never a silent "not found" later)."""
+    params = {stage: param for param, stage in RESTRICTION_LISTS}
+    for stage, calls in lists.items():
+        for call in calls:
+            row = rs.RESTRICTIONS.get(call.name)
+            if row is None or not row.needs.table or call.arg is None:
+                continue
+            try:
+                facts.access_maps(call.arg)
+            except TableOpenError as exc:
+                param = params[stage]
+                file, line = cfg.location(param.name)
+                raise ConfigError(f"{call.name} {call.arg}: {exc}", file=file, line=line,
+                                  param=param.name) from None

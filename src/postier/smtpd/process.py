@@ -9,15 +9,16 @@ by a long-lived process). One ``Worker`` per process; every ``Service`` and
 from __future__ import annotations
 
 from postier.cleanup.cleanup import Cleanup, QmgrTrigger
-from postier.config.params import ALIAS_MAPS, QUEUE_DIRECTORY
+from postier.config.params import ALIAS_MAPS, LOCAL_RECIPIENT_MAPS, QUEUE_DIRECTORY
 from postier.config.settings import Config
 from postier.dns.resolver import Resolver
 from postier.dns.result import DnsResult
 from postier.log import Log
-from postier.rewrite.resolve import LocalUsers
-from postier.tables.aliases import AliasMaps, open_alias_maps
+from postier.rewrite.resolve import UserTable
+from postier.tables import Tables
+from postier.tables.aliases import AliasMaps
 from postier.tables.cache import Expiring
-from postier.tables.passwd import PasswdTable
+from postier.tables.passwd import MapsUsers
 
 NAME_CACHE_SECONDS = 60.0  # client names (PTR, forward-confirmed), failures included
 
@@ -31,12 +32,13 @@ class Worker:
         self.queue_dir = cfg[QUEUE_DIRECTORY]
         self.trigger = QmgrTrigger(self.queue_dir, log)
         self.cleanup = Cleanup(self.queue_dir, log=log, trigger=self.trigger)
-        warnings: list[str] = []
-        self.aliases: AliasMaps = open_alias_maps(cfg[ALIAS_MAPS], warnings)
-        for w in warnings:
-            log.warning(w)
-        # local_recipient_maps at its default: passwd (answers kept 10 s), then the aliases
-        self.local_users = LocalUsers(PasswdTable(), self.aliases)
+        #: every table this process opened (alias_maps, local_recipient_maps, access
+        #: tables of the restrictions, mynetworks entries), each once
+        self.tables = Tables(warn=log.warning)
+        self.aliases = AliasMaps(self.tables.for_param(cfg, ALIAS_MAPS, aliases=True))
+        # local_recipient_maps (default: proxy:unix:passwd.byname $alias_maps); empty: any name
+        local_maps = self.tables.for_param(cfg, LOCAL_RECIPIENT_MAPS)
+        self.local_users: UserTable = MapsUsers(local_maps) if local_maps else _anyone
         self.resolver = Resolver()
         self._names: Expiring[str] = Expiring(NAME_CACHE_SECONDS)
 
@@ -50,3 +52,8 @@ class Worker:
     async def domain_dns(self, domain: str) -> DnsResult:
         """Has ``domain`` (folded) an MX, A or AAAA record?"""
         return await self.resolver.domain_dns(domain)
+
+
+def _anyone(name: str, /) -> bool:
+    """An empty ``local_recipient_maps``: every local name is accepted (postconf(5))."""
+    return True

@@ -32,7 +32,7 @@ from postier.restrictions import evaluate as rs
 from postier.restrictions.lists import RESTRICTION_LISTS
 from postier.rewrite.mynetworks import MyNetworks
 from postier.rewrite.resolve import Classifier, LocalRecipientCheck
-from postier.smtpd.facts import ServiceFacts
+from postier.smtpd.facts import ServiceFacts, access_search, open_access_tables, read_text_file
 from postier.smtpd.process import Worker
 
 
@@ -61,15 +61,18 @@ class Service:
         self.classify = Classifier.from_config(cfg, self.local_addrs)
         self.local_recipients = LocalRecipientCheck(worker.local_users, self.delimiter)
         self.mynetworks = MyNetworks.from_config(
-            cfg[MYNETWORKS], cfg[MYNETWORKS_STYLE], self.local_addrs
+            cfg[MYNETWORKS], cfg[MYNETWORKS_STYLE], self.local_addrs,
+            read_file=read_text_file, open_table=worker.tables.table, strict=False,
         )
         self.facts = ServiceFacts(
-            self.mynetworks, self.classify, self.local_recipients, worker.domain_dns
+            self.mynetworks, self.classify, self.local_recipients, worker.domain_dns,
+            tables=worker.tables, search=access_search(cfg), warn=worker.log.warning,
         )
         self.lists = {
             stage: rs.parse_restrictions(cfg[param], stage=stage)
             for param, stage in RESTRICTION_LISTS
         }
+        open_access_tables(cfg, self.lists, self.facts)
         self.codes = rs.RejectCodes.from_config(cfg)
         self.reject_unlisted_recipient = cfg[SMTPD_REJECT_UNLISTED_RECIPIENT]
         self.reject_unlisted_sender = cfg[SMTPD_REJECT_UNLISTED_SENDER]

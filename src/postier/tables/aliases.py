@@ -1,20 +1,23 @@
-"""The aliases(5) table: ``name: value, value`` with continuation lines.
+"""The aliases(5) table: ``name: value, value`` sources, and ``alias_maps`` as lists of values.
 
-Used for ``alias_maps`` (local delivery) and by smtpd's local recipient check. Until
-``postmap``/``newaliases`` exist, a ``hash:`` or ``texthash:`` alias map is read from
-its source text file directly (``hash:/etc/aliases`` reads ``/etc/aliases``), as
-Postfix's ``texthash`` does; other table types are reported as unsupported.
+Follows aliases(5) (the source format postalias(1) compiles: ``name: value, …`` with
+continuation lines, ``#`` comments, quoted names and values) and local(8) (an alias
+value is a comma-separated list, commas inside double quotes kept). The maps
+themselves are opened through the registry (``Tables.maps("alias_maps", …,
+aliases=True)``): ``hash:/etc/aliases`` reads the compiled ``/etc/aliases.pdb``
+built by ``postier postalias``; ``texthash:`` reads the source itself.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 
+from postier.tables.base import TableOpenError
+from postier.tables.inline import InlineTable
+from postier.tables.maps import Maps
+from postier.tables.source import parse_aliases_entries
 
-class TableError(Exception):
-    pass
+__all__ = ["AliasMaps", "TableOpenError", "parse_aliases", "split_values"]
 
 
 def split_values(text: str) -> list[str]:
@@ -36,51 +39,26 @@ def split_values(text: str) -> list[str]:
 
 
 def parse_aliases(text: str, file: str = "aliases") -> dict[str, list[str]]:
+    """An aliases(5) source as {folded name: values}; TableOpenError names file and line."""
     entries: dict[str, list[str]] = {}
-    logical: list[tuple[int, str]] = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip() or raw.lstrip().startswith("#"):
-            continue
-        if raw[0] in " \t":
-            if not logical:
-                raise TableError(f"{file}, line {lineno}: continuation line without a name")
-            first, prev = logical[-1]
-            logical[-1] = (first, prev + " " + raw.strip())
-        else:
-            logical.append((lineno, raw.strip()))
-    for lineno, line in logical:
-        name, sep, value = line.partition(":")
-        if not sep or not name.strip():
-            raise TableError(f'{file}, line {lineno}: need "name: value"')
-        entries[name.strip().strip('"').lower()] = split_values(value)
+    for entry in parse_aliases_entries(text, file):
+        entries[entry.key] = split_values(entry.value)
     return entries
 
 
-@dataclass
 class AliasMaps:
-    tables: list[dict[str, list[str]]]
+    """``alias_maps``: ``lookup(name)`` -> the values of the first table that has the
+    (lower-cased) name, or None; raises ``TableError`` when a table fails."""
+
+    def __init__(self, maps: Maps) -> None:
+        self.maps = maps
+
+    @classmethod
+    def from_dicts(cls, tables: Iterable[Mapping[str, list[str]]]) -> AliasMaps:
+        """Alias maps held in memory (tests, tools): each dict one table."""
+        return cls(Maps("alias_maps", [
+            InlineTable.from_pairs({k: ", ".join(v) for k, v in t.items()}) for t in tables]))
 
     def lookup(self, name: str) -> list[str] | None:
-        key = name.lower()
-        for table in self.tables:
-            if key in table:
-                return table[key]
-        return None
-
-
-def open_alias_maps(specs: Iterable[str], warn: list[str] | None = None) -> AliasMaps:
-    tables = []
-    for spec in specs:
-        kind, sep, path = spec.partition(":")
-        if not sep:
-            kind, path = "hash", spec
-        if kind in ("hash", "btree", "texthash", "lmdb", "cdb", "dbm"):
-            if not os.path.exists(path):
-                if warn is not None:
-                    warn.append(f"{spec}: {path}: No such file or directory")
-                continue
-            with open(path, encoding="utf-8", errors="replace") as f:
-                tables.append(parse_aliases(f.read(), path))
-        elif warn is not None:
-            warn.append(f"{spec}: table type {kind} is not supported yet; ignored")
-    return AliasMaps(tables)
+        value = self.maps.lookup(name)
+        return None if value is None else split_values(value)

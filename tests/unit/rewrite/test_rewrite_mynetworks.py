@@ -35,9 +35,10 @@ def test_forms_and_negation_first_match_wins() -> None:
 
 
 @pytest.mark.parametrize(("entry", "message"), [
-    ("hash:/etc/postfix/networks", "not supported yet"),
-    ("cidr:/etc/postfix/networks.cidr", "not supported yet"),
-    ("/etc/postfix/networks", "not supported yet"),
+    ("hash:/etc/postfix/networks", "need a table opener"),
+    ("cidr:/etc/postfix/networks.cidr", "need a table opener"),
+    ("/etc/postfix/networks", "need a file reader"),
+    ("127.0.0.0/255.255.255.0", "bad network mask"),
     ("10.0.0.1/8", "non-null host address bits"),
     ("10.0.0.0/33", "bad network mask"),
     ("example.com", "bad network pattern"),

@@ -99,7 +99,8 @@ def test_local_users_are_the_aliases_and_passwd() -> None:
         passwd_asked.append(name)
         return None if name == "broken" else name == "alice"
 
-    users = LocalUsers(passwd, AliasMaps([{"postmaster": ["root"], "staff": ["alice", "bob"]}]))
+    users = LocalUsers(passwd, AliasMaps.from_dicts([{"postmaster": ["root"],
+                                                      "staff": ["alice", "bob"]}]))
     assert users("staff") is True and passwd_asked == []  # an alias needs no passwd lookup
     assert users("alice") is True and users("nobody") is False
     assert users("broken") is None

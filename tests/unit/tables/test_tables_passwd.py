@@ -34,7 +34,7 @@ def test_the_real_passwd_database() -> None:
 
 def test_local_recipient_check_reads_aliases_then_passwd() -> None:
     root = pwd.getpwuid(0).pw_name
-    check = local_recipient_check(AliasMaps([{"staff": [root]}]), "+")
+    check = local_recipient_check(AliasMaps.from_dicts([{"staff": [root]}]), "+")
     assert check(f"{root}+x@example.com") is True
     assert check("staff@example.com") is True
     assert check("no-such-user-postier-test@example.com") is False

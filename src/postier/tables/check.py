@@ -1,0 +1,83 @@
+"""Start-time checks of every table the configuration names: refuse what cannot be used.
+
+Follows postfix(1) ``check`` in spirit, stricter than Postfix (whose daemons find a
+missing table only when they first need it): an unknown table type, a missing or
+unreadable table file, a bad line in a table file, a bad ``mynetworks`` entry are
+start errors (``ConfigError``) naming main.cf's file and line, the parameter and the
+offending word; an out-of-date compiled table is a warning. Used by
+``postier.instance`` for ``postier check`` and before every start.
+"""
+
+from __future__ import annotations
+
+from postier.config.errors import ConfigError
+from postier.config.params import (
+    ALIAS_MAPS,
+    CANONICAL_MAPS,
+    LOCAL_RECIPIENT_MAPS,
+    MAILBOX_COMMAND_MAPS,
+    MYNETWORKS,
+    MYNETWORKS_STYLE,
+    RECIPIENT_CANONICAL_MAPS,
+    RELAY_RECIPIENT_MAPS,
+    SENDER_CANONICAL_MAPS,
+    SMTP_SASL_PASSWORD_MAPS,
+    SMTPD_SENDER_LOGIN_MAPS,
+    TRANSPORT_MAPS,
+    VIRTUAL_ALIAS_MAPS,
+    VIRTUAL_MAILBOX_MAPS,
+    Param,
+)
+from postier.config.settings import Config
+from postier.restrictions import evaluate as rs
+from postier.restrictions.lists import RESTRICTION_LISTS
+from postier.rewrite.mynetworks import MyNetworks
+from postier.tables.base import TableOpenError
+from postier.tables.registry import Tables
+
+#: Every parameter whose value is a list of tables (``alias_maps`` first: it decides
+#: how a texthash alias source is read).
+TABLE_PARAMS: tuple[Param[list[str]], ...] = (
+    ALIAS_MAPS, LOCAL_RECIPIENT_MAPS, TRANSPORT_MAPS, RELAY_RECIPIENT_MAPS, VIRTUAL_ALIAS_MAPS,
+    VIRTUAL_MAILBOX_MAPS, CANONICAL_MAPS, SENDER_CANONICAL_MAPS, RECIPIENT_CANONICAL_MAPS,
+    SMTPD_SENDER_LOGIN_MAPS, SMTP_SASL_PASSWORD_MAPS, MAILBOX_COMMAND_MAPS,
+)
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+def check_tables(cfg: Config, tables: Tables | None = None, *,
+                 smtpd: bool = True) -> None:
+    """Open every table ``cfg`` names (the ``*_maps`` parameters; with ``smtpd``, also
+    the restriction lists' ``type:table`` arguments and ``mynetworks``); raise
+    ConfigError at the first that cannot be used. Warnings go to ``tables.warn``."""
+    opened = tables if tables is not None else Tables()
+    for param in TABLE_PARAMS:
+        opened.for_param(cfg, param, aliases=param is ALIAS_MAPS)
+    if not smtpd:
+        return
+    for param, stage in RESTRICTION_LISTS:
+        try:
+            calls = rs.parse_restrictions(cfg[param], stage=stage)
+        except ValueError:
+            continue  # reported by restrictions.lists.check_restriction_lists
+        for call in calls:
+            row = rs.RESTRICTIONS.get(call.name)
+            if row is None or not row.needs.table or call.arg is None:
+                continue
+            try:
+                opened.table(call.arg)
+            except TableOpenError as exc:
+                file, line = cfg.location(param.name)
+                raise ConfigError(f"{call.name} {call.arg}: {exc}", file=file, line=line,
+                                  param=param.name) from None
+    if any(item.strip() for item in cfg[MYNETWORKS]):
+        try:
+            MyNetworks.from_config(cfg[MYNETWORKS], cfg[MYNETWORKS_STYLE], [],
+                                   read_file=_read, open_table=opened.table, strict=True)
+        except ValueError as exc:
+            file, line = cfg.location(MYNETWORKS.name)
+            raise ConfigError(str(exc), file=file, line=line, param=MYNETWORKS.name) from None

@@ -1,0 +1,98 @@
+"""postier postmap / postalias, and the start-time checks of every table main.cf names."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from postier.cli import postmap
+from postier.config.errors import ConfigError
+from postier.instance import load_with_warnings
+
+
+def run(prog: str, *argv: str, stdin: str = "") -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    status = postmap.run(prog, list(argv), io.StringIO(stdin), out, err)
+    return status, out.getvalue(), err.getvalue()
+
+
+def test_postmap_build_query_dump_incremental_delete(tmp_path: Path) -> None:
+    src = tmp_path / "access"
+    src.write_text("Joe@Example.com REJECT go away\n10.1 OK\nx y\nx dup\n")
+    status, _, err = run("postmap", str(src))
+    assert status == 0 and 'line 4: duplicate entry: "x"' in err
+    assert (tmp_path / "access.pdb").exists()
+    assert run("postmap", "-q", "joe@example.com", f"hash:{src}")[:2] == (0, "REJECT go away\n")
+    assert run("postmap", "-q", "nobody", str(src))[0] == 1
+    assert run("postmap", "-q", "-", str(src), stdin="10.1\nnone\nx\n")[1] == "10.1\tOK\nx\ty\n"
+    assert run("postmap", "-i", str(src), stdin="new value\nx replaced\n")[0] == 0
+    assert run("postmap", "-d", "10.1", str(src))[0] == 0
+    assert run("postmap", "-d", "10.1", str(src))[0] == 1  # no longer there
+    assert run("postmap", "-s", str(src))[1] == (
+        "joe@example.com\tREJECT go away\nnew\tvalue\nx\treplaced\n")
+
+
+def test_postmap_errors_name_file_and_line(tmp_path: Path) -> None:
+    src = tmp_path / "access"
+    src.write_text("ok OK\n# c\nbroken\n")
+    status, _, err = run("postmap", f"lmdb:{src}")
+    assert status == 1 and err == f"postmap: fatal: {src}, line 3: expected format: key " \
+                                   "whitespace value\n"
+    assert "unsupported dictionary type for building: regexp" in run(
+        "postmap", f"regexp:{src}")[2]
+    assert "No such file" in run("postmap", str(tmp_path / "nope"))[2]
+
+
+def test_postalias_and_the_stale_warning(tmp_path: Path) -> None:
+    src = tmp_path / "aliases"
+    src.write_text("postmaster: root\nteam: a,\n  b\n")
+    assert run("postalias", str(src))[0] == 0
+    assert run("postalias", "-q", "team", str(src))[1] == "a, b\n"
+    os.utime(src, (os.stat(src).st_mtime + 5,) * 2)
+    _, out, err = run("postalias", "-q", "postmaster", str(src))
+    assert out == "root\n"
+    assert err == f"postalias: warning: database {src}.pdb is older than source file {src}\n"
+
+
+def _config(tmp_path: Path, extra: str) -> str:
+    (tmp_path / "main.cf").write_text("queue_directory = /tmp/q\nalias_maps =\n" + extra)
+    (tmp_path / "master.cf").write_text("smtp inet n - n - - smtpd\n")
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ("transport_maps = frob:/x\n",
+     r'main.cf, line 3: transport_maps: frob:/x: unsupported dictionary type: "frob"'),
+    ("alias_maps = hash:/nonexistent/aliases\n",
+     r"main.cf, line 3: alias_maps: hash:/nonexistent/aliases: open database "
+     r"/nonexistent/aliases.pdb: No such file"),
+    ("smtpd_client_restrictions = check_client_access regexp:{dir}/bad.re\n",
+     r"main.cf, line 3: parameter smtpd_client_restrictions: check_client_access "
+     r"regexp:.*bad.re: .*bad.re, line 2: bad regular expression"),
+    ("mynetworks = 127.0.0.1/32, /nonexistent/nets\n",
+     r"main.cf, line 3: parameter mynetworks: mynetworks: open /nonexistent/nets"),
+    ("mynetworks = 127.0.0.1/8\n",
+     r'main.cf, line 3: parameter mynetworks: mynetworks: non-null host address bits in '
+     r'"127.0.0.1/8"'),
+    ("mynetworks = 127.0.0.0/255.255.255.0\n",
+     r"main.cf, line 3: parameter mynetworks: mynetworks: bad network mask"),
+])
+def test_tables_that_cannot_be_used_are_start_errors(tmp_path: Path, extra: str,
+                                                     message: str) -> None:
+    (tmp_path / "bad.re").write_text("/ok/ OK\n/a(b/ REJECT\n")
+    config = _config(tmp_path, extra.replace("{dir}", str(tmp_path)))
+    with pytest.raises(ConfigError, match=message):
+        load_with_warnings(config)
+
+
+def test_usable_tables_and_mynetworks_files_pass(tmp_path: Path) -> None:
+    (tmp_path / "nets").write_text("# office\n192.0.2.0/24\n")
+    (tmp_path / "access").write_text("192.0.2 OK\n")
+    assert run("postmap", str(tmp_path / "access"))[0] == 0
+    config = _config(tmp_path, f"mynetworks = 127.0.0.1/32, {tmp_path}/nets\n"
+                     f"smtpd_client_restrictions = check_client_access hash:{tmp_path}/access"
+                     "\n")
+    assert load_with_warnings(config)[2] == []
