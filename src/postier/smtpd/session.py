@@ -26,6 +26,7 @@ from postier.smtpd.policy import Policy
 from postier.smtpd.service import Service
 from postier.smtpproto import events as ev
 from postier.smtpproto import replies
+from postier.smtpproto.readers import escape_input
 from postier.smtpproto.replies import Reply
 from postier.smtpproto.server import ServerConnection
 
@@ -207,6 +208,10 @@ class Session:
             event = self.conn.next_event()
             if event is ev.NEED_DATA:
                 return
+            if self.conn.truncated_line is not None:  # as Postfix's smtpd_chat
+                head = escape_input(self.conn.truncated_line[:30])
+                self.log.warning(f"{self.client}: request longer than "
+                                 f"{self.conn.max_line_length}: {head}...")
             if (
                 not isinstance(event, ev.DataChunk | ev.DataEnd)
                 and self.conn.input_pending()

@@ -283,3 +283,24 @@ def parse_ehlo(reply: Reply) -> dict[str, str]:
         words += [w for w in (m.group(2) or "").split() if w not in words]
         out[keyword] = " ".join(words)
     return out
+
+
+# --- client input in logs ---------------------------------------------------------------
+
+_C_ESCAPES = {0x07: "\\a", 0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0B: "\\v", 0x0C: "\\f",
+              0x0D: "\\r", 0x5C: "\\\\"}
+
+
+def escape_input(raw: bytes) -> str:
+    r"""Client bytes as Postfix's smtpd logs them (``improper command pipelining after
+    CMD from …: TEXT``): printable ASCII as is, ``\r \n \t \a \b \v \f \\`` escaped as
+    in C, any other byte as three octal digits (``\001``, ``\351``)."""
+    out: list[str] = []
+    for byte in raw:
+        if byte in _C_ESCAPES:
+            out.append(_C_ESCAPES[byte])
+        elif 0x20 <= byte < 0x7F:
+            out.append(chr(byte))
+        else:
+            out.append(f"\\{byte:03o}")
+    return "".join(out)

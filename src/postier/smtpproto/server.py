@@ -153,6 +153,10 @@ class ServerConnection:
         self.authenticated = False
         self.rcpt_count = 0
         self._last_helo: tuple[str, bool] = ("", False)  # the HELO/EHLO awaiting its reply
+        # The event next_event() just returned came from a line longer than
+        # max_line_length: these are its first max_line_length bytes (Postfix logs
+        # "request longer than N"); None otherwise.
+        self.truncated_line: bytes | None = None
         # content state
         self._content = ContentReader(data_partial_limit)
         self._size = 0
@@ -262,11 +266,14 @@ class ServerConnection:
     # --- command lines ------------------------------------------------------------
 
     def _next_line_event(self) -> ev.Event | ev.NeedData:
+        self.truncated_line = None
         line = self._buf.next_line()
         if line is None:
             return self._at_eof()
         if line is TOO_LONG:
-            return self._error(replies.LINE_TOO_LONG)
+            # As Postfix's smtpd: the command is read up to line_length_limit, the rest
+            # of the line is skipped, and what was read is acted on as the command.
+            line = self.truncated_line = self._buf.overflow_head
         assert isinstance(line, bytes)
         if self._state is State.AUTH:
             return self._queue("AUTHLINE",
