@@ -296,6 +296,12 @@ def invalid_helo(helo_name: str, code: int) -> Reply:
     return rejected(code, _dsn(code, "5.2"), ReplyClass.HELO, helo_name, "Invalid name")
 
 
+def invalid_helo_address(helo_name: str, code: int) -> Reply:
+    """reject_invalid_helo_hostname / reject_non_fqdn_helo_hostname on a bad address
+    literal (``[300.1.1.1]``; invalid_hostname_reject_code 501)."""
+    return rejected(code, _dsn(code, "5.2"), ReplyClass.HELO, helo_name, "invalid ip address")
+
+
 def unknown_helo_hostname(helo_name: str, code: int) -> Reply:
     """reject_unknown_helo_hostname (unknown_hostname_reject_code 450; defer_code on tempfail)."""
     return rejected(code, _dsn(code, "7.1"), ReplyClass.HELO, helo_name, "Host not found")
