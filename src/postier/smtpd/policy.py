@@ -57,6 +57,12 @@ class PolicySettings(Protocol):
     def reject_unlisted_sender(self) -> bool: ...
 
 
+def is_bare_postmaster(address: str) -> bool:
+    """``postmaster`` without a domain, in any case, quoted or not (``"postmaster"``)."""
+    parsed = parse_address(address)
+    return parsed.domain is None and parsed.localpart.lower() == "postmaster"
+
+
 class Policy:
     """MAIL, RCPT and VRFY decisions for one session."""
 
@@ -84,8 +90,13 @@ class Policy:
         (its ``recipient`` is ignored)."""
         if params:
             return RcptDecision(replies.unsupported_option(next(iter(params))))
-        if "@" not in address:
-            address = f"{address}@{self.svc.myorigin}"
+        if is_bare_postmaster(address):
+            # RFC 5321 4.5.1, as Postfix's smtpd_check_rcpt(): the bare "postmaster" (any
+            # case, quoted or not) is accepted whatever the restrictions; postmaster@domain
+            # is not exempt.
+            return RcptDecision(None)
+        # The restrictions see the address as sent (issue 7 a): "user" stays unqualified,
+        # so reject_non_fqdn_recipient refuses it; cleanup qualifies it (Qualify).
         state = replace(session, recipient=address, stage=rs.Stage.RECIPIENT)
         decision = yield from rs.evaluate_stage_steps(
             self.svc.lists,

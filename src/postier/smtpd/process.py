@@ -8,8 +8,16 @@ by a long-lived process). One ``Worker`` per process; every ``Service`` and
 
 from __future__ import annotations
 
-from postier.cleanup.cleanup import Cleanup, QmgrTrigger
-from postier.config.params import ALIAS_MAPS, QUEUE_DIRECTORY
+from postier.cleanup.cleanup import Cleanup, QmgrTrigger, Qualify
+from postier.config.params import (
+    ALIAS_MAPS,
+    APPEND_AT_MYORIGIN,
+    APPEND_DOT_MYDOMAIN,
+    HOPCOUNT_LIMIT,
+    MYDOMAIN,
+    MYORIGIN,
+    QUEUE_DIRECTORY,
+)
 from postier.config.settings import Config
 from postier.dns.resolver import Resolver
 from postier.dns.result import DnsResult
@@ -30,7 +38,11 @@ class Worker:
         self.log = log
         self.queue_dir = cfg[QUEUE_DIRECTORY]
         self.trigger = QmgrTrigger(self.queue_dir, log)
-        self.cleanup = Cleanup(self.queue_dir, log=log, trigger=self.trigger)
+        # Addresses are qualified in cleanup, after the restrictions saw them as sent.
+        qualify = Qualify(cfg[MYORIGIN], cfg[APPEND_AT_MYORIGIN], cfg[APPEND_DOT_MYDOMAIN],
+                          cfg[MYDOMAIN])
+        self.cleanup = Cleanup(self.queue_dir, log=log, trigger=self.trigger, qualify=qualify,
+                               hopcount_limit=cfg[HOPCOUNT_LIMIT])
         warnings: list[str] = []
         self.aliases: AliasMaps = open_alias_maps(cfg[ALIAS_MAPS], warnings)
         for w in warnings:
