@@ -165,6 +165,10 @@ NEED_RCPT = Reply(503, "5.5.1", "Error: need RCPT command")
 NO_VALID_RECIPIENTS = Reply(554, "5.5.1", "Error: no valid recipients")
 DATA_SYNTAX = Reply(501, "5.5.4", "Syntax: DATA")
 MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Error: message file too big")
+# hopcount_limit reached (Postfix's cleanup(8), CLEANUP_STAT_HOPS).
+TOO_MANY_HOPS = Reply(554, "5.4.0", "Error: too many hops")
+# smtpd_forbid_unauth_pipelining: input sent without waiting where SMTP requires it.
+PROTOCOL_SYNCHRONIZATION = Reply(554, "5.5.0", "Error: SMTP protocol synchronization")
 QUEUE_WRITE_ERROR = Reply(451, "4.3.0", "Error: queue file write error")
 
 

@@ -198,6 +198,10 @@ class ServerConnection:
         """True when the client sent bytes beyond the commands taken so far (pipelining)."""
         return bool(self._buf)
 
+    def peek_input(self, n: int) -> bytes:
+        """The first ``n`` bytes the client sent beyond the commands taken so far."""
+        return self._buf.peek(n)
+
     def next_event(self) -> ev.Event | ev.NeedData:
         if self._state is State.CLOSED:
             return ev.Closed()
