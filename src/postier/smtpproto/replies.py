@@ -124,7 +124,7 @@ HELO_FIRST = Reply(503, "5.5.1", "Error: send HELO/EHLO first")
 # --- generic ------------------------------------------------------------------------
 
 OK = Reply(250, "2.0.0", "Ok")
-UNRECOGNIZED = Reply(502, "5.5.2", "Error: command not recognized")
+UNRECOGNIZED = Reply(500, "5.5.2", "Error: command not recognized")  # Postfix 3.7: 500
 BAD_SYNTAX = Reply(500, "5.5.2", "Error: bad syntax")
 BAD_UTF8 = Reply(500, "5.5.2", "Error: bad UTF-8 syntax")
 # A command line longer than line_length_limit (seen in Postfix transcripts).
