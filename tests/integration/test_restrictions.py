@@ -172,7 +172,9 @@ def test_addresses_as_sent_postmaster_and_quoted_local_parts(server) -> None:  #
     c = Client(server.port)
     c.cmd("EHLO milou.example.net")
     assert c.cmd("MAIL FROM:<tournesol>") == "250 2.1.0 Ok"
-    refused = "504 5.5.2 <tournesol>: Sender address rejected: need fully-qualified address"
+    # reject_unlisted_sender comes first in the tutorial's list (as Postfix answers it)
+    refused = ("550 5.1.0 <tournesol>: Sender address rejected: "
+               "User unknown in local recipient table")
     assert c.cmd("RCPT TO:<tintin@example.com>") == refused
     assert c.cmd("RCPT TO:<postmaster>") == "250 2.1.5 Ok"
     assert c.cmd("RCPT TO:<Postmaster>") == "250 2.1.5 Ok"
@@ -180,17 +182,17 @@ def test_addresses_as_sent_postmaster_and_quoted_local_parts(server) -> None:  #
     assert c.cmd("QUIT") == "221 2.0.0 Bye"
     c.close()
     # qualification happens in cleanup: an inside client's <tintin> and
-    # <"tintin"@example.com> (b) both reach tintin, from <milou> qualified with myorigin.
+    # <"tintin"@example.com> (b) both reach tintin, from <tintin> qualified with myorigin.
     for rcpt in ("tintin", '"tintin"@example.com'):
         c = Client(server.port, source="127.0.0.1")
         c.cmd("EHLO milou.example.net")
-        assert c.cmd("MAIL FROM:<milou>") == "250 2.1.0 Ok"
+        assert c.cmd("MAIL FROM:<tintin>") == "250 2.1.0 Ok"
         assert c.cmd(f"RCPT TO:<{rcpt}>") == "250 2.1.5 Ok"
         assert c.cmd("DATA").startswith("354 ")
         assert c.cmd(f"Subject: for {rcpt}\r\n\r\nhi\r\n.").startswith("250 2.0.0 Ok: queued")
         c.close()
     log = server.wait_log("status=sent", count=2)
-    assert "from=<milou@example.com>" in log
+    assert "from=<tintin@example.com>" in log
     assert "to=<tintin@example.com>, orig_to=<tintin>" in log
     assert "unknown user" not in log
     mbox = server.mailbox("tintin").read_text()
