@@ -15,6 +15,7 @@ import enum
 import re
 from dataclasses import dataclass
 
+from postier.rewrite.address import invalid_hostname_problem, parse_address, valid_hostname
 from postier.smtpproto import replies
 from postier.smtpproto.buffer import TOO_LONG, LineBuffer
 from postier.smtpproto.replies import Reply
@@ -77,6 +78,20 @@ def parse_path(text: str) -> tuple[str, str] | None:
     if route is not None:  # RFC 5321 4.1.2: source routes are accepted and ignored
         address = address[route.end():]
     return address, rest.strip()
+
+
+def domain_syntax_ok(address: str) -> bool:
+    """Postfix smtpd's address check (smtpd_check_addr): the domain after the last
+    unquoted ``@``, if any, is a valid address literal (``[1.2.3.4]``, ``[IPv6:…]``) or,
+    one final dot dropped, a valid hostname (not all numeric: ``a@1.2.3.4`` is bad).
+    Non-ASCII domains are left to SMTPUTF8 handling. ``""`` (``<>``) is fine."""
+    parsed = parse_address(address)
+    domain = parsed.domain
+    if domain is None or not domain.isascii():
+        return True
+    if domain.startswith("["):
+        return invalid_hostname_problem(domain) is None
+    return valid_hostname(domain[:-1] if domain.endswith(".") else domain)
 
 
 def parse_params(text: str) -> dict[str, str | None] | Reply:

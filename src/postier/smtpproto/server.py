@@ -44,6 +44,7 @@ from postier.smtpproto.readers import (
     MAIL_FROM,
     RCPT_TO,
     ContentReader,
+    domain_syntax_ok,
     parse_params,
     parse_path,
     read_command,
@@ -343,7 +344,7 @@ class ServerConnection:
         if m is None or not m.group(1):
             return self._error(replies.MAIL_SYNTAX, "MAIL")
         parsed = parse_path(m.group(1))
-        if parsed is None:
+        if parsed is None or not domain_syntax_ok(parsed[0]):
             return self._error(replies.BAD_SENDER_SYNTAX, "MAIL")
         address, params_text = parsed
         params = parse_params(params_text)
@@ -356,7 +357,7 @@ class ServerConnection:
         if m is None or not m.group(1):
             return self._error(replies.RCPT_SYNTAX, "RCPT")
         parsed = parse_path(m.group(1))
-        if parsed is None or not parsed[0]:
+        if parsed is None or not parsed[0] or not domain_syntax_ok(parsed[0]):
             return self._error(replies.BAD_RECIPIENT_SYNTAX, "RCPT")
         address, params_text = parsed
         params = parse_params(params_text)

@@ -413,3 +413,28 @@ def test_auth_failure_and_in_transaction() -> None:
     conn.send(r.OK)
     answered(conn, b"MAIL FROM:<a@b>\r\n")
     assert one(conn, b"AUTH PLAIN\r\n") == ev.ProtocolError(r.TRANSACTION_IN_PROGRESS, "AUTH")
+
+
+# RCPT/MAIL domains as Postfix 3.7's smtpd checked them side by side: a bad domain is
+# "501 5.1.3 Bad recipient address syntax" (MAIL: 5.1.7) before any restriction.
+@pytest.mark.parametrize(("address", "good"), [
+    ("a@1.2.3.4", False), ("a@host..example", False), ("a@-x.com", False),
+    ("a@[junk]", False), ("a@x.com..", False), ("a@300.1.1.1", False), ("a@.x.com", False),
+    ("a@host.", True), ("a@host.example.", True), ("a@[1.2.3.4]", True), ("a@x.com.", True),
+    ("a@x_y.com", True), ("a@[IPv6:::1]", True), ("a@host.123", True), ("user", True),
+    ('"user"', True), ("@x.com:user", True), ("a%b.com", True),
+])
+def test_address_domain_syntax(address: str, good: bool) -> None:
+    conn = ServerConnection()
+    event = one(conn, f"MAIL FROM:<{address}>\r\n".encode())
+    assert isinstance(event, ev.Mail) is good, event
+    if not good:
+        assert event == ev.ProtocolError(r.BAD_SENDER_SYNTAX, "MAIL")
+    conn.send(r.MAIL_OK if good else r.BAD_SENDER_SYNTAX)
+    if not good:
+        assert one(conn, b"MAIL FROM:<a@example.com>\r\n") == ev.Mail("a@example.com", {})
+        conn.send(r.MAIL_OK)
+    event = one(conn, f"RCPT TO:<{address}>\r\n".encode())
+    assert isinstance(event, ev.Rcpt) is good, event
+    if not good:
+        assert event == ev.ProtocolError(r.BAD_RECIPIENT_SYNTAX, "RCPT")
