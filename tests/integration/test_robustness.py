@@ -103,7 +103,9 @@ def test_master_restarts_a_child_that_dies(make_instance) -> None:
 
 
 def test_garbage_overlong_lines_and_early_disconnects(make_instance) -> None:
-    inst = make_instance(BASE_MAIN_CF)
+    # Commands are pipelined without EHLO on purpose (smtpd_forbid_unauth_pipelining
+    # would end those sessions at the first command: test_restrictions checks that).
+    inst = make_instance(BASE_MAIN_CF + "smtpd_forbid_unauth_pipelining = no\n")
     assert inst.start().returncode == 0, inst.log()
 
     def session(payload: bytes, read: bool = True) -> bytes:
@@ -122,8 +124,10 @@ def test_garbage_overlong_lines_and_early_disconnects(make_instance) -> None:
 
     out = session(b"\x00\xff\xfe garbage \x80\r\n")
     assert re.match(rb"5\d\d ", out), out
+    # As Postfix: the over-long HELO is read up to line_length_limit and acted on (its
+    # name, 2043 "a", is accepted), the rest of the line is skipped, the session goes on.
     out = session(b"HELO " + b"a" * 100_000 + b"\r\nNOOP\r\n")
-    assert out.startswith(b"500 ") and b"250 2.0.0 Ok" in out, out[:200]
+    assert out.startswith(b"250 tintin") and b"250 2.0.0 Ok" in out, out[:200]
     out = session(
         b"EHLO x\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<postmaster@example.com>\r\nDATA\r\n"
         b"partial mess",

@@ -36,6 +36,7 @@ told about is delivered. ``abort`` is idempotent and never raises for a missing 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from collections.abc import Callable, Iterable
@@ -44,8 +45,10 @@ from datetime import datetime
 from typing import Protocol
 
 from postier.cleanup.headers import HeaderProcessor, received_header
+from postier.config.params import HOPCOUNT_LIMIT
 from postier.queue import dirs
-from postier.queue.file import Envelope, GroupSync, QueueWriter
+from postier.queue.file import Envelope, GroupSync, QueueWriter, Recipient
+from postier.rewrite.address import append_domain
 
 #: A whole message's content: bytes, or a function of the new queue ID giving them.
 Content = Iterable[bytes] | Callable[[str], Iterable[bytes]]
@@ -107,6 +110,49 @@ class Received:
     tls: str | None = None
 
 
+@dataclass(frozen=True)
+class Qualify:
+    """How envelope addresses are completed on the way in, as Postfix's cleanup(8) asks
+    trivial-rewrite(8) in its "local" context (postconf(5) ``myorigin``,
+    ``append_at_myorigin``, ``append_dot_mydomain``, ``mydomain``).
+
+    smtpd's restrictions see each address as the client sent it (``RCPT TO:<user>`` is
+    not fully qualified for ``reject_non_fqdn_recipient``); it is qualified here, once.
+    """
+
+    myorigin: str
+    append_at_myorigin: bool = True
+    append_dot_mydomain: bool = False
+    mydomain: str = ""
+
+    def address(self, address: str) -> str:
+        """``user`` -> ``user@$myorigin`` (with ``append_at_myorigin``); ``user@host`` ->
+        ``user@host.$mydomain`` (with ``append_dot_mydomain``); ``""`` stays ``""``; a
+        quoted local part is kept quoted."""
+        if not address:
+            return address
+        if "@" not in address and not self.append_at_myorigin:
+            return address
+        return append_domain(address, self.myorigin,
+                             append_dot_mydomain=self.append_dot_mydomain,
+                             mydomain=self.mydomain)
+
+    def envelope(self, envelope: Envelope) -> Envelope:
+        """The envelope with its sender and recipients qualified; a recipient that
+        becomes a duplicate of an earlier one is dropped (cleanup(8) keeps one), and
+        each keeps the address as sent as its original recipient (``orig_to=``)."""
+        seen: set[str] = set()
+        recipients: list[Recipient] = []
+        for r in envelope.recipients:
+            address = self.address(r.address)
+            if address in seen:
+                continue
+            seen.add(address)
+            recipients.append(dataclasses.replace(r, address=address, orig=r.orig or r.address))
+        return dataclasses.replace(envelope, sender=self.address(envelope.sender),
+                                   recipients=recipients)
+
+
 class CleanupMessage:
     """One message on its way into the queue; see the module docstring."""
 
@@ -117,6 +163,7 @@ class CleanupMessage:
         self.error: OSError | None = None
         self._begun = False
         self._ended = False
+        self._own_received = 0  # the Received: header begin_content put on top
 
     @property
     def queue_id(self) -> str:
@@ -145,6 +192,7 @@ class CleanupMessage:
             raise ValueError("content already begun")
         self._begun = True
         if received is not None:
+            self._own_received = 1
             self._put(received_header(
                 helo=received.helo, client_name=received.client_name,
                 client_addr=received.client_addr, protocol=received.protocol,
@@ -169,6 +217,20 @@ class CleanupMessage:
             if self.error is None:
                 self._put(self.headers.end())
 
+    @property
+    def hops(self) -> int:
+        """Received: headers in the primary header block, our own included."""
+        return self.headers.hops + self._own_received
+
+    @property
+    def too_many_hops(self) -> bool:
+        """hopcount_limit reached (postconf(5)): the message must be refused, as Postfix's
+        cleanup(8) does at the end of the content (``554 5.4.0 Error: too many hops``,
+        ``warning: QID: message rejected: hopcount exceeded``). Meaningful once the
+        header block went through (after ``end_content``)."""
+        limit = self._cleanup.hopcount_limit
+        return limit > 0 and self.hops >= limit
+
     def commit(self, envelope: Envelope) -> str:
         """Make the message durable, visible and known to qmgr; returns its queue ID.
 
@@ -180,6 +242,8 @@ class CleanupMessage:
             self.end_content()
             if self.error is not None:
                 raise self.error
+            if self._cleanup.qualify is not None:
+                envelope = self._cleanup.qualify.envelope(envelope)
             queue_id = self._writer.commit(envelope, self._cleanup.incoming_sync)
         except BaseException:
             self.abort()
@@ -201,18 +265,23 @@ class Cleanup:
 
     ``log`` receives the ``client=`` and ``message-id=`` lines (``None``: no lines);
     ``trigger`` is told of each committed message (``None``: nobody is, as for qmgr's own
-    bounces, which qmgr schedules itself). ``fsync=False`` is for tests only.
+    bounces, which qmgr schedules itself). ``qualify``: how envelope addresses are
+    completed at ``commit`` (``None``: they are written as given). ``hopcount_limit``:
+    ``CleanupMessage.too_many_hops`` (0: no limit). ``fsync=False`` is for tests only.
     """
 
     def __init__(
         self, queue_dir: str, *, log: LogSink | None, trigger: Trigger | None,
-        fsync: bool = True, long_queue_ids: bool = False,
+        fsync: bool = True, long_queue_ids: bool = False, qualify: Qualify | None = None,
+        hopcount_limit: int = HOPCOUNT_LIMIT.default_value(),
     ) -> None:
         self.queue_dir = queue_dir
         self.log = log
         self.trigger = trigger
         self.fsync = fsync
         self.long_queue_ids = long_queue_ids
+        self.qualify = qualify
+        self.hopcount_limit = hopcount_limit
         self.incoming_sync = GroupSync(os.path.join(queue_dir, "incoming"))
 
     def open(self, *, client: str | None = None) -> CleanupMessage:

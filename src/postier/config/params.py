@@ -446,7 +446,7 @@ SMTPD_FORBID_BARE_NEWLINE_EXCLUSIONS = Param.list(
     "clients exempt from smtpd_forbid_bare_newline")
 SMTPD_FORBID_UNAUTH_PIPELINING = Param.bool(
     "smtpd_forbid_unauth_pipelining", "yes",
-    "disconnect clients that pipeline commands without PIPELINING")
+    "disconnect clients that pipeline commands without PIPELINING", implemented=True)
 SMTPD_SENDER_LOGIN_MAPS = Param.list("smtpd_sender_login_maps", "", "owners of MAIL FROM addresses")
 
 # --- smtpd limits -------------------------------------------------------------------
@@ -678,7 +678,13 @@ LOCAL_HEADER_REWRITE_CLIENTS = Param.list(
     "clients whose message headers are rewritten to canonical form")
 APPEND_DOT_MYDOMAIN = Param.bool(
     "append_dot_mydomain", "no",
-    "append .$mydomain to user@host addresses", inert=True)
+    "append .$mydomain to user@host addresses", implemented=True)
+APPEND_AT_MYORIGIN = Param.bool(
+    "append_at_myorigin", "yes",
+    "append @$myorigin to addresses without a domain", implemented=True)
+HOPCOUNT_LIMIT = Param.int(
+    "hopcount_limit", "50",
+    "maximal number of Received: headers in the primary header block", implemented=True)
 PARAM_2BOUNCE_NOTICE_RECIPIENT = Param.str(
     "2bounce_notice_recipient", "postmaster",
     "recipient of double-bounce notices", implemented=True)

@@ -53,6 +53,7 @@ from postier.local.localpart import command_env
 from postier.log import Log
 from postier.log import for_config as log_for_config
 from postier.queue.file import QueueFile
+from postier.rewrite.address import parse_address
 from postier.rewrite.extension import split_extension
 from postier.rewrite.resolve import AddressClass, Classifier
 from postier.tables import TableError, Tables
@@ -200,9 +201,10 @@ class LocalAgent:
     def deliver_one(
         self, qf: QueueFile, req: DeliverRequest, address: str, orig: str
     ) -> DeliveryStatus:
-        localpart, _, domain = address.rpartition("@")
-        if not localpart:
-            localpart, domain = address, ""
+        # RFC 5321 semantics: "user"@domain is user@domain; the local part is looked up
+        # unquoted (internal form), split at the last unquoted "@".
+        parsed = parse_address(address)
+        localpart, domain = parsed.localpart, parsed.domain or ""
         try:
             expanded = self.expand(localpart.lower())  # as smtpd checked it, and Postfix folds
         except TableError as exc:  # the environment: defer, as local(8) does

@@ -42,11 +42,13 @@ from postier.restrictions.lookups import (
     run,
 )
 from postier.rewrite.address import (
+    HostnameProblem,
     fold_domain,
     has_sender_routing,
+    invalid_hostname_problem,
     is_fqdn,
+    non_fqdn_hostname_problem,
     parse_address,
-    valid_hostname_or_literal,
 )
 from postier.rewrite.resolve import AddressClass
 from postier.smtpproto import replies
@@ -390,20 +392,33 @@ def r_reject_non_fqdn_recipient(ctx: Ctx, arg: str | None) -> Outcome:
     return _non_fqdn(ctx, ctx.state.recipient, ReplyClass.RECIPIENT)
 
 
+def _helo_problem(ctx: Ctx, helo: str, problem: HostnameProblem | None) -> Outcome:
+    """The refusal for a HELO name's problem; a bad address literal is answered with
+    invalid_hostname_reject_code whichever restriction found it, as Postfix does."""
+    if problem is None:
+        return DUNNO
+    if problem is HostnameProblem.INVALID_IP_ADDRESS:
+        code = ctx.codes.invalid_hostname_reject_code
+        return Outcome(_negative(code), replies.invalid_helo_address(helo, code))
+    if problem is HostnameProblem.NOT_FQDN:
+        code = ctx.codes.non_fqdn_reject_code
+        return Outcome(_negative(code), replies.non_fqdn_helo(helo, code))
+    code = ctx.codes.invalid_hostname_reject_code
+    return Outcome(_negative(code), replies.invalid_helo(helo, code))
+
+
 def r_reject_non_fqdn_helo_hostname(ctx: Ctx, arg: str | None) -> Outcome:
     helo = ctx.state.helo_name
-    if helo is None or is_fqdn(helo):
+    if helo is None:
         return DUNNO
-    code = ctx.codes.non_fqdn_reject_code
-    return Outcome(_negative(code), replies.non_fqdn_helo(helo, code))
+    return _helo_problem(ctx, helo, non_fqdn_hostname_problem(helo))
 
 
 def r_reject_invalid_helo_hostname(ctx: Ctx, arg: str | None) -> Outcome:
     helo = ctx.state.helo_name
-    if helo is None or valid_hostname_or_literal(helo):
+    if helo is None:
         return DUNNO
-    code = ctx.codes.invalid_hostname_reject_code
-    return Outcome(_negative(code), replies.invalid_helo(helo, code))
+    return _helo_problem(ctx, helo, invalid_hostname_problem(helo))
 
 
 def r_reject_unknown_helo_hostname(ctx: Ctx, arg: str | None) -> Steps[Outcome]:

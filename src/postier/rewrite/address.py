@@ -14,6 +14,7 @@ as written and compared case-insensitively only where Postfix does (local users)
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -24,7 +25,6 @@ LABEL_MAX_LENGTH = 63
 
 # RFC 5321 atext (plus "." between atoms): what a localpart may hold unquoted.
 _DOT_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
-_LABEL_CHARS = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ def same_domain(a: str, b: str) -> bool:
 
 
 def literal_address(domain: str) -> str | None:
-    """The IP address inside an address literal (``[1.2.3.4]``, ``[IPv6:::1]``), else None.
+    """The IP address inside an address literal (``[1.2.3.4]``, ``[IPv6:…]``), else None.
 
     Returns the address in ``ipaddress`` normal form, or None when ``domain`` is
     not an address literal holding a valid IP address.
@@ -175,49 +175,159 @@ def valid_address_literal(domain: str) -> bool:
     return literal_address(domain) is not None
 
 
-def valid_hostname(name: str) -> bool:
-    """Postfix's hostname syntax check (reject_invalid_helo_hostname).
+_ASCII_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_HEX = frozenset("0123456789abcdefABCDEF")
 
-    At most 255 characters; labels of 1 to 63 letters, digits, ``-`` or ``_``,
-    separated by single dots; no label begins or ends with ``-``; not all
-    numeric (``1.2.3.4`` must be written as the literal ``[1.2.3.4]``).
+
+def valid_hostname(name: str) -> bool:
+    """Postfix's valid_hostname(): the syntax of a host or domain name.
+
+    At most 255 characters; labels of 1 to 63 ASCII letters, digits, ``-`` or ``_``,
+    separated by single dots (none first or last); no label begins or ends with
+    ``-``; not all digits and dots (``1.2.3.4`` is no hostname).
     """
     if not name or len(name) > HOSTNAME_MAX_LENGTH:
         return False
-    labels = name.split(".")
     numeric = True
-    for label in labels:
+    for label in name.split("."):
         if not label or len(label) > LABEL_MAX_LENGTH:
             return False
-        if not _LABEL_CHARS.match(label):
+        if any(c not in _ASCII_ALNUM and c not in "-_" for c in label):
             return False
-        if label.startswith("-") or label.endswith("-"):
+        if label[0] == "-" or label[-1] == "-":
             return False
-        if not label.isdigit():
+        if not all(c.isascii() and c.isdigit() for c in label):
             numeric = False
     return not numeric
 
 
-def valid_hostname_or_literal(name: str) -> bool:
-    """A HELO argument Postfix accepts: a hostname (one trailing dot allowed) or a literal."""
-    if name.startswith("["):
-        return valid_address_literal(name)
+def valid_ipv4_hostaddr(text: str) -> bool:
+    """Postfix's valid_ipv4_hostaddr(): four dot-separated decimal octets of at most
+    255 each (leading zeros allowed); a first octet of 0 only in ``0.0.0.0``."""
+    parts = text.split(".")
+    if len(parts) != 4:
+        return False
+    for part in parts:
+        if not part or any(c not in "0123456789" for c in part) or int(part) > 255:
+            return False
+    return not (int(parts[0]) == 0 and text.strip("0.") != "")
+
+
+def valid_ipv6_hostaddr(text: str) -> bool:
+    """Postfix's valid_ipv6_hostaddr(): at most eight groups of 1-4 hex digits, one
+    ``::`` at most, no leading lone ``:``, no zone (``%eth0``), an IPv4 tail only after
+    2 to 6 colons. Stricter than ``ipaddress`` in places (``::1:2:3:4:5:6:7`` is
+    refused, as by Postfix), looser in others (``::01.2.3.4``)."""
+    if not text:
+        return False
+    colons = 0
+    compressed = False
+    i, n = 0, len(text)
+    group = 0  # hex digits of the group being read
+    while i < n:
+        c = text[i]
+        if c == ":":
+            if colons == 0 and group == 0 and i + 1 < n and text[i + 1] in _ASCII_ALNUM:
+                return False  # a lone leading ":"
+            colons += 1
+            if colons > 7:
+                return False
+            i += 1
+            group = 0
+            if i < n and text[i] == ":":
+                if compressed:
+                    return False  # a second "::"
+                compressed = True
+            continue
+        if c == ".":
+            if colons < 2 or colons > 6:
+                return False
+            return valid_ipv4_hostaddr(text[i - group:])
+        run = 0
+        while i < n and text[i] in _HEX:
+            i += 1
+            run += 1
+        if run == 0 or run > 4:
+            return False
+        group = run
+    if colons < 2:
+        return False
+    # a trailing ":" is good only as the end of a "::"
+    return not (group == 0 and not (compressed and text.endswith("::")))
+
+
+def valid_hostaddr(text: str) -> bool:
+    """Postfix's valid_hostaddr(): an IPv6 address when ``text`` has a colon, else IPv4."""
+    return valid_ipv6_hostaddr(text) if ":" in text else valid_ipv4_hostaddr(text)
+
+
+class HostnameProblem(enum.Enum):
+    """What reject_invalid_helo_hostname / reject_non_fqdn_helo_hostname find wrong."""
+
+    INVALID_IP_ADDRESS = "invalid ip address"  # starts with "[": a bad address literal
+    INVALID_NAME = "Invalid name"
+    NOT_FQDN = "need fully-qualified hostname"
+
+
+def _literal_problem(name: str) -> HostnameProblem | None:
+    """A name starting with ``[``: ``[ipv4]`` or ``[IPv6:ipv6]`` (tag in any case)."""
+    inner = name
+    if name.startswith("[") and name.endswith("]"):
+        inner = name[1:-1]
+    if inner[:5].lower() == "ipv6:":
+        ok = valid_ipv6_hostaddr(inner[5:])
+    else:
+        ok = valid_ipv4_hostaddr(inner)
+    return None if ok else HostnameProblem.INVALID_IP_ADDRESS
+
+
+def _without_final_dot(name: str) -> str:
+    """``host.`` -> ``host``; ``host..`` stays (Postfix drops one final dot only)."""
     if name.endswith(".") and not name.endswith(".."):
-        name = name[:-1]
-    return valid_hostname(name)
+        return name[:-1]
+    return name
+
+
+def invalid_hostname_problem(name: str) -> HostnameProblem | None:
+    """reject_invalid_helo_hostname (Postfix's reject_invalid_hostname()): a name
+    starting with ``[`` must be a valid address literal; anything else, one final dot
+    dropped, a valid hostname or a bare IPv4/IPv6 address. None: acceptable."""
+    if name.startswith("["):
+        return _literal_problem(name)
+    test = _without_final_dot(name)
+    if valid_hostname(test) or valid_hostaddr(test):
+        return None
+    return HostnameProblem.INVALID_NAME
+
+
+def non_fqdn_hostname_problem(name: str) -> HostnameProblem | None:
+    """reject_non_fqdn_helo_hostname (Postfix's reject_non_fqdn_hostname()): a name
+    starting with ``[`` must be a valid address literal; anything else, one final dot
+    dropped, a valid hostname with a dot (a bare IP address is not). None: acceptable."""
+    if name.startswith("["):
+        return _literal_problem(name)
+    test = _without_final_dot(name)
+    if valid_hostname(test) and "." in test:
+        return None
+    return HostnameProblem.NOT_FQDN
+
+
+def valid_hostname_or_literal(name: str) -> bool:
+    """A HELO argument reject_invalid_helo_hostname accepts."""
+    return invalid_hostname_problem(name) is None
 
 
 def is_fqdn(domain: str | None) -> bool:
-    """Fully-qualified domain or address literal (reject_non_fqdn_* restrictions).
-
-    ``example.com`` and ``[1.2.3.4]`` are; ``localhost``, ``""`` and ``None`` are not.
+    """A domain reject_non_fqdn_sender/_recipient accept (Postfix's
+    reject_non_fqdn_address()): an address literal ``[…]``, or, one final dot dropped,
+    a valid hostname with a dot. ``localhost``, ``1.2.3.4``, ``""`` and None are not.
     """
     if not domain:
         return False
-    if domain.startswith("["):
+    if domain.startswith("[") and domain.endswith("]"):
         return True
-    bare = domain.rstrip(".")
-    return "." in bare and not bare.startswith(".") and ".." not in bare
+    test = _without_final_dot(domain)
+    return valid_hostname(test) and "." in test
 
 
 def append_domain(

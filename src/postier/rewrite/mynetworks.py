@@ -216,15 +216,15 @@ class MyNetworks:
         addr = normalize_ip(ip)
         if addr is None:
             return False
-        candidates: list[Address] = [addr]
-        if addr.version == 4:
-            # [::ffff:127.0.0.0]/104 style entries match IPv4 clients too.
-            candidates.append(ipaddress.IPv6Address(f"::ffff:{addr}"))
+        # As Postfix: an IPv4-mapped client (::ffff:1.2.3.4) is the IPv4 client
+        # 1.2.3.4 (normalize_ip), and an address matches only networks of its own
+        # family, so an entry like Debian's [::ffff:127.0.0.0]/104 never admits an IPv4
+        # client.
         for negated, pattern in self.entries:
             if isinstance(pattern, BadEntry):
                 return None
             if isinstance(pattern, ipaddress.IPv4Network | ipaddress.IPv6Network):
-                if any(c.version == pattern.version and c in pattern for c in candidates):
+                if addr.version == pattern.version and addr in pattern:
                     return not negated
                 continue
             try:

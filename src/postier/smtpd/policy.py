@@ -112,6 +112,12 @@ def dsn_rcpt_fields(params: Mapping[str, str | None]) -> tuple[str, str]:
     )
 
 
+def is_bare_postmaster(address: str) -> bool:
+    """``postmaster`` without a domain, in any case, quoted or not (``"postmaster"``)."""
+    parsed = parse_address(address)
+    return parsed.domain is None and parsed.localpart.lower() == "postmaster"
+
+
 class Policy:
     """MAIL, RCPT and VRFY decisions for one session."""
 
@@ -152,8 +158,13 @@ class Policy:
             refusal = _dsn_param(key, value, repeated, *_RCPT_DSN[key])
             if refusal is not None:
                 return RcptDecision(refusal)
-        if "@" not in address:
-            address = f"{address}@{self.svc.myorigin}"
+        if is_bare_postmaster(address):
+            # RFC 5321 4.5.1, as Postfix's smtpd_check_rcpt(): the bare "postmaster" (any
+            # case, quoted or not) is accepted whatever the restrictions; postmaster@domain
+            # is not exempt.
+            return RcptDecision(None)
+        # The restrictions see the address as sent (issue 7 a): "user" stays unqualified,
+        # so reject_non_fqdn_recipient refuses it; cleanup qualifies it (Qualify).
         state = replace(session, recipient=address, stage=rs.Stage.RECIPIENT)
         decision = yield from rs.evaluate_stage_steps(
             self.svc.lists,

@@ -8,8 +8,17 @@ by a long-lived process). One ``Worker`` per process; every ``Service`` and
 
 from __future__ import annotations
 
-from postier.cleanup.cleanup import Cleanup, QmgrTrigger
-from postier.config.params import ALIAS_MAPS, LOCAL_RECIPIENT_MAPS, QUEUE_DIRECTORY
+from postier.cleanup.cleanup import Cleanup, QmgrTrigger, Qualify
+from postier.config.params import (
+    ALIAS_MAPS,
+    APPEND_AT_MYORIGIN,
+    APPEND_DOT_MYDOMAIN,
+    HOPCOUNT_LIMIT,
+    LOCAL_RECIPIENT_MAPS,
+    MYDOMAIN,
+    MYORIGIN,
+    QUEUE_DIRECTORY,
+)
 from postier.config.settings import Config
 from postier.dns.resolver import Resolver
 from postier.dns.result import DnsResult
@@ -31,7 +40,11 @@ class Worker:
         self.log = log
         self.queue_dir = cfg[QUEUE_DIRECTORY]
         self.trigger = QmgrTrigger(self.queue_dir, log)
-        self.cleanup = Cleanup(self.queue_dir, log=log, trigger=self.trigger)
+        # Addresses are qualified in cleanup, after the restrictions saw them as sent.
+        qualify = Qualify(cfg[MYORIGIN], cfg[APPEND_AT_MYORIGIN], cfg[APPEND_DOT_MYDOMAIN],
+                          cfg[MYDOMAIN])
+        self.cleanup = Cleanup(self.queue_dir, log=log, trigger=self.trigger, qualify=qualify,
+                               hopcount_limit=cfg[HOPCOUNT_LIMIT])
         #: every table this process opened (alias_maps, local_recipient_maps, access
         #: tables of the restrictions, mynetworks entries), each once
         self.tables = Tables(warn=log.warning)

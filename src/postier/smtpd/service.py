@@ -18,6 +18,7 @@ from postier.config.params import (
     RECIPIENT_DELIMITER,
     SMTPD_BANNER,
     SMTPD_ERROR_SLEEP_TIME,
+    SMTPD_FORBID_UNAUTH_PIPELINING,
     SMTPD_HARD_ERROR_LIMIT,
     SMTPD_HELO_REQUIRED,
     SMTPD_RECIPIENT_LIMIT,
@@ -50,6 +51,7 @@ class Service:
         self.message_size_limit = cfg[MESSAGE_SIZE_LIMIT]
         self.line_length_limit = cfg[LINE_LENGTH_LIMIT]
         self.helo_required = cfg[SMTPD_HELO_REQUIRED]
+        self.forbid_unauth_pipelining = cfg[SMTPD_FORBID_UNAUTH_PIPELINING]
         self.hard_error_limit = cfg[SMTPD_HARD_ERROR_LIMIT]
         self.soft_error_limit = cfg[SMTPD_SOFT_ERROR_LIMIT]
         self.error_sleep_time = cfg[SMTPD_ERROR_SLEEP_TIME]

@@ -26,11 +26,13 @@ from postier.smtpd.policy import Policy, dsn_mail_attrs, dsn_rcpt_fields
 from postier.smtpd.service import Service
 from postier.smtpproto import events as ev
 from postier.smtpproto import replies
+from postier.smtpproto.readers import escape_input
 from postier.smtpproto.replies import Reply
 from postier.smtpproto.server import ServerConnection
 
 READ_SIZE = 65536
 DRAIN_ABOVE = 65536  # unsent reply bytes past which a session waits for the client to read
+PIPELINING_LOG_BYTES = 100  # of the unexpected input, in "improper command pipelining" lines
 
 
 class Session:
@@ -110,8 +112,22 @@ class Session:
 
     async def converse(self) -> None:
         """Greet, then read, answer and flush until QUIT, an error limit or the end."""
+        early = await self.early_input()
+        if early:
+            # An early talker (Postfix's "improper command pipelining after CONNECT").
+            self.log.info(f"improper command pipelining after CONNECT from {self.client}: "
+                          f"{escape_input(early[:PIPELINING_LOG_BYTES])}")
+            if self.svc.forbid_unauth_pipelining:
+                self.send(replies.PROTOCOL_SYNCHRONIZATION)
+                self.closing = True
+                return
+            self.pipelining_violation = True
         self.send(replies.greeting(self.svc.banner))
         await self.flush()
+        if early:
+            self.conn.receive_data(early)
+            await self.process_events()
+            await self.flush()
         while not self.closing:
             try:
                 data = await stream.read(
@@ -128,6 +144,37 @@ class Session:
             self.conn.receive_data(data)
             await self.process_events()
             await self.flush()
+
+    async def early_input(self) -> bytes:
+        """What the client sent before our greeting (b"": nothing yet), without waiting.
+
+        The reverse lookup before the greeting gives a zombie time to talk; a read that
+        finds nothing buffered is cancelled at once (no data is lost by that).
+        """
+        await asyncio.sleep(0)
+        try:
+            async with asyncio.timeout(0):
+                return await stream.read(self.reader, self.writer.transport, READ_SIZE,
+                                         self.svc.timeout)
+        except TimeoutError:
+            return b""
+
+    def pipelining_violation_after(self, event: object) -> str | None:
+        """The command after which the client sent input it should have held back, or
+        None (Postfix 3.7.6+ smtpd; RFC 2920 3.1): a client that did not say EHLO may
+        not pipeline at all, an ESMTP client only after MAIL, RCPT or RSET. Refused
+        commands, the end of DATA and QUIT are not checked, as in Postfix."""
+        if not self.conn.input_pending():
+            return None
+        match event:
+            case ev.Helo(extended=extended):
+                return "EHLO" if extended else "HELO"
+            case ev.Mail() | ev.Rcpt() | ev.Rset() if self.esmtp:
+                return None
+            case ev.Mail() | ev.Rcpt() | ev.Rset() | ev.Data() | ev.Noop() | ev.Vrfy() \
+                    | ev.StartTls() | ev.Auth():
+                return type(event).__name__.upper()
+        return None
 
     async def end(self) -> None:
         """Forget an unfinished message, send what is left, close, log the disconnect.
@@ -208,12 +255,21 @@ class Session:
             event = self.conn.next_event()
             if event is ev.NEED_DATA:
                 return
-            if (
-                not isinstance(event, ev.DataChunk | ev.DataEnd)
-                and self.conn.input_pending()
-                and not self.esmtp
-            ):
+            if self.conn.truncated_line is not None:  # as Postfix's smtpd_chat
+                head = escape_input(self.conn.truncated_line[:30])
+                self.log.warning(f"{self.client}: request longer than "
+                                 f"{self.conn.max_line_length}: {head}...")
+            after = self.pipelining_violation_after(event)
+            if after is not None:
+                self.log.info(f"improper command pipelining after {after} from {self.client}: "
+                              f"{escape_input(self.conn.peek_input(PIPELINING_LOG_BYTES))}")
                 self.pipelining_violation = True
+                if self.svc.forbid_unauth_pipelining:
+                    self.last_command = after
+                    self.counts[after.lower()] += 1  # refused: counted, never "ok"
+                    self.send(replies.PROTOCOL_SYNCHRONIZATION)
+                    self.closing = True
+                    return
             reply = await self.handle(event)
             if reply is None:
                 continue
@@ -404,6 +460,11 @@ class Session:
             self.abort_transaction()
             self.count("data", replies.QUEUE_WRITE_ERROR)
             return replies.QUEUE_WRITE_ERROR
+        if message.too_many_hops:  # hopcount_limit: a mail loop dies at the door
+            self.log.warning(f"{message.queue_id}: message rejected: hopcount exceeded")
+            self.abort_transaction()
+            self.count("data", replies.TOO_MANY_HOPS)
+            return replies.TOO_MANY_HOPS
         if event.too_big:
             reply = replies.MESSAGE_TOO_BIG
             self.log_reject("END-OF-MESSAGE", reply, None)

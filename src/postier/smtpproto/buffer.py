@@ -47,6 +47,9 @@ class LineBuffer:
         self.max_line_length = max_line_length
         self._data = bytearray()
         self._skipping = False  # dropping the rest of an over-long line
+        # The first max_line_length bytes of the last line reported TOO_LONG: Postfix's
+        # smtpd reads a command up to line_length_limit and acts on that much.
+        self.overflow_head = b""
 
     def feed(self, data: bytes) -> None:
         self._data += data
@@ -82,6 +85,7 @@ class LineBuffer:
         end = buf.find(b"\n", 0, limit + 2)
         if end < 0:
             if len(buf) > limit + 1:
+                self.overflow_head = bytes(buf[:limit])
                 end = buf.find(b"\n", limit + 2)
                 if end < 0:
                     buf.clear()
@@ -95,6 +99,7 @@ class LineBuffer:
         if line.endswith(b"\r"):
             line = line[:-1]
         if len(line) > limit:
+            self.overflow_head = line[:limit]
             return TOO_LONG
         return line
 

@@ -15,6 +15,7 @@ import enum
 import re
 from dataclasses import dataclass
 
+from postier.rewrite.address import invalid_hostname_problem, parse_address, valid_hostname
 from postier.smtpproto import replies
 from postier.smtpproto.buffer import TOO_LONG, LineBuffer
 from postier.smtpproto.replies import Reply
@@ -77,6 +78,20 @@ def parse_path(text: str) -> tuple[str, str] | None:
     if route is not None:  # RFC 5321 4.1.2: source routes are accepted and ignored
         address = address[route.end():]
     return address, rest.strip()
+
+
+def domain_syntax_ok(address: str) -> bool:
+    """Postfix smtpd's address check (smtpd_check_addr): the domain after the last
+    unquoted ``@``, if any, is a valid address literal (``[1.2.3.4]``, ``[IPv6:…]``) or,
+    one final dot dropped, a valid hostname (not all numeric: ``a@1.2.3.4`` is bad).
+    Non-ASCII domains are left to SMTPUTF8 handling. ``""`` (``<>``) is fine."""
+    parsed = parse_address(address)
+    domain = parsed.domain
+    if domain is None or not domain.isascii():
+        return True
+    if domain.startswith("["):
+        return invalid_hostname_problem(domain) is None
+    return valid_hostname(domain[:-1] if domain.endswith(".") else domain)
 
 
 class Params(dict[str, str | None]):
@@ -295,3 +310,24 @@ def parse_ehlo(reply: Reply) -> dict[str, str]:
         words += [w for w in (m.group(2) or "").split() if w not in words]
         out[keyword] = " ".join(words)
     return out
+
+
+# --- client input in logs ---------------------------------------------------------------
+
+_C_ESCAPES = {0x07: "\\a", 0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0B: "\\v", 0x0C: "\\f",
+              0x0D: "\\r", 0x5C: "\\\\"}
+
+
+def escape_input(raw: bytes) -> str:
+    r"""Client bytes as Postfix's smtpd logs them (``improper command pipelining after
+    CMD from …: TEXT``): printable ASCII as is, ``\r \n \t \a \b \v \f \\`` escaped as
+    in C, any other byte as three octal digits (``\001``, ``\351``)."""
+    out: list[str] = []
+    for byte in raw:
+        if byte in _C_ESCAPES:
+            out.append(_C_ESCAPES[byte])
+        elif 0x20 <= byte < 0x7F:
+            out.append(chr(byte))
+        else:
+            out.append(f"\\{byte:03o}")
+    return "".join(out)

@@ -124,7 +124,7 @@ HELO_FIRST = Reply(503, "5.5.1", "Error: send HELO/EHLO first")
 # --- generic ------------------------------------------------------------------------
 
 OK = Reply(250, "2.0.0", "Ok")
-UNRECOGNIZED = Reply(502, "5.5.2", "Error: command not recognized")
+UNRECOGNIZED = Reply(500, "5.5.2", "Error: command not recognized")  # Postfix 3.7: 500
 BAD_SYNTAX = Reply(500, "5.5.2", "Error: bad syntax")
 BAD_UTF8 = Reply(500, "5.5.2", "Error: bad UTF-8 syntax")
 # A command line longer than line_length_limit (seen in Postfix transcripts).
@@ -172,6 +172,10 @@ NEED_RCPT = Reply(503, "5.5.1", "Error: need RCPT command")
 NO_VALID_RECIPIENTS = Reply(554, "5.5.1", "Error: no valid recipients")
 DATA_SYNTAX = Reply(501, "5.5.4", "Syntax: DATA")
 MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Error: message file too big")
+# hopcount_limit reached (Postfix's cleanup(8), CLEANUP_STAT_HOPS).
+TOO_MANY_HOPS = Reply(554, "5.4.0", "Error: too many hops")
+# smtpd_forbid_unauth_pipelining: input sent without waiting where SMTP requires it.
+PROTOCOL_SYNCHRONIZATION = Reply(554, "5.5.0", "Error: SMTP protocol synchronization")
 QUEUE_WRITE_ERROR = Reply(451, "4.3.0", "Error: queue file write error")
 
 
@@ -301,6 +305,12 @@ def non_fqdn_helo(helo_name: str, code: int) -> Reply:
 def invalid_helo(helo_name: str, code: int) -> Reply:
     """reject_invalid_helo_hostname (invalid_hostname_reject_code 501)."""
     return rejected(code, _dsn(code, "5.2"), ReplyClass.HELO, helo_name, "Invalid name")
+
+
+def invalid_helo_address(helo_name: str, code: int) -> Reply:
+    """reject_invalid_helo_hostname / reject_non_fqdn_helo_hostname on a bad address
+    literal (``[300.1.1.1]``; invalid_hostname_reject_code 501)."""
+    return rejected(code, _dsn(code, "5.2"), ReplyClass.HELO, helo_name, "invalid ip address")
 
 
 def unknown_helo_hostname(helo_name: str, code: int) -> Reply:

@@ -44,6 +44,7 @@ from postier.smtpproto.readers import (
     MAIL_FROM,
     RCPT_TO,
     ContentReader,
+    domain_syntax_ok,
     parse_params,
     parse_path,
     read_command,
@@ -153,6 +154,10 @@ class ServerConnection:
         self.authenticated = False
         self.rcpt_count = 0
         self._last_helo: tuple[str, bool] = ("", False)  # the HELO/EHLO awaiting its reply
+        # The event next_event() just returned came from a line longer than
+        # max_line_length: these are its first max_line_length bytes (Postfix logs
+        # "request longer than N"); None otherwise.
+        self.truncated_line: bytes | None = None
         # content state
         self._content = ContentReader(data_partial_limit)
         self._size = 0
@@ -193,6 +198,10 @@ class ServerConnection:
     def input_pending(self) -> bool:
         """True when the client sent bytes beyond the commands taken so far (pipelining)."""
         return bool(self._buf)
+
+    def peek_input(self, n: int) -> bytes:
+        """The first ``n`` bytes the client sent beyond the commands taken so far."""
+        return self._buf.peek(n)
 
     def next_event(self) -> ev.Event | ev.NeedData:
         if self._state is State.CLOSED:
@@ -262,11 +271,14 @@ class ServerConnection:
     # --- command lines ------------------------------------------------------------
 
     def _next_line_event(self) -> ev.Event | ev.NeedData:
+        self.truncated_line = None
         line = self._buf.next_line()
         if line is None:
             return self._at_eof()
         if line is TOO_LONG:
-            return self._error(replies.LINE_TOO_LONG)
+            # As Postfix's smtpd: the command is read up to line_length_limit, the rest
+            # of the line is skipped, and what was read is acted on as the command.
+            line = self.truncated_line = self._buf.overflow_head
         assert isinstance(line, bytes)
         if self._state is State.AUTH:
             return self._queue("AUTHLINE",
@@ -332,7 +344,7 @@ class ServerConnection:
         if m is None or not m.group(1):
             return self._error(replies.MAIL_SYNTAX, "MAIL")
         parsed = parse_path(m.group(1))
-        if parsed is None:
+        if parsed is None or not domain_syntax_ok(parsed[0]):
             return self._error(replies.BAD_SENDER_SYNTAX, "MAIL")
         address, params_text = parsed
         params = parse_params(params_text)
@@ -345,7 +357,7 @@ class ServerConnection:
         if m is None or not m.group(1):
             return self._error(replies.RCPT_SYNTAX, "RCPT")
         parsed = parse_path(m.group(1))
-        if parsed is None or not parsed[0]:
+        if parsed is None or not parsed[0] or not domain_syntax_ok(parsed[0]):
             return self._error(replies.BAD_RECIPIENT_SYNTAX, "RCPT")
         address, params_text = parsed
         params = parse_params(params_text)

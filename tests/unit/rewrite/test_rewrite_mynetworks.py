@@ -29,9 +29,32 @@ def test_forms_and_negation_first_match_wins() -> None:
     assert nets.match("10.0.0.2")
     assert nets.match("192.0.2.7") and not nets.match("192.0.2.8")
     assert nets.match("2001:db8:1::5")
-    assert nets.match("127.0.0.3")
+    assert not nets.match("127.0.0.3")  # an IPv4 client, an IPv6 network: issue 7 (e)
     later = MyNetworks.parse(["10.0.0.0/8", "!10.0.0.1"])
     assert later.match("10.0.0.1")
+
+
+# Issue 7 (e), checked against Postfix 3.7: with Debian's default shape an IPv4 client
+# (or the same client seen through an IPv6 socket, ::ffff:a.b.c.d) matches only the
+# IPv4 entries; "[::ffff:127.0.0.0]/104" widens nothing.
+DEBIAN = MyNetworks.parse(["127.0.0.1/32", "[::1]/128", "[::ffff:127.0.0.0]/104"])
+
+
+@pytest.mark.parametrize(("ip", "inside"), [
+    ("127.0.0.1", True), ("::ffff:127.0.0.1", True), ("::1", True),
+    ("127.0.0.5", False), ("::ffff:127.0.0.5", False), ("[127.0.0.5]", False),
+    ("127.255.255.255", False), ("::ffff:7f00:5", False),
+])
+def test_ipv4_client_never_matches_an_ipv6_network(ip: str, inside: bool) -> None:
+    assert DEBIAN.match(ip) is inside
+
+
+def test_only_ipv6_entries_admit_no_ipv4_client() -> None:
+    v6 = MyNetworks.parse(["[::ffff:0.0.0.0]/96", "[::]/0"])
+    assert not v6.match("10.1.2.3") and not v6.match("::ffff:10.1.2.3")
+    assert v6.match("2001:db8::1")
+    v4 = MyNetworks.parse(["0.0.0.0/0"])
+    assert v4.match("::ffff:10.1.2.3") and not v4.match("2001:db8::1")
 
 
 @pytest.mark.parametrize(("entry", "message"), [

@@ -70,7 +70,7 @@ def test_unknown_local_user_is_rejected_with_smtpd_reject_unlisted_recipient_yes
 def test_unknown_local_user_is_accepted_with_smtpd_reject_unlisted_recipient_no() -> None:
     policy = Policy(Settings(reject_unlisted_recipient=False))
     assert rcpt(policy, "nobody@example.com").reply is None
-    assert rcpt(policy, "nobody").reply is None  # qualified with $myorigin
+    assert rcpt(policy, "nobody").reply is None  # unqualified: the local class
     assert rcpt(policy, "alice@example.com").reply is None
 
 
@@ -135,3 +135,43 @@ def test_mail_parameters() -> None:
     assert policy.check_mail("a@b", {"RET": None}) == replies.unsupported_option("RET")
     assert policy.check_mail("a@b", {"RET": "FULL"}) is None
     assert policy.check_mail("a@b", {"XFOO": "1"}) == replies.unsupported_option("XFOO")
+
+
+# --- issue 7 (a) and (c), replies as Postfix 3.7 gave them side by side -------------------
+
+NON_FQDN_LISTS = dict(TUTORIAL_LISTS)
+NON_FQDN_LISTS[rs.Stage.SENDER] = "reject_non_fqdn_sender"
+NON_FQDN_LISTS[rs.Stage.RECIPIENT] = "reject_non_fqdn_recipient, permit_mynetworks, " \
+                                     "reject_unauth_destination"
+
+
+def non_fqdn_settings() -> Settings:
+    return Settings(lists={stage: rs.parse_restrictions([text], stage=stage)
+                           for stage, text in NON_FQDN_LISTS.items()})
+
+
+def test_restrictions_see_the_recipient_as_sent() -> None:
+    decision = rcpt(Policy(non_fqdn_settings()), "alice")
+    assert str(decision.reply) == (
+        "504 5.5.2 <alice>: Recipient address rejected: need fully-qualified address")
+    assert rcpt(Policy(non_fqdn_settings()), "alice@example.com").reply is None
+
+
+@pytest.mark.parametrize("address", ["postmaster", "POSTMASTER", "Postmaster", '"postmaster"'])
+def test_bare_postmaster_is_exempt_from_every_restriction(address: str) -> None:
+    bad_sender = dataclasses.replace(OUTSIDE, sender="a", pipelining_violation=True)
+    policy = Policy(non_fqdn_settings())
+    assert str(rcpt(policy, "alice@example.com", bad_sender).reply) == (
+        "503 5.5.0 <unknown[203.0.113.5]>: Client host rejected: "
+        "Improper use of SMTP command pipelining")
+    assert rcpt(policy, address, bad_sender) == RcptDecision(None)
+    # other recipients of the same session stay rejected
+    assert rcpt(policy, "alice@example.com", bad_sender).reply is not None
+
+
+@pytest.mark.parametrize("address", ["postmaster@example.com", "postmaster@tintin.example.com",
+                                     "postmaster+x", "postmaster@example.org"])
+def test_postmaster_at_a_domain_is_not_exempt(address: str) -> None:
+    bad_sender = dataclasses.replace(OUTSIDE, sender="a")
+    assert str(rcpt(Policy(non_fqdn_settings()), address, bad_sender).reply) == (
+        "504 5.5.2 <a>: Sender address rejected: need fully-qualified address")

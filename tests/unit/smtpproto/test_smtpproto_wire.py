@@ -43,6 +43,15 @@ def test_over_long_lines_are_reported_once_and_skipped(pieces: list[bytes]) -> N
     assert lines_of(pieces) == [b"0123456789", TOO_LONG, TOO_LONG, b"ok"]
 
 
+def test_over_long_line_keeps_its_head() -> None:
+    buf = LineBuffer(10)
+    buf.feed(b"0123456789abc\r\nnext\r\n")
+    assert buf.next_line() is TOO_LONG and buf.overflow_head == b"0123456789"
+    assert buf.next_line() == b"next"
+    buf.feed(b"z" * 30)
+    assert buf.next_line() is TOO_LONG and buf.overflow_head == b"z" * 10
+
+
 def test_buffer_stays_bounded_on_an_endless_line() -> None:
     buf = LineBuffer(10)
     seen = []
