@@ -11,10 +11,9 @@ backoff between ``minimal_backoff_time`` and ``maximal_backoff_time``; mail olde
 ``public/qmgr``; a periodic scan of incoming/ makes a lost datagram harmless.
 
 This is the asyncio shell around ``postier.qmgr.scheduler`` (every decision) and the
-transports of ``postier.delivery.registry`` (every delivery). Queue files are opened,
-marked, moved, scanned and bounces written in worker threads, never on the event
-loop. Only the ``local``, ``error`` and ``discard`` transports exist so far: other
-recipients are deferred.
+transports of ``postier.delivery.registry`` (every delivery: local, smtp/relay/lmtp,
+error, discard). Queue files are opened, marked, moved, scanned and bounces written in
+worker threads, never on the event loop.
 """
 
 from __future__ import annotations
@@ -114,7 +113,7 @@ class Qmgr:
         # qmgr schedules the bounces it writes itself: no trigger, no extra log line.
         self.cleanup = Cleanup(self.queue_dir, log=None, trigger=None)
         self.transports = (
-            build_transports(TransportSetup(self.queue_dir, log))
+            build_transports(TransportSetup(self.queue_dir, log, cfg))
             if transports is None else transports
         )
         self.policy = scheduler.Policy.from_config(
@@ -125,6 +124,7 @@ class Qmgr:
         self.busy: set[str] = set()
         self.classify = build_classifier(cfg)
         self.myhostname = cfg[MYHOSTNAME]
+        self.routing = scheduler.Routing.from_config(cfg)
         self.tasks: set[asyncio.Task[None]] = set()
         self.limit = asyncio.Semaphore(MESSAGE_ACTIVE_LIMIT)
 
@@ -135,9 +135,10 @@ class Qmgr:
         )
 
     def route(self, address: str) -> Route:
-        """The transport and next hop of ``address`` (its address class, for now)."""
+        """The transport and next hop of ``address`` (its address class and the routing
+        settings; a transport_maps lookup will pass its entry to ``scheduler.route``)."""
         domain = address.rpartition("@")[2]
-        return scheduler.route(address, self.classify(domain), self.myhostname)
+        return scheduler.route(address, self.classify(domain), self.routing)
 
     # --- messages in and out of the active queue ----------------------------------------
 

@@ -16,7 +16,6 @@ from typing import Protocol
 
 from postier.restrictions import evaluate as rs
 from postier.restrictions.lookups import Steps, ask_address_class, ask_local_recipient
-from postier.rewrite.address import parse_address
 from postier.rewrite.resolve import AddressClass
 from postier.smtpproto import replies
 from postier.smtpproto.replies import Reply
@@ -101,13 +100,6 @@ class Policy:
             self.slept = True
             sleep = sum(decision.sleeps)
         reply = None if decision.accepted else decision.reply
-        if reply is None:
-            # TEMPORARY RULE, until postier has an SMTP client: only mail for the local
-            # class can be delivered, so any other accepted recipient (even from
-            # mynetworks) is refused as a relay attempt. Remove it with the SMTP client.
-            cls = yield from ask_address_class(parse_address(address).domain or "")
-            if cls is not AddressClass.LOCAL:
-                reply = replies.relay_denied(address, self.svc.codes.relay_domains_reject_code)
         return RcptDecision(reply, sleep, tuple(decision.warnings), tuple(decision.notes))
 
     def vrfy(self, argument: str) -> Steps[Reply]:
