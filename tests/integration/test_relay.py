@@ -260,25 +260,17 @@ TRICKS = [
 
 def test_an_outside_client_relays_nothing(make_instance) -> None:
     with ScriptedSmtp("127.1.0.9", name="mx.relay-f.test") as mx:
-        inst = started(make_instance, "mynetworks = 127.0.0.1/32\n"
-                       "inet_interfaces = 127.0.0.1, 127.0.0.2\n")
-        inst.write_master_cf(f"127.0.0.2:{inst.port} inet n - n - - smtpd\n")
-        assert inst.stop().returncode == 0
-        assert inst.start().returncode == 0, inst.log()
+        inst = started(make_instance, "mynetworks = 127.0.0.1/32\n")
         accepted = []
-        with socket.create_connection(("127.0.0.2", inst.port), timeout=30,
-                                      source_address=("127.0.0.2", 0)) as sock:
-            smtp = smtplib.SMTP()
-            smtp.sock = sock
-            smtp.file = None
-            assert smtp.getreply()[0] == 220
+        with smtplib.SMTP("127.0.0.1", inst.port, timeout=30,
+                          source_address=("127.0.0.2", 0)) as smtp:
             smtp.ehlo("outside.example.net")
             for trick in TRICKS:
                 assert smtp.mail("spammer@example.net")[0] == 250
                 code, _ = smtp.docmd(f"RCPT TO:<{trick}>")
                 if code == 250:
                     accepted.append(trick)
-                    smtp.data(b"Subject: relay?\n\nrelay?\n")
+                    smtp.data("Subject: relay?\n\nrelay?\n")
                 else:
                     smtp.rset()
             smtp.quit()
