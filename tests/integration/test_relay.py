@@ -155,7 +155,7 @@ def test_null_mx_and_unknown_domain_bounce_to_the_local_sender(make_instance) ->
 
 def test_4xx_defers_then_the_deferred_scan_delivers_after_recovery(make_instance) -> None:
     with ScriptedSmtp("127.1.0.5", name="mx.relay-c.test") as mx:
-        mx.rcpt = lambda addr: "450 4.2.0 <%s>: Recipient address rejected: Greylisted" % addr
+        mx.rcpt = lambda addr: f"450 4.2.0 <{addr}>: Recipient address rejected: Greylisted"
         inst = started(make_instance)
         qid = send(inst, "tintin@example.com", ["haddock@relay-c.test"])
         line = status_line(inst, qid, "haddock@relay-c.test", "deferred")
@@ -176,8 +176,8 @@ def test_4xx_defers_then_the_deferred_scan_delivers_after_recovery(make_instance
 def test_5xx_bounces_once_and_the_sender_gets_a_dsn(make_instance, stage: str) -> None:
     with ScriptedSmtp("127.1.0.6", name="mx.relay-d.test") as mx:
         if stage == "rcpt":
-            mx.rcpt = lambda addr: "550 5.1.1 <%s>: Recipient address rejected: User unknown" \
-                % addr
+            mx.rcpt = lambda addr: (
+                f"550 5.1.1 <{addr}>: Recipient address rejected: User unknown")
         else:
             mx.data_end = lambda tx: "554 5.7.1 Message content rejected"
         inst = started(make_instance)
