@@ -382,3 +382,28 @@ def test_a_dns_timeout_defers(make_instance, workdir: Path, monkeypatch) -> None
 def test_postier_stop_leaves_nothing(make_instance) -> None:
     inst = started(make_instance)
     assert postier("-c", str(inst.config_dir), "status", check=False).returncode == 0
+
+
+def test_a_message_bigger_than_the_peers_size_bounces_before_mail(make_instance) -> None:
+    with ScriptedSmtp("127.1.0.16", ehlo_keywords=("PIPELINING", "SIZE 100")) as peer:
+        inst = started(make_instance, "relayhost = [127.1.0.16]\n")
+        qid = send(inst, "tintin@example.com", ["x@far.test"], body="x" * 500 + "\n")
+        line = status_line(inst, qid, "x@far.test", "bounced")
+        assert re.search(r"dsn=5\.3\.4, status=bounced \(message size \d+ exceeds size limit 100 "
+                         r"of server 127\.1\.0\.16\[127\.1\.0\.16\]\)", line), line
+        assert peer.transactions == [] and peer.refused == []
+
+
+def test_one_connection_carries_messages_that_follow_each_other(make_instance) -> None:
+    with ScriptedSmtp("127.1.0.17", ehlo_keywords=("SIZE 0", "8BITMIME")) as peer:  # no PIPELINING
+        inst = started(make_instance, "relayhost = [127.1.0.17]\n"
+                       "smtp_connection_cache_time_limit = 5s\n")
+        first = send(inst, "tintin@example.com", ["a@far.test"])
+        peer.wait(1)
+        second = send(inst, "tintin@example.com", ["b@far.test", "c@far.test"])
+        txs = peer.wait(2)
+        assert [t.recipients for t in txs] == [["a@far.test"], ["b@far.test", "c@far.test"]]
+        assert all("SIZE=" in t.mail_params for t in txs)  # SIZE 0: announced, no limit
+        assert peer.connections == 1
+        status_line(inst, first, "a@far.test", "sent")
+        status_line(inst, second, "c@far.test", "sent")

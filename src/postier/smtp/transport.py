@@ -136,12 +136,14 @@ class SmtpTransport:
                                                     self.settings)
                 except SessionError as exc:
                     soft = exc.status
+                    self.log.info(exc.status.text)  # as smtp(8): each server that failed
                     continue
                 timing.connected = self.clock()
                 try:
                     await session.handshake()
                 except SessionError as exc:
                     soft = exc.status
+                    self.log.info(exc.status.text)
                     await session.quit()
                     continue
                 limit = session.size_limit
