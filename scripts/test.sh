@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs everything the tests need, then runs lint, types and the whole test suite.
 # As root it also installs the Debian packages the integration tests use (procmail,
-# s-nail, swaks, dnsmasq-base, python3) and creates the mail_owner account "postfix"
+# s-nail, swaks, dnsmasq-base, python3, and postfix for the relay tests' smtp-sink,
+# installed unconfigured) and creates the mail_owner account "postfix"
 # when it is missing.
 set -eu
 cd "$(dirname "$0")/.."
@@ -14,9 +15,12 @@ if [ "$(id -u)" = 0 ]; then
     # The ordinary-user test runs postier with the system's python3 (see
     # tests/integration/test_user_mode.py).
     [ -x /usr/bin/python3 ] || missing="$missing python3"
+    command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ] || missing="$missing smtp-sink"
     if [ -n "$missing" ]; then
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq procmail s-nail swaks dnsmasq-base python3 >/dev/null
+        echo "postfix postfix/main_mailer_type select No configuration" \
+            | debconf-set-selections 2>/dev/null || true
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq procmail s-nail swaks dnsmasq-base python3 postfix >/dev/null
     fi
     getent group postfix >/dev/null || groupadd --system postfix
     getent passwd postfix >/dev/null || \
