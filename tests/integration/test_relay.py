@@ -290,7 +290,8 @@ def test_sigkill_during_a_burst_loses_no_acknowledged_message(make_instance, wor
     dumps.mkdir()
     os.chmod(dumps, 0o1777)
     sink = subprocess.Popen(
-        ["/usr/sbin/smtp-sink", "-u", "postfix", "-d", str(dumps / "m%H%M%S."), "127.1.0.10:25", "100"],
+        ["/usr/sbin/smtp-sink", "-u", "postfix", "-d", str(dumps / "m%H%M%S."),
+         "127.1.0.10:25", "100"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(0.5)
