@@ -200,7 +200,8 @@ class Session:
             commands.append(ev.Rcpt(r.address, rparams))
         commands.append(ev.Data())
         if self.conn.pipelining:
-            await self._write(b"".join(self.conn.send(c) for c in commands), "MAIL")
+            await self._write(b"".join(self.conn.send(c) for c in commands), "MAIL",
+                              before_mail=True)
             pending = [self._name(c) for c in commands]
             replies = [await self._event(name, before_mail=i == 0)
                        for i, name in enumerate(pending)]

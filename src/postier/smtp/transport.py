@@ -24,7 +24,12 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from postier.delivery.status import DeliveryStatus, Kind, status_log_line
-from postier.delivery.transport import DeliveryRequest, RcptResult, StatusLog
+from postier.delivery.transport import (
+    DeliveryRequest,
+    RcptResult,
+    StatusLog,
+    TransportUnavailable,
+)
 from postier.dns.result import AddressAnswer, Lookup, MxAnswer
 from postier.queue.file import QueueFile
 from postier.smtp import diagnostics
@@ -80,7 +85,10 @@ class SmtpTransport:
 
     async def deliver(self, request: DeliveryRequest) -> list[RcptResult]:
         begin = self.clock()
-        qf = await _io(QueueFile.open, request.path)
+        try:
+            qf = await _io(QueueFile.open, request.path)
+        except OSError as exc:  # the environment: qmgr defers the request (4.3.0)
+            raise TransportUnavailable(f"cannot read queue file: {exc}") from exc
         try:
             message, recipients = _message(qf, request)
             timing = _Timing(begin)
