@@ -1,25 +1,38 @@
 #!/bin/sh
 # Installs everything the tests need, then runs lint, types and the whole test suite.
-# As root it also installs the Debian packages the integration tests use (procmail,
-# s-nail, swaks, dnsmasq-base, python3, postgresql for the pgsql: table tests) and creates the mail_owner account "postfix"
-# when it is missing.
+# As root it also installs the Debian packages the integration tests use, each only when
+# what it provides is missing: procmail, s-nail, swaks, dnsmasq-base (the tests' DNS
+# server), python3 (the ordinary-user test runs the system's python3), openssl (test
+# certificates), dovecot-core and sasl2-bin (SASL), postgresql (pgsql: tables; the test
+# starts its own cluster), postfix installed unconfigured (smtp-sink for the relay tests,
+# and the reference in bench/) — and creates the mail_owner account "postfix" when it is
+# missing.
 set -eu
 cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" = 0 ]; then
-    missing=""
-    for tool in procmail s-nail swaks dnsmasq; do
-        command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
-    done
-    # The ordinary-user test runs postier with the system's python3 (see
-    # tests/integration/test_user_mode.py).
-    [ -x /usr/bin/python3 ] || missing="$missing python3"
-    # tests/integration/test_tables.py starts its own PostgreSQL cluster (initdb, pg_ctl)
-    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
-    if [ -n "$missing" ]; then
+    packages=""
+    need() {  # need PACKAGE TEST...: install PACKAGE unless the test succeeds
+        package=$1
+        shift
+        "$@" >/dev/null 2>&1 || packages="$packages $package"
+    }
+    need procmail command -v procmail
+    need s-nail command -v s-nail
+    need swaks command -v swaks
+    need dnsmasq-base command -v dnsmasq
+    need python3 test -x /usr/bin/python3
+    need openssl command -v openssl
+    need dovecot-core command -v dovecot
+    need sasl2-bin command -v saslauthd
+    need postgresql sh -c 'ls /usr/lib/postgresql/*/bin/initdb'
+    need postfix test -x /usr/sbin/smtp-sink
+    if [ -n "$packages" ]; then
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq procmail s-nail swaks dnsmasq-base python3 \
-            postgresql >/dev/null
+        echo "postfix postfix/main_mailer_type select No configuration" \
+            | debconf-set-selections 2>/dev/null || true
+        # shellcheck disable=SC2086
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null
     fi
     getent group postfix >/dev/null || groupadd --system postfix
     getent passwd postfix >/dev/null || \

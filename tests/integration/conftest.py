@@ -176,6 +176,30 @@ def tutorial_main_cf() -> str:
     return (DATA / "tutorial" / "main.cf").read_text()
 
 
+# The relaying tests' remote mail hosts (127.1.0.0/16, port 25): see test_relay.py.
+RELAY_RECORDS = [
+    # two MX hosts, preferences 10 and 20
+    "--mx-host=relay-a.test,mx1.relay-a.test,10",
+    "--mx-host=relay-a.test,mx2.relay-a.test,20",
+    "--host-record=mx1.relay-a.test,127.1.0.1",
+    "--host-record=mx2.relay-a.test,127.1.0.2",
+    # no MX: the domain's own A record
+    "--host-record=noa.test,127.1.0.3",
+    # one MX each, one domain per scenario
+    "--mx-host=relay-b.test,mx.relay-b.test,10",
+    "--host-record=mx.relay-b.test,127.1.0.4",
+    "--mx-host=relay-c.test,mx.relay-c.test,10",
+    "--host-record=mx.relay-c.test,127.1.0.5",
+    "--mx-host=relay-d.test,mx.relay-d.test,10",
+    "--host-record=mx.relay-d.test,127.1.0.6",
+    "--mx-host=relay-e.test,mx.relay-e.test,10",
+    "--host-record=mx.relay-e.test,127.1.0.8",
+    "--mx-host=relay-f.test,mx.relay-f.test,10",
+    "--host-record=mx.relay-f.test,127.1.0.9",
+    # RFC 7505 null MX
+    "--mx-host=nullmx.test,.,0",
+]
+
 # Another address lets two test runs share a machine (POSTIER_TEST_DNS_ADDRESS=127.0.0.154).
 DNS_ADDRESS = os.environ.get("POSTIER_TEST_DNS_ADDRESS", "127.0.0.153")
 
@@ -184,8 +208,9 @@ DNS_ADDRESS = os.environ.get("POSTIER_TEST_DNS_ADDRESS", "127.0.0.153")
 def dns_server() -> Iterator[str]:
     """A real DNS server (dnsmasq) on loopback that postier uses instead of the system's.
 
-    example.com/net/org resolve (with MX records); every other name is NXDOMAIN, so that
-    no test ever asks a resolver outside this machine.
+    example.com/net/org resolve (with MX records), and so do ``RELAY_RECORDS``' names;
+    every other name is NXDOMAIN, so that no test ever asks a resolver outside this
+    machine.
     """
     dnsmasq = shutil.which("dnsmasq")
     if dnsmasq is None or not ROOT:
@@ -214,6 +239,7 @@ def dns_server() -> Iterator[str]:
             "--mx-host=example.org,mail.example.org,10",
             "--address=/example.com/127.0.0.1",
             "--mx-host=example.com,tintin.example.com,10",
+            *RELAY_RECORDS,
         ],
         stdout=subprocess.DEVNULL,
         stderr=errlog,

@@ -157,10 +157,14 @@ def test_ordinary_user_gets_a_private_instance_on_port_2525(user: User) -> None:
         assert code == 250
         smtp.sendmail(f"{name}@localhost", [f"{name}@localhost"],
                       f"Subject: private instance\r\n\r\nHello from {name}.\r\n")
-        # Relaying is never open, not even on loopback.
+    # Relaying is never open: a client outside mynetworks (mynetworks_style = host: this
+    # host's addresses, 127.0.0.1 but not 127.0.0.2) is refused, as by Postfix's default
+    # smtpd_relay_restrictions (defer_unauth_destination).
+    with smtplib.SMTP("127.0.0.1", PORT, timeout=30, source_address=("127.0.0.2", 0)) as smtp:
+        assert smtp.ehlo("client.example.com")[0] == 250
         assert smtp.mail(f"{name}@localhost")[0] == 250
         code, reply = smtp.rcpt("someone@example.org")
-        assert code == 554 and b"Relay access denied" in reply, (code, reply)
+        assert code == 454 and b"Relay access denied" in reply, (code, reply)
 
     mbox = instance / "mail" / name
     data = _wait_for(mbox, f"Hello from {name}.".encode())

@@ -228,7 +228,10 @@ MYNETWORKS = Param.list(
 MYNETWORKS_STYLE = Param.str(
     "mynetworks_style", "host",
     "how mynetworks is computed when empty: host, subnet or class", implemented=True)
-RELAYHOST = Param.str("relayhost", "", "next-hop destination of non-local mail; empty means direct")
+RELAYHOST = Param.str(
+    "relayhost", "",
+    "next-hop destination(s) of non-local mail ([host]:port, comma list); empty means "
+    "direct (MX lookup)", implemented=True)
 RELAY_DOMAINS = Param.list(
     "relay_domains", "",
     "domains (besides mydestination) this system relays mail to", implemented=True)
@@ -384,9 +387,14 @@ DEFAULT_DATABASE_TYPE = Param.str(
 # --- transports -----------------------------------------------------------------
 LOCAL_TRANSPORT = Param.str(
     "local_transport", "local:$myhostname",
-    "transport for mydestination domains")
-DEFAULT_TRANSPORT = Param.str("default_transport", "smtp", "transport for other destinations")
-RELAY_TRANSPORT = Param.str("relay_transport", "relay", "transport for relay_domains")
+    "transport for mydestination domains", implemented=True)
+DEFAULT_TRANSPORT = Param.str(
+    "default_transport", "smtp", "transport for other destinations", implemented=True)
+RELAY_TRANSPORT = Param.str(
+    "relay_transport", "relay", "transport for relay_domains", implemented=True)
+FALLBACK_RELAY = Param.list(
+    "fallback_relay", "",
+    "obsolete name of smtp_fallback_relay", implemented=True)
 VIRTUAL_TRANSPORT = Param.str(
     "virtual_transport", "virtual",
     "transport for virtual mailbox domains")
@@ -525,7 +533,61 @@ SMTP_SASL_PASSWORD_MAPS = Param.list(
     "SMTP client SASL passwords per destination")
 SMTP_HELO_NAME = Param.str(
     "smtp_helo_name", "$myhostname",
-    "hostname sent by the SMTP client in HELO/EHLO")
+    "hostname sent by the SMTP client in HELO/EHLO", implemented=True)
+
+# --- SMTP client (postier.smtp) ------------------------------------------------------
+SMTP_CONNECT_TIMEOUT = Param.time(
+    "smtp_connect_timeout", "30s",
+    "time limit for the SMTP client to complete a TCP connection", implemented=True)
+SMTP_HELO_TIMEOUT = Param.time(
+    "smtp_helo_timeout", "300s",
+    "time limit for the greeting and the reply to EHLO/HELO", implemented=True)
+SMTP_MAIL_TIMEOUT = Param.time(
+    "smtp_mail_timeout", "300s", "time limit for the reply to MAIL FROM", implemented=True)
+SMTP_RCPT_TIMEOUT = Param.time(
+    "smtp_rcpt_timeout", "300s", "time limit for the reply to RCPT TO", implemented=True)
+SMTP_DATA_INIT_TIMEOUT = Param.time(
+    "smtp_data_init_timeout", "120s", "time limit for the reply to DATA", implemented=True)
+SMTP_DATA_XFER_TIMEOUT = Param.time(
+    "smtp_data_xfer_timeout", "180s",
+    "time limit for sending the message content (per write)", implemented=True)
+SMTP_DATA_DONE_TIMEOUT = Param.time(
+    "smtp_data_done_timeout", "600s",
+    "time limit for the reply to the end of data", implemented=True)
+SMTP_QUIT_TIMEOUT = Param.time(
+    "smtp_quit_timeout", "300s", "time limit for the reply to QUIT", implemented=True)
+SMTP_BIND_ADDRESS = Param.str(
+    "smtp_bind_address", "",
+    "local IPv4 address for outgoing SMTP connections; empty: the system chooses",
+    implemented=True)
+SMTP_BIND_ADDRESS6 = Param.str(
+    "smtp_bind_address6", "",
+    "local IPv6 address for outgoing SMTP connections", implemented=True)
+SMTP_FALLBACK_RELAY = Param.list(
+    "smtp_fallback_relay", "$fallback_relay",
+    "next hops tried when the destination's MX hosts cannot be reached", implemented=True)
+SMTP_CONNECTION_CACHE_ON_DEMAND = Param.bool(
+    "smtp_connection_cache_on_demand", "yes",
+    "keep a connection open after a delivery for the next message to the same "
+    "destination", implemented=True)
+SMTP_CONNECTION_CACHE_TIME_LIMIT = Param.time(
+    "smtp_connection_cache_time_limit", "2s",
+    "how long an unused cached connection stays open", implemented=True)
+SMTP_CONNECTION_REUSE_TIME_LIMIT = Param.time(
+    "smtp_connection_reuse_time_limit", "300s",
+    "how long after its start a connection may still be reused", implemented=True)
+SMTP_DESTINATION_CONCURRENCY_LIMIT = Param.int(
+    "smtp_destination_concurrency_limit", "$default_destination_concurrency_limit",
+    "parallel deliveries to one destination by the smtp transport", implemented=True)
+SMTP_DESTINATION_RECIPIENT_LIMIT = Param.int(
+    "smtp_destination_recipient_limit", "$default_destination_recipient_limit",
+    "recipients per delivery request of the smtp transport", implemented=True)
+LMTP_DESTINATION_CONCURRENCY_LIMIT = Param.int(
+    "lmtp_destination_concurrency_limit", "$default_destination_concurrency_limit",
+    "parallel deliveries to one destination by the lmtp transport", implemented=True)
+LMTP_DESTINATION_RECIPIENT_LIMIT = Param.int(
+    "lmtp_destination_recipient_limit", "$default_destination_recipient_limit",
+    "recipients per delivery request of the lmtp transport", implemented=True)
 TLS_RANDOM_SOURCE = Param.str(
     "tls_random_source", "dev:/dev/urandom",
     "external entropy source for TLS")

@@ -2,28 +2,42 @@
 
 Follows Postfix's master.cf, where a transport name (the first column) names the
 delivery agent that qmgr(8) hands requests to: ``local`` -> local(8), ``error`` ->
-error(8), ``discard`` -> discard(8). ``smtp`` and ``lmtp`` join this table when they
-exist; the scheduler treats a name missing here as a transport without an agent.
+error(8), ``discard`` -> discard(8), ``smtp`` and ``relay`` -> smtp(8), ``lmtp`` ->
+lmtp(8). Every ``unix`` service of master.cf whose command is ``smtp`` or ``lmtp``
+is a transport of that name too, with its ``-o`` settings (``relay unix - - n - - smtp
+-o smtp_fallback_relay=``). The scheduler treats a name missing here as a transport
+without an agent.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
+from postier.config import mastercf
+from postier.config.params import CONFIG_DIRECTORY
+from postier.config.settings import Config
 from postier.delivery.discard import DiscardTransport
 from postier.delivery.error import ErrorTransport
 from postier.delivery.local_client import LocalTransport
 from postier.delivery.transport import StatusLog, Transport
+from postier.dns.resolver import Resolver
+from postier.smtp.settings import SmtpSettings
+from postier.smtp.transport import SmtpTransport
 
 
 @dataclass(frozen=True)
 class TransportSetup:
-    """What a transport may need to be built: the queue directory and the log."""
+    """What a transport may need to be built: the queue directory, the log, and (for the
+    SMTP and LMTP clients) the configuration and master.cf's services (None: read
+    ``master.cf`` from ``config_directory``)."""
 
     queue_dir: str
     log: StatusLog
+    cfg: Config | None = None
+    services: Sequence[mastercf.MasterService] | None = None
+    resolver: Resolver | None = field(default=None, compare=False)
 
 
 TransportFactory = Callable[[TransportSetup], Transport]
@@ -35,6 +49,10 @@ TRANSPORTS: Mapping[str, TransportFactory] = {
     "discard": lambda s: DiscardTransport(s.log),
 }
 
+#: Client transports present without a master.cf line (Postfix's default master.cf has
+#: them): name -> the daemon program.
+CLIENT_TRANSPORTS: Mapping[str, str] = {"smtp": "smtp", "relay": "smtp", "lmtp": "lmtp"}
+
 
 #: Transports whose default concurrency limit is not default_destination_concurrency_limit
 #: (0: none). ``local`` requests are a pipeline into one process that delivers them in
@@ -43,6 +61,33 @@ TRANSPORTS: Mapping[str, TransportFactory] = {
 CONCURRENCY_DEFAULTS: Mapping[str, int] = {"local": 0}
 
 
+def client_services(
+    cfg: Config, services: Sequence[mastercf.MasterService] | None,
+) -> dict[str, tuple[str, Config]]:
+    """Each SMTP/LMTP client transport: name -> (daemon program, its configuration).
+
+    master.cf ``unix`` services running ``smtp`` or ``lmtp`` (with their ``-o``
+    settings), plus ``CLIENT_TRANSPORTS`` not listed there. Raises ``ConfigError``.
+    """
+    if services is None:
+        path = os.path.join(cfg[CONFIG_DIRECTORY], "master.cf")
+        services = mastercf.load(path) if os.path.exists(path) else []
+    found: dict[str, tuple[str, Config]] = {
+        name: (command, cfg) for name, command in CLIENT_TRANSPORTS.items()}
+    for svc in services:
+        if svc.type == "unix" and svc.command in ("smtp", "lmtp"):
+            where = f"{svc.file}, line {svc.line}"
+            found[svc.name] = (svc.command, cfg.with_overrides(svc.overrides, where))
+    return found
+
+
 def build_transports(setup: TransportSetup) -> dict[str, Transport]:
-    """Every registered transport, built: name -> transport."""
-    return {name: factory(setup) for name, factory in TRANSPORTS.items()}
+    """Every registered transport, built: name -> transport. Raises ``ConfigError``."""
+    built: dict[str, Transport] = {name: factory(setup) for name, factory in TRANSPORTS.items()}
+    if setup.cfg is None:
+        return built
+    resolver = setup.resolver or Resolver()
+    for name, (command, cfg) in client_services(setup.cfg, setup.services).items():
+        settings = SmtpSettings.from_config(cfg, lmtp=command == "lmtp")
+        built[name] = SmtpTransport(settings, setup.log, resolver)
+    return built

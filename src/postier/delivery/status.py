@@ -62,19 +62,33 @@ def bounced(dsn: str, text: str, relay: str = "local") -> DeliveryStatus:
     return DeliveryStatus(dsn, text, relay)
 
 
-def _fmt_delay(seconds: float) -> str:
-    return f"{seconds:.2g}" if seconds < 10 else f"{seconds:.0f}"
+def format_delay(seconds: float) -> str:
+    """A delay as Postfix logs it (format_tv with 2 significant digits, at most 2
+    decimals, trailing zeros dropped): ``0``, ``0.04``, ``0.5``, ``1.2``, ``12``, ``123``."""
+    seconds = max(0.0, seconds)
+    whole = len(str(int(seconds))) if seconds >= 1 else 0
+    decimals = max(0, 2 - whole)  # below 1 s: at most 2 decimals
+    text = f"{seconds:.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
 
 
 def status_log_line(
     queue_id: str, address: str, orig: str, arrival: float, st: DeliveryStatus, now: float,
+    delays: tuple[float, float, float, float] | None = None,
 ) -> str:
-    """Postfix's delivery status log line: ``QID: to=<…>, relay=…, delay=…, dsn=…, status=…``."""
-    delay = _fmt_delay(max(0.0, now - arrival))
+    """Postfix's delivery status log line: ``QID: to=<…>, relay=…, delay=…, delays=a/b/c/d,
+    dsn=…, status=…``. ``delays`` (seconds: before the queue manager, in it, connection
+    setup, transmission) defaults to everything before the queue manager."""
+    total = max(0.0, now - arrival)
+    delay = format_delay(total)
+    parts = delays if delays is not None else (total, 0.0, 0.0, 0.0)
     orig_part = f", orig_to=<{orig}>" if orig and orig != address else ""
     return (
         f"{queue_id}: to=<{address}>{orig_part}, relay={st.relay}, delay={delay}, "
-        f"delays={delay}/0/0/0, dsn={st.dsn}, status={st.kind.value} ({st.text})"
+        f"delays={'/'.join(format_delay(d) for d in parts)}, dsn={st.dsn}, "
+        f"status={st.kind.value} ({st.text})"
     )
 
 

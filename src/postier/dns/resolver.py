@@ -2,7 +2,9 @@
 
 smtpd needs the client's name (PTR, forward-confirmed, as Postfix's smtpd(8) does for
 ``client=name[addr]``) and whether a domain has MX/A/AAAA records
-(``reject_unknown_*_domain``). Doing both through dnspython on the event loop, instead
+(``reject_unknown_*_domain``); the SMTP client (``postier.smtp``) needs a domain's MX
+records and a host's addresses (RFC 5321 section 5.1, RFC 7505), from DNS only, as
+Postfix's ``smtp_host_lookup = dns``. Doing both through dnspython on the event loop, instead
 of the blocking resolver of the C library in a thread, keeps every query under our
 control: the servers come from ``/etc/resolv.conf`` or, for tests that run their own
 DNS server on loopback, from the file named by ``POSTIER_RESOLV_CONF``.
@@ -29,7 +31,7 @@ import dns.rdtypes.IN.AAAA
 import dns.resolver
 import dns.reversename
 
-from postier.dns.result import DnsResult
+from postier.dns.result import AddressAnswer, DnsResult, Lookup, MxAnswer, name_service_error
 from postier.rewrite.address import valid_hostname
 
 HOSTS_FILE = "/etc/hosts"
@@ -116,6 +118,56 @@ class Resolver:
             except DNS_ERRORS:
                 temp = True
         return DnsResult.TEMP_FAIL if temp else DnsResult.NOT_FOUND
+
+    async def _query(self, name: str, rdtype: str) -> tuple[Lookup, list[str]]:
+        """One question: how it ended and the answer's records as text."""
+        try:
+            answer = await self.dns.resolve(name, rdtype, search=False)
+        except dns.resolver.NXDOMAIN:
+            return Lookup.NOT_FOUND, []
+        except dns.resolver.NoAnswer:
+            return Lookup.NO_DATA, []
+        except DNS_ERRORS:
+            return Lookup.TEMP_FAIL, []
+        return Lookup.FOUND, [r.to_text() for r in answer]
+
+    async def mx(self, domain: str) -> MxAnswer:
+        """``domain``'s MX records, (preference, host without the final dot), unsorted."""
+        name = domain.rstrip(".")
+        lookup, texts = await self._query(name, "MX")
+        if lookup is not Lookup.FOUND:
+            return MxAnswer(lookup, error=name_service_error(name, "MX", lookup))
+        records = []
+        for text in texts:
+            pref, _, host = text.partition(" ")
+            records.append((int(pref), host.rstrip(".").lower() or "."))
+        return MxAnswer(Lookup.FOUND, tuple(records))
+
+    async def host_addresses(
+        self, name: str, *, ipv4: bool = True, ipv6: bool = True
+    ) -> AddressAnswer:
+        """``name``'s A then AAAA addresses (those ``ipv4``/``ipv6`` allow); an IP address
+        is its own answer. A temporary failure of either question wins over no data."""
+        try:
+            return AddressAnswer(Lookup.FOUND, (str(ipaddress.ip_address(name)),))
+        except ValueError:
+            pass
+        host = name.rstrip(".")
+        found: list[str] = []
+        worst = Lookup.NOT_FOUND
+        last_type = "A"
+        rank = {Lookup.NOT_FOUND: 0, Lookup.NO_DATA: 1, Lookup.TEMP_FAIL: 2}
+        for rdtype, wanted in (("A", ipv4), ("AAAA", ipv6)):
+            if not wanted:
+                continue
+            lookup, texts = await self._query(host, rdtype)
+            if lookup is Lookup.FOUND:
+                found += [str(ipaddress.ip_address(t)) for t in texts]
+            elif rank[lookup] >= rank[worst]:
+                worst, last_type = lookup, rdtype
+        if found:
+            return AddressAnswer(Lookup.FOUND, tuple(found))
+        return AddressAnswer(worst, error=name_service_error(host, last_type, worst))
 
 
 def local_addresses() -> list[str]:

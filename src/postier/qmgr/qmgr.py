@@ -18,10 +18,9 @@ scan deferred/ now, or flush it all). A message that postsuper moves or deletes 
 it is active is left where postsuper put it.
 
 This is the asyncio shell around ``postier.qmgr.scheduler`` (every decision) and the
-transports of ``postier.delivery.registry`` (every delivery). Queue files are opened,
-marked, moved, scanned and bounces written in worker threads, never on the event
-loop. Only the ``local``, ``error`` and ``discard`` transports exist so far: other
-recipients are deferred.
+transports of ``postier.delivery.registry`` (every delivery: local, smtp/relay/lmtp,
+error, discard). Queue files are opened, marked, moved, scanned and bounces written in
+worker threads, never on the event loop.
 """
 
 from __future__ import annotations
@@ -146,7 +145,7 @@ class Qmgr:
         # qmgr schedules the bounces it writes itself: no trigger, no extra log line.
         self.cleanup = Cleanup(self.queue_dir, log=None, trigger=None)
         self.transports = (
-            build_transports(TransportSetup(self.queue_dir, log))
+            build_transports(TransportSetup(self.queue_dir, log, cfg))
             if transports is None else transports
         )
         self.policy = scheduler.Policy.from_config(
@@ -162,6 +161,7 @@ class Qmgr:
         self.bounce_notice_recipient = self.qualify(cfg[BOUNCE_NOTICE_RECIPIENT])
         self.delay_notice_recipient = self.qualify(cfg[DELAY_NOTICE_RECIPIENT])
         self.double_bounce_recipient = self.qualify(cfg[PARAM_2BOUNCE_NOTICE_RECIPIENT])
+        self.routing = scheduler.Routing.from_config(cfg)
         self.tasks: set[asyncio.Task[None]] = set()
         self.limit = asyncio.Semaphore(MESSAGE_ACTIVE_LIMIT)
 
@@ -176,9 +176,10 @@ class Qmgr:
         )
 
     def route(self, address: str) -> Route:
-        """The transport and next hop of ``address`` (its address class, for now)."""
+        """The transport and next hop of ``address`` (its address class and the routing
+        settings; a transport_maps lookup will pass its entry to ``scheduler.route``)."""
         domain = address.rpartition("@")[2]
-        return scheduler.route(address, self.classify(domain), self.myhostname)
+        return scheduler.route(address, self.classify(domain), self.routing)
 
     # --- messages in and out of the active queue ----------------------------------------
 

@@ -1,6 +1,8 @@
 """qmgr's scheduling decisions, as a pure core: routes, requests, concurrency, backoff, expiry.
 
-Follows Postfix's qmgr(8): each recipient goes to a transport and next hop; the
+Follows Postfix's qmgr(8) and trivial-rewrite(8): each recipient goes to a transport
+and next hop (``route``: ``local_transport``, ``relay_transport``, ``default_transport``,
+``relayhost``; ``transport_maps`` plugs in there); the
 recipients of one message that share them are grouped into delivery requests of at
 most ``<transport>_destination_recipient_limit`` (else
 ``default_destination_recipient_limit``) recipients; at most
@@ -33,14 +35,19 @@ from postier.config.params import (
     BOUNCE_QUEUE_LIFETIME,
     DEFAULT_DESTINATION_CONCURRENCY_LIMIT,
     DEFAULT_DESTINATION_RECIPIENT_LIMIT,
+    DEFAULT_TRANSPORT,
     DEFER_TRANSPORTS,
     DELAY_WARNING_TIME,
     INITIAL_DESTINATION_CONCURRENCY,
+    LOCAL_TRANSPORT,
     MAXIMAL_BACKOFF_TIME,
     MAXIMAL_QUEUE_LIFETIME,
     MINIMAL_BACKOFF_TIME,
     NOTIFY_CLASSES,
     QUEUE_RUN_DELAY,
+    RELAY_TRANSPORT,
+    RELAYHOST,
+    ParamSource,
 )
 from postier.config.settings import Config
 from postier.delivery import status
@@ -59,16 +66,61 @@ class Route:
     nexthop: str
 
 
-def route(address: str, address_class: AddressClass, myhostname: str) -> Route:
-    """The route of ``address`` from its address class, as trivial-rewrite(8) resolves it.
+def parse_transport(value: str) -> tuple[str, str]:
+    """``transport:nexthop`` as transport(5) and ``*_transport`` write it: ``("smtp", "")``
+    for ``smtp``, ``("", "[h]:25")`` for ``:[h]:25``, ``("error", "5.1.1 text")``."""
+    transport, _, nexthop = value.strip().partition(":")
+    return transport.strip(), nexthop.strip()
 
-    The LOCAL class goes to ``local`` (next hop ``myhostname``, as ``local_transport =
-    local:$myhostname``); every other class to ``smtp`` with the recipient's domain.
-    ``transport_maps`` will be consulted before this.
+
+@dataclass(frozen=True)
+class Routing:
+    """trivial-rewrite(8)'s routing settings: each address class's transport and next
+    hop (``""``: the recipient's domain), and ``relayhost`` (the next hop of the default
+    and relay classes when their transport names none)."""
+
+    local: tuple[str, str] = ("local", "")
+    default: tuple[str, str] = ("smtp", "")
+    relay: tuple[str, str] = ("relay", "")
+    relayhost: str = ""
+
+    @classmethod
+    def from_config(cls, cfg: ParamSource) -> Routing:
+        """From ``local_transport``, ``default_transport``, ``relay_transport``,
+        ``relayhost`` (ConfigError on a bad value)."""
+        return cls(
+            local=parse_transport(cfg[LOCAL_TRANSPORT]),
+            default=parse_transport(cfg[DEFAULT_TRANSPORT]),
+            relay=parse_transport(cfg[RELAY_TRANSPORT]),
+            relayhost=cfg[RELAYHOST].strip(),
+        )
+
+
+def route(
+    address: str, address_class: AddressClass, routing: Routing,
+    table_entry: str | None = None,
+) -> Route:
+    """The route of ``address``, as trivial-rewrite(8) resolves it.
+
+    The LOCAL class goes to ``local_transport``; RELAY (``relay_domains``) to
+    ``relay_transport``; every other class to ``default_transport``. A transport's own
+    next hop wins; else, for the relay and default classes, ``relayhost``; else the
+    recipient's domain (lower case). ``table_entry`` is where ``transport_maps`` plugs
+    in: the caller's lookup result (``transport:nexthop``, either part may be empty and
+    then falls back as above), consulted before the class's setting.
     """
+    domain = address.rpartition("@")[2].lower().rstrip(".")
     if address_class is AddressClass.LOCAL:
-        return Route("local", myhostname)
-    return Route("smtp", address.rpartition("@")[2].lower())
+        transport, nexthop = routing.local
+        fallback = domain
+    else:
+        transport, nexthop = routing.relay if address_class is AddressClass.RELAY \
+            else routing.default
+        fallback = routing.relayhost or domain
+    if table_entry is not None:
+        t, n = parse_transport(table_entry)
+        transport, nexthop = t or transport, n or nexthop
+    return Route(transport, nexthop or fallback)
 
 
 # --- settings -----------------------------------------------------------------------------

@@ -180,13 +180,6 @@ class Policy:
             self.slept = True
             sleep = sum(decision.sleeps)
         reply = None if decision.accepted else decision.reply
-        if reply is None:
-            # TEMPORARY RULE, until postier has an SMTP client: only mail for the local
-            # class can be delivered, so any other accepted recipient (even from
-            # mynetworks) is refused as a relay attempt. Remove it with the SMTP client.
-            cls = yield from ask_address_class(parse_address(address).domain or "")
-            if cls is not AddressClass.LOCAL:
-                reply = replies.relay_denied(address, self.svc.codes.relay_domains_reject_code)
         return RcptDecision(reply, sleep, tuple(decision.warnings), tuple(decision.notes))
 
     def vrfy(self, argument: str) -> Steps[Reply]:

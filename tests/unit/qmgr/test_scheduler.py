@@ -48,12 +48,52 @@ def by_domain(address: str) -> Route:
 # --- routes ---------------------------------------------------------------------------
 
 
+def routing(main_cf: str = "") -> scheduler.Routing:
+    cfg = Config(parse(main_cf, "main.cf"), hostname="mx.example.com")
+    return scheduler.Routing.from_config(cfg)
+
+
 def test_local_class_goes_to_local_at_myhostname_and_the_rest_to_smtp_by_domain() -> None:
-    assert scheduler.route("tintin@example.com", AddressClass.LOCAL, "mx.example.com") == Route(
+    r = routing()
+    assert scheduler.route("tintin@example.com", AddressClass.LOCAL, r) == Route(
         "local", "mx.example.com")
-    for cls in (AddressClass.RELAY, AddressClass.DEFAULT):
-        assert scheduler.route("a@Far.Example.NET", cls, "mx.example.com") == Route(
-            "smtp", "far.example.net")
+    assert scheduler.route("a@Far.Example.NET", AddressClass.DEFAULT, r) == Route(
+        "smtp", "far.example.net")
+    # relay_domains go to relay_transport (master.cf's relay service is smtp(8))
+    assert scheduler.route("a@Far.Example.NET.", AddressClass.RELAY, r) == Route(
+        "relay", "far.example.net")
+
+
+def test_relayhost_is_the_next_hop_of_default_and_relay_transports_not_local() -> None:
+    r = routing("relayhost = [127.1.0.5]:2526, backup.example.net\n")
+    assert scheduler.route("a@far.net", AddressClass.DEFAULT, r) == Route(
+        "smtp", "[127.1.0.5]:2526, backup.example.net")
+    assert scheduler.route("a@far.net", AddressClass.RELAY, r).nexthop == (
+        "[127.1.0.5]:2526, backup.example.net")
+    assert scheduler.route("t@example.com", AddressClass.LOCAL, r) == Route(
+        "local", "mx.example.com")
+
+
+def test_a_transport_setting_with_its_own_next_hop_wins_over_relayhost() -> None:
+    r = routing("relayhost = [gw.example]\ndefault_transport = error:5.7.1 no relaying\n"
+                "relay_transport = smtp:[relay.example]:587\nlocal_transport = lmtp:unix:/x\n")
+    assert scheduler.route("a@far.net", AddressClass.DEFAULT, r) == Route(
+        "error", "5.7.1 no relaying")
+    assert scheduler.route("a@far.net", AddressClass.RELAY, r) == Route(
+        "smtp", "[relay.example]:587")
+    assert scheduler.route("a@example.com", AddressClass.LOCAL, r) == Route("lmtp", "unix:/x")
+
+
+def test_a_table_entry_plugs_in_before_the_class_and_its_empty_parts_fall_back() -> None:
+    r = routing("relayhost = [gw.example]\n")
+    assert scheduler.route("a@far.net", AddressClass.DEFAULT, r, "discard:") == Route(
+        "discard", "[gw.example]")
+    assert scheduler.route("a@far.net", AddressClass.DEFAULT, r, ":[other]:26") == Route(
+        "smtp", "[other]:26")
+    assert scheduler.route("a@far.net", AddressClass.DEFAULT, r, "relay:x.example") == Route(
+        "relay", "x.example")
+    assert scheduler.parse_transport("local:$x") == ("local", "$x")
+    assert scheduler.parse_transport("smtp") == ("smtp", "")
 
 
 # --- grouping -------------------------------------------------------------------------
