@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" = 0 ]; then
     missing=""
-    for tool in procmail s-nail swaks dnsmasq; do
+    for tool in procmail s-nail swaks dnsmasq openssl; do
         command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
     done
     # The ordinary-user test runs postier with the system's python3 (see
@@ -16,7 +16,7 @@ if [ "$(id -u)" = 0 ]; then
     [ -x /usr/bin/python3 ] || missing="$missing python3"
     if [ -n "$missing" ]; then
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq procmail s-nail swaks dnsmasq-base python3 >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq procmail s-nail swaks dnsmasq-base python3 openssl >/dev/null
     fi
     getent group postfix >/dev/null || groupadd --system postfix
     getent passwd postfix >/dev/null || \

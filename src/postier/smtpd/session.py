@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 import time
 import traceback
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import cast
 
 from postier import stream
 from postier.cleanup.cleanup import CleanupMessage, Received
@@ -48,13 +51,25 @@ class Session:
         self,
         service: Service,
         reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        writer: asyncio.StreamWriter | None,
+        *,
+        wrapped: socket.socket | None = None,
     ) -> None:
+        """``writer`` is None for an smtps connection (``wrapped``: the accepted socket,
+        before its TLS handshake, which ``run`` does first)."""
         self.svc = service
         self.log = service.log
         self.reader = reader
-        self.writer = writer
-        peer = writer.get_extra_info("peername") or ("unknown", 0)
+        self._writer = writer
+        self.wrapped = wrapped
+        if writer is not None:
+            peer = writer.get_extra_info("peername") or ("unknown", 0)
+        else:
+            assert wrapped is not None
+            try:
+                peer = wrapped.getpeername()
+            except OSError:
+                peer = ("unknown", 0)
         self.client_addr: str = str(peer[0])
         if self.client_addr.startswith("::ffff:"):
             self.client_addr = self.client_addr[7:]
@@ -85,6 +100,12 @@ class Session:
         self.tls_pending = False  # STARTTLS answered 220: handshake after the flush
 
     @property
+    def writer(self) -> asyncio.StreamWriter:
+        if self._writer is None:
+            raise RuntimeError("no stream yet: the smtps handshake has not completed")
+        return self._writer
+
+    @property
     def client(self) -> str:
         return f"{self.client_name}[{self.client_addr}]"
 
@@ -110,7 +131,7 @@ class Session:
             if self.client_addr != "unknown":  # the peer left before we could ask
                 self.client_name = await self.svc.worker.reverse_name(self.client_addr)
             self.log.info(f"connect from {self.client}")
-            if self.svc.tls.policy.wrappermode and not await self.wrapper_handshake():
+            if self.wrapped is not None and not await self.wrapper_handshake(self.wrapped):
                 return
             await self.converse()
         except stream.PeerGone:
@@ -158,14 +179,18 @@ class Session:
             self.abort_transaction()
         except Exception:  # an unfinished queue file that cannot be removed: say so
             self.log.error(f"{self.client}: {traceback.format_exc().strip()}")
-        try:
-            # Replies still buffered (421 timeout, too many errors) leave if they can.
-            with contextlib.suppress(stream.PeerGone, stream.PeerTimeout):
-                await self.flush()
-            await stream.close(self.writer, self.svc.timeout)
-        except Exception:
-            self.writer.transport.abort()
-            self.log.error(f"{self.client}: {traceback.format_exc().strip()}")
+        if self._writer is None:  # smtps: no TLS stream was ever made
+            if self.wrapped is not None:
+                self.wrapped.close()
+        else:
+            try:
+                # Replies still buffered (421 timeout, too many errors) leave if they can.
+                with contextlib.suppress(stream.PeerGone, stream.PeerTimeout):
+                    await self.flush()
+                await stream.close(self.writer, self.svc.timeout)
+            except Exception:
+                self.writer.transport.abort()
+                self.log.error(f"{self.client}: {traceback.format_exc().strip()}")
         self.log.info(f"disconnect from {self.client} {self.summary()}")
 
     def summary(self) -> str:
@@ -499,33 +524,48 @@ class Session:
         Raises ``stream.PeerGone`` (failed handshake, logged) or ``stream.PeerTimeout``.
         """
         self.tls_pending = False
+        # Nothing more is read as plaintext: what follows the 220 is the ClientHello,
+        # left in the kernel for the TLS layer.
+        cast(asyncio.Transport, self.writer.transport).pause_reading()
         await self.flush()
-        await self.handshake()
+        discard_buffered(self.reader)  # the core dropped its own buffer at the 220
+        context = self.svc.tls.context
+        assert context is not None
+        writer = self.writer
+        await self.handshake(lambda t: writer.start_tls(context, ssl_handshake_timeout=t))
         self.abort_transaction()
         self.helo = None
         self.esmtp = False
 
-    async def wrapper_handshake(self) -> bool:
-        """smtps: TLS before the greeting; False when the service cannot do TLS."""
-        if self.svc.tls.context is None:  # refused at start; kept for a file gone since
+    async def wrapper_handshake(self, sock: socket.socket) -> bool:
+        """smtps: TLS on the accepted socket before the greeting, the TLS layer reading
+        from the first byte; False when the service has no usable certificate."""
+        context = self.svc.tls.context
+        if context is None:  # refused at start; kept for a file gone since
             self.log.warning(
                 f"Wrapper-mode request dropped from {self.client} for service "
                 f"{self.svc.name}. TLS context initialization failed.")
             return False
-        await self.handshake()
+        loop = asyncio.get_running_loop()
+        protocol = asyncio.StreamReaderProtocol(self.reader)
+
+        async def accept(t: float) -> None:
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: protocol, sock, ssl=context, ssl_handshake_timeout=t)
+            self._writer = asyncio.StreamWriter(transport, protocol, self.reader, loop)
+
+        await self.handshake(accept)
+        self.wrapped = None  # the transport owns the socket now
         self.conn.tls_active = True
         return True
 
-    async def handshake(self) -> None:
-        """The server side of a TLS handshake on this connection, within
-        smtpd_starttls_timeout; ``self.tls`` is set when it completes."""
-        context = self.svc.tls.context
-        assert context is not None
-        discard_buffered(self.reader)  # the core dropped its own buffer at the 220
+    async def handshake(self, shake: Callable[[float], Awaitable[None]]) -> None:
+        """Run ``shake(ssl_handshake_timeout)`` within smtpd_starttls_timeout; one log
+        line when it fails (``SSL_accept error from …``); ``self.tls`` set when done."""
         timeout = self.svc.tls.policy.handshake_timeout
         try:
-            async with asyncio.timeout(timeout + 1):
-                await self.writer.start_tls(context, ssl_handshake_timeout=timeout)
+            async with asyncio.timeout(timeout):  # ours first: asyncio's is a fallback
+                await shake(timeout + 5)
         except TimeoutError:
             raise stream.PeerTimeout() from None
         except (ssl.SSLError, OSError) as exc:
