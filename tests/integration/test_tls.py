@@ -114,7 +114,9 @@ def started(make_instance, tutorial_main_cf: str, extra: str, master_cf: str | N
     return inst
 
 
-def test_starttls_offered_then_not_and_received_header(make_instance, tutorial_main_cf, pki) -> None:  # type: ignore[no-untyped-def]
+def test_starttls_offered_then_not_and_received_header(  # type: ignore[no-untyped-def]
+    make_instance, tutorial_main_cf, pki
+) -> None:
     inst = started(make_instance, tutorial_main_cf, tls_settings(pki))
     c = Client(inst.port)
     assert "250-STARTTLS" in c.cmd("EHLO milou.example.com")
@@ -142,7 +144,9 @@ def test_starttls_offered_then_not_and_received_header(make_instance, tutorial_m
     assert "starttls=1" in log and "starttls=1/2" in log  # the refused second one
 
 
-def test_plaintext_pipelined_after_starttls_is_discarded(make_instance, tutorial_main_cf, pki) -> None:  # type: ignore[no-untyped-def]
+def test_plaintext_pipelined_after_starttls_is_discarded(  # type: ignore[no-untyped-def]
+    make_instance, tutorial_main_cf, pki
+) -> None:
     inst = started(make_instance, tutorial_main_cf, tls_settings(pki))
     c = Client(inst.port)
     c.cmd("EHLO milou.example.com")
@@ -169,7 +173,9 @@ def test_plaintext_pipelined_after_starttls_is_discarded(make_instance, tutorial
     assert "mail=" not in log.split("disconnect from", 1)[1].splitlines()[0]
 
 
-def test_tutorial_master_cf_submission_and_smtps(make_instance, tutorial_main_cf, pki) -> None:  # type: ignore[no-untyped-def]
+def test_tutorial_master_cf_submission_and_smtps(  # type: ignore[no-untyped-def]
+    make_instance, tutorial_main_cf, pki
+) -> None:
     # The tutorial's master.cf lines verbatim, each service on its own loopback port.
     lines = (DATA / "tutorial" / "master.cf").read_text()
     smtp_port = sub_port = smtps_port = 0
@@ -234,7 +240,9 @@ def test_tutorial_master_cf_submission_and_smtps(make_instance, tutorial_main_cf
     assert "Traceback" not in log and "error:" not in log
 
 
-def test_o_overrides_per_service_syslog_name_and_references(make_instance, tutorial_main_cf, pki) -> None:  # type: ignore[no-untyped-def]
+def test_o_overrides_per_service_syslog_name_and_references(  # type: ignore[no-untyped-def]
+    make_instance, tutorial_main_cf, pki
+) -> None:
     # Debian's stock commented submission form, with a $name reference to main.cf.
     master_cf = (
         "127.0.0.1:{port} inet n - n - - smtpd\n"
@@ -275,7 +283,9 @@ def test_o_overrides_per_service_syslog_name_and_references(make_instance, tutor
     assert any("postfix/smtpd[" in ln and "connect from" in ln for ln in log.splitlines())
 
 
-def test_handshake_timeout_and_garbage_on_smtps(make_instance, tutorial_main_cf, pki) -> None:  # type: ignore[no-untyped-def]
+def test_handshake_timeout_and_garbage_on_smtps(  # type: ignore[no-untyped-def]
+    make_instance, tutorial_main_cf, pki
+) -> None:
     master_cf = ("127.0.0.1:{port} inet n - n - - smtpd\n"
                  "  -o smtpd_tls_wrappermode=yes -o smtpd_starttls_timeout=2s\n")
     inst = started(make_instance, tutorial_main_cf, tls_settings(pki), master_cf)
@@ -301,7 +311,9 @@ def test_handshake_timeout_and_garbage_on_smtps(make_instance, tutorial_main_cf,
 
 
 @pytest.mark.skipif(shutil.which("swaks") is None, reason="needs swaks")
-def test_swaks_starttls_and_tlsc(make_instance, tutorial_main_cf, pki) -> None:  # type: ignore[no-untyped-def]
+def test_swaks_starttls_and_tlsc(  # type: ignore[no-untyped-def]
+    make_instance, tutorial_main_cf, pki
+) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         smtps = int(s.getsockname()[1])
@@ -327,7 +339,9 @@ def check_of(make_instance, tutorial_main_cf, extra: str, master_cf: str):  # ty
     return inst, postier("-c", str(inst.config_dir), "check", check=False)
 
 
-def test_certificate_problems_are_start_errors_naming_the_parameter(make_instance, tutorial_main_cf, pki, workdir) -> None:  # type: ignore[no-untyped-def]
+def test_certificate_problems_are_start_errors_naming_the_parameter(  # type: ignore[no-untyped-def]
+    make_instance, tutorial_main_cf, pki, workdir
+) -> None:
     encrypt = "127.0.0.1:{port} inet n - n - - smtpd -o smtpd_tls_security_level=encrypt\n"
     missing = workdir / "nonexistent.pem"
     inst, done = check_of(make_instance, tutorial_main_cf,
@@ -338,14 +352,17 @@ def test_certificate_problems_are_start_errors_naming_the_parameter(make_instanc
     start = inst.start()
     assert start.returncode != 0 and "smtpd_tls_cert_file" in start.stdout + start.stderr
     inst, done = check_of(make_instance, tutorial_main_cf,
-                          f"smtpd_tls_cert_file = {pki.cert}\nsmtpd_tls_key_file = {pki.other_key}\n",
+                          f"smtpd_tls_cert_file = {pki.cert}\n"
+                          f"smtpd_tls_key_file = {pki.other_key}\n",
                           "127.0.0.1:{port} inet n - n - - smtpd -o smtpd_tls_wrappermode=yes\n")
     assert done.returncode != 0
     out = done.stderr + done.stdout
     assert "parameter smtpd_tls_key_file" in out and "does not match" in out
 
 
-def test_missing_snakeoil_at_level_may_warns_and_answers_454(make_instance, tutorial_main_cf, workdir) -> None:  # type: ignore[no-untyped-def]
+def test_missing_snakeoil_at_level_may_warns_and_answers_454(  # type: ignore[no-untyped-def]
+    make_instance, tutorial_main_cf, workdir
+) -> None:
     # Debian's default main.cf lines, with the snakeoil files absent: Postfix starts,
     # announces STARTTLS and answers it 454; so does postier, with a warning.
     snakeoil = workdir / "ssl-cert-snakeoil.pem"

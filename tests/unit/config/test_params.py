@@ -140,8 +140,8 @@ def test_the_flag_drives_the_not_implemented_warnings(
     expected = [
         f"{main_cf}, line 2: parameter smtpd_sasl_auth_enable is not implemented by postier "
         "yet; its setting (yes) has no effect",
-        f"{master_cf}, line 1: service smtp: -o smtpd_tls_session_cache_database is not implemented "
-        "by postier yet; it has no effect",
+        f"{master_cf}, line 1: service smtp: -o smtpd_tls_session_cache_database is not "
+        "implemented by postier yet; it has no effect",
     ]
     assert load_with_warnings(config_dir)[2] == expected
     for name in ("smtpd_sasl_auth_enable", "smtpd_tls_session_cache_database"):
