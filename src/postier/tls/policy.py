@@ -121,7 +121,7 @@ def protocol_range(items: list[str], param: str = SMTPD_TLS_PROTOCOLS.name,
     """
     names: list[str] = []
     for item in items:
-        names += [p for p in item.split(":") if p]
+        names += [p for p in item.replace(",", ":").split(":") if p]
     included: set[int] = set()
     excluded: set[int] = set()
     low, high = 0, len(_ORDER) - 1
