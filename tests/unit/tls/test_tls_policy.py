@@ -49,7 +49,7 @@ def test_ignored_legacy_names_what_the_level_overrides() -> None:
 
 
 def test_unknown_level_is_an_error_naming_the_parameter() -> None:
-    with pytest.raises(ConfigError, match="smtpd_tls_security_level.*invalid TLS level"):
+    with pytest.raises(ConfigError, match=r"smtpd_tls_security_level.*invalid TLS level"):
         security_level(cfg("smtpd_tls_security_level = dane"))
 
 
