@@ -26,6 +26,8 @@ from postier.queue import dirs
 from postier.restrictions.lists import check_restriction_lists
 from postier.tables.check import check_tables
 from postier.tables.registry import Tables
+from postier.tls.context import load_server_tls
+from postier.tls.policy import ServerTlsPolicy, ignored_legacy
 
 
 class StartError(Exception):
@@ -63,6 +65,7 @@ def load_with_warnings(config_dir: str) -> tuple[Config, list[MasterService], li
             warnings += [w for w in scfg.validate() if w not in warnings]
             check_smtpd_settings(scfg, where)
             check_tables(scfg, tables)
+            warnings += [w for w in check_smtpd_tls(scfg, svc) if w not in warnings]
             for name in unimplemented_settings(set(svc.overrides)):
                 warnings.append(
                     f"{where}: service {svc.name}: -o {name} is not implemented by postier "
@@ -74,6 +77,33 @@ def load_with_warnings(config_dir: str) -> tuple[Config, list[MasterService], li
 def check_smtpd_settings(cfg: Config, where: str) -> None:
     """Reject, at start, restriction lists that smtpd could not evaluate (raises ConfigError)."""
     check_restriction_lists(cfg, where)
+
+
+def check_smtpd_tls(cfg: Config, svc: MasterService) -> list[str]:
+    """Read one smtpd service's certificates and keys as smtpd will (raises ConfigError
+    naming the parameter when the service requires TLS and they fail; returns warnings
+    otherwise: TLS unavailable at level may, obsolete settings the level overrides)."""
+    where = f"{svc.file}, line {svc.line}"
+    try:
+        policy = ServerTlsPolicy.from_config(cfg)
+    except ConfigError as exc:
+        if exc.file is not None:
+            raise
+        raise ConfigError(f"service {svc.name}: {exc.message}", file=svc.file, line=svc.line,
+                          param=exc.param) from None
+    warnings = [
+        f"{where}: service {svc.name}: {name} = yes is ignored: smtpd_tls_security_level "
+        f"is set ({cfg.get_raw('smtpd_tls_security_level')})"
+        for name in ignored_legacy(cfg)
+    ]
+    tls = load_server_tls(policy)
+    if tls.error is not None:
+        if policy.required:
+            raise ConfigError(f"service {svc.name}: {tls.error.message}",
+                              file=svc.file, line=svc.line, param=tls.error.param)
+        warnings.append(f"{where}: service {svc.name}: {tls.error}; TLS is not available "
+                        "(STARTTLS is answered 454 4.7.0)")
+    return warnings
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -337,10 +338,14 @@ def test_repeated_and_upper_case_recipients_get_one_copy(make_instance) -> None:
 
 
 def test_tutorial_master_cf_accepted_smtps_not_served_in_plaintext(
-    make_instance, tutorial_main_cf: str
+    make_instance, tutorial_main_cf: str, workdir: Path
 ) -> None:
-    """The tutorial's three services: smtp and submission listen; smtps (TLS wrapper
-    mode, not built yet) is named in a warning and not started rather than served plain."""
+    """The tutorial's three services. Without a certificate, submission (smtpd_enforce_tls)
+    and smtps (wrapper mode) cannot work: the start fails naming the parameter. With one,
+    smtp and submission listen and smtps speaks TLS only: a plaintext client gets no
+    banner (test_tls.py covers the TLS side)."""
+    from .test_tls import Pki
+
     inst = make_instance(tutorial_main_cf, "mailbox_command =")
     smtp_port, submission_port, smtps_port = inst.port, free_port(), free_port()
     tutorial = (Path(__file__).parent.parent / "data" / "tutorial" / "master.cf").read_text()
@@ -350,10 +355,23 @@ def test_tutorial_master_cf_accepted_smtps_not_served_in_plaintext(
         .replace("smtps      inet", f"127.0.0.1:{smtps_port} inet", 1)
     )
     result = inst.start()
+    assert result.returncode != 0
+    assert (f"master.cf, line 2: parameter smtpd_tls_cert_file: service 127.0.0.1:"
+            f"{submission_port}: no server certificate") in result.stdout + result.stderr
+    pki = Pki(workdir / "pki")
+    main_cf = inst.config_dir / "main.cf"
+    main_cf.write_text(main_cf.read_text() + f"smtpd_tls_cert_file = {pki.cert}\n"
+                       f"smtpd_tls_key_file = {pki.key}\n")
+    result = inst.start()
     assert result.returncode == 0, result.stderr + inst.log()
-    assert "smtpd_tls_wrappermode = yes needs TLS" in inst.log()
     for port in (smtp_port, submission_port):
         with smtplib.SMTP("127.0.0.1", port, timeout=20) as smtp:
             assert smtp.noop()[0] == 250
-    with pytest.raises(ConnectionRefusedError):
-        socket.create_connection(("127.0.0.1", smtps_port), timeout=5).close()
+    plain = socket.create_connection(("127.0.0.1", smtps_port), timeout=20)
+    plain.sendall(b"EHLO milou.example.com\r\n")
+    received = b""
+    with contextlib.suppress(ConnectionResetError):
+        while data := plain.recv(4096):
+            received += data
+    plain.close()
+    assert not received.startswith(b"220")

@@ -496,25 +496,90 @@ BROKEN_SASL_AUTH_CLIENTS = Param.bool(
     "also announce AUTH=mechanism for old clients")
 SMTPD_TLS_SECURITY_LEVEL = Param.str(
     "smtpd_tls_security_level", "",
-    "SMTP server TLS level: none, may or encrypt")
+    "SMTP server TLS level: none, may or encrypt (empty: smtpd_use_tls/smtpd_enforce_tls)",
+    implemented=True)
 SMTPD_ENFORCE_TLS = Param.bool(
     "smtpd_enforce_tls", "no",
-    "obsolete: require TLS (use smtpd_tls_security_level)")
+    "obsolete: require TLS (use smtpd_tls_security_level)", implemented=True)
 SMTPD_USE_TLS = Param.bool(
     "smtpd_use_tls", "no",
-    "obsolete: offer TLS (use smtpd_tls_security_level)")
+    "obsolete: offer TLS (use smtpd_tls_security_level)", implemented=True)
 SMTPD_TLS_WRAPPERMODE = Param.bool(
     "smtpd_tls_wrappermode", "no",
-    "TLS on connect (port 465), not STARTTLS")
-SMTPD_TLS_CERT_FILE = Param.str("smtpd_tls_cert_file", "", "PEM server certificate file")
+    "TLS on connect (port 465), not STARTTLS", implemented=True)
+SMTPD_TLS_CERT_FILE = Param.str(
+    "smtpd_tls_cert_file", "", "PEM server certificate file", implemented=True)
 SMTPD_TLS_KEY_FILE = Param.str(
     "smtpd_tls_key_file", "$smtpd_tls_cert_file",
-    "PEM server private key file")
-SMTPD_TLS_AUTH_ONLY = Param.bool("smtpd_tls_auth_only", "no", "offer AUTH only over TLS")
-SMTPD_TLS_LOGLEVEL = Param.int("smtpd_tls_loglevel", "0", "SMTP server TLS logging level")
+    "PEM server private key file", implemented=True)
+SMTPD_TLS_CHAIN_FILES = Param.list(
+    "smtpd_tls_chain_files", "",
+    "PEM files, each with a private key and its certificate chain", implemented=True)
+SMTPD_TLS_CAFILE = Param.str(
+    "smtpd_tls_CAfile", "",
+    "CA certificates trusted for client certificates", implemented=True)
+SMTPD_TLS_CAPATH = Param.str(
+    "smtpd_tls_CApath", "",
+    "directory of CA certificates trusted for client certificates", implemented=True)
+SMTPD_TLS_AUTH_ONLY = Param.bool(
+    "smtpd_tls_auth_only", "no", "offer AUTH only over TLS", implemented=True)
+SMTPD_TLS_LOGLEVEL = Param.int(
+    "smtpd_tls_loglevel", "0", "SMTP server TLS logging level", implemented=True)
 SMTPD_TLS_RECEIVED_HEADER = Param.bool(
     "smtpd_tls_received_header", "no",
-    "record TLS details in the Received: header")
+    "record TLS details in the Received: header", implemented=True)
+SMTPD_TLS_PROTOCOLS = Param.list(
+    "smtpd_tls_protocols", ">=TLSv1",
+    "TLS protocols offered at level may (never below TLSv1.2 in postier)", implemented=True)
+SMTPD_TLS_MANDATORY_PROTOCOLS = Param.list(
+    "smtpd_tls_mandatory_protocols", ">=TLSv1",
+    "TLS protocols accepted when TLS is required (never below TLSv1.2 in postier)",
+    implemented=True)
+SMTPD_TLS_CIPHERS = Param.str(
+    "smtpd_tls_ciphers", "medium",
+    "cipher grade at level may: null, export, low, medium or high", implemented=True)
+SMTPD_TLS_MANDATORY_CIPHERS = Param.str(
+    "smtpd_tls_mandatory_ciphers", "medium",
+    "cipher grade when TLS is required", implemented=True)
+SMTPD_TLS_EXCLUDE_CIPHERS = Param.list(
+    "smtpd_tls_exclude_ciphers", "",
+    "ciphers or cipher types excluded at every level", implemented=True)
+SMTPD_TLS_MANDATORY_EXCLUDE_CIPHERS = Param.list(
+    "smtpd_tls_mandatory_exclude_ciphers", "",
+    "ciphers or cipher types also excluded when TLS is required", implemented=True)
+SMTPD_TLS_DH1024_PARAM_FILE = Param.str(
+    "smtpd_tls_dh1024_param_file", "",
+    "DH parameters for the non-export EDH ciphers", implemented=True)
+SMTPD_TLS_EECDH_GRADE = Param.str(
+    "smtpd_tls_eecdh_grade", "auto",
+    "ECDHE curve choice (OpenSSL's automatic selection in postier)", inert=True)
+SMTPD_TLS_ASK_CCERT = Param.bool(
+    "smtpd_tls_ask_ccert", "no",
+    "ask a remote SMTP client for a certificate", implemented=True)
+SMTPD_TLS_REQ_CCERT = Param.bool(
+    "smtpd_tls_req_ccert", "no",
+    "require a verified client certificate (at level encrypt)", implemented=True)
+SMTPD_STARTTLS_TIMEOUT = Param.time(
+    "smtpd_starttls_timeout", "${stress?{10}:{300}}s",
+    "time limit for the TLS handshake", implemented=True)
+TLS_SERVER_SNI_MAPS = Param.list(
+    "tls_server_sni_maps", "",
+    "server certificates per SNI name (needs lookup tables)")
+TLS_HIGH_CIPHERLIST = Param.str(
+    "tls_high_cipherlist", "aNULL:-aNULL:HIGH:@STRENGTH",
+    "OpenSSL cipher list of the high grade", implemented=True)
+TLS_MEDIUM_CIPHERLIST = Param.str(
+    "tls_medium_cipherlist", "aNULL:-aNULL:HIGH:MEDIUM:+RC4:@STRENGTH",
+    "OpenSSL cipher list of the medium grade", implemented=True)
+TLS_LOW_CIPHERLIST = Param.str(
+    "tls_low_cipherlist", "aNULL:-aNULL:HIGH:MEDIUM:LOW:+RC4:@STRENGTH",
+    "OpenSSL cipher list of the low grade", implemented=True)
+TLS_EXPORT_CIPHERLIST = Param.str(
+    "tls_export_cipherlist", "aNULL:-aNULL:HIGH:MEDIUM:LOW:EXPORT:+RC4:@STRENGTH",
+    "OpenSSL cipher list of the export grade", implemented=True)
+TLS_NULL_CIPHERLIST = Param.str(
+    "tls_null_cipherlist", "eNULL:!aNULL",
+    "OpenSSL cipher list of the null grade", implemented=True)
 SMTPD_TLS_SESSION_CACHE_DATABASE = Param.str(
     "smtpd_tls_session_cache_database", "",
     "SMTP server TLS session cache")

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 from postier import instance
 from postier.config.errors import ConfigError
-from postier.config.params import SMTPD_TLS_WRAPPERMODE
 from postier.log import for_config as log_for_config
 from postier.master import bind
 
@@ -87,16 +86,9 @@ class Master:
                     f"command {svc.command} is not supported yet; service not started"
                 )
                 continue
+            # smtps (smtpd_tls_wrappermode = yes) is served like any smtpd service: the
+            # worker starts TLS at connect; its certificates were checked at load.
             scfg = self.cfg.with_overrides(svc.overrides, source=f"{svc.file}, line {svc.line}")
-            if scfg[SMTPD_TLS_WRAPPERMODE]:
-                # Clients of such a port (smtps, 465) start with a TLS handshake: serving
-                # them plaintext SMTP would only surprise; TLS is not built yet.
-                self.log.warning(
-                    f"{svc.file}, line {svc.line}: service {svc.name}/inet: "
-                    "smtpd_tls_wrappermode = yes needs TLS, not implemented yet; "
-                    "service not started"
-                )
-                continue
             for sock in bind.bind_service(svc, scfg, self.log):
                 self.sockets.append((sock, svc.name))
         if not self.sockets:

@@ -1,11 +1,15 @@
 """One smtpd service of master.cf: its settings (main.cf plus that service's ``-o`` overrides).
 
-Follows Postfix's master.cf(5) (``-o name=value`` per service) and the smtpd(8)
-parameters of postconf(5); restriction lists are parsed here once, at start.
+Follows Postfix's master.cf(5) (``-o name=value`` per service: every parameter,
+``syslog_name`` included) and the smtpd(8) parameters of postconf(5); restriction lists
+are parsed here once, at start, and the TLS certificates and keys are read here, at
+start, before the privilege drop (``postier.tls``).
 """
 
 from __future__ import annotations
 
+from postier.cleanup.cleanup import Cleanup
+from postier.config.errors import ConfigError
 from postier.config.params import (
     DISABLE_VRFY_COMMAND,
     LINE_LENGTH_LIMIT,
@@ -26,15 +30,20 @@ from postier.config.params import (
     SMTPD_REJECT_UNLISTED_SENDER,
     SMTPD_SOFT_ERROR_LIMIT,
     SMTPD_TIMEOUT,
+    SYSLOG_FACILITY,
+    SYSLOG_NAME,
 )
 from postier.config.settings import Config
 from postier.dns.resolver import local_addresses
+from postier.log import Log
 from postier.restrictions import evaluate as rs
 from postier.restrictions.lists import RESTRICTION_LISTS
 from postier.rewrite.mynetworks import MyNetworks
 from postier.rewrite.resolve import Classifier, LocalRecipientCheck
 from postier.smtpd.facts import ServiceFacts, access_search, open_access_tables, read_text_file
 from postier.smtpd.process import Worker
+from postier.tls.context import ServerTls, load_server_tls
+from postier.tls.policy import ServerTlsPolicy
 
 
 class Service:
@@ -44,6 +53,22 @@ class Service:
         self.name = name
         self.cfg = cfg
         self.worker = worker
+        # -o syslog_name=postfix/submission: this service's lines read
+        # postfix/submission/smtpd[PID], the client= line included.
+        self.log = worker.log
+        self.cleanup = worker.cleanup
+        if cfg[SYSLOG_NAME] != worker.cfg[SYSLOG_NAME]:
+            self.log = Log("smtpd", syslog_name=cfg[SYSLOG_NAME], target=worker.log.target,
+                           facility=cfg[SYSLOG_FACILITY])
+            self.cleanup = Cleanup(worker.queue_dir, log=self.log, trigger=worker.trigger)
+            self.cleanup.incoming_sync = worker.cleanup.incoming_sync  # one group commit
+        # Certificates and keys are read now, as root (before the privilege drop).
+        self.tls: ServerTls = load_server_tls(ServerTlsPolicy.from_config(cfg))
+        if self.tls.error is not None:
+            if self.tls.required:
+                raise ConfigError(f"service {name}: {self.tls.error.message}",
+                                  param=self.tls.error.param)
+            self.log.warning(f"service {name}: {self.tls.error}; TLS is not available")
         self.hostname = cfg[MYHOSTNAME]
         self.mail_name = cfg[MAIL_NAME]
         self.banner = cfg[SMTPD_BANNER]
@@ -84,3 +109,11 @@ class Service:
             keywords.append("VRFY")
         keywords += ["ENHANCEDSTATUSCODES", "8BITMIME", "DSN"]
         self.ehlo_keywords = keywords
+
+    def ehlo_keywords_for(self, *, tls_active: bool) -> list[str]:
+        """The EHLO keywords now: STARTTLS (in Postfix's place, after VRFY) while TLS is
+        offered and not yet active; never in wrapper mode (TLS is already on)."""
+        keywords = list(self.ehlo_keywords)
+        if self.tls.offered and not tls_active:
+            keywords.insert(keywords.index("ENHANCEDSTATUSCODES"), "STARTTLS")
+        return keywords

@@ -7,16 +7,28 @@ with the service's ``smtpd.facts`` and then carries out; the message through
 no more pipelined input is waiting. The message is opened at the first accepted
 recipient (that is when the queue ID is logged with ``client=``); the ``250 … queued
 as`` reply is sent only after the file and its directory entry are on disk.
+
+TLS (RFC 3207, Postfix's smtpd(8) and TLS_README): STARTTLS answered 220 upgrades the
+transport in place; every byte the client sent before the handshake is discarded (the
+core's buffer and the stream's), so that no plaintext command pipelined behind
+STARTTLS runs inside TLS (CVE-2011-0411, CVE-2024-34083 class); HELO and the
+transaction are forgotten. In wrapper mode (smtps) the handshake comes before the
+greeting. A handshake that fails is one line (``SSL_accept error from …``), one that
+stalls ends after ``smtpd_starttls_timeout``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import ssl
 import time
 import traceback
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import cast
 
 from postier import stream
 from postier.cleanup.cleanup import CleanupMessage, Received
@@ -29,6 +41,7 @@ from postier.smtpproto import replies
 from postier.smtpproto.readers import escape_input
 from postier.smtpproto.replies import Reply
 from postier.smtpproto.server import ServerConnection
+from postier.tls.policy import TlsInfo
 
 READ_SIZE = 65536
 DRAIN_ABOVE = 65536  # unsent reply bytes past which a session waits for the client to read
@@ -40,13 +53,25 @@ class Session:
         self,
         service: Service,
         reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        writer: asyncio.StreamWriter | None,
+        *,
+        wrapped: socket.socket | None = None,
     ) -> None:
+        """``writer`` is None for an smtps connection (``wrapped``: the accepted socket,
+        before its TLS handshake, which ``run`` does first)."""
         self.svc = service
-        self.log = service.worker.log
+        self.log = service.log
         self.reader = reader
-        self.writer = writer
-        peer = writer.get_extra_info("peername") or ("unknown", 0)
+        self._writer = writer
+        self.wrapped = wrapped
+        if writer is not None:
+            peer = writer.get_extra_info("peername") or ("unknown", 0)
+        else:
+            assert wrapped is not None
+            try:
+                peer = wrapped.getpeername()
+            except OSError:
+                peer = ("unknown", 0)
         self.client_addr: str = str(peer[0])
         if self.client_addr.startswith("::ffff:"):
             self.client_addr = self.client_addr[7:]
@@ -56,6 +81,7 @@ class Session:
             max_line_length=service.line_length_limit,
             message_size_limit=service.message_size_limit,
             helo_required=service.helo_required,
+            tls_required=service.tls.required,
         )
         self.policy = Policy(service)
         self.helo: str | None = None
@@ -70,6 +96,17 @@ class Session:
         self.closing = False
         self.pipelining_violation = False
         self.out = bytearray()  # replies not yet written
+        # --- TLS (this region: the STARTTLS engineer's) ---
+        # The session's TLS, once a handshake completed (None: plaintext). Read it, never
+        # set it: smtpd_tls_auth_only and SASL's "secured" ask `session.tls is not None`.
+        self.tls: TlsInfo | None = None
+        self.tls_pending = False  # STARTTLS answered 220: handshake after the flush
+
+    @property
+    def writer(self) -> asyncio.StreamWriter:
+        if self._writer is None:
+            raise RuntimeError("no stream yet: the smtps handshake has not completed")
+        return self._writer
 
     @property
     def client(self) -> str:
@@ -77,7 +114,9 @@ class Session:
 
     @property
     def protocol(self) -> str:
-        return "ESMTP" if self.esmtp else "SMTP"
+        """Received:'s ``with`` (RFC 3848): ESMTP, then S under TLS."""
+        base = "ESMTP" if self.esmtp else "SMTP"
+        return base + "S" if self.tls is not None and self.esmtp else base
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -95,6 +134,8 @@ class Session:
             if self.client_addr != "unknown":  # the peer left before we could ask
                 self.client_name = await self.svc.worker.reverse_name(self.client_addr)
             self.log.info(f"connect from {self.client}")
+            if self.wrapped is not None and not await self.wrapper_handshake(self.wrapped):
+                return
             await self.converse()
         except stream.PeerGone:
             self.log.info(f"lost connection after {self.last_command} from {self.client}")
@@ -186,14 +227,18 @@ class Session:
             self.abort_transaction()
         except Exception:  # an unfinished queue file that cannot be removed: say so
             self.log.error(f"{self.client}: {traceback.format_exc().strip()}")
-        try:
-            # Replies still buffered (421 timeout, too many errors) leave if they can.
-            with contextlib.suppress(stream.PeerGone, stream.PeerTimeout):
-                await self.flush()
-            await stream.close(self.writer, self.svc.timeout)
-        except Exception:
-            self.writer.transport.abort()
-            self.log.error(f"{self.client}: {traceback.format_exc().strip()}")
+        if self._writer is None:  # smtps: no TLS stream was ever made
+            if self.wrapped is not None:
+                self.wrapped.close()
+        else:
+            try:
+                # Replies still buffered (421 timeout, too many errors) leave if they can.
+                with contextlib.suppress(stream.PeerGone, stream.PeerTimeout):
+                    await self.flush()
+                await stream.close(self.writer, self.svc.timeout)
+            except Exception:
+                self.writer.transport.abort()
+                self.log.error(f"{self.client}: {traceback.format_exc().strip()}")
         self.log.info(f"disconnect from {self.client} {self.summary()}")
 
     def summary(self) -> str:
@@ -274,6 +319,9 @@ class Session:
             if reply is None:
                 continue
             self.send(reply)
+            if self.tls_pending:
+                await self.start_tls()
+                continue
             if reply.code >= 400 and not isinstance(event, ev.DataChunk):
                 self.errors += 1
                 if self.errors >= self.svc.hard_error_limit:
@@ -326,9 +374,7 @@ class Session:
                 self.closing = True
                 return None
             case ev.StartTls():
-                self.last_command = "STARTTLS"
-                self.count("starttls", replies.STARTTLS_NOT_OFFERED)
-                return replies.STARTTLS_NOT_OFFERED
+                return self.on_starttls()
             case ev.Auth():
                 self.last_command = "AUTH"
                 self.count("auth", replies.AUTH_NOT_ENABLED)
@@ -354,7 +400,8 @@ class Session:
         self.helo = "".join(c if c.isprintable() else "?" for c in event.name)
         self.esmtp = event.extended
         reply = (
-            replies.ehlo(self.svc.hostname, self.svc.ehlo_keywords)
+            replies.ehlo(self.svc.hostname,
+                         self.svc.ehlo_keywords_for(tls_active=self.tls is not None))
             if event.extended
             else replies.helo(self.svc.hostname)
         )
@@ -381,7 +428,7 @@ class Session:
             else:
                 if self.message is None:
                     try:  # logs QUEUE_ID: client=…
-                        self.message = self.svc.worker.cleanup.open(client=self.client)
+                        self.message = self.svc.cleanup.open(client=self.client)
                     except OSError as exc:
                         self.log.warning(f"cannot create a queue file: {exc}")
                         self.count("rcpt", replies.QUEUE_WRITE_ERROR)
@@ -448,6 +495,8 @@ class Session:
             mail_name=self.svc.mail_name,
             recipient=self.recipients[0].address if len(self.recipients) == 1 else None,
             when=datetime.now(UTC).astimezone(),
+            tls=(self.tls.received_clause()
+                 if self.tls is not None and self.svc.tls.policy.received_header else None),
         ))
         return replies.DATA_GO
 
@@ -519,3 +568,96 @@ class Session:
             self.message.abort()
             self.message = None
         self.reset_transaction()
+
+    # --- TLS (this region: the STARTTLS engineer's) ------------------------------------
+
+    def on_starttls(self) -> Reply:
+        """STARTTLS the core let through (no argument, no TLS yet, no transaction)."""
+        self.last_command = "STARTTLS"
+        if not self.svc.tls.offered:
+            reply = replies.STARTTLS_NOT_OFFERED
+        elif self.svc.tls.context is None:
+            reply = replies.TLS_NOT_AVAILABLE
+        else:
+            reply = replies.STARTTLS_GO
+            self.tls_pending = True
+        self.count("starttls", reply)
+        return reply
+
+    async def start_tls(self) -> None:
+        """After ``220 2.0.0 Ready to start TLS``: flush it, drop what the client sent
+        before its handshake, shake hands, forget HELO and the transaction (RFC 3207 4.2).
+
+        Raises ``stream.PeerGone`` (failed handshake, logged) or ``stream.PeerTimeout``.
+        """
+        self.tls_pending = False
+        # Nothing more is read as plaintext: what follows the 220 is the ClientHello,
+        # left in the kernel for the TLS layer.
+        cast(asyncio.Transport, self.writer.transport).pause_reading()
+        await self.flush()
+        discard_buffered(self.reader)  # the core dropped its own buffer at the 220
+        context = self.svc.tls.context
+        assert context is not None
+        writer = self.writer
+        await self.handshake(lambda t: writer.start_tls(context, ssl_handshake_timeout=t))
+        self.abort_transaction()
+        self.helo = None
+        self.esmtp = False
+
+    async def wrapper_handshake(self, sock: socket.socket) -> bool:
+        """smtps: TLS on the accepted socket before the greeting, the TLS layer reading
+        from the first byte; False when the service has no usable certificate."""
+        context = self.svc.tls.context
+        if context is None:  # refused at start; kept for a file gone since
+            self.log.warning(
+                f"Wrapper-mode request dropped from {self.client} for service "
+                f"{self.svc.name}. TLS context initialization failed.")
+            return False
+        loop = asyncio.get_running_loop()
+        protocol = asyncio.StreamReaderProtocol(self.reader)
+
+        async def accept(t: float) -> None:
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: protocol, sock, ssl=context, ssl_handshake_timeout=t)
+            self._writer = asyncio.StreamWriter(transport, protocol, self.reader, loop)
+
+        await self.handshake(accept)
+        self.wrapped = None  # the transport owns the socket now
+        self.conn.tls_active = True
+        return True
+
+    async def handshake(self, shake: Callable[[float], Awaitable[None]]) -> None:
+        """Run ``shake(ssl_handshake_timeout)`` within smtpd_starttls_timeout; one log
+        line when it fails (``SSL_accept error from …``); ``self.tls`` set when done."""
+        timeout = self.svc.tls.policy.handshake_timeout
+        try:
+            async with asyncio.timeout(timeout):  # ours first: asyncio's is a fallback
+                await shake(timeout + 5)
+        except TimeoutError:
+            raise stream.PeerTimeout() from None
+        except (ssl.SSLError, OSError) as exc:
+            reason = exc.reason if isinstance(exc, ssl.SSLError) and exc.reason else str(exc)
+            self.log.info(f"SSL_accept error from {self.client}: {reason or 'lost connection'}")
+            raise stream.PeerGone(reason) from None
+        ssl_object = self.writer.get_extra_info("ssl_object")
+        if ssl_object is None:  # the transport closed under the handshake
+            raise stream.PeerGone("lost connection")
+        self.tls = TlsInfo.from_ssl_object(ssl_object)
+        if self.svc.tls.policy.loglevel >= 1:
+            self.log.info(self.tls.established(self.client))
+
+
+def discard_buffered(reader: asyncio.StreamReader) -> int:
+    """Drop the bytes ``reader`` holds that nobody has read; returns how many.
+
+    Bytes that arrive before a TLS handshake are plaintext, whoever sent them: after
+    STARTTLS they must never be read as if they came inside TLS. asyncio's StreamReader
+    has no public way to empty itself, so its buffer (a bytearray) is cleared here; a
+    test (``test_tls.py``, injection) checks that it still works.
+    """
+    buffered = getattr(reader, "_buffer", None)
+    if not isinstance(buffered, bytearray):
+        raise TypeError("asyncio.StreamReader without its _buffer: cannot discard plaintext")
+    count = len(buffered)
+    buffered.clear()
+    return count

@@ -13,7 +13,7 @@ import os
 import socket
 import sys
 import traceback
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from postier import daemon
@@ -32,24 +32,39 @@ async def serve(
     stop = daemon.stop_event(loop, lifeline_fd)
     sessions: set[asyncio.Task[None]] = set()
     servers = []
+    acceptors: list[asyncio.Task[None]] = []
+
+    async def run_session(session: Session, abort: Callable[[], None]) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        sessions.add(task)
+        try:
+            # Session.run maps the peer's and the environment's errors itself
+            # and logs its own bugs; what reaches here is a bug before it ran.
+            await session.run()
+        except Exception:
+            worker.log.error(traceback.format_exc().strip())
+            abort()
+        finally:
+            sessions.discard(task)
+
+    def spawn(session: Session, abort: Callable[[], None]) -> None:
+        task = loop.create_task(run_session(session, abort))
+        sessions.add(task)  # held from now on, not only once it runs
+        task.add_done_callback(sessions.discard)
+
     for fd, service in listen:
         sock = socket.socket(fileno=fd)
         sock.setblocking(False)
+        if service.tls.policy.wrappermode:
+            # smtps: the TLS layer must read the connection from its first byte, so
+            # these sockets are accepted here and handed to the handshake unread.
+            acceptors.append(loop.create_task(accept_wrapped(sock, service, spawn)))
+            continue
 
         def make_handler(svc: Service):  # type: ignore[no-untyped-def]
             async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-                task = asyncio.current_task()
-                assert task is not None
-                sessions.add(task)
-                try:
-                    # Session.run maps the peer's and the environment's errors itself
-                    # and logs its own bugs; what reaches here is a bug before it ran.
-                    await Session(svc, reader, writer).run()
-                except Exception:
-                    worker.log.error(traceback.format_exc().strip())
-                    writer.transport.abort()
-                finally:
-                    sessions.discard(task)
+                await run_session(Session(svc, reader, writer), writer.transport.abort)
 
             return handler
 
@@ -58,10 +73,32 @@ async def serve(
     await stop.wait()
     for server in servers:
         server.close()
+    for acceptor in acceptors:
+        acceptor.cancel()
     for task in list(sessions):
         task.cancel()
     if sessions:
         await asyncio.wait(list(sessions), timeout=5)
+
+
+async def accept_wrapped(
+    sock: socket.socket, svc: Service,
+    spawn: Callable[[Session, Callable[[], None]], None],
+) -> None:
+    """Accept smtps connections on ``sock`` for ever; each becomes a Session whose first
+    step is the TLS handshake. An accept error (descriptors exhausted) is logged and
+    retried after a pause, as Postfix's master does."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            conn, _ = await loop.sock_accept(sock)
+        except OSError as exc:
+            svc.log.warning(f"service {svc.name}: accept: {exc.strerror or exc}")
+            await asyncio.sleep(1)
+            continue
+        conn.setblocking(False)
+        session = Session(svc, asyncio.StreamReader(limit=1 << 16), None, wrapped=conn)
+        spawn(session, conn.close)
 
 
 def main(argv: list[str] | None = None) -> int:

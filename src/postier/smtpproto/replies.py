@@ -198,8 +198,12 @@ def vrfy_ok(address: str) -> Reply:
 STARTTLS_GO = Reply(220, "2.0.0", "Ready to start TLS")
 STARTTLS_SYNTAX = Reply(501, "5.5.4", "Syntax: STARTTLS")
 TLS_ALREADY_ACTIVE = Reply(554, "5.5.1", "Error: TLS already active")
-# unsure: wording when TLS is not offered (Postfix answers STARTTLS as not implemented).
+# Postfix 3.7 when TLS is not offered: STARTTLS as not implemented (checked side by side).
 STARTTLS_NOT_OFFERED = NOT_IMPLEMENTED
+# TLS offered but no usable certificate or key (Postfix 3.7, side by side).
+TLS_NOT_AVAILABLE = Reply(454, "4.7.0", "TLS not available due to local problem")
+# smtpd_tls_security_level = encrypt, before STARTTLS (RFC 3207 4; Postfix's text).
+STARTTLS_FIRST = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
 AUTH_NOT_ENABLED = Reply(503, "5.5.1", "Error: authentication not enabled")
 AUTH_SYNTAX = Reply(501, "5.5.4", "Syntax: AUTH mechanism")
 ALREADY_AUTHENTICATED = Reply(503, "5.5.1", "Error: already authenticated")

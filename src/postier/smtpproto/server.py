@@ -93,15 +93,23 @@ class _Need(enum.Enum):
 
     HELO = "HELO"  # HELO/EHLO seen, when helo_required (smtpd_helo_required)
     NO_TLS = "NO_TLS"  # TLS not active yet
+    TLS = "TLS"  # TLS active, when tls_required (smtpd_tls_security_level = encrypt)
     NOT_AUTHENTICATED = "NOT_AUTHENTICATED"
 
 
 # command -> (what it needs, the reply when it is missing), checked in this order before
 # the state (_REFUSED).
+# Under tls_required every command but EHLO/HELO, NOOP, QUIT and STARTTLS needs TLS
+# (RFC 3207 4; Postfix also lets HELO through).
 _PRECONDITIONS: dict[str, tuple[tuple[_Need, Reply], ...]] = {
-    "MAIL": ((_Need.HELO, replies.HELO_FIRST),),
+    "MAIL": ((_Need.HELO, replies.HELO_FIRST), (_Need.TLS, replies.STARTTLS_FIRST)),
+    "RCPT": ((_Need.TLS, replies.STARTTLS_FIRST),),
+    "DATA": ((_Need.TLS, replies.STARTTLS_FIRST),),
+    "RSET": ((_Need.TLS, replies.STARTTLS_FIRST),),
+    "VRFY": ((_Need.TLS, replies.STARTTLS_FIRST),),
     "STARTTLS": ((_Need.NO_TLS, replies.TLS_ALREADY_ACTIVE),),
-    "AUTH": ((_Need.NOT_AUTHENTICATED, replies.ALREADY_AUTHENTICATED),),
+    "AUTH": ((_Need.TLS, replies.STARTTLS_FIRST),
+             (_Need.NOT_AUTHENTICATED, replies.ALREADY_AUTHENTICATED)),
 }
 
 # (state, command) -> the reply refusing that command in that state. Commands are only
@@ -134,14 +142,18 @@ class ServerConnection:
         max_line_length: int = DEFAULT_LINE_LENGTH_LIMIT,
         message_size_limit: int = MESSAGE_SIZE_LIMIT.default_value(),
         helo_required: bool = False,
+        tls_required: bool = False,
         forbidden_commands: Iterable[str] = DEFAULT_FORBIDDEN_COMMANDS,
         data_partial_limit: int = 8192,
     ) -> None:
         """``max_line_length``: Postfix line_length_limit for command lines.
         ``message_size_limit``: content bytes (0: no limit). ``data_partial_limit``: how
-        much of an unfinished content line is held before it is passed on as a chunk."""
+        much of an unfinished content line is held before it is passed on as a chunk.
+        ``tls_required``: commands other than EHLO/HELO, NOOP, QUIT and STARTTLS are
+        refused with 530 until ``tls_active``."""
         self.message_size_limit = message_size_limit
         self.helo_required = helo_required
+        self.tls_required = tls_required
         self.forbidden_commands = frozenset(c.upper() for c in forbidden_commands)
         self._partial_limit = data_partial_limit
         self._buf = LineBuffer(max_line_length)
@@ -320,6 +332,8 @@ class ServerConnection:
             return not self.helo_required or self.helo_name is not None
         if need is _Need.NO_TLS:
             return not self.tls_active
+        if need is _Need.TLS:
+            return not self.tls_required or self.tls_active
         return not self.authenticated
 
     def _helo(self, rest: str) -> ev.Event:

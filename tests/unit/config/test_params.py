@@ -135,17 +135,17 @@ def test_the_flag_drives_the_not_implemented_warnings(
         tmp_path,
         # alias_maps emptied: the default hash:/etc/aliases depends on this machine
         "queue_directory = /tmp/q\nsmtpd_sasl_auth_enable = yes\nbiff = no\nalias_maps =\n",
-        "smtp inet n - n - - smtpd -o smtpd_tls_auth_only=yes\n",
+        "smtp inet n - n - - smtpd -o smtpd_tls_session_cache_database=btree:/x\n",
     )
     main_cf, master_cf = tmp_path / "main.cf", tmp_path / "master.cf"
     expected = [
         f"{main_cf}, line 2: parameter smtpd_sasl_auth_enable is not implemented by postier "
         "yet; its setting (yes) has no effect",
-        f"{master_cf}, line 1: service smtp: -o smtpd_tls_auth_only is not implemented by "
-        "postier yet; it has no effect",
+        f"{master_cf}, line 1: service smtp: -o smtpd_tls_session_cache_database is not "
+        "implemented by postier yet; it has no effect",
     ]
     assert load_with_warnings(config_dir)[2] == expected
-    for name in ("smtpd_sasl_auth_enable", "smtpd_tls_auth_only"):
+    for name in ("smtpd_sasl_auth_enable", "smtpd_tls_session_cache_database"):
         monkeypatch.setitem(PARAMS, name, dataclasses.replace(PARAMS[name], implemented=True))
     assert load_with_warnings(config_dir)[2] == []
     monkeypatch.setitem(PARAMS, "biff", dataclasses.replace(PARAMS["biff"], inert=False))
