@@ -1,12 +1,15 @@
 """One smtpd service of master.cf: its settings (main.cf plus that service's ``-o`` overrides).
 
 Follows Postfix's master.cf(5) (``-o name=value`` per service) and the smtpd(8)
-parameters of postconf(5); restriction lists are parsed here once, at start.
+parameters of postconf(5); restriction lists are parsed here once, at start; SASL
+settings as SASL_README (``smtpd_sasl_*``, ``smtpd_tls_auth_only``,
+``broken_sasl_auth_clients``).
 """
 
 from __future__ import annotations
 
 from postier.config.params import (
+    BROKEN_SASL_AUTH_CLIENTS,
     DISABLE_VRFY_COMMAND,
     LINE_LENGTH_LIMIT,
     MAIL_NAME,
@@ -23,8 +26,14 @@ from postier.config.params import (
     SMTPD_RECIPIENT_LIMIT,
     SMTPD_REJECT_UNLISTED_RECIPIENT,
     SMTPD_REJECT_UNLISTED_SENDER,
+    SMTPD_SASL_AUTH_ENABLE,
+    SMTPD_SASL_AUTHENTICATED_HEADER,
+    SMTPD_SASL_SECURITY_OPTIONS,
+    SMTPD_SASL_SERVICE,
+    SMTPD_SASL_TLS_SECURITY_OPTIONS,
     SMTPD_SOFT_ERROR_LIMIT,
     SMTPD_TIMEOUT,
+    SMTPD_TLS_AUTH_ONLY,
 )
 from postier.config.settings import Config
 from postier.dns.resolver import local_addresses
@@ -32,6 +41,8 @@ from postier.restrictions import evaluate as rs
 from postier.restrictions.lists import RESTRICTION_LISTS
 from postier.rewrite.mynetworks import MyNetworks
 from postier.rewrite.resolve import Classifier, LocalRecipientCheck
+from postier.sasl.api import Authenticator
+from postier.sasl.mechanisms import parse_security_options
 from postier.smtpd.facts import ServiceFacts
 from postier.smtpd.process import Worker
 
@@ -79,3 +90,30 @@ class Service:
             keywords.append("VRFY")
         keywords += ["ENHANCEDSTATUSCODES", "8BITMIME"]
         self.ehlo_keywords = keywords
+        # SASL (SASL_README): the back end is the process's, shared by its services.
+        self.sasl_enable = cfg[SMTPD_SASL_AUTH_ENABLE]
+        self.sasl: Authenticator | None = worker.authenticator(cfg) if self.sasl_enable else None
+        self.sasl_service = cfg[SMTPD_SASL_SERVICE]
+        self.sasl_security_options = parse_security_options(cfg[SMTPD_SASL_SECURITY_OPTIONS])
+        self.sasl_tls_security_options = parse_security_options(
+            cfg[SMTPD_SASL_TLS_SECURITY_OPTIONS])
+        self.tls_auth_only = cfg[SMTPD_TLS_AUTH_ONLY]
+        self.broken_sasl_auth_clients = cfg[BROKEN_SASL_AUTH_CLIENTS]
+        self.sasl_authenticated_header = cfg[SMTPD_SASL_AUTHENTICATED_HEADER]
+
+    def auth_allowed(self, tls: bool) -> bool:
+        """May a session use AUTH (smtpd_sasl_auth_enable; with smtpd_tls_auth_only, only
+        under TLS)?"""
+        return self.sasl is not None and (tls or not self.tls_auth_only)
+
+    def sasl_options(self, tls: bool) -> frozenset[str]:
+        """smtpd_sasl_tls_security_options under TLS, else smtpd_sasl_security_options."""
+        return self.sasl_tls_security_options if tls else self.sasl_security_options
+
+    def ehlo_with(self, auth_lines: list[str]) -> list[str]:
+        """The EHLO keywords with the AUTH lines where Postfix puts them (before
+        ENHANCEDSTATUSCODES)."""
+        if not auth_lines:
+            return self.ehlo_keywords
+        at = self.ehlo_keywords.index("ENHANCEDSTATUSCODES")
+        return [*self.ehlo_keywords[:at], *auth_lines, *self.ehlo_keywords[at:]]

@@ -7,6 +7,11 @@ with the service's ``smtpd.facts`` and then carries out; the message through
 no more pipelined input is waiting. The message is opened at the first accepted
 recipient (that is when the queue ID is logged with ``client=``); the ``250 … queued
 as`` reply is sent only after the file and its directory entry are on disk.
+
+AUTH follows RFC 4954 and Postfix's smtpd_sasl_proto.c/smtpd_sasl_glue.c: the exchange
+is carried by the service's SASL back end (``postier.sasl``), each 334 challenge and
+client line in turn; failures are logged as Postfix logs them (``warning: NAME[ADDR]:
+SASL PLAIN authentication failed: …``, what fail2ban reads), never with the password.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from postier import stream
 from postier.cleanup.cleanup import CleanupMessage, Received
 from postier.queue.file import Envelope, Recipient
 from postier.restrictions import evaluate as rs
+from postier.sasl import api as sasl
+from postier.sasl.mechanisms import Mechanism, offered, usable
 from postier.smtpd.policy import Policy
 from postier.smtpd.service import Service
 from postier.smtpproto import events as ev
@@ -67,6 +74,13 @@ class Session:
         self.closing = False
         self.pipelining_violation = False
         self.out = bytearray()  # replies not yet written
+        # TLS: None while the session is in plaintext; STARTTLS (or wrapper mode) sets it.
+        self.tls: object | None = None
+        self.sasl_username: str | None = None  # after a 235
+        self.sasl_method: str | None = None
+        self.sasl_sender: str | None = None  # MAIL FROM's AUTH=, when authenticated
+        self.auth: sasl.Conversation | None = None  # an exchange waiting for a client line
+        self.auth_method = ""
 
     @property
     def client(self) -> str:
@@ -75,6 +89,23 @@ class Session:
     @property
     def protocol(self) -> str:
         return "ESMTP" if self.esmtp else "SMTP"
+
+    @property
+    def received_protocol(self) -> str:
+        """The Received: header's ``with``: RFC 3848 (``ESMTPA``, ``ESMTPSA``, …)."""
+        return (self.protocol + ("S" if self.tls is not None else "")
+                + ("A" if self.sasl_username else ""))
+
+    @property
+    def client_line(self) -> str:
+        """What ``QUEUE_ID: client=`` says: the client and, once authenticated, the SASL
+        method and login (Postfix: ``, sasl_method=PLAIN, sasl_username=USER``)."""
+        text = self.client
+        if self.sasl_username is not None:
+            text += f", sasl_method={self.sasl_method}, sasl_username={self.sasl_username}"
+            if self.sasl_sender is not None:
+                text += f", sasl_sender={self.sasl_sender}"
+        return text
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -134,6 +165,9 @@ class Session:
         Never raises (except ``CancelledError``): the ``disconnect from`` line is always
         written, once.
         """
+        if self.auth is not None:
+            self.auth.cancel()
+            self.auth = None
         try:
             self.abort_transaction()
         except Exception:  # an unfinished queue file that cannot be removed: say so
@@ -238,7 +272,7 @@ class Session:
             case ev.DataEnd():
                 return await self.on_data_end(event)
             case ev.Helo():
-                return self.on_helo(event)
+                return await self.on_helo(event)
             case ev.Mail():
                 return await self.on_mail(event)
             case ev.Rcpt():
@@ -273,10 +307,14 @@ class Session:
                 self.count("starttls", replies.STARTTLS_NOT_OFFERED)
                 return replies.STARTTLS_NOT_OFFERED
             case ev.Auth():
-                self.last_command = "AUTH"
-                self.count("auth", replies.AUTH_NOT_ENABLED)
-                return replies.AUTH_NOT_ENABLED
+                return await self.on_auth(event)
+            case ev.AuthLine(line=line):
+                return await self.on_auth_line(line)
             case ev.ProtocolError(reply=reply, command=command):
+                if self.auth is not None:  # a line too long in the middle of AUTH
+                    self.auth.cancel()
+                    self.auth = None
+                    self.count("auth", reply)
                 # As Postfix's smtpd: a line that is no command is "UNKNOWN" in the logs
                 # ("lost connection after UNKNOWN from …") and in the counts.
                 self.last_command = command or "UNKNOWN"
@@ -290,25 +328,32 @@ class Session:
 
     # --- commands -----------------------------------------------------------------------
 
-    def on_helo(self, event: ev.Helo) -> Reply:
+    async def on_helo(self, event: ev.Helo) -> Reply:
         self.last_command = "EHLO" if event.extended else "HELO"
         self.abort_transaction()
         # Non-printable characters never reach logs or the Received: header (as Postfix).
         self.helo = "".join(c if c.isprintable() else "?" for c in event.name)
         self.esmtp = event.extended
-        reply = (
-            replies.ehlo(self.svc.hostname, self.svc.ehlo_keywords)
-            if event.extended
-            else replies.helo(self.svc.hostname)
-        )
+        if event.extended:
+            keywords = self.svc.ehlo_with(await self.auth_keywords())
+            reply = replies.ehlo(self.svc.hostname, keywords)
+        else:
+            reply = replies.helo(self.svc.hostname)
         self.count("ehlo" if event.extended else "helo", reply)
         return reply
 
     async def on_mail(self, event: ev.Mail) -> Reply:
         self.last_command = "MAIL"
-        reply = self.policy.check_mail(event.address, event.params)
+        params = event.params
+        auth_param = None
+        if self.svc.sasl is not None and "AUTH" in params:  # RFC 4954 5
+            params = {k: v for k, v in params.items() if k != "AUTH"}
+            auth_param = event.params["AUTH"]
+        reply = self.policy.check_mail(event.address, params)
         if reply is None:
             self.sender = event.address
+            if self.sasl_username is not None and auth_param and auth_param != "<>":
+                self.sasl_sender = _printable(auth_param)
             reply = replies.MAIL_OK
         self.count("mail", reply)
         return reply
@@ -323,7 +368,7 @@ class Session:
             else:
                 if self.message is None:
                     try:  # logs QUEUE_ID: client=…
-                        self.message = self.svc.worker.cleanup.open(client=self.client)
+                        self.message = self.svc.worker.cleanup.open(client=self.client_line)
                     except OSError as exc:
                         self.log.warning(f"cannot create a queue file: {exc}")
                         self.count("rcpt", replies.QUEUE_WRITE_ERROR)
@@ -345,7 +390,7 @@ class Session:
             reverse_client_name=self.client_name,
             helo_name=self.helo,
             sender=self.sender,
-            sasl_username=None,
+            sasl_username=self.sasl_username,
             esmtp=self.esmtp,
             pipelining_violation=self.pipelining_violation,
         )
@@ -383,11 +428,13 @@ class Session:
             helo=self.helo or self.client_name,
             client_name=self.client_name,
             client_addr=self.client_addr,
-            protocol=self.protocol,
+            protocol=self.received_protocol,
             by_host=self.svc.hostname,
             mail_name=self.svc.mail_name,
             recipient=self.recipients[0].address if len(self.recipients) == 1 else None,
             when=datetime.now(UTC).astimezone(),
+            authenticated_sender=(
+                self.sasl_username if self.svc.sasl_authenticated_header else None),
         ))
         return replies.DATA_GO
 
@@ -445,10 +492,100 @@ class Session:
 
     def reset_transaction(self) -> None:
         self.sender = None
+        self.sasl_sender = None
         self.recipients = []
+
+    # --- AUTH (RFC 4954) ----------------------------------------------------------------
+
+    async def auth_mechanisms(self) -> list[Mechanism] | None:
+        """The back end's mechanisms, None when it cannot be reached (it logs why)."""
+        assert self.svc.sasl is not None
+        try:
+            return list(await self.svc.sasl.mechanisms())
+        except sasl.Unavailable:
+            return None
+
+    async def auth_keywords(self) -> list[str]:
+        """The EHLO AUTH lines for this session now (none when AUTH is not allowed)."""
+        tls = self.tls is not None
+        if not self.svc.auth_allowed(tls):
+            return []
+        mechanisms = await self.auth_mechanisms()
+        names = offered(mechanisms or [], self.svc.sasl_options(tls))
+        return replies.auth_keywords(names, broken_clients=self.svc.broken_sasl_auth_clients)
+
+    async def on_auth(self, event: ev.Auth) -> Reply:
+        self.last_command = "AUTH"
+        tls = self.tls is not None
+        if not self.svc.auth_allowed(tls):
+            return self.auth_done(replies.AUTH_NOT_ENABLED)
+        assert self.svc.sasl is not None
+        self.auth_method = _printable(event.mechanism)
+        initial = event.initial
+        if initial is not None and initial != "=" and not sasl.is_valid_base64(initial):
+            return self.auth_result(sasl.Step(sasl.Status.FAIL,
+                                              reason=replies.SASL_BAD_INITIAL_BASE64))
+        mechanisms = await self.auth_mechanisms()
+        if mechanisms is None:
+            return self.auth_result(sasl.Step(sasl.Status.TEMP))
+        if not usable(mechanisms, self.svc.sasl_options(tls), event.mechanism):
+            return self.auth_result(sasl.Step(sasl.Status.FAIL,
+                                              reason=replies.SASL_INVALID_MECHANISM))
+        sockname = self.writer.get_extra_info("sockname") or ("", 0)
+        conversation = self.svc.sasl.conversation(event.mechanism, sasl.ClientInfo(
+            remote_ip=self.client_addr if self.client_addr != "unknown" else "",
+            remote_port=self.client_port,
+            local_ip=str(sockname[0]).removeprefix("::ffff:") if sockname else "",
+            local_port=int(sockname[1]) if len(sockname) > 1 else 0,
+            secured=tls,
+            service=self.svc.sasl_service,
+        ))
+        self.auth = conversation
+        return self.auth_result(await conversation.start(initial))
+
+    async def on_auth_line(self, line: str) -> Reply:
+        conversation = self.auth
+        assert conversation is not None, "a SASL line without an exchange"
+        if line == "*":
+            conversation.cancel()
+            self.auth = None
+            self.log.warning(f"{self.client}: SASL {self.auth_method} authentication aborted")
+            return self.auth_done(replies.AUTH_ABORTED)
+        if not sasl.is_valid_base64(line):
+            conversation.cancel()
+            return self.auth_result(sasl.Step(sasl.Status.FAIL,
+                                              reason=replies.SASL_BAD_CONTINUED_BASE64))
+        return self.auth_result(await conversation.respond(line))
+
+    def auth_result(self, step: sasl.Step) -> Reply:
+        """The reply to one step of the exchange; logs a failure as Postfix does."""
+        if step.status is sasl.Status.MORE:
+            return replies.auth_challenge(step.challenge)
+        self.auth = None
+        if step.status is sasl.Status.OK and step.username:
+            self.sasl_username = _printable(step.username)
+            self.sasl_method = self.auth_method
+            return self.auth_done(replies.AUTH_OK)
+        reason = _printable(step.reason or replies.SASL_NO_REASON)
+        user = _printable(step.username or "(unavailable)")
+        self.log.warning(f"{self.client}: SASL {self.auth_method} authentication failed: "
+                         f"{reason}, sasl_username={user}")
+        if step.status is sasl.Status.TEMP:
+            return self.auth_done(replies.auth_temporary_failure(step.reason))
+        return self.auth_done(replies.auth_failed(step.reason))
+
+    def auth_done(self, reply: Reply) -> Reply:
+        """An AUTH command's final reply, counted once (``auth=1/2`` in the disconnect line)."""
+        self.count("auth", reply)
+        return reply
 
     def abort_transaction(self) -> None:
         if self.message is not None:
             self.message.abort()
             self.message = None
         self.reset_transaction()
+
+
+def _printable(text: str) -> str:
+    """``text`` with what is not printable replaced by ``?`` (Postfix's printable())."""
+    return "".join(c if c.isprintable() else "?" for c in text)

@@ -62,6 +62,7 @@ async def serve(
         task.cancel()
     if sessions:
         await asyncio.wait(list(sessions), timeout=5)
+    await worker.close()
 
 
 def main(argv: list[str] | None = None) -> int:
