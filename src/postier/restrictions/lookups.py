@@ -30,6 +30,7 @@ class Ask(enum.Enum):
     LOCAL_RECIPIENT = "local recipient"
     DNS = "dns"
     TABLE = "table"
+    SENDER_LOGINS = "sender logins"
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,17 @@ class TableLookup:
     ask: ClassVar[Ask] = Ask.TABLE
 
 
-Lookup = InMyNetworks | AddressClassOf | LocalRecipient | DomainDns | TableLookup
-Answer = bool | AddressClass | DnsResult | str | None
+@dataclass(frozen=True)
+class SenderLogins:
+    """The SASL logins that own ``sender`` in ``smtpd_sender_login_maps``. Answer: a
+    tuple of logins (``()``: the sender is in no map), or None (no maps configured)."""
+
+    sender: str
+    ask: ClassVar[Ask] = Ask.SENDER_LOGINS
+
+
+Lookup = InMyNetworks | AddressClassOf | LocalRecipient | DomainDns | TableLookup | SenderLogins
+Answer = bool | AddressClass | DnsResult | str | tuple[str, ...] | None
 
 #: An evaluation in progress: yields lookups, is sent their answers, returns a ``T``.
 Steps = Generator[Lookup, Answer, T]
@@ -89,6 +99,7 @@ class Facts(Protocol):
     def is_local_recipient(self, address: str) -> bool | None: ...
     def domain_dns(self, domain: str) -> DnsResult: ...
     def lookup(self, table: str, key: str) -> str | None: ...
+    def sender_logins(self, sender: str) -> tuple[str, ...] | None: ...
 
 
 def answer(facts: Facts, lookup: Lookup) -> Answer:
@@ -104,6 +115,8 @@ def answer(facts: Facts, lookup: Lookup) -> Answer:
             return facts.domain_dns(domain)
         case TableLookup(table=table, key=key):
             return facts.lookup(table, key)
+        case SenderLogins(sender=sender):
+            return facts.sender_logins(sender)
 
 
 def run(steps: Steps[T], facts: Facts) -> T:
@@ -148,4 +161,10 @@ def ask_domain_dns(domain: str) -> Steps[DnsResult]:
 def ask_table(table: str, key: str) -> Steps[str | None]:
     got = yield TableLookup(table, key)
     assert got is None or isinstance(got, str), got
+    return got
+
+
+def ask_sender_logins(sender: str) -> Steps[tuple[str, ...] | None]:
+    got = yield SenderLogins(sender)
+    assert got is None or isinstance(got, tuple), got
     return got

@@ -29,7 +29,11 @@ class ServiceFacts:
         classify: Classifier,
         local_recipients: LocalRecipientCheck,
         domain_dns: Callable[[str], Awaitable[DnsResult]],
+        sender_logins: Callable[[str], tuple[str, ...] | None] = lambda sender: None,
     ) -> None:
+        """``sender_logins(sender)``: the owners in smtpd_sender_login_maps (``()``: in no
+        map; None: no maps). Until tables exist it says "no maps"."""
+        self.sender_logins = sender_logins
         self.mynetworks = mynetworks
         self.classify = classify
         self.local_recipients = local_recipients
@@ -46,6 +50,8 @@ class ServiceFacts:
                 return self.local_recipients(address)
             case lk.TableLookup():
                 return None  # access tables are not built yet: "not found"
+            case lk.SenderLogins(sender=sender):
+                return self.sender_logins(sender)
             case lk.DomainDns():
                 raise AssertionError("DNS is answered by run()")
 

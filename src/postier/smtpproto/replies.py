@@ -355,5 +355,15 @@ def unauth_pipelining(what: ReplyClass, subject: str, code: int = 503) -> Reply:
                     "Improper use of SMTP command pipelining")
 
 
+def sender_not_owned(sender: str, login: str) -> Reply:
+    """reject_*sender_login_mismatch, authenticated client: the login does not own the sender."""
+    return rejected(553, "5.7.1", ReplyClass.SENDER, sender, f"not owned by user {login}")
+
+
+def sender_not_logged_in(sender: str) -> Reply:
+    """reject_*sender_login_mismatch, unauthenticated client using an owned sender."""
+    return rejected(553, "5.7.1", ReplyClass.SENDER, sender, "not logged in")
+
+
 # An access(5) table answer Postfix cannot interpret: a configuration error, not the client's.
 SERVER_CONFIGURATION_ERROR = Reply(451, "4.3.5", "Server configuration error")
