@@ -108,6 +108,7 @@ class Received:
     recipient: str | None
     when: datetime
     tls: str | None = None
+    authenticated_sender: str | None = None  # smtpd_sasl_authenticated_header
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,7 @@ class CleanupMessage:
                 client_addr=received.client_addr, protocol=received.protocol,
                 by_host=received.by_host, mail_name=received.mail_name,
                 queue_id=self.queue_id, recipient=received.recipient, when=received.when,
-                tls=received.tls,
+                tls=received.tls, authenticated_sender=received.authenticated_sender,
             ))
 
     def write(self, data: bytes) -> None:

@@ -81,14 +81,17 @@ def rfc5322_date(when: datetime) -> str:
 def received_header(
     *, helo: str, client_name: str, client_addr: str, protocol: str, by_host: str,
     mail_name: str, queue_id: str, recipient: str | None, when: datetime,
-    tls: str | None = None,
+    tls: str | None = None, authenticated_sender: str | None = None,
 ) -> bytes:
-    """The Received: header smtpd puts on top of a message (LF line ends)."""
+    """The Received: header smtpd puts on top of a message (LF line ends);
+    ``authenticated_sender`` adds Postfix's ``(Authenticated sender: USER)`` line."""
     addr = f"IPv6:{client_addr}" if ":" in client_addr and not client_addr.startswith("IPv6:") \
         else client_addr
     lines = [f"Received: from {helo or client_name} ({client_name} [{addr}])"]
     if tls:
         lines.append(f"\t({tls})")
+    if authenticated_sender:
+        lines.append(f"\t(Authenticated sender: {authenticated_sender})")
     by = f"\tby {by_host} ({mail_name}) with {protocol} id {queue_id}"
     date = rfc5322_date(when)
     if recipient is not None:

@@ -482,18 +482,34 @@ SMTPUTF8_ENABLE = Param.bool("smtputf8_enable", "yes", "enable SMTPUTF8 support"
 # --- SASL and TLS ---------------------------------------------------------------------
 SMTPD_SASL_AUTH_ENABLE = Param.bool(
     "smtpd_sasl_auth_enable", "no",
-    "enable SASL authentication in the SMTP server")
-SMTPD_SASL_TYPE = Param.str("smtpd_sasl_type", "cyrus", "SASL plug-in type: cyrus or dovecot")
-SMTPD_SASL_PATH = Param.str("smtpd_sasl_path", "smtpd", "SASL plug-in configuration or socket path")
+    "enable SASL authentication in the SMTP server", implemented=True)
+SMTPD_SASL_TYPE = Param.str(
+    "smtpd_sasl_type", "cyrus", "SASL plug-in type: cyrus or dovecot", implemented=True)
+SMTPD_SASL_PATH = Param.str(
+    "smtpd_sasl_path", "smtpd",
+    "Dovecot: auth socket (relative to queue_directory) or inet:host:port; "
+    "Cyrus: the application name (smtpd.conf)", implemented=True)
+SMTPD_SASL_SERVICE = Param.str(
+    "smtpd_sasl_service", "smtp", "the service name given to the SASL server",
+    implemented=True)
 SMTPD_SASL_AUTHENTICATED_HEADER = Param.bool(
     "smtpd_sasl_authenticated_header", "no",
-    "record the SASL login name in the Received: header")
+    "record the SASL login name in the Received: header", implemented=True)
 SMTPD_SASL_SECURITY_OPTIONS = Param.list(
     "smtpd_sasl_security_options", "noanonymous",
-    "SASL security options")
+    "SASL security options", implemented=True)
+SMTPD_SASL_TLS_SECURITY_OPTIONS = Param.list(
+    "smtpd_sasl_tls_security_options", "$smtpd_sasl_security_options",
+    "SASL security options under TLS", implemented=True)
+SMTPD_SASL_LOCAL_DOMAIN = Param.str(
+    "smtpd_sasl_local_domain", "", "the SASL realm (Cyrus: given to saslauthd)",
+    implemented=True)
+CYRUS_SASL_CONFIG_PATH = Param.str(
+    "cyrus_sasl_config_path", "", "where Cyrus's smtpd.conf is searched (colon-separated)",
+    implemented=True)
 BROKEN_SASL_AUTH_CLIENTS = Param.bool(
     "broken_sasl_auth_clients", "no",
-    "also announce AUTH=mechanism for old clients")
+    "also announce AUTH=mechanism for old clients", implemented=True)
 SMTPD_TLS_SECURITY_LEVEL = Param.str(
     "smtpd_tls_security_level", "",
     "SMTP server TLS level: none, may or encrypt (empty: smtpd_use_tls/smtpd_enforce_tls)",

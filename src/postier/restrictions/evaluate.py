@@ -38,6 +38,7 @@ from postier.restrictions.lookups import (
     ask_domain_dns,
     ask_local_recipient,
     ask_mynetworks,
+    ask_sender_logins,
     ask_table,
     run,
 )
@@ -302,6 +303,53 @@ def r_permit_mynetworks(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
 
 def r_permit_sasl_authenticated(ctx: Ctx, arg: str | None) -> Outcome:
     return PERMIT if ctx.state.sasl_username else DUNNO
+
+
+def _auth_sender_login_mismatch(ctx: Ctx, *, allow_unknown: bool) -> Steps[Outcome]:
+    """An authenticated client's sender must be owned by its login (smtpd_sender_login_maps);
+    ``allow_unknown``: a sender in no map passes."""
+    sender, login = ctx.state.sender, ctx.state.sasl_username
+    if not sender or not login:
+        return DUNNO
+    owners = yield from ask_sender_logins(sender)
+    if owners is None or (allow_unknown and not owners):
+        return DUNNO
+    if any(login.casefold() == owner.casefold() for owner in owners):
+        return DUNNO
+    return Outcome(Verdict.REJECT, replies.sender_not_owned(sender, login))
+
+
+def _unauth_sender_login_mismatch(ctx: Ctx) -> Steps[Outcome]:
+    """A sender that some login owns needs an authenticated client."""
+    sender = ctx.state.sender
+    if not sender or ctx.state.sasl_username:
+        return DUNNO
+    owners = yield from ask_sender_logins(sender)
+    if owners:
+        return Outcome(Verdict.REJECT, replies.sender_not_logged_in(sender))
+    return DUNNO
+
+
+def r_reject_sender_login_mismatch(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
+    if ctx.state.sasl_username:
+        return (yield from _auth_sender_login_mismatch(ctx, allow_unknown=False))
+    return (yield from _unauth_sender_login_mismatch(ctx))
+
+
+def r_reject_known_sender_login_mismatch(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
+    if ctx.state.sasl_username:
+        return (yield from _auth_sender_login_mismatch(ctx, allow_unknown=True))
+    return (yield from _unauth_sender_login_mismatch(ctx))
+
+
+def r_reject_authenticated_sender_login_mismatch(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
+    return (yield from _auth_sender_login_mismatch(ctx, allow_unknown=False))
+
+
+def r_reject_unauthenticated_sender_login_mismatch(
+    ctx: Ctx, arg: str | None
+) -> Steps[Outcome]:
+    return (yield from _unauth_sender_login_mismatch(ctx))
 
 
 def r_permit_auth_destination(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
@@ -608,6 +656,7 @@ _CLASS = frozenset({_A.ADDRESS_CLASS})
 _UNLISTED = frozenset({_A.ADDRESS_CLASS, _A.LOCAL_RECIPIENT})
 _DOMAIN_DNS = frozenset({_A.ADDRESS_CLASS, _A.DNS})
 _TABLE = frozenset({_A.TABLE})
+_LOGINS = frozenset({_A.SENDER_LOGINS})
 _HELO, _SENDER, _RCPT = Stage.HELO, Stage.SENDER, Stage.RECIPIENT
 
 _ROWS = (
@@ -620,6 +669,15 @@ _ROWS = (
     Restriction("permit_mynetworks", r_permit_mynetworks,
                 Needs(asks=frozenset({_A.MYNETWORKS}))),
     Restriction("permit_sasl_authenticated", r_permit_sasl_authenticated, Needs(sasl=True)),
+    Restriction("reject_sender_login_mismatch", r_reject_sender_login_mismatch,
+                Needs(_SENDER, _LOGINS, sasl=True)),
+    Restriction("reject_known_sender_login_mismatch", r_reject_known_sender_login_mismatch,
+                Needs(_SENDER, _LOGINS, sasl=True)),
+    Restriction("reject_authenticated_sender_login_mismatch",
+                r_reject_authenticated_sender_login_mismatch, Needs(_SENDER, _LOGINS, sasl=True)),
+    Restriction("reject_unauthenticated_sender_login_mismatch",
+                r_reject_unauthenticated_sender_login_mismatch,
+                Needs(_SENDER, _LOGINS, sasl=True)),
     Restriction("permit_auth_destination", r_permit_auth_destination, Needs(_RCPT, _CLASS)),
     Restriction("reject_unauth_destination", r_reject_unauth_destination,
                 Needs(_RCPT, _CLASS), relay_guard=True),

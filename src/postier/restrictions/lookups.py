@@ -32,6 +32,7 @@ class Ask(enum.Enum):
     LOCAL_RECIPIENT = "local recipient"
     DNS = "dns"
     TABLE = "table"
+    SENDER_LOGINS = "sender logins"
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,17 @@ class TableFailed:
     reason: str
 
 
-Lookup = InMyNetworks | AddressClassOf | LocalRecipient | DomainDns | TableLookup
-Answer = bool | AddressClass | DnsResult | str | None | TableFailed
+@dataclass(frozen=True)
+class SenderLogins:
+    """The SASL logins that own ``sender`` in ``smtpd_sender_login_maps``. Answer: a
+    tuple of logins (``()``: the sender is in no map), or None (no maps configured)."""
+
+    sender: str
+    ask: ClassVar[Ask] = Ask.SENDER_LOGINS
+
+
+Lookup = InMyNetworks | AddressClassOf | LocalRecipient | DomainDns | TableLookup | SenderLogins
+Answer = bool | AddressClass | DnsResult | str | tuple[str, ...] | None | TableFailed
 
 #: An evaluation in progress: yields lookups, is sent their answers, returns a ``T``.
 Steps = Generator[Lookup, Answer, T]
@@ -107,6 +117,7 @@ class Facts(Protocol):
         """One key of a table (the search order is applied by ``answer``); may raise
         ``tables.TableError``."""
         ...
+    def sender_logins(self, sender: str) -> tuple[str, ...] | None: ...
 
 
 def answer(facts: Facts, lookup: Lookup) -> Answer:
@@ -129,6 +140,8 @@ def answer(facts: Facts, lookup: Lookup) -> Answer:
             except TableError as exc:
                 return TableFailed(str(exc))
             return None
+        case SenderLogins(sender=sender):
+            return facts.sender_logins(sender)
 
 
 def run(steps: Steps[T], facts: Facts) -> T:
@@ -174,4 +187,10 @@ def ask_table(table: str, key: str, subject: Subject = Subject.WHOLE
               ) -> Steps[str | TableFailed | None]:
     got = yield TableLookup(table, key, subject)
     assert got is None or isinstance(got, str | TableFailed), got
+    return got
+
+
+def ask_sender_logins(sender: str) -> Steps[tuple[str, ...] | None]:
+    got = yield SenderLogins(sender)
+    assert got is None or isinstance(got, tuple), got
     return got

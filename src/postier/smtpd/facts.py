@@ -51,7 +51,11 @@ class ServiceFacts:
         tables: Tables | None = None,
         search: SearchSettings | None = None,
         warn: Callable[[str], None] = lambda message: None,
+        sender_logins: Callable[[str], tuple[str, ...] | None] = lambda sender: None,
     ) -> None:
+        """``sender_logins(sender)``: the owners in smtpd_sender_login_maps (``()``: in no
+        map; None: no maps). Until tables exist it says "no maps"."""
+        self.sender_logins = sender_logins
         self.mynetworks = mynetworks
         self.classify = classify
         self.local_recipients = local_recipients
@@ -93,6 +97,8 @@ class ServiceFacts:
                 return self.classify(domain)
             case lk.LocalRecipient(address=address):
                 return self.local_recipients(address)
+            case lk.SenderLogins(sender=sender):
+                return self.sender_logins(sender)
             case lk.TableLookup() | lk.DomainDns():
                 raise AssertionError("tables and DNS are answered by run()")
 

@@ -3,7 +3,8 @@
 Follows Postfix's master.cf(5) (``-o name=value`` per service: every parameter,
 ``syslog_name`` included) and the smtpd(8) parameters of postconf(5); restriction lists
 are parsed here once, at start, and the TLS certificates and keys are read here, at
-start, before the privilege drop (``postier.tls``).
+start, before the privilege drop (``postier.tls``); SASL settings as SASL_README
+(``smtpd_sasl_*``, ``smtpd_tls_auth_only``, ``broken_sasl_auth_clients``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from postier.cleanup.cleanup import Cleanup
 from postier.config.errors import ConfigError
 from postier.config.params import (
+    BROKEN_SASL_AUTH_CLIENTS,
     DISABLE_VRFY_COMMAND,
     LINE_LENGTH_LIMIT,
     MAIL_NAME,
@@ -28,8 +30,14 @@ from postier.config.params import (
     SMTPD_RECIPIENT_LIMIT,
     SMTPD_REJECT_UNLISTED_RECIPIENT,
     SMTPD_REJECT_UNLISTED_SENDER,
+    SMTPD_SASL_AUTH_ENABLE,
+    SMTPD_SASL_AUTHENTICATED_HEADER,
+    SMTPD_SASL_SECURITY_OPTIONS,
+    SMTPD_SASL_SERVICE,
+    SMTPD_SASL_TLS_SECURITY_OPTIONS,
     SMTPD_SOFT_ERROR_LIMIT,
     SMTPD_TIMEOUT,
+    SMTPD_TLS_AUTH_ONLY,
     SYSLOG_FACILITY,
     SYSLOG_NAME,
 )
@@ -40,6 +48,8 @@ from postier.restrictions import evaluate as rs
 from postier.restrictions.lists import RESTRICTION_LISTS
 from postier.rewrite.mynetworks import MyNetworks
 from postier.rewrite.resolve import Classifier, LocalRecipientCheck
+from postier.sasl.api import Authenticator
+from postier.sasl.mechanisms import parse_security_options
 from postier.smtpd.facts import ServiceFacts, access_search, open_access_tables, read_text_file
 from postier.smtpd.process import Worker
 from postier.tls.context import ServerTls, load_server_tls
@@ -109,11 +119,34 @@ class Service:
             keywords.append("VRFY")
         keywords += ["ENHANCEDSTATUSCODES", "8BITMIME", "DSN"]
         self.ehlo_keywords = keywords
+        # SASL (SASL_README): the back end is the process's, shared by its services.
+        self.sasl_enable = cfg[SMTPD_SASL_AUTH_ENABLE]
+        self.sasl: Authenticator | None = worker.authenticator(cfg) if self.sasl_enable else None
+        self.sasl_service = cfg[SMTPD_SASL_SERVICE]
+        self.sasl_security_options = parse_security_options(cfg[SMTPD_SASL_SECURITY_OPTIONS])
+        self.sasl_tls_security_options = parse_security_options(
+            cfg[SMTPD_SASL_TLS_SECURITY_OPTIONS])
+        self.tls_auth_only = cfg[SMTPD_TLS_AUTH_ONLY]
+        self.broken_sasl_auth_clients = cfg[BROKEN_SASL_AUTH_CLIENTS]
+        self.sasl_authenticated_header = cfg[SMTPD_SASL_AUTHENTICATED_HEADER]
 
-    def ehlo_keywords_for(self, *, tls_active: bool) -> list[str]:
-        """The EHLO keywords now: STARTTLS (in Postfix's place, after VRFY) while TLS is
-        offered and not yet active; never in wrapper mode (TLS is already on)."""
-        keywords = list(self.ehlo_keywords)
+    def auth_allowed(self, tls: bool) -> bool:
+        """May a session use AUTH (smtpd_sasl_auth_enable; with smtpd_tls_auth_only, only
+        under TLS)?"""
+        return self.sasl is not None and (tls or not self.tls_auth_only)
+
+    def sasl_options(self, tls: bool) -> frozenset[str]:
+        """smtpd_sasl_tls_security_options under TLS, else smtpd_sasl_security_options."""
+        return self.sasl_tls_security_options if tls else self.sasl_security_options
+
+    def ehlo_keywords_for(self, *, tls_active: bool, auth_lines: list[str]) -> list[str]:
+        """The EHLO keywords now, in Postfix's order: STARTTLS while TLS is offered and not
+        yet active (never in wrapper mode: TLS is already on), then the AUTH lines, both
+        before ENHANCEDSTATUSCODES."""
+        extra = list(auth_lines)
         if self.tls.offered and not tls_active:
-            keywords.insert(keywords.index("ENHANCEDSTATUSCODES"), "STARTTLS")
-        return keywords
+            extra.insert(0, "STARTTLS")
+        if not extra:
+            return self.ehlo_keywords
+        at = self.ehlo_keywords.index("ENHANCEDSTATUSCODES")
+        return [*self.ehlo_keywords[:at], *extra, *self.ehlo_keywords[at:]]

@@ -15,6 +15,11 @@ STARTTLS runs inside TLS (CVE-2011-0411, CVE-2024-34083 class); HELO and the
 transaction are forgotten. In wrapper mode (smtps) the handshake comes before the
 greeting. A handshake that fails is one line (``SSL_accept error from …``), one that
 stalls ends after ``smtpd_starttls_timeout``.
+
+AUTH follows RFC 4954 and Postfix's smtpd_sasl_proto.c/smtpd_sasl_glue.c: the exchange
+is carried by the service's SASL back end (``postier.sasl``), each 334 challenge and
+client line in turn; failures are logged as Postfix logs them (``warning: NAME[ADDR]:
+SASL PLAIN authentication failed: …``, what fail2ban reads), never with the password.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from postier import stream
 from postier.cleanup.cleanup import CleanupMessage, Received
 from postier.queue.file import Envelope, Recipient
 from postier.restrictions import evaluate as rs
+from postier.sasl import api as sasl
+from postier.sasl.mechanisms import Mechanism, offered, usable
 from postier.smtpd.policy import Policy, dsn_mail_attrs, dsn_rcpt_fields
 from postier.smtpd.service import Service
 from postier.smtpproto import events as ev
@@ -102,6 +109,13 @@ class Session:
         self.tls: TlsInfo | None = None
         self.tls_pending = False  # STARTTLS answered 220: handshake after the flush
 
+        # --- SASL ---
+        self.sasl_username: str | None = None  # after a 235
+        self.sasl_method: str | None = None
+        self.sasl_sender: str | None = None  # MAIL FROM's AUTH=, when authenticated
+        self.auth: sasl.Conversation | None = None  # an exchange waiting for a client line
+        self.auth_method = ""
+
     @property
     def writer(self) -> asyncio.StreamWriter:
         if self._writer is None:
@@ -114,9 +128,25 @@ class Session:
 
     @property
     def protocol(self) -> str:
-        """Received:'s ``with`` (RFC 3848): ESMTP, then S under TLS."""
-        base = "ESMTP" if self.esmtp else "SMTP"
-        return base + "S" if self.tls is not None and self.esmtp else base
+        """``ESMTP`` or ``SMTP``, as the logs' ``proto=`` says (Received: adds S and A)."""
+        return "ESMTP" if self.esmtp else "SMTP"
+
+    @property
+    def received_protocol(self) -> str:
+        """The Received: header's ``with``: RFC 3848 (``ESMTPA``, ``ESMTPSA``, …)."""
+        return (self.protocol + ("S" if self.tls is not None else "")
+                + ("A" if self.sasl_username else ""))
+
+    @property
+    def client_line(self) -> str:
+        """What ``QUEUE_ID: client=`` says: the client and, once authenticated, the SASL
+        method and login (Postfix: ``, sasl_method=PLAIN, sasl_username=USER``)."""
+        text = self.client
+        if self.sasl_username is not None:
+            text += f", sasl_method={self.sasl_method}, sasl_username={self.sasl_username}"
+            if self.sasl_sender is not None:
+                text += f", sasl_sender={self.sasl_sender}"
+        return text
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -223,6 +253,9 @@ class Session:
         Never raises (except ``CancelledError``): the ``disconnect from`` line is always
         written, once.
         """
+        if self.auth is not None:
+            self.auth.cancel()
+            self.auth = None
         try:
             self.abort_transaction()
         except Exception:  # an unfinished queue file that cannot be removed: say so
@@ -343,7 +376,7 @@ class Session:
             case ev.DataEnd():
                 return await self.on_data_end(event)
             case ev.Helo():
-                return self.on_helo(event)
+                return await self.on_helo(event)
             case ev.Mail():
                 return await self.on_mail(event)
             case ev.Rcpt():
@@ -376,10 +409,14 @@ class Session:
             case ev.StartTls():
                 return self.on_starttls()
             case ev.Auth():
-                self.last_command = "AUTH"
-                self.count("auth", replies.AUTH_NOT_ENABLED)
-                return replies.AUTH_NOT_ENABLED
+                return await self.on_auth(event)
+            case ev.AuthLine(line=line):
+                return await self.on_auth_line(line)
             case ev.ProtocolError(reply=reply, command=command):
+                if self.auth is not None:  # a line too long in the middle of AUTH
+                    self.auth.cancel()
+                    self.auth = None
+                    self.count("auth", reply)
                 # As Postfix's smtpd: a line that is no command is "UNKNOWN" in the logs
                 # ("lost connection after UNKNOWN from …") and in the counts.
                 self.last_command = command or "UNKNOWN"
@@ -393,27 +430,34 @@ class Session:
 
     # --- commands -----------------------------------------------------------------------
 
-    def on_helo(self, event: ev.Helo) -> Reply:
+    async def on_helo(self, event: ev.Helo) -> Reply:
         self.last_command = "EHLO" if event.extended else "HELO"
         self.abort_transaction()
         # Non-printable characters never reach logs or the Received: header (as Postfix).
         self.helo = "".join(c if c.isprintable() else "?" for c in event.name)
         self.esmtp = event.extended
-        reply = (
-            replies.ehlo(self.svc.hostname,
-                         self.svc.ehlo_keywords_for(tls_active=self.tls is not None))
-            if event.extended
-            else replies.helo(self.svc.hostname)
-        )
+        if event.extended:
+            keywords = self.svc.ehlo_keywords_for(
+                tls_active=self.tls is not None, auth_lines=await self.auth_keywords())
+            reply = replies.ehlo(self.svc.hostname, keywords)
+        else:
+            reply = replies.helo(self.svc.hostname)
         self.count("ehlo" if event.extended else "helo", reply)
         return reply
 
     async def on_mail(self, event: ev.Mail) -> Reply:
         self.last_command = "MAIL"
-        reply = self.policy.check_mail(event.address, event.params)
+        params = event.params
+        auth_param = None
+        if self.svc.sasl is not None and "AUTH" in params:  # RFC 4954 5
+            params = {k: v for k, v in params.items() if k != "AUTH"}
+            auth_param = event.params["AUTH"]
+        reply = self.policy.check_mail(event.address, params)
         if reply is None:
             self.sender = event.address
             self.dsn_attrs = dsn_mail_attrs(event.params)  # RET, ENVID (RFC 3461)
+            if self.sasl_username is not None and auth_param and auth_param != "<>":
+                self.sasl_sender = _printable(auth_param)
             reply = replies.MAIL_OK
         self.count("mail", reply)
         return reply
@@ -428,7 +472,7 @@ class Session:
             else:
                 if self.message is None:
                     try:  # logs QUEUE_ID: client=…
-                        self.message = self.svc.cleanup.open(client=self.client)
+                        self.message = self.svc.cleanup.open(client=self.client_line)
                     except OSError as exc:
                         self.log.warning(f"cannot create a queue file: {exc}")
                         self.count("rcpt", replies.QUEUE_WRITE_ERROR)
@@ -452,7 +496,7 @@ class Session:
             reverse_client_name=self.client_name,
             helo_name=self.helo,
             sender=self.sender,
-            sasl_username=None,
+            sasl_username=self.sasl_username,
             esmtp=self.esmtp,
             pipelining_violation=self.pipelining_violation,
         )
@@ -490,13 +534,15 @@ class Session:
             helo=self.helo or self.client_name,
             client_name=self.client_name,
             client_addr=self.client_addr,
-            protocol=self.protocol,
+            protocol=self.received_protocol,
             by_host=self.svc.hostname,
             mail_name=self.svc.mail_name,
             recipient=self.recipients[0].address if len(self.recipients) == 1 else None,
             when=datetime.now(UTC).astimezone(),
             tls=(self.tls.received_clause()
                  if self.tls is not None and self.svc.tls.policy.received_header else None),
+            authenticated_sender=(
+                self.sasl_username if self.svc.sasl_authenticated_header else None),
         ))
         return replies.DATA_GO
 
@@ -560,8 +606,93 @@ class Session:
 
     def reset_transaction(self) -> None:
         self.sender = None
+        self.sasl_sender = None
         self.recipients = []
         self.dsn_attrs = {}
+
+    # --- AUTH (RFC 4954) ----------------------------------------------------------------
+
+    async def auth_mechanisms(self) -> list[Mechanism] | None:
+        """The back end's mechanisms, None when it cannot be reached (it logs why)."""
+        assert self.svc.sasl is not None
+        try:
+            return list(await self.svc.sasl.mechanisms())
+        except sasl.Unavailable:
+            return None
+
+    async def auth_keywords(self) -> list[str]:
+        """The EHLO AUTH lines for this session now (none when AUTH is not allowed)."""
+        tls = self.tls is not None
+        if not self.svc.auth_allowed(tls):
+            return []
+        mechanisms = await self.auth_mechanisms()
+        names = offered(mechanisms or [], self.svc.sasl_options(tls))
+        return replies.auth_keywords(names, broken_clients=self.svc.broken_sasl_auth_clients)
+
+    async def on_auth(self, event: ev.Auth) -> Reply:
+        self.last_command = "AUTH"
+        tls = self.tls is not None
+        if not self.svc.auth_allowed(tls):
+            return self.auth_done(replies.AUTH_NOT_ENABLED)
+        assert self.svc.sasl is not None
+        self.auth_method = _printable(event.mechanism)
+        initial = event.initial
+        if initial is not None and initial != "=" and not sasl.is_valid_base64(initial):
+            return self.auth_result(sasl.Step(sasl.Status.FAIL,
+                                              reason=replies.SASL_BAD_INITIAL_BASE64))
+        mechanisms = await self.auth_mechanisms()
+        if mechanisms is None:
+            return self.auth_result(sasl.Step(sasl.Status.TEMP))
+        if not usable(mechanisms, self.svc.sasl_options(tls), event.mechanism):
+            return self.auth_result(sasl.Step(sasl.Status.FAIL,
+                                              reason=replies.SASL_INVALID_MECHANISM))
+        sockname = self.writer.get_extra_info("sockname") or ("", 0)
+        conversation = self.svc.sasl.conversation(event.mechanism, sasl.ClientInfo(
+            remote_ip=self.client_addr if self.client_addr != "unknown" else "",
+            remote_port=self.client_port,
+            local_ip=str(sockname[0]).removeprefix("::ffff:") if sockname else "",
+            local_port=int(sockname[1]) if len(sockname) > 1 else 0,
+            secured=tls,
+            service=self.svc.sasl_service,
+        ))
+        self.auth = conversation
+        return self.auth_result(await conversation.start(initial))
+
+    async def on_auth_line(self, line: str) -> Reply:
+        conversation = self.auth
+        assert conversation is not None, "a SASL line without an exchange"
+        if line == "*":
+            conversation.cancel()
+            self.auth = None
+            self.log.warning(f"{self.client}: SASL {self.auth_method} authentication aborted")
+            return self.auth_done(replies.AUTH_ABORTED)
+        if not sasl.is_valid_base64(line):
+            conversation.cancel()
+            return self.auth_result(sasl.Step(sasl.Status.FAIL,
+                                              reason=replies.SASL_BAD_CONTINUED_BASE64))
+        return self.auth_result(await conversation.respond(line))
+
+    def auth_result(self, step: sasl.Step) -> Reply:
+        """The reply to one step of the exchange; logs a failure as Postfix does."""
+        if step.status is sasl.Status.MORE:
+            return replies.auth_challenge(step.challenge)
+        self.auth = None
+        if step.status is sasl.Status.OK and step.username:
+            self.sasl_username = _printable(step.username)
+            self.sasl_method = self.auth_method
+            return self.auth_done(replies.AUTH_OK)
+        reason = _printable(step.reason or replies.SASL_NO_REASON)
+        user = _printable(step.username or "(unavailable)")
+        self.log.warning(f"{self.client}: SASL {self.auth_method} authentication failed: "
+                         f"{reason}, sasl_username={user}")
+        if step.status is sasl.Status.TEMP:
+            return self.auth_done(replies.auth_temporary_failure(step.reason))
+        return self.auth_done(replies.auth_failed(step.reason))
+
+    def auth_done(self, reply: Reply) -> Reply:
+        """An AUTH command's final reply, counted once (``auth=1/2`` in the disconnect line)."""
+        self.count("auth", reply)
+        return reply
 
     def abort_transaction(self) -> None:
         if self.message is not None:
@@ -661,3 +792,7 @@ def discard_buffered(reader: asyncio.StreamReader) -> int:
     count = len(buffered)
     buffered.clear()
     return count
+
+def _printable(text: str) -> str:
+    """``text`` with what is not printable replaced by ``?`` (Postfix's printable())."""
+    return "".join(c if c.isprintable() else "?" for c in text)

@@ -79,6 +79,7 @@ async def serve(
         task.cancel()
     if sessions:
         await asyncio.wait(list(sessions), timeout=5)
+    await worker.close()
 
 
 async def accept_wrapped(

@@ -208,6 +208,7 @@ AUTH_NOT_ENABLED = Reply(503, "5.5.1", "Error: authentication not enabled")
 AUTH_SYNTAX = Reply(501, "5.5.4", "Syntax: AUTH mechanism")
 ALREADY_AUTHENTICATED = Reply(503, "5.5.1", "Error: already authenticated")
 AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
+# The client core recognises it; smtpd sends auth_failed(reason).
 AUTH_FAILED = Reply(535, "5.7.8", "Error: authentication failed")
 AUTH_ABORTED = Reply(501, "5.7.0", "Authentication aborted")
 
@@ -215,6 +216,41 @@ AUTH_ABORTED = Reply(501, "5.7.0", "Authentication aborted")
 def auth_challenge(challenge_b64: str) -> Reply:
     """``334 BASE64`` (RFC 4954); an empty challenge is sent as ``334 `` (a space)."""
     return Reply(334, None, challenge_b64)
+
+
+# Postfix's own SASL failure reasons (xsasl_dovecot_server.c), and its stand-in when the
+# authentication server gave none.
+SASL_NO_REASON = "(reason unavailable)"
+SASL_INVALID_MECHANISM = "Invalid authentication mechanism"
+SASL_BAD_INITIAL_BASE64 = "Invalid base64 data in initial response"
+SASL_BAD_CONTINUED_BASE64 = "Invalid base64 data in continued response"
+
+
+def auth_failed(reason: str) -> Reply:
+    """RFC 4954 6: ``535 5.7.8 Error: authentication failed: REASON`` (Postfix 3.7)."""
+    return Reply(535, "5.7.8", f"Error: authentication failed: {reason or SASL_NO_REASON}")
+
+
+def auth_temporary_failure(reason: str) -> Reply:
+    """RFC 4954 6: ``454 4.7.0 Temporary authentication failure: REASON`` (Postfix 3.7:
+    the authentication server unreachable, timed out, or said temp_fail)."""
+    return Reply(454, "4.7.0", f"Temporary authentication failure: {reason or SASL_NO_REASON}")
+
+
+# smtpd_tls_security_level = encrypt (smtpd_enforce_tls) before STARTTLS: MAIL, AUTH, …
+MUST_STARTTLS = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
+# A continuation longer than smtpd_sasl_response_limit. unsure: not sent yet (the line
+# buffer answers LINE_TOO_LONG first).
+SASL_RESPONSE_LIMIT = Reply(500, "5.5.6", "SASL response limit exceeded")
+
+
+def auth_keywords(mechanisms: list[str] | tuple[str, ...], *, broken_clients: bool) -> list[str]:
+    """The EHLO lines announcing AUTH (``AUTH PLAIN LOGIN``; ``AUTH=PLAIN LOGIN`` too for
+    broken_sasl_auth_clients); none without mechanisms."""
+    if not mechanisms:
+        return []
+    names = " ".join(mechanisms)
+    return [f"AUTH {names}", *([f"AUTH={names}"] if broken_clients else [])]
 
 
 # --- restriction results (smtpd_check) ----------------------------------------------
@@ -338,6 +374,16 @@ def unauth_pipelining(what: ReplyClass, subject: str, code: int = 503) -> Reply:
     """
     return rejected(code, _dsn(code, "5.0"), what, subject,
                     "Improper use of SMTP command pipelining")
+
+
+def sender_not_owned(sender: str, login: str) -> Reply:
+    """reject_*sender_login_mismatch, authenticated client: the login does not own the sender."""
+    return rejected(553, "5.7.1", ReplyClass.SENDER, sender, f"not owned by user {login}")
+
+
+def sender_not_logged_in(sender: str) -> Reply:
+    """reject_*sender_login_mismatch, unauthenticated client using an owned sender."""
+    return rejected(553, "5.7.1", ReplyClass.SENDER, sender, "not logged in")
 
 
 # An access(5) table answer Postfix cannot interpret: a configuration error, not the client's.

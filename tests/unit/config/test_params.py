@@ -113,10 +113,10 @@ def test_a_parameter_is_not_both_implemented_and_inert() -> None:
 
 def test_unimplemented_settings_reads_the_flags() -> None:
     assert PARAMS["myhostname"].implemented and PARAMS["biff"].inert
-    assert not (PARAMS["smtpd_sasl_auth_enable"].implemented
-                or PARAMS["smtpd_sasl_auth_enable"].inert)
-    assert unimplemented_settings({"smtpd_sasl_auth_enable", "myhostname", "biff", "nosuch"}) == [
-        "smtpd_sasl_auth_enable"
+    assert not (PARAMS["smtpd_delay_reject"].implemented
+                or PARAMS["smtpd_delay_reject"].inert)
+    assert unimplemented_settings({"smtpd_delay_reject", "myhostname", "biff", "nosuch"}) == [
+        "smtpd_delay_reject"
     ]
 
 
@@ -134,18 +134,18 @@ def test_the_flag_drives_the_not_implemented_warnings(
     config_dir = _instance(
         tmp_path,
         # alias_maps emptied: the default hash:/etc/aliases depends on this machine
-        "queue_directory = /tmp/q\nsmtpd_sasl_auth_enable = yes\nbiff = no\nalias_maps =\n",
-        "smtp inet n - n - - smtpd -o smtpd_tls_session_cache_database=btree:/x\n",
+        "queue_directory = /tmp/q\nsmtpd_delay_reject = no\nbiff = no\nalias_maps =\n",
+        "smtp inet n - n - - smtpd -o strict_rfc821_envelopes=yes\n",
     )
     main_cf, master_cf = tmp_path / "main.cf", tmp_path / "master.cf"
     expected = [
-        f"{main_cf}, line 2: parameter smtpd_sasl_auth_enable is not implemented by postier "
-        "yet; its setting (yes) has no effect",
-        f"{master_cf}, line 1: service smtp: -o smtpd_tls_session_cache_database is not "
-        "implemented by postier yet; it has no effect",
+        f"{main_cf}, line 2: parameter smtpd_delay_reject is not implemented by postier "
+        "yet; its setting (no) has no effect",
+        f"{master_cf}, line 1: service smtp: -o strict_rfc821_envelopes is not implemented by "
+        "postier yet; it has no effect",
     ]
     assert load_with_warnings(config_dir)[2] == expected
-    for name in ("smtpd_sasl_auth_enable", "smtpd_tls_session_cache_database"):
+    for name in ("smtpd_delay_reject", "strict_rfc821_envelopes"):
         monkeypatch.setitem(PARAMS, name, dataclasses.replace(PARAMS[name], implemented=True))
     assert load_with_warnings(config_dir)[2] == []
     monkeypatch.setitem(PARAMS, "biff", dataclasses.replace(PARAMS["biff"], inert=False))

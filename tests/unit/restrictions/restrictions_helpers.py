@@ -31,6 +31,8 @@ class World:
         "tempfail.test": DnsResult.TEMP_FAIL,
     })
     tables: dict[str, dict[str, str]] = field(default_factory=dict)
+    # smtpd_sender_login_maps: sender -> owners; None: no maps configured
+    sender_login_maps: dict[str, tuple[str, ...]] | None = None
     dns_asked: list[str] = field(default_factory=list)
 
     # --- rs.Facts -------------------------------------------------------------------
@@ -54,6 +56,11 @@ class World:
 
     def lookup(self, table: str, key: str) -> str | None:
         return self.tables.get(table, {}).get(key)
+
+    def sender_logins(self, sender: str) -> tuple[str, ...] | None:
+        if self.sender_login_maps is None:
+            return None
+        return self.sender_login_maps.get(sender, ())
 
 
 def result_line(d: rs.Decision) -> str:
