@@ -82,6 +82,16 @@ def status_line(inst: Instance, queue_id: str, rcpt: str, status: str,
     raise AssertionError(f"no status={status} line for {rcpt}:\n{inst.log()}")
 
 
+def in_deferred(inst: Instance, queue_id: str, timeout: float = 15.0) -> bool:
+    """Is the message in deferred/ (qmgr moves it there just after the status line)?"""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if list((inst.queue_dir / "deferred").rglob(queue_id)):
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def started(make_instance, extra: str = "") -> Instance:
     ensure_user("tintin")
     inst: Instance = make_instance(MAIN_CF, extra)
@@ -164,7 +174,7 @@ def test_4xx_defers_then_the_deferred_scan_delivers_after_recovery(make_instance
             r"\(host mx\.relay-c\.test\[127\.1\.0\.5\] said: 450 4\.2\.0 "
             r"<haddock@relay-c\.test>: Recipient address rejected: Greylisted "
             r"\(in reply to RCPT TO command\)\)", line), line
-        assert list((inst.queue_dir / "deferred").rglob(qid))
+        assert in_deferred(inst, qid), inst.log()
         mx.rcpt = lambda addr: "250 2.1.5 Ok"  # the remote recovers
         [tx] = mx.wait(1, timeout=30)
         assert tx.recipients == ["haddock@relay-c.test"]
@@ -355,7 +365,7 @@ def test_a_bad_relayhost_defers_with_a_clear_reason(
         qid = send(inst, "tintin@example.com", ["x@far.test"], body="line\n" * 20)
         line = status_line(inst, qid, "x@far.test", "deferred")
         assert re.search(r"dsn=4\.\d\.\d, status=deferred \(" + reason + r"\)$", line), line
-        assert list((inst.queue_dir / "deferred").rglob(qid)), inst.log()
+        assert in_deferred(inst, qid), inst.log()
         assert "fatal" not in inst.log() and "Traceback" not in inst.log()
         # still serving
         send(inst, "tintin@example.com", ["tintin@example.com"])
@@ -377,7 +387,7 @@ def test_a_dns_timeout_defers(make_instance, workdir: Path, monkeypatch) -> None
         assert ("relay=none" in line and "dsn=4.4.3, status=deferred (Host or domain name not "
                 "found. Name service error for name=relay-b.test type=MX: Host not found, "
                 "try again)") in line, line
-        assert list((inst.queue_dir / "deferred").rglob(qid))
+        assert in_deferred(inst, qid), inst.log()
     finally:
         hole.close()
 
