@@ -376,10 +376,11 @@ SENDER_CANONICAL_MAPS = Param.list("sender_canonical_maps", "", "sender address 
 RECIPIENT_CANONICAL_MAPS = Param.list(
     "recipient_canonical_maps", "",
     "recipient address mapping tables")
-RELAY_RECIPIENT_MAPS = Param.list("relay_recipient_maps", "", "valid recipients in relay_domains")
+RELAY_RECIPIENT_MAPS = Param.list(
+    "relay_recipient_maps", "", "valid recipients in relay_domains", implemented=True)
 TRANSPORT_MAPS = Param.list(
     "transport_maps", "",
-    "tables mapping recipients to message delivery transports")
+    "tables mapping recipients to message delivery transports", implemented=True)
 DEFAULT_DATABASE_TYPE = Param.str(
     "default_database_type", "hash",
     "default lookup table type for newaliases and postmap")
@@ -455,7 +456,8 @@ SMTPD_FORBID_BARE_NEWLINE_EXCLUSIONS = Param.list(
 SMTPD_FORBID_UNAUTH_PIPELINING = Param.bool(
     "smtpd_forbid_unauth_pipelining", "yes",
     "disconnect clients that pipeline commands without PIPELINING", implemented=True)
-SMTPD_SENDER_LOGIN_MAPS = Param.list("smtpd_sender_login_maps", "", "owners of MAIL FROM addresses")
+SMTPD_SENDER_LOGIN_MAPS = Param.list(
+    "smtpd_sender_login_maps", "", "owners of MAIL FROM addresses", implemented=True)
 
 # --- smtpd limits -------------------------------------------------------------------
 SMTPD_TIMEOUT = Param.time(
@@ -677,6 +679,9 @@ TLS_RANDOM_SOURCE = Param.str(
 UNKNOWN_LOCAL_RECIPIENT_REJECT_CODE = Param.int(
     "unknown_local_recipient_reject_code", "550",
     "code for a recipient unknown in local_recipient_maps", implemented=True)
+UNKNOWN_RELAY_RECIPIENT_REJECT_CODE = Param.int(
+    "unknown_relay_recipient_reject_code", "550",
+    "code for a recipient unknown in relay_recipient_maps", implemented=True)
 UNKNOWN_ADDRESS_REJECT_CODE = Param.int(
     "unknown_address_reject_code", "450",
     "code for a sender or recipient domain that does not resolve", implemented=True)

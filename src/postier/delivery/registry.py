@@ -2,8 +2,9 @@
 
 Follows Postfix's master.cf, where a transport name (the first column) names the
 delivery agent that qmgr(8) hands requests to: ``local`` -> local(8), ``error`` ->
-error(8), ``discard`` -> discard(8), ``smtp`` and ``relay`` -> smtp(8), ``lmtp`` ->
-lmtp(8). Every ``unix`` service of master.cf whose command is ``smtp`` or ``lmtp``
+error(8), ``retry`` -> error(8) deferring, ``discard`` -> discard(8), ``smtp`` and
+``relay`` -> smtp(8), ``lmtp`` -> lmtp(8). Every ``unix`` service of master.cf whose
+command is ``smtp`` or ``lmtp``
 is a transport of that name too, with its ``-o`` settings (``relay unix - - n - - smtp
 -o smtp_fallback_relay=``). The scheduler treats a name missing here as a transport
 without an agent.
@@ -46,6 +47,7 @@ TransportFactory = Callable[[TransportSetup], Transport]
 TRANSPORTS: Mapping[str, TransportFactory] = {
     "local": lambda s: LocalTransport(os.path.join(s.queue_dir, "private", "local")),
     "error": lambda s: ErrorTransport(s.log),
+    "retry": lambda s: ErrorTransport(s.log, retry=True),
     "discard": lambda s: DiscardTransport(s.log),
 }
 

@@ -34,7 +34,7 @@ import sys
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -50,7 +50,10 @@ from postier.config.params import (
     MYHOSTNAME,
     MYORIGIN,
     PARAM_2BOUNCE_NOTICE_RECIPIENT,
+    PARENT_DOMAIN_MATCHES_SUBDOMAINS,
     QUEUE_DIRECTORY,
+    RECIPIENT_DELIMITER,
+    TRANSPORT_MAPS,
 )
 from postier.config.settings import Config
 from postier.delivery import status
@@ -70,10 +73,14 @@ from postier.qmgr.scheduler import Batch, Destination, Notices, Route, Settlemen
 from postier.queue import control, dirs
 from postier.queue.file import CorruptQueueFile, Envelope, QueueFile, Recipient
 from postier.rewrite.resolve import Classifier
+from postier.tables import SearchSettings, TableError, Tables, transport_keys
+from postier.tables.search import parent_style
 
 INCOMING_SCAN_SECONDS = 1.0
 #: Messages being worked on at once (Postfix's qmgr_message_active_limit, much smaller).
 MESSAGE_ACTIVE_LIMIT = 100
+#: What the ``retry`` transport says when transport_maps cannot answer (qmgr(8)).
+RESOLVER_FAILURE = "4.3.0 address resolver failure"
 
 _T = TypeVar("_T")
 
@@ -162,6 +169,12 @@ class Qmgr:
         self.delay_notice_recipient = self.qualify(cfg[DELAY_NOTICE_RECIPIENT])
         self.double_bounce_recipient = self.qualify(cfg[PARAM_2BOUNCE_NOTICE_RECIPIENT])
         self.routing = scheduler.Routing.from_config(cfg)
+        self.tables = Tables(warn=log.warning)
+        self.transport_maps = self.tables.for_param(cfg, TRANSPORT_MAPS)
+        self.transport_search = SearchSettings(
+            recipient_delimiter=cfg[RECIPIENT_DELIMITER],
+            parent_style=parent_style(cfg[PARENT_DOMAIN_MATCHES_SUBDOMAINS], "transport_maps"),
+        )
         self.tasks: set[asyncio.Task[None]] = set()
         self.limit = asyncio.Semaphore(MESSAGE_ACTIVE_LIMIT)
 
@@ -175,11 +188,32 @@ class Qmgr:
             None, functools.partial(fn, *args)
         )
 
-    def route(self, address: str) -> Route:
-        """The transport and next hop of ``address`` (its address class and the routing
-        settings; a transport_maps lookup will pass its entry to ``scheduler.route``)."""
+    def route(self, address: str, table_entry: str | None = None) -> Route:
+        """The transport and next hop of ``address`` (its address class, the routing
+        settings, and ``table_entry``, its transport_maps entry if any)."""
         domain = address.rpartition("@")[2]
-        return scheduler.route(address, self.classify(domain), self.routing)
+        return scheduler.route(address, self.classify(domain), self.routing, table_entry)
+
+    async def resolve(self, addresses: Iterable[str]) -> dict[str, Route]:
+        """Each address's route, with ``transport_maps`` searched in transport(5) order
+        (database tables off the event loop). A table that cannot answer routes the
+        address to the ``retry`` transport, as Postfix's qmgr does after an address
+        resolver failure (deferred, ``4.3.0 address resolver failure``, logged)."""
+        routes: dict[str, Route] = {}
+        for address in addresses:
+            if address in routes:
+                continue
+            entry = None
+            if self.transport_maps:
+                try:
+                    entry = await self.transport_maps.search_async(
+                        transport_keys(address, self.transport_search))
+                except TableError as exc:
+                    self.log.warning(f"transport_maps lookup error for \"{address}\": {exc}")
+                    routes[address] = Route("retry", RESOLVER_FAILURE)
+                    continue
+            routes[address] = self.route(address, entry)
+        return routes
 
     # --- messages in and out of the active queue ----------------------------------------
 
@@ -293,7 +327,8 @@ class Qmgr:
     async def deliver(self, qf: QueueFile) -> dict[int, DeliveryStatus]:
         """One attempt at every recipient not yet done; each recipient's status by index."""
         env = qf.envelope
-        plan = scheduler.plan(env.recipients, self.route, self.policy, self.transports)
+        routes = await self.resolve(r.address for r in env.recipients if not r.done)
+        plan = scheduler.plan(env.recipients, routes.__getitem__, self.policy, self.transports)
         results: dict[int, DeliveryStatus] = dict(plan.decided)
         own = set(plan.decided)  # results qmgr decided itself, and so logs itself
         if len(plan.batches) == 1:

@@ -106,8 +106,12 @@ def route(
     ``relay_transport``; every other class to ``default_transport``. A transport's own
     next hop wins; else, for the relay and default classes, ``relayhost``; else the
     recipient's domain (lower case). ``table_entry`` is where ``transport_maps`` plugs
-    in: the caller's lookup result (``transport:nexthop``, either part may be empty and
-    then falls back as above), consulted before the class's setting.
+    in: the caller's lookup result, as transport(5) and trivial-rewrite(8) apply it:
+    ``:nexthop`` keeps the class's transport with that next hop (``:`` alone changes
+    nothing); ``transport:nexthop`` replaces both; ``transport`` or ``transport:``
+    replaces the transport and resets the next hop to the recipient's domain
+    (``relayhost`` no longer applies), or, for ``error``/``retry``, to the text
+    ``Address is undeliverable``.
     """
     domain = address.rpartition("@")[2].lower().rstrip(".")
     if address_class is AddressClass.LOCAL:
@@ -119,8 +123,23 @@ def route(
         fallback = routing.relayhost or domain
     if table_entry is not None:
         t, n = parse_transport(table_entry)
-        transport, nexthop = t or transport, n or nexthop
+        if not t:
+            nexthop = n or nexthop
+        else:
+            transport = t
+            if n:
+                nexthop = n
+            elif t in ERROR_TRANSPORTS:
+                nexthop = UNDELIVERABLE
+            else:
+                nexthop, fallback = "", domain
     return Route(transport, nexthop or fallback)
+
+
+#: Transports whose next hop is a reason text (error(8) bounces, ``retry`` defers).
+ERROR_TRANSPORTS = frozenset({"error", "retry"})
+#: trivial-rewrite(8)'s reason when a transport_maps entry names one without text.
+UNDELIVERABLE = "Address is undeliverable"
 
 
 # --- settings -----------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from postier.restrictions.lookups import (
     ask_domain_dns,
     ask_local_recipient,
     ask_mynetworks,
+    ask_relay_recipient,
     ask_sender_logins,
     ask_table,
     run,
@@ -127,6 +128,9 @@ class RejectCodes:
 
     unknown_local_recipient_reject_code: int = (
         PARAMS["unknown_local_recipient_reject_code"].default_value()
+    )
+    unknown_relay_recipient_reject_code: int = (
+        PARAMS["unknown_relay_recipient_reject_code"].default_value()
     )
     unknown_address_reject_code: int = PARAMS["unknown_address_reject_code"].default_value()
     relay_domains_reject_code: int = PARAMS["relay_domains_reject_code"].default_value()
@@ -312,6 +316,8 @@ def _auth_sender_login_mismatch(ctx: Ctx, *, allow_unknown: bool) -> Steps[Outco
     if not sender or not login:
         return DUNNO
     owners = yield from ask_sender_logins(sender)
+    if isinstance(owners, TableFailed):
+        return Outcome(Verdict.DEFER, replies.temporary_lookup_failure(sender))
     if owners is None or (allow_unknown and not owners):
         return DUNNO
     if any(login.casefold() == owner.casefold() for owner in owners):
@@ -325,6 +331,8 @@ def _unauth_sender_login_mismatch(ctx: Ctx) -> Steps[Outcome]:
     if not sender or ctx.state.sasl_username:
         return DUNNO
     owners = yield from ask_sender_logins(sender)
+    if isinstance(owners, TableFailed):
+        return Outcome(Verdict.DEFER, replies.temporary_lookup_failure(sender))
     if owners:
         return Outcome(Verdict.REJECT, replies.sender_not_logged_in(sender))
     return DUNNO
@@ -379,8 +387,16 @@ def _unlisted(ctx: Ctx, address: str | None, what: ReplyClass) -> Steps[Outcome]
     if not address:
         return DUNNO
     cls = yield from ask_address_class(parse_address(address).domain or "")
+    if cls is AddressClass.RELAY:
+        listed = yield from ask_relay_recipient(address)
+        if listed:
+            return DUNNO
+        if listed is None:
+            return Outcome(Verdict.DEFER, replies.temporary_lookup_failure(address))
+        code = ctx.codes.unknown_relay_recipient_reject_code
+        return Outcome(_negative(code), replies.user_unknown(address, code, what, "relay"))
     if cls is not AddressClass.LOCAL:
-        return DUNNO  # virtual and relay recipient tables: not supported yet
+        return DUNNO  # virtual recipient tables: not supported yet
     known = yield from ask_local_recipient(address)
     if known:
         return DUNNO
@@ -653,7 +669,7 @@ class Restriction:
 
 _A = Ask
 _CLASS = frozenset({_A.ADDRESS_CLASS})
-_UNLISTED = frozenset({_A.ADDRESS_CLASS, _A.LOCAL_RECIPIENT})
+_UNLISTED = frozenset({_A.ADDRESS_CLASS, _A.LOCAL_RECIPIENT, _A.RELAY_RECIPIENT})
 _DOMAIN_DNS = frozenset({_A.ADDRESS_CLASS, _A.DNS})
 _TABLE = frozenset({_A.TABLE})
 _LOGINS = frozenset({_A.SENDER_LOGINS})

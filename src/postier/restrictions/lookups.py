@@ -33,6 +33,7 @@ class Ask(enum.Enum):
     DNS = "dns"
     TABLE = "table"
     SENDER_LOGINS = "sender logins"
+    RELAY_RECIPIENT = "relay recipient"
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,16 @@ class LocalRecipient:
 
     address: str
     ask: ClassVar[Ask] = Ask.LOCAL_RECIPIENT
+
+
+@dataclass(frozen=True)
+class RelayRecipient:
+    """Is ``address`` (of the relay class) in ``relay_recipient_maps``? Answer: bool
+    (True when no maps are configured: every recipient is valid), or None (table
+    failed)."""
+
+    address: str
+    ask: ClassVar[Ask] = Ask.RELAY_RECIPIENT
 
 
 @dataclass(frozen=True)
@@ -93,13 +104,15 @@ class TableFailed:
 @dataclass(frozen=True)
 class SenderLogins:
     """The SASL logins that own ``sender`` in ``smtpd_sender_login_maps``. Answer: a
-    tuple of logins (``()``: the sender is in no map), or None (no maps configured)."""
+    tuple of logins (``()``: the sender is in no map), None (no maps configured), or
+    ``TableFailed``."""
 
     sender: str
     ask: ClassVar[Ask] = Ask.SENDER_LOGINS
 
 
-Lookup = InMyNetworks | AddressClassOf | LocalRecipient | DomainDns | TableLookup | SenderLogins
+Lookup = (InMyNetworks | AddressClassOf | LocalRecipient | DomainDns | TableLookup
+          | SenderLogins | RelayRecipient)
 Answer = bool | AddressClass | DnsResult | str | tuple[str, ...] | None | TableFailed
 
 #: An evaluation in progress: yields lookups, is sent their answers, returns a ``T``.
@@ -118,6 +131,7 @@ class Facts(Protocol):
         ``tables.TableError``."""
         ...
     def sender_logins(self, sender: str) -> tuple[str, ...] | None: ...
+    def is_relay_recipient(self, address: str) -> bool | None: ...
 
 
 def answer(facts: Facts, lookup: Lookup) -> Answer:
@@ -142,6 +156,8 @@ def answer(facts: Facts, lookup: Lookup) -> Answer:
             return None
         case SenderLogins(sender=sender):
             return facts.sender_logins(sender)
+        case RelayRecipient(address=address):
+            return facts.is_relay_recipient(address)
 
 
 def run(steps: Steps[T], facts: Facts) -> T:
@@ -190,7 +206,13 @@ def ask_table(table: str, key: str, subject: Subject = Subject.WHOLE
     return got
 
 
-def ask_sender_logins(sender: str) -> Steps[tuple[str, ...] | None]:
+def ask_sender_logins(sender: str) -> Steps[tuple[str, ...] | TableFailed | None]:
     got = yield SenderLogins(sender)
-    assert got is None or isinstance(got, tuple), got
+    assert got is None or isinstance(got, tuple | TableFailed), got
+    return got
+
+
+def ask_relay_recipient(address: str) -> Steps[bool | None]:
+    got = yield RelayRecipient(address)
+    assert got is None or isinstance(got, bool), got
     return got

@@ -2,7 +2,8 @@
 
 Follows Postfix's smtpd_check fact sources (postconf(5) ``mynetworks``,
 ``mydestination``/``relay_domains`` address classes, ``local_recipient_maps``,
-``reject_unknown_*`` DNS lookups, access(5) tables). ``ServiceFacts.run(steps)``
+``reject_unknown_*`` DNS lookups, access(5) tables, ``relay_recipient_maps``,
+``smtpd_sender_login_maps``). ``ServiceFacts.run(steps)``
 drives one evaluation (``restrictions.lookups.Steps``): what the configuration
 knows is answered at once, the DNS is awaited (each domain asked once per run), an
 access table is searched in the order ``tables.search`` gives (database tables off
@@ -26,9 +27,18 @@ from postier.dns.result import DnsResult
 from postier.restrictions import evaluate as rs
 from postier.restrictions import lookups as lk
 from postier.restrictions.lists import RESTRICTION_LISTS
+from postier.rewrite.address import parse_address
 from postier.rewrite.mynetworks import MyNetworks
-from postier.rewrite.resolve import Classifier, LocalRecipientCheck
-from postier.tables import Maps, SearchSettings, TableError, TableOpenError, Tables, access_keys
+from postier.rewrite.resolve import AddressClass, Classifier, LocalRecipientCheck
+from postier.tables import (
+    Maps,
+    SearchSettings,
+    TableError,
+    TableOpenError,
+    Tables,
+    access_keys,
+    mail_addr_keys,
+)
 
 T = TypeVar("T")
 
@@ -51,11 +61,13 @@ class ServiceFacts:
         tables: Tables | None = None,
         search: SearchSettings | None = None,
         warn: Callable[[str], None] = lambda message: None,
-        sender_logins: Callable[[str], tuple[str, ...] | None] = lambda sender: None,
+        sender_login_maps: Maps | None = None,
+        relay_recipient_maps: Maps | None = None,
     ) -> None:
-        """``sender_logins(sender)``: the owners in smtpd_sender_login_maps (``()``: in no
-        map; None: no maps). Until tables exist it says "no maps"."""
-        self.sender_logins = sender_logins
+        """``sender_login_maps``: ``smtpd_sender_login_maps`` (None or empty: no maps);
+        ``relay_recipient_maps`` (None or empty: every relay recipient is valid)."""
+        self.sender_login_maps = sender_login_maps
+        self.relay_recipient_maps = relay_recipient_maps
         self.mynetworks = mynetworks
         self.classify = classify
         self.local_recipients = local_recipients
@@ -97,10 +109,39 @@ class ServiceFacts:
                 return self.classify(domain)
             case lk.LocalRecipient(address=address):
                 return self.local_recipients(address)
-            case lk.SenderLogins(sender=sender):
-                return self.sender_logins(sender)
-            case lk.TableLookup() | lk.DomainDns():
+            case (lk.TableLookup() | lk.DomainDns() | lk.SenderLogins()
+                  | lk.RelayRecipient()):
                 raise AssertionError("tables and DNS are answered by run()")
+
+    async def sender_logins(self, sender: str) -> tuple[str, ...] | lk.TableFailed | None:
+        """The logins that own ``sender`` in smtpd_sender_login_maps, searched in
+        mail_addr_find(3) order (the value: logins separated by commas or spaces);
+        ``()`` when in no map, None when there are no maps, TableFailed (logged)."""
+        maps = self.sender_login_maps
+        if not maps:
+            return None
+        domain = parse_address(sender).domain or ""
+        local = self.classify(domain) is AddressClass.LOCAL
+        try:
+            value = await maps.search_async(mail_addr_keys(sender, self.search, local=local))
+        except TableError as exc:
+            self.warn(f"lookup error for \"{sender}\": {exc}")
+            return lk.TableFailed(str(exc))
+        if value is None:
+            return ()
+        return tuple(v for v in value.replace(",", " ").split() if v)
+
+    async def is_relay_recipient(self, address: str) -> bool | None:
+        """Is ``address`` in relay_recipient_maps (True without maps; None when a table
+        failed, logged)? Searched in mail_addr_find(3) order, any value counts."""
+        maps = self.relay_recipient_maps
+        if not maps:
+            return True
+        try:
+            return await maps.search_async(mail_addr_keys(address, self.search)) is not None
+        except TableError as exc:
+            self.warn(f"lookup error for \"{address}\": {exc}")
+            return None
 
     async def run(self, steps: lk.Steps[T]) -> T:
         """Drive ``steps`` to its result, answering each lookup as it comes."""
@@ -119,6 +160,10 @@ class ServiceFacts:
                 reply = known
             elif isinstance(lookup, lk.TableLookup):
                 reply = await self.table_lookup(lookup)
+            elif isinstance(lookup, lk.SenderLogins):
+                reply = await self.sender_logins(lookup.sender)
+            elif isinstance(lookup, lk.RelayRecipient):
+                reply = await self.is_relay_recipient(lookup.address)
             else:
                 reply = self.answer_now(lookup)
 

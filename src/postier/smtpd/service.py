@@ -22,6 +22,7 @@ from postier.config.params import (
     MYNETWORKS_STYLE,
     MYORIGIN,
     RECIPIENT_DELIMITER,
+    RELAY_RECIPIENT_MAPS,
     SMTPD_BANNER,
     SMTPD_ERROR_SLEEP_TIME,
     SMTPD_FORBID_UNAUTH_PIPELINING,
@@ -35,6 +36,7 @@ from postier.config.params import (
     SMTPD_SASL_SECURITY_OPTIONS,
     SMTPD_SASL_SERVICE,
     SMTPD_SASL_TLS_SECURITY_OPTIONS,
+    SMTPD_SENDER_LOGIN_MAPS,
     SMTPD_SOFT_ERROR_LIMIT,
     SMTPD_TIMEOUT,
     SMTPD_TLS_AUTH_ONLY,
@@ -104,6 +106,8 @@ class Service:
         self.facts = ServiceFacts(
             self.mynetworks, self.classify, self.local_recipients, worker.domain_dns,
             tables=worker.tables, search=access_search(cfg), warn=worker.log.warning,
+            sender_login_maps=worker.tables.for_param(cfg, SMTPD_SENDER_LOGIN_MAPS),
+            relay_recipient_maps=worker.tables.for_param(cfg, RELAY_RECIPIENT_MAPS),
         )
         self.lists = {
             stage: rs.parse_restrictions(cfg[param], stage=stage)

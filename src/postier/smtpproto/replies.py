@@ -309,14 +309,15 @@ def relay_denied(address: str, code: int) -> Reply:
 
 
 def user_unknown(
-    address: str, code: int, what: ReplyClass = ReplyClass.RECIPIENT
+    address: str, code: int, what: ReplyClass = ReplyClass.RECIPIENT, table: str = "local"
 ) -> Reply:
     """reject_unlisted_recipient/_sender (unknown_local_recipient_reject_code 550):
     ``<addr>: Recipient address rejected: User unknown in local recipient table``
-    (enhanced X.1.1; X.1.0 for a sender)."""
+    (enhanced X.1.1; X.1.0 for a sender); ``table="relay"`` for relay_recipient_maps
+    (unknown_relay_recipient_reject_code): ``… User unknown in relay recipient table``."""
     detail = "1.0" if what is ReplyClass.SENDER else "1.1"
     return rejected(code, _dsn(code, detail), what, address,
-                    "User unknown in local recipient table")
+                    f"User unknown in {table} recipient table")
 
 
 def temporary_lookup_failure(address: str) -> Reply:

@@ -33,11 +33,12 @@ from postier.tables.search import (
     access_keys,
     address_keys,
     alias_keys,
+    mail_addr_keys,
     transport_keys,
 )
 
 __all__ = [
     "Key", "Maps", "SearchSettings", "Subject", "Table", "TableError", "TableOpenError",
-    "Tables", "access_keys", "address_keys", "alias_keys", "open_table", "split_spec",
-    "transport_keys",
+    "Tables", "access_keys", "address_keys", "alias_keys", "mail_addr_keys", "open_table",
+    "split_spec", "transport_keys",
 ]

@@ -146,6 +146,30 @@ def transport_keys(address: str, settings: SearchSettings) -> list[Key]:
     return keys
 
 
+def mail_addr_keys(address: str, settings: SearchSettings, *, local: bool = False) -> list[Key]:
+    """Postfix's mail_addr_find(3) order (``relay_recipient_maps``,
+    ``smtpd_sender_login_maps``, ``virtual_alias_maps``): ``user+ext@domain``,
+    ``user@domain``, then — only when the domain is local (``local``) — ``user+ext``
+    and ``user``, then ``@domain``. Parent domains are never searched."""
+    parsed = parse_address(address)
+    local_part = parsed.localpart.lower()
+    base, ext = split_extension(local_part, settings.recipient_delimiter)
+    stripped = ext is not None and base != local_part
+    if parsed.domain is None:
+        keys = [Key(local_part)]
+        return [*keys, Key(base, True)] if stripped else keys
+    domain = fold_domain(parsed.domain)
+    keys = [Key(f"{local_part}@{domain}")]
+    if stripped:
+        keys.append(Key(f"{base}@{domain}", True))
+    if local:
+        keys.append(Key(local_part, True))
+        if stripped:
+            keys.append(Key(base, True))
+    keys.append(Key(f"@{domain}", True))
+    return keys
+
+
 def alias_keys(localpart: str, recipient_delimiter: str) -> list[Key]:
     """aliases(5) as local(8) searches them: the local part, then without extension."""
     local = localpart.lower()

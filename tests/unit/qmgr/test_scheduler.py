@@ -85,9 +85,23 @@ def test_a_transport_setting_with_its_own_next_hop_wins_over_relayhost() -> None
 
 
 def test_a_table_entry_plugs_in_before_the_class_and_its_empty_parts_fall_back() -> None:
+    # transport(5) as trivial-rewrite applies it: a new transport without a next hop
+    # resets the next hop to the recipient's domain (relayhost no longer applies).
     r = routing("relayhost = [gw.example]\n")
     assert scheduler.route("a@far.net", AddressClass.DEFAULT, r, "discard:") == Route(
-        "discard", "[gw.example]")
+        "discard", "far.net")
+    assert scheduler.route("a@Far.NET", AddressClass.DEFAULT, r, "smtp") == Route(
+        "smtp", "far.net")
+    assert scheduler.route("a@far.net", AddressClass.DEFAULT, r, ":") == Route(
+        "smtp", "[gw.example]")
+    assert scheduler.route("a@far.net", AddressClass.RELAY, r, ":") == Route(
+        "relay", "[gw.example]")
+    assert scheduler.route("a@far.net", AddressClass.DEFAULT, r, "error:") == Route(
+        "error", "Address is undeliverable")
+    assert scheduler.route("a@far.net", AddressClass.DEFAULT, r, "error:5.1.1 gone") == Route(
+        "error", "5.1.1 gone")
+    assert scheduler.route("a@example.com", AddressClass.LOCAL, r, "smtp:[in.example]:2525") \
+        == Route("smtp", "[in.example]:2525")
     assert scheduler.route("a@far.net", AddressClass.DEFAULT, r, ":[other]:26") == Route(
         "smtp", "[other]:26")
     assert scheduler.route("a@far.net", AddressClass.DEFAULT, r, "relay:x.example") == Route(

@@ -33,6 +33,9 @@ class World:
     tables: dict[str, dict[str, str]] = field(default_factory=dict)
     # smtpd_sender_login_maps: sender -> owners; None: no maps configured
     sender_login_maps: dict[str, tuple[str, ...]] | None = None
+    # relay_recipient_maps: the listed addresses (user@domain or @domain); None: no maps
+    relay_recipients: set[str] | None = None
+    relay_recipients_fail: bool = False
     dns_asked: list[str] = field(default_factory=list)
 
     # --- rs.Facts -------------------------------------------------------------------
@@ -61,6 +64,14 @@ class World:
         if self.sender_login_maps is None:
             return None
         return self.sender_login_maps.get(sender, ())
+
+    def is_relay_recipient(self, address: str) -> bool | None:
+        if self.relay_recipients is None:
+            return True
+        if self.relay_recipients_fail:
+            return None
+        domain = address.rpartition("@")[2]
+        return address in self.relay_recipients or f"@{domain}" in self.relay_recipients
 
 
 def result_line(d: rs.Decision) -> str:

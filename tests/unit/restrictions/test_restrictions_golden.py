@@ -73,6 +73,10 @@ def run_script() -> dict[int, str]:
                 sc.lists[LISTS[name]] = value
             elif name == "relay_domains":
                 sc.world.relay_domains = value.split()
+            elif name == "relay_recipients":
+                sc.world.relay_recipients = set(value.split()) if value else None
+            elif name == "relay_recipients_fail":
+                sc.world.relay_recipients_fail = _yes(value)
             elif name == "users":
                 sc.world.users = set(value.split())
             elif name == "users_fail":

@@ -38,7 +38,9 @@ def recording(**fields: Any) -> RecordingState:
 class RecordingFacts:
     """Answers every lookup as a stranger would be answered, and notes what was asked."""
 
-    world: World = dataclasses.field(default_factory=World)
+    # The FULL sessions' other domains are relay_domains (relay_recipient_maps is asked).
+    world: World = dataclasses.field(default_factory=lambda: World(
+        relay_domains=["sender.example", "rcpt.example"], relay_recipients=set()))
     asked: list[lk.Lookup] = dataclasses.field(default_factory=list)
 
     def answer(self, lookup: lk.Lookup) -> lk.Answer:

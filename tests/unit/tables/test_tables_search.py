@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from postier.rewrite.resolve import AddressClass, LocalRecipientCheck
 from postier.smtpd.facts import ServiceFacts
 from postier.tables import (
     Key,
+    Maps,
     SearchSettings,
     Subject,
     TableError,
@@ -23,6 +25,7 @@ from postier.tables import (
     access_keys,
     address_keys,
     alias_keys,
+    mail_addr_keys,
     transport_keys,
 )
 from postier.tables.inline import InlineTable
@@ -177,3 +180,78 @@ def test_inline_table_in_facts() -> None:
     got = asyncio.run(facts.run(lk.ask_table(spec, "mail.example.net", Subject.HOSTNAME)))
     assert got == "OK"
     assert isinstance(facts.access_maps(spec).tables[0], InlineTable)
+
+
+def test_mail_addr_keys_follow_mail_addr_find() -> None:
+    s = SearchSettings(recipient_delimiter="+")
+    assert [k.text for k in mail_addr_keys("Joe+x@Sub.Example.ORG", s)] == [
+        "joe+x@sub.example.org", "joe@sub.example.org", "@sub.example.org"]
+    assert [k.text for k in mail_addr_keys("joe+x@example.com", s, local=True)] == [
+        "joe+x@example.com", "joe@example.com", "joe+x", "joe", "@example.com"]
+
+
+def _login_facts(tmp_path: Path, warnings: list[str]) -> ServiceFacts:
+    logins = tmp_path / "logins"
+    logins.write_text("alice@example.org alice\n@shared.example.org alice, bob\n"
+                      "boss boss\n")
+    relay = tmp_path / "relay_recipients"
+    relay.write_text("known@example.org x\n@open.example.org x\n")
+    tables = Tables()
+
+    async def dns(domain: str) -> DnsResult:
+        return DnsResult.HAS_ADDRESS
+
+    def classify(domain: str) -> AddressClass:
+        return AddressClass.LOCAL if domain == "example.com" else AddressClass.RELAY
+
+    return ServiceFacts(
+        MyNetworks.parse(["127.0.0.0/8"]), classify, LocalRecipientCheck(lambda name: True),
+        dns, tables=tables, search=SearchSettings(recipient_delimiter="+"),
+        warn=warnings.append,
+        sender_login_maps=tables.maps("smtpd_sender_login_maps", [f"texthash:{logins}"]),
+        relay_recipient_maps=tables.maps("relay_recipient_maps", [f"texthash:{relay}"]))
+
+
+def test_service_facts_answer_sender_logins_from_smtpd_sender_login_maps(
+        tmp_path: Path) -> None:
+    facts = _login_facts(tmp_path, [])
+
+    def owners(sender: str) -> object:
+        return asyncio.run(facts.run(lk.ask_sender_logins(sender)))
+
+    assert owners("Alice+tag@example.org") == ("alice",)
+    assert owners("anyone@shared.example.org") == ("alice", "bob")
+    assert owners("boss@example.com") == ("boss",)  # a local domain: the bare user too
+    assert owners("boss@example.org") == ()  # not local: no bare user key
+    none = _service_facts(Tables(), MyNetworks.parse(["127.0.0.0/8"]), [])
+    assert asyncio.run(none.run(lk.ask_sender_logins("alice@example.org"))) is None
+
+
+def test_service_facts_answer_relay_recipients_and_a_failure_is_not_not_found(
+        tmp_path: Path) -> None:
+    warnings: list[str] = []
+    facts = _login_facts(tmp_path, warnings)
+
+    def listed(address: str) -> object:
+        return asyncio.run(facts.run(lk.ask_relay_recipient(address)))
+
+    assert listed("Known+x@example.org") is True
+    assert listed("anyone@open.example.org") is True
+    assert listed("unknown@example.org") is False
+    without = _service_facts(Tables(), MyNetworks.parse(["127.0.0.0/8"]), [])
+    assert asyncio.run(without.run(lk.ask_relay_recipient("unknown@example.org"))) is True
+
+    class Failing(Maps):
+        def __bool__(self) -> bool:
+            return True
+
+        async def search_async(self, keys: Sequence[Key]) -> str | None:
+            raise TableError("relay_recipient_maps: pgsql:/etc/x.cf: connection refused")
+
+    facts.relay_recipient_maps = Failing("relay_recipient_maps", [])
+    assert listed("unknown@example.org") is None
+    assert warnings == ['lookup error for "unknown@example.org": relay_recipient_maps: '
+                        'pgsql:/etc/x.cf: connection refused']
+    facts.sender_login_maps = Failing("smtpd_sender_login_maps", [])
+    assert isinstance(asyncio.run(facts.run(lk.ask_sender_logins("a@example.org"))),
+                      lk.TableFailed)
