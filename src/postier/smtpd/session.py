@@ -96,6 +96,7 @@ class Session:
         self.sender: str | None = None
         self.recipients: list[Recipient] = []
         self.dsn_attrs: dict[str, str] = {}  # MAIL's RET and ENVID (RFC 3461)
+        self.smtputf8 = False  # MAIL had SMTPUTF8 (RFC 6531)
         self.message: CleanupMessage | None = None  # from the first accepted RCPT
         self.counts: Counter[str] = Counter()
         self.errors = 0
@@ -456,8 +457,14 @@ class Session:
         if self.svc.sasl is not None and "AUTH" in params:  # RFC 4954 5
             params = {k: v for k, v in params.items() if k != "AUTH"}
             auth_param = event.params["AUTH"]
+        # RFC 6531 3.4: SMTPUTF8 takes no value (Postfix: "Unsupported option: SMTPUTF8=x").
+        smtputf8 = (self.svc.smtputf8_enable and "SMTPUTF8" in params
+                    and params["SMTPUTF8"] is None)
+        if smtputf8:
+            params = {k: v for k, v in params.items() if k != "SMTPUTF8"}
         reply = self.policy.check_mail(event.address, params)
         if reply is None:
+            self.smtputf8 = smtputf8
             self.sender = event.address
             self.dsn_attrs = dsn_mail_attrs(event.params)  # RET, ENVID (RFC 3461)
             if self.sasl_username is not None and auth_param and auth_param != "<>":
@@ -620,6 +627,8 @@ class Session:
                 "protocol": self.protocol,
                 "service": self.svc.name,
                 **self.dsn_attrs,
+                # the SMTP client passes it on (smtp.transport reads "smtputf8")
+                **({"smtputf8": "1"} if self.smtputf8 else {}),
             },
         )
         loop = asyncio.get_running_loop()
@@ -651,6 +660,7 @@ class Session:
         self.sasl_sender = None
         self.recipients = []
         self.dsn_attrs = {}
+        self.smtputf8 = False
 
     # --- AUTH (RFC 4954) ----------------------------------------------------------------
 
