@@ -187,6 +187,11 @@ class CleanupMessage:
             except OSError as exc:  # disk full…: the caller refuses the message at the end
                 self.error = exc
 
+    @property
+    def begun(self) -> bool:
+        """``begin_content`` was called (BDAT begins at its first accepted chunk)."""
+        return self._begun
+
     def begin_content(self, received: Received | None = None) -> None:
         """Start the content, with a Received: header on top when ``received`` is given."""
         if self._begun:

@@ -96,6 +96,7 @@ class Session:
         self.sender: str | None = None
         self.recipients: list[Recipient] = []
         self.dsn_attrs: dict[str, str] = {}  # MAIL's RET and ENVID (RFC 3461)
+        self.smtputf8 = False  # MAIL had SMTPUTF8 (RFC 6531)
         self.message: CleanupMessage | None = None  # from the first accepted RCPT
         self.counts: Counter[str] = Counter()
         self.errors = 0
@@ -371,10 +372,14 @@ class Session:
         match event:
             case ev.DataChunk(data=data):
                 if self.message is not None:  # a write error is kept: read on, refuse at the end
+                    if not self.message.begun:  # BDAT: its first accepted chunk
+                        self.message.begin_content(self.received())
                     self.message.write(data)
                 return None
             case ev.DataEnd():
                 return await self.on_data_end(event)
+            case ev.ChunkEnd():
+                return await self.on_chunk_end(event)
             case ev.Helo():
                 return await self.on_helo(event)
             case ev.Mail():
@@ -452,8 +457,14 @@ class Session:
         if self.svc.sasl is not None and "AUTH" in params:  # RFC 4954 5
             params = {k: v for k, v in params.items() if k != "AUTH"}
             auth_param = event.params["AUTH"]
+        # RFC 6531 3.4: SMTPUTF8 takes no value (Postfix: "Unsupported option: SMTPUTF8=x").
+        smtputf8 = (self.svc.smtputf8_enable and "SMTPUTF8" in params
+                    and params["SMTPUTF8"] is None)
+        if smtputf8:
+            params = {k: v for k, v in params.items() if k != "SMTPUTF8"}
         reply = self.policy.check_mail(event.address, params)
         if reply is None:
+            self.smtputf8 = smtputf8
             self.sender = event.address
             self.dsn_attrs = dsn_mail_attrs(event.params)  # RET, ENVID (RFC 3461)
             if self.sasl_username is not None and auth_param and auth_param != "<>":
@@ -530,7 +541,12 @@ class Session:
             reply = replies.NO_VALID_RECIPIENTS
             self.count("data", reply)
             return reply
-        self.message.begin_content(Received(
+        self.message.begin_content(self.received())
+        return replies.DATA_GO
+
+    def received(self) -> Received:
+        """The Received: header smtpd puts on top of the message it is receiving."""
+        return Received(
             helo=self.helo or self.client_name,
             client_name=self.client_name,
             client_addr=self.client_addr,
@@ -543,29 +559,62 @@ class Session:
                  if self.tls is not None and self.svc.tls.policy.received_header else None),
             authenticated_sender=(
                 self.sasl_username if self.svc.sasl_authenticated_header else None),
-        ))
-        return replies.DATA_GO
+        )
+
+    async def on_chunk_end(self, event: ev.ChunkEnd) -> Reply:
+        """The reply to one BDAT chunk (RFC 3030); LAST commits the message."""
+        self.last_command = "BDAT"
+        qid = self.message.queue_id if self.message is not None else "NOQUEUE"
+        if event.refusal is not None:
+            reply = event.refusal
+            if reply is replies.CHUNK_TOO_BIG:
+                self.log.warning(f"{qid}: BDAT request from {self.client} exceeds message "
+                                 "size limit")
+            elif reply is replies.NULL_BDAT:
+                self.log.warning(f"{qid}: null BDAT request from {self.client}")
+            if event.last:  # the transaction ends with its LAST chunk
+                self.abort_transaction()
+            self.count("bdat", reply)
+            return reply
+        if self.message is not None and not self.message.begun:  # BDAT 0 LAST alone
+            self.message.begin_content(self.received())
+        if not event.last:
+            reply = replies.bdat_ok(event.size)
+            self.count("bdat", reply)
+            return reply
+        total = event.total
+        return await self.finish_message(
+            "bdat", lambda queue_id: replies.bdat_queued(total, queue_id))
 
     async def on_data_end(self, event: ev.DataEnd) -> Reply:
+        if event.too_big:
+            message = self.message
+            assert message is not None
+            message.end_content()
+            reply = replies.MESSAGE_TOO_BIG
+            if message.error is None and not message.too_many_hops:
+                self.log_reject("END-OF-MESSAGE", reply, None)
+                self.abort_transaction()
+                self.count("data", reply)
+                return reply
+        return await self.finish_message("data", replies.queued)
+
+    async def finish_message(self, counter: str, queued: Callable[[str], Reply]) -> Reply:
+        """End the content, refuse it (write error, hop count) or commit it; the reply.
+        ``counter``: "data" or "bdat"; ``queued(queue_id)``: the reply once on disk."""
         message = self.message
         assert message is not None
         message.end_content()
         if message.error is not None:
             self.log.warning(f"{message.queue_id}: queue file write error: {message.error}")
             self.abort_transaction()
-            self.count("data", replies.QUEUE_WRITE_ERROR)
+            self.count(counter, replies.QUEUE_WRITE_ERROR)
             return replies.QUEUE_WRITE_ERROR
         if message.too_many_hops:  # hopcount_limit: a mail loop dies at the door
             self.log.warning(f"{message.queue_id}: message rejected: hopcount exceeded")
             self.abort_transaction()
-            self.count("data", replies.TOO_MANY_HOPS)
+            self.count(counter, replies.TOO_MANY_HOPS)
             return replies.TOO_MANY_HOPS
-        if event.too_big:
-            reply = replies.MESSAGE_TOO_BIG
-            self.log_reject("END-OF-MESSAGE", reply, None)
-            self.abort_transaction()
-            self.count("data", reply)
-            return reply
         envelope = Envelope(
             sender=self.sender or "",
             recipients=self.recipients,
@@ -578,6 +627,8 @@ class Session:
                 "protocol": self.protocol,
                 "service": self.svc.name,
                 **self.dsn_attrs,
+                # the SMTP client passes it on (smtp.transport reads "smtputf8")
+                **({"smtputf8": "1"} if self.smtputf8 else {}),
             },
         )
         loop = asyncio.get_running_loop()
@@ -594,12 +645,12 @@ class Session:
             self.log.warning(f"{message.queue_id}: queue file write error: {exc}")
             self.abort_transaction()
             reply = replies.QUEUE_WRITE_ERROR
-            self.count("data", reply)
+            self.count(counter, reply)
             return reply
         self.message = None
         self.reset_transaction()
-        reply = replies.queued(queue_id)
-        self.count("data", reply)
+        reply = queued(queue_id)
+        self.count(counter, reply)
         return reply
 
     # --- transaction state --------------------------------------------------------------
@@ -609,6 +660,7 @@ class Session:
         self.sasl_sender = None
         self.recipients = []
         self.dsn_attrs = {}
+        self.smtputf8 = False
 
     # --- AUTH (RFC 4954) ----------------------------------------------------------------
 

@@ -81,6 +81,24 @@ class DataEnd:
 
 
 @dataclass(frozen=True)
+class ChunkEnd:
+    """The end of one ``BDAT size [LAST]`` chunk (RFC 3030), server side; expects a reply.
+
+    The chunk's octets came before it as ``DataChunk`` events (CRLF -> LF, nothing
+    else changed; none when the chunk was discarded). ``size``: the chunk's octets as
+    sent; ``last``: it was ``BDAT … LAST``; ``total``: the message so far as CRLF lines
+    (Postfix's ``Ok: N bytes queued``; a final line end is added after LAST when
+    missing). ``refusal``: the core refused the chunk (read and dropped) — send it; a
+    refused LAST ends the transaction, the shell forgets its message. Otherwise answer
+    ``replies.bdat_ok(size)``, or for LAST the outcome of the message."""
+
+    size: int
+    last: bool
+    total: int = 0
+    refusal: Reply | None = None
+
+
+@dataclass(frozen=True)
 class Rset:
     pass
 
@@ -138,8 +156,8 @@ class Closed:
 
 
 Event = (
-    Helo | Mail | Rcpt | Data | DataChunk | DataEnd | Rset | Noop | Quit | Vrfy | StartTls
-    | Auth | AuthLine | ProtocolError | Closed
+    Helo | Mail | Rcpt | Data | DataChunk | DataEnd | ChunkEnd | Rset | Noop | Quit | Vrfy
+    | StartTls | Auth | AuthLine | ProtocolError | Closed
 )
 
 

@@ -178,6 +178,59 @@ class ContentReader:
         return region.replace(b"\r\n.", b"\r\n").replace(b"\r\n", b"\n")
 
 
+class ChunkReader:
+    """Turns the chunks of one BDAT message (RFC 3030 2) into message bytes: octets
+    taken as sent — no dot handling, no end-of-data marker — with CRLF -> LF, the line
+    end the queue file keeps (a CR that ends one piece waits for the next, which may
+    be in the next chunk). One reader per message; ``start(size)`` per chunk.
+
+    ``octets``: the octets of the accepted chunks so far (message_size_limit counts
+    these); ``left``: what remains of the current chunk."""
+
+    def __init__(self) -> None:
+        self.octets = 0
+        self.left = 0
+        self._cr = False  # a CR held back: it may start a CRLF
+        self._last = b""  # the last content byte passed on (or held)
+
+    def start(self, size: int) -> None:
+        self.left = size
+
+    def read(self, buf: LineBuffer, *, keep: bool = True) -> bytes | None:
+        """The next piece of the current chunk, converted; ``b""`` when only state
+        changed or ``keep`` is False (a discarded chunk: the octets are dropped and
+        not counted); None when the chunk is complete or no byte is buffered."""
+        n = min(len(buf), self.left)
+        if n == 0:
+            return None
+        piece = buf.take(n)
+        self.left -= n
+        if not keep:
+            return b""
+        self.octets += n
+        self._last = piece[-1:]
+        data = b"\r" + piece if self._cr else piece
+        self._cr = data.endswith(b"\r")
+        if self._cr:
+            data = data[:-1]
+        return data.replace(b"\r\n", b"\n")
+
+    def finish(self) -> bytes:
+        """After LAST: a held CR, and a final LF when the content does not end in a
+        line end (Postfix ends the last line)."""
+        tail = b"\r" if self._cr else b""
+        self._cr = False
+        if self._last and self._last != b"\n":
+            tail += b"\n"
+        return tail
+
+    @property
+    def total(self) -> int:
+        """The message's size as Postfix's ``Ok: N bytes queued`` counts it: the
+        octets, plus the CRLF that ends an unterminated last line."""
+        return self.octets + (2 if self._last and self._last != b"\n" else 0)
+
+
 # --- replies (client) -------------------------------------------------------------------
 
 # RFC 5321 4.2:  Reply-line = *( Reply-code "-" [ textstring ] CRLF )

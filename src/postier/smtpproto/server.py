@@ -1,7 +1,8 @@
 """The sans-IO SMTP server protocol core: bytes in, events out, replies in, bytes out.
 
 Follows RFC 5321 (commands, sequencing, DATA transparency: section 4.5.2), RFC 2920
-(PIPELINING), RFC 1870 (SIZE), RFC 3207 (STARTTLS), RFC 4954 (AUTH) and Postfix
+(PIPELINING), RFC 1870 (SIZE), RFC 3030 (CHUNKING, BINARYMIME), RFC 3207 (STARTTLS),
+RFC 4954 (AUTH) and Postfix
 smtpd(8) (reply texts, tolerance: strict_rfc821_envelopes = no, smtpd_helo_required,
 line_length_limit, smtpd_forbidden_commands, smtpd_forbid_bare_newline = normalize).
 
@@ -28,6 +29,15 @@ Lines come from ``buffer.LineBuffer`` (bounded); command syntax and content are 
 ``readers`` (``read_command``, ``parse_path``, ``parse_params``, ``ContentReader``:
 end of DATA is ONLY ``<CR><LF>.<CR><LF>``, see there). Command lines may end in CRLF or
 bare LF.
+
+BDAT (RFC 3030, as Postfix 3.7's smtpd): ``BDAT size [LAST]`` is read whatever the
+state, and its ``size`` octets are always taken off the wire (never parsed as commands),
+passed on as ``DataChunk`` events or dropped; a ``ChunkEnd`` then expects the reply.
+The first BDAT starts a BDAT sequence that lasts until LAST, RSET, HELO/EHLO or
+STARTTLS; inside it MAIL, RCPT and DATA are refused ("… after BDAT"), and once a chunk
+was refused (no recipient, ``BDAT 0`` without LAST, message_size_limit) every later
+chunk is discarded ("Discarded N bytes after earlier error") up to LAST. A malformed
+BDAT line is answered 521 and closes the session: its length is unknown.
 """
 
 from __future__ import annotations
@@ -43,6 +53,7 @@ from postier.smtpproto.buffer import DEFAULT_LINE_LENGTH_LIMIT, TOO_LONG, LineBu
 from postier.smtpproto.readers import (
     MAIL_FROM,
     RCPT_TO,
+    ChunkReader,
     ContentReader,
     domain_syntax_ok,
     parse_params,
@@ -80,12 +91,18 @@ _TRANSITIONS: dict[tuple[State | None, str, int], State] = {
     (State.AUTH, "AUTHLINE", 3): State.AUTH,
     (State.AUTH, "AUTHLINE", ANY): State.IDLE,
     (State.AUTH, "ERROR", ANY): State.IDLE,
+    (None, "BDATLAST", ANY): State.IDLE,  # a LAST chunk ends the transaction, whatever
+    (None, "BDATREFUSEDLAST", ANY): State.IDLE,  # the reply
 }
 
 # Commands whose reply may change the state: nothing after them is parsed until
 # they are answered. NOOP, VRFY and core-refused commands do not hold parsing.
 _HOLDING = frozenset({"HELO", "MAIL", "RCPT", "DATA", "DATAEND", "RSET", "QUIT", "STARTTLS",
-                      "AUTH", "AUTHLINE"})
+                      "AUTH", "AUTHLINE", "BDAT", "BDATLAST", "BDATREFUSED",
+                      "BDATREFUSEDLAST"})
+
+# Replies that end the session (the client is told goodbye).
+_CLOSING = (221, 421, 521)
 
 
 class _Need(enum.Enum):
@@ -105,6 +122,7 @@ _PRECONDITIONS: dict[str, tuple[tuple[_Need, Reply], ...]] = {
     "MAIL": ((_Need.HELO, replies.HELO_FIRST), (_Need.TLS, replies.STARTTLS_FIRST)),
     "RCPT": ((_Need.TLS, replies.STARTTLS_FIRST),),
     "DATA": ((_Need.TLS, replies.STARTTLS_FIRST),),
+    "BDAT": ((_Need.TLS, replies.STARTTLS_FIRST),),
     "RSET": ((_Need.TLS, replies.STARTTLS_FIRST),),
     "VRFY": ((_Need.TLS, replies.STARTTLS_FIRST),),
     "STARTTLS": ((_Need.NO_TLS, replies.TLS_ALREADY_ACTIVE),),
@@ -120,6 +138,8 @@ _REFUSED: dict[tuple[State, str], Reply] = {
     (State.IDLE, "RCPT"): replies.NEED_MAIL,
     (State.IDLE, "DATA"): replies.NEED_RCPT,
     (State.MAIL, "DATA"): replies.NO_VALID_RECIPIENTS,
+    (State.IDLE, "BDAT"): replies.NEED_RCPT,
+    (State.MAIL, "BDAT"): replies.NO_VALID_RECIPIENTS,
     (State.MAIL, "STARTTLS"): replies.TRANSACTION_IN_PROGRESS,
     (State.RCPT, "STARTTLS"): replies.TRANSACTION_IN_PROGRESS,
     (State.MAIL, "AUTH"): replies.TRANSACTION_IN_PROGRESS,
@@ -128,7 +148,19 @@ _REFUSED: dict[tuple[State, str], Reply] = {
 
 # Commands whose syntax is checked before whether they are allowed (Postfix's order for
 # STARTTLS; kept for AUTH so that no reply changes). Others: legality first.
-_SYNTAX_FIRST = frozenset({"STARTTLS", "AUTH"})
+# BDAT: its chunk must be read whatever happens, so it needs its size first.
+_SYNTAX_FIRST = frozenset({"STARTTLS", "AUTH", "BDAT"})
+
+# Inside a BDAT sequence (RFC 3030 2: no DATA once BDAT was used), after the state's
+# own refusals (_REFUSED), as Postfix orders them.
+_AFTER_BDAT: dict[str, Reply] = {
+    "MAIL": replies.MAIL_AFTER_BDAT,
+    "RCPT": replies.RCPT_AFTER_BDAT,
+    "DATA": replies.DATA_AFTER_BDAT,
+}
+
+# The largest BDAT size Postfix takes (an off_t); more is a syntax error.
+MAX_CHUNK_SIZE = 2**63 - 1
 
 DEFAULT_FORBIDDEN_COMMANDS = ("CONNECT", "GET", "POST")
 
@@ -174,10 +206,21 @@ class ServerConnection:
         self._content = ContentReader(data_partial_limit)
         self._size = 0
         self._too_big = False
-        self._commands: dict[str, Callable[[str], ev.Event]] = {
+        # BDAT state: a sequence under way, a chunk of it refused, the message's reader,
+        # the chunk being read (size, last, refusal) until its ChunkEnd is returned.
+        self.bdat = False
+        self._bdat_failed = False
+        self._chunks = ChunkReader()
+        self._chunk: tuple[int, bool, Reply | None] | None = None
+        self._chunk_tail_sent = False
+        # BODY=BINARYMIME on the MAIL awaiting its reply / of the transaction
+        self._mail_binarymime = False
+        self.binarymime = False
+        self._commands: dict[str, Callable[[str], ev.Event | ev.NeedData]] = {
             "HELO": self._helo, "EHLO": self._ehlo, "MAIL": self._mail, "RCPT": self._rcpt,
             "DATA": self._data, "RSET": self._rset, "NOOP": self._noop, "QUIT": self._quit,
             "VRFY": self._vrfy, "STARTTLS": self._starttls, "AUTH": self._auth,
+            "BDAT": self._bdat,
         }
 
     # --- public API ---------------------------------------------------------------
@@ -222,6 +265,8 @@ class ServerConnection:
             return ev.NEED_DATA
         if self._state is State.DATA:
             return self._next_content_event()
+        if self._chunk is not None:
+            return self._next_chunk_event()
         return self._next_line_event()
 
     def send(self, reply: Reply) -> bytes:
@@ -236,7 +281,7 @@ class ServerConnection:
     def _transition(self, command: str, reply: Reply) -> None:
         code, cls = reply.code, reply.code // 100
         before = self._state
-        if code in (221, 421):
+        if code in _CLOSING:
             after = State.CLOSED
         else:
             after = before
@@ -260,8 +305,18 @@ class ServerConnection:
                 self.esmtp = False
             elif command in ("AUTH", "AUTHLINE"):
                 self.authenticated = True
+            elif command == "MAIL":
+                self.binarymime = self._mail_binarymime
+        if command == "BDAT" and cls != 2:  # the shell refused a chunk: drop the rest
+            self._bdat_failed = True
+        if command in ("BDATLAST", "BDATREFUSEDLAST") or (
+                after is State.IDLE and command in ("HELO", "RSET", "STARTTLS")):
+            self.bdat = False
+            self._bdat_failed = False
         if after in (State.IDLE, State.MAIL):
             self.rcpt_count = 0
+        if after is State.IDLE:
+            self.binarymime = False
         if command == "RCPT" and cls == 2 and after is State.RCPT:
             self.rcpt_count += 1
         if after is State.DATA and before is not State.DATA:
@@ -277,7 +332,7 @@ class ServerConnection:
         return event
 
     def _error(self, reply: Reply, command: str = "") -> ev.Event:
-        return self._queue("ERROR" if reply.code not in (221, 421) else "QUIT",
+        return self._queue("ERROR" if reply.code not in _CLOSING else "QUIT",
                            ev.ProtocolError(reply, command))
 
     # --- command lines ------------------------------------------------------------
@@ -304,7 +359,7 @@ class ServerConnection:
             return ev.Closed()
         return ev.NEED_DATA
 
-    def _command(self, raw: bytes) -> ev.Event:
+    def _command(self, raw: bytes) -> ev.Event | ev.NeedData:
         parsed = read_command(raw)
         if isinstance(parsed, Reply):
             return self._error(parsed)
@@ -325,7 +380,12 @@ class ServerConnection:
         for need, reply in _PRECONDITIONS.get(verb, ()):
             if not self._has(need):
                 return reply
-        return _REFUSED.get((self._state, verb))
+        refusal = _REFUSED.get((self._state, verb))
+        if refusal is None and self.bdat:
+            refusal = _AFTER_BDAT.get(verb)
+        if refusal is None and verb == "DATA" and self.binarymime:
+            refusal = replies.DATA_WITH_BINARYMIME
+        return refusal
 
     def _has(self, need: _Need) -> bool:
         if need is _Need.HELO:
@@ -364,6 +424,7 @@ class ServerConnection:
         params = parse_params(params_text)
         if isinstance(params, Reply):
             return self._error(params, "MAIL")
+        self._mail_binarymime = (params.get("BODY") or "").upper() == "BINARYMIME"
         return self._queue("MAIL", ev.Mail(address, params))
 
     def _rcpt(self, rest: str) -> ev.Event:
@@ -423,6 +484,54 @@ class ServerConnection:
             return self._error(refusal, "AUTH")
         initial = args[1] if len(args) == 2 else None
         return self._queue("AUTH", ev.Auth(args[0].upper(), initial))
+
+    def _bdat(self, rest: str) -> ev.Event | ev.NeedData:
+        # RFC 3030 2:  bdat-cmd = "BDAT" SP chunk-size [ SP end-marker ] CRLF
+        #              chunk-size = 1*DIGIT;  end-marker = "LAST"
+        args = rest.split()
+        if (not 1 <= len(args) <= 2 or not (args[0].isascii() and args[0].isdigit())
+                or int(args[0]) > MAX_CHUNK_SIZE
+                or (len(args) == 2 and args[1].upper() != "LAST")):
+            return self._error(replies.BDAT_SYNTAX, "BDAT")
+        size, last = int(args[0]), len(args) == 2
+        if not self.bdat:  # the first chunk of a message
+            self.bdat = True
+            self._bdat_failed = False
+            self._chunks = ChunkReader()
+        refusal: Reply | None
+        if size == 0 and not last:
+            refusal = replies.NULL_BDAT
+        elif self._bdat_failed:
+            refusal = replies.bdat_discarded(size)
+        else:
+            refusal = self._refusal("BDAT")
+            if (refusal is None and self.message_size_limit
+                    and self._chunks.octets + size > self.message_size_limit):
+                refusal = replies.CHUNK_TOO_BIG
+        if refusal is not None:
+            self._bdat_failed = True
+        self._chunk = (size, last, refusal)
+        self._chunk_tail_sent = False
+        self._chunks.start(size)
+        return self._next_chunk_event()
+
+    def _next_chunk_event(self) -> ev.Event | ev.NeedData:
+        assert self._chunk is not None
+        size, last, refusal = self._chunk
+        while self._chunks.left:
+            piece = self._chunks.read(self._buf, keep=refusal is None)
+            if piece is None:
+                return self._at_eof() if self._eof else ev.NEED_DATA
+            if piece:
+                return ev.DataChunk(piece)
+        if last and refusal is None and not self._chunk_tail_sent:
+            self._chunk_tail_sent = True
+            tail = self._chunks.finish()
+            if tail:
+                return ev.DataChunk(tail)
+        self._chunk = None
+        command = "BDAT" + ("REFUSED" if refusal is not None else "") + ("LAST" if last else "")
+        return self._queue(command, ev.ChunkEnd(size, last, self._chunks.total, refusal))
 
     # --- message content ----------------------------------------------------------
 
