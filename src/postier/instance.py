@@ -48,7 +48,7 @@ def load_with_warnings(config_dir: str) -> tuple[Config, list[MasterService], li
     if not os.path.exists(main_cf):
         raise ConfigError(f"open {main_cf}: No such file or directory")
     cfg = Config.from_dir(config_dir)
-    warnings = list(cfg.validate())
+    warnings = [*cfg.main.override_warnings(), *cfg.validate()]
     log_errors, log_notice = log.check(cfg)
     if log_errors:
         raise ConfigError(log_errors[0])

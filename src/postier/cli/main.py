@@ -54,7 +54,7 @@ VERBS: tuple[Verb, ...] = (
          "exit 0 when the mail system runs, else 1"),
     Verb("start-fg", "postier.cli.control", "start_fg",
          "run the master in the foreground, logging to stderr (containers, systemd)"),
-    Verb("check", "postier.cli.control", "check",
+    Verb("check", "postier.cli.check", "check",
          "validate the configuration; report what postier does not support"),
     Verb("flush", "postier.cli.postqueue", "flush", "attempt to deliver every deferred message"),
     Verb("set-permissions", "postier.cli.control", "set_permissions",

@@ -776,6 +776,9 @@ MAILLOG_FILE_PERMISSIONS = Param.str(
     "mode of maillog_file when created: 0600, 0640 or 0644", implemented=True)
 DEBUG_PEER_LEVEL = Param.int("debug_peer_level", "2", "extra verbosity for debug_peer_list hosts")
 DEBUG_PEER_LIST = Param.list("debug_peer_list", "", "hosts that get verbose logging")
+DEBUGGER_COMMAND = Param.str(
+    "debugger_command", "", "command run when a daemon is started with -D (postier has no -D)",
+    expand=False, inert=True)
 NOTIFY_CLASSES = Param.list(
     "notify_classes", "resource, software",
     "problem classes reported to the postmaster (postier acts on bounce, 2bounce and "
