@@ -6,12 +6,13 @@ supports differently, one line each naming the file and line and what happens in
 on standard output; ``postier: warning:`` lines (a parameter defined twice, where the log
 goes) on stderr. Where ``postier start`` stops at the first error, this goes on and
 reports them all. Missing certificates are warnings: Postfix fails on them too, so they
-are no migration difference (``postier start`` refuses them). Exit status 0 only when nothing is unsupported (and ``mail_owner``
-is usable), else 1.
+are no migration difference (``postier start`` refuses them). Exit status 0 only when
+nothing is unsupported (and ``mail_owner`` is usable), else 1.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable
@@ -83,12 +84,9 @@ def report(config_dir: str) -> tuple[list[str], list[str]]:
         where = f"{svc.file}, line {svc.line}"
         scfg = cfg.with_overrides(svc.overrides, source=where)
         out += [w for w in scfg.validate(raise_errors=False) if w.startswith(where)]
-        for exc in _collect(scfg, lambda c: check_restriction_lists(c, where)):
-            if str(exc) not in out:
-                out.append(str(exc))
-        for exc in _collect(scfg, lambda c: check_tables(c, tables)):
-            if str(exc) not in out:
-                out.append(str(exc))
+        restrictions = functools.partial(check_restriction_lists, where=where)
+        out += [str(e) for e in _collect(scfg, restrictions)]
+        out += [str(e) for e in _collect(scfg, lambda c: check_tables(c, tables))]
         try:
             warnings += [w for w in instance.check_smtpd_tls(scfg, svc) if w not in warnings]
         except ConfigError as exc:  # Postfix refuses it too: not a migration difference

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from postier.cli import postmap
 
-
 USAGE = postmap.USAGE.replace("postmap", "postalias", 1)
 
 

@@ -24,15 +24,10 @@ import sys
 from typing import TextIO
 
 from postier.config import maincf, mastercf, paths
+from postier.config.capabilities import LOCK_METHODS, SMTP_SASL_TYPES, SMTPD_SASL_TYPES
 from postier.config.errors import ConfigError
 from postier.config.maincf import MainCf
-from postier.config.params import (
-    LOCK_METHODS,
-    MYNETWORKS,
-    MYNETWORKS_STYLE,
-    SMTP_SASL_TYPES,
-    SMTPD_SASL_TYPES,
-)
+from postier.config.params import MYNETWORKS, MYNETWORKS_STYLE
 from postier.config.settings import Config
 from postier.dns.resolver import local_addresses
 from postier.rewrite.mynetworks import style_networks

@@ -286,8 +286,6 @@ MAIL_SPOOL_DIRECTORY = Param.str(
 HOME_MAILBOX = Param.str(
     "home_mailbox", "",
     "mailbox file relative to the user's home (Mailbox, or Maildir/ for maildir)", implemented=True)
-#: The mailbox lock methods local(8) has (postconf -l), for mailbox_delivery_lock.
-LOCK_METHODS = ("fcntl", "flock", "dotlock")
 MAILBOX_DELIVERY_LOCK = Param.list(
     "mailbox_delivery_lock", "fcntl, dotlock",
     "mailbox locking methods (system-dependent; Linux: fcntl, dotlock)", implemented=True)
@@ -487,9 +485,6 @@ SMTPD_SASL_AUTH_ENABLE = Param.bool(
     "enable SASL authentication in the SMTP server", implemented=True)
 SMTPD_SASL_TYPE = Param.str(
     "smtpd_sasl_type", "cyrus", "SASL plug-in type: cyrus or dovecot", implemented=True)
-#: smtpd_sasl_type's values (postconf -a); the SMTP client has no SASL yet (postconf -A).
-SMTPD_SASL_TYPES = ("cyrus", "dovecot")
-SMTP_SASL_TYPES: tuple[str, ...] = ()
 SMTPD_SASL_PATH = Param.str(
     "smtpd_sasl_path", "smtpd",
     "Dovecot: auth socket (relative to queue_directory) or inet:host:port; "

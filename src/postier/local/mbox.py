@@ -34,12 +34,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, suppress
 
-from postier.config.params import (
-    DELIVER_LOCK_ATTEMPTS,
-    DELIVER_LOCK_DELAY,
-    LOCK_METHODS,
-    STALE_LOCK_TIME,
-)
+from postier.config.capabilities import LOCK_METHODS
+from postier.config.params import DELIVER_LOCK_ATTEMPTS, DELIVER_LOCK_DELAY, STALE_LOCK_TIME
 from postier.delivery.status import DeliveryStatus, bounced, deferred, sent
 from postier.local import privs
 from postier.safeio import write_all
