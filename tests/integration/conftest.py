@@ -94,6 +94,7 @@ queue_directory = {self.queue_dir}
 data_directory = {self.base}/data
 mail_spool_directory = {self.mail_dir}
 maillog_file = {self.log_file}
+maillog_file_prefixes = {self.log_file.parent}
 mail_owner = {owner}
 inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
