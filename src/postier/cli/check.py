@@ -31,8 +31,8 @@ _MAX_ERRORS = 200
 
 
 def _collect(cfg: Config, stage: Callable[[Config], object]) -> list[ConfigError]:
-    """Run ``stage`` until it passes, each error's parameter reset to its default so the
-    next one shows (a check raises at its first error)."""
+    """Run ``stage`` until it passes, each error's parameter emptied so the next one shows
+    (a check raises at its first error; the stages check lists, where empty is valid)."""
     found: list[ConfigError] = []
     reset: set[str] = set()
     for _ in range(_MAX_ERRORS):
@@ -41,11 +41,12 @@ def _collect(cfg: Config, stage: Callable[[Config], object]) -> list[ConfigError
             return found
         except ConfigError as exc:
             found.append(exc)
-            if exc.param is None or exc.param in reset:
+            # the parameter: named as such, or as the message's first word (tables' errors)
+            param = exc.param or exc.message.partition(":")[0]
+            if not cfg.known(param) or param in reset:
                 return found
-            reset.add(exc.param)
-            cfg = cfg.with_overrides({exc.param: cfg.default(exc.param) or ""},
-                                     source="postier check")
+            reset.add(param)
+            cfg = cfg.with_overrides({param: ""}, source="postier check")
     return found
 
 

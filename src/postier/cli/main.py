@@ -79,7 +79,9 @@ TOOLS: dict[str, tuple[str, str]] = {
 def _tool(name: str, argv: list[str]) -> int:
     module = importlib.import_module(TOOLS[name][0])
     if argv[:1] == ["--help"]:
-        print(f"{name}: {TOOLS[name][1]}\n{module.USAGE}")
+        usage: str = module.USAGE
+        print(f"{name}: {TOOLS[name][1]}\n"
+              + (usage if usage.startswith("usage:") else f"usage: {usage}"))
         return 0
     if name == "postqueue" or name == "mailq":
         result: int = module.main(argv, prog=name)
