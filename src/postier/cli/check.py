@@ -5,9 +5,10 @@ restriction, master.cf service and ``-o`` option that postier does not support o
 supports differently, one line each naming the file and line and what happens instead,
 on standard output; ``postier: warning:`` lines (a parameter defined twice, where the log
 goes) on stderr. Where ``postier start`` stops at the first error, this goes on and
-reports them all. Missing certificates are warnings: Postfix fails on them too, so they
-are no migration difference (``postier start`` refuses them). Exit status 0 only when
-nothing is unsupported (and ``mail_owner`` is usable), else 1.
+reports them all. Missing certificates are no migration difference (Postfix fails on them
+too): ``postier: fatal:`` lines apart from the report, exit status 1 as ``postier start``
+refuses them. Exit status 0 only when nothing is unsupported or refused and
+``mail_owner`` is usable, else 1.
 """
 
 from __future__ import annotations
@@ -50,18 +51,21 @@ def _collect(cfg: Config, stage: Callable[[Config], object]) -> list[ConfigError
     return found
 
 
-def report(config_dir: str) -> tuple[list[str], list[str]]:
-    """(unsupported, warnings) for the configuration in ``config_dir``: each a list of
-    one-line texts naming file and line. Reads files only; raises nothing for a bad
-    configuration (it is in the report)."""
+def report(config_dir: str) -> tuple[list[str], list[str], list[str]]:
+    """(unsupported, refused, warnings) for the configuration in ``config_dir``: each a
+    list of one-line texts naming file and line. ``refused``: what Postfix would refuse
+    too (a missing certificate), not a migration difference, but ``postier start``
+    refuses it. Reads files only; raises nothing for a bad configuration (it is in the
+    report)."""
     out: list[str] = []
+    refused: list[str] = []
     main_cf = os.path.join(config_dir, "main.cf")
     if not os.path.exists(main_cf):
-        return [f"open {main_cf}: No such file or directory"], []
+        return [f"open {main_cf}: No such file or directory"], [], []
     try:
         cfg = Config.from_dir(config_dir)
     except ConfigError as exc:
-        return [str(exc)], []
+        return [str(exc)], [], []
     warnings = cfg.main.override_warnings()
     out += cfg.validate(raise_errors=False)
     changed = {n for n, s in cfg.main.values.items() if s.value != cfg.default(n)}
@@ -78,7 +82,7 @@ def report(config_dir: str) -> tuple[list[str], list[str]]:
     try:
         services = mastercf.load(os.path.join(config_dir, "master.cf"))
     except ConfigError as exc:
-        return [*out, str(exc)], warnings
+        return [*out, str(exc)], refused, warnings
     for svc in services:
         if svc.command != "smtpd":
             continue
@@ -91,24 +95,28 @@ def report(config_dir: str) -> tuple[list[str], list[str]]:
         try:
             warnings += [w for w in instance.check_smtpd_tls(scfg, svc) if w not in warnings]
         except ConfigError as exc:  # Postfix refuses it too: not a migration difference
-            warnings.append(f"{exc} (postier start refuses this, as Postfix's smtpd would)")
+            refused.append(str(exc))
         for name in unimplemented_settings(set(svc.overrides)):
             out.append(f"{where}: service {svc.name}: -o {name} is not implemented by "
                        "postier yet; it has no effect")
-    return list(dict.fromkeys(out)), list(dict.fromkeys(warnings))
+    return list(dict.fromkeys(out)), refused, list(dict.fromkeys(warnings))
 
 
 def check(config_dir: str) -> int:
     """Print the migration report of ``config_dir``: 0 when nothing is unsupported and
     mail_owner is usable, else 1."""
-    unsupported, warnings = report(config_dir)
+    unsupported, refused, warnings = report(config_dir)
     for warning in warnings:
         print(f"postier: warning: {warning}", file=sys.stderr)
+    for error in refused:
+        print(f"postier: fatal: {error}", file=sys.stderr)
     for line in unsupported:
         print(line)
     if unsupported:
         print(f"postier: {len(unsupported)} setting(s) above are not supported as written",
               file=sys.stderr)
+        return 1
+    if refused:
         return 1
     try:
         instance.Runtime.from_config(Config.from_dir(config_dir))
