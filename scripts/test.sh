@@ -25,6 +25,8 @@ if [ "$(id -u)" = 0 ]; then
     need openssl command -v openssl
     need dovecot-core command -v dovecot
     need sasl2-bin command -v saslauthd
+    need pflogsumm command -v pflogsumm
+    need fail2ban command -v fail2ban-regex
     need postgresql sh -c 'ls /usr/lib/postgresql/*/bin/initdb'
     need postfix test -x /usr/sbin/smtp-sink
     if [ -n "$packages" ]; then

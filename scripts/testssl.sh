@@ -30,6 +30,7 @@ inet_protocols = ipv4
 queue_directory = $W/spool
 mail_spool_directory = $W/mail
 maillog_file = $W/maillog
+maillog_file_prefixes = $W
 alias_maps =
 smtpd_tls_cert_file = $W/cert.pem
 smtpd_tls_key_file = $W/key.pem

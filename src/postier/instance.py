@@ -17,6 +17,7 @@ import pwd
 from dataclasses import dataclass
 
 import postier
+from postier import log
 from postier.config import mastercf
 from postier.config.errors import ConfigError
 from postier.config.mastercf import MasterService
@@ -47,7 +48,12 @@ def load_with_warnings(config_dir: str) -> tuple[Config, list[MasterService], li
     if not os.path.exists(main_cf):
         raise ConfigError(f"open {main_cf}: No such file or directory")
     cfg = Config.from_dir(config_dir)
-    warnings = list(cfg.validate())
+    warnings = [*cfg.main.override_warnings(), *cfg.validate()]
+    log_errors, log_notice = log.check(cfg)
+    if log_errors:
+        raise ConfigError(log_errors[0])
+    if log_notice is not None:
+        warnings.append(log_notice)
     services = mastercf.load(master_cf)
     changed = {n for n, s in cfg.main.values.items() if s.value != cfg.default(n)}
     for name in unimplemented_settings(changed):  # a setting equal to the default is moot

@@ -88,8 +88,10 @@ class Instance:
         os.chmod(base, 0o755)
         os.chmod(self.mail_dir, 0o1777)
         owner = "postfix" if ROOT else pwd.getpwuid(os.geteuid()).pw_name
+        # the test instance's settings, appended after the file under test (no comment
+        # line: the tests name main.cf's line numbers)
         overrides = f"""
-# --- test instance settings (appended after the file under test) ---
+maillog_file_prefixes = {self.log_file.parent}
 queue_directory = {self.queue_dir}
 data_directory = {self.base}/data
 mail_spool_directory = {self.mail_dir}

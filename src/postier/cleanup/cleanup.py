@@ -61,6 +61,10 @@ class LogSink(Protocol):
 
     def warning(self, text: str) -> None: ...
 
+    def for_program(self, program: str) -> LogSink:
+        """The same output under another program name (``postfix/cleanup``)."""
+        ...
+
 
 class Trigger(Protocol):
     """Tells the queue manager that ``queue_id`` is in ``incoming/``; never raises."""
@@ -255,8 +259,8 @@ class CleanupMessage:
             self.abort()
             raise
         cleanup = self._cleanup
-        if cleanup.log is not None and self.headers.message_id:
-            cleanup.log.info(f"{queue_id}: message-id={self.headers.message_id}")
+        if cleanup.cleanup_log is not None and self.headers.message_id:
+            cleanup.cleanup_log.info(f"{queue_id}: message-id={self.headers.message_id}")
         if cleanup.trigger is not None:
             cleanup.trigger.notify(queue_id)
         return queue_id
@@ -269,7 +273,9 @@ class CleanupMessage:
 class Cleanup:
     """A process's way into the queue: the queue directory, its group commit, the trigger.
 
-    ``log`` receives the ``client=`` and ``message-id=`` lines (``None``: no lines);
+    ``log`` receives the ``client=`` line as the calling program (``postfix/smtpd``) and,
+    under the program name ``cleanup`` as Postfix's cleanup(8), the ``message-id=`` line
+    (``None``: no lines);
     ``trigger`` is told of each committed message (``None``: nobody is, as for qmgr's own
     bounces, which qmgr schedules itself). ``qualify``: how envelope addresses are
     completed at ``commit`` (``None``: they are written as given). ``hopcount_limit``:
@@ -283,6 +289,7 @@ class Cleanup:
     ) -> None:
         self.queue_dir = queue_dir
         self.log = log
+        self.cleanup_log = log.for_program("cleanup") if log is not None else None
         self.trigger = trigger
         self.fsync = fsync
         self.long_queue_ids = long_queue_ids

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from postier.cli import postmap
 
+USAGE = postmap.USAGE.replace("postmap", "postalias", 1)
+
 
 def main(argv: list[str]) -> int:
     return postmap.main(argv, prog="postalias")

@@ -1,7 +1,13 @@
 """postconf: show and edit main.cf parameters and show master.cf services, as Postfix's postconf(1).
 
 Follows postconf(1): ``-c config_dir``; no option = every parameter with its value,
-sorted; ``-n`` only parameters set in main.cf; ``-d`` defaults; ``-h`` values only;
+sorted; ``-n`` only parameters set in main.cf (a parameter defined twice draws Postfix's
+``overriding earlier entry`` warning); ``-d`` defaults, computed as Postfix computes them
+for ``myhostname`` (the host's name), ``mydomain`` (from it) and ``mynetworks`` (from
+``mynetworks_style`` and the host's addresses); ``-m`` the lookup table types
+(``postier.tables``' registry); ``-l`` the mailbox lock methods; ``-a``/``-A`` the SASL
+server/client plug-in types; ``-T compile-version|run-version`` the TLS library;
+``-h`` values only;
 ``-x`` expand ``$name``; ``-e name=value ...`` (also implied by ``name=value``
 arguments) and ``-X name ...`` edit main.cf in place; ``-M [service[/type] ...]``
 master.cf entries; ``-P [service[/type[/parameter]] ...]`` their ``-o`` settings.
@@ -13,15 +19,22 @@ from __future__ import annotations
 
 import getopt
 import os
+import ssl
 import sys
 from typing import TextIO
 
 from postier.config import maincf, mastercf, paths
+from postier.config.capabilities import LOCK_METHODS, SMTP_SASL_TYPES, SMTPD_SASL_TYPES
 from postier.config.errors import ConfigError
 from postier.config.maincf import MainCf
+from postier.config.params import MYNETWORKS, MYNETWORKS_STYLE
 from postier.config.settings import Config
+from postier.dns.resolver import local_addresses
+from postier.rewrite.mynetworks import style_networks
+from postier.tables.registry import TYPES as TABLE_TYPES
 
 USAGE = """usage: postconf [-dhnx] [-c config_dir] [parameter ...]
+       postconf -m|-l|-a|-A|-T compile-version|run-version
        postconf -e [-c config_dir] parameter=value ...
        postconf -X [-c config_dir] parameter ...
        postconf -M [-c config_dir] [service[/type] ...]
@@ -45,9 +58,24 @@ def _load_config(config_dir: str, *, need_main: bool) -> Config:
                   config_directory=config_dir)
 
 
+def computed_default(cfg: Config, name: str) -> str | None:
+    """``postconf -d``'s value of ``name``: mynetworks computed from mynetworks_style and
+    this host's addresses (IPv6 networks in brackets, as Postfix writes them), else the
+    configuration's default (myhostname and mydomain are computed there)."""
+    if name == MYNETWORKS.name:
+        try:
+            nets = style_networks(cfg.default(MYNETWORKS_STYLE.name) or "host",
+                                  local_addresses())
+        except ValueError:
+            return cfg.default(name)
+        return " ".join(f"[{n.network_address}]/{n.prefixlen}" if n.version == 6 else str(n)
+                        for n in nets)
+    return cfg.default(name)
+
+
 def _warnings(cfg: Config, config_dir: str) -> list[str]:
     """main.cf warnings, then those of each master.cf service's ``-o`` settings."""
-    warnings = cfg.validate(raise_errors=False)
+    warnings = [*cfg.main.override_warnings(), *cfg.validate(raise_errors=False)]
     master_cf = os.path.join(config_dir, "master.cf")
     if not os.path.exists(master_cf):
         return warnings
@@ -81,7 +109,7 @@ def _show_params(config_dir: str, names: list[str], flags: set[str],
         wanted = cfg.names()
     for name in wanted:
         if defaults_only:
-            value = cfg.default(name)
+            value = computed_default(cfg, name)
             if value is None:
                 print(f"postconf: warning: {name}: unknown parameter", file=err)
                 continue
@@ -140,22 +168,50 @@ def _show_master(config_dir: str, args: list[str], params: bool, flags: set[str]
     return 0
 
 
+def _listing(flags: set[str], tls_query: str | None) -> list[str] | str | None:
+    """What -m, -l, -a, -A or -T print (a str: the fatal error), None for other modes."""
+    if "m" in flags:
+        return sorted(TABLE_TYPES)
+    if "l" in flags:
+        return list(LOCK_METHODS)
+    if "a" in flags:
+        return list(SMTPD_SASL_TYPES)
+    if "A" in flags:
+        return list(SMTP_SASL_TYPES)
+    if tls_query is not None:
+        if tls_query in ("compile-version", "run-version"):
+            return [ssl.OPENSSL_VERSION]
+        return f'invalid -T option "{tls_query}"'
+    return None
+
+
 def main(argv: list[str], *, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Run postconf with ``argv`` (without the program name); return the exit status."""
     stdout = out if out is not None else sys.stdout
     stderr = err if err is not None else sys.stderr
     try:
-        opts, args = getopt.getopt(argv, "c:dehnvxMPX")
+        opts, args = getopt.getopt(argv, "aAc:dehlmnT:vxMPX")
     except getopt.GetoptError as exc:
         print(f"postconf: fatal: {exc.msg}\n{USAGE}", file=stderr)
         return 1
     config_arg: str | None = None
     flags: set[str] = set()
+    tls_query: str | None = None
     for opt, value in opts:
         if opt == "-c":
             config_arg = value
+        elif opt == "-T":
+            tls_query = value
         else:
             flags.add(opt[1:])
+    listing = _listing(flags, tls_query)
+    if listing is not None:
+        if isinstance(listing, str):
+            print(f"postconf: fatal: {listing}", file=stderr)
+            return 1
+        for item in listing:
+            print(item, file=stdout)
+        return 0
     config_dir = paths.config_dir(config_arg)
     try:
         if "M" in flags or "P" in flags:

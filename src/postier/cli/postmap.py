@@ -92,6 +92,10 @@ def _lookup(specs: Iterable[tuple[str, str]], key: str, options: OpenOptions) ->
     return None
 
 
+USAGE = ("postmap [-bfhinNoprsuvw] [-c config_dir] [-d key|-] [-q key|-] "
+         "[type:]file ...")
+
+
 def run(prog: str, argv: list[str], stdin: TextIO, out: TextIO, err: TextIO) -> int:
     """The tool's work; returns the exit status."""
     aliases = prog == "postalias"

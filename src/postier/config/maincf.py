@@ -34,10 +34,21 @@ class Setting:
 
 @dataclass
 class MainCf:
-    """The parameters a main.cf file sets (the last definition of each wins)."""
+    """The parameters a main.cf file sets (the last definition of each wins).
+
+    ``overridden``: each earlier definition a later one replaced, as
+    (name, the later definition's Setting, the earlier value), for Postfix's
+    ``overriding earlier entry`` warning.
+    """
 
     file: str
     values: dict[str, Setting] = field(default_factory=dict)
+    overridden: list[tuple[str, Setting, str]] = field(default_factory=list)
+
+    def override_warnings(self) -> list[str]:
+        """Postfix's warnings: ``FILE, line N: overriding earlier entry: NAME=OLD``."""
+        return [f"{later.file}, line {later.line}: overriding earlier entry: {name}={old}"
+                for name, later, old in self.overridden]
 
 
 @dataclass(frozen=True)
@@ -88,7 +99,11 @@ def parse(text: str, file: str) -> MainCf:
     result = MainCf(file=file)
     for logical in _logical_lines(text.splitlines(), file):
         name, value = _split(logical, file)
-        result.values[name] = Setting(value, file, logical.first + 1)
+        setting = Setting(value, file, logical.first + 1)
+        earlier = result.values.get(name)
+        if earlier is not None:
+            result.overridden.append((name, setting, earlier.value))
+        result.values[name] = setting
     return result
 
 

@@ -768,8 +768,17 @@ SYSLOG_NAME = Param.str(
     "syslog_name", "${multi_instance_name?{$multi_instance_name}:{postfix}}",
     "prefix of logged program names", implemented=True)
 SYSLOG_FACILITY = Param.str("syslog_facility", "mail", "syslog facility", implemented=True)
+MAILLOG_FILE_PREFIXES = Param.list(
+    "maillog_file_prefixes", "/var, /dev/stdout",
+    "allowed prefixes of maillog_file (a start-time check)", implemented=True)
+MAILLOG_FILE_PERMISSIONS = Param.str(
+    "maillog_file_permissions", "0600",
+    "mode of maillog_file when created: 0600, 0640 or 0644", implemented=True)
 DEBUG_PEER_LEVEL = Param.int("debug_peer_level", "2", "extra verbosity for debug_peer_list hosts")
 DEBUG_PEER_LIST = Param.list("debug_peer_list", "", "hosts that get verbose logging")
+DEBUGGER_COMMAND = Param.str(
+    "debugger_command", "", "command run when a daemon is started with -D (postier has no -D)",
+    expand=False, inert=True)
 NOTIFY_CLASSES = Param.list(
     "notify_classes", "resource, software",
     "problem classes reported to the postmaster (postier acts on bounce, 2bounce and "

@@ -34,13 +34,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, suppress
 
+from postier.config.capabilities import LOCK_METHODS
 from postier.config.params import DELIVER_LOCK_ATTEMPTS, DELIVER_LOCK_DELAY, STALE_LOCK_TIME
 from postier.delivery.status import DeliveryStatus, bounced, deferred, sent
 from postier.local import privs
 from postier.safeio import write_all
 
 MAIL_DAEMON = "MAILER-DAEMON"
-LOCK_METHODS = ("fcntl", "flock", "dotlock")
 _CHUNK = 65536
 
 # ---------------------------------------------------------------------------

@@ -26,14 +26,23 @@ CONTENT = [
 
 
 class Recorder:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
+    """A LogSink: ``lines`` and, beside each, the program that logged it."""
+
+    def __init__(self, program: str = "smtpd", shared: Recorder | None = None) -> None:
+        self.program = program
+        self.lines: list[str] = shared.lines if shared is not None else []
+        self.programs: list[str] = shared.programs if shared is not None else []
 
     def info(self, text: str) -> None:
         self.lines.append(text)
+        self.programs.append(self.program)
 
     def warning(self, text: str) -> None:
         self.lines.append(f"warning: {text}")
+        self.programs.append(self.program)
+
+    def for_program(self, program: str) -> Recorder:
+        return Recorder(program, shared=self)
 
 
 class Triggers:
@@ -101,6 +110,8 @@ def test_streamed_message_is_committed_with_headers_processed(qdir: str) -> None
         b"Bcc: not a header in the body\n"
     )
     assert log.lines[1:] == [f"{qid}: message-id=<m1@example.net>"]
+    # client= is the caller's line (postfix/smtpd), message-id= is cleanup(8)'s
+    assert log.programs == ["smtpd", "cleanup"]
     assert trig.sent == [qid]
 
 

@@ -17,14 +17,23 @@ WHEN = datetime(2026, 11, 25, 20, 48, 52, tzinfo=UTC)
 
 
 class Recorder:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
+    """A LogSink: ``lines`` and, beside each, the program that logged it."""
+
+    def __init__(self, program: str = "smtpd", shared: Recorder | None = None) -> None:
+        self.program = program
+        self.lines: list[str] = shared.lines if shared is not None else []
+        self.programs: list[str] = shared.programs if shared is not None else []
 
     def info(self, text: str) -> None:
         self.lines.append(text)
+        self.programs.append(self.program)
 
     def warning(self, text: str) -> None:
         self.lines.append(f"warning: {text}")
+        self.programs.append(self.program)
+
+    def for_program(self, program: str) -> Recorder:
+        return Recorder(program, shared=self)
 
 QUALIFY = Qualify("tintin.example.com")
 

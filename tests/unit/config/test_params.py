@@ -134,7 +134,9 @@ def test_the_flag_drives_the_not_implemented_warnings(
     config_dir = _instance(
         tmp_path,
         # alias_maps emptied: the default hash:/etc/aliases depends on this machine
-        "queue_directory = /tmp/q\nsmtpd_delay_reject = no\nbiff = no\nalias_maps =\n",
+        # maillog_file set: where the log goes otherwise depends on this machine's syslog
+        "queue_directory = /tmp/q\nsmtpd_delay_reject = no\nbiff = no\nalias_maps =\n"
+        "maillog_file = /dev/stdout\n",
         "smtp inet n - n - - smtpd -o strict_rfc821_envelopes=yes\n",
     )
     main_cf, master_cf = tmp_path / "main.cf", tmp_path / "master.cf"
