@@ -14,10 +14,10 @@ import sys
 
 from postier.config import paths
 
-VERBS = ("start", "stop", "status", "start-fg", "check", "flush")
+VERBS = ("start", "stop", "status", "start-fg", "check", "flush", "set-permissions")
 TOOLS = ("postconf", "postqueue", "mailq", "postsuper", "postcat", "postmap", "postalias")
 
-USAGE = """usage: postier [-c config_dir] start|stop|status|start-fg|check|flush
+USAGE = """usage: postier [-c config_dir] start|stop|status|start-fg|check|flush|set-permissions
        postier postconf [options] [name ...]
        postier postqueue -f | -i queueid | -j | -p | -s site
        postier mailq
@@ -85,11 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     if verb not in VERBS:
         print(f"postier: fatal: unknown command: {verb}\n{USAGE}", file=sys.stderr)
         return 1
-    from postier.cli import control, postqueue
+    from postier.cli import control, permissions, postqueue
 
     action = {
         "start": control.start, "stop": control.stop, "status": control.status,
         "start-fg": control.start_fg, "check": control.check, "flush": postqueue.flush,
+        "set-permissions": permissions.set_permissions,
     }[verb]
     return action(os.path.abspath(paths.config_dir(config_arg)))
 
