@@ -62,6 +62,10 @@ if [ "$(id -u)" = 0 ]; then
         useradd --system --gid postfix --home-dir /var/spool/postfix --shell /usr/sbin/nologin postfix
     getent group postdrop >/dev/null || groupadd --system postdrop
     mkdir -p /var/mail
+    # The default main.cf reads alias_maps = hash:/etc/aliases, as Debian's postfix does;
+    # like its package, make /etc/aliases when no mail server did, and build the table.
+    [ -e /etc/aliases ] || printf 'postmaster:    root\n' > /etc/aliases
+    [ -e /etc/aliases.pdb ] || "$prefix/bin/postier" postalias hash:/etc/aliases
 fi
 
 if [ "$systemd" = yes ]; then
