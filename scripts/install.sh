@@ -1,12 +1,89 @@
 #!/bin/sh
-# Installs postier into this Python and, as root, creates the mail_owner account "postfix".
+# Installs postier into its own virtual environment and links the postier command onto PATH.
+#
+#   sh scripts/install.sh            as root: /opt/postier, /usr/local/bin/postier, the
+#                                    accounts postfix (mail_owner) and postdrop (setgid_group)
+#                                    as an ordinary user: ~/.local/share/postier, ~/.local/bin
+#   sh scripts/install.sh --systemd  also installs packaging/postier.service (root only)
+#
+# Only the system's python3 is needed: as root, python3-venv is installed with apt-get when
+# the venv module cannot make an environment. Only "postier" is linked: Postfix's tool names
+# (postqueue, postconf, mailq, ...) are never put on PATH, so that a real Postfix's commands
+# in /usr/sbin are never shadowed; use "postier postqueue ..." (see docs/install.md).
+# POSTIER_PREFIX and POSTIER_BINDIR override the two places.
 set -eu
 cd "$(dirname "$0")/.."
-python3 -m pip install -q .
-if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+src=$(pwd)
+
+systemd=no
+for arg in "$@"; do
+    case $arg in
+        --systemd) systemd=yes ;;
+        *) echo "usage: sh scripts/install.sh [--systemd]" >&2; exit 2 ;;
+    esac
+done
+
+if [ "$(id -u)" = 0 ]; then
+    prefix=${POSTIER_PREFIX:-/opt/postier}
+    bindir=${POSTIER_BINDIR:-/usr/local/bin}
+else
+    prefix=${POSTIER_PREFIX:-${XDG_DATA_HOME:-$HOME/.local/share}/postier}
+    bindir=${POSTIER_BINDIR:-$HOME/.local/bin}
+fi
+
+if ! command -v python3 >/dev/null 2>&1; then
+    echo "install.sh: python3 is missing (Debian: apt-get install python3)" >&2
+    exit 1
+fi
+# Debian splits venv's pip bootstrap into python3-venv (python3.X-venv): test it for real.
+probe=$(mktemp -d)
+if ! python3 -m venv "$probe/v" >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "install.sh: installing python3-venv" >&2
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    else
+        rm -rf "$probe"
+        echo "install.sh: python3 cannot create a virtual environment; as root run:" \
+             "apt-get install python3-venv" >&2
+        exit 1
+    fi
+fi
+rm -rf "$probe"
+
+python3 -m venv "$prefix"
+"$prefix/bin/python" -m pip install -q --disable-pip-version-check "$src"
+mkdir -p "$bindir"
+ln -sf "$prefix/bin/postier" "$bindir/postier"
+
 if [ "$(id -u)" = 0 ]; then
     getent group postfix >/dev/null || groupadd --system postfix
     getent passwd postfix >/dev/null || \
         useradd --system --gid postfix --home-dir /var/spool/postfix --shell /usr/sbin/nologin postfix
+    getent group postdrop >/dev/null || groupadd --system postdrop
     mkdir -p /var/mail
+    # The default main.cf reads alias_maps = hash:/etc/aliases, as Debian's postfix does;
+    # like its package, make /etc/aliases when no mail server did, and build the table.
+    [ -e /etc/aliases ] || printf 'postmaster:    root\n' > /etc/aliases
+    [ -e /etc/aliases.pdb ] || "$prefix/bin/postier" postalias hash:/etc/aliases
 fi
+
+if [ "$systemd" = yes ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "install.sh: --systemd needs root" >&2
+        exit 1
+    fi
+    sed "s#@BINDIR@#$bindir#g" packaging/postier.service > /etc/systemd/system/postier.service
+    if [ -d /run/systemd/system ]; then
+        systemctl daemon-reload
+    fi
+    echo "install.sh: installed /etc/systemd/system/postier.service;" \
+         "enable it with: systemctl enable --now postier" >&2
+fi
+
+case ":$PATH:" in
+    *":$bindir:"*) ;;
+    *) echo "install.sh: $bindir is not on your PATH: run $bindir/postier, or log in again" \
+            "(Debian's ~/.profile adds ~/.local/bin when it exists)" >&2 ;;
+esac
+echo "install.sh: postier installed in $prefix, command $bindir/postier" >&2

@@ -12,6 +12,9 @@ running master is found in the same place; neither program imports the other.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import grp
 import os
 import pwd
 from dataclasses import dataclass
@@ -21,7 +24,13 @@ from postier import log
 from postier.config import mastercf
 from postier.config.errors import ConfigError
 from postier.config.mastercf import MasterService
-from postier.config.params import MAIL_OWNER, QUEUE_DIRECTORY, unimplemented_settings
+from postier.config.params import (
+    DATA_DIRECTORY,
+    MAIL_OWNER,
+    QUEUE_DIRECTORY,
+    SETGID_GROUP,
+    unimplemented_settings,
+)
 from postier.config.settings import Config
 from postier.queue import dirs
 from postier.restrictions.lists import check_restriction_lists
@@ -120,6 +129,8 @@ class Runtime:
     owner_name: str
     smtpd_workers: int
     version: str
+    setgid_gid: int | None = None  # setgid_group's gid when running as root, else None
+    data_dir: str = ""  # data_directory, where a Postfix master holds master.lock
 
     @classmethod
     def from_config(cls, cfg: Config) -> Runtime:
@@ -139,7 +150,16 @@ class Runtime:
             if pw.pw_uid == 0:
                 raise StartError(f"mail_owner: user {owner} must not be root (uid 0)")
             uid, gid = pw.pw_uid, pw.pw_gid
+            try:
+                setgid_gid: int | None = grp.getgrnam(cfg[SETGID_GROUP]).gr_gid
+            except KeyError:
+                raise StartError(
+                    f'setgid_group: group "{cfg[SETGID_GROUP]}" does not exist; create it '
+                    f"with: groupadd --system {cfg[SETGID_GROUP]} (or set setgid_group in "
+                    "main.cf)"
+                ) from None
         else:
+            setgid_gid = None
             owner = pwd.getpwuid(os.geteuid()).pw_name
         workers = max(1, os.cpu_count() or 1)
         return cls(
@@ -149,13 +169,65 @@ class Runtime:
             owner_name=owner,
             smtpd_workers=workers,
             version=postier.__version__,
+            setgid_gid=setgid_gid,
+            data_dir=cfg[DATA_DIRECTORY],
         )
 
-    def prepare_queue(self) -> None:
-        dirs.ensure(self.queue_dir, self.uid, self.gid)
+    def prepare_queue(self) -> list[str]:
+        """Refuse (StartError) while a Postfix master runs on this queue, then create what
+        is missing of the queue layout, keeping an existing (Postfix) layout's owners and
+        modes; returns the changes made to existing directories (``dirs.ensure``)."""
+        holder = postfix_master(self.queue_dir, self.data_dir)
+        if holder is not None:
+            raise StartError(holder)
+        return dirs.ensure(self.queue_dir, self.uid, self.setgid_gid)
 
 
 def pid_file(queue_dir: str) -> str:
     """The master's pid file, locked (flock) for the master's lifetime: QUEUE_DIR/pid/master.pid."""
     return os.path.join(queue_dir, "pid", "master.pid")
 
+
+
+def _locked(path: str) -> bool:
+    """Whether another process holds a flock(2) lock on ``path`` (False if absent)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _is_postier(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"postier" in f.read()
+    except OSError:
+        return False
+
+
+def postfix_master(queue_dir: str, data_dir: str) -> str | None:
+    """Why a running Postfix (not postier) forbids starting on ``queue_dir``, or None.
+
+    Postfix's master(8) holds flock(2) locks on ``QUEUE_DIR/pid/master.pid`` and on
+    ``DATA_DIR/master.lock`` for its lifetime; a held ``master.pid`` whose process is not
+    postier, or a held ``master.lock`` beside it, is a running Postfix. (The reverse needs
+    no code: ``postfix start`` tests the same ``master.pid`` lock, which postier's master
+    holds, and says "the Postfix mail system is already running".)
+    """
+    pid_path = pid_file(queue_dir)
+    if not _locked(pid_path):
+        return None
+    pid = 0
+    with contextlib.suppress(OSError, ValueError), open(pid_path) as f:
+        pid = int(f.read().strip() or 0)
+    if pid and _is_postier(pid) and not _locked(os.path.join(data_dir, "master.lock")):
+        return None
+    return (f"a Postfix master (pid {pid}) is running on queue_directory {queue_dir}: "
+            f"stop it first (postfix stop)")

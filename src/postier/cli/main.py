@@ -57,7 +57,7 @@ VERBS: tuple[Verb, ...] = (
     Verb("check", "postier.cli.check", "check",
          "validate the configuration; report what postier does not support"),
     Verb("flush", "postier.cli.postqueue", "flush", "attempt to deliver every deferred message"),
-    Verb("set-permissions", "postier.cli.control", "set_permissions",
+    Verb("set-permissions", "postier.cli.permissions", "set_permissions",
          "repair ownership and modes of the queue and configuration directories"),
 )
 VERB_NAMES = tuple(v.name for v in VERBS)

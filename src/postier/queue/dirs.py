@@ -11,6 +11,11 @@ subdirectories named after the first characters of the queue ID: with depth 1,
 ``deferred/2/22D2A8871``; with depth 2, ``deferred/2/2/22D2A8871``. A long queue ID is
 hashed on its microseconds written in hex, so both forms spread the same way.
 
+Owners and modes are Postfix's (postfix-files, with Debian's ``maildrop`` 1730 and
+``public`` 2710 ``postfix:postdrop``): ``ensure`` creates what is missing that way and
+never changes an existing layout's modes; ``set_permissions`` repairs them, as
+``postfix set-permissions`` does.
+
 This is an adapter (file system only). Queue files whose name starts with ``.``
 (writers' temporary files, see ``queue.file``) are never listed by ``scan``.
 """
@@ -18,9 +23,12 @@ This is an adapter (file system only). Queue files whose name starts with ``.``
 from __future__ import annotations
 
 import contextlib
+import enum
 import os
+import stat
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from postier.config import params
 from postier.queue.file import TMP_PREFIX, fsync_dir
@@ -28,8 +36,8 @@ from postier.queue.ids import is_long_queue_id, usec_of
 
 #: Directories holding queue files (a message's state).
 STATES = ("incoming", "active", "deferred", "hold", "corrupt")
-#: Per-message logs (bounce/defer/trace), flush, saved, and the IPC/pid directories.
-OTHER = ("bounce", "defer", "trace", "flush", "saved", "private", "public", "pid")
+#: Per-message logs (bounce/defer/trace), flush, saved, maildrop, and the IPC/pid directories.
+OTHER = ("bounce", "defer", "trace", "flush", "saved", "maildrop", "private", "public", "pid")
 ALL = STATES + OTHER
 
 HASH_QUEUE_NAMES: tuple[str, ...] = tuple(params.HASH_QUEUE_NAMES.default_value())
@@ -38,30 +46,89 @@ HASH_QUEUE_DEPTH = params.HASH_QUEUE_DEPTH.default_value()
 #: Temporary files older than this (seconds) are debris of a crashed writer.
 STALE_TMP_AGE = 3600.0
 
-_MODES = {"public": 0o755, "pid": 0o755}
+
+class Owner(enum.Enum):
+    """Who owns a queue directory in Postfix's postfix-files: root or ``mail_owner``."""
+
+    ROOT = "root"
+    MAIL_OWNER = "mail_owner"
 
 
-def ensure(queue_dir: str, uid: int | None, gid: int | None) -> None:
-    """Create queue_dir and every subdirectory; as root, give them to uid/gid.
+@dataclass(frozen=True)
+class Perm:
+    """One directory's Postfix permissions: owner, whether its group is ``setgid_group``
+    (else Postfix leaves the group alone), and its mode as Debian's package sets it."""
 
-    State directories and ``private`` are 0700, ``public`` and ``pid`` 0755; ``pid``
-    stays owned by root (as Postfix). Existing directories get their mode fixed.
+    owner: Owner
+    setgid_group: bool
+    mode: int
+
+
+_PRIVATE = Perm(Owner.MAIL_OWNER, False, 0o700)
+#: Postfix's permissions for every queue directory (postfix-files, plus Debian's postinst:
+#: maildrop 1730 and public 2710 ``postfix:postdrop``); ``""`` is queue_directory itself.
+PERMS: dict[str, Perm] = {
+    "": Perm(Owner.ROOT, False, 0o755),
+    **{name: _PRIVATE for name in ALL},
+    "maildrop": Perm(Owner.MAIL_OWNER, True, 0o1730),
+    "public": Perm(Owner.MAIL_OWNER, True, 0o2710),
+    "pid": Perm(Owner.ROOT, False, 0o755),
+}
+
+
+def _wanted(perm: Perm, uid: int | None, gid: int | None) -> tuple[int | None, int | None]:
+    if uid is None:  # an ordinary user's instance: everything stays ours
+        return None, None
+    return (0 if perm.owner is Owner.ROOT else uid), (gid if perm.setgid_group else None)
+
+
+def ensure(queue_dir: str, uid: int | None, setgid_gid: int | None) -> list[str]:
+    """Create what is missing of the queue layout with Postfix's owners and modes.
+
+    An existing directory keeps its mode and group (a layout Postfix made stays exactly as
+    Postfix wants it, so ``postfix check`` stays clean); only a directory not owned by its
+    Postfix owner is given to it, since the daemons could not write there otherwise.
+    ``uid`` is ``mail_owner``'s and ``setgid_gid`` is ``setgid_group``'s (as root); None
+    for both leaves everything owned by the caller (an ordinary user's instance).
+    Returns one line per change made to an existing directory. Raises OSError.
     """
-    os.makedirs(queue_dir, mode=0o755, exist_ok=True)
-    root = os.geteuid() == 0
-    for name in ALL:
-        p = os.path.join(queue_dir, name)
-        mode = _MODES.get(name, 0o700)
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(p, mode)
+    changes: list[str] = []
+    for name, perm in PERMS.items():
+        p = os.path.join(queue_dir, name) if name else queue_dir
+        want_uid, want_gid = _wanted(perm, uid, setgid_gid)
+        try:
+            os.mkdir(p, perm.mode & 0o777) if name else os.makedirs(p, 0o755)
+        except FileExistsError:
+            st = os.stat(p)
+            if want_uid is not None and st.st_uid != want_uid:
+                os.chown(p, want_uid, -1)
+                changes.append(f"{p}: owner {st.st_uid} -> {want_uid}")
+            continue
+        if want_uid is not None or want_gid is not None:
+            os.chown(p, -1 if want_uid is None else want_uid, -1 if want_gid is None else want_gid)
+        os.chmod(p, perm.mode)  # after chown, which clears set-gid; mkdir obeys the umask
+    return changes
+
+
+def set_permissions(queue_dir: str, uid: int | None, setgid_gid: int | None) -> list[str]:
+    """Repair the layout to Postfix's owners and modes, as ``postfix set-permissions``:
+    missing directories are made, every existing one gets its owner, its group where
+    Postfix sets one, and its mode. Returns one line per change. Raises OSError."""
+    changes = ensure(queue_dir, uid, setgid_gid)
+    for name, perm in PERMS.items():
+        p = os.path.join(queue_dir, name) if name else queue_dir
+        want_uid, want_gid = _wanted(perm, uid, setgid_gid)
         st = os.stat(p)
-        if st.st_mode & 0o7777 != mode:
-            os.chmod(p, mode)
-        if root and name != "pid" and (uid is not None or gid is not None):
-            want_uid = st.st_uid if uid is None else uid
-            want_gid = st.st_gid if gid is None else gid
-            if (st.st_uid, st.st_gid) != (want_uid, want_gid):
-                os.chown(p, want_uid, want_gid)
+        new_uid = st.st_uid if want_uid is None else want_uid
+        new_gid = st.st_gid if want_gid is None else want_gid
+        if (new_uid, new_gid) != (st.st_uid, st.st_gid):
+            os.chown(p, new_uid, new_gid)
+            changes.append(f"{p}: owner {st.st_uid}:{st.st_gid} -> {new_uid}:{new_gid}")
+        mode = stat.S_IMODE(os.stat(p).st_mode)
+        if mode != perm.mode:
+            os.chmod(p, perm.mode)
+            changes.append(f"{p}: mode {mode:04o} -> {perm.mode:04o}")
+    return changes
 
 
 def public_path(queue_dir: str, service: str) -> str:

@@ -28,21 +28,34 @@ def enqueue(qdir: str, body: bytes = b"x\n") -> str:
     return w.commit(Envelope("s@x", [Recipient("r@y")], 1.0))
 
 
+def _mode(qdir: str, name: str) -> int:
+    return stat.S_IMODE(os.stat(os.path.join(qdir, name)).st_mode)
+
+
 def test_ensure_creates_postfix_layout_with_modes(qdir: str) -> None:
     for name in ("incoming", "active", "deferred", "hold", "corrupt", "bounce", "defer",
-                 "trace", "flush", "saved", "private", "public", "pid"):
+                 "trace", "flush", "saved", "maildrop", "private", "public", "pid"):
         st = os.stat(os.path.join(qdir, name))
         assert stat.S_ISDIR(st.st_mode)
-    assert stat.S_IMODE(os.stat(os.path.join(qdir, "active")).st_mode) == 0o700
-    assert stat.S_IMODE(os.stat(os.path.join(qdir, "private")).st_mode) == 0o700
-    assert stat.S_IMODE(os.stat(os.path.join(qdir, "public")).st_mode) == 0o755
-    assert stat.S_IMODE(os.stat(os.path.join(qdir, "pid")).st_mode) == 0o755
+    assert _mode(qdir, "active") == 0o700
+    assert _mode(qdir, "private") == 0o700
+    assert _mode(qdir, "public") == 0o2710  # Debian's postfix: setgid_group postdrop
+    assert _mode(qdir, "maildrop") == 0o1730
+    assert _mode(qdir, "pid") == 0o755
+    assert _mode(qdir, "") == 0o755
 
 
-def test_ensure_is_idempotent_and_fixes_modes(qdir: str) -> None:
+def test_ensure_keeps_an_existing_layout_and_set_permissions_repairs_it(qdir: str) -> None:
     os.chmod(os.path.join(qdir, "incoming"), 0o777)
-    dirs.ensure(qdir, None, None)
-    assert stat.S_IMODE(os.stat(os.path.join(qdir, "incoming")).st_mode) == 0o700
+    os.chmod(os.path.join(qdir, "public"), 0o710)  # as Postfix's own postfix-files makes it
+    assert dirs.ensure(qdir, None, None) == []
+    assert _mode(qdir, "incoming") == 0o777
+    assert _mode(qdir, "public") == 0o710
+    changes = dirs.set_permissions(qdir, None, None)
+    assert _mode(qdir, "incoming") == 0o700
+    assert _mode(qdir, "public") == 0o2710
+    assert len(changes) == 2
+    assert dirs.set_permissions(qdir, None, None) == []
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
@@ -50,8 +63,27 @@ def test_ensure_gives_dirs_to_mail_owner(tmp_path: Path) -> None:
     d = str(tmp_path / "q")
     dirs.ensure(d, 12345, 23456)
     st = os.stat(os.path.join(d, "deferred"))
-    assert (st.st_uid, st.st_gid) == (12345, 23456)
+    assert st.st_uid == 12345
+    assert st.st_gid == 0  # Postfix leaves the group of its private directories alone
+    for name, mode in (("public", 0o2710), ("maildrop", 0o1730)):
+        st = os.stat(os.path.join(d, name))
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (12345, 23456, mode)
     assert os.stat(os.path.join(d, "pid")).st_uid == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_ensure_never_regroups_an_existing_public_but_set_permissions_does(
+        tmp_path: Path) -> None:
+    d = str(tmp_path / "q")
+    dirs.ensure(d, 12345, 23456)
+    os.chown(os.path.join(d, "public"), 54321, 11111)
+    os.chmod(os.path.join(d, "public"), 0o755)
+    assert dirs.ensure(d, 12345, 23456) == [f"{d}/public: owner 54321 -> 12345"]
+    st = os.stat(os.path.join(d, "public"))
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (12345, 11111, 0o755)
+    dirs.set_permissions(d, 12345, 23456)
+    st = os.stat(os.path.join(d, "public"))
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (12345, 23456, 0o2710)
 
 
 def test_hashed_paths() -> None:
