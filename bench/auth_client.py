@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import ssl
 import sys
@@ -106,10 +107,8 @@ async def session(host: str, port: int, ctx: ssl.SSLContext, user: str, password
         await _command(reader, writer, "QUIT", "221")
     finally:
         writer.close()
-        try:
+        with contextlib.suppress(OSError, ssl.SSLError):
             await writer.wait_closed()
-        except (OSError, ssl.SSLError):
-            pass
 
 
 async def run_load(args: argparse.Namespace) -> Outcome:
