@@ -386,6 +386,7 @@ class RoundResult:
     master_cf: str = ""
     # relay: smtp-sink's CPU; tls: Dovecot's (auth), per message; not the server's.
     helper_cpu_ms_per_msg: float | None = None
+    scenario: str = "local"
 
 
 def summarize(results: Sequence[RoundResult]) -> dict[str, Any]:
@@ -1065,7 +1066,7 @@ def measure(inst: Instance, round_no: int, args: argparse.Namespace,
     Delivery is counted in the mbox (local, tls) or at the sink (relay, HELPERS's).
     """
     scenario = helpers.scenario if helpers is not None else "local"
-    result = RoundResult(inst.name, round_no, args.messages)
+    result = RoundResult(inst.name, round_no, args.messages, scenario=scenario)
     inst.reset()
     src: subprocess.Popen[str] | None = None
     counter: MboxCounter | SinkCounter | None = None
@@ -1159,7 +1160,12 @@ def describe(r: RoundResult) -> str:
         return f"{r.server} round {r.round}: FAILED ({r.delivered}/{r.messages}) {r.error}"
     return (f"{r.server} round {r.round}: {r.msgs_per_s:.1f} msgs/s end-to-end "
             f"({r.seconds:.2f}s), {r.cpu_ms_per_msg:.2f} ms CPU/msg, "
-            f"injection {r.inject_msgs_per_s:.1f} msgs/s, {r.processes_seen} processes")
+            + (f"{r.inject_msgs_per_s:.1f} connections/s (STARTTLS + AUTH + 1 message)"
+               if r.scenario == "tls" else f"injection {r.inject_msgs_per_s:.1f} msgs/s")
+            + f", {r.processes_seen} processes"
+            + ("" if r.helper_cpu_ms_per_msg is None else
+               f", {'sink' if r.scenario == 'relay' else 'dovecot'} "
+               f"{r.helper_cpu_ms_per_msg:.2f} ms CPU/msg"))
 
 
 def environment(postier_cmd: list[str] | None) -> dict[str, Any]:

@@ -210,3 +210,13 @@ def test_reply_complete() -> None:
     assert client.reply_complete(b"250 ok\r\n")
     assert not client.reply_complete(b"250-PIPELINING\r\n")
     assert client.reply_complete(b"250\r\n")
+
+
+def test_describe_names_the_scenario_figures() -> None:
+    r = rr("postier", 1, 55.0)
+    r.seconds, r.scenario, r.helper_cpu_ms_per_msg = 2.0, "tls", 0.25
+    line = run.describe(r)
+    assert "55.0 connections/s (STARTTLS + AUTH + 1 message)" in line
+    assert "dovecot 0.25 ms CPU/msg" in line
+    r.scenario = "relay"
+    assert "injection 55.0 msgs/s" in run.describe(r) and "sink 0.25" in run.describe(r)
