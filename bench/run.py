@@ -52,6 +52,14 @@ SENDER = "sender@example.com"
 RECIPIENT = f"{BENCH_USER}@example.com"
 HOSTNAME = "bench.example.com"
 
+SCENARIOS = ("local", "relay", "tls")
+# relay: the next hop, an smtp-sink(1) on a loopback address of its own.
+SINK_ADDRESS = "127.12.0.1"
+RELAY_RECIPIENT = f"{BENCH_USER}@relay.example.net"
+# tls: the SASL user both servers authenticate through Dovecot's passwd-file.
+AUTH_USER = "benchauth"
+AUTH_PASSWORD = "bench-Pass-1"
+
 # Goal of the project (not binding yet): twice Postfix's throughput at half its CPU/msg.
 TARGET_THROUGHPUT_RATIO = 2.0
 TARGET_CPU_RATIO = 0.5
@@ -103,6 +111,48 @@ def instance_main_cf(root: str) -> dict[str, str]:
     }
 
 
+def scenario_main_cf(scenario: str, sink_port: int | None = None,
+                     tls_dir: str | None = None) -> dict[str, str]:
+    """What SCENARIO adds to common_main_cf(), the same for both servers.
+
+    ``relay``: every non-local recipient goes to ``relayhost = [SINK_ADDRESS]:SINK_PORT``
+    (``mynetworks = 127.0.0.0/8`` lets smtp-source relay). ``tls``: the server's
+    certificate and key under TLS_DIR, ``smtpd_tls_security_level = may`` on port 25 and
+    Dovecot SASL at ``private/auth`` (relative to queue_directory); the submission-like
+    service's own ``-o`` settings are in submission_options(). Raises ValueError for an
+    unknown scenario or a missing argument.
+    """
+    if scenario == "local":
+        return {}
+    if scenario == "relay":
+        if sink_port is None:
+            raise ValueError("relay needs the sink's port")
+        return {"relayhost": f"[{SINK_ADDRESS}]:{sink_port}"}
+    if scenario == "tls":
+        if tls_dir is None:
+            raise ValueError("tls needs the certificate directory")
+        return {
+            "smtpd_tls_cert_file": f"{tls_dir}/cert.pem",
+            "smtpd_tls_key_file": f"{tls_dir}/key.pem",
+            "smtpd_tls_security_level": "may",
+            "smtpd_sasl_type": "dovecot",
+            "smtpd_sasl_path": "private/auth",
+            "smtpd_sasl_authenticated_header": "yes",
+        }
+    raise ValueError(f"unknown scenario {scenario!r}")
+
+
+def submission_options() -> list[tuple[str, str]]:
+    """The ``-o`` overrides of the submission-like service (the tutorial's and Debian's)."""
+    return [
+        ("syslog_name", "postfix/submission"),
+        ("smtpd_tls_security_level", "encrypt"),
+        ("smtpd_sasl_auth_enable", "yes"),
+        ("smtpd_tls_auth_only", "yes"),
+        ("smtpd_client_restrictions", "permit_sasl_authenticated,reject"),
+    ]
+
+
 def render_main_cf(*sections: dict[str, str]) -> str:
     """main.cf text: ``name = value`` lines, later sections override earlier ones."""
     merged: dict[str, str] = {}
@@ -113,8 +163,11 @@ def render_main_cf(*sections: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def rewrite_master_cf(text: str, listen: str) -> str:
+def rewrite_master_cf(text: str, listen: str,
+                      options: Sequence[tuple[str, str]] = ()) -> str:
     """Postfix's packaged master.cf with ``smtp inet`` on LISTEN and chroot off.
+
+    OPTIONS become ``-o name=value`` lines of the LISTEN service (replacing any it had).
 
     Every other active ``inet`` service is commented out (it would bind a real port). The
     chroot column is set to ``n``: a throwaway queue directory is not a prepared jail.
@@ -141,6 +194,12 @@ def rewrite_master_cf(text: str, listen: str) -> str:
                 disabled = True
                 continue
             fields[0] = listen
+            if options:
+                fields[4] = "n"
+                out.append(" ".join(fields[:8]))
+                out += [f"  -o {name}={value}" for name, value in options]
+                disabled = True  # the packaged service's own continuation lines go
+                continue
         fields[4] = "n"
         out.append(" ".join(fields[:8]) + ("" if len(fields) == 8 else " " + " ".join(fields[8:])))
     if not seen_postlog:
@@ -148,11 +207,66 @@ def rewrite_master_cf(text: str, listen: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def minimal_master_cf(listen: str) -> str:
-    """The smallest master.cf that receives by SMTP and delivers locally."""
+def minimal_master_cf(listen: str, options: Sequence[tuple[str, str]] = ()) -> str:
+    """The smallest master.cf that receives by SMTP, delivers locally and relays."""
     return (
         f"{listen} inet n - n - - smtpd\n"
-        "local unix - n n - - local\n"
+        + "".join(f"  -o {name}={value}\n" for name, value in options)
+        + "local unix - n n - - local\n"
+        "smtp unix - - n - - smtp\n"
+    )
+
+
+def parse_sink_counters(text: str) -> dict[str, int]:
+    """The last complete counter record of ``smtp-sink -c``'s output.
+
+    smtp-sink(1) rewrites one line, ``sess=N quit=N mesg=N``, ending each version with a
+    carriage return; a record not yet ended by ``\\r`` or ``\\n`` is ignored. Returns
+    ``{}`` when there is none; ValueError if a complete record is malformed.
+    """
+    records = text.replace("\n", "\r").split("\r")[:-1]
+    for record in reversed(records):
+        if record.strip():
+            counters: dict[str, int] = {}
+            for item in record.split():
+                name, eq, value = item.partition("=")
+                if not eq or not value.isdigit():
+                    raise ValueError(f"bad smtp-sink counter record: {record!r}")
+                counters[name] = int(value)
+            return counters
+    return {}
+
+
+def passwd_file(user: str, password: str) -> str:
+    """Dovecot passwd-file(5) line for USER with a ``{PLAIN}`` password."""
+    return f"{user}:{{PLAIN}}{password}::::::\n"
+
+
+def dovecot_conf(run_dir: str, users_file: str, sockets: Sequence[str]) -> str:
+    """A Dovecot configuration serving only auth: one passwd-file, one listener per path.
+
+    Each SOCKETS path gets the tutorial's ``unix_listener { mode = 0660, group = postfix }``,
+    so each server's smtpd (running as ``postfix``) reaches ``private/auth`` in its own
+    queue directory, and both are answered by the same auth process.
+    """
+    listeners = "".join(
+        f"  unix_listener {path} {{\n    mode = 0660\n    group = postfix\n  }}\n"
+        for path in sockets)
+    return (
+        f"base_dir = {run_dir}/run\n"
+        f"state_dir = {run_dir}/state\n"
+        f"log_path = {run_dir}/dovecot.log\n"
+        "protocols =\n"
+        "listen = 127.0.0.1\n"
+        "ssl = no\n"
+        "disable_plaintext_auth = no\n"
+        "auth_mechanisms = plain login\n"
+        "auth_failure_delay = 0\n"
+        "passdb {\n  driver = passwd-file\n"
+        f"  args = scheme=PLAIN username_format=%u {users_file}\n}}\n"
+        "userdb {\n  driver = static\n"
+        "  args = uid=nobody gid=nogroup home=/nonexistent\n}\n"
+        f"service auth {{\n{listeners}}}\n"
     )
 
 
@@ -227,6 +341,20 @@ def count_separators(data: bytes, at_line_start: bool) -> tuple[int, bool]:
     return count, data.endswith(b"\n") if data else at_line_start
 
 
+def parse_client_report(text: str) -> dict[str, Any]:
+    """The JSON object bench/auth_client.py prints last (its other output comes before).
+
+    Raises ValueError when there is none or ``seconds`` is not positive.
+    """
+    for line in reversed(text.strip().splitlines()):
+        if line.startswith("{"):
+            report = json.loads(line)
+            if not isinstance(report, dict) or not report.get("seconds", 0) > 0:
+                raise ValueError(f"bad client report: {line[:200]}")
+            return report
+    raise ValueError(f"no client report in: {text.strip()[:200]}")
+
+
 def median(values: Sequence[float]) -> float | None:
     return statistics.median(values) if values else None
 
@@ -256,6 +384,9 @@ class RoundResult:
     machine_cpu_seconds: float | None = None
     harness_cpu_seconds: float | None = None
     master_cf: str = ""
+    # relay: smtp-sink's CPU; tls: Dovecot's (auth), per message; not the server's.
+    helper_cpu_ms_per_msg: float | None = None
+    scenario: str = "local"
 
 
 def summarize(results: Sequence[RoundResult]) -> dict[str, Any]:
@@ -277,6 +408,7 @@ def summarize(results: Sequence[RoundResult]) -> dict[str, Any]:
         px, pf = servers["postier"], servers["postfix"]
         summary["ratio_throughput"] = ratio(px["msgs_per_s"], pf["msgs_per_s"])
         summary["ratio_cpu_per_msg"] = ratio(px["cpu_ms_per_msg"], pf["cpu_ms_per_msg"])
+        summary["ratio_inject"] = ratio(px["inject_msgs_per_s"], pf["inject_msgs_per_s"])
         summary["target_throughput_ratio"] = TARGET_THROUGHPUT_RATIO
         summary["target_cpu_ratio"] = TARGET_CPU_RATIO
         summary["paired"] = paired_ratios(results)
@@ -296,7 +428,8 @@ def paired_ratios(results: Sequence[RoundResult]) -> dict[str, Any]:
     pairs = [(d["postier"], d["postfix"]) for _, d in sorted(by_round.items())
              if "postier" in d and "postfix" in d]
     out: dict[str, Any] = {"pairs": len(pairs)}
-    for key, attr in (("throughput", "msgs_per_s"), ("cpu_per_msg", "cpu_ms_per_msg")):
+    for key, attr in (("throughput", "msgs_per_s"), ("cpu_per_msg", "cpu_ms_per_msg"),
+                      ("inject", "inject_msgs_per_s")):
         values = [v for v in (ratio(getattr(px, attr), getattr(pf, attr)) for px, pf in pairs)
                   if v is not None]
         out[key] = {"median": median(values), "min": min(values, default=None),
@@ -308,9 +441,14 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def format_table(summary: dict[str, Any]) -> str:
-    """The human summary printed at the end of a run."""
-    rows = [f"{'server':<8} {'rounds ok':>9} {'msgs/s':>9} {'CPU ms/msg':>11} {'inject/s':>9}"]
+def format_table(summary: dict[str, Any], scenario: str = "local") -> str:
+    """The human summary printed at the end of a run.
+
+    In the tls scenario the client's connections per second (each one STARTTLS + AUTH +
+    one message) are the headline; elsewhere the end-to-end messages per second.
+    """
+    inject = "conn/s" if scenario == "tls" else "inject/s"
+    rows = [f"{'server':<8} {'rounds ok':>9} {'msgs/s':>9} {'CPU ms/msg':>11} {inject:>9}"]
     for name, s in summary["servers"].items():
         rows.append(
             f"{name:<8} {str(s['rounds_ok']) + '/' + str(s['rounds']):>9} "
@@ -333,6 +471,13 @@ def format_table(summary: dict[str, Any]) -> str:
             f"x{_fmt(c['min'], '.2f')}..x{_fmt(c['max'], '.2f')} "
             f"(median x{_fmt(c['median'], '.2f')})"
         )
+    if scenario == "tls" and "ratio_inject" in summary:
+        rows.append(f"postier/postfix: connections/s (STARTTLS + AUTH + 1 message) "
+                    f"x{_fmt(summary['ratio_inject'], '.2f')}")
+        if paired and paired["pairs"]:
+            i = paired["inject"]
+            rows.append(f"round by round: connections/s x{_fmt(i['min'], '.2f')}.."
+                        f"x{_fmt(i['max'], '.2f')} (median x{_fmt(i['median'], '.2f')})")
     return "\n".join(rows)
 
 
@@ -403,6 +548,55 @@ class MboxCounter:
     def mtime(self) -> float:
         return os.stat(self.path).st_mtime_ns / 1e9
 
+    def end_time(self) -> float:
+        """When the last counted message arrived: the mbox's last append."""
+        return self.mtime()
+
+
+class SinkCounter:
+    """Counts messages an ``smtp-sink -c`` received since this counter was made.
+
+    smtp-sink also rewrites its counters when a session ends, which may be long after the
+    last message (a relaying client keeps cached connections open), so the end time is
+    when poll() first saw the latest count (poll interval granularity), not the file's
+    mtime.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.offset = 0
+        self.pending = ""  # an unfinished record, completed by the next read
+        self.last = 0
+        self.base = self._read()
+        self.count = 0
+        self.changed_at = time.time()
+
+    def _read(self) -> int:
+        """The sink's total message count; reads only what was appended since last time."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return self.last
+        self.offset += len(data)
+        text = self.pending + data.decode("ascii", "replace")
+        cut = max(text.rfind("\r"), text.rfind("\n")) + 1
+        self.pending = text[cut:]
+        counters = parse_sink_counters(text[:cut])
+        if "mesg" in counters:
+            self.last = counters["mesg"]
+        return self.last
+
+    def poll(self) -> int:
+        n = self._read() - self.base
+        if n != self.count:
+            self.count, self.changed_at = n, time.time()
+        return self.count
+
+    def end_time(self) -> float:
+        return self.changed_at
+
 
 def queue_files(queue_dir: str, subdirs: Iterable[str]) -> list[str]:
     found: list[str] = []
@@ -418,10 +612,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_port(port: int, timeout: float) -> bool:
+def wait_port(port: int, timeout: float, address: str = "127.0.0.1") -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+        with contextlib.suppress(OSError), socket.create_connection((address, port), 1):
             return True
         time.sleep(0.05)
     return False
@@ -496,6 +690,168 @@ def find_postier(explicit: str | None) -> list[str] | None:
     return None
 
 
+def find_program(name: str) -> str | None:
+    for directory in ("/usr/sbin", "/usr/bin"):
+        if os.access(f"{directory}/{name}", os.X_OK):
+            return f"{directory}/{name}"
+    return shutil.which(name)
+
+
+def process_ticks(pid: int) -> int:
+    """CPU ticks of one process (its own and its reaped children's); 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return parse_stat(f.read()).ticks
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+@dataclass
+class Helpers:
+    """What a scenario runs beside the two servers: the relay's sink, the tls scenario's
+    certificate and Dovecot. One of each for the whole run, shared by both servers."""
+
+    scenario: str
+    base: str
+    sink_port: int | None = None
+    sink_pid: int | None = None
+    sink_output: str = ""
+    sink_direct_msgs_per_s: float | None = None
+    sink_direct_cpu_ms_per_msg: float | None = None
+    tls_dir: str | None = None
+    dovecot_pid: int | None = None
+    dovecot_pids: set[int] = field(default_factory=set)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def main_cf(self) -> dict[str, str]:
+        return scenario_main_cf(self.scenario, self.sink_port, self.tls_dir)
+
+    def start_sink(self) -> None:
+        """``smtp-sink -c -u postfix SINK_ADDRESS:PORT 256``, counters to a file."""
+        sink = find_program("smtp-sink")
+        if sink is None:
+            sys.exit("bench: smtp-sink (Debian package postfix) is missing")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind((SINK_ADDRESS, 0))
+            self.sink_port = int(probe.getsockname()[1])
+        self.sink_output = f"{self.base}/sink.out"
+        with open(self.sink_output, "wb") as out:
+            proc = subprocess.Popen(
+                [sink, "-c", "-u", "postfix", f"{SINK_ADDRESS}:{self.sink_port}", "256"],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        self.sink_pid = proc.pid
+        if not wait_port(self.sink_port, 10, SINK_ADDRESS):
+            raise RuntimeError(f"smtp-sink does not answer on {SINK_ADDRESS}:{self.sink_port}")
+
+    def calibrate_sink(self, smtp_source: str, args: argparse.Namespace) -> None:
+        """smtp-source straight into the sink: the sink's own ceiling, to show it is not
+        the bottleneck of the relay figures."""
+        assert self.sink_pid is not None
+        counter = SinkCounter(self.sink_output)
+        ticks0 = process_ticks(self.sink_pid)
+        t0 = time.time()
+        done = run([smtp_source, "-s", str(args.sessions), "-m", str(args.messages),
+                    "-l", str(args.size), "-f", SENDER, "-t", RELAY_RECIPIENT,
+                    f"{SINK_ADDRESS}:{self.sink_port}"], timeout=args.stall_timeout)
+        deadline = time.monotonic() + args.stall_timeout
+        while counter.poll() < args.messages and time.monotonic() < deadline:
+            time.sleep(args.poll_interval)
+        if done.returncode != 0 or counter.count < args.messages:
+            raise RuntimeError(f"sink calibration failed ({counter.count}/{args.messages}): "
+                               f"{tail(done.stdout + done.stderr)}")
+        self.sink_direct_msgs_per_s = args.messages / max(counter.end_time() - t0, 1e-6)
+        self.sink_direct_cpu_ms_per_msg = (1000 * (process_ticks(self.sink_pid) - ticks0)
+                                           / clock_ticks() / args.messages)
+
+    def make_certificate(self) -> None:
+        """A self-signed RSA 2048 certificate for HOSTNAME; the key is root-only (0600)."""
+        self.tls_dir = f"{self.base}/tls"
+        os.makedirs(self.tls_dir, mode=0o755)
+        done = run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", f"/CN={HOSTNAME}", "-keyout", f"{self.tls_dir}/key.pem",
+                    "-out", f"{self.tls_dir}/cert.pem"])
+        if done.returncode != 0:
+            sys.exit(f"bench: openssl req failed: {tail(done.stderr)}")
+        os.chmod(f"{self.tls_dir}/key.pem", 0o600)
+        os.chmod(f"{self.tls_dir}/cert.pem", 0o644)
+
+    def start_dovecot(self, queue_dirs: Sequence[str]) -> None:
+        """One Dovecot (auth only, passwd-file) listening at each QUEUE_DIR/private/auth."""
+        dovecot = find_program("dovecot")
+        if dovecot is None:
+            sys.exit("bench: dovecot (Debian package dovecot-core) is missing")
+        run_dir = f"{self.base}/dovecot"
+        os.makedirs(run_dir, mode=0o755)
+        users = f"{run_dir}/users"
+        Path(users).write_text(passwd_file(AUTH_USER, AUTH_PASSWORD))
+        sockets = [f"{q}/private/auth" for q in queue_dirs]
+        conf = f"{run_dir}/dovecot.conf"
+        Path(conf).write_text(dovecot_conf(run_dir, users, sockets))
+        # Output to a file: the daemon keeps inherited descriptors, a pipe would never end.
+        with open(f"{run_dir}/start.out", "w+") as out:
+            code = subprocess.run([dovecot, "-c", conf], stdin=subprocess.DEVNULL, stdout=out,
+                                  stderr=subprocess.STDOUT, timeout=60, check=False).returncode
+            out.seek(0)
+            if code != 0:
+                sys.exit(f"bench: dovecot failed to start: {tail(out.read())}")
+        deadline = time.monotonic() + 10
+        pid_file = Path(f"{run_dir}/run/master.pid")
+        while time.monotonic() < deadline and not (
+                pid_file.exists() and all(os.path.exists(p) for p in sockets)):
+            time.sleep(0.05)
+        if not pid_file.exists():
+            sys.exit(f"bench: dovecot wrote no pid file; see {run_dir}/dovecot.log")
+        self.dovecot_pid = int(pid_file.read_text().strip())
+        self.dovecot_ticks()
+
+    def dovecot_ticks(self) -> int:
+        """CPU ticks of Dovecot's process tree (auth included); its PIDs are remembered."""
+        if self.dovecot_pid is None:
+            return 0
+        members = tree_members(read_all_stats(), self.dovecot_pid)
+        self.dovecot_pids.update(s.pid for s in members)
+        return sum(s.ticks for s in members)
+
+    def side_ticks(self) -> int:
+        """CPU ticks of the helper that works for the server under test (sink or Dovecot)."""
+        if self.scenario == "relay" and self.sink_pid is not None:
+            return process_ticks(self.sink_pid)
+        if self.scenario == "tls":
+            return self.dovecot_ticks()
+        return 0
+
+    def stop(self) -> None:
+        """Stop what we started, by PID."""
+        if self.dovecot_pid is not None:
+            self.dovecot_ticks()
+            for pid in sorted(self.dovecot_pids):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM if pid == self.dovecot_pid else signal.SIGKILL)
+            self.dovecot_pid = None
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def load_command(scenario: str, args: argparse.Namespace, smtp_source: str,
+                 port: int) -> list[str]:
+    """The load generator's argv for one round against 127.0.0.1:PORT."""
+    if scenario == "tls":
+        return [sys.executable, str(BENCH_DIR / "auth_client.py"), "--port", str(port),
+                "--user", AUTH_USER, "--password", AUTH_PASSWORD, "-m", str(args.messages),
+                "-s", str(args.sessions), "-l", str(args.size), "--sender", SENDER,
+                "--recipient", RECIPIENT, "--timeout", str(args.stall_timeout * 5)]
+    recipient = RELAY_RECIPIENT if scenario == "relay" else RECIPIENT
+    return [smtp_source, "-s", str(args.sessions), "-m", str(args.messages),
+            "-l", str(args.size), "-f", SENDER, "-t", recipient, f"127.0.0.1:{port}"]
+
+
 @dataclass
 class Instance:
     """One throwaway server instance under the bench's temp directory."""
@@ -507,6 +863,7 @@ class Instance:
     master_cf: str
     master_cf_kind: str = "same"
     fallback_master_cf: str | None = None  # tried when the server rejects master_cf
+    extra_main_cf: dict[str, str] = field(default_factory=dict)  # the scenario's part
     started: bool = False
     master_pid: int | None = None
     session_id: int | None = None
@@ -537,8 +894,15 @@ class Instance:
         with contextlib.suppress(KeyError):
             owner = pwd.getpwnam("postfix")  # Postfix's and postier's default mail_owner
             os.chown(f"{self.root}/data", owner.pw_uid, owner.pw_gid)
+        if "smtpd_sasl_path" in self.extra_main_cf:
+            # Dovecot's listener goes into private/ before either server ever started.
+            os.makedirs(f"{self.queue_dir}/private", mode=0o700)
+            with contextlib.suppress(KeyError):
+                owner = pwd.getpwnam("postfix")
+                os.chown(f"{self.queue_dir}/private", owner.pw_uid, -1)
         with open(f"{self.config_dir}/main.cf", "w") as f:
-            f.write(render_main_cf(common_main_cf(), instance_main_cf(self.root)))
+            f.write(render_main_cf(common_main_cf(), self.extra_main_cf,
+                                   instance_main_cf(self.root)))
         with open(f"{self.config_dir}/master.cf", "w") as f:
             f.write(self.master_cf)
 
@@ -656,7 +1020,11 @@ class Instance:
 
 
 def make_instances(base: str, only: str | None, postier_cmd: list[str] | None,
-                   postier_master_cf: str) -> list[Instance]:
+                   postier_master_cf: str, extra_main_cf: dict[str, str] | None = None,
+                   options: Sequence[tuple[str, str]] = ()) -> list[Instance]:
+    """The two instances (or the one of --only), created on disk with the same main.cf
+    (common + EXTRA_MAIN_CF) and master.cf (the listen service gets OPTIONS)."""
+    extra = dict(extra_main_cf or {})
     master_template = ""
     for path in MASTER_CF_CANDIDATES:
         if os.path.exists(path):
@@ -667,22 +1035,24 @@ def make_instances(base: str, only: str | None, postier_cmd: list[str] | None,
         port = free_port()
         instances.append(Instance(
             "postfix", f"{base}/postfix", port, [POSTFIX],
-            rewrite_master_cf(master_template, f"127.0.0.1:{port}")))
+            rewrite_master_cf(master_template, f"127.0.0.1:{port}", options),
+            extra_main_cf=extra))
     if only in (None, "postier"):
         if postier_cmd is None:
             log("postier command not found (use --postier CMD); skipping postier")
         else:
             port = free_port()
             listen = f"127.0.0.1:{port}"
-            minimal = minimal_master_cf(listen)
+            minimal = minimal_master_cf(listen, options)
             if postier_master_cf == "minimal" or not master_template:
                 inst = Instance("postier", f"{base}/postier", port, postier_cmd, minimal,
-                                master_cf_kind="minimal")
+                                master_cf_kind="minimal", extra_main_cf=extra)
             else:
                 inst = Instance("postier", f"{base}/postier", port, postier_cmd,
-                                rewrite_master_cf(master_template, listen),
+                                rewrite_master_cf(master_template, listen, options),
                                 fallback_master_cf=(minimal if postier_master_cf == "auto"
-                                                    else None))
+                                                    else None),
+                                extra_main_cf=extra)
             instances.append(inst)
     for inst in instances:
         inst.create()
@@ -690,18 +1060,26 @@ def make_instances(base: str, only: str | None, postier_cmd: list[str] | None,
 
 
 def measure(inst: Instance, round_no: int, args: argparse.Namespace,
-            smtp_source: str) -> RoundResult:
-    """One round for one server: start, send, wait for delivery, read CPU, stop."""
-    result = RoundResult(inst.name, round_no, args.messages)
+            smtp_source: str, helpers: Helpers | None = None) -> RoundResult:
+    """One round for one server: start, send, wait for delivery, read CPU, stop.
+
+    Delivery is counted in the mbox (local, tls) or at the sink (relay, HELPERS's).
+    """
+    scenario = helpers.scenario if helpers is not None else "local"
+    result = RoundResult(inst.name, round_no, args.messages, scenario=scenario)
     inst.reset()
     src: subprocess.Popen[str] | None = None
+    counter: MboxCounter | SinkCounter | None = None
     stack = contextlib.ExitStack()
     try:
         inst.start()
-        counter = MboxCounter(inst.mbox)
+        if scenario == "relay" and helpers is not None:
+            counter = SinkCounter(helpers.sink_output)
+        else:
+            counter = MboxCounter(inst.mbox)
         ticks0, _ = inst.cpu_ticks()
-        cmd = [smtp_source, "-s", str(args.sessions), "-m", str(args.messages),
-               "-l", str(args.size), "-f", SENDER, "-t", RECIPIENT, f"127.0.0.1:{inst.port}"]
+        side0 = helpers.side_ticks() if helpers is not None else 0
+        cmd = load_command(scenario, args, smtp_source, inst.port)
         src_out = stack.enter_context(tempfile.TemporaryFile("w+"))  # noqa: SIM115
         children0, machine0 = children_cpu(), machine_busy_ticks()
         self0 = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
@@ -717,7 +1095,8 @@ def measure(inst: Instance, round_no: int, args: argparse.Namespace,
                 if src.returncode != 0:
                     src_out.seek(0)
                     raise RuntimeError(
-                        f"smtp-source exited {src.returncode}: {src_out.read().strip()[:500]}")
+                        f"{Path(cmd[1] if scenario == 'tls' else cmd[0]).name} exited "
+                        f"{src.returncode}: {src_out.read().strip()[:500]}")
             n = counter.poll()
             if n != seen:
                 seen, last_progress = n, time.monotonic()
@@ -727,7 +1106,7 @@ def measure(inst: Instance, round_no: int, args: argparse.Namespace,
                 raise RuntimeError(
                     f"no delivery progress for {args.stall_timeout:g}s ({n}/{args.messages})")
             time.sleep(args.poll_interval)
-        t_end = counter.mtime()
+        t_end = counter.end_time()
         if src_done is None:
             src.wait(timeout=args.stall_timeout)
             src_done = time.time()
@@ -737,13 +1116,21 @@ def measure(inst: Instance, round_no: int, args: argparse.Namespace,
         while queue_files(inst.queue_dir, DRAIN_DIRS) and time.monotonic() < drain_deadline:
             time.sleep(args.poll_interval)
         ticks1, nproc = inst.cpu_ticks()
+        side1 = helpers.side_ticks() if helpers is not None else 0
         machine1 = machine_busy_ticks()
+        if helpers is not None and scenario != "local":
+            result.helper_cpu_ms_per_msg = (
+                1000 * (side1 - side0) / clock_ticks() / args.messages)
         result.harness_cpu_seconds = sum(resource.getrusage(resource.RUSAGE_SELF)[:2]) - self0
         result.smtp_source_cpu_seconds = children_cpu() - children0
         result.machine_cpu_seconds = (machine1 - machine0) / clock_ticks()
         result.seconds = max(t_end - t0, 1e-6)
         result.msgs_per_s = args.messages / result.seconds
         result.inject_seconds = max(src_done - t0, 1e-6)
+        if scenario == "tls":
+            # The client's own clock: first connect to last QUIT, interpreter start excluded.
+            src_out.seek(0)
+            result.inject_seconds = parse_client_report(src_out.read())["seconds"]
         result.inject_msgs_per_s = args.messages / result.inject_seconds
         result.cpu_seconds = (ticks1 - ticks0) / clock_ticks()
         result.cpu_ms_per_msg = 1000 * result.cpu_seconds / args.messages
@@ -755,7 +1142,8 @@ def measure(inst: Instance, round_no: int, args: argparse.Namespace,
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         result.error = str(exc)
         with contextlib.suppress(Exception):
-            result.delivered = MboxCounter(inst.mbox).poll()
+            result.delivered = (counter.poll() if counter is not None
+                                else MboxCounter(inst.mbox).poll())
     finally:
         with contextlib.suppress(Exception):
             if src is not None and src.poll() is None:
@@ -772,7 +1160,12 @@ def describe(r: RoundResult) -> str:
         return f"{r.server} round {r.round}: FAILED ({r.delivered}/{r.messages}) {r.error}"
     return (f"{r.server} round {r.round}: {r.msgs_per_s:.1f} msgs/s end-to-end "
             f"({r.seconds:.2f}s), {r.cpu_ms_per_msg:.2f} ms CPU/msg, "
-            f"injection {r.inject_msgs_per_s:.1f} msgs/s, {r.processes_seen} processes")
+            + (f"{r.inject_msgs_per_s:.1f} connections/s (STARTTLS + AUTH + 1 message)"
+               if r.scenario == "tls" else f"injection {r.inject_msgs_per_s:.1f} msgs/s")
+            + f", {r.processes_seen} processes"
+            + ("" if r.helper_cpu_ms_per_msg is None else
+               f", {'sink' if r.scenario == 'relay' else 'dovecot'} "
+               f"{r.helper_cpu_ms_per_msg:.2f} ms CPU/msg"))
 
 
 def environment(postier_cmd: list[str] | None) -> dict[str, Any]:
@@ -797,6 +1190,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--size", "-l", type=int, default=1024, help="message size in bytes")
     p.add_argument("--rounds", "-r", type=int, default=3, help="rounds (medians reported)")
     p.add_argument("--only", choices=("postfix", "postier"), help="benchmark one server only")
+    p.add_argument("--scenario", choices=SCENARIOS, default="local",
+                   help="local: deliver to an mbox (default); relay: relayhost to an "
+                        "smtp-sink; tls: STARTTLS + AUTH PLAIN (Dovecot) + one message "
+                        "per connection on a submission-like service")
     p.add_argument("--postier", metavar="CMD",
                    help="postier control command (default: $POSTIER, postier on PATH, "
                         "/work/venv/bin/postier)")
@@ -828,6 +1225,30 @@ def bench_dir(keep: bool) -> Iterator[str]:
             shutil.rmtree(base, ignore_errors=True)
 
 
+def run_rounds(instances: Sequence[Instance], args: argparse.Namespace, smtp_source: str,
+               helpers: Helpers) -> list[RoundResult]:
+    """Every round, each server once, the order alternating; a server that cannot start
+    is skipped from then on. Every server is stopped at the end, whatever happens."""
+    results: list[RoundResult] = []
+    broken: set[str] = set()
+    try:
+        for round_no in range(1, args.rounds + 1):
+            order = instances if round_no % 2 else list(reversed(instances))
+            for inst in order:
+                if inst.name in broken:
+                    continue
+                r = measure(inst, round_no, args, smtp_source, helpers)
+                log(describe(r))
+                results.append(r)
+                if not r.ok and any(w in r.error for w in ("start failed", "check failed")):
+                    broken.add(inst.name)
+    finally:
+        for inst in instances:
+            with contextlib.suppress(Exception):
+                inst.stop()
+    return results
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.messages < 1 or args.sessions < 1 or args.rounds < 1:
@@ -840,43 +1261,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     postier_cmd = find_postier(args.postier) if args.only != "postfix" else None
     env = environment(postier_cmd)
     results: list[RoundResult] = []
+    options = submission_options() if args.scenario == "tls" else []
     with bench_dir(args.keep) as base:
-        instances = make_instances(base, args.only, postier_cmd, args.postier_master_cf)
-        if not instances:
-            sys.exit("bench: nothing to benchmark")
-        broken: set[str] = set()
+        helpers = Helpers(args.scenario, base)
         try:
-            for round_no in range(1, args.rounds + 1):
-                order = instances if round_no % 2 else list(reversed(instances))
-                for inst in order:
-                    if inst.name in broken:
-                        continue
-                    r = measure(inst, round_no, args, smtp_source)
-                    log(describe(r))
-                    results.append(r)
-                    if not r.ok and any(w in r.error for w in ("start failed", "check failed")):
-                        broken.add(inst.name)
+            if args.scenario == "relay":
+                helpers.start_sink()
+                helpers.calibrate_sink(smtp_source, args)
+                log(f"smtp-source straight into smtp-sink: "
+                    f"{helpers.sink_direct_msgs_per_s:.0f} msgs/s, sink CPU "
+                    f"{helpers.sink_direct_cpu_ms_per_msg:.3f} ms/msg")
+            if args.scenario == "tls":
+                helpers.make_certificate()
+            instances = make_instances(base, args.only, postier_cmd, args.postier_master_cf,
+                                       helpers.main_cf(), options)
+            if not instances:
+                sys.exit("bench: nothing to benchmark")
+            if args.scenario == "tls":
+                helpers.start_dovecot([inst.queue_dir for inst in instances])
+            results = run_rounds(instances, args, smtp_source, helpers)
         finally:
-            for inst in instances:
-                with contextlib.suppress(Exception):
-                    inst.stop()
+            helpers.stop()
     summary = summarize(results)
     report = {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "scenario": args.scenario,
         "parameters": {k: v for k, v in vars(args).items() if k not in ("results",)},
         "environment": env,
-        "main_cf": common_main_cf(),
+        "main_cf": {**common_main_cf(), **helpers.main_cf()},
+        "master_cf_service_options": dict(options),
+        "sink_direct": {"msgs_per_s": helpers.sink_direct_msgs_per_s,
+                        "cpu_ms_per_msg": helpers.sink_direct_cpu_ms_per_msg},
         "rounds": [asdict(r) for r in results],
         "summary": summary,
     }
     os.makedirs(args.results, exist_ok=True)
-    out = Path(args.results) / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out = Path(args.results) / f"bench-{args.scenario}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"{args.messages} messages x {args.rounds} rounds, {args.sessions} sessions, "
-          f"{args.size} bytes (medians)")
-    print(format_table(summary))
+    unit = "connections" if args.scenario == "tls" else "messages"
+    print(f"scenario {args.scenario}: {args.messages} {unit} x {args.rounds} rounds, "
+          f"{args.sessions} sessions, {args.size} bytes (medians)")
+    print(format_table(summary, args.scenario))
     print(f"results: {out}")
-    return 0 if all(r.ok for r in results) else 1
+    return 0 if results and all(r.ok for r in results) else 1
 
 
 if __name__ == "__main__":
