@@ -33,6 +33,9 @@ class Ask(enum.Enum):
     DNS = "dns"
     TABLE = "table"
     SENDER_LOGINS = "sender logins"
+    DNS_RECORDS = "dns records"
+    INTERFACE = "inet interface"
+    POLICY = "policy service"
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,40 @@ class SenderLogins:
     ask: ClassVar[Ask] = Ask.SENDER_LOGINS
 
 
-Lookup = InMyNetworks | AddressClassOf | LocalRecipient | DomainDns | TableLookup | SenderLogins
+@dataclass(frozen=True)
+class DnsRecords:
+    """The ``rdtype`` records (``A``, ``AAAA``, ``MX``, ``NS``, ``TXT``) of ``name``, as
+    text (MX: the exchange host only, no preference; TXT: the strings joined). Answer: a
+    tuple (``()``: the name exists without such records), None (no such name), or
+    ``TableFailed`` (no definitive answer: timeout, SERVFAIL)."""
+
+    name: str
+    rdtype: str
+    ask: ClassVar[Ask] = Ask.DNS_RECORDS
+
+
+@dataclass(frozen=True)
+class InetInterface:
+    """Is ``ip`` one of this server's own addresses (``inet_interfaces``)? Answer: bool."""
+
+    ip: str
+    ask: ClassVar[Ask] = Ask.INTERFACE
+
+
+@dataclass(frozen=True)
+class PolicyQuery:
+    """One request to the policy service ``service`` (``unix:/path`` or
+    ``inet:host:port``): ``attributes`` as (name, value) pairs, in order (SMTPD_POLICY_README).
+    Answer: the ``action=`` value the server gave, or ``TableFailed`` (no usable answer:
+    the restriction applies ``smtpd_policy_service_default_action``)."""
+
+    service: str
+    attributes: tuple[tuple[str, str], ...]
+    ask: ClassVar[Ask] = Ask.POLICY
+
+
+Lookup = (InMyNetworks | AddressClassOf | LocalRecipient | DomainDns | TableLookup
+          | SenderLogins | DnsRecords | InetInterface | PolicyQuery)
 Answer = bool | AddressClass | DnsResult | str | tuple[str, ...] | None | TableFailed
 
 #: An evaluation in progress: yields lookups, is sent their answers, returns a ``T``.
@@ -118,6 +154,10 @@ class Facts(Protocol):
         ``tables.TableError``."""
         ...
     def sender_logins(self, sender: str) -> tuple[str, ...] | None: ...
+    def dns_records(self, name: str, rdtype: str) -> tuple[str, ...] | TableFailed | None: ...
+    def inet_interface(self, ip: str) -> bool: ...
+    def policy(self, service: str, attributes: tuple[tuple[str, str], ...]
+               ) -> str | TableFailed: ...
 
 
 def answer(facts: Facts, lookup: Lookup) -> Answer:
@@ -142,6 +182,12 @@ def answer(facts: Facts, lookup: Lookup) -> Answer:
             return None
         case SenderLogins(sender=sender):
             return facts.sender_logins(sender)
+        case DnsRecords(name=name, rdtype=rdtype):
+            return facts.dns_records(name, rdtype)
+        case InetInterface(ip=ip):
+            return facts.inet_interface(ip)
+        case PolicyQuery(service=service, attributes=attributes):
+            return facts.policy(service, attributes)
 
 
 def run(steps: Steps[T], facts: Facts) -> T:
@@ -193,4 +239,23 @@ def ask_table(table: str, key: str, subject: Subject = Subject.WHOLE
 def ask_sender_logins(sender: str) -> Steps[tuple[str, ...] | None]:
     got = yield SenderLogins(sender)
     assert got is None or isinstance(got, tuple), got
+    return got
+
+
+def ask_dns_records(name: str, rdtype: str) -> Steps[tuple[str, ...] | TableFailed | None]:
+    got = yield DnsRecords(name, rdtype)
+    assert got is None or isinstance(got, tuple | TableFailed), got
+    return got
+
+
+def ask_inet_interface(ip: str) -> Steps[bool]:
+    got = yield InetInterface(ip)
+    assert isinstance(got, bool), got
+    return got
+
+
+def ask_policy(service: str, attributes: tuple[tuple[str, str], ...]
+               ) -> Steps[str | TableFailed]:
+    got = yield PolicyQuery(service, attributes)
+    assert isinstance(got, str | TableFailed), got
     return got
