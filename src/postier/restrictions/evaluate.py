@@ -116,6 +116,7 @@ class SmtpdState:
     stage: Stage = Stage.RECIPIENT
     server_address: str = ""
     server_port: str = ""
+    client_port: str = ""
     encrypted: bool = False  # TLS is active (reject_plaintext_session)
     recipient_count: int = 0  # recipients accepted so far (at DATA: all of them)
     queue_id: str = ""
@@ -128,7 +129,7 @@ class SmtpdState:
 #: The ``SmtpdState`` fields each stage brings (what a restriction's ``Needs.state`` means).
 STATE_FIELDS: Mapping[Stage, frozenset[str]] = {
     Stage.CLIENT: frozenset({"client_address", "client_name", "reverse_client_name", "esmtp",
-                             "pipelining_violation", "server_address", "server_port",
+                             "pipelining_violation", "server_address", "server_port", "client_port",
                              "encrypted"}),
     Stage.HELO: frozenset({"helo_name"}),
     Stage.SENDER: frozenset({"sender", "recipient_count", "size", "queue_id", "instance",
@@ -775,7 +776,7 @@ def dnsxl_filter_matches(pattern: str, address: str) -> bool:
     """Does an A record of a DNS list match ``=filter`` (``127.0.0.2``,
     ``127.0.0.[2..11;15]``: each octet a number, or a bracketed set of numbers and
     ranges; postconf(5) reject_rbl_client)?"""
-    octets = pattern.split(".")
+    octets = re.findall(r"\[[^\]]*\]|[^.]+", pattern)
     values = address.split(".")
     if len(octets) != 4 or len(values) != 4 or not all(v.isdigit() for v in values):
         return False
@@ -977,7 +978,8 @@ _PROTOCOL_STATE = {Stage.CLIENT: "CONNECT", Stage.SENDER: "MAIL", Stage.RELAY: "
 def policy_attributes(state: SmtpdState, policy_context: str = ""
                       ) -> tuple[tuple[str, str], ...]:
     """The request a policy server receives for ``state`` (SMTPD_POLICY_README's
-    attributes, in its order; ``protocol_state`` is the SMTP command being answered)."""
+    attributes, in the order Postfix 3.7 sends them; ``protocol_state`` is the SMTP
+    command being answered)."""
     stage = state.stage
     protocol_state = ("EHLO" if state.esmtp else "HELO") if stage is Stage.HELO \
         else _PROTOCOL_STATE[stage]
@@ -985,26 +987,27 @@ def policy_attributes(state: SmtpdState, policy_context: str = ""
         ("request", "smtpd_access_policy"),
         ("protocol_state", protocol_state),
         ("protocol_name", "ESMTP" if state.esmtp else "SMTP"),
+        ("client_address", state.client_address),
+        ("client_name", state.client_name),
+        ("client_port", state.client_port),
+        ("reverse_client_name", state.reverse_client_name),
+        ("server_address", state.server_address),
+        ("server_port", state.server_port),
         ("helo_name", state.helo_name or ""),
-        ("queue_id", state.queue_id),
         ("sender", state.sender or ""),
         ("recipient", state.recipient or ""),
         ("recipient_count", str(state.recipient_count)),
-        ("client_address", state.client_address),
-        ("client_name", state.client_name),
-        ("reverse_client_name", state.reverse_client_name),
+        ("queue_id", state.queue_id),
         ("instance", state.instance),
+        ("size", str(state.size)),
+        ("etrn_domain", ""),
+        ("stress", ""),
         ("sasl_method", state.sasl_method),
         ("sasl_username", state.sasl_username or ""),
         ("sasl_sender", state.sasl_sender),
-        ("size", str(state.size)),
         ("ccert_subject", ""), ("ccert_issuer", ""), ("ccert_fingerprint", ""),
         ("ccert_pubkey_fingerprint", ""),
         ("encryption_protocol", ""), ("encryption_cipher", ""), ("encryption_keysize", "0"),
-        ("etrn_domain", ""),
-        ("stress", ""),
-        ("server_address", state.server_address),
-        ("server_port", state.server_port),
         ("policy_context", policy_context),
     )
 
@@ -1013,9 +1016,8 @@ def r_check_policy_service(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
     """The policy server's ``action=`` acted on as an access(5) result; no usable answer
     gives ``smtpd_policy_service_default_action``."""
     assert arg is not None
-    state = replace(ctx.state, stage=ctx.state.stage)
     action = yield from ask_policy(arg, policy_attributes(
-        state, ctx.codes.smtpd_policy_service_policy_context))
+        ctx.state, ctx.codes.smtpd_policy_service_policy_context))
     if isinstance(action, TableFailed):
         action = ctx.codes.smtpd_policy_service_default_action
     return (yield from _access_action(ctx, action, ctx.stage.reply_class, _subject(ctx)))
