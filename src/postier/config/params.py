@@ -423,10 +423,11 @@ SMTPD_RELAY_RESTRICTIONS = Param.list(
     "permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination",
     "relay control restrictions applied to RCPT TO before smtpd_recipient_restrictions",
     implemented=True)
-SMTPD_DATA_RESTRICTIONS = Param.list("smtpd_data_restrictions", "", "restrictions applied to DATA")
+SMTPD_DATA_RESTRICTIONS = Param.list("smtpd_data_restrictions", "", "restrictions applied to DATA",
+                                     implemented=True)
 SMTPD_END_OF_DATA_RESTRICTIONS = Param.list(
     "smtpd_end_of_data_restrictions", "",
-    "restrictions applied at the end of message data")
+    "restrictions applied at the end of message data", implemented=True)
 SMTPD_ETRN_RESTRICTIONS = Param.list("smtpd_etrn_restrictions", "", "restrictions applied to ETRN")
 SMTPD_HELO_REQUIRED = Param.bool(
     "smtpd_helo_required", "no",
