@@ -202,6 +202,20 @@ RELAY_RECORDS = [
     "--mx-host=nullmx.test,.,0",
 ]
 
+# ---- The restriction engine's DNS (test_restrictions_dns_policy.py) -------------------
+# bl.test: a DNSBL zone listing 127.0.0.2 (as 127.0.0.2 with a TXT reason) and 127.0.0.3
+# (as 127.0.0.4); rhs.test: a domain list listing spammer.test; dark.test: the MX host
+# mx.dark.test at 127.0.0.66 serves mxbad.test. --address= adds no PTR records.
+RESTRICTION_RECORDS = [
+    "--address=/2.0.0.127.bl.test/127.0.0.2",
+    "--txt-record=2.0.0.127.bl.test,listed by the tests",
+    "--address=/3.0.0.127.bl.test/127.0.0.4",
+    "--address=/spammer.test.rhs.test/127.0.0.2",
+    "--address=/spammer.test/127.0.0.77",
+    "--mx-host=mxbad.test,mx.dark.test,10",
+    "--address=/mx.dark.test/127.0.0.66",
+]
+
 # Another address lets two test runs share a machine (POSTIER_TEST_DNS_ADDRESS=127.0.0.154).
 DNS_ADDRESS = os.environ.get("POSTIER_TEST_DNS_ADDRESS", "127.0.0.153")
 
@@ -242,6 +256,7 @@ def dns_server() -> Iterator[str]:
             "--address=/example.com/127.0.0.1",
             "--mx-host=example.com,tintin.example.com,10",
             *RELAY_RECORDS,
+            *RESTRICTION_RECORDS,
         ],
         stdout=subprocess.DEVNULL,
         stderr=errlog,

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from postier.cleanup.actions import AccessActions
 from postier.cleanup.headers import HeaderProcessor, received_header
 from postier.config.params import HOPCOUNT_LIMIT
 from postier.queue import dirs
@@ -169,6 +170,10 @@ class CleanupMessage:
         self._begun = False
         self._ended = False
         self._own_received = 0  # the Received: header begin_content put on top
+        #: access(5) actions smtpd collected (set before begin_content for PREPEND)
+        self.actions = AccessActions()
+        self.discarded = False  # commit() dropped it (DISCARD)
+        self.held = False  # commit() put it in hold/ (HOLD)
 
     @property
     def queue_id(self) -> str:
@@ -201,6 +206,8 @@ class CleanupMessage:
         if self._begun:
             raise ValueError("content already begun")
         self._begun = True
+        if self.actions.prepend:  # access(5) PREPEND: above smtpd's Received: header
+            self._put(self.actions.header_lines())
         if received is not None:
             self._own_received = 1
             self._put(received_header(
@@ -254,13 +261,22 @@ class CleanupMessage:
                 raise self.error
             if self._cleanup.qualify is not None:
                 envelope = self._cleanup.qualify.envelope(envelope)
-            queue_id = self._writer.commit(envelope, self._cleanup.incoming_sync)
+            envelope = self.actions.envelope(envelope)
+            if self.actions.discard is not None:  # accepted, never delivered
+                self.abort()
+                self.discarded = True
+                return self.queue_id
+            self.held = self.actions.hold is not None
+            queue_id = self._writer.commit(envelope, self._cleanup.incoming_sync,
+                                           state="hold" if self.held else "incoming")
         except BaseException:
             self.abort()
             raise
         cleanup = self._cleanup
         if cleanup.cleanup_log is not None and self.headers.message_id:
             cleanup.cleanup_log.info(f"{queue_id}: message-id={self.headers.message_id}")
+        if self.held:  # in hold/ until postsuper -H; qmgr is not told
+            return queue_id
         if cleanup.trigger is not None:
             cleanup.trigger.notify(queue_id)
         return queue_id

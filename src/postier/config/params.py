@@ -424,10 +424,11 @@ SMTPD_RELAY_RESTRICTIONS = Param.list(
     "permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination",
     "relay control restrictions applied to RCPT TO before smtpd_recipient_restrictions",
     implemented=True)
-SMTPD_DATA_RESTRICTIONS = Param.list("smtpd_data_restrictions", "", "restrictions applied to DATA")
+SMTPD_DATA_RESTRICTIONS = Param.list("smtpd_data_restrictions", "", "restrictions applied to DATA",
+                                     implemented=True)
 SMTPD_END_OF_DATA_RESTRICTIONS = Param.list(
     "smtpd_end_of_data_restrictions", "",
-    "restrictions applied at the end of message data")
+    "restrictions applied at the end of message data", implemented=True)
 SMTPD_ETRN_RESTRICTIONS = Param.list("smtpd_etrn_restrictions", "", "restrictions applied to ETRN")
 SMTPD_HELO_REQUIRED = Param.bool(
     "smtpd_helo_required", "no",
@@ -711,7 +712,48 @@ UNVERIFIED_RECIPIENT_REJECT_CODE = Param.int(
     "code for an unverified recipient")
 MULTI_RECIPIENT_BOUNCE_REJECT_CODE = Param.int(
     "multi_recipient_bounce_reject_code", "550",
-    "code for a multi-recipient bounce message")
+    "code for a multi-recipient bounce message", implemented=True)
+PLAINTEXT_REJECT_CODE = Param.int(
+    "plaintext_reject_code", "450",
+    "code for reject_plaintext_session", implemented=True)
+MAPS_RBL_REJECT_CODE = Param.int(
+    "maps_rbl_reject_code", "554",
+    "code ($rbl_code) for a client or domain found in a DNS block list", implemented=True)
+DEFAULT_RBL_REPLY = Param.str(
+    "default_rbl_reply",
+    "$rbl_code Service unavailable; $rbl_class [$rbl_what] blocked using "
+    "$rbl_domain${rbl_reason?; $rbl_reason}",
+    "template of the reply to a DNS block list hit", expand=False, implemented=True)
+RBL_REPLY_MAPS = Param.list(
+    "rbl_reply_maps", "",
+    "reply templates by DNS block list domain", implemented=True)
+SMTPD_RESTRICTION_CLASSES = Param.list(
+    "smtpd_restriction_classes", "",
+    "names of user-defined restriction lists", implemented=True)
+SMTPD_POLICY_SERVICE_TIMEOUT = Param.time(
+    "smtpd_policy_service_timeout", "100s",
+    "time limit to connect to, write to or read from a policy server", implemented=True)
+SMTPD_POLICY_SERVICE_MAX_IDLE = Param.time(
+    "smtpd_policy_service_max_idle", "300s",
+    "time after which an idle policy service connection is closed", implemented=True)
+SMTPD_POLICY_SERVICE_MAX_TTL = Param.time(
+    "smtpd_policy_service_max_ttl", "1000s",
+    "time after which an active policy service connection is closed", implemented=True)
+SMTPD_POLICY_SERVICE_DEFAULT_ACTION = Param.str(
+    "smtpd_policy_service_default_action", "451 4.3.5 Server configuration problem",
+    "what to do when a policy server gives no usable answer", implemented=True)
+SMTPD_POLICY_SERVICE_TRY_LIMIT = Param.int(
+    "smtpd_policy_service_try_limit", "2",
+    "how many times to try a policy server request", implemented=True)
+SMTPD_POLICY_SERVICE_RETRY_DELAY = Param.time(
+    "smtpd_policy_service_retry_delay", "1s",
+    "delay before a policy server request is tried again", implemented=True)
+SMTPD_POLICY_SERVICE_REQUEST_LIMIT = Param.int(
+    "smtpd_policy_service_request_limit", "0",
+    "requests per policy service connection (0: no limit)", implemented=True)
+SMTPD_POLICY_SERVICE_POLICY_CONTEXT = Param.str(
+    "smtpd_policy_service_policy_context", "",
+    "the policy_context attribute sent to policy servers", implemented=True)
 REJECT_CODE = Param.int("reject_code", "554", "code for the reject restriction", implemented=True)
 DEFER_CODE = Param.int("defer_code", "450", "code for the defer restriction", implemented=True)
 

@@ -24,8 +24,10 @@ import dns.asyncresolver
 import dns.exception
 import dns.rdtypes.ANY.CNAME
 import dns.rdtypes.ANY.MX
+import dns.rdtypes.ANY.NS
 import dns.rdtypes.ANY.PTR
 import dns.rdtypes.ANY.SOA
+import dns.rdtypes.ANY.TXT
 import dns.rdtypes.IN.A
 import dns.rdtypes.IN.AAAA
 import dns.resolver
@@ -130,6 +132,30 @@ class Resolver:
         except DNS_ERRORS:
             return Lookup.TEMP_FAIL, []
         return Lookup.FOUND, [r.to_text() for r in answer]
+
+    async def records(self, name: str, rdtype: str) -> tuple[Lookup, list[str]]:
+        """``name``'s records of ``rdtype`` (A, AAAA, MX, NS, TXT) as restrictions read
+        them: an address, a host name without the final dot (MX: the exchange only; a
+        null MX is "."), or a TXT record's strings joined."""
+        try:
+            answer = await self.dns.resolve(name.rstrip("."), rdtype, search=False)
+        except dns.resolver.NXDOMAIN:
+            return Lookup.NOT_FOUND, []
+        except dns.resolver.NoAnswer:
+            return Lookup.NO_DATA, []
+        except DNS_ERRORS:
+            return Lookup.TEMP_FAIL, []
+        texts: list[str] = []
+        for r in answer:
+            if rdtype == "MX":
+                texts.append(r.exchange.to_text().rstrip(".").lower() or ".")
+            elif rdtype == "NS":
+                texts.append(r.target.to_text().rstrip(".").lower())
+            elif rdtype == "TXT":
+                texts.append(b"".join(r.strings).decode("utf-8", "replace"))
+            else:
+                texts.append(r.to_text())
+        return Lookup.FOUND, texts
 
     async def mx(self, domain: str) -> MxAnswer:
         """``domain``'s MX records, (preference, host without the final dot), unsorted."""

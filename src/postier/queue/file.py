@@ -265,8 +265,10 @@ class QueueWriter:
             self._buf.clear()
         self._flushed = True
 
-    def commit(self, envelope: Envelope, dir_sync: GroupSync | None = None) -> str:
-        """Make the message durable and visible in incoming/; returns the queue ID.
+    def commit(self, envelope: Envelope, dir_sync: GroupSync | None = None,
+               state: str = "incoming") -> str:
+        """Make the message durable and visible in incoming/ (``state``: another queue
+        directory, ``hold`` for access(5) HOLD); returns the queue ID.
 
         ``dir_sync`` shares the fsync of incoming/ with concurrent commits (smtpd
         passes one per process); without it the directory is fsynced for this message.
@@ -286,14 +288,14 @@ class QueueWriter:
             _fsync(self._fd)
         self._closed = True
         os.close(self._fd)
-        incoming = os.path.join(self.queue_dir, "incoming")
+        incoming = os.path.join(self.queue_dir, state)
         final = os.path.join(incoming, self.queue_id)
         # The ID holds our inode: no other live file can have this name.
         _rename(self._tmp_path, final)
         self._tmp_path = final
         if self._fsync:
             try:
-                if dir_sync is not None:
+                if dir_sync is not None and state == "incoming":
                     dir_sync.sync()
                 else:
                     fsync_dir(incoming)

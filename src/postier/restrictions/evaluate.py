@@ -23,7 +23,9 @@ come from ``smtpproto.replies``.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping, Sequence
+import ipaddress
+import re
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -35,9 +37,12 @@ from postier.restrictions.lookups import (
     Steps,
     TableFailed,
     ask_address_class,
+    ask_dns_records,
     ask_domain_dns,
+    ask_inet_interface,
     ask_local_recipient,
     ask_mynetworks,
+    ask_policy,
     ask_relay_recipient,
     ask_sender_logins,
     ask_table,
@@ -110,21 +115,35 @@ class SmtpdState:
     esmtp: bool = True
     pipelining_violation: bool = False
     stage: Stage = Stage.RECIPIENT
+    server_address: str = ""
+    server_port: str = ""
+    client_port: str = ""
+    encrypted: bool = False  # TLS is active (reject_plaintext_session)
+    recipient_count: int = 0  # recipients accepted so far (at DATA: all of them)
+    queue_id: str = ""
+    size: int = 0  # MAIL's SIZE, then the message size
+    sasl_method: str = ""
+    sasl_sender: str = ""
+    instance: str = ""  # one value per mail transaction (policy servers' "instance")
 
 
 #: The ``SmtpdState`` fields each stage brings (what a restriction's ``Needs.state`` means).
 STATE_FIELDS: Mapping[Stage, frozenset[str]] = {
     Stage.CLIENT: frozenset({"client_address", "client_name", "reverse_client_name", "esmtp",
-                             "pipelining_violation"}),
+                             "pipelining_violation", "server_address", "server_port", "client_port",
+                             "encrypted"}),
     Stage.HELO: frozenset({"helo_name"}),
-    Stage.SENDER: frozenset({"sender"}),
+    Stage.SENDER: frozenset({"sender", "recipient_count", "size", "queue_id", "instance",
+                             "sasl_method", "sasl_sender"}),
     Stage.RECIPIENT: frozenset({"recipient"}),
 }
 
 
 @dataclass(frozen=True)
 class RejectCodes:
-    """The ``*_reject_code`` parameters (main.cf names) and ``soft_bounce``."""
+    """The ``*_reject_code`` parameters (main.cf names), ``soft_bounce``, and the other
+    parameters that shape replies: ``default_rbl_reply``, ``rbl_reply_maps`` (its tables),
+    ``smtpd_policy_service_default_action`` and ``_policy_context``."""
 
     unknown_local_recipient_reject_code: int = (
         PARAMS["unknown_local_recipient_reject_code"].default_value()
@@ -142,11 +161,24 @@ class RejectCodes:
     access_map_defer_code: int = PARAMS["access_map_defer_code"].default_value()
     unknown_client_reject_code: int = PARAMS["unknown_client_reject_code"].default_value()
     unknown_hostname_reject_code: int = PARAMS["unknown_hostname_reject_code"].default_value()
+    multi_recipient_bounce_reject_code: int = (
+        PARAMS["multi_recipient_bounce_reject_code"].default_value()
+    )
+    plaintext_reject_code: int = PARAMS["plaintext_reject_code"].default_value()
+    maps_rbl_reject_code: int = PARAMS["maps_rbl_reject_code"].default_value()
+    default_rbl_reply: str = PARAMS["default_rbl_reply"].default_value()
+    rbl_reply_maps: tuple[str, ...] = ()
+    smtpd_policy_service_default_action: str = (
+        PARAMS["smtpd_policy_service_default_action"].default_value()
+    )
+    smtpd_policy_service_policy_context: str = ""
     soft_bounce: bool = PARAMS["soft_bounce"].default_value()
 
     @classmethod
     def from_config(cls, cfg: ParamSource) -> RejectCodes:
-        return cls(**{name: cfg[PARAMS[name]] for name in cls.__dataclass_fields__})
+        values = {name: cfg[PARAMS[name]] for name in cls.__dataclass_fields__}
+        values["rbl_reply_maps"] = tuple(values["rbl_reply_maps"])
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -225,6 +257,7 @@ class Ctx:
     stage: Stage  # the list being evaluated
     run: _Run
     depth: int = 0  # > 0 inside an access(5) action naming a restriction
+    classes: Mapping[str, Sequence[RestrictionCall]] = field(default_factory=dict)
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -554,8 +587,11 @@ def _access_action(ctx: Ctx, value: str, what: ReplyClass, subject: str) -> Step
     if upper in _ACCESS_NOTES:
         ctx.run.notes.append((upper, text))
         return DUNNO
+    if word in ctx.classes and not text:
+        return (yield from _run_class(ctx, word))
     row = RESTRICTIONS.get(word.lower())
-    if row is not None and not row.needs.table and not text and ctx.depth == 0:
+    if (row is not None and not row.needs.table and row.needs.argument is None and not text
+            and ctx.depth == 0):
         ctx.depth += 1
         try:
             return (yield from _check(row, ctx, None))
@@ -622,6 +658,387 @@ def r_check_recipient_access(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
                                rcpt))
 
 
+# --- access by DNS servers: check_*_{a,mx,ns}_access ------------------------------------
+
+
+def _domain_of(address: str | None) -> str | None:
+    if not address:
+        return None
+    return parse_address(address).domain or None
+
+
+def _server_access(ctx: Ctx, table: str | None, domain: str | None, rdtype: str,
+                   what: ReplyClass, subject: str) -> Steps[Outcome]:
+    """check_*_{a,mx,ns}_access: the ``rdtype`` hosts of ``domain`` (A: the domain itself;
+    MX: the domain itself when it has no MX; NS: the nearest parent that has some), each
+    host's name (not for A) then its addresses, searched in ``table``. A DNS failure or
+    a null MX applies no restriction; ``OK`` is not allowed (it counts as DUNNO)."""
+    if not table or not domain:
+        return DUNNO
+    if domain.startswith("[") and domain.endswith("]"):
+        bare = domain[1:-1]
+        bare = bare[5:] if bare.lower().startswith("ipv6:") else bare
+        return (yield from _server_value(ctx, table, Subject.CLIENT_ADDRESS, bare, what,
+                                         subject))
+    name = fold_domain(domain)
+    if rdtype == "A":
+        hosts: tuple[str, ...] = (name,)
+    else:
+        found = yield from ask_dns_records(name, rdtype)
+        if rdtype == "NS":
+            while found == () and "." in name:
+                name = name.partition(".")[2]
+                found = yield from ask_dns_records(name, rdtype)
+        if found == () and rdtype == "MX":
+            found = (name,)
+        if not isinstance(found, tuple) or not found or found == (".",):
+            return DUNNO
+        hosts = found
+    for host in hosts:
+        if _is_ip(host):
+            out = yield from _server_value(ctx, table, Subject.CLIENT_ADDRESS, host, what,
+                                           subject)
+            if out is not _NOT_FOUND:
+                return out
+            continue
+        if rdtype != "A":
+            out = yield from _server_value(ctx, table, Subject.HOSTNAME, host, what, subject)
+            if out is not _NOT_FOUND:
+                return out
+        for family in ("A", "AAAA"):
+            addrs = yield from ask_dns_records(host, family)
+            for addr in addrs if isinstance(addrs, tuple) else ():
+                out = yield from _server_value(ctx, table, Subject.CLIENT_ADDRESS, addr, what,
+                                               subject)
+                if out is not _NOT_FOUND:
+                    return out
+    return DUNNO
+
+
+_NOT_FOUND = Outcome(Verdict.DUNNO, None)  # identity-compared: "no key matched"
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _server_value(ctx: Ctx, table: str, kind: Subject, key: str, what: ReplyClass,
+                  subject: str) -> Steps[Outcome]:
+    value = yield from ask_table(table, key, kind)
+    if value is None:
+        return _NOT_FOUND
+    if isinstance(value, TableFailed):
+        return Outcome(Verdict.DEFER, replies.temporary_lookup_failure(subject))
+    word = value.strip().partition(" ")[0]
+    if word.upper() in ("OK", "PERMIT") or (word.isdigit() and len(word) != 3):
+        return DUNNO  # "OK is not allowed for safety reasons" (postconf(5))
+    out = yield from _access_action(ctx, value, what, subject)
+    return DUNNO if out.verdict is Verdict.PERMIT else out
+
+
+def _client_domain(ctx: Ctx) -> str | None:
+    name = ctx.state.client_name
+    return None if not name or name == "unknown" else name
+
+
+def _helo_domain(ctx: Ctx) -> str | None:
+    return ctx.state.helo_name or None
+
+
+def _server_row(rdtype: str, part: Stage) -> Check:
+    """The check of check_<part>_<rdtype>_access."""
+    def check(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
+        s = ctx.state
+        if part is Stage.CLIENT:
+            domain, what, subject = _client_domain(ctx), ReplyClass.CLIENT, _client_subject(s)
+        elif part is Stage.HELO:
+            domain, what, subject = _helo_domain(ctx), ReplyClass.HELO, s.helo_name or ""
+        elif part is Stage.SENDER:
+            domain, what, subject = _domain_of(s.sender), ReplyClass.SENDER, s.sender or ""
+        else:
+            domain = _domain_of(s.recipient)
+            what, subject = ReplyClass.RECIPIENT, s.recipient or ""
+        return (yield from _server_access(ctx, arg, domain, rdtype, what, subject))
+    return check
+
+
+# --- DNS block and allow lists ----------------------------------------------------------
+
+
+def split_dnsxl(arg: str) -> tuple[str, str | None]:
+    """``domain[=filter]`` as (domain, filter or None)."""
+    domain, eq, pattern = arg.partition("=")
+    return domain, (pattern if eq else None)
+
+
+def _octet_matches(pattern: str, value: int) -> bool:
+    if pattern.startswith("[") and pattern.endswith("]"):
+        for part in pattern[1:-1].split(";"):
+            low, dots, high = part.partition("..")
+            if dots and low.isdigit() and high.isdigit():
+                if int(low) <= value <= int(high):
+                    return True
+            elif part.isdigit() and int(part) == value:
+                return True
+        return False
+    return pattern.isdigit() and int(pattern) == value
+
+
+def dnsxl_filter_matches(pattern: str, address: str) -> bool:
+    """Does an A record of a DNS list match ``=filter`` (``127.0.0.2``,
+    ``127.0.0.[2..11;15]``: each octet a number, or a bracketed set of numbers and
+    ranges; postconf(5) reject_rbl_client)?"""
+    octets = re.findall(r"\[[^\]]*\]|[^.]+", pattern)
+    values = address.split(".")
+    if len(octets) != 4 or len(values) != 4 or not all(v.isdigit() for v in values):
+        return False
+    return all(_octet_matches(p, int(v)) for p, v in zip(octets, values, strict=True))
+
+
+def valid_dnsxl(arg: str) -> bool:
+    """Is ``arg`` a usable ``domain[=filter]``?"""
+    domain, pattern = split_dnsxl(arg)
+    if not domain or not re.fullmatch(r"[A-Za-z0-9_.-]+", domain):
+        return False
+    if pattern is None:
+        return True
+    return bool(re.fullmatch(r"(\d+|\[[\d.;]+\])(\.(\d+|\[[\d.;]+\])){3}", pattern))
+
+
+def _reversed_address(address: str) -> str | None:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    pointer = ip.reverse_pointer
+    return pointer.rsplit(".", 2)[0]  # without in-addr.arpa / ip6.arpa
+
+
+#: How a listed thing is named in the reply ($rbl_class).
+_RBL_CLASS_REVERSE = "Unverified Client host"
+
+
+def _dnsxl_listed(query: str, pattern: str | None) -> Steps[tuple[str, ...] | None]:
+    """The A records of ``query`` that pass the filter (None: not listed, or no
+    definitive DNS answer: a list that does not answer blocks nobody)."""
+    found = yield from ask_dns_records(query, "A")
+    if not isinstance(found, tuple) or not found:
+        return None
+    hits = tuple(a for a in found if pattern is None or dnsxl_filter_matches(pattern, a))
+    return hits or None
+
+
+_EXPAND = re.compile(r"\$(?:\{(\w+)(?:([?:])([^}]*))?\}|(\w+))")
+
+
+def expand_rbl_template(template: str, lookup: Callable[[str], str]) -> str:
+    """``$name``, ``${name}``, ``${name?text}`` (text when set) and ``${name:text}``
+    (text when unset) of a reply template, as Postfix expands ``default_rbl_reply``;
+    ``lookup(name)`` gives a value ("" for unknown names)."""
+    def one(m: re.Match[str]) -> str:
+        value = lookup(m.group(1) or m.group(4))
+        if m.group(2) == "?":
+            return expand_rbl_template(m.group(3), lookup) if value else ""
+        if m.group(2) == ":":
+            return "" if value else expand_rbl_template(m.group(3), lookup)
+        return value
+    return _EXPAND.sub(one, template)
+
+
+#: The session attributes a reply template may name (read only when named).
+_TEMPLATE_STATE: Mapping[str, Callable[[SmtpdState], str]] = {
+    "client_address": lambda s: s.client_address, "client_name": lambda s: s.client_name,
+    "reverse_client_name": lambda s: s.reverse_client_name,
+    "helo_name": lambda s: s.helo_name or "", "sender": lambda s: s.sender or "",
+    "recipient": lambda s: s.recipient or "",
+}
+
+
+def _rbl_reject(ctx: Ctx, domain: str, what: str, rbl_class: str, query: str
+                ) -> Steps[Outcome]:
+    txt = yield from ask_dns_records(query, "TXT")
+    reason = " / ".join(txt)[:500] if isinstance(txt, tuple) else ""
+    template: str | None = None
+    for table in ctx.codes.rbl_reply_maps:
+        value = yield from ask_table(table, domain)
+        if isinstance(value, TableFailed):
+            return Outcome(Verdict.DEFER, replies.temporary_lookup_failure(what))
+        if value is not None:
+            template = value
+            break
+    rbl = {"rbl_code": str(ctx.codes.maps_rbl_reject_code), "rbl_domain": domain,
+           "rbl_reason": reason, "rbl_txt": reason, "rbl_what": what, "rbl_class": rbl_class}
+
+    def lookup(name: str) -> str:
+        if name in rbl:
+            return rbl[name]
+        field_of = _TEMPLATE_STATE.get(name)
+        return field_of(ctx.state) if field_of is not None else ""
+
+    text = expand_rbl_template(template or ctx.codes.default_rbl_reply, lookup)
+    reply = replies.template_reply(text, ctx.codes.maps_rbl_reject_code)
+    return Outcome(_negative(reply.code), reply)
+
+
+def r_reject_rbl_client(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
+    assert arg is not None
+    domain, pattern = split_dnsxl(arg)
+    reversed_ip = _reversed_address(ctx.state.client_address)
+    if reversed_ip is None:
+        return DUNNO
+    query = f"{reversed_ip}.{domain}"
+    if (yield from _dnsxl_listed(query, pattern)) is None:
+        return DUNNO
+    return (yield from _rbl_reject(ctx, domain, ctx.state.client_address,
+                                   ReplyClass.CLIENT.value, query))
+
+
+def _rhsbl_row(part: str) -> Check:
+    """The check of reject_rhsbl_<part>: the domain (or host name) that ``part`` names."""
+    def check(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
+        assert arg is not None
+        s = ctx.state
+        name: str | None
+        if part == "client":
+            name, rbl_class = _client_domain(ctx), ReplyClass.CLIENT.value
+        elif part == "reverse_client":
+            rev = s.reverse_client_name
+            name, rbl_class = (None if not rev or rev == "unknown" else rev), _RBL_CLASS_REVERSE
+        elif part == "helo":
+            name, rbl_class = s.helo_name, ReplyClass.HELO.value
+        elif part == "sender":
+            name, rbl_class = _domain_of(s.sender), ReplyClass.SENDER.value
+        else:
+            name, rbl_class = _domain_of(s.recipient), ReplyClass.RECIPIENT.value
+        if not name or name.startswith("[") or _is_ip(name):
+            return DUNNO
+        domain, pattern = split_dnsxl(arg)
+        query = f"{fold_domain(name)}.{domain}"
+        if (yield from _dnsxl_listed(query, pattern)) is None:
+            return DUNNO
+        return (yield from _rbl_reject(ctx, domain, fold_domain(name), rbl_class, query))
+    return check
+
+
+def _allowlist_may_permit(ctx: Ctx) -> Steps[bool]:
+    """An allow list never overrides reject_unauth_destination: in the relay and recipient
+    lists it permits only mail for our own destinations (postconf(5) permit_dnswl_client)."""
+    if ctx.stage not in (Stage.RELAY, Stage.RECIPIENT) or ctx.state.recipient is None:
+        return True
+    return (yield from _authorized_destination(ctx.state.recipient))
+
+
+def r_permit_dnswl_client(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
+    assert arg is not None
+    domain, pattern = split_dnsxl(arg)
+    reversed_ip = _reversed_address(ctx.state.client_address)
+    if reversed_ip is None or (yield from _dnsxl_listed(f"{reversed_ip}.{domain}",
+                                                        pattern)) is None:
+        return DUNNO
+    return PERMIT if (yield from _allowlist_may_permit(ctx)) else DUNNO
+
+
+def r_permit_rhswl_client(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
+    assert arg is not None
+    name = _client_domain(ctx)
+    domain, pattern = split_dnsxl(arg)
+    if name is None or (yield from _dnsxl_listed(f"{fold_domain(name)}.{domain}",
+                                                 pattern)) is None:
+        return DUNNO
+    return PERMIT if (yield from _allowlist_may_permit(ctx)) else DUNNO
+
+
+# --- the remaining restrictions ---------------------------------------------------------
+
+
+def r_reject_multi_recipient_bounce(ctx: Ctx, arg: str | None) -> Outcome:
+    """A null sender with more than one recipient: at RCPT, a second one; at DATA, the
+    whole envelope."""
+    s = ctx.state
+    if s.sender != "":
+        return DUNNO
+    at_rcpt = ctx.stage in (Stage.RELAY, Stage.RECIPIENT) and s.stage in (Stage.RELAY,
+                                                                           Stage.RECIPIENT)
+    already = s.recipient_count + (1 if at_rcpt else 0)
+    if already <= 1:
+        return DUNNO
+    code = ctx.codes.multi_recipient_bounce_reject_code
+    return Outcome(_negative(code),
+                   replies.multi_recipient_bounce(code, ctx.stage.reply_class, _subject(ctx)))
+
+
+def r_permit_inet_interfaces(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
+    return PERMIT if (yield from ask_inet_interface(ctx.state.client_address)) else DUNNO
+
+
+def r_reject_plaintext_session(ctx: Ctx, arg: str | None) -> Outcome:
+    if ctx.state.encrypted:
+        return DUNNO
+    code = ctx.codes.plaintext_reject_code
+    return Outcome(_negative(code), replies.plaintext_session(code))
+
+
+# --- the policy service (SMTPD_POLICY_README) --------------------------------------------
+
+_PROTOCOL_STATE = {Stage.CLIENT: "CONNECT", Stage.SENDER: "MAIL", Stage.RELAY: "RCPT",
+                   Stage.RECIPIENT: "RCPT", Stage.DATA: "DATA",
+                   Stage.END_OF_DATA: "END-OF-MESSAGE", Stage.ETRN: "ETRN"}
+
+
+def policy_attributes(state: SmtpdState, policy_context: str = ""
+                      ) -> tuple[tuple[str, str], ...]:
+    """The request a policy server receives for ``state`` (SMTPD_POLICY_README's
+    attributes, in the order Postfix 3.7 sends them; ``protocol_state`` is the SMTP
+    command being answered)."""
+    stage = state.stage
+    protocol_state = ("EHLO" if state.esmtp else "HELO") if stage is Stage.HELO \
+        else _PROTOCOL_STATE[stage]
+    return (
+        ("request", "smtpd_access_policy"),
+        ("protocol_state", protocol_state),
+        ("protocol_name", "ESMTP" if state.esmtp else "SMTP"),
+        ("client_address", state.client_address),
+        ("client_name", state.client_name),
+        ("client_port", state.client_port),
+        ("reverse_client_name", state.reverse_client_name),
+        ("server_address", state.server_address),
+        ("server_port", state.server_port),
+        ("helo_name", state.helo_name or ""),
+        ("sender", state.sender or ""),
+        ("recipient", state.recipient or ""),
+        ("recipient_count", str(state.recipient_count)),
+        ("queue_id", state.queue_id),
+        ("instance", state.instance),
+        ("size", str(state.size)),
+        ("etrn_domain", ""),
+        ("stress", ""),
+        ("sasl_method", state.sasl_method),
+        ("sasl_username", state.sasl_username or ""),
+        ("sasl_sender", state.sasl_sender),
+        ("ccert_subject", ""), ("ccert_issuer", ""), ("ccert_fingerprint", ""),
+        ("ccert_pubkey_fingerprint", ""),
+        ("encryption_protocol", ""), ("encryption_cipher", ""), ("encryption_keysize", "0"),
+        ("policy_context", policy_context),
+    )
+
+
+def r_check_policy_service(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
+    """The policy server's ``action=`` acted on as an access(5) result; no usable answer
+    gives ``smtpd_policy_service_default_action``."""
+    assert arg is not None
+    action = yield from ask_policy(arg, policy_attributes(
+        ctx.state, ctx.codes.smtpd_policy_service_policy_context))
+    if isinstance(action, TableFailed):
+        action = ctx.codes.smtpd_policy_service_default_action
+    return (yield from _access_action(ctx, action, ctx.stage.reply_class, _subject(ctx)))
+
+
 # --- the table -------------------------------------------------------------------------
 
 #: A restriction's check: an outcome at once, or steps that ask for facts first.
@@ -635,8 +1052,11 @@ class Needs:
     ``state``: the stage whose session data it reads (CLIENT: only what is known at
     connect; see ``STATE_FIELDS``); ``asks``: the kinds of fact it may ask for; ``dns``:
     the part of the state (HELO, SENDER, RECIPIENT) whose domain it asks the DNS about;
-    ``table``: it takes a ``type:table`` argument; ``sasl``: it reads the SASL login.
-    A restriction named by an access(5) answer asks what its own row declares.
+    ``table``: it takes a ``type:table`` argument; ``argument``: another argument it
+    takes ("dnsxl": ``domain[=filter]``, "service": ``unix:…``/``inet:host:port``);
+    ``sasl``: it reads the SASL login; ``whole_state``: it sends whatever the session knows
+    (a policy service). A restriction named by an access(5) answer asks what its own row
+    declares.
     """
 
     state: Stage = Stage.CLIENT
@@ -644,6 +1064,8 @@ class Needs:
     dns: Stage | None = None
     table: bool = False
     sasl: bool = False
+    argument: Literal["dnsxl", "service"] | None = None
+    whole_state: bool = False
 
 
 @dataclass(frozen=True)
@@ -673,6 +1095,10 @@ _UNLISTED = frozenset({_A.ADDRESS_CLASS, _A.LOCAL_RECIPIENT, _A.RELAY_RECIPIENT}
 _DOMAIN_DNS = frozenset({_A.ADDRESS_CLASS, _A.DNS})
 _TABLE = frozenset({_A.TABLE})
 _LOGINS = frozenset({_A.SENDER_LOGINS})
+_SERVER_ASKS = frozenset({_A.TABLE, _A.DNS_RECORDS})
+_A_ASKS = frozenset({_A.TABLE, _A.DNS_RECORDS})
+_RBL = frozenset({_A.DNS_RECORDS})  # + TABLE when rbl_reply_maps is set
+_DNSWL = frozenset({_A.DNS_RECORDS, _A.ADDRESS_CLASS})
 _HELO, _SENDER, _RCPT = Stage.HELO, Stage.SENDER, Stage.RECIPIENT
 
 _ROWS = (
@@ -729,7 +1155,42 @@ _ROWS = (
                 Needs(_SENDER, _TABLE, table=True)),
     Restriction("check_recipient_access", r_check_recipient_access,
                 Needs(_RCPT, _TABLE, table=True)),
+    *(Restriction(f"check_{part.value}_{rdtype.lower()}_access", _server_row(rdtype, part),
+                  Needs(part, _SERVER_ASKS if rdtype != "A" else _A_ASKS, table=True))
+      for part in (Stage.CLIENT, Stage.HELO, Stage.SENDER, Stage.RECIPIENT)
+      for rdtype in ("A", "MX", "NS")),
+    Restriction("reject_rbl_client", r_reject_rbl_client, Needs(asks=_RBL, argument="dnsxl")),
+    Restriction("reject_rhsbl_client", _rhsbl_row("client"), Needs(asks=_RBL, argument="dnsxl")),
+    Restriction("reject_rhsbl_reverse_client", _rhsbl_row("reverse_client"),
+                Needs(asks=_RBL, argument="dnsxl")),
+    Restriction("reject_rhsbl_helo", _rhsbl_row("helo"), Needs(_HELO, _RBL, argument="dnsxl")),
+    Restriction("reject_rhsbl_sender", _rhsbl_row("sender"),
+                Needs(_SENDER, _RBL, argument="dnsxl")),
+    Restriction("reject_rhsbl_recipient", _rhsbl_row("recipient"),
+                Needs(_RCPT, _RBL, argument="dnsxl")),
+    Restriction("permit_dnswl_client", r_permit_dnswl_client,
+                Needs(asks=_DNSWL, argument="dnsxl")),
+    Restriction("permit_rhswl_client", r_permit_rhswl_client,
+                Needs(asks=_DNSWL, argument="dnsxl")),
+    Restriction("reject_multi_recipient_bounce", r_reject_multi_recipient_bounce,
+                Needs(_SENDER)),
+    Restriction("permit_inet_interfaces", r_permit_inet_interfaces,
+                Needs(asks=frozenset({_A.INTERFACE}))),
+    Restriction("reject_plaintext_session", r_reject_plaintext_session),
+    Restriction("check_policy_service", r_check_policy_service,
+                Needs(asks=frozenset({_A.POLICY}), sasl=True, argument="service",
+                      whole_state=True)),
 )
+
+#: Restrictions Postfix documents that postier refuses at start, and why.
+NOT_BUILT: Mapping[str, str] = {
+    "reject_unverified_sender": "address verification (verify(8)) is not built",
+    "reject_unverified_recipient": "address verification (verify(8)) is not built",
+    "check_ccert_access": "client certificate access tables are not built",
+    "permit_tls_clientcerts": "client certificate access tables are not built",
+    "permit_tls_all_clientcerts": "client certificate access tables are not built",
+    "check_sasl_access": "SASL login access tables are not built",
+}
 
 #: Every restriction postier knows, by name: the one table.
 RESTRICTIONS: Mapping[str, Restriction] = {row.name: row for row in _ROWS}
@@ -775,8 +1236,19 @@ def _valid_table(arg: str) -> bool:
                 and kind.replace("_", "").replace("-", "").isalnum())
 
 
+def _valid_service(arg: str) -> bool:
+    kind, colon, where = arg.partition(":")
+    if kind == "unix":
+        return bool(where)
+    if kind == "inet":
+        _host, colon, port = where.rpartition(":")
+        return bool(colon and port)
+    return False
+
+
 def parse_restrictions(
-    items: Sequence[str], *, stage: Stage, delay_reject: bool = True
+    items: Sequence[str], *, stage: Stage, delay_reject: bool = True,
+    classes: Collection[str] = (),
 ) -> list[RestrictionCall]:
     """Validate a restriction list against the rows, at configuration time.
 
@@ -784,7 +1256,9 @@ def parse_restrictions(
     whitespace (``"sleep 1"``) is split. A ValueError names the culprit: an
     unknown restriction, a missing or bad argument, ``warn_if_reject`` with
     nothing to modify, or a restriction not allowed in ``stage`` (its data is not
-    known there: ``etrn``, or any list with ``smtpd_delay_reject = no``).
+    known there: ``etrn``, or any list with ``smtpd_delay_reject = no``), a restriction
+    postier does not build (``NOT_BUILT``). A name in ``classes``
+    (smtpd_restriction_classes) is a call of that class's list.
     """
     words = _words(items)
     calls: list[RestrictionCall] = []
@@ -806,9 +1280,23 @@ def parse_restrictions(
             calls.append(RestrictionCall(name))
             continue
         row = RESTRICTIONS.get(name)
+        if row is None and word in classes:
+            calls.append(RestrictionCall(word))
+            continue
+        if row is None and name in NOT_BUILT:
+            raise ValueError(f'restriction "{word}" is not available: {NOT_BUILT[name]}')
         if row is None:
             raise ValueError(f'unknown smtpd restriction: "{word}"')
         arg = None
+        if row.needs.argument is not None:
+            valid = valid_dnsxl if row.needs.argument == "dnsxl" else _valid_service
+            if i >= len(words) or not valid(words[i]):
+                got = words[i] if i < len(words) else "nothing"
+                wanted = ("a domain[=filter] argument" if row.needs.argument == "dnsxl"
+                          else "a unix:/path or inet:host:port argument")
+                raise ValueError(f'restriction "{name}" needs {wanted}, not {got}')
+            arg = words[i]
+            i += 1
         if row.needs.table:
             if i >= len(words) or not _valid_table(words[i]):
                 got = words[i] if i < len(words) else "nothing"
@@ -866,7 +1354,10 @@ def _run_list(calls: Sequence[RestrictionCall], ctx: Ctx) -> Steps[Outcome]:
         if call.name == "warn_if_reject":
             warn_next = True
             continue
-        out = yield from _check(RESTRICTIONS[call.name], ctx, call.arg)
+        if call.name in ctx.classes and call.name not in RESTRICTIONS:
+            out = yield from _run_class(ctx, call.name)
+        else:
+            out = yield from _check(RESTRICTIONS[call.name], ctx, call.arg)
         warn, warn_next = warn_next, False
         if out.verdict is Verdict.DEFER_IF_PERMIT:
             if ctx.run.defer_if_permit is None:
@@ -889,6 +1380,19 @@ def _run_list(calls: Sequence[RestrictionCall], ctx: Ctx) -> Steps[Outcome]:
             ctx.run.decided_by = call.name
             return out
     return DUNNO
+
+
+def _run_class(ctx: Ctx, name: str) -> Steps[Outcome]:
+    """A restriction class (smtpd_restriction_classes): its list decides for it; a
+    class that names itself, directly or not, is a configuration error."""
+    if ctx.depth > 20:
+        return Outcome(Verdict.DEFER, replies.SERVER_CONFIGURATION_ERROR)
+    ctx.depth += 1
+    try:
+        out = yield from _run_list(ctx.classes[name], ctx)
+    finally:
+        ctx.depth -= 1
+    return out
 
 
 def _soften(reply: Reply, codes: RejectCodes) -> Reply:
@@ -918,14 +1422,16 @@ def evaluate_steps(
     codes: RejectCodes,
     *,
     stage: Stage | None = None,
+    classes: Mapping[str, Sequence[RestrictionCall]] | None = None,
 ) -> Steps[Decision]:
     """Evaluate one restriction list (``stage`` defaults to ``state.stage``), asking for
     facts as it goes. A pending ``defer_if_permit`` turns a permit or dunno at the end
-    into a defer."""
+    into a defer. ``classes``: smtpd_restriction_classes, name -> parsed list."""
     list_stage = stage or state.stage
     calls = _as_calls(restrictions, list_stage)
     run = _Run()
-    out = yield from _run_list(calls, Ctx(state, codes, list_stage, run))
+    out = yield from _run_list(calls, Ctx(state, codes, list_stage, run,
+                                          classes=classes or {}))
     return _finish(out, run, codes, list_stage)
 
 
@@ -936,6 +1442,7 @@ def evaluate_stage_steps(
     *,
     reject_unlisted_recipient: bool = True,
     reject_unlisted_sender: bool = False,
+    classes: Mapping[str, Sequence[RestrictionCall]] | None = None,
 ) -> Steps[Decision]:
     """Every list up to ``state.stage`` with ``smtpd_delay_reject = yes`` semantics,
     asking for facts as it goes.
@@ -967,7 +1474,7 @@ def evaluate_stage_steps(
         if stage is Stage.RECIPIENT and reject_unlisted_recipient:
             planned.append((stage, [RestrictionCall("reject_unlisted_recipient")]))
     for stage, calls in planned:
-        out = yield from _run_list(calls, Ctx(state, codes, stage, run))
+        out = yield from _run_list(calls, Ctx(state, codes, stage, run, classes=classes or {}))
         if out.verdict in (Verdict.REJECT, Verdict.DEFER):
             return _finish(out, run, codes, stage)
         if calls:
@@ -982,9 +1489,10 @@ def evaluate(
     codes: RejectCodes,
     *,
     stage: Stage | None = None,
+    classes: Mapping[str, Sequence[RestrictionCall]] | None = None,
 ) -> Decision:
     """``evaluate_steps`` answered by a synchronous ``facts``."""
-    return run(evaluate_steps(restrictions, state, codes, stage=stage), facts)
+    return run(evaluate_steps(restrictions, state, codes, stage=stage, classes=classes), facts)
 
 
 def evaluate_stage(
@@ -995,11 +1503,13 @@ def evaluate_stage(
     *,
     reject_unlisted_recipient: bool = True,
     reject_unlisted_sender: bool = False,
+    classes: Mapping[str, Sequence[RestrictionCall]] | None = None,
 ) -> Decision:
     """``evaluate_stage_steps`` answered by a synchronous ``facts``."""
     return run(evaluate_stage_steps(lists, state, codes,
                                     reject_unlisted_recipient=reject_unlisted_recipient,
-                                    reject_unlisted_sender=reject_unlisted_sender), facts)
+                                    reject_unlisted_sender=reject_unlisted_sender,
+                                    classes=classes), facts)
 
 
 def with_stage(state: SmtpdState, stage: Stage) -> SmtpdState:

@@ -34,6 +34,9 @@ class Ask(enum.Enum):
     TABLE = "table"
     SENDER_LOGINS = "sender logins"
     RELAY_RECIPIENT = "relay recipient"
+    DNS_RECORDS = "dns records"
+    INTERFACE = "inet interface"
+    POLICY = "policy service"
 
 
 @dataclass(frozen=True)
@@ -111,8 +114,40 @@ class SenderLogins:
     ask: ClassVar[Ask] = Ask.SENDER_LOGINS
 
 
+@dataclass(frozen=True)
+class DnsRecords:
+    """The ``rdtype`` records (``A``, ``AAAA``, ``MX``, ``NS``, ``TXT``) of ``name``, as
+    text (MX: the exchange host only, no preference; TXT: the strings joined). Answer: a
+    tuple (``()``: the name exists without such records), None (no such name), or
+    ``TableFailed`` (no definitive answer: timeout, SERVFAIL)."""
+
+    name: str
+    rdtype: str
+    ask: ClassVar[Ask] = Ask.DNS_RECORDS
+
+
+@dataclass(frozen=True)
+class InetInterface:
+    """Is ``ip`` one of this server's own addresses (``inet_interfaces``)? Answer: bool."""
+
+    ip: str
+    ask: ClassVar[Ask] = Ask.INTERFACE
+
+
+@dataclass(frozen=True)
+class PolicyQuery:
+    """One request to the policy service ``service`` (``unix:/path`` or
+    ``inet:host:port``): ``attributes`` as (name, value) pairs, in order (SMTPD_POLICY_README).
+    Answer: the ``action=`` value the server gave, or ``TableFailed`` (no usable answer:
+    the restriction applies ``smtpd_policy_service_default_action``)."""
+
+    service: str
+    attributes: tuple[tuple[str, str], ...]
+    ask: ClassVar[Ask] = Ask.POLICY
+
+
 Lookup = (InMyNetworks | AddressClassOf | LocalRecipient | DomainDns | TableLookup
-          | SenderLogins | RelayRecipient)
+          | SenderLogins | RelayRecipient | DnsRecords | InetInterface | PolicyQuery)
 Answer = bool | AddressClass | DnsResult | str | tuple[str, ...] | None | TableFailed
 
 #: An evaluation in progress: yields lookups, is sent their answers, returns a ``T``.
@@ -132,6 +167,10 @@ class Facts(Protocol):
         ...
     def sender_logins(self, sender: str) -> tuple[str, ...] | None: ...
     def is_relay_recipient(self, address: str) -> bool | None: ...
+    def dns_records(self, name: str, rdtype: str) -> tuple[str, ...] | TableFailed | None: ...
+    def inet_interface(self, ip: str) -> bool: ...
+    def policy(self, service: str, attributes: tuple[tuple[str, str], ...]
+               ) -> str | TableFailed: ...
 
 
 def answer(facts: Facts, lookup: Lookup) -> Answer:
@@ -158,6 +197,12 @@ def answer(facts: Facts, lookup: Lookup) -> Answer:
             return facts.sender_logins(sender)
         case RelayRecipient(address=address):
             return facts.is_relay_recipient(address)
+        case DnsRecords(name=name, rdtype=rdtype):
+            return facts.dns_records(name, rdtype)
+        case InetInterface(ip=ip):
+            return facts.inet_interface(ip)
+        case PolicyQuery(service=service, attributes=attributes):
+            return facts.policy(service, attributes)
 
 
 def run(steps: Steps[T], facts: Facts) -> T:
@@ -215,4 +260,23 @@ def ask_sender_logins(sender: str) -> Steps[tuple[str, ...] | TableFailed | None
 def ask_relay_recipient(address: str) -> Steps[bool | None]:
     got = yield RelayRecipient(address)
     assert got is None or isinstance(got, bool), got
+    return got
+
+
+def ask_dns_records(name: str, rdtype: str) -> Steps[tuple[str, ...] | TableFailed | None]:
+    got = yield DnsRecords(name, rdtype)
+    assert got is None or isinstance(got, tuple | TableFailed), got
+    return got
+
+
+def ask_inet_interface(ip: str) -> Steps[bool]:
+    got = yield InetInterface(ip)
+    assert isinstance(got, bool), got
+    return got
+
+
+def ask_policy(service: str, attributes: tuple[tuple[str, str], ...]
+               ) -> Steps[str | TableFailed]:
+    got = yield PolicyQuery(service, attributes)
+    assert isinstance(got, str | TableFailed), got
     return got

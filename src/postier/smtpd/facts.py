@@ -19,17 +19,26 @@ from typing import TypeVar
 from postier.config.errors import ConfigError
 from postier.config.params import (
     PARENT_DOMAIN_MATCHES_SUBDOMAINS,
+    RBL_REPLY_MAPS,
     RECIPIENT_DELIMITER,
     SMTPD_NULL_ACCESS_LOOKUP_KEY,
+    SMTPD_POLICY_SERVICE_MAX_IDLE,
+    SMTPD_POLICY_SERVICE_MAX_TTL,
+    SMTPD_POLICY_SERVICE_REQUEST_LIMIT,
+    SMTPD_POLICY_SERVICE_RETRY_DELAY,
+    SMTPD_POLICY_SERVICE_TIMEOUT,
+    SMTPD_POLICY_SERVICE_TRY_LIMIT,
 )
 from postier.config.settings import Config
 from postier.dns.result import DnsResult
+from postier.dns.result import Lookup as DnsLookup
 from postier.restrictions import evaluate as rs
 from postier.restrictions import lookups as lk
-from postier.restrictions.lists import RESTRICTION_LISTS
+from postier.restrictions.lists import ALL_LISTS
 from postier.rewrite.address import parse_address
 from postier.rewrite.mynetworks import MyNetworks
 from postier.rewrite.resolve import AddressClass, Classifier, LocalRecipientCheck
+from postier.smtpd.policy_client import PolicyClient, PolicyServiceSettings, PolicyUnavailable
 from postier.tables import (
     Maps,
     SearchSettings,
@@ -63,6 +72,11 @@ class ServiceFacts:
         warn: Callable[[str], None] = lambda message: None,
         sender_login_maps: Maps | None = None,
         relay_recipient_maps: Maps | None = None,
+        dns_records: Callable[[str, str], Awaitable[tuple[DnsLookup, list[str]]]]
+        | None = None,
+        interfaces: Sequence[str] = (),
+        policy: PolicyServiceSettings | None = None,
+        queue_directory: str = "/",
     ) -> None:
         """``sender_login_maps``: ``smtpd_sender_login_maps`` (None or empty: no maps);
         ``relay_recipient_maps`` (None or empty: every relay recipient is valid)."""
@@ -76,6 +90,8 @@ class ServiceFacts:
         self.search = search or SearchSettings()
         self.warn = warn
         self._maps: dict[str, Maps] = {}
+        self.extra = DnsAndPolicyFacts(dns_records, interfaces, policy or PolicyServiceSettings(),
+                                       queue_directory, warn)
         for reason in mynetworks.errors:
             warn(reason)
 
@@ -109,9 +125,11 @@ class ServiceFacts:
                 return self.classify(domain)
             case lk.LocalRecipient(address=address):
                 return self.local_recipients(address)
-            case (lk.TableLookup() | lk.DomainDns() | lk.SenderLogins()
-                  | lk.RelayRecipient()):
-                raise AssertionError("tables and DNS are answered by run()")
+            case lk.InetInterface(ip=ip):
+                return self.extra.is_interface(ip)
+            case (lk.TableLookup() | lk.DomainDns() | lk.SenderLogins() | lk.RelayRecipient()
+                  | lk.DnsRecords() | lk.PolicyQuery()):
+                raise AssertionError("tables, DNS and policy services are answered by run()")
 
     async def sender_logins(self, sender: str) -> tuple[str, ...] | lk.TableFailed | None:
         """The logins that own ``sender`` in smtpd_sender_login_maps, searched in
@@ -164,8 +182,73 @@ class ServiceFacts:
                 reply = await self.sender_logins(lookup.sender)
             elif isinstance(lookup, lk.RelayRecipient):
                 reply = await self.is_relay_recipient(lookup.address)
+            elif isinstance(lookup, lk.DnsRecords | lk.PolicyQuery):
+                reply = await self.extra.answer(lookup)
             else:
                 reply = self.answer_now(lookup)
+
+
+class DnsAndPolicyFacts:
+    """The answers that need the network: DNS records (check_*_{a,mx,ns}_access, the
+    DNS lists) and policy services (one ``PolicyClient`` per service, its connection reused)."""
+
+    def __init__(self, dns_records: Callable[[str, str], Awaitable[tuple[DnsLookup, list[str]]]]
+                 | None, interfaces: Sequence[str], policy: PolicyServiceSettings,
+                 queue_directory: str, warn: Callable[[str], None]) -> None:
+        self.dns_records = dns_records
+        self.interfaces = frozenset(interfaces)
+        self.policy = policy
+        self.queue_directory = queue_directory
+        self.warn = warn
+        self.clients: dict[str, PolicyClient] = {}
+
+    def is_interface(self, ip: str) -> bool:
+        """Is ``ip`` one of this host's addresses (permit_inet_interfaces)?"""
+        return ip in self.interfaces or ip.removeprefix("::ffff:") in self.interfaces
+
+    async def records(self, name: str, rdtype: str) -> tuple[str, ...] | lk.TableFailed | None:
+        """``DnsRecords``' answer: the records, () (no such records), None (no such name),
+        TableFailed (no definitive answer)."""
+        if self.dns_records is None:
+            return lk.TableFailed("no resolver")
+        lookup, texts = await self.dns_records(name, rdtype)
+        if lookup is DnsLookup.FOUND:
+            return tuple(texts)
+        if lookup is DnsLookup.NO_DATA:
+            return ()
+        if lookup is DnsLookup.NOT_FOUND:
+            return None
+        self.warn(f"{name}: {rdtype} lookup error: no definitive answer")
+        return lk.TableFailed(f"{name}/{rdtype}")
+
+    async def ask_policy(self, service: str, attributes: tuple[tuple[str, str], ...]
+                         ) -> str | lk.TableFailed:
+        client = self.clients.get(service)
+        if client is None:
+            client = self.clients[service] = PolicyClient(service, self.policy,
+                                                          self.queue_directory)
+        try:
+            return await client.ask(attributes)
+        except PolicyUnavailable as exc:
+            self.warn(str(exc))
+            return lk.TableFailed(str(exc))
+
+    async def answer(self, lookup: lk.DnsRecords | lk.PolicyQuery) -> lk.Answer:
+        if isinstance(lookup, lk.DnsRecords):
+            return await self.records(lookup.name, lookup.rdtype)
+        return await self.ask_policy(lookup.service, lookup.attributes)
+
+
+def policy_settings(cfg: Config) -> PolicyServiceSettings:
+    """The ``smtpd_policy_service_*`` parameters of a service."""
+    return PolicyServiceSettings(
+        timeout=cfg[SMTPD_POLICY_SERVICE_TIMEOUT],
+        max_idle=cfg[SMTPD_POLICY_SERVICE_MAX_IDLE],
+        max_ttl=cfg[SMTPD_POLICY_SERVICE_MAX_TTL],
+        try_limit=cfg[SMTPD_POLICY_SERVICE_TRY_LIMIT],
+        retry_delay=cfg[SMTPD_POLICY_SERVICE_RETRY_DELAY],
+        request_limit=cfg[SMTPD_POLICY_SERVICE_REQUEST_LIMIT],
+    )
 
 
 def access_search(cfg: Config) -> SearchSettings:
@@ -186,11 +269,17 @@ def read_text_file(path: str) -> str:
 
 
 def open_access_tables(cfg: Config, lists: Mapping[rs.Stage, Sequence[rs.RestrictionCall]],
-                       facts: ServiceFacts) -> None:
-    """Open every table the restriction lists name, now (a ConfigError naming main.cf's
-    line and the parameter when one cannot be: never a silent "not found" later)."""
-    params = {stage: param for param, stage in RESTRICTION_LISTS}
-    for stage, calls in lists.items():
+                       facts: ServiceFacts,
+                       classes: Mapping[str, Sequence[rs.RestrictionCall]] | None = None
+                       ) -> None:
+    """Open every table the restriction lists, the restriction classes and
+    ``rbl_reply_maps`` name, now (a ConfigError naming main.cf's line and the parameter
+    when one cannot be: never a silent "not found" later)."""
+    params = {stage: param.name for param, stage in ALL_LISTS}
+    named: list[tuple[str, Sequence[rs.RestrictionCall]]] = [
+        (params[stage], calls) for stage, calls in lists.items()]
+    named += list((classes or {}).items())
+    for param, calls in named:
         for call in calls:
             row = rs.RESTRICTIONS.get(call.name)
             if row is None or not row.needs.table or call.arg is None:
@@ -198,7 +287,13 @@ def open_access_tables(cfg: Config, lists: Mapping[rs.Stage, Sequence[rs.Restric
             try:
                 facts.access_maps(call.arg)
             except TableOpenError as exc:
-                param = params[stage]
-                file, line = cfg.location(param.name)
+                file, line = cfg.location(param)
                 raise ConfigError(f"{call.name} {call.arg}: {exc}", file=file, line=line,
-                                  param=param.name) from None
+                                  param=param) from None
+    for spec in cfg[RBL_REPLY_MAPS]:
+        try:
+            facts.access_maps(spec)
+        except TableOpenError as exc:
+            file, line = cfg.location(RBL_REPLY_MAPS.name)
+            raise ConfigError(f"{spec}: {exc}", file=file, line=line,
+                              param=RBL_REPLY_MAPS.name) from None

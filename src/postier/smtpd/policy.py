@@ -57,6 +57,8 @@ class PolicySettings(Protocol):
     def reject_unlisted_recipient(self) -> bool: ...
     @property
     def reject_unlisted_sender(self) -> bool: ...
+    @property
+    def classes(self) -> Mapping[str, Sequence[rs.RestrictionCall]]: ...
 
 
 def _repeated(params: Mapping[str, str | None]) -> frozenset[str]:
@@ -172,6 +174,7 @@ class Policy:
             self.svc.codes,
             reject_unlisted_recipient=self.svc.reject_unlisted_recipient,
             reject_unlisted_sender=self.svc.reject_unlisted_sender,
+            classes=self.svc.classes,
         )
         # Every list runs again at each RCPT (smtpd_delay_reject); a "sleep" there is meant
         # to make a zombie give up before it talks, so it pauses a session only once.

@@ -48,12 +48,18 @@ from postier.config.settings import Config
 from postier.dns.resolver import local_addresses
 from postier.log import Log
 from postier.restrictions import evaluate as rs
-from postier.restrictions.lists import RESTRICTION_LISTS
+from postier.restrictions.lists import parse_lists, restriction_classes
 from postier.rewrite.mynetworks import MyNetworks
 from postier.rewrite.resolve import Classifier, LocalRecipientCheck
 from postier.sasl.api import Authenticator
 from postier.sasl.mechanisms import parse_security_options
-from postier.smtpd.facts import ServiceFacts, access_search, open_access_tables, read_text_file
+from postier.smtpd.facts import (
+    ServiceFacts,
+    access_search,
+    open_access_tables,
+    policy_settings,
+    read_text_file,
+)
 from postier.smtpd.process import Worker
 from postier.tls.context import ServerTls, load_server_tls
 from postier.tls.policy import ServerTlsPolicy
@@ -109,12 +115,12 @@ class Service:
             tables=worker.tables, search=access_search(cfg), warn=worker.log.warning,
             sender_login_maps=worker.tables.for_param(cfg, SMTPD_SENDER_LOGIN_MAPS),
             relay_recipient_maps=worker.tables.for_param(cfg, RELAY_RECIPIENT_MAPS),
+            dns_records=worker.resolver.records, interfaces=self.local_addrs,
+            policy=policy_settings(cfg), queue_directory=worker.queue_dir,
         )
-        self.lists = {
-            stage: rs.parse_restrictions(cfg[param], stage=stage)
-            for param, stage in RESTRICTION_LISTS
-        }
-        open_access_tables(cfg, self.lists, self.facts)
+        self.classes = restriction_classes(cfg)
+        self.lists = parse_lists(cfg)
+        open_access_tables(cfg, self.lists, self.facts, self.classes)
         self.codes = rs.RejectCodes.from_config(cfg)
         self.reject_unlisted_recipient = cfg[SMTPD_REJECT_UNLISTED_RECIPIENT]
         self.reject_unlisted_sender = cfg[SMTPD_REJECT_UNLISTED_SENDER]

@@ -31,9 +31,10 @@ import ssl
 import time
 import traceback
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import cast
+from typing import Any, cast
 
 from postier import stream
 from postier.cleanup.cleanup import CleanupMessage, Received
@@ -103,6 +104,7 @@ class Session:
         self.last_command = "CONNECT"
         self.closing = False
         self.pipelining_violation = False
+        self.rcpt_notes: tuple[tuple[str, str], ...] = ()  # the last RCPT's access actions
         self.out = bytearray()  # replies not yet written
         # --- TLS (this region: the STARTTLS engineer's) ---
         # The session's TLS, once a handshake completed (None: plaintext). Read it, never
@@ -387,7 +389,7 @@ class Session:
             case ev.Rcpt():
                 return await self.on_rcpt(event)
             case ev.Data():
-                return self.on_data()
+                return await self.on_data()
             case ev.Rset():
                 self.last_command = "RSET"
                 self.abort_transaction()
@@ -488,6 +490,9 @@ class Session:
                         self.log.warning(f"cannot create a queue file: {exc}")
                         self.count("rcpt", replies.QUEUE_WRITE_ERROR)
                         return replies.QUEUE_WRITE_ERROR
+                if self.rcpt_notes:  # access(5) actions: logged, then done by cleanup
+                    self.log_actions("RCPT", self.rcpt_notes, event.address)
+                    self.message.actions.add_all(self.rcpt_notes)
                 # A repeated recipient is accepted once and delivered once, as by cleanup(8).
                 if all(r.address != event.address for r in self.recipients):
                     notify, orcpt = dsn_rcpt_fields(event.params)  # RFC 3461
@@ -510,7 +515,42 @@ class Session:
             sasl_username=self.sasl_username,
             esmtp=self.esmtp,
             pipelining_violation=self.pipelining_violation,
+            **self.restriction_extras(),
         )
+
+    def restriction_extras(self) -> dict[str, Any]:
+        """The rest of what restrictions and policy services see (``rs.SmtpdState``)."""
+        sock = self.writer.get_extra_info("sockname")
+        return dict(
+            server_address=str(sock[0]).removeprefix("::ffff:") if sock else "",
+            server_port=str(sock[1]) if sock and len(sock) > 1 else "",
+            client_port=str(self.client_port),
+            encrypted=self.tls is not None,
+            recipient_count=len(self.recipients),
+            queue_id=self.message.queue_id if self.message else "",
+            instance=f"{id(self):x}.{self.counts['mail']}",
+            sasl_method=self.sasl_method or "",
+            sasl_sender=self.sasl_sender or "",
+            size=self.message.size if self.message else 0,
+        )
+
+    def log_actions(self, stage: str, notes: Sequence[tuple[str, str]],
+                    recipient: str | None) -> None:
+        """Log the access(5) actions that fired (as smtpd's ``hold:``, ``warn:`` … lines)."""
+        qid = self.message.queue_id if self.message else "NOQUEUE"
+        to = f" to=<{recipient}>" if recipient is not None else ""
+        for action, text in notes:
+            what = text or f"triggers {action} action"
+            self.log.info(
+                f"{qid}: {action.lower()}: {stage} from {self.client}: {what}; "
+                f"from=<{self.sender}>{to} proto={self.protocol} helo=<{self.helo or ''}>")
+
+    async def stage_restrictions(self, stage: rs.Stage) -> rs.Decision:
+        """smtpd_data_restrictions or smtpd_end_of_data_restrictions, evaluated now."""
+        state = replace(self.restriction_state(), stage=stage)
+        return await self.svc.facts.run(rs.evaluate_steps(
+            self.svc.lists.get(stage, []), state, self.svc.codes, stage=stage,
+            classes=self.svc.classes))
 
     async def rcpt_policy(self, event: ev.Rcpt) -> Reply | None:
         """Carry out the policy's decision on a recipient: log, flush and sleep, then the
@@ -520,6 +560,7 @@ class Session:
         )
         for warning in decision.warnings:
             self.log_reject("RCPT", warning, event.address, action="reject_warning")
+        self.rcpt_notes = decision.notes if decision.reply is None else ()
         if decision.sleep:
             await self.flush()
             await asyncio.sleep(decision.sleep)
@@ -535,12 +576,22 @@ class Session:
             f"proto={self.protocol} helo=<{self.helo or ''}>"
         )
 
-    def on_data(self) -> Reply:
+    async def on_data(self) -> Reply:
         self.last_command = "DATA"
         if not self.recipients or self.message is None:
             reply = replies.NO_VALID_RECIPIENTS
             self.count("data", reply)
             return reply
+        if self.svc.lists.get(rs.Stage.DATA):
+            decision = await self.stage_restrictions(rs.Stage.DATA)
+            for warning in decision.warnings:
+                self.log_reject("DATA", warning, None, action="reject_warning")
+            if not decision.accepted and decision.reply is not None:
+                self.log_reject("DATA", decision.reply, None)
+                self.count("data", decision.reply)
+                return decision.reply
+            self.log_actions("DATA", decision.notes, None)
+            self.message.actions.add_all(decision.notes)
         self.message.begin_content(self.received())
         return replies.DATA_GO
 
@@ -615,6 +666,17 @@ class Session:
             self.abort_transaction()
             self.count(counter, replies.TOO_MANY_HOPS)
             return replies.TOO_MANY_HOPS
+        if self.svc.lists.get(rs.Stage.END_OF_DATA):
+            decision = await self.stage_restrictions(rs.Stage.END_OF_DATA)
+            for warning in decision.warnings:
+                self.log_reject("END-OF-MESSAGE", warning, None, action="reject_warning")
+            if not decision.accepted and decision.reply is not None:
+                self.log_reject("END-OF-MESSAGE", decision.reply, None)
+                self.abort_transaction()
+                self.count(counter, decision.reply)
+                return decision.reply
+            self.log_actions("END-OF-MESSAGE", decision.notes, None)
+            message.actions.add_all(note for note in decision.notes if note[0] != "PREPEND")
         envelope = Envelope(
             sender=self.sender or "",
             recipients=self.recipients,
@@ -647,6 +709,11 @@ class Session:
             reply = replies.QUEUE_WRITE_ERROR
             self.count(counter, reply)
             return reply
+        if message.discarded:  # DISCARD: acknowledged, never delivered
+            self.log.info(f"{queue_id}: discarded: {message.actions.discard or 'DISCARD action'}")
+        elif message.actions.filter:
+            self.log.warning(f"{queue_id}: FILTER {message.actions.filter}: recorded in the "
+                             "queue file; content filters are not routed by postier yet")
         self.message = None
         self.reset_transaction()
         reply = queued(queue_id)

@@ -334,6 +334,32 @@ def access_text(code: int, what: ReplyClass, subject: str, text: str) -> Reply:
     return rejected(code, enhanced, what, subject, text)
 
 
+def template_reply(text: str, default_code: int, detail: str = "7.1") -> Reply:
+    """A reply an administrator wrote (``rbl_reply_maps``, ``default_rbl_reply`` expanded,
+    a policy service's ``NNN text``): ``NNN [X.Y.Z] text``; without a code,
+    ``default_code``; without an enhanced code, ``X.detail``."""
+    code = default_code
+    first, _, rest = text.strip().partition(" ")
+    if len(first) == 3 and first.isdigit() and first[0] in "45":
+        code, text = int(first), rest.strip()
+    enhanced = _dsn(code, detail)
+    first, _, rest = text.partition(" ")
+    parts = first.split(".")
+    if len(parts) == 3 and all(p.isdigit() for p in parts) and first[0] == str(code)[0]:
+        enhanced, text = first, rest.strip()
+    return Reply(code, enhanced, text)
+
+
+def multi_recipient_bounce(code: int, what: ReplyClass, subject: str) -> Reply:
+    """reject_multi_recipient_bounce (multi_recipient_bounce_reject_code 550)."""
+    return rejected(code, _dsn(code, "5.3"), what, subject, "Multi-recipient bounce")
+
+
+def plaintext_session(code: int) -> Reply:
+    """reject_plaintext_session (plaintext_reject_code 450)."""
+    return Reply(code, _dsn(code, "7.1"), "Session encryption is required")
+
+
 def relay_denied(address: str, code: int) -> Reply:
     """reject_unauth_destination (relay_domains_reject_code 554; 454 for defer_*)."""
     return Reply(code, _dsn(code, "7.1"), f"<{address}>: Relay access denied")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from postier.dns.result import DnsResult
 from postier.restrictions import evaluate as rs
+from postier.restrictions import lookups as lk
 from postier.rewrite.mynetworks import MyNetworks
 from postier.rewrite.resolve import AddressClass, LocalRecipientCheck, classify
 
@@ -37,6 +38,13 @@ class World:
     relay_recipients: set[str] | None = None
     relay_recipients_fail: bool = False
     dns_asked: list[str] = field(default_factory=list)
+    # DNS records by (name, type): a tuple, () no such records, or "tempfail"; a name not
+    # given does not exist (None) -- but every name under list.example is listed 127.0.0.2
+    records: dict[tuple[str, str], tuple[str, ...] | str] = field(default_factory=dict)
+    records_asked: list[tuple[str, str]] = field(default_factory=list)
+    # the policy service's actions, one per request in turn (then "DUNNO"); "fail": none
+    policy_actions: list[str] = field(default_factory=list)
+    policy_requests: list[dict[str, str]] = field(default_factory=list)
 
     # --- rs.Facts -------------------------------------------------------------------
     def mynetworks(self, ip: str) -> bool:
@@ -59,6 +67,28 @@ class World:
 
     def lookup(self, table: str, key: str) -> str | None:
         return self.tables.get(table, {}).get(key)
+
+    def dns_records(self, name: str, rdtype: str) -> tuple[str, ...] | lk.TableFailed | None:
+        self.records_asked.append((name, rdtype))
+        got = self.records.get((name, rdtype))
+        if got == "tempfail":
+            return lk.TableFailed(name)
+        if isinstance(got, tuple):
+            return got
+        if name.endswith(".list.example"):
+            return ("127.0.0.2",) if rdtype == "A" else ()
+        if any(n == name for n, _ in self.records):
+            return ()
+        return None
+
+    def inet_interface(self, ip: str) -> bool:
+        return ip in self.interfaces
+
+    def policy(self, service: str, attributes: tuple[tuple[str, str], ...]
+               ) -> str | lk.TableFailed:
+        self.policy_requests.append(dict(attributes))
+        action = self.policy_actions.pop(0) if self.policy_actions else "DUNNO"
+        return lk.TableFailed(service) if action == "fail" else action
 
     def sender_logins(self, sender: str) -> tuple[str, ...] | None:
         if self.sender_login_maps is None:
@@ -84,3 +114,14 @@ def result_line(d: rs.Decision) -> str:
     for action, text in d.notes:
         out += f" ; {action}={text}"
     return out
+
+
+def example_words(row: rs.Restriction) -> list[str]:
+    """The row's name with an argument of the kind it takes."""
+    if row.needs.table:
+        return [row.name, "hash:/etc/postfix/access"]
+    if row.needs.argument == "dnsxl":
+        return [row.name, "list.example"]
+    if row.needs.argument == "service":
+        return [row.name, "inet:127.0.0.1:9998"]
+    return [row.name]

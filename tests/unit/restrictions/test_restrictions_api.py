@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from restrictions_helpers import World
+from restrictions_helpers import World, example_words
 
 from postier.config.params import Param, ParamType
 from postier.dns.result import DnsResult
@@ -139,6 +139,8 @@ class _Cfg:
     def __getitem__(self, param: Param[Any]) -> Any:
         if param.type is ParamType.BOOL:
             return param.name == "soft_bounce"
+        if param.type is not ParamType.INT:  # the reply templates and tables
+            return param.default_value()
         return {"reject_code": 550}.get(param.name, 451)
 
 
@@ -152,7 +154,8 @@ def test_restrictions_without_their_data_do_nothing() -> None:
     names = [n for n, row in rs.RESTRICTIONS.items()
              if n not in ("reject", "defer", "defer_if_permit", "defer_if_reject")
              and "unknown_client" not in n and "unknown_reverse_client" not in n
-             and not row.needs.table]
+             and n != "reject_plaintext_session"  # a plaintext session is its data
+             and not row.needs.table and row.needs.argument is None]
     world = World()
     for name in names:
         d = rs.evaluate([name], bare, world, rs.RejectCodes())
@@ -205,12 +208,13 @@ def test_the_evaluation_waits_for_each_answer() -> None:
 # --- never an open relay -------------------------------------------------------------------
 
 SAFE_NAMES = [n for n in rs.RESTRICTIONS
-              if n not in ("permit", "permit_auth_destination")
+              if n not in ("permit", "permit_auth_destination", "check_policy_service")
               and not rs.RESTRICTIONS[n].needs.table]
 ELEMENT = st.one_of(
-    st.sampled_from(SAFE_NAMES).map(lambda n: [n]),
+    st.sampled_from(SAFE_NAMES).map(lambda n: example_words(rs.RESTRICTIONS[n])),
     st.integers(0, 3).map(lambda n: ["sleep", str(n)]),
-    st.sampled_from(SAFE_NAMES).map(lambda n: ["warn_if_reject", n]),
+    st.sampled_from(SAFE_NAMES).map(
+        lambda n: ["warn_if_reject", *example_words(rs.RESTRICTIONS[n])]),
 )
 LIST = st.lists(ELEMENT, max_size=6).map(lambda parts: [w for p in parts for w in p])
 DNS = st.sampled_from(list(DnsResult))

@@ -26,15 +26,21 @@ class Script:
     soft_bounce: bool = False
     unlisted_recipient: bool = True
     unlisted_sender: bool = False
+    classes: dict[str, str] = dataclasses.field(default_factory=dict)
+    rbl_reply_maps: tuple[str, ...] = ()
 
     def decide(self, rcpt: str) -> rs.Decision:
         state = dataclasses.replace(self.state, recipient=rcpt, stage=rs.Stage.RECIPIENT)
-        parsed = {stage: rs.parse_restrictions([text], stage=stage)
+        parsed = {stage: rs.parse_restrictions([text], stage=stage, classes=self.classes)
                   for stage, text in self.lists.items()}
+        classes = {name: rs.parse_restrictions([text], stage=rs.Stage.RECIPIENT,
+                                               classes=self.classes)
+                   for name, text in self.classes.items()}
+        codes = rs.RejectCodes(soft_bounce=self.soft_bounce, rbl_reply_maps=self.rbl_reply_maps)
         return rs.evaluate_stage(
-            parsed, state, self.world, rs.RejectCodes(soft_bounce=self.soft_bounce),
+            parsed, state, self.world, codes,
             reject_unlisted_recipient=self.unlisted_recipient,
-            reject_unlisted_sender=self.unlisted_sender,
+            reject_unlisted_sender=self.unlisted_sender, classes=classes,
         )
 
 
@@ -87,6 +93,8 @@ def run_script() -> dict[int, str]:
                 sc.unlisted_recipient = _yes(value)
             elif name == "reject_unlisted_sender":
                 sc.unlisted_sender = _yes(value)
+            elif name == "rbl_reply_maps":
+                sc.rbl_reply_maps = tuple(value.split())
             else:
                 raise AssertionError(f"line {number}: unknown setting {name}")
         elif verb == "map":
@@ -108,6 +116,20 @@ def run_script() -> dict[int, str]:
             sc.state = dataclasses.replace(sc.state, sasl_username=None if rest == "-" else rest)
         elif verb == "pipelining":
             sc.state = dataclasses.replace(sc.state, pipelining_violation=_yes(rest))
+        elif verb == "record":  # record NAME TYPE a,b | nodata | tempfail
+            name, rdtype, value = args
+            sc.world.records[(name, rdtype)] = (
+                () if value == "nodata" else value if value == "tempfail"
+                else tuple(value.split(",")))
+        elif verb == "policy":  # the next answers of the policy service ("fail": none)
+            sc.world.policy_actions.append(rest)
+        elif verb == "class":
+            name, _, text = rest.partition(" ")
+            sc.classes[name] = text
+        elif verb == "tls":
+            sc.state = dataclasses.replace(sc.state, encrypted=_yes(rest))
+        elif verb == "count":  # recipients accepted so far in this transaction
+            sc.state = dataclasses.replace(sc.state, recipient_count=int(rest))
         elif verb == "rcpt":
             results[number] = result_line(sc.decide(rest))
         else:

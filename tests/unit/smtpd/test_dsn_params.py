@@ -31,6 +31,8 @@ class Settings:
     myorigin: str = "example.com"
     disable_vrfy: bool = False
     codes: rs.RejectCodes = dataclasses.field(default_factory=rs.RejectCodes)
+    classes: Mapping[str, Sequence[rs.RestrictionCall]] = dataclasses.field(
+        default_factory=dict)
     lists: Mapping[rs.Stage, Sequence[rs.RestrictionCall]] = dataclasses.field(
         default_factory=lambda: {rs.Stage.RELAY: rs.parse_restrictions(
             ["permit_mynetworks, reject_unauth_destination"], stage=rs.Stage.RELAY)})

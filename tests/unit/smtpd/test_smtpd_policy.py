@@ -36,6 +36,8 @@ class Settings:
     myorigin: str = "example.com"
     disable_vrfy: bool = False
     codes: rs.RejectCodes = dataclasses.field(default_factory=rs.RejectCodes)
+    classes: Mapping[str, Sequence[rs.RestrictionCall]] = dataclasses.field(
+        default_factory=dict)
     lists: Mapping[rs.Stage, Sequence[rs.RestrictionCall]] = dataclasses.field(
         default_factory=lambda: {stage: rs.parse_restrictions([text], stage=stage)
                                  for stage, text in TUTORIAL_LISTS.items()})
