@@ -452,6 +452,10 @@ SMTPD_FORBID_BARE_NEWLINE = Param.str(
 SMTPD_FORBID_BARE_NEWLINE_EXCLUSIONS = Param.list(
     "smtpd_forbid_bare_newline_exclusions", "$mynetworks",
     "clients exempt from smtpd_forbid_bare_newline")
+SMTPD_FORBIDDEN_COMMANDS = Param.list(
+    "smtpd_forbidden_commands", "CONNECT GET POST regexp:{{/^[^A-Z]/ Bogus}}",
+    "unknown commands (words or type:table) that end the session with 221",
+    implemented=True)
 SMTPD_FORBID_UNAUTH_PIPELINING = Param.bool(
     "smtpd_forbid_unauth_pipelining", "yes",
     "disconnect clients that pipeline commands without PIPELINING", implemented=True)

@@ -25,6 +25,7 @@ from postier.config.params import (
     SMTPD_BANNER,
     SMTPD_ERROR_SLEEP_TIME,
     SMTPD_FORBID_UNAUTH_PIPELINING,
+    SMTPD_FORBIDDEN_COMMANDS,
     SMTPD_HARD_ERROR_LIMIT,
     SMTPD_HELO_REQUIRED,
     SMTPD_RECIPIENT_LIMIT,
@@ -52,6 +53,7 @@ from postier.sasl.api import Authenticator
 from postier.sasl.mechanisms import parse_security_options
 from postier.smtpd.facts import ServiceFacts, access_search, open_access_tables, read_text_file
 from postier.smtpd.process import Worker
+from postier.tables.stringlist import StringList
 from postier.tls.context import ServerTls, load_server_tls
 from postier.tls.policy import ServerTlsPolicy
 
@@ -87,6 +89,8 @@ class Service:
         self.line_length_limit = cfg[LINE_LENGTH_LIMIT]
         self.helo_required = cfg[SMTPD_HELO_REQUIRED]
         self.forbid_unauth_pipelining = cfg[SMTPD_FORBID_UNAUTH_PIPELINING]
+        self.forbidden_commands = StringList.parse(cfg[SMTPD_FORBIDDEN_COMMANDS],
+                                                   worker.tables.table)
         self.hard_error_limit = cfg[SMTPD_HARD_ERROR_LIMIT]
         self.soft_error_limit = cfg[SMTPD_SOFT_ERROR_LIMIT]
         self.error_sleep_time = cfg[SMTPD_ERROR_SLEEP_TIME]

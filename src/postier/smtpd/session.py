@@ -89,6 +89,7 @@ class Session:
             message_size_limit=service.message_size_limit,
             helo_required=service.helo_required,
             tls_required=service.tls.required,
+            forbidden_commands=service.forbidden_commands.matches,
         )
         self.policy = Policy(service)
         self.helo: str | None = None
@@ -412,7 +413,9 @@ class Session:
                 return await self.on_auth(event)
             case ev.AuthLine(line=line):
                 return await self.on_auth_line(line)
-            case ev.ProtocolError(reply=reply, command=command):
+            case ev.ProtocolError(reply=reply, command=command, non_smtp=line):
+                if line is not None:
+                    self.log.warning(f"non-SMTP command from {self.client}: {line[:100]}")
                 if self.auth is not None:  # a line too long in the middle of AUTH
                     self.auth.cancel()
                     self.auth = None
