@@ -401,7 +401,7 @@ class Session:
                 return replies.BYE
             case ev.Vrfy(argument=arg):
                 self.last_command = "VRFY"
-                reply = await self.svc.facts.run(self.policy.vrfy(arg))
+                reply = await self.on_vrfy(arg)
                 self.count("vrfy", reply)
                 return reply
             case ev.Closed():
@@ -517,13 +517,31 @@ class Session:
             await asyncio.sleep(decision.sleep)
         return decision.reply
 
+    async def on_vrfy(self, argument: str) -> Reply:
+        """VRFY: the recipient restrictions, logged and paused as for RCPT (Postfix)."""
+        decision = await self.svc.facts.run(
+            self.policy.vrfy(self.restriction_state(), argument))
+        if decision.bad_syntax:
+            self.log.warning(f"Illegal address syntax from {self.client} in VRFY command: "
+                             f"{argument.strip()}")
+        if decision.rcpt is not None:
+            for warning in decision.rcpt.warnings:
+                self.log_reject("VRFY", warning, decision.address, action="reject_warning")
+            if decision.rcpt.sleep:
+                await self.flush()
+                await asyncio.sleep(decision.rcpt.sleep)
+            if decision.rcpt.reply is not None:
+                self.log_reject("VRFY", decision.rcpt.reply, decision.address)
+        return decision.reply
+
     def log_reject(
         self, stage: str, reply: Reply, recipient: str | None, action: str = "reject"
     ) -> None:
         qid = self.message.queue_id if self.message else "NOQUEUE"
         to = f" to=<{recipient}>" if recipient is not None else ""
+        sender = f" from=<{self.sender}>" if self.sender is not None else ""
         self.log.info(
-            f"{qid}: {action}: {stage} from {self.client}: {reply}; from=<{self.sender}>{to} "
+            f"{qid}: {action}: {stage} from {self.client}: {reply};{sender}{to} "
             f"proto={self.protocol} helo=<{self.helo or ''}>"
         )
 
