@@ -124,6 +124,15 @@ class Failed:
     status: DeliveryStatus
     orcpt: str = ""
 
+    @classmethod
+    def of(cls, address: str, orig: str, status: DeliveryStatus, orcpt: str = "") -> Failed:
+        """The entry for queue recipient ``address`` (original ``orig``): when an alias
+        expansion reached another address (``status.final_recipient``), that one is
+        reported and ``address`` is what it was expanded from, as Postfix's bounce."""
+        if status.final_recipient and status.final_recipient != address:
+            return cls(status.final_recipient, orig or address, status, orcpt)
+        return cls(address, orig, status, orcpt)
+
 
 #: Any notice's recipient entries.
 Reported = Failed

@@ -410,7 +410,7 @@ class Qmgr:
                 st = done.results.get(i)
                 if st is None:  # pending, not tried this time: its recorded status
                     st = status.DeliveryStatus(r.status or "4.0.0", r.reason, relay="none")
-                out.append(Failed(r.address, r.orig, st, r.dsn_orcpt))
+                out.append(Failed.of(r.address, r.orig, st, r.dsn_orcpt))
             return tuple(out)
 
         def notice(
