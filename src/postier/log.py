@@ -79,6 +79,11 @@ class Log:
             self._sock = None
         self.target = "stderr"
 
+    def sibling(self, program: str, *, syslog_name: str, facility: str) -> Log:
+        """A log for another program name in this process (same target, same pid):
+        qmgr logs its folded-in delivery agents as ``postfix/smtp``, ``postfix/bounce``."""
+        return Log(program, syslog_name=syslog_name, target=self.target, facility=facility)
+
     def info(self, text: str) -> None:
         self._emit("info", text)
 

@@ -51,6 +51,8 @@ from postier.config.params import (
     MYORIGIN,
     PARAM_2BOUNCE_NOTICE_RECIPIENT,
     QUEUE_DIRECTORY,
+    SYSLOG_FACILITY,
+    SYSLOG_NAME,
 )
 from postier.config.settings import Config
 from postier.delivery import status
@@ -141,11 +143,15 @@ class Qmgr:
     ) -> None:
         self.cfg = cfg
         self.log = log
+        self._program_logs: dict[tuple[str, str, str], Log] = {}
+        # Postfix's bounce(8) logs "QID: sender non-delivery notification: NEWID".
+        self.bounce_log = self.program_log("bounce", cfg)
         self.queue_dir = cfg[QUEUE_DIRECTORY]
         # qmgr schedules the bounces it writes itself: no trigger, no extra log line.
         self.cleanup = Cleanup(self.queue_dir, log=None, trigger=None)
         self.transports = (
-            build_transports(TransportSetup(self.queue_dir, log, cfg))
+            build_transports(TransportSetup(self.queue_dir, log, cfg,
+                                            program_log=self.program_log))
             if transports is None else transports
         )
         self.policy = scheduler.Policy.from_config(
@@ -392,10 +398,20 @@ class Qmgr:
             raise
         written = await self._io(self._settle, qf, done, outgoing, todo.delay_warned)
         for out, new_id in written:
-            self.log.info(f"{qf.queue_id}: {out.log_words}: {new_id}")
+            self.bounce_log.info(f"{qf.queue_id}: {out.log_words}: {new_id}")
             self.schedule(new_id, "incoming")
         if not done.keep:
             self.log.info(f"{qf.queue_id}: removed")
+
+    def program_log(self, program: str, cfg: Config | None) -> Log:
+        """The log of a program folded into qmgr (smtp, lmtp, error, discard, bounce):
+        Postfix's program name (and that service's syslog_name), qmgr's pid and target."""
+        c = cfg if cfg is not None else self.cfg
+        key = (program, c[SYSLOG_NAME], c[SYSLOG_FACILITY])
+        if key not in self._program_logs:
+            self._program_logs[key] = self.log.sibling(program, syslog_name=key[1],
+                                                       facility=key[2])
+        return self._program_logs[key]
 
     def outgoing(self, qf: QueueFile, done: Settlement, todo: Notices) -> list[Outgoing]:
         """The notifications ``todo`` asks for, ready to write (pure)."""
