@@ -252,9 +252,12 @@ def original_part(original: Iterable[bytes], headers_only: bool) -> Iterator[byt
 def build_notice(
     notice: Notice, *, myhostname: str, queue_id: str, new_queue_id: str, sender: str,
     arrival: datetime, now: datetime, recipients: Iterable[Failed],
-    original: Iterable[bytes],
+    original: Iterable[bytes], myorigin: str = "",
 ) -> bytes:
     """The notification's bytes (LF line endings).
+
+    ``From: Mail Delivery System <MAILER-DAEMON@$myorigin>`` (``myorigin`` "": myhostname),
+    as Postfix's cleanup qualifies bounce(8)'s bare MAILER-DAEMON.
 
     ``sender`` is the original message's sender as shown (``MAILER-DAEMON@host`` for
     ``<>``); ``queue_id`` the original's, ``new_queue_id`` the notice's own (its
@@ -267,7 +270,7 @@ def build_notice(
     auto = "auto-generated" if notice.postmaster else "auto-replied"
     lines = [
         f"Date: {rfc5322_date(now)}",
-        f"From: Mail Delivery System <MAILER-DAEMON@{myhostname}>",
+        f"From: Mail Delivery System <MAILER-DAEMON@{myorigin or myhostname}>",
         f"Subject: {subject}",
         f"To: {notice.to}",
         f"Auto-Submitted: {auto}",

@@ -819,10 +819,10 @@ MASTER_SERVICE_DISABLE = Param.list("master_service_disable", "", "master.cf ser
 # --- headers and bounces ----------------------------------------------------------------
 ALWAYS_ADD_MISSING_HEADERS = Param.bool(
     "always_add_missing_headers", "no",
-    "add missing From:, To:, Date:, Message-ID: headers to all mail")
+    "add missing From:, To:, Date:, Message-ID: headers to all mail", implemented=True)
 LOCAL_HEADER_REWRITE_CLIENTS = Param.list(
     "local_header_rewrite_clients", "permit_inet_interfaces",
-    "clients whose message headers are rewritten to canonical form")
+    "clients whose mail gets missing Message-Id:, Date:, From: headers", implemented=True)
 APPEND_DOT_MYDOMAIN = Param.bool(
     "append_dot_mydomain", "no",
     "append .$mydomain to user@host addresses", implemented=True)

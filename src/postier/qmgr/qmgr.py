@@ -43,10 +43,12 @@ from postier import daemon
 from postier.bounce import notify
 from postier.bounce.dsn import Failed, Notice, NoticeKind, build_notice
 from postier.cleanup.cleanup import Cleanup
+from postier.cleanup.headers import local_received_header
 from postier.config.params import (
     BOUNCE_NOTICE_RECIPIENT,
     DELAY_NOTICE_RECIPIENT,
     DOUBLE_BOUNCE_SENDER,
+    MAIL_NAME,
     MYHOSTNAME,
     MYORIGIN,
     PARAM_2BOUNCE_NOTICE_RECIPIENT,
@@ -98,7 +100,7 @@ class Outgoing:
 
 def write_notice(
     cleanup: Cleanup, myhostname: str, qf: QueueFile, out: Outgoing, shown_sender: str,
-    now: float,
+    now: float, *, myorigin: str = "", mail_name: str = "Postfix",
 ) -> str:
     """Queue the notification ``out`` about ``qf``; its queue ID.
 
@@ -110,7 +112,11 @@ def write_notice(
     env = qf.envelope
 
     def content(new_queue_id: str) -> list[bytes]:
+        when = datetime.fromtimestamp(now).astimezone()
         return [
+            # as Postfix's cleanup does for locally generated mail
+            local_received_header(by_host=myhostname, mail_name=mail_name,
+                                  queue_id=new_queue_id, when=when),
             build_notice(
                 out.notice,
                 myhostname=myhostname,
@@ -121,6 +127,7 @@ def write_notice(
                 now=datetime.fromtimestamp(now).astimezone(),
                 recipients=out.recipients,
                 original=qf.iter_content(),
+                myorigin=myorigin,
             )
         ]
 
@@ -474,7 +481,9 @@ class Qmgr:
                 qf.mark_done(i)
             shown = env.sender or f"MAILER-DAEMON@{self.myorigin}"
             written = [
-                (out, write_notice(self.cleanup, self.myhostname, qf, out, shown, time.time()))
+                (out, write_notice(self.cleanup, self.myhostname, qf, out, shown, time.time(),
+                                   myorigin=self.cfg[MYORIGIN],
+                                   mail_name=self.cfg[MAIL_NAME]))
                 for out in outgoing
             ]
             for i in done.mark_bounced:

@@ -214,3 +214,34 @@ class Policy:
         address = parsed[0]
         decision = yield from self.check_rcpt(session, address, {})
         return VrfyDecision(decision.reply or replies.vrfy_ok(argument), address, decision)
+
+
+#: local_header_rewrite_clients elements that need no table (postconf(5)).
+HEADER_REWRITE_CLIENT_RULES = frozenset({
+    "permit_inet_interfaces", "permit_mynetworks", "permit_sasl_authenticated", "static:all",
+})
+
+
+def rewrite_headers_for(
+    rules: Sequence[str], *, inet_interface: bool, mynetworks: bool, sasl_authenticated: bool,
+    address_map: Callable[[str], str | None],
+) -> bool:
+    """Does cleanup add missing headers (Message-Id:, Date:, From:) for this client?
+    Postfix's ``local_header_rewrite_clients``: the first element that matches says yes
+    (``permit_inet_interfaces``: the client is one of this host's addresses,
+    ``permit_mynetworks``, ``permit_sasl_authenticated``, ``static:all``,
+    ``check_address_map TABLE``: ``address_map(TABLE)`` finds OK for the client address).
+    ``always_add_missing_headers`` is the caller's to add."""
+    words = iter(rules)
+    for word in words:
+        w = word.lower()
+        if ((w == "permit_inet_interfaces" and inet_interface)
+                or (w == "permit_mynetworks" and mynetworks)
+                or (w == "permit_sasl_authenticated" and sasl_authenticated)
+                or w == "static:all"):
+            return True
+        if w == "check_address_map":
+            found = address_map(next(words, ""))
+            if found is not None and found.split()[:1] in (["OK"], ["ok"]):
+                return True
+    return False

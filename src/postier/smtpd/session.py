@@ -551,6 +551,8 @@ class Session:
             reply = replies.NO_VALID_RECIPIENTS
             self.count("data", reply)
             return reply
+        if self.svc.add_missing_headers(self.client_addr, self.sasl_username is not None):
+            self.message.add_missing_headers(self.sender or "", self.svc.hostname)
         self.message.begin_content(Received(
             helo=self.helo or self.client_name,
             client_name=self.client_name,

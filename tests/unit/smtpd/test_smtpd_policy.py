@@ -193,3 +193,21 @@ def test_postmaster_at_a_domain_is_not_exempt(address: str) -> None:
     bad_sender = dataclasses.replace(OUTSIDE, sender="a")
     assert str(rcpt(Policy(non_fqdn_settings()), address, bad_sender).reply) == (
         "504 5.5.2 <a>: Sender address rejected: need fully-qualified address")
+
+
+def test_local_header_rewrite_clients() -> None:
+    from postier.smtpd.policy import rewrite_headers_for
+
+    def decide(rules: list[str], **facts: bool) -> bool:
+        kw = {"inet_interface": False, "mynetworks": False, "sasl_authenticated": False, **facts}
+        return rewrite_headers_for(rules, address_map=lambda spec: {"t": "OK"}.get(spec), **kw)
+
+    default = ["permit_inet_interfaces"]  # Postfix's default
+    assert decide(default, inet_interface=True)
+    assert not decide(default, mynetworks=True, sasl_authenticated=True)
+    assert decide(["permit_mynetworks"], mynetworks=True)
+    assert decide(["permit_sasl_authenticated"], sasl_authenticated=True)
+    assert decide(["static:all"])
+    assert decide(["check_address_map", "t"])
+    assert not decide(["check_address_map", "other"])
+    assert not decide([])
