@@ -423,7 +423,10 @@ class Session:
                 # As Postfix's smtpd: a line that is no command is "UNKNOWN" in the logs
                 # ("lost connection after UNKNOWN from …") and in the counts.
                 self.last_command = command or "UNKNOWN"
-                self.count(command.lower() if command else "unknown", reply)
+                if line is not None:  # Postfix counts the hang-up as failed: unknown=0/1
+                    self.counts["unknown"] += 1
+                else:
+                    self.count(command.lower() if command else "unknown", reply)
                 return reply
             case _:
                 self.last_command = "UNKNOWN"
