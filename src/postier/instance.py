@@ -27,6 +27,8 @@ from postier.config.mastercf import MasterService
 from postier.config.params import (
     DATA_DIRECTORY,
     MAIL_OWNER,
+    MAILBOX_SIZE_LIMIT,
+    MESSAGE_SIZE_LIMIT,
     QUEUE_DIRECTORY,
     SETGID_GROUP,
     unimplemented_settings,
@@ -73,6 +75,7 @@ def load_with_warnings(config_dir: str) -> tuple[Config, list[MasterService], li
         )
     tables = Tables(warn=warnings.append)  # every table named is opened once, here
     check_tables(cfg, tables, smtpd=False)
+    check_size_limits(cfg)
     for svc in services:
         if svc.command == "smtpd":
             where = f"{svc.file}, line {svc.line}"
@@ -87,6 +90,20 @@ def load_with_warnings(config_dir: str) -> tuple[Config, list[MasterService], li
                     "yet; it has no effect"
                 )
     return cfg, services, warnings
+
+
+def check_size_limits(cfg: Config) -> None:
+    """Refuse ``mailbox_size_limit`` (non-zero) below ``message_size_limit``: Postfix's
+    local(8) stops with ``fatal: configuration error: mailbox_size_limit is smaller than
+    message_size_limit`` and the mail stays queued. Raises ConfigError."""
+    mailbox, message = cfg[MAILBOX_SIZE_LIMIT], cfg[MESSAGE_SIZE_LIMIT]
+    if mailbox and mailbox < message:
+        file, line = cfg.location(MAILBOX_SIZE_LIMIT.name)
+        raise ConfigError(
+            f"configuration error: mailbox_size_limit ({mailbox}) is smaller than "
+            f"message_size_limit ({message}); set mailbox_size_limit to 0 (no limit) or "
+            "at least message_size_limit", file=file, line=line,
+            param=MAILBOX_SIZE_LIMIT.name)
 
 
 def check_smtpd_settings(cfg: Config, where: str) -> None:

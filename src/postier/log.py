@@ -122,6 +122,11 @@ class Log:
             raise KeyError(severity)
         self._emit(severity, text)
 
+    def sibling(self, program: str, *, syslog_name: str, facility: str) -> Log:
+        """A log for another program name in this process (same target, same pid):
+        qmgr logs its folded-in delivery agents as ``postfix/smtp``, ``postfix/bounce``."""
+        return Log(program, syslog_name=syslog_name, target=self.target, facility=facility)
+
     def info(self, text: str) -> None:
         self._emit("info", text)
 

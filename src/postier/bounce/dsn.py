@@ -124,6 +124,15 @@ class Failed:
     status: DeliveryStatus
     orcpt: str = ""
 
+    @classmethod
+    def of(cls, address: str, orig: str, status: DeliveryStatus, orcpt: str = "") -> Failed:
+        """The entry for queue recipient ``address`` (original ``orig``): when an alias
+        expansion reached another address (``status.final_recipient``), that one is
+        reported and ``address`` is what it was expanded from, as Postfix's bounce."""
+        if status.final_recipient and status.final_recipient != address:
+            return cls(status.final_recipient, orig or address, status, orcpt)
+        return cls(address, orig, status, orcpt)
+
 
 #: Any notice's recipient entries.
 Reported = Failed
@@ -243,9 +252,12 @@ def original_part(original: Iterable[bytes], headers_only: bool) -> Iterator[byt
 def build_notice(
     notice: Notice, *, myhostname: str, queue_id: str, new_queue_id: str, sender: str,
     arrival: datetime, now: datetime, recipients: Iterable[Failed],
-    original: Iterable[bytes],
+    original: Iterable[bytes], myorigin: str = "",
 ) -> bytes:
     """The notification's bytes (LF line endings).
+
+    ``From: Mail Delivery System <MAILER-DAEMON@$myorigin>`` (``myorigin`` "": myhostname),
+    as Postfix's cleanup qualifies bounce(8)'s bare MAILER-DAEMON.
 
     ``sender`` is the original message's sender as shown (``MAILER-DAEMON@host`` for
     ``<>``); ``queue_id`` the original's, ``new_queue_id`` the notice's own (its
@@ -258,7 +270,7 @@ def build_notice(
     auto = "auto-generated" if notice.postmaster else "auto-replied"
     lines = [
         f"Date: {rfc5322_date(now)}",
-        f"From: Mail Delivery System <MAILER-DAEMON@{myhostname}>",
+        f"From: Mail Delivery System <MAILER-DAEMON@{myorigin or myhostname}>",
         f"Subject: {subject}",
         f"To: {notice.to}",
         f"Auto-Submitted: {auto}",

@@ -201,6 +201,15 @@ class CleanupMessage:
         """``begin_content`` was called (BDAT begins at its first accepted chunk)."""
         return self._begun
 
+    def add_missing_headers(self, sender: str, myhostname: str) -> None:
+        """Add the missing Message-Id:, Date: and From: headers to this message (Postfix's
+        local_header_rewrite_clients / always_add_missing_headers, decided by the caller);
+        ``sender`` is qualified as the envelope will be. Call before the content."""
+        h = self.headers
+        h.add_missing, h.queue_id, h.myhostname = True, self.queue_id, myhostname
+        q = self._cleanup.qualify
+        h.sender = q.address(sender) if q is not None else sender
+
     def begin_content(self, received: Received | None = None) -> None:
         """Start the content, with a Received: header on top when ``received`` is given."""
         if self._begun:

@@ -28,8 +28,9 @@ block it:
 * notes the first Message-ID (``message_id``, logged by cleanup as
   ``message-id=<...>``) and counts Received: headers (``hops``, for hopcount_limit);
 * when ``add_missing`` is set, appends at the end of the header block the missing
-  ``From:`` (``<sender>``, or ``MAILER-DAEMON@myhostname`` for the null sender),
-  ``Date:`` and ``Message-Id: <YYYYMMDDhhmmss.QUEUEID@myhostname>`` (UTC time) headers.
+  ``Message-Id: <YYYYMMDDhhmmss.QUEUEID@myhostname>`` (UTC time), ``Date:`` and
+  ``From:`` (``sender``, or ``MAILER-DAEMON@myhostname`` for the null sender) headers,
+  in Postfix's order.
   Resent- headers are not synthesized.
 
 The header block ends at the first empty line, or at the first line that is not a
@@ -99,6 +100,14 @@ def received_header(
     else:
         lines += [by + ";", f"\t{date}"]
     return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+
+
+def local_received_header(*, by_host: str, mail_name: str, queue_id: str,
+                          when: datetime) -> bytes:
+    """The Received: header of locally generated mail (bounces, notices), as Postfix's
+    cleanup writes it: ``Received: by HOST (Postfix)`` / ``\tid QID; DATE``."""
+    return (f"Received: by {by_host} ({mail_name})\n"
+            f"\tid {queue_id}; {rfc5322_date(when)}\n").encode()
 
 
 def message_id_for(queue_id: str, myhostname: str, when: datetime) -> str:
@@ -283,14 +292,15 @@ class HeaderProcessor:
         if not self.add_missing:
             return
         when = self.when or datetime.now(UTC)
-        if "from" not in self.seen:
-            sender = self.sender or f"MAILER-DAEMON@{self.myhostname}"
-            frm = f"<{sender}>" if self.sender else sender
-            out += f"From: {frm}\n".encode("utf-8", "surrogateescape")
-        if "date" not in self.seen:
-            out += f"Date: {rfc5322_date(when)}\n".encode()
+        # Postfix 3.7.11's order and forms, side by side: Message-Id, Date, then
+        # "From: user@domain" (the envelope sender, no angle brackets).
         if "message-id" not in self.seen:
             mid = message_id_for(self.queue_id, self.myhostname, when)
             out += f"Message-Id: {mid}\n".encode()
             self.message_id = mid
+        if "date" not in self.seen:
+            out += f"Date: {rfc5322_date(when)}\n".encode()
+        if "from" not in self.seen:
+            sender = self.sender or f"MAILER-DAEMON@{self.myhostname}"
+            out += f"From: {sender}\n".encode("utf-8", "surrogateescape")
         self.seen.update(("from", "date", "message-id"))

@@ -454,6 +454,10 @@ SMTPD_FORBID_BARE_NEWLINE = Param.str(
 SMTPD_FORBID_BARE_NEWLINE_EXCLUSIONS = Param.list(
     "smtpd_forbid_bare_newline_exclusions", "$mynetworks",
     "clients exempt from smtpd_forbid_bare_newline")
+SMTPD_FORBIDDEN_COMMANDS = Param.list(
+    "smtpd_forbidden_commands", "CONNECT GET POST regexp:{{/^[^A-Z]/ Bogus}}",
+    "unknown commands (words or type:table) that end the session with 221",
+    implemented=True)
 SMTPD_FORBID_UNAUTH_PIPELINING = Param.bool(
     "smtpd_forbid_unauth_pipelining", "yes",
     "disconnect clients that pipeline commands without PIPELINING", implemented=True)
@@ -871,10 +875,10 @@ MASTER_SERVICE_DISABLE = Param.list("master_service_disable", "", "master.cf ser
 # --- headers and bounces ----------------------------------------------------------------
 ALWAYS_ADD_MISSING_HEADERS = Param.bool(
     "always_add_missing_headers", "no",
-    "add missing From:, To:, Date:, Message-ID: headers to all mail")
+    "add missing From:, To:, Date:, Message-ID: headers to all mail", implemented=True)
 LOCAL_HEADER_REWRITE_CLIENTS = Param.list(
     "local_header_rewrite_clients", "permit_inet_interfaces",
-    "clients whose message headers are rewritten to canonical form")
+    "clients whose mail gets missing Message-Id:, Date:, From: headers", implemented=True)
 APPEND_DOT_MYDOMAIN = Param.bool(
     "append_dot_mydomain", "no",
     "append .$mydomain to user@host addresses", implemented=True)

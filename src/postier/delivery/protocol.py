@@ -57,7 +57,7 @@ class DeliverAnswer:
             "id": self.id,
             "results": [
                 {"index": r.index, "dsn": r.status.dsn, "text": r.status.text,
-                 "relay": r.status.relay}
+                 "relay": r.status.relay, "final": r.status.final_recipient}
                 for r in self.results
             ],
         }
@@ -69,7 +69,8 @@ class DeliverAnswer:
         return cls(
             id=obj["id"],
             results=[
-                RcptResult(r["index"], DeliveryStatus(r["dsn"], r["text"], r["relay"]))
+                RcptResult(r["index"], DeliveryStatus(r["dsn"], r["text"], r["relay"],
+                                                      final_recipient=r.get("final", "")))
                 for r in obj["results"]
             ],
         )

@@ -39,6 +39,16 @@ class TransportSetup:
     cfg: Config | None = None
     services: Sequence[mastercf.MasterService] | None = None
     resolver: Resolver | None = field(default=None, compare=False)
+    # program name ("smtp", "lmtp", "error", "discard") and that service's configuration
+    # -> the log its status lines go to, under Postfix's program name (None: ``log``).
+    program_log: Callable[[str, Config | None], StatusLog] | None = field(
+        default=None, compare=False)
+
+    def log_for(self, program: str, cfg: Config | None = None) -> StatusLog:
+        """The log of delivery agent ``program`` (Postfix: ``postfix/smtp[PID]: …``)."""
+        if self.program_log is None:
+            return self.log
+        return self.program_log(program, cfg if cfg is not None else self.cfg)
 
 
 TransportFactory = Callable[[TransportSetup], Transport]
@@ -46,9 +56,9 @@ TransportFactory = Callable[[TransportSetup], Transport]
 #: Transport name -> how to build it.
 TRANSPORTS: Mapping[str, TransportFactory] = {
     "local": lambda s: LocalTransport(os.path.join(s.queue_dir, "private", "local")),
-    "error": lambda s: ErrorTransport(s.log),
-    "retry": lambda s: ErrorTransport(s.log, retry=True),
-    "discard": lambda s: DiscardTransport(s.log),
+    "error": lambda s: ErrorTransport(s.log_for("error")),
+    "retry": lambda s: ErrorTransport(s.log_for("retry"), retry=True),
+    "discard": lambda s: DiscardTransport(s.log_for("discard")),
 }
 
 #: Client transports present without a master.cf line (Postfix's default master.cf has
@@ -91,5 +101,5 @@ def build_transports(setup: TransportSetup) -> dict[str, Transport]:
     resolver = setup.resolver or Resolver()
     for name, (command, cfg) in client_services(setup.cfg, setup.services).items():
         settings = SmtpSettings.from_config(cfg, lmtp=command == "lmtp")
-        built[name] = SmtpTransport(settings, setup.log, resolver)
+        built[name] = SmtpTransport(settings, setup.log_for(command, cfg), resolver)
     return built

@@ -29,7 +29,10 @@ class DeliveryStatus:
     ``remote_reply`` the SMTP/LMTP reply it sent (``Diagnostic-Code: smtp; 550 5.1.1
     ...``), both ``""`` when the status is our own; ``action`` is the DSN action when it
     is not the one implied by ``kind`` (``"relayed"`` to a peer without DSN,
-    ``"expanded"`` by an alias), ``""`` otherwise.
+    ``"expanded"`` by an alias), ``""`` otherwise. ``final_recipient``: the address
+    the mail finally went to when an alias expansion changed it (local(8): logged as
+    ``to=<final>, orig_to=<recipient>``, reported as ``Final-Recipient``), ``""`` when it
+    is the recipient itself.
     """
 
     dsn: str
@@ -38,6 +41,7 @@ class DeliveryStatus:
     remote_mta: str = ""
     remote_reply: str = ""
     action: str = ""
+    final_recipient: str = ""
 
     @property
     def kind(self) -> Kind:
@@ -84,9 +88,11 @@ def status_log_line(
     total = max(0.0, now - arrival)
     delay = format_delay(total)
     parts = delays if delays is not None else (total, 0.0, 0.0, 0.0)
-    orig_part = f", orig_to=<{orig}>" if orig and orig != address else ""
+    final = st.final_recipient or address
+    original = orig or address
+    orig_part = f", orig_to=<{original}>" if original != final else ""
     return (
-        f"{queue_id}: to=<{address}>{orig_part}, relay={st.relay}, delay={delay}, "
+        f"{queue_id}: to=<{final}>{orig_part}, relay={st.relay}, delay={delay}, "
         f"delays={'/'.join(format_delay(d) for d in parts)}, dsn={st.dsn}, "
         f"status={st.kind.value} ({st.text})"
     )

@@ -25,7 +25,7 @@ import sys
 import time
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import cast
 
 from postier import daemon
@@ -40,6 +40,7 @@ from postier.config.params import (
     MAILBOX_COMMAND,
     MAILBOX_DELIVERY_LOCK,
     MAILBOX_SIZE_LIMIT,
+    MYORIGIN,
     RECIPIENT_DELIMITER,
     STALE_LOCK_TIME,
 )
@@ -69,6 +70,10 @@ class Target:
 
     user: str
     command: str | None = None
+    # The address an alias expansion reached this mailbox as (qualified with myorigin,
+    # as Postfix's cleanup does), logged as to=<…> with orig_to; "" for the recipient
+    # itself and for commands (logged under the alias).
+    address: str = ""
 
 
 class LocalAgent:
@@ -78,6 +83,7 @@ class LocalAgent:
         self.tables = Tables(warn=log.warning)
         self.aliases = AliasMaps(self.tables.for_param(cfg, ALIAS_MAPS, aliases=True))
         self.delimiter = cfg[RECIPIENT_DELIMITER]
+        self.myorigin = cfg[MYORIGIN]
         self.spool = cfg[MAIL_SPOOL_DIRECTORY]
         self.home_mailbox = cfg[HOME_MAILBOX]
         self.mailbox_command = cfg[MAILBOX_COMMAND]
@@ -125,13 +131,15 @@ class LocalAgent:
                     return status.deferred(
                         "4.3.0", f"alias {key}: forwarding to {value} is not supported yet"
                     )
+                final = value.strip('"') if "@" in value else f"{name}@{self.myorigin}"
                 if name.lower() == key:
-                    targets.append(Target(name))
+                    targets.append(Target(name, address=final))
                     continue
                 sub = self.expand(name, depth + 1)
                 if isinstance(sub, DeliveryStatus):
-                    return sub
-                targets.extend(sub)
+                    return sub if sub.final_recipient else replace(sub, final_recipient=final)
+                targets.extend(t if t.address or t.command else replace(t, address=final)
+                               for t in sub)
             return targets
         try:
             pwd.getpwnam(base)
@@ -222,6 +230,8 @@ class LocalAgent:
                 st = self.deliver_target(
                     qf, req, target, address, orig or address, localpart, domain
                 )
+                if target.address:
+                    st = replace(st, final_recipient=target.address)
                 self._targets[key] = st
             if worst is None or _severity(st) > _severity(worst):
                 worst = st

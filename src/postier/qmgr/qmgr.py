@@ -43,16 +43,20 @@ from postier import daemon
 from postier.bounce import notify
 from postier.bounce.dsn import Failed, Notice, NoticeKind, build_notice
 from postier.cleanup.cleanup import Cleanup
+from postier.cleanup.headers import local_received_header
 from postier.config.params import (
     BOUNCE_NOTICE_RECIPIENT,
     DELAY_NOTICE_RECIPIENT,
     DOUBLE_BOUNCE_SENDER,
+    MAIL_NAME,
     MYHOSTNAME,
     MYORIGIN,
     PARAM_2BOUNCE_NOTICE_RECIPIENT,
     PARENT_DOMAIN_MATCHES_SUBDOMAINS,
     QUEUE_DIRECTORY,
     RECIPIENT_DELIMITER,
+    SYSLOG_FACILITY,
+    SYSLOG_NAME,
     TRANSPORT_MAPS,
 )
 from postier.config.settings import Config
@@ -103,7 +107,7 @@ class Outgoing:
 
 def write_notice(
     cleanup: Cleanup, myhostname: str, qf: QueueFile, out: Outgoing, shown_sender: str,
-    now: float,
+    now: float, *, myorigin: str = "", mail_name: str = "Postfix",
 ) -> str:
     """Queue the notification ``out`` about ``qf``; its queue ID.
 
@@ -115,7 +119,11 @@ def write_notice(
     env = qf.envelope
 
     def content(new_queue_id: str) -> list[bytes]:
+        when = datetime.fromtimestamp(now).astimezone()
         return [
+            # as Postfix's cleanup does for locally generated mail
+            local_received_header(by_host=myhostname, mail_name=mail_name,
+                                  queue_id=new_queue_id, when=when),
             build_notice(
                 out.notice,
                 myhostname=myhostname,
@@ -126,6 +134,7 @@ def write_notice(
                 now=datetime.fromtimestamp(now).astimezone(),
                 recipients=out.recipients,
                 original=qf.iter_content(),
+                myorigin=myorigin,
             )
         ]
 
@@ -148,11 +157,15 @@ class Qmgr:
     ) -> None:
         self.cfg = cfg
         self.log = log
+        self._program_logs: dict[tuple[str, str, str], Log] = {}
+        # Postfix's bounce(8) logs "QID: sender non-delivery notification: NEWID".
+        self.bounce_log = self.program_log("bounce", cfg)
         self.queue_dir = cfg[QUEUE_DIRECTORY]
         # qmgr schedules the bounces it writes itself: no trigger, no extra log line.
         self.cleanup = Cleanup(self.queue_dir, log=None, trigger=None)
         self.transports = (
-            build_transports(TransportSetup(self.queue_dir, log, cfg))
+            build_transports(TransportSetup(self.queue_dir, log, cfg,
+                                            program_log=self.program_log))
             if transports is None else transports
         )
         self.policy = scheduler.Policy.from_config(
@@ -427,10 +440,20 @@ class Qmgr:
             raise
         written = await self._io(self._settle, qf, done, outgoing, todo.delay_warned)
         for out, new_id in written:
-            self.log.info(f"{qf.queue_id}: {out.log_words}: {new_id}")
+            self.bounce_log.info(f"{qf.queue_id}: {out.log_words}: {new_id}")
             self.schedule(new_id, "incoming")
         if not done.keep:
             self.log.info(f"{qf.queue_id}: removed")
+
+    def program_log(self, program: str, cfg: Config | None) -> Log:
+        """The log of a program folded into qmgr (smtp, lmtp, error, discard, bounce):
+        Postfix's program name (and that service's syslog_name), qmgr's pid and target."""
+        c = cfg if cfg is not None else self.cfg
+        key = (program, c[SYSLOG_NAME], c[SYSLOG_FACILITY])
+        if key not in self._program_logs:
+            self._program_logs[key] = self.log.sibling(program, syslog_name=key[1],
+                                                       facility=key[2])
+        return self._program_logs[key]
 
     def outgoing(self, qf: QueueFile, done: Settlement, todo: Notices) -> list[Outgoing]:
         """The notifications ``todo`` asks for, ready to write (pure)."""
@@ -445,7 +468,7 @@ class Qmgr:
                 st = done.results.get(i)
                 if st is None:  # pending, not tried this time: its recorded status
                     st = status.DeliveryStatus(r.status or "4.0.0", r.reason, relay="none")
-                out.append(Failed(r.address, r.orig, st, r.dsn_orcpt))
+                out.append(Failed.of(r.address, r.orig, st, r.dsn_orcpt))
             return tuple(out)
 
         def notice(
@@ -493,7 +516,9 @@ class Qmgr:
                 qf.mark_done(i)
             shown = env.sender or f"MAILER-DAEMON@{self.myorigin}"
             written = [
-                (out, write_notice(self.cleanup, self.myhostname, qf, out, shown, time.time()))
+                (out, write_notice(self.cleanup, self.myhostname, qf, out, shown, time.time(),
+                                   myorigin=self.cfg[MYORIGIN],
+                                   mail_name=self.cfg[MAIL_NAME]))
                 for out in outgoing
             ]
             for i in done.mark_bounced:

@@ -16,11 +16,10 @@ from typing import Protocol
 
 from postier.bounce import notify as dsn
 from postier.restrictions import evaluate as rs
-from postier.restrictions.lookups import Steps, ask_address_class, ask_local_recipient
+from postier.restrictions.lookups import Steps
 from postier.rewrite.address import parse_address
-from postier.rewrite.resolve import AddressClass
 from postier.smtpproto import replies
-from postier.smtpproto.readers import Params
+from postier.smtpproto.readers import Params, parse_path
 from postier.smtpproto.replies import Reply
 
 
@@ -38,6 +37,18 @@ class RcptDecision:
     sleep: float = 0.0
     warnings: tuple[Reply, ...] = ()
     notes: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class VrfyDecision:
+    """What to answer one VRFY: ``reply``; ``address``, the address the restrictions
+    saw (None: refused before them); ``rcpt``, their decision (its ``reply`` None when
+    they accepted); ``bad_syntax``: the argument is not one address (Postfix warns)."""
+
+    reply: Reply
+    address: str | None = None
+    rcpt: RcptDecision | None = None
+    bad_syntax: bool = False
 
 
 class PolicySettings(Protocol):
@@ -76,6 +87,11 @@ def _dsn_param(
     if key in repeated or parse(value) is None:
         return bad
     return None
+
+
+def _option(key: str, value: str | None) -> str:
+    """A parameter as Postfix names it in ``555 5.5.4 Unsupported option: FOO=bar``."""
+    return key if value is None else f"{key}={value}"
 
 
 #: MAIL's RFC 3461 parameters: keyword -> (parser, refusal).
@@ -145,7 +161,7 @@ class Policy:
                 if refusal is not None:
                     return refusal
             elif key not in ("SIZE", "BODY"):
-                return replies.unsupported_option(key)
+                return replies.unsupported_option(_option(key, value))
         return None
 
     def check_rcpt(
@@ -156,7 +172,7 @@ class Policy:
         repeated = _repeated(params)
         for key, value in params.items():
             if key not in _RCPT_DSN:
-                return RcptDecision(replies.unsupported_option(key))
+                return RcptDecision(replies.unsupported_option(_option(key, value)))
             refusal = _dsn_param(key, value, repeated, *_RCPT_DSN[key])
             if refusal is not None:
                 return RcptDecision(refusal)
@@ -185,15 +201,50 @@ class Policy:
         reply = None if decision.accepted else decision.reply
         return RcptDecision(reply, sleep, tuple(decision.warnings), tuple(decision.notes))
 
-    def vrfy(self, argument: str) -> Steps[Reply]:
-        """The reply to ``VRFY argument``: disabled, syntax, user unknown, or 252."""
+    def vrfy(self, session: rs.SmtpdState, argument: str) -> Steps[VrfyDecision]:
+        """The reply to ``VRFY argument``, as Postfix's smtpd: disabled (502), no
+        argument (501 5.5.4), not one address (501 5.1.3), then every restriction list
+        for the address as sent (``check_rcpt``, unqualified stays unqualified), and
+        ``252 2.0.0 ARGUMENT`` (the argument as sent, brackets kept) when they accept."""
         if self.svc.disable_vrfy:
-            return replies.VRFY_DISABLED
-        address = argument.strip().strip("<>")
-        if not address:
-            return replies.VRFY_SYNTAX
-        full = address if "@" in address else f"{address}@{self.svc.myorigin}"
-        cls = yield from ask_address_class(full.rpartition("@")[2])
-        if cls is AddressClass.LOCAL and (yield from ask_local_recipient(full)) is False:
-            return replies.user_unknown(full, self.svc.codes.unknown_local_recipient_reject_code)
-        return replies.vrfy_ok(address)
+            return VrfyDecision(replies.VRFY_DISABLED)
+        argument = argument.strip()
+        if not argument:
+            return VrfyDecision(replies.VRFY_SYNTAX)
+        parsed = parse_path(argument)
+        if parsed is None or parsed[1].strip() or not parsed[0]:
+            return VrfyDecision(replies.BAD_RECIPIENT_SYNTAX, bad_syntax=True)
+        address = parsed[0]
+        decision = yield from self.check_rcpt(session, address, {})
+        return VrfyDecision(decision.reply or replies.vrfy_ok(argument), address, decision)
+
+
+#: local_header_rewrite_clients elements that need no table (postconf(5)).
+HEADER_REWRITE_CLIENT_RULES = frozenset({
+    "permit_inet_interfaces", "permit_mynetworks", "permit_sasl_authenticated", "static:all",
+})
+
+
+def rewrite_headers_for(
+    rules: Sequence[str], *, inet_interface: bool, mynetworks: bool, sasl_authenticated: bool,
+    address_map: Callable[[str], str | None],
+) -> bool:
+    """Does cleanup add missing headers (Message-Id:, Date:, From:) for this client?
+    Postfix's ``local_header_rewrite_clients``: the first element that matches says yes
+    (``permit_inet_interfaces``: the client is one of this host's addresses,
+    ``permit_mynetworks``, ``permit_sasl_authenticated``, ``static:all``,
+    ``check_address_map TABLE``: ``address_map(TABLE)`` finds OK for the client address).
+    ``always_add_missing_headers`` is the caller's to add."""
+    words = iter(rules)
+    for word in words:
+        w = word.lower()
+        if ((w == "permit_inet_interfaces" and inet_interface)
+                or (w == "permit_mynetworks" and mynetworks)
+                or (w == "permit_sasl_authenticated" and sasl_authenticated)
+                or w == "static:all"):
+            return True
+        if w == "check_address_map":
+            found = address_map(next(words, ""))
+            if found is not None and found.split()[:1] in (["OK"], ["ok"]):
+                return True
+    return False

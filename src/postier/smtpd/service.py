@@ -12,9 +12,11 @@ from __future__ import annotations
 from postier.cleanup.cleanup import Cleanup
 from postier.config.errors import ConfigError
 from postier.config.params import (
+    ALWAYS_ADD_MISSING_HEADERS,
     BROKEN_SASL_AUTH_CLIENTS,
     DISABLE_VRFY_COMMAND,
     LINE_LENGTH_LIMIT,
+    LOCAL_HEADER_REWRITE_CLIENTS,
     MAIL_NAME,
     MESSAGE_SIZE_LIMIT,
     MYHOSTNAME,
@@ -26,6 +28,7 @@ from postier.config.params import (
     SMTPD_BANNER,
     SMTPD_ERROR_SLEEP_TIME,
     SMTPD_FORBID_UNAUTH_PIPELINING,
+    SMTPD_FORBIDDEN_COMMANDS,
     SMTPD_HARD_ERROR_LIMIT,
     SMTPD_HELO_REQUIRED,
     SMTPD_RECIPIENT_LIMIT,
@@ -60,7 +63,10 @@ from postier.smtpd.facts import (
     policy_settings,
     read_text_file,
 )
+from postier.smtpd.policy import HEADER_REWRITE_CLIENT_RULES, rewrite_headers_for
 from postier.smtpd.process import Worker
+from postier.tables import Table, TableOpenError
+from postier.tables.stringlist import StringList
 from postier.tls.context import ServerTls, load_server_tls
 from postier.tls.policy import ServerTlsPolicy
 
@@ -96,6 +102,8 @@ class Service:
         self.line_length_limit = cfg[LINE_LENGTH_LIMIT]
         self.helo_required = cfg[SMTPD_HELO_REQUIRED]
         self.forbid_unauth_pipelining = cfg[SMTPD_FORBID_UNAUTH_PIPELINING]
+        self.forbidden_commands = StringList.parse(cfg[SMTPD_FORBIDDEN_COMMANDS],
+                                                   worker.tables.table)
         self.hard_error_limit = cfg[SMTPD_HARD_ERROR_LIMIT]
         self.soft_error_limit = cfg[SMTPD_SOFT_ERROR_LIMIT]
         self.error_sleep_time = cfg[SMTPD_ERROR_SLEEP_TIME]
@@ -145,7 +153,42 @@ class Service:
             cfg[SMTPD_SASL_TLS_SECURITY_OPTIONS])
         self.tls_auth_only = cfg[SMTPD_TLS_AUTH_ONLY]
         self.broken_sasl_auth_clients = cfg[BROKEN_SASL_AUTH_CLIENTS]
+        self.always_add_missing_headers = cfg[ALWAYS_ADD_MISSING_HEADERS]
+        self._address_maps: dict[str, Table] = {}
+        self.header_rewrite_rules = self._header_rewrite_rules(cfg)
         self.sasl_authenticated_header = cfg[SMTPD_SASL_AUTHENTICATED_HEADER]
+
+    def _header_rewrite_rules(self, cfg: Config) -> list[str]:
+        """local_header_rewrite_clients, checked and its tables opened (ConfigError)."""
+        rules = [r for r in cfg[LOCAL_HEADER_REWRITE_CLIENTS] if r]
+        words = iter(rules)
+        for word in words:
+            if word.lower() == "check_address_map":
+                spec = next(words, "")
+                try:
+                    self._address_maps[spec] = self.worker.tables.table(spec)
+                except TableOpenError as exc:
+                    raise ConfigError(f"check_address_map {spec}: {exc}",
+                                      param=LOCAL_HEADER_REWRITE_CLIENTS.name) from None
+            elif word.lower() not in HEADER_REWRITE_CLIENT_RULES:
+                raise ConfigError(f'unknown element "{word}"',
+                                  param=LOCAL_HEADER_REWRITE_CLIENTS.name)
+        return rules
+
+    def add_missing_headers(self, client_addr: str, sasl_authenticated: bool) -> bool:
+        """Does cleanup add missing Message-Id:/Date:/From: for this client (Postfix's
+        always_add_missing_headers, local_header_rewrite_clients)?"""
+        if self.always_add_missing_headers:
+            return True
+
+        def address_map(spec: str) -> str | None:
+            table = self._address_maps.get(spec)
+            return None if table is None else table.lookup(client_addr)
+
+        return rewrite_headers_for(
+            self.header_rewrite_rules, inet_interface=client_addr in self.local_addrs,
+            mynetworks=self.mynetworks.match(client_addr),
+            sasl_authenticated=sasl_authenticated, address_map=address_map)
 
     def auth_allowed(self, tls: bool) -> bool:
         """May a session use AUTH (smtpd_sasl_auth_enable; with smtpd_tls_auth_only, only

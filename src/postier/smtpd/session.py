@@ -90,6 +90,7 @@ class Session:
             message_size_limit=service.message_size_limit,
             helo_required=service.helo_required,
             tls_required=service.tls.required,
+            forbidden_commands=service.forbidden_commands.matches,
         )
         self.policy = Policy(service)
         self.helo: str | None = None
@@ -375,7 +376,7 @@ class Session:
             case ev.DataChunk(data=data):
                 if self.message is not None:  # a write error is kept: read on, refuse at the end
                     if not self.message.begun:  # BDAT: its first accepted chunk
-                        self.message.begin_content(self.received())
+                        self.begin_content()
                     self.message.write(data)
                 return None
             case ev.DataEnd():
@@ -407,7 +408,7 @@ class Session:
                 return replies.BYE
             case ev.Vrfy(argument=arg):
                 self.last_command = "VRFY"
-                reply = await self.svc.facts.run(self.policy.vrfy(arg))
+                reply = await self.on_vrfy(arg)
                 self.count("vrfy", reply)
                 return reply
             case ev.Closed():
@@ -419,7 +420,9 @@ class Session:
                 return await self.on_auth(event)
             case ev.AuthLine(line=line):
                 return await self.on_auth_line(line)
-            case ev.ProtocolError(reply=reply, command=command):
+            case ev.ProtocolError(reply=reply, command=command, non_smtp=line):
+                if line is not None:
+                    self.log.warning(f"non-SMTP command from {self.client}: {line[:100]}")
                 if self.auth is not None:  # a line too long in the middle of AUTH
                     self.auth.cancel()
                     self.auth = None
@@ -427,7 +430,10 @@ class Session:
                 # As Postfix's smtpd: a line that is no command is "UNKNOWN" in the logs
                 # ("lost connection after UNKNOWN from …") and in the counts.
                 self.last_command = command or "UNKNOWN"
-                self.count(command.lower() if command else "unknown", reply)
+                if line is not None:  # Postfix counts the hang-up as failed: unknown=0/1
+                    self.counts["unknown"] += 1
+                else:
+                    self.count(command.lower() if command else "unknown", reply)
                 return reply
             case _:
                 self.last_command = "UNKNOWN"
@@ -566,13 +572,31 @@ class Session:
             await asyncio.sleep(decision.sleep)
         return decision.reply
 
+    async def on_vrfy(self, argument: str) -> Reply:
+        """VRFY: the recipient restrictions, logged and paused as for RCPT (Postfix)."""
+        decision = await self.svc.facts.run(
+            self.policy.vrfy(self.restriction_state(), argument))
+        if decision.bad_syntax:
+            self.log.warning(f"Illegal address syntax from {self.client} in VRFY command: "
+                             f"{argument.strip()}")
+        if decision.rcpt is not None:
+            for warning in decision.rcpt.warnings:
+                self.log_reject("VRFY", warning, decision.address, action="reject_warning")
+            if decision.rcpt.sleep:
+                await self.flush()
+                await asyncio.sleep(decision.rcpt.sleep)
+            if decision.rcpt.reply is not None:
+                self.log_reject("VRFY", decision.rcpt.reply, decision.address)
+        return decision.reply
+
     def log_reject(
         self, stage: str, reply: Reply, recipient: str | None, action: str = "reject"
     ) -> None:
         qid = self.message.queue_id if self.message else "NOQUEUE"
         to = f" to=<{recipient}>" if recipient is not None else ""
+        sender = f" from=<{self.sender}>" if self.sender is not None else ""
         self.log.info(
-            f"{qid}: {action}: {stage} from {self.client}: {reply}; from=<{self.sender}>{to} "
+            f"{qid}: {action}: {stage} from {self.client}: {reply};{sender}{to} "
             f"proto={self.protocol} helo=<{self.helo or ''}>"
         )
 
@@ -592,8 +616,16 @@ class Session:
                 return decision.reply
             self.log_actions("DATA", decision.notes, None)
             self.message.actions.add_all(decision.notes)
-        self.message.begin_content(self.received())
+        self.begin_content()
         return replies.DATA_GO
+
+    def begin_content(self) -> None:
+        """Start the message's content: cleanup adds the missing headers when the client
+        qualifies (local_header_rewrite_clients), then Received: goes on top."""
+        assert self.message is not None
+        if self.svc.add_missing_headers(self.client_addr, self.sasl_username is not None):
+            self.message.add_missing_headers(self.sender or "", self.svc.hostname)
+        self.message.begin_content(self.received())
 
     def received(self) -> Received:
         """The Received: header smtpd puts on top of the message it is receiving."""
@@ -628,7 +660,7 @@ class Session:
             self.count("bdat", reply)
             return reply
         if self.message is not None and not self.message.begun:  # BDAT 0 LAST alone
-            self.message.begin_content(self.received())
+            self.begin_content()
         if not event.last:
             reply = replies.bdat_ok(event.size)
             self.count("bdat", reply)

@@ -144,10 +144,12 @@ class AuthLine:
 @dataclass(frozen=True)
 class ProtocolError:
     """Something the core refused by itself; send ``reply``. ``command`` is the verb
-    (upper case, e.g. "MAIL") or "" when none was recognised, for logs and counters."""
+    (upper case, e.g. "MAIL") or "" when none was recognised, for logs and counters.
+    ``non_smtp``: the line, when it was a non-SMTP command (smtpd_forbidden_commands)."""
 
     reply: Reply
     command: str = ""
+    non_smtp: str | None = None
 
 
 @dataclass(frozen=True)

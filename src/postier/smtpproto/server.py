@@ -43,6 +43,7 @@ BDAT line is answered 521 and closes the session: its length is unknown.
 from __future__ import annotations
 
 import enum
+import re
 from collections import deque
 from collections.abc import Callable, Iterable
 
@@ -164,6 +165,14 @@ MAX_CHUNK_SIZE = 2**63 - 1
 
 DEFAULT_FORBIDDEN_COMMANDS = ("CONNECT", "GET", "POST")
 
+# Postfix's is_header(): a first word that looks like a message header label ("From:",
+# "X-Foo:bar") is a non-SMTP command whatever smtpd_forbidden_commands says.
+_HEADER_LABEL = re.compile(r"[!-9;-~]+:")
+
+
+def _is_header(word: str) -> bool:
+    return _HEADER_LABEL.match(word) is not None
+
 
 class ServerConnection:
     """One SMTP server session's protocol state; no I/O, no clock."""
@@ -175,18 +184,25 @@ class ServerConnection:
         message_size_limit: int = MESSAGE_SIZE_LIMIT.default_value(),
         helo_required: bool = False,
         tls_required: bool = False,
-        forbidden_commands: Iterable[str] = DEFAULT_FORBIDDEN_COMMANDS,
+        forbidden_commands: Iterable[str] | Callable[[str], bool] = DEFAULT_FORBIDDEN_COMMANDS,
         data_partial_limit: int = 8192,
     ) -> None:
         """``max_line_length``: Postfix line_length_limit for command lines.
         ``message_size_limit``: content bytes (0: no limit). ``data_partial_limit``: how
         much of an unfinished content line is held before it is passed on as a chunk.
         ``tls_required``: commands other than EHLO/HELO, NOOP, QUIT and STARTTLS are
-        refused with 530 until ``tls_active``."""
+        refused with 530 until ``tls_active``. ``forbidden_commands`` (Postfix
+        smtpd_forbidden_commands): verbs, or a predicate of the first word as sent; an
+        unknown command it matches, or whose first word is a header label, is answered
+        221 and ends the session (``ProtocolError.non_smtp`` holds the line)."""
         self.message_size_limit = message_size_limit
         self.helo_required = helo_required
         self.tls_required = tls_required
-        self.forbidden_commands = frozenset(c.upper() for c in forbidden_commands)
+        if callable(forbidden_commands):
+            self.forbidden: Callable[[str], bool] = forbidden_commands
+        else:
+            verbs = frozenset(c.upper() for c in forbidden_commands)
+            self.forbidden = lambda word: word.upper() in verbs
         self._partial_limit = data_partial_limit
         self._buf = LineBuffer(max_line_length)
         self._eof = False
@@ -364,10 +380,13 @@ class ServerConnection:
         if isinstance(parsed, Reply):
             return self._error(parsed)
         verb, rest = parsed
-        if verb in self.forbidden_commands:
-            return self._error(replies.FORBIDDEN_COMMAND, verb)
         handler = self._commands.get(verb)
         if handler is None:
+            line = raw.decode("utf-8").strip(" \t")
+            word = line.replace("\t", " ").partition(" ")[0]
+            if _is_header(word) or self.forbidden(word):
+                return self._queue("QUIT", ev.ProtocolError(replies.FORBIDDEN_COMMAND,
+                                                            non_smtp=line))
             return self._error(replies.UNRECOGNIZED)
         if verb not in _SYNTAX_FIRST:
             refusal = self._refusal(verb)

@@ -22,6 +22,7 @@ from postier.config.params import (
     RELAY_RECIPIENT_MAPS,
     SENDER_CANONICAL_MAPS,
     SMTP_SASL_PASSWORD_MAPS,
+    SMTPD_FORBIDDEN_COMMANDS,
     SMTPD_SENDER_LOGIN_MAPS,
     TRANSPORT_MAPS,
     VIRTUAL_ALIAS_MAPS,
@@ -34,6 +35,7 @@ from postier.restrictions.lists import RESTRICTION_LISTS
 from postier.rewrite.mynetworks import MyNetworks
 from postier.tables.base import TableOpenError
 from postier.tables.registry import Tables
+from postier.tables.stringlist import StringList
 
 #: Every parameter whose value is a list of tables (``alias_maps`` first: it decides
 #: how a texthash alias source is read).
@@ -74,6 +76,12 @@ def check_tables(cfg: Config, tables: Tables | None = None, *,
                 file, line = cfg.location(param.name)
                 raise ConfigError(f"{call.name} {call.arg}: {exc}", file=file, line=line,
                                   param=param.name) from None
+    try:
+        StringList.parse(cfg[SMTPD_FORBIDDEN_COMMANDS], opened.table)
+    except TableOpenError as exc:
+        file, line = cfg.location(SMTPD_FORBIDDEN_COMMANDS.name)
+        raise ConfigError(str(exc), file=file, line=line,
+                          param=SMTPD_FORBIDDEN_COMMANDS.name) from None
     if any(item.strip() for item in cfg[MYNETWORKS]):
         try:
             MyNetworks.from_config(cfg[MYNETWORKS], cfg[MYNETWORKS_STYLE], [],

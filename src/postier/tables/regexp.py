@@ -23,6 +23,7 @@ refused at start rather than silently changed:
   lacks (possessive quantifiers before Python 3.11, ``\\Q…\\E``, recursion, callouts)
   is refused with the ``re`` error message.
 - A replacement index beyond the pattern's groups is a start error, as in Postfix.
+- Inline form (Postfix 3.7): ``regexp:{ {/pattern/ result}, … }``, each element one line.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 
+from postier.config.braces import UnclosedBrace, split_braced, unbrace
 from postier.tables.base import TableOpenError
 from postier.tables.source import logical_lines
 from postier.tables.texthash import read_text
@@ -208,6 +210,18 @@ def _search(rules: list[Rule], key: str) -> str | None:
     return None
 
 
+def inline_rules(spec: str, body: str) -> str:
+    """The rule lines of an inline ``regexp:{ {/pattern/ result}, … }`` body, one a line."""
+    body = body.strip()
+    if not body.endswith("}"):
+        raise TableOpenError(f'{spec}: an inline table needs "{{ {{rule}}, … }}"', word=spec)
+    try:
+        tokens = split_braced(unbrace(body), ",")
+    except UnclosedBrace as exc:
+        raise TableOpenError(f"{spec}: {exc}", word=spec) from None
+    return "".join(unbrace(token).strip() + "\n" for token in tokens)
+
+
 class RegexpTable:
     """``regexp:/path`` or ``pcre:/path`` (read once when opened, as Postfix does)."""
 
@@ -215,8 +229,12 @@ class RegexpTable:
     blocking = False
 
     def __init__(self, kind: str, path: str, *, text: str | None = None) -> None:
+        """``path``: a file, or (Postfix 3.7) an inline body ``{ {rule}, {rule} … }``
+        whose elements are the lines of a file. Raises ``TableOpenError``."""
         self.spec = f"{kind}:{path}"
-        self.rules = parse_rules(read_text(path) if text is None else text, kind, path)
+        if text is None:
+            text = inline_rules(self.spec, path) if path.startswith("{") else read_text(path)
+        self.rules = parse_rules(text, kind, path)
 
     def lookup(self, key: str) -> str | None:
         return _search(self.rules, key)

@@ -10,6 +10,7 @@ is opened (and its file mapped, its database connected) once.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -36,9 +37,17 @@ def _texthash(name: str, o: OpenOptions) -> Table:
 
 def _compiled(kind: str) -> Callable[[str, OpenOptions], Table]:
     def opener(name: str, o: OpenOptions) -> Table:
-        from postier.tables.compiled import CompiledTable
-        return CompiledTable(kind, name, warn=o.warn,
-                             tool="postalias" if o.aliases else "postmap")
+        from postier.tables.compiled import CompiledTable, db_path
+        tool = "postalias" if o.aliases else "postmap"
+        path = db_path(kind, name)
+        if kind != "lmdb" and not os.path.exists(path) and os.path.isfile(name):
+            # A Postfix-made NAME.db (or none) and the source beside it: read the source,
+            # as texthash does; without a source the compiled table's error stands.
+            from postier.tables.texthash import TextHashTable
+            o.warn(f"{kind}:{name}: no {path}; reading the source file {name} instead "
+                   f'(slower): run "postier {tool} {kind}:{name}"')
+            return TextHashTable(name, aliases=o.aliases)
+        return CompiledTable(kind, name, warn=o.warn, tool=tool)
     return opener
 
 

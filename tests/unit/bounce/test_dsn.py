@@ -213,3 +213,22 @@ def test_a_control_character_never_makes_a_new_header_line() -> None:
 def test_line_wrap_folds_as_postfix(text: str, lines: list[str]) -> None:
     assert line_wrap(text) == lines
     assert all(len(ln) <= 79 or " " not in ln.strip() for ln in line_wrap(text))
+
+
+def test_alias_expansion_reports_the_final_recipient() -> None:
+    # Postfix 3.7.11, alias "ghost: nosuchuser", RCPT TO:<ghost@example.com>.
+    from dataclasses import replace
+
+    from postier.bounce.dsn import recipient_fields, recipient_line
+
+    st = replace(bounced("5.1.1", 'unknown user: "nosuchuser"'),
+                 final_recipient="nosuchuser@example.com")
+    r = Failed.of("ghost@example.com", "", st)
+    assert recipient_line(NoticeKind.FAILURE, r) == [
+        "<nosuchuser@example.com> (expanded from <ghost@example.com>): unknown user:",
+        '    "nosuchuser"']
+    fields = recipient_fields(NoticeKind.FAILURE, r)
+    assert fields[:2] == ["Final-Recipient: rfc822; nosuchuser@example.com",
+                          "Original-Recipient: rfc822;ghost@example.com"]
+    plain = Failed.of("tintin@example.com", "", bounced("5.1.1", "x"))
+    assert (plain.recipient, plain.orig) == ("tintin@example.com", "")

@@ -107,14 +107,18 @@ def test_adds_missing_headers_when_asked() -> None:
     kw: dict[str, Any] = dict(add_missing=True, sender="wietse@example.com", queue_id="22D2A8871",
               myhostname="tintin.example.com", when=WHEN)
     out, hp = run(b"Subject: s\n\nbody\n", **kw)
-    assert out == (b"Subject: s\nFrom: <wietse@example.com>\n"
+    # Postfix 3.7.11 side by side (local_header_rewrite_clients matched): Message-Id,
+    # Date, then "From: sender" without angle brackets, after the client's headers.
+    assert out == (b"Subject: s\n"
+                   b"Message-Id: <20261125204852.22D2A8871@tintin.example.com>\n"
                    b"Date: Wed, 25 Nov 2026 20:48:52 +0000 (UTC)\n"
-                   b"Message-Id: <20261125204852.22D2A8871@tintin.example.com>\n\nbody\n")
+                   b"From: wietse@example.com\n\nbody\n")
     assert hp.message_id == "<20261125204852.22D2A8871@tintin.example.com>"
     out, _ = run(b"FROM: x\ndate: y\nMessage-Id: <m@x>\n\nbody\n", **kw)
     assert out == b"FROM: x\ndate: y\nMessage-Id: <m@x>\n\nbody\n"
     out, _ = run(b"", **{**kw, "sender": ""})
-    assert out.startswith(b"From: MAILER-DAEMON@tintin.example.com\nDate: ")
+    assert out.startswith(b"Message-Id: <20261125204852.22D2A8871@tintin.example.com>\nDate: ")
+    assert out.endswith(b"\nFrom: MAILER-DAEMON@tintin.example.com\n")
     out, _ = run(b"Subject: s\n\nbody\n")
     assert out == b"Subject: s\n\nbody\n"
 

@@ -130,3 +130,30 @@ def test_registry_names_local_error_and_discard() -> None:
     assert isinstance(built["discard"], DiscardTransport)
     t: Transport = built["discard"]  # each is a Transport to mypy
     assert t is built["discard"]
+
+
+def test_client_transports_log_under_their_program_names() -> None:
+    # Postfix: "postfix/smtp[PID]: QID: to=<…>, relay=…" (and postfix/lmtp, postfix/error,
+    # postfix/discard), not postfix/qmgr; a service's -o syslog_name is its own.
+    from postier.config.maincf import parse
+    from postier.config.mastercf import MasterService
+    from postier.config.params import SYSLOG_NAME
+    from postier.config.settings import Config
+    from postier.smtp.transport import SmtpTransport
+
+    cfg = Config(parse("myhostname = mx.example.com\n", "main.cf"), hostname="mx.example.com")
+    relay = MasterService(name="relay", type="unix", private=True, unpriv=True, chroot=False,
+                          wakeup="-", maxproc=None, command="smtp", args=[],
+                          overrides={"syslog_name": "postfix/relay"}, file="master.cf", line=1)
+    asked: list[tuple[str, str]] = []
+
+    def program_log(program: str, c: Config | None) -> Lines:
+        assert c is not None
+        asked.append((program, c[SYSLOG_NAME]))
+        return Lines()
+
+    built = build_transports(TransportSetup("/q", Lines(), cfg, services=[relay],
+                                            program_log=program_log))
+    assert isinstance(built["smtp"], SmtpTransport) and isinstance(built["lmtp"], SmtpTransport)
+    assert sorted(asked) == [("discard", "postfix"), ("error", "postfix"), ("lmtp", "postfix"),
+                             ("smtp", "postfix"), ("smtp", "postfix/relay")]

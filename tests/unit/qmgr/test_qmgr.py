@@ -32,12 +32,20 @@ Deliver = Callable[[DeliveryRequest], list[RcptResult]]
 
 
 class MemoryLog(Log):
-    def __init__(self) -> None:
-        super().__init__("qmgr")
-        self.lines: list[str] = []
+    def __init__(self, program: str = "qmgr", shared: MemoryLog | None = None) -> None:
+        super().__init__(program)
+        # every program's lines in one list, in order; ``programs``: each line's ident
+        self.lines: list[str] = shared.lines if shared is not None else []
+        self.programs: list[str] = shared.programs if shared is not None else []
 
     def _emit(self, severity: str, text: str) -> None:
         self.lines.append(text if severity == "info" else f"{severity}: {text}")
+        self.programs.append(self.ident)
+
+    def sibling(self, program: str, *, syslog_name: str, facility: str) -> Log:
+        log = MemoryLog(program, shared=self)
+        log.ident = f"{syslog_name}/{program}"
+        return log
 
 
 class FakeTransport:
@@ -166,6 +174,11 @@ def test_bounced_recipient_gets_a_notification_that_is_delivered_in_turn(tmp_pat
     run(q, qid)
     notice = [ln for ln in lines(q) if "sender non-delivery notification" in ln]
     assert len(notice) == 1 and notice[0].startswith(f"{qid}: ")
+    # Postfix 3.7.11: "postfix/bounce[PID]: QID: sender non-delivery notification: NEWID"
+    log = q.log
+    assert isinstance(log, MemoryLog)
+    assert log.programs[log.lines.index(notice[0])] == "postfix/bounce"
+    assert log.programs[log.lines.index(f"{qid}: removed")] == "postfix/qmgr"
     bounce_id = notice[0].rsplit(" ", 1)[1]
     assert lines(q).index(notice[0]) < lines(q).index(f"{qid}: removed")
     assert f"{bounce_id}: from=<>, size=" in "\n".join(lines(q))

@@ -52,8 +52,8 @@ def rcpt(policy: Policy, address: str, state: rs.SmtpdState = OUTSIDE,
     return lk.run(policy.check_rcpt(state, address, params or {}), World())
 
 
-def vrfy(policy: Policy, argument: str) -> Reply:
-    return lk.run(policy.vrfy(argument), World())
+def vrfy(policy: Policy, argument: str, state: rs.SmtpdState = OUTSIDE) -> Reply:
+    return lk.run(policy.vrfy(state, argument), World()).reply
 
 
 UNKNOWN = ("550 5.1.1 <nobody@example.com>: Recipient address rejected: "
@@ -93,7 +93,7 @@ def test_relay_control_is_the_restriction_lists_job_mynetworks_relays() -> None:
 
 
 @pytest.mark.parametrize(("params", "reply"), [
-    ({"XFOO": "1"}, replies.unsupported_option("XFOO")),
+    ({"XFOO": "1"}, replies.unsupported_option("XFOO=1")),
     ({"NOTIFY": None}, replies.unsupported_option("NOTIFY")),
     ({"NOTIFY": "NEVER,SUCCESS"}, replies.BAD_NOTIFY_SYNTAX),
 ])
@@ -119,12 +119,29 @@ def test_warn_if_reject_is_returned_for_the_log() -> None:
 
 
 def test_vrfy() -> None:
+    # Postfix 3.7.11 side by side: VRFY runs the recipient restrictions on the address
+    # as sent and echoes the argument as sent (brackets kept) in the 252.
     policy = Policy(Settings())
     assert vrfy(policy, "alice") == replies.vrfy_ok("alice")
+    assert str(vrfy(policy, "<alice@example.com>")) == "252 2.0.0 <alice@example.com>"
     assert str(vrfy(policy, "<nobody@example.com>")) == UNKNOWN
-    assert vrfy(policy, "x@example.org") == replies.vrfy_ok("x@example.org")
-    assert vrfy(policy, "<>") == replies.VRFY_SYNTAX
+    assert str(vrfy(policy, "nobody")) == (
+        "550 5.1.1 <nobody>: Recipient address rejected: User unknown in local recipient table")
+    assert str(vrfy(policy, "x@example.org")) == "454 4.7.1 <x@example.org>: Relay access denied"
+    assert vrfy(policy, "") == replies.VRFY_SYNTAX
+    for bad in ("<>", "a b"):
+        assert str(vrfy(policy, bad)) == "501 5.1.3 Bad recipient address syntax"
+    assert str(vrfy(policy, "postmaster")) == "252 2.0.0 postmaster"
     assert vrfy(Policy(Settings(disable_vrfy=True)), "alice") == replies.VRFY_DISABLED
+
+
+def test_vrfy_reject_non_fqdn_recipient() -> None:
+    settings = Settings()
+    settings.lists = {**settings.lists, rs.Stage.RECIPIENT: rs.parse_restrictions(
+        ["reject_non_fqdn_recipient, permit_mynetworks, reject_unauth_destination"],
+        stage=rs.Stage.RECIPIENT)}
+    assert str(vrfy(Policy(settings), "alice")) == (
+        "504 5.5.2 <alice>: Recipient address rejected: need fully-qualified address")
 
 
 def test_mail_parameters() -> None:
@@ -135,7 +152,9 @@ def test_mail_parameters() -> None:
     # RET is known now (RFC 3461): a keyword without its value is still unsupported.
     assert policy.check_mail("a@b", {"RET": None}) == replies.unsupported_option("RET")
     assert policy.check_mail("a@b", {"RET": "FULL"}) is None
-    assert policy.check_mail("a@b", {"XFOO": "1"}) == replies.unsupported_option("XFOO")
+    # Postfix 3.7.11: "MAIL FROM:<x> FOO=bar" -> "555 5.5.4 Unsupported option: FOO=bar".
+    assert str(policy.check_mail("a@b", {"FOO": "bar"})) == "555 5.5.4 Unsupported option: FOO=bar"
+    assert str(policy.check_mail("a@b", {"FOO": None})) == "555 5.5.4 Unsupported option: FOO"
 
 
 # --- issue 7 (a) and (c), replies as Postfix 3.7 gave them side by side -------------------
@@ -176,3 +195,21 @@ def test_postmaster_at_a_domain_is_not_exempt(address: str) -> None:
     bad_sender = dataclasses.replace(OUTSIDE, sender="a")
     assert str(rcpt(Policy(non_fqdn_settings()), address, bad_sender).reply) == (
         "504 5.5.2 <a>: Sender address rejected: need fully-qualified address")
+
+
+def test_local_header_rewrite_clients() -> None:
+    from postier.smtpd.policy import rewrite_headers_for
+
+    def decide(rules: list[str], **facts: bool) -> bool:
+        kw = {"inet_interface": False, "mynetworks": False, "sasl_authenticated": False, **facts}
+        return rewrite_headers_for(rules, address_map=lambda spec: {"t": "OK"}.get(spec), **kw)
+
+    default = ["permit_inet_interfaces"]  # Postfix's default
+    assert decide(default, inet_interface=True)
+    assert not decide(default, mynetworks=True, sasl_authenticated=True)
+    assert decide(["permit_mynetworks"], mynetworks=True)
+    assert decide(["permit_sasl_authenticated"], sasl_authenticated=True)
+    assert decide(["static:all"])
+    assert decide(["check_address_map", "t"])
+    assert not decide(["check_address_map", "other"])
+    assert not decide([])

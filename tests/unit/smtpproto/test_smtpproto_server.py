@@ -9,6 +9,7 @@ from postier.smtpproto import events as ev
 from postier.smtpproto import replies as r
 from postier.smtpproto.replies import Reply
 from postier.smtpproto.server import ServerConnection, State
+from postier.tables import Tables
 
 TRANSCRIPT = (
     b"HELO milou.example.net\r\n"
@@ -197,7 +198,9 @@ def test_helo_required() -> None:
         (b"\xff\xfe\x00\r\n", ev.ProtocolError(r.BAD_UTF8)),
         (b"AUTH\r\n", ev.ProtocolError(r.AUTH_SYNTAX, "AUTH")),
         (b"STARTTLS now\r\n", ev.ProtocolError(r.STARTTLS_SYNTAX, "STARTTLS")),
-        (b"GET / HTTP/1.0\r\n", ev.ProtocolError(r.FORBIDDEN_COMMAND, "GET")),
+        # Postfix counts a non-SMTP command as "unknown=0/1" (its verb is no command).
+        (b"GET / HTTP/1.0\r\n", ev.ProtocolError(r.FORBIDDEN_COMMAND,
+                                                  non_smtp="GET / HTTP/1.0")),
     ],
 )
 def test_single_commands(line: bytes, event: ev.Event) -> None:
@@ -206,8 +209,63 @@ def test_single_commands(line: bytes, event: ev.Event) -> None:
 
 def test_forbidden_command_closes() -> None:
     events, out = run([b"CONNECT example.com:443 HTTP/1.1\r\nHost: x\r\n\r\n"])
-    assert events == [ev.ProtocolError(r.FORBIDDEN_COMMAND, "CONNECT"), ev.Closed()]
+    assert events == [ev.ProtocolError(r.FORBIDDEN_COMMAND,
+                                       non_smtp="CONNECT example.com:443 HTTP/1.1"),
+                      ev.Closed()]
     assert out == b"221 2.7.0 Error: I can break rules, too. Goodbye.\r\n"
+
+
+BOGUS = Tables().table("regexp:{{/^[^A-Z]/ Bogus}}")
+
+
+def _postfix_default(word: str) -> bool:
+    """Postfix 3.7.11's default: CONNECT GET POST regexp:{{/^[^A-Z]/ Bogus}}."""
+    return word.upper() in ("CONNECT", "GET", "POST") or BOGUS.lookup(word) is not None
+
+
+# Checked against Postfix 3.7.11 (smtpd_forbidden_commands at its default): these lines
+# get "221 2.7.0 Error: I can break rules, too. Goodbye."; "XYZ abc" and "Subject : x"
+# get "500 5.5.2 Error: command not recognized".
+@pytest.mark.parametrize("line", ["From: foo@bar", ".", "connect x", "FOO: bar", "1abc",
+                                  "X-Foo:bar", "GET / HTTP/1.0"])
+def test_non_smtp_command_closes(line: str) -> None:
+    conn = ServerConnection(forbidden_commands=_postfix_default)
+    conn.receive_data(line.encode() + b"\r\n")
+    event = conn.next_event()
+    assert event == ev.ProtocolError(r.FORBIDDEN_COMMAND, non_smtp=line)
+    out = conn.send(r.FORBIDDEN_COMMAND)
+    assert out == b"221 2.7.0 Error: I can break rules, too. Goodbye.\r\n"
+    assert conn.state is State.CLOSED
+
+
+@pytest.mark.parametrize("line", ["XYZ abc", "Subject : x"])
+def test_unknown_command_not_forbidden(line: str) -> None:
+    conn = ServerConnection(forbidden_commands=_postfix_default)
+    conn.receive_data(line.encode() + b"\r\n")
+    assert conn.next_event() == ev.ProtocolError(r.UNRECOGNIZED)
+
+
+def test_forbidden_applies_to_unknown_commands_only() -> None:
+    # Postfix looks smtpd_forbidden_commands up only for a verb it does not know.
+    conn = ServerConnection(forbidden_commands=["NOOP", "XYZ"])
+    conn.receive_data(b"NOOP\r\nxyz\r\n")
+    assert conn.next_event() == ev.Noop()
+    conn.send(r.OK)
+    assert conn.next_event() == ev.ProtocolError(r.FORBIDDEN_COMMAND, non_smtp="xyz")
+
+
+def test_dot_after_refused_data_closes() -> None:
+    conn = ServerConnection(forbidden_commands=_postfix_default)
+    conn.receive_data(b"HELO c\r\nMAIL FROM:<a@b.example>\r\n")
+    assert isinstance(conn.next_event(), ev.Helo)
+    conn.send(r.helo(HOST))
+    assert isinstance(conn.next_event(), ev.Mail)
+    conn.send(r.MAIL_OK)
+    conn.receive_data(b"DATA\r\n.\r\n")
+    event = conn.next_event()
+    assert isinstance(event, ev.ProtocolError)  # no valid recipients
+    conn.send(event.reply)
+    assert conn.next_event() == ev.ProtocolError(r.FORBIDDEN_COMMAND, non_smtp=".")
 
 
 def test_421_closes() -> None:

@@ -96,3 +96,42 @@ def test_usable_tables_and_mynetworks_files_pass(tmp_path: Path) -> None:
                      f"smtpd_client_restrictions = check_client_access hash:{tmp_path}/access"
                      "\nmaillog_file = /dev/stdout\n")  # not this machine's syslog
     assert load_with_warnings(config)[2] == []
+
+
+def test_postfix_made_hash_table_is_read_from_its_source(tmp_path: Path) -> None:
+    # /etc/aliases.db made by Postfix's newaliases, no .pdb: the source is read instead.
+    (tmp_path / "aliases").write_text("ghost: nosuchuser\n")
+    (tmp_path / "aliases.db").write_bytes(b"\0" * 12 + b"\x61\x15\x06\x00" + b"\0" * 100)
+    (tmp_path / "access").write_text("192.0.2 OK\n")
+    config = _config(tmp_path, f"alias_maps = hash:{tmp_path}/aliases\n"
+                     f"smtpd_client_restrictions = check_client_access btree:{tmp_path}/access"
+                     "\n")
+    warnings = load_with_warnings(config)[2]
+    assert warnings == [
+        f"hash:{tmp_path}/aliases: no {tmp_path}/aliases.pdb; reading the source file "
+        f'{tmp_path}/aliases instead (slower): run "postier postalias hash:{tmp_path}/aliases"',
+        f"btree:{tmp_path}/access: no {tmp_path}/access.pdb; reading the source file "
+        f'{tmp_path}/access instead (slower): run "postier postmap btree:{tmp_path}/access"']
+    from postier.tables import Tables
+    from postier.tables.aliases import AliasMaps
+    maps = AliasMaps(Tables().maps("alias_maps", [f"hash:{tmp_path}/aliases"], aliases=True))
+    assert maps.lookup("ghost") == ["nosuchuser"]
+
+
+@pytest.mark.parametrize(("limits", "refused"), [
+    ("mailbox_size_limit = 1000\nmessage_size_limit = 2000\n", True),
+    ("mailbox_size_limit = 2000\nmessage_size_limit = 2000\n", False),
+    ("mailbox_size_limit = 0\nmessage_size_limit = 2000\n", False),
+])
+def test_mailbox_size_limit_below_message_size_limit(tmp_path: Path, limits: str,
+                                                     refused: bool) -> None:
+    # Postfix 3.7.11's local(8): "fatal: configuration error: mailbox_size_limit is
+    # smaller than message_size_limit", mail stays queued; postier refuses to start.
+    config = _config(tmp_path, limits)
+    if refused:
+        with pytest.raises(ConfigError, match=r"main.cf, line 3: parameter mailbox_size_limit: "
+                           r"configuration error: mailbox_size_limit \(1000\) is smaller "
+                           r"than message_size_limit \(2000\)"):
+            load_with_warnings(config)
+    else:
+        load_with_warnings(config)

@@ -299,3 +299,17 @@ def test_pgsql_down_is_a_lookup_error_not_a_miss(tmp_path: Path) -> None:
         t.lookup("x")
     with pytest.raises(TableError, match="skipped after a recent failure"):
         t.lookup("x")  # retry_interval: the host is not hammered
+
+
+def test_inline_regexp_and_string_list() -> None:
+    from postier.tables import Tables
+    from postier.tables.stringlist import StringList
+
+    table = Tables().table("regexp:{{/^[^A-Z]/ Bogus}, {/^x(.)/ got$1}}")
+    assert table.lookup(".") == "Bogus"
+    assert table.lookup("xy") == "goty"
+    assert table.lookup("helo") is None
+    words = StringList.parse(["CONNECT", "GET", "!post", "regexp:{{/^[^A-Z]/ Bogus}}",
+                              "POST"], Tables().table)
+    assert [words.matches(w) for w in ("connect", "Get", "POST", ".", "1abc", "HELO")] == [
+        True, True, False, True, True, False]
