@@ -24,6 +24,7 @@ if [ "$(id -u)" = 0 ]; then
     need python3 test -x /usr/bin/python3
     need openssl command -v openssl
     need dovecot-core command -v dovecot
+    need dovecot-lmtpd test -x /usr/lib/dovecot/lmtp
     need sasl2-bin command -v saslauthd
     need postgresql sh -c 'ls /usr/lib/postgresql/*/bin/initdb'
     need postfix test -x /usr/sbin/smtp-sink

@@ -301,7 +301,9 @@ COMMAND_EXPANSION_FILTER = Param.str(
     "command_expansion_filter",
     "1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
     "characters that local(8) may pass from message attributes to external commands")
-MAILBOX_TRANSPORT = Param.str("mailbox_transport", "", "transport for local mailbox delivery")
+MAILBOX_TRANSPORT = Param.str(
+    "mailbox_transport", "", "transport for local mailbox delivery (lmtp/smtp client)",
+    implemented=True)
 FALLBACK_TRANSPORT = Param.str(
     "fallback_transport", "",
     "transport for recipients not found locally")
