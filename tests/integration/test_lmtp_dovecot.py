@@ -13,8 +13,8 @@ from __future__ import annotations
 import contextlib
 import email
 import os
-import signal
 import shutil
+import signal
 import subprocess
 import time
 from email import policy as email_policy
