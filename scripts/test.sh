@@ -24,6 +24,7 @@ if [ "$(id -u)" = 0 ]; then
     need python3 test -x /usr/bin/python3
     need openssl command -v openssl
     need dovecot-core command -v dovecot
+    need dovecot-lmtpd test -x /usr/lib/dovecot/lmtp
     need sasl2-bin command -v saslauthd
     need pflogsumm command -v pflogsumm
     need fail2ban command -v fail2ban-regex

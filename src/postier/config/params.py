@@ -301,7 +301,9 @@ COMMAND_EXPANSION_FILTER = Param.str(
     "command_expansion_filter",
     "1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
     "characters that local(8) may pass from message attributes to external commands")
-MAILBOX_TRANSPORT = Param.str("mailbox_transport", "", "transport for local mailbox delivery")
+MAILBOX_TRANSPORT = Param.str(
+    "mailbox_transport", "", "transport for local mailbox delivery (lmtp/smtp client)",
+    implemented=True)
 FALLBACK_TRANSPORT = Param.str(
     "fallback_transport", "",
     "transport for recipients not found locally")
@@ -606,19 +608,41 @@ TLS_NULL_CIPHERLIST = Param.str(
 SMTPD_TLS_SESSION_CACHE_DATABASE = Param.str(
     "smtpd_tls_session_cache_database", "",
     "SMTP server TLS session cache")
-SMTP_TLS_SECURITY_LEVEL = Param.str("smtp_tls_security_level", "", "SMTP client TLS level")
+SMTP_TLS_SECURITY_LEVEL = Param.str(
+    "smtp_tls_security_level", "",
+    "SMTP client TLS level: none, may, encrypt, verify, secure", implemented=True)
+SMTP_TLS_CAFILE = Param.str(
+    "smtp_tls_CAfile", "",
+    "file of trusted CA certificates (SMTP client)", implemented=True)
 SMTP_TLS_CAPATH = Param.str(
     "smtp_tls_CApath", "",
-    "directory of trusted CA certificates (SMTP client)")
+    "directory of trusted CA certificates (SMTP client)", implemented=True)
+SMTP_TLS_LOGLEVEL = Param.int(
+    "smtp_tls_loglevel", "0", "SMTP client TLS logging level", implemented=True)
+SMTP_TLS_VERIFY_CERT_MATCH = Param.list(
+    "smtp_tls_verify_cert_match", "hostname",
+    "names a server certificate must match at level verify", implemented=True)
+SMTP_TLS_SECURE_CERT_MATCH = Param.list(
+    "smtp_tls_secure_cert_match", "nexthop, dot-nexthop",
+    "names a server certificate must match at level secure", implemented=True)
 SMTP_TLS_SESSION_CACHE_DATABASE = Param.str(
     "smtp_tls_session_cache_database", "",
     "SMTP client TLS session cache")
 SMTP_SASL_AUTH_ENABLE = Param.bool(
     "smtp_sasl_auth_enable", "no",
-    "enable SASL authentication in the SMTP client")
+    "enable SASL authentication in the SMTP client", implemented=True)
 SMTP_SASL_PASSWORD_MAPS = Param.list(
     "smtp_sasl_password_maps", "",
-    "SMTP client SASL passwords per destination")
+    "SMTP client SASL passwords per destination", implemented=True)
+SMTP_SASL_SECURITY_OPTIONS = Param.list(
+    "smtp_sasl_security_options", "noplaintext, noanonymous",
+    "SMTP client SASL mechanism restrictions without TLS", implemented=True)
+SMTP_SASL_TLS_SECURITY_OPTIONS = Param.list(
+    "smtp_sasl_tls_security_options", "$smtp_sasl_security_options",
+    "SMTP client SASL mechanism restrictions over TLS", implemented=True)
+SMTP_SASL_AUTH_SOFT_BOUNCE = Param.bool(
+    "smtp_sasl_auth_soft_bounce", "yes",
+    "defer, not bounce, after a 5xx SASL authentication failure", implemented=True)
 SMTP_HELO_NAME = Param.str(
     "smtp_helo_name", "$myhostname",
     "hostname sent by the SMTP client in HELO/EHLO", implemented=True)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from postier.config import mastercf
-from postier.config.params import CONFIG_DIRECTORY
+from postier.config.params import CONFIG_DIRECTORY, SMTP_SASL_PASSWORD_MAPS
 from postier.config.settings import Config
 from postier.delivery.discard import DiscardTransport
 from postier.delivery.error import ErrorTransport
@@ -26,6 +26,7 @@ from postier.delivery.transport import StatusLog, Transport
 from postier.dns.resolver import Resolver
 from postier.smtp.settings import SmtpSettings
 from postier.smtp.transport import SmtpTransport
+from postier.tables import Tables
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class TransportSetup:
     cfg: Config | None = None
     services: Sequence[mastercf.MasterService] | None = None
     resolver: Resolver | None = field(default=None, compare=False)
+    tables: Tables | None = field(default=None, compare=False)
     # program name ("smtp", "lmtp", "error", "discard") and that service's configuration
     # -> the log its status lines go to, under Postfix's program name (None: ``log``).
     program_log: Callable[[str, Config | None], StatusLog] | None = field(
@@ -99,7 +101,12 @@ def build_transports(setup: TransportSetup) -> dict[str, Transport]:
     if setup.cfg is None:
         return built
     resolver = setup.resolver or Resolver()
+    tables = setup.tables or Tables()
     for name, (command, cfg) in client_services(setup.cfg, setup.services).items():
         settings = SmtpSettings.from_config(cfg, lmtp=command == "lmtp")
-        built[name] = SmtpTransport(settings, setup.log_for(command, cfg), resolver)
+        # smtp(8) opens smtp_sasl_password_maps at start, before dropping privileges.
+        passwords = (tables.for_param(cfg, SMTP_SASL_PASSWORD_MAPS)
+                     if settings.sasl_enable else None)
+        built[name] = SmtpTransport(settings, setup.log_for(command, cfg), resolver,
+                                    password_maps=passwords)
     return built

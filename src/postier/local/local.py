@@ -40,16 +40,18 @@ from postier.config.params import (
     MAILBOX_COMMAND,
     MAILBOX_DELIVERY_LOCK,
     MAILBOX_SIZE_LIMIT,
+    MAILBOX_TRANSPORT,
     MYORIGIN,
     RECIPIENT_DELIMITER,
     STALE_LOCK_TIME,
 )
 from postier.config.settings import Config
 from postier.delivery import status
-from postier.delivery.protocol import DeliverAnswer, DeliverRequest, RcptResult
+from postier.delivery.protocol import DeliverAnswer, DeliverRequest, RcptRequest, RcptResult
 from postier.delivery.status import DeliveryStatus, Kind, status_log_line
 from postier.dns.resolver import local_addresses
 from postier.local import command, mbox
+from postier.local.handoff import MailboxTransport
 from postier.local.localpart import command_env
 from postier.log import Log
 from postier.log import for_config as log_for_config
@@ -87,6 +89,11 @@ class LocalAgent:
         self.spool = cfg[MAIL_SPOOL_DIRECTORY]
         self.home_mailbox = cfg[HOME_MAILBOX]
         self.mailbox_command = cfg[MAILBOX_COMMAND]
+        # local(8): mailbox_transport takes precedence over mailbox_command and the mbox
+        self.mailbox_transport = (MailboxTransport(cfg, cfg[MAILBOX_TRANSPORT], log)
+                                  if cfg[MAILBOX_TRANSPORT] else None)
+        self._index = 0  # the queue-file index of the recipient being delivered
+        self._handed_off = False  # its status line was logged by mailbox_transport
         self.size_limit = cfg[MAILBOX_SIZE_LIMIT]
         self.locks = cfg[MAILBOX_DELIVERY_LOCK]
         self.lock_attempts = cfg[DELIVER_LOCK_ATTEMPTS]
@@ -155,6 +162,7 @@ class LocalAgent:
     def deliver_batch(self, batch: list[DeliverRequest]) -> list[DeliverAnswer]:
         """Deliver every request, fsync each mailbox touched once, then log and answer."""
         self._unsynced = {}
+        self._logged: set[tuple[int, int]] = set()  # (request, index) handed off whole
         done: list[tuple[DeliverRequest, list[tuple[RcptResult, set[str]]]]] = []
         for req in batch:
             done.append((req, self.deliver(req)))
@@ -167,7 +175,8 @@ class LocalAgent:
                 bad = paths & failed
                 if bad and st.kind is Kind.SENT:
                     st = status.deferred("4.3.0", f"cannot update mailbox {min(bad)}: fsync failed")
-                self.log_status(req, rcpt.address, rcpt.orig, st)
+                if (req.id, res.index) not in self._logged:
+                    self.log_status(req, rcpt.address, rcpt.orig, st)
                 final.append(RcptResult(res.index, st))
             answers.append(DeliverAnswer(req.id, final))
         return answers
@@ -198,12 +207,16 @@ class LocalAgent:
         with qf:
             for rcpt in req.recipients:
                 self._paths = set()
+                self._index = rcpt.index
+                self._handed_off = False
                 try:
                     st = self.deliver_one(qf, req, rcpt.address, rcpt.orig)
                 except Exception:
                     self.log.error(f"{req.queue_id}: {traceback.format_exc().strip()}")
                     st = status.deferred("4.3.0", "local delivery agent internal error")
                 results.append((RcptResult(rcpt.index, st), self._paths))
+                if self._handed_off:
+                    self._logged.add((req.id, rcpt.index))
         return results
 
     def deliver_one(
@@ -221,6 +234,9 @@ class LocalAgent:
         if isinstance(expanded, DeliveryStatus):
             return expanded
         worst: DeliveryStatus | None = None
+        # Every target went to mailbox_transport, whose line was logged: no line of ours.
+        self._handed_off = self.mailbox_transport is not None and all(
+            t.command is None for t in expanded)
         for target in expanded:
             key = (target.user, target.command)
             done = self._targets.get(key)
@@ -255,6 +271,13 @@ class LocalAgent:
         uid: int | None = pw.pw_uid if self.root else None
         gid: int | None = pw.pw_gid if self.root else None
         _base, ext = split_extension(localpart, self.delimiter)
+        if target.command is None and self.mailbox_transport is not None:
+            # An alias's target is handed off as user@domain (the recipient's domain).
+            same = target.user.lower() == localpart.lower()
+            rcpt = address if same else f"{target.user}@{domain}" if domain else target.user
+            return self.mailbox_transport.deliver(
+                req.queue_id, req.path, req.sender, req.arrival,
+                RcptRequest(self._index, rcpt, orig), req.attrs)
         cmd = target.command or self.mailbox_command
         if cmd:
             if self.root and pw.pw_uid == 0:

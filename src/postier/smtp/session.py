@@ -14,16 +14,19 @@ and write goes through ``postier.stream`` with the timeout of the command awaite
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from postier import stream
 from postier.delivery.status import DeliveryStatus
-from postier.smtp import diagnostics
+from postier.smtp import auth, diagnostics
 from postier.smtp.settings import SmtpSettings
 from postier.smtpproto import events as ev
 from postier.smtpproto.client import ClientConnection, ClientState
+from postier.tls.client import ClientTlsLevel, ClientTlsPolicy, certificate_matches
+from postier.tls.policy import TlsInfo
 
 READ_SIZE = 65536
 
@@ -37,6 +40,8 @@ class SessionError(Exception):
         super().__init__(status.text)
         self.status = status
         self.try_next = try_next
+        #: A TLS handshake failed at level may: try the same server without TLS.
+        self.plain_retry = False
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,9 @@ class Session:
         self.conn = ClientConnection(lmtp=settings.lmtp)
         self.started = time.monotonic()
         self.transactions = 0
+        self.tls: TlsInfo | None = None
+        self.tls_trust = ""  # Verified, Untrusted or Anonymous once TLS is up
+        self.warning = ""  # a line to log about the last SessionError raised here
 
     # --- opening ----------------------------------------------------------------------
 
@@ -138,9 +146,126 @@ class Session:
             raise SessionError(self._soft(self._status(reply)), try_next=True)
         raise SessionError(self._soft(self._status(greeting)), try_next=True)
 
+    # --- STARTTLS and AUTH (after the handshake) ------------------------------------------
+
+    async def starttls(self, policy: ClientTlsPolicy, context: ssl.SSLContext,
+                       nexthop: str) -> None:
+        """STARTTLS when ``policy`` asks for it and the server offers it, then EHLO again
+        (RFC 3207 4.2). ``nexthop``: the next-hop domain (level secure's names). Raises
+        ``SessionError`` (try_next) in smtp(8)'s words: ``TLS is required, but was not
+        offered by host H[A]`` (4.7.4), ``… refused to start TLS: <reply>``, ``Cannot
+        start TLS: handshake failure`` (4.7.5; ``plain_retry`` at level may, where
+        Postfix tries the server again without TLS), ``Server certificate not trusted``
+        / ``Server certificate not verified`` (4.7.5, verify and secure)."""
+        if policy.level is ClientTlsLevel.NONE or self.conn.tls_active:
+            return
+        if "STARTTLS" not in self.conn.extensions:
+            if policy.required:
+                raise SessionError(self._local("4.7.4", "TLS is required, but was not "
+                                               f"offered by host {self.host}"), try_next=True)
+            return
+        reply = await self._command(ev.StartTls(), "STARTTLS")
+        if self._code(reply) // 100 != 2:
+            if policy.required:
+                said = self._status(reply)
+                raise SessionError(self._soft(replace(
+                    said, text=f"TLS is required, but host {self.host} refused to start "
+                    f"TLS: {_reply_text(reply)}")), try_next=True)
+            return  # opportunistic: carry on in clear text (the core is READY again)
+        name = self.host.partition("[")[0]
+        try:
+            await self.writer.start_tls(
+                context, server_hostname=name or None,
+                ssl_handshake_timeout=self.settings.timeouts.helo)
+        except ssl.SSLCertVerificationError as exc:
+            raise SessionError(self._local(
+                "4.7.5", "Server certificate not trusted",
+                log=f"certificate verification failed for {self.relay}: "
+                    f"{exc.verify_message or exc.reason}"), try_next=True) from None
+        except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
+            error = SessionError(self._local(
+                "4.7.5", "Cannot start TLS: handshake failure",
+                log=f"SSL_connect error to {self.relay}: {exc}"), try_next=True)
+            error.plain_retry = policy.level is ClientTlsLevel.MAY
+            raise error from None
+        obj = self.writer.get_extra_info("ssl_object")
+        assert obj is not None
+        self.tls = TlsInfo.from_ssl_object(obj)
+        if policy.verifies:
+            names = policy.match_names(name, nexthop)
+            if not certificate_matches(obj.getpeercert() or {}, names):
+                raise SessionError(self._local(
+                    "4.7.5", "Server certificate not verified",
+                    log=f"server certificate verification failed for {self.relay}: "
+                        f"certificate name does not match {', '.join(names)}"),
+                    try_next=True)
+            self.tls_trust = "Verified"
+        else:
+            self.tls_trust = "Untrusted" if self.tls.peer_fingerprint else "Anonymous"
+        helo = await self._command(ev.Helo(self.settings.helo_name, extended=True), "EHLO")
+        if not (isinstance(helo, ev.HeloReply) and helo.reply.code // 100 == 2):
+            raise SessionError(self._soft(self._status(helo)), try_next=True)
+
+    def tls_established(self) -> str:
+        """smtp(8)'s line (smtp_tls_loglevel >= 1): ``Untrusted TLS connection established
+        to H[A]:25: TLSv1.3 with cipher X (256/256 bits)``; "" without TLS."""
+        if self.tls is None:
+            return ""
+        t = self.tls
+        return (f"{self.tls_trust} TLS connection established to {self.relay}: "
+                f"{t.protocol} with cipher {t.cipher} ({t.bits}/{t.bits} bits)")
+
+    @property
+    def auth_mechanisms(self) -> str:
+        """The server's AUTH keyword value (``PLAIN LOGIN``), "" when not offered."""
+        return self.conn.extensions.get("AUTH", "")
+
+    async def authenticate(self, creds: auth.Credentials, options: tuple[str, ...], *,
+                           soft_bounce: bool = True) -> None:
+        """AUTH with the best mechanism ``options`` allow (PLAIN, LOGIN). Raises
+        ``SessionError`` (try_next) in smtp(8)'s words: ``SASL authentication failed;
+        cannot authenticate to server H[A]: no mechanism available`` (4.7.0) or ``SASL
+        authentication failed; server H[A] said: 535 …`` (the reply's code, 5.x.x made
+        4.x.x when ``soft_bounce``: smtp_sasl_auth_soft_bounce)."""
+        mechanism = auth.choose_mechanism(self.auth_mechanisms, options)
+        if mechanism is None:
+            raise SessionError(self._local(
+                "4.7.0", "SASL authentication failed; cannot authenticate to server "
+                f"{self.host}: no mechanism available"), try_next=True)
+        reply = await self._command(
+            ev.Auth(mechanism, auth.initial_response(mechanism, creds)), "AUTH")
+        steps = 0
+        while self._code(reply) // 100 == 3 and steps < 10:
+            steps += 1
+            challenge = _reply_text(reply)[4:]
+            reply = await self._command(
+                ev.AuthLine(auth.respond(mechanism, challenge, creds)), "AUTHLINE")
+        if self._code(reply) // 100 == 2:
+            return
+        if self._code(reply) // 100 == 3:  # a server that never stops asking
+            await self._write(self.conn.send(ev.AuthLine("*")), "AUTHLINE")
+            await self._event("AUTHLINE")
+            raise SessionError(self._local(
+                "4.3.0", "SASL authentication failed; authentication protocol loop with "
+                f"server {self.host}"), try_next=True)
+        said = self._status(reply)
+        dsn = said.dsn
+        if soft_bounce and dsn.startswith("5"):
+            dsn = "4" + dsn[1:]
+        raise SessionError(replace(
+            said, dsn=dsn, text=f"SASL authentication failed; server {self.host} said: "
+            f"{_reply_text(reply)}"), try_next=True)
+
+    def _local(self, dsn: str, text: str, *, log: str = "") -> DeliveryStatus:
+        """A status this client decided on (not a server's reply); ``log``: an extra
+        warning line the transport logs before it."""
+        st = DeliveryStatus(dsn, text, self.relay)
+        self.warning = log
+        return st
+
     def _soft(self, st: DeliveryStatus) -> DeliveryStatus:
         if st.dsn.startswith("5."):
-            return DeliveryStatus("4" + st.dsn[1:], st.text, st.relay)
+            return replace(st, dsn="4" + st.dsn[1:])
         return st
 
     # --- a transaction --------------------------------------------------------------------
@@ -360,7 +485,15 @@ class Session:
         return await self._event(name)
 
 
-_HANDSHAKE = frozenset({"GREETING", "EHLO", "HELO", "LHLO"})
+_HANDSHAKE = frozenset({"GREETING", "EHLO", "HELO", "LHLO", "STARTTLS", "AUTH",
+                        "AUTHLINE"})
+
+
+def _reply_text(event: ev.ClientEvent) -> str:
+    """A reply as the server wrote it (multi-line replies joined), "" for no reply."""
+    if isinstance(event, ev.Greeting | ev.HeloReply | ev.CommandReply | ev.DataEndReply):
+        return ev.wire_text(event.reply)
+    return ""
 
 
 class _Stage(Exception):

@@ -7,7 +7,7 @@ gets its own ``Config.with_overrides`` and so its own settings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from postier.config.params import (
     INET_PROTOCOLS,
@@ -26,8 +26,13 @@ from postier.config.params import (
     SMTP_MAIL_TIMEOUT,
     SMTP_QUIT_TIMEOUT,
     SMTP_RCPT_TIMEOUT,
+    SMTP_SASL_AUTH_ENABLE,
+    SMTP_SASL_AUTH_SOFT_BOUNCE,
+    SMTP_SASL_SECURITY_OPTIONS,
+    SMTP_SASL_TLS_SECURITY_OPTIONS,
     ParamSource,
 )
+from postier.tls.client import ClientTlsPolicy
 
 
 @dataclass(frozen=True)
@@ -67,10 +72,17 @@ class SmtpSettings:
     ipv4: bool = True
     ipv6: bool = True
     lmtp: bool = False
+    tls: ClientTlsPolicy = field(default_factory=ClientTlsPolicy)
+    sasl_enable: bool = False
+    sasl_options: tuple[str, ...] = ("noplaintext", "noanonymous")
+    sasl_tls_options: tuple[str, ...] = ("noplaintext", "noanonymous")
+    sasl_soft_bounce: bool = True
 
     @classmethod
     def from_config(cls, cfg: ParamSource, *, lmtp: bool = False) -> SmtpSettings:
-        """The settings in ``cfg``; raises ``ConfigError`` on a bad value."""
+        """The settings in ``cfg``; raises ``ConfigError`` on a bad value. LMTP (lmtp(8))
+        has its own ``lmtp_tls_*``/``lmtp_sasl_*`` parameters, not implemented: an LMTP
+        transport uses neither TLS nor SASL."""
         protocols = {p.lower() for p in cfg[INET_PROTOCOLS]}
         both = "all" in protocols
         return cls(
@@ -94,4 +106,9 @@ class SmtpSettings:
             ipv4=both or "ipv4" in protocols,
             ipv6=both or "ipv6" in protocols,
             lmtp=lmtp,
+            tls=ClientTlsPolicy() if lmtp else ClientTlsPolicy.from_config(cfg),
+            sasl_enable=not lmtp and cfg[SMTP_SASL_AUTH_ENABLE],
+            sasl_options=tuple(o.lower() for o in cfg[SMTP_SASL_SECURITY_OPTIONS]),
+            sasl_tls_options=tuple(o.lower() for o in cfg[SMTP_SASL_TLS_SECURITY_OPTIONS]),
+            sasl_soft_bounce=cfg[SMTP_SASL_AUTH_SOFT_BOUNCE],
         )

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from postier.config.braces import split_list
 from postier.delivery.status import DeliveryStatus, Kind, status_log_line
 from postier.delivery.transport import (
     DeliveryRequest,
@@ -32,11 +33,13 @@ from postier.delivery.transport import (
 )
 from postier.dns.result import AddressAnswer, Lookup, MxAnswer
 from postier.queue.file import QueueFile
-from postier.smtp import diagnostics
+from postier.smtp import auth, diagnostics
 from postier.smtp.nexthop import Kind as HopKind
 from postier.smtp.nexthop import NextHop, dedupe, order_mx, parse_list
 from postier.smtp.session import Message, Recipient, Session, SessionError
 from postier.smtp.settings import SmtpSettings
+from postier.tables import Maps, TableError
+from postier.tls.client import ClientTlsLevel, client_context
 
 _T = TypeVar("_T")
 CHUNK_SIZE = 65536
@@ -70,16 +73,22 @@ class SmtpTransport:
     """``deliver(request)``: one status per recipient, each logged.
 
     ``settings`` from ``SmtpSettings.from_config``; ``resolver`` answers MX and address
-    questions; ``clock`` gives seconds since the epoch (for the log's delays).
+    questions; ``clock`` gives seconds since the epoch (for the log's delays);
+    ``password_maps``: smtp_sasl_password_maps, opened (used when smtp_sasl_auth_enable).
+    Raises ``ConfigError`` when smtp_tls_CAfile/CApath cannot be loaded.
     """
 
     def __init__(self, settings: SmtpSettings, log: StatusLog, resolver: Resolver, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 password_maps: Maps | None = None) -> None:
         self.settings = settings
         self.log = log
         self.resolver = resolver
         self.clock = clock
         self.cache: dict[str, list[_Cached]] = {}
+        self.password_maps = password_maps or Maps("smtp_sasl_password_maps", ())
+        self.tls_context = (client_context(settings.tls)
+                            if settings.tls.level is not ClientTlsLevel.NONE else None)
 
     # --- the request ----------------------------------------------------------------------
 
@@ -118,6 +127,8 @@ class SmtpTransport:
                 return outcome.statuses
             cached.abort()  # it went away while cached: start afresh
         try:
+            written = {parse_list(t, lmtp=self.settings.lmtp)[0]: t.strip()
+                       for t in split_list(nexthop)}
             hops = parse_list(nexthop, lmtp=self.settings.lmtp)
             fallback = parse_list(" ".join(self.settings.fallback_relay),
                                   lmtp=self.settings.lmtp)
@@ -139,21 +150,11 @@ class SmtpTransport:
             elif problem is not None:
                 soft = problem
             for server in servers:
-                try:
-                    session = await Session.connect(server.name, server.addr, server.port,
-                                                    self.settings)
-                except SessionError as exc:
-                    soft = exc.status
-                    self.log.info(exc.status.text)  # as smtp(8): each server that failed
+                session = await self._open(server, hop, written.get(hop, hop.label))
+                if isinstance(session, DeliveryStatus):
+                    soft = session
                     continue
                 timing.connected = self.clock()
-                try:
-                    await session.handshake()
-                except SessionError as exc:
-                    soft = exc.status
-                    self.log.info(exc.status.text)
-                    await session.quit()
-                    continue
                 limit = session.size_limit
                 if limit and message.size > limit:
                     st = diagnostics.size_exceeded(message.size, limit, session.host,
@@ -165,6 +166,56 @@ class SmtpTransport:
                 return outcome.statuses
         final = soft or hard or diagnostics.bad_destination(nexthop)
         return {r.index: final for r in recipients}
+
+    async def _open(self, server: Server, hop: NextHop, dest: str) -> Session | DeliveryStatus:
+        """A session with ``server`` ready for mail: connected, greeted, TLS as the
+        level asks, logged in when smtp_sasl_auth_enable has a password for it; else the
+        status of the failure (logged, as smtp(8) logs each server that failed). At
+        level may a failed TLS handshake is tried once more without TLS."""
+        plain = False
+        while True:
+            try:
+                session = await Session.connect(server.name, server.addr, server.port,
+                                                self.settings)
+            except SessionError as exc:
+                self.log.info(exc.status.text)
+                return exc.status
+            try:
+                await session.handshake()
+                await self._secure(session, hop, dest, plain)
+            except SessionError as exc:
+                if session.warning:
+                    self.log.info(session.warning)
+                self.log.info(exc.status.text)
+                if exc.plain_retry and not plain:
+                    session.abort()
+                    plain = True
+                    continue
+                await session.quit()
+                return exc.status
+            return session
+
+    async def _secure(self, session: Session, hop: NextHop, dest: str, plain: bool) -> None:
+        """STARTTLS and AUTH on a greeted session; raises ``SessionError``."""
+        policy = self.settings.tls
+        if self.tls_context is not None and not plain:
+            await session.starttls(policy, self.tls_context, hop.host)
+            if session.tls is not None and policy.loglevel >= 1:
+                self.log.info(session.tls_established())
+        if not self.settings.sasl_enable or not session.auth_mechanisms:
+            return
+        try:
+            value = await self.password_maps.search_async(
+                auth.password_keys(session.host.partition("[")[0], dest))
+        except TableError as exc:
+            raise SessionError(DeliveryStatus("4.3.0", str(exc), session.relay),
+                               try_next=False) from None
+        if value is None:
+            return  # no password for this server: send without AUTH, as smtp(8)
+        options = (self.settings.sasl_tls_options if session.tls is not None
+                   else self.settings.sasl_options)
+        await session.authenticate(auth.Credentials.parse(value), options,
+                                   soft_bounce=self.settings.sasl_soft_bounce)
 
     async def _servers(self, hop: NextHop) -> tuple[list[Server], DeliveryStatus | None]:
         """The servers of one next hop, in the order to try them, and the problem found

@@ -156,4 +156,5 @@ def test_client_transports_log_under_their_program_names() -> None:
                                             program_log=program_log))
     assert isinstance(built["smtp"], SmtpTransport) and isinstance(built["lmtp"], SmtpTransport)
     assert sorted(asked) == [("discard", "postfix"), ("error", "postfix"), ("lmtp", "postfix"),
-                             ("smtp", "postfix"), ("smtp", "postfix/relay")]
+                             ("retry", "postfix"), ("smtp", "postfix"),
+                             ("smtp", "postfix/relay")]

@@ -105,9 +105,10 @@ def test_postfix_made_hash_table_is_read_from_its_source(tmp_path: Path) -> None
     (tmp_path / "access").write_text("192.0.2 OK\n")
     config = _config(tmp_path, f"alias_maps = hash:{tmp_path}/aliases\n"
                      f"smtpd_client_restrictions = check_client_access btree:{tmp_path}/access"
-                     "\n")
+                     "\nmaillog_file = /dev/stdout\n")  # not this machine's syslog
     warnings = load_with_warnings(config)[2]
     assert warnings == [
+        f"{tmp_path}/main.cf, line 3: overriding earlier entry: alias_maps=",
         f"hash:{tmp_path}/aliases: no {tmp_path}/aliases.pdb; reading the source file "
         f'{tmp_path}/aliases instead (slower): run "postier postalias hash:{tmp_path}/aliases"',
         f"btree:{tmp_path}/access: no {tmp_path}/access.pdb; reading the source file "
