@@ -14,10 +14,10 @@ import sys
 
 from postier.config import paths
 
-VERBS = ("start", "stop", "status", "start-fg", "check", "flush")
+VERBS = ("start", "stop", "status", "start-fg", "check", "flush", "reload", "restart", "abort")
 TOOLS = ("postconf", "postqueue", "mailq", "postsuper", "postcat", "postmap", "postalias")
 
-USAGE = """usage: postier [-c config_dir] start|stop|status|start-fg|check|flush
+USAGE = """usage: postier [-c config_dir] start|stop|reload|restart|abort|status|start-fg|check|flush
        postier postconf [options] [name ...]
        postier postqueue -f | -i queueid | -j | -p | -s site
        postier mailq
@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     action = {
         "start": control.start, "stop": control.stop, "status": control.status,
         "start-fg": control.start_fg, "check": control.check, "flush": postqueue.flush,
+        "reload": control.reload, "restart": control.restart, "abort": control.abort,
     }[verb]
     return action(os.path.abspath(paths.config_dir(config_arg)))
 

@@ -809,7 +809,7 @@ HASH_QUEUE_DEPTH = Param.int("hash_queue_depth", "1", "number of hashed subdirec
 ENABLE_LONG_QUEUE_IDS = Param.bool("enable_long_queue_ids", "no", "long, non-repeating queue IDs")
 DEFAULT_PROCESS_LIMIT = Param.int(
     "default_process_limit", "100",
-    "default maximal number of processes per service")
+    "default maximal number of processes per service", implemented=True)
 MASTER_SERVICE_DISABLE = Param.list("master_service_disable", "", "master.cf services to disable")
 
 # --- headers and bounces ----------------------------------------------------------------
