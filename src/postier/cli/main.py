@@ -17,7 +17,8 @@ from postier.config import paths
 VERBS = ("start", "stop", "status", "start-fg", "check", "flush", "reload", "restart", "abort")
 TOOLS = ("postconf", "postqueue", "mailq", "postsuper", "postcat", "postmap", "postalias")
 
-USAGE = """usage: postier [-c config_dir] start|stop|reload|restart|abort|status|start-fg|check|flush
+USAGE = """usage: postier [-c config_dir] start|stop|reload|restart|abort|status|start-fg|check
+       postier [-c config_dir] flush
        postier postconf [options] [name ...]
        postier postqueue -f | -i queueid | -j | -p | -s site
        postier mailq
