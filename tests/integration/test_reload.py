@@ -289,6 +289,10 @@ def test_5000_concurrent_clients_are_greeted_or_told(make_instance) -> None:
     assert len(results) == 5000
     bad = [r for r in results if not (r.startswith("220 ") or r.startswith("421 "))]
     assert not bad, f"{len(bad)} clients not greeted: {sorted(set(bad))[:5]}"
+    greeted = sum(r.startswith("220 ") for r in results)
+    assert greeted >= 100, greeted  # the limit's worth at least, served
+    told = [r for r in results if r.startswith("421 ")]
+    assert all(re.fullmatch(r"421 4\.7\.0 \S+ Error: too many connections", r) for r in told)
     log = inst.log()
     assert re.search(r"open file limit \(RLIMIT_NOFILE\): \d+", log)
     assert re.search(

@@ -9,6 +9,7 @@ message with a datagram to ``public/qmgr``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import sys
@@ -29,6 +30,8 @@ from postier.smtpproto import replies
 STOP_DATA_SECONDS = 5.0  # on stop, how long a message being received may take to finish
 BUSY_WARN_SECONDS = 1000.0  # Postfix's master repeats its process-limit warning this rarely
 ACCEPT_RETRY_SECONDS = 1.0
+OVERFLOW_WAIT_SECONDS = 10.0  # a client past the session limit waits this long to be served
+OVERFLOW_FACTOR = 10  # ... and at most this many times the share of clients wait
 
 
 class Listener:
@@ -146,44 +149,96 @@ async def accept_loop(
     listener: Listener, spawn: Callable[[Listener, Session, Callable[[], None]], None]
 ) -> None:
     """Accept on one listening socket for ever, one session per connection, never more
-    than the listener's share at once. An accept error (descriptors exhausted) is logged
-    and retried after a pause, as Postfix's master does: nothing is accepted and then
-    closed without a word."""
+    than the listener's share at once. Past the share a client waits (accepted, not yet
+    greeted) up to ``OVERFLOW_WAIT_SECONDS`` for a session to end, at most
+    ``OVERFLOW_FACTOR`` times the share of them; else it gets ``421 4.7.0 … too many
+    connections``. The kernel's listen queue stays short, so no client is left to time
+    out there. An accept error (descriptors exhausted) is logged and retried after a
+    pause, as Postfix's master does: nothing is accepted and closed without a word."""
     loop = asyncio.get_running_loop()
     svc = listener.service
     slots = listener.slots
-    while True:
-        if slots is not None:
-            if slots.locked():
-                listener.warn_busy()
-            await slots.acquire()
-        try:
-            conn, _ = await loop.sock_accept(listener.sock)
-        except OSError as exc:
-            if slots is not None:
-                slots.release()
-            svc.log.warning(f"service {svc.name}: accept: {exc.strerror or exc}")
-            await asyncio.sleep(ACCEPT_RETRY_SECONDS)
-            continue
-        except asyncio.CancelledError:
-            if slots is not None:
-                slots.release()
-            raise
-        conn.setblocking(False)
+    waiting: set[asyncio.Task[None]] = set()
+
+    def start(conn: socket.socket) -> None:
         if svc.tls.policy.wrappermode:
             # smtps: the TLS layer must read the connection from its first byte, so the
             # socket is handed to the handshake unread.
             session = Session(svc, asyncio.StreamReader(limit=1 << 16), None, wrapped=conn)
             spawn(listener, session, conn.close)
-            continue
+            return
+        task = loop.create_task(open_session(listener, conn, spawn))
+        waiting.add(task)
+        task.add_done_callback(waiting.discard)
+
+    async def wait_for_slot(conn: socket.socket) -> None:
+        assert slots is not None
         try:
-            reader, writer = await asyncio.open_connection(sock=conn, limit=1 << 16)
-        except OSError:  # gone before it could be wrapped: nothing said, nothing owed
+            async with asyncio.timeout(OVERFLOW_WAIT_SECONDS):
+                await slots.acquire()
+        except TimeoutError:
+            await refuse(conn, svc)
+            return
+        except asyncio.CancelledError:  # stopping: say so rather than close silently
+            with contextlib.suppress(OSError):
+                conn.send(replies.service_unavailable(svc.hostname).to_bytes())
             conn.close()
-            if slots is not None:
-                slots.release()
-            continue
-        spawn(listener, Session(svc, reader, writer), writer.transport.abort)
+            raise
+        start(conn)
+
+    try:
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(listener.sock)
+            except OSError as exc:
+                svc.log.warning(f"service {svc.name}: accept: {exc.strerror or exc}")
+                await asyncio.sleep(ACCEPT_RETRY_SECONDS)
+                continue
+            conn.setblocking(False)
+            if slots is None:
+                start(conn)
+            elif not slots.locked():
+                await slots.acquire()  # free: returns at once
+                start(conn)
+            else:
+                listener.warn_busy()
+                if len(waiting) >= OVERFLOW_FACTOR * listener.share:
+                    task = loop.create_task(refuse(conn, svc))
+                else:
+                    task = loop.create_task(wait_for_slot(conn))
+                waiting.add(task)
+                task.add_done_callback(waiting.discard)
+    finally:
+        for task in list(waiting):
+            task.cancel()
+
+
+async def open_session(
+    listener: Listener, conn: socket.socket,
+    spawn: Callable[[Listener, Session, Callable[[], None]], None],
+) -> None:
+    """Wrap an accepted plaintext connection in streams and start its session (its slot
+    is taken); a connection gone meanwhile gives its slot back."""
+    try:
+        reader, writer = await asyncio.open_connection(sock=conn, limit=1 << 16)
+    except OSError:  # gone before it could be wrapped: nothing said, nothing owed
+        conn.close()
+        if listener.slots is not None:
+            listener.slots.release()
+        return
+    spawn(listener, Session(listener.service, reader, writer), writer.transport.abort)
+
+
+async def refuse(conn: socket.socket, svc: Service) -> None:
+    """``421 4.7.0 HOST Error: too many connections``, then close (1 s at most)."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(1):
+            await loop.sock_sendall(conn, replies.too_many_connections(svc.hostname).to_bytes())
+    except (OSError, TimeoutError):
+        pass
+    finally:
+        conn.close()
 
 
 def main(argv: list[str] | None = None) -> int:
