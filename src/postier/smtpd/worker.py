@@ -3,7 +3,10 @@
 One asyncio loop (uvloop) serves every ``inet`` smtpd service of master.cf, each
 with its own settings (main.cf plus that service's ``-o`` overrides). Runs as
 ``mail_owner``; never binds a socket itself. Tells the queue manager about each new
-message with a datagram to ``public/qmgr``.
+message with a datagram to ``public/qmgr``. Each service's sessions are limited to this
+worker's share of its process limit (master.cf ``maxproc``, as Postfix's master(8)
+counts processes); on stop a message being received is answered before the worker
+exits; on the master's reload the worker drains (stops accepting, finishes its sessions).
 """
 
 from __future__ import annotations
