@@ -86,7 +86,6 @@ class Master:
         self.stopping = False
         self._wake_r, self._wake_w = os.pipe()
         self._pidfile_fd = -1
-        self.stop_signal: int = signal.SIGTERM
 
     # --- setup ---------------------------------------------------------------------------
 
@@ -260,7 +259,6 @@ class Master:
     def _on_signal(self, signum: int, _frame: object) -> None:
         if signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             self.stopping = True
-            self.stop_signal = signum
             self.fast = self.fast or signum == signal.SIGQUIT
         elif signum == signal.SIGHUP:
             self.reload_requested = True
@@ -268,7 +266,6 @@ class Master:
             os.write(self._wake_w, b"x")
 
     def run(self, ready_fd: int = -1) -> int:
-        self.stop_signal = signal.SIGTERM
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD,
                     signal.SIGHUP):
             signal.signal(sig, self._on_signal)
@@ -305,7 +302,8 @@ class Master:
                 self.reload_requested = False
                 self.reload()
             self.reap_and_restart()
-        self.log.info(f"terminating on signal {int(self.stop_signal)}")
+        # Postfix's master says 15 for a stop; SIGQUIT is the fast stop.
+        self.log.info(f"terminating on signal {3 if self.fast else 15}")
         self.shutdown()
         return 0
 

@@ -220,16 +220,23 @@ async def open_session(
     listener: Listener, conn: socket.socket,
     spawn: Callable[[Listener, Session, Callable[[], None]], None],
 ) -> None:
-    """Wrap an accepted plaintext connection in streams and start its session (its slot
-    is taken); a connection gone meanwhile gives its slot back."""
+    """Wrap an accepted plaintext connection in streams, as ``asyncio.start_server`` does
+    (server side: ``StreamWriter.start_tls`` then handshakes as the server), and start its
+    session (its slot is taken); a connection gone meanwhile gives its slot back."""
+    loop = asyncio.get_running_loop()
+    svc = listener.service
+
+    def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        spawn(listener, Session(svc, reader, writer), writer.transport.abort)
+
+    reader = asyncio.StreamReader(limit=1 << 16)
     try:
-        reader, writer = await asyncio.open_connection(sock=conn, limit=1 << 16)
+        await loop.connect_accepted_socket(
+            lambda: asyncio.StreamReaderProtocol(reader, connected), sock=conn)
     except OSError:  # gone before it could be wrapped: nothing said, nothing owed
         conn.close()
         if listener.slots is not None:
             listener.slots.release()
-        return
-    spawn(listener, Session(listener.service, reader, writer), writer.transport.abort)
 
 
 async def refuse(conn: socket.socket, svc: Service) -> None:
