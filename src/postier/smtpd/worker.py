@@ -117,6 +117,7 @@ async def serve(worker: Worker, listen: list[Listener], ready_fd: int, lifeline_
     await asyncio.wait([stopper, drainer], return_when=asyncio.FIRST_COMPLETED)
     for acceptor in acceptors:
         acceptor.cancel()
+    await asyncio.gather(*acceptors, return_exceptions=True)
     for lst in listen:
         lst.sock.close()  # this process's copy: the master and the new workers keep theirs
     # Reload: old sessions finish under the old configuration; a stop still ends them.
@@ -161,7 +162,8 @@ async def accept_loop(
     loop = asyncio.get_running_loop()
     svc = listener.service
     slots = listener.slots
-    waiting: set[asyncio.Task[None]] = set()
+    waiting: set[asyncio.Task[None]] = set()  # past the share: waiting for a slot, or refused
+    opening: set[asyncio.Task[None]] = set()  # accepted, streams being made
 
     def start(conn: socket.socket) -> None:
         if svc.tls.policy.wrappermode:
@@ -170,9 +172,10 @@ async def accept_loop(
             session = Session(svc, asyncio.StreamReader(limit=1 << 16), None, wrapped=conn)
             spawn(listener, session, conn.close)
             return
+        # Not cancelled with the acceptor (drain, stop): an accepted client gets its session.
         task = loop.create_task(open_session(listener, conn, spawn))
-        waiting.add(task)
-        task.add_done_callback(waiting.discard)
+        opening.add(task)
+        task.add_done_callback(opening.discard)
 
     async def wait_for_slot(conn: socket.socket) -> None:
         assert slots is not None
@@ -214,6 +217,8 @@ async def accept_loop(
     finally:
         for task in list(waiting):
             task.cancel()
+        if opening:  # their sessions must be known to the worker before it drains
+            await asyncio.wait(list(opening))
 
 
 async def open_session(
