@@ -23,6 +23,11 @@ if TYPE_CHECKING:
     from postier.log import Log
 
 
+# The master's reload tells an smtpd worker of the old configuration to stop accepting,
+# finish its sessions and exit (smtpd only; qmgr and local restart through SIGTERM).
+DRAIN_SIGNAL = signal.SIGUSR1
+
+
 def child_arguments(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("--config-dir", required=True)

@@ -26,6 +26,7 @@ from postier.config.errors import ConfigError
 from postier.config.mastercf import MasterService
 from postier.config.params import (
     DATA_DIRECTORY,
+    DEFAULT_PROCESS_LIMIT,
     MAIL_OWNER,
     MAILBOX_SIZE_LIMIT,
     MESSAGE_SIZE_LIMIT,
@@ -200,6 +201,21 @@ class Runtime:
         return dirs.ensure(self.queue_dir, self.uid, self.setgid_gid)
 
 
+def process_limit(svc: MasterService, cfg: Config) -> int:
+    """A service's process limit: master.cf ``maxproc``, else ``default_process_limit``
+    (0: no limit). postier counts it in sessions, the service's total over its smtpd
+    workers, since one Postfix smtpd process serves one session at a time."""
+    return svc.maxproc if svc.maxproc is not None else cfg[DEFAULT_PROCESS_LIMIT]
+
+
+def session_share(limit: int, workers: int) -> int:
+    """One smtpd worker's share of a service's session ``limit`` (0: no limit): the
+    limit divided among ``workers``, rounded up, so that their sum is never below it."""
+    if limit <= 0:
+        return 0
+    return -(-limit // max(1, workers))
+
+
 def pid_file(queue_dir: str) -> str:
     """The master's pid file, locked (flock) for the master's lifetime: QUEUE_DIR/pid/master.pid."""
     return os.path.join(queue_dir, "pid", "master.pid")
@@ -248,3 +264,49 @@ def postfix_master(queue_dir: str, data_dir: str) -> str | None:
         return None
     return (f"a Postfix master (pid {pid}) is running on queue_directory {queue_dir}: "
             f"stop it first (postfix stop)")
+
+
+def reload_status_file(queue_dir: str) -> str:
+    """Where the master says how its last reload went: QUEUE_DIR/pid/master.reload,
+    one line ``GENERATION ok`` or ``GENERATION error: WHY`` (``reload_status``)."""
+    return os.path.join(queue_dir, "pid", "master.reload")
+
+
+@dataclass(frozen=True)
+class ReloadStatus:
+    generation: int  # how many reloads the running master has attempted (0: none)
+    ok: bool
+    text: str  # "" when ok, else why the reload was refused (file and line when known)
+
+    def line(self) -> str:
+        return f"{self.generation} ok\n" if self.ok else f"{self.generation} error: {self.text}\n"
+
+    @classmethod
+    def parse(cls, text: str) -> ReloadStatus | None:
+        """The status written by ``line``; None for anything else (no file yet, torn)."""
+        head, _, rest = text.partition(" ")
+        if not head.isdigit() or not text.endswith("\n"):
+            return None
+        rest = rest.rstrip("\n")
+        if rest == "ok":
+            return cls(int(head), True, "")
+        if rest.startswith("error: "):
+            return cls(int(head), False, rest[len("error: "):])
+        return None
+
+
+def read_reload_status(queue_dir: str) -> ReloadStatus | None:
+    try:
+        with open(reload_status_file(queue_dir)) as f:
+            return ReloadStatus.parse(f.read())
+    except FileNotFoundError:
+        return None
+
+
+def write_reload_status(queue_dir: str, status: ReloadStatus) -> None:
+    """Replace the status file at once (temporary file, rename)."""
+    path = reload_status_file(queue_dir)
+    tmp = f"{path}.{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(status.line())
+    os.replace(tmp, path)

@@ -27,7 +27,7 @@ from postier.config.settings import Config
 from postier.log import for_config as log_for_config
 from postier.smtpd.process import Worker
 from postier.smtpd.service import Service
-from postier.smtpd.worker import serve
+from postier.smtpd.worker import Listener, serve
 
 from .conftest import Instance, free_port
 
@@ -223,7 +223,10 @@ def test_peers_resetting_under_either_event_loop(make_instance, loop_name: str) 
     clients = 60
 
     async def main() -> None:
-        listen = [(listeners[0].detach(), sleeper), (listeners[1].detach(), writer)]
+        for sock in listeners:
+            sock.setblocking(False)
+        listen = [Listener(sock, svc, share=0, process_limit=0, endpoint=str(port))
+                  for sock, svc, port in zip(listeners, (sleeper, writer), ports, strict=True)]
         serving = asyncio.ensure_future(serve(worker, listen, ready_w, lifeline_r))
         assert await asyncio.to_thread(os.read, ready_r, 1) == b"R"
         await asyncio.to_thread(run_clients, ports[0], ports[1], clients)

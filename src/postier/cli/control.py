@@ -1,11 +1,14 @@
-"""start, stop, status, check and start-fg: what postfix(1) does with the master process.
+"""start, stop, reload, restart, abort, status, check and start-fg: postfix(1)'s verbs.
 
 Follows postfix(1) and postfix-script. ``start`` launches the master in its own session
 and returns only once every child reported that it serves (so the SMTP port answers with
 a greeting), or prints why it could not start and exits non-zero. ``stop`` sends SIGTERM
 and waits until the master's pid file lock is released. The running master is found
 through ``pid/master.pid`` under ``queue_directory``, locked for the master's lifetime,
-so a stale file left by ``kill -9`` is recognised as stale. The master is another
+so a stale file left by ``kill -9`` is recognised as stale. ``reload`` checks the
+configuration first (a bad one is refused here with file and line, nothing is
+signalled), then sends SIGHUP and waits for the master's verdict
+(``instance.read_reload_status``); ``abort`` is Postfix's fast stop (SIGQUIT). The master is another
 program: it is started as ``python -m postier.master.master``, never imported here; what
 both need (the configuration checks, the pid file's place) is the library
 ``postier.instance``. Every verb prints Postfix's lines on stderr and returns the exit
@@ -33,6 +36,7 @@ MASTER_MODULE = "postier.master.master"
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
+RELOAD_TIMEOUT = 60.0
 
 
 def ensure_default_config(config_dir: str) -> bool:
@@ -172,7 +176,18 @@ def _master_pid(config_dir: str) -> int | None:
 
 
 def stop(config_dir: str) -> int:
-    """SIGTERM to the master, then wait (30 s) until it is gone: 0, else 1."""
+    """SIGTERM to the master, then wait (30 s) until it is gone: 0, else 1. A message
+    being received is answered (acknowledged on disk, or 421) before its worker exits."""
+    return _stop(config_dir, signal.SIGTERM)
+
+
+def abort(config_dir: str) -> int:
+    """Postfix's ``abort`` (``stop fast``): SIGQUIT, every child gets one second; what
+    was acknowledged is on disk, a message being received is not acknowledged."""
+    return _stop(config_dir, signal.SIGQUIT)
+
+
+def _stop(config_dir: str, signum: int) -> int:
     pid = _master_pid(config_dir)
     if pid is None:
         print("postier: fatal: the Postfix mail system is not running", file=sys.stderr)
@@ -181,7 +196,7 @@ def stop(config_dir: str) -> int:
         print("postier: fatal: the master is still starting; try again", file=sys.stderr)
         return 1
     print("postier/postfix-script: stopping the Postfix mail system", file=sys.stderr)
-    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, signum)
     deadline = time.monotonic() + STOP_TIMEOUT
     while time.monotonic() < deadline:
         if running_pid(config_dir) is None and not _alive(pid):
@@ -192,6 +207,56 @@ def stop(config_dir: str) -> int:
         file=sys.stderr,
     )
     return 1
+
+
+def reload(config_dir: str) -> int:
+    """Check the configuration, SIGHUP the master and wait (60 s) for its verdict: 0 when
+    the new configuration is in force, else 1 with the reason (file and line)."""
+    try:
+        _, _, warnings = instance.load_with_warnings(config_dir)
+    except ConfigError as exc:
+        print(f"postier: fatal: {exc}", file=sys.stderr)
+        print("postier: fatal: the configuration was not reloaded; "
+              "the running configuration stays in force", file=sys.stderr)
+        return 1
+    for warning in warnings:
+        print(f"postier: warning: {warning}", file=sys.stderr)
+    pid = _master_pid(config_dir)
+    if pid is None:
+        print("postier: fatal: the Postfix mail system is not running", file=sys.stderr)
+        return 1
+    if pid <= 0:
+        print("postier: fatal: the master is still starting; try again", file=sys.stderr)
+        return 1
+    queue_dir = Config.from_dir(config_dir)[QUEUE_DIRECTORY]
+    before = instance.read_reload_status(queue_dir)
+    print("postier/postfix-script: refreshing the Postfix mail system", file=sys.stderr)
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + RELOAD_TIMEOUT
+    while time.monotonic() < deadline:
+        now = instance.read_reload_status(queue_dir)
+        if now is not None and (before is None or now.generation > before.generation):
+            if now.ok:
+                return 0
+            print(f"postier: fatal: reload refused: {now.text}; "
+                  "the running configuration stays in force", file=sys.stderr)
+            return 1
+        if not _alive(pid):
+            print("postier: fatal: the master exited", file=sys.stderr)
+            return 1
+        time.sleep(0.05)
+    print(f"postier: warning: master pid {pid} did not answer the reload within "
+          f"{RELOAD_TIMEOUT:.0f}s", file=sys.stderr)
+    return 1
+
+
+def restart(config_dir: str) -> int:
+    """``stop`` (when running), then ``start``: 0 when it runs again, else 1."""
+    if _master_pid(config_dir) is not None:
+        code = stop(config_dir)
+        if code:
+            return code
+    return start(config_dir)
 
 
 def status(config_dir: str) -> int:

@@ -486,7 +486,7 @@ LINE_LENGTH_LIMIT = Param.int(
     "line_length_limit", "2048",
     "maximal length of a line before it is broken up", implemented=True)
 HEADER_SIZE_LIMIT = Param.size("header_size_limit", "102400", "maximal size of a message header")
-SMTPUTF8_ENABLE = Param.bool("smtputf8_enable", "yes", "enable SMTPUTF8 support")
+SMTPUTF8_ENABLE = Param.bool("smtputf8_enable", "yes", "enable SMTPUTF8 support", implemented=True)
 
 # --- SASL and TLS ---------------------------------------------------------------------
 SMTPD_SASL_AUTH_ENABLE = Param.bool(
@@ -893,7 +893,7 @@ HASH_QUEUE_DEPTH = Param.int("hash_queue_depth", "1", "number of hashed subdirec
 ENABLE_LONG_QUEUE_IDS = Param.bool("enable_long_queue_ids", "no", "long, non-repeating queue IDs")
 DEFAULT_PROCESS_LIMIT = Param.int(
     "default_process_limit", "100",
-    "default maximal number of processes per service")
+    "default maximal number of processes per service", implemented=True)
 MASTER_SERVICE_DISABLE = Param.list("master_service_disable", "", "master.cf services to disable")
 
 # --- headers and bounces ----------------------------------------------------------------

@@ -81,6 +81,7 @@ from postier.tables import SearchSettings, TableError, Tables, transport_keys
 from postier.tables.search import parent_style
 
 INCOMING_SCAN_SECONDS = 1.0
+STOP_SECONDS = 5.0  # on stop, how long deliveries in progress may take to finish
 #: Messages being worked on at once (Postfix's qmgr_message_active_limit, much smaller).
 MESSAGE_ACTIVE_LIMIT = 100
 #: What the ``retry`` transport says when transport_maps cannot answer (qmgr(8)).
@@ -592,6 +593,10 @@ async def serve(qmgr: Qmgr, ready_fd: int, lifeline_fd: int) -> None:
     loop.remove_reader(trigger.fileno())
     trigger.close()
     await loop.run_in_executor(None, unbind_trigger, qmgr.queue_dir)
+    # Stop or reload: deliveries in progress may finish (a bounded wait); what is still
+    # running then stays in active/, recovered by the next qmgr (nothing is lost).
+    if qmgr.tasks:
+        await asyncio.wait(list(qmgr.tasks), timeout=STOP_SECONDS)
     for task in list(qmgr.tasks):
         task.cancel()
 

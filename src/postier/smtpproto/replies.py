@@ -90,6 +90,11 @@ def too_many_errors(hostname: str) -> Reply:
     return Reply(421, "4.7.0", f"{hostname} Error: too many errors")
 
 
+def too_many_connections(hostname: str) -> Reply:
+    """A client beyond a service's session limit (postier's process limit; issue 9)."""
+    return Reply(421, "4.7.0", f"{hostname} Error: too many connections")
+
+
 def service_unavailable(hostname: str) -> Reply:
     """The reply to every command when smtpd cannot serve (e.g. shutting down)."""
     return Reply(421, "4.3.2", f"{hostname} Service not available, closing transmission channel")
