@@ -46,8 +46,9 @@ def main_cf_for(inst: Instance, generation: int) -> str:
 
 def write_main_cf(inst: Instance, body: str) -> None:
     text = (inst.config_dir / "main.cf").read_text()
-    marker = "# --- test instance settings"
-    (inst.config_dir / "main.cf").write_text(body + text[text.index(marker) - 1:])
+    # the instance's own settings (conftest.Instance) start at its first line
+    marker = "\nmaillog_file_prefixes = "
+    (inst.config_dir / "main.cf").write_text(body + text[text.index(marker):])
 
 
 def master_cf_for(inst: Instance, extra_port: int | None) -> str:

@@ -175,6 +175,19 @@ def _master_pid(config_dir: str) -> int | None:
         raise SystemExit(1) from None
 
 
+def _signalable_master(config_dir: str) -> int | None:
+    """The running master's pid, ready for a signal; None once the reason it is not (not
+    running, still starting) has been printed."""
+    pid = _master_pid(config_dir)
+    if pid is None:
+        print("postier: fatal: the Postfix mail system is not running", file=sys.stderr)
+        return None
+    if pid <= 0:
+        print("postier: fatal: the master is still starting; try again", file=sys.stderr)
+        return None
+    return pid
+
+
 def stop(config_dir: str) -> int:
     """SIGTERM to the master, then wait (30 s) until it is gone: 0, else 1. A message
     being received is answered (acknowledged on disk, or 421) before its worker exits."""
@@ -188,12 +201,8 @@ def abort(config_dir: str) -> int:
 
 
 def _stop(config_dir: str, signum: int) -> int:
-    pid = _master_pid(config_dir)
+    pid = _signalable_master(config_dir)
     if pid is None:
-        print("postier: fatal: the Postfix mail system is not running", file=sys.stderr)
-        return 1
-    if pid <= 0:
-        print("postier: fatal: the master is still starting; try again", file=sys.stderr)
         return 1
     print("postier/postfix-script: stopping the Postfix mail system", file=sys.stderr)
     os.kill(pid, signum)
@@ -221,12 +230,8 @@ def reload(config_dir: str) -> int:
         return 1
     for warning in warnings:
         print(f"postier: warning: {warning}", file=sys.stderr)
-    pid = _master_pid(config_dir)
+    pid = _signalable_master(config_dir)
     if pid is None:
-        print("postier: fatal: the Postfix mail system is not running", file=sys.stderr)
-        return 1
-    if pid <= 0:
-        print("postier: fatal: the master is still starting; try again", file=sys.stderr)
         return 1
     queue_dir = Config.from_dir(config_dir)[QUEUE_DIRECTORY]
     before = instance.read_reload_status(queue_dir)

@@ -11,8 +11,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from postier.delivery.status import DeliveryStatus, dsn_split, status_log_line
-from postier.delivery.transport import DeliveryRequest, RcptResult, StatusLog
+from postier.delivery.status import DeliveryStatus, dsn_split
+from postier.delivery.transport import (
+    DeliveryRequest,
+    RcptResult,
+    StatusLog,
+    same_status_for_all,
+)
 
 DEFAULT_DSN = "2.0.0"
 DEFAULT_TEXT = "discarded"
@@ -28,11 +33,4 @@ class DiscardTransport:
     async def deliver(self, request: DeliveryRequest) -> list[RcptResult]:
         dsn, text = dsn_split(request.nexthop, DEFAULT_DSN)
         st = DeliveryStatus("2" + dsn[1:], text or DEFAULT_TEXT, relay="none")
-        now = self.clock()
-        results = []
-        for r in request.recipients:
-            self.log.info(
-                status_log_line(request.queue_id, r.address, r.orig, request.arrival, st, now)
-            )
-            results.append(RcptResult(r.index, st))
-        return results
+        return same_status_for_all(request, st, self.log, self.clock())

@@ -14,8 +14,13 @@ import time
 from collections.abc import Callable
 
 from postier.delivery import status
-from postier.delivery.status import dsn_split, status_log_line
-from postier.delivery.transport import DeliveryRequest, RcptResult, StatusLog
+from postier.delivery.status import dsn_split
+from postier.delivery.transport import (
+    DeliveryRequest,
+    RcptResult,
+    StatusLog,
+    same_status_for_all,
+)
 
 DEFAULT_DSN = "5.0.0"
 
@@ -36,11 +41,4 @@ class ErrorTransport:
             st = status.deferred("4" + dsn[1:], text, relay="none")
         else:
             st = status.bounced("5" + dsn[1:], text, relay="none")
-        now = self.clock()
-        results = []
-        for r in request.recipients:
-            self.log.info(
-                status_log_line(request.queue_id, r.address, r.orig, request.arrival, st, now)
-            )
-            results.append(RcptResult(r.index, st))
-        return results
+        return same_status_for_all(request, st, self.log, self.clock())

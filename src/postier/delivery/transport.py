@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from postier.delivery.protocol import RcptRequest, RcptResult
+from postier.delivery.status import DeliveryStatus, status_log_line
 
 __all__ = [
     "DeliveryRequest", "RcptRequest", "RcptResult", "StatusLog", "Transport",
@@ -67,3 +68,16 @@ class Transport(Protocol):
     """
 
     async def deliver(self, request: DeliveryRequest) -> list[RcptResult]: ...
+
+
+def same_status_for_all(
+    request: DeliveryRequest, st: DeliveryStatus, log: StatusLog, now: float
+) -> list[RcptResult]:
+    """Every recipient of ``request`` gets ``st``, each logged in Postfix's status line
+    (the error(8) and discard(8) agents decide once for the whole request)."""
+    results = []
+    for r in request.recipients:
+        log.info(status_log_line(request.queue_id, r.address, r.orig, request.arrival, st, now))
+        results.append(RcptResult(r.index, st))
+    return results
+
