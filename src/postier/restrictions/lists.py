@@ -7,6 +7,8 @@ working instance of: reject_unauth_destination, …").
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
+
 from postier.config.errors import ConfigError
 from postier.config.params import (
     RBL_REPLY_MAPS,
@@ -97,3 +99,22 @@ def check_restriction_lists(cfg: Config, where: str) -> None:
                                   parsed.get(rs.Stage.RECIPIENT, []))
     except ValueError as exc:
         raise ConfigError(str(exc), param=SMTPD_RELAY_RESTRICTIONS.name) from None
+
+
+def table_arguments(
+    lists: Mapping[rs.Stage, Sequence[rs.RestrictionCall]],
+    classes: Mapping[str, Sequence[rs.RestrictionCall]],
+) -> Iterator[tuple[str, rs.RestrictionCall]]:
+    """Every restriction of ``lists`` (by stage, as ``parse_lists`` gives them) and of the
+    restriction ``classes`` whose argument is a table: (the parameter that names it, the
+    call). The one walk both ``postier check`` and smtpd's start use to open them."""
+    names = {stage: param.name for param, stage in ALL_LISTS}
+    named: list[tuple[str, Sequence[rs.RestrictionCall]]] = [
+        (names[stage], calls) for stage, calls in lists.items()]
+    named += list(classes.items())
+    for param, calls in named:
+        for call in calls:
+            row = rs.RESTRICTIONS.get(call.name)
+            if row is not None and row.needs.table and call.arg is not None:
+                yield param, call
+

@@ -34,7 +34,7 @@ from postier.dns.result import DnsResult
 from postier.dns.result import Lookup as DnsLookup
 from postier.restrictions import evaluate as rs
 from postier.restrictions import lookups as lk
-from postier.restrictions.lists import ALL_LISTS
+from postier.restrictions.lists import table_arguments
 from postier.rewrite.address import parse_address
 from postier.rewrite.mynetworks import MyNetworks
 from postier.rewrite.resolve import AddressClass, Classifier, LocalRecipientCheck
@@ -275,21 +275,14 @@ def open_access_tables(cfg: Config, lists: Mapping[rs.Stage, Sequence[rs.Restric
     """Open every table the restriction lists, the restriction classes and
     ``rbl_reply_maps`` name, now (a ConfigError naming main.cf's line and the parameter
     when one cannot be: never a silent "not found" later)."""
-    params = {stage: param.name for param, stage in ALL_LISTS}
-    named: list[tuple[str, Sequence[rs.RestrictionCall]]] = [
-        (params[stage], calls) for stage, calls in lists.items()]
-    named += list((classes or {}).items())
-    for param, calls in named:
-        for call in calls:
-            row = rs.RESTRICTIONS.get(call.name)
-            if row is None or not row.needs.table or call.arg is None:
-                continue
-            try:
-                facts.access_maps(call.arg)
-            except TableOpenError as exc:
-                file, line = cfg.location(param)
-                raise ConfigError(f"{call.name} {call.arg}: {exc}", file=file, line=line,
-                                  param=param) from None
+    for param, call in table_arguments(lists, classes or {}):
+        assert call.arg is not None
+        try:
+            facts.access_maps(call.arg)
+        except TableOpenError as exc:
+            file, line = cfg.location(param)
+            raise ConfigError(f"{call.name} {call.arg}: {exc}", file=file, line=line,
+                              param=param) from None
     for spec in cfg[RBL_REPLY_MAPS]:
         try:
             facts.access_maps(spec)

@@ -18,6 +18,7 @@ from postier.config.params import (
     MAILBOX_COMMAND_MAPS,
     MYNETWORKS,
     MYNETWORKS_STYLE,
+    RBL_REPLY_MAPS,
     RECIPIENT_CANONICAL_MAPS,
     RELAY_RECIPIENT_MAPS,
     SENDER_CANONICAL_MAPS,
@@ -30,8 +31,7 @@ from postier.config.params import (
     Param,
 )
 from postier.config.settings import Config
-from postier.restrictions import evaluate as rs
-from postier.restrictions.lists import RESTRICTION_LISTS
+from postier.restrictions.lists import parse_lists, restriction_classes, table_arguments
 from postier.rewrite.mynetworks import MyNetworks
 from postier.tables.base import TableOpenError
 from postier.tables.registry import Tables
@@ -42,7 +42,7 @@ from postier.tables.stringlist import StringList
 TABLE_PARAMS: tuple[Param[list[str]], ...] = (
     ALIAS_MAPS, LOCAL_RECIPIENT_MAPS, TRANSPORT_MAPS, RELAY_RECIPIENT_MAPS, VIRTUAL_ALIAS_MAPS,
     VIRTUAL_MAILBOX_MAPS, CANONICAL_MAPS, SENDER_CANONICAL_MAPS, RECIPIENT_CANONICAL_MAPS,
-    SMTPD_SENDER_LOGIN_MAPS, SMTP_SASL_PASSWORD_MAPS, MAILBOX_COMMAND_MAPS,
+    SMTPD_SENDER_LOGIN_MAPS, SMTP_SASL_PASSWORD_MAPS, MAILBOX_COMMAND_MAPS, RBL_REPLY_MAPS,
 )
 
 
@@ -61,21 +61,18 @@ def check_tables(cfg: Config, tables: Tables | None = None, *,
         opened.for_param(cfg, param, aliases=param is ALIAS_MAPS)
     if not smtpd:
         return
-    for param, stage in RESTRICTION_LISTS:
+    try:  # every list and class; one that does not parse is reported by check_restriction_lists
+        lists, classes = parse_lists(cfg), restriction_classes(cfg)
+    except ConfigError:
+        lists, classes = {}, {}
+    for param_name, call in table_arguments(lists, classes):
+        assert call.arg is not None
         try:
-            calls = rs.parse_restrictions(cfg[param], stage=stage)
-        except ValueError:
-            continue  # reported by restrictions.lists.check_restriction_lists
-        for call in calls:
-            row = rs.RESTRICTIONS.get(call.name)
-            if row is None or not row.needs.table or call.arg is None:
-                continue
-            try:
-                opened.table(call.arg)
-            except TableOpenError as exc:
-                file, line = cfg.location(param.name)
-                raise ConfigError(f"{call.name} {call.arg}: {exc}", file=file, line=line,
-                                  param=param.name) from None
+            opened.table(call.arg)
+        except TableOpenError as exc:
+            file, line = cfg.location(param_name)
+            raise ConfigError(f"{call.name} {call.arg}: {exc}", file=file, line=line,
+                              param=param_name) from None
     try:
         StringList.parse(cfg[SMTPD_FORBIDDEN_COMMANDS], opened.table)
     except TableOpenError as exc:

@@ -79,6 +79,17 @@ def _config(tmp_path: Path, extra: str) -> str:
      r'"127.0.0.1/8"'),
     ("mynetworks = 127.0.0.0/255.255.255.0\n",
      r"main.cf, line 3: parameter mynetworks: mynetworks: bad network mask"),
+    # tables of every list and restriction class, not only those of RCPT time
+    ("smtpd_data_restrictions = check_client_access regexp:{dir}/bad.re\n",
+     r"main.cf, line 3: parameter smtpd_data_restrictions: check_client_access "
+     r"regexp:.*bad.re: .*bad.re, line 2: bad regular expression"),
+    ("smtpd_restriction_classes = friends\n"
+     "friends = check_sender_access hash:/nonexistent/friends\n",
+     r"main.cf, line 4: parameter friends: check_sender_access hash:/nonexistent/friends: "
+     r"open database /nonexistent/friends.pdb: No such file"),
+    ("rbl_reply_maps = hash:/nonexistent/rbl\n",
+     r"main.cf, line 3: rbl_reply_maps: hash:/nonexistent/rbl: open database "
+     r"/nonexistent/rbl.pdb: No such file"),
 ])
 def test_tables_that_cannot_be_used_are_start_errors(tmp_path: Path, extra: str,
                                                      message: str) -> None:
