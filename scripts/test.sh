@@ -3,7 +3,7 @@
 # As root it also installs the Debian packages the integration tests use, each only when
 # what it provides is missing: procmail, s-nail, swaks, dnsmasq-base (the tests' DNS
 # server), python3 (the ordinary-user test runs the system's python3), openssl (test
-# certificates), dovecot-core and sasl2-bin (SASL), postgresql (pgsql: tables; the test
+# certificates), dovecot-core, dovecot-lmtpd and sasl2-bin (SASL, LMTP), postgresql (pgsql: tables; the test
 # starts its own cluster), postfix installed unconfigured (smtp-sink for the relay tests,
 # and the reference in bench/) — and creates the mail_owner account "postfix" when it is
 # missing.
@@ -26,8 +26,6 @@ if [ "$(id -u)" = 0 ]; then
     need dovecot-core command -v dovecot
     need dovecot-lmtpd test -x /usr/lib/dovecot/lmtp
     need sasl2-bin command -v saslauthd
-    need pflogsumm command -v pflogsumm
-    need fail2ban command -v fail2ban-regex
     need postgresql sh -c 'ls /usr/lib/postgresql/*/bin/initdb'
     need postfix test -x /usr/sbin/smtp-sink
     if [ -n "$packages" ]; then
