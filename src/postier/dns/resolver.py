@@ -121,30 +121,29 @@ class Resolver:
                 temp = True
         return DnsResult.TEMP_FAIL if temp else DnsResult.NOT_FOUND
 
+    async def _ask(self, name: str, rdtype: str) -> tuple[Lookup, dns.resolver.Answer | None]:
+        """One question: how it ended, and the answer when records were found."""
+        try:
+            return Lookup.FOUND, await self.dns.resolve(name, rdtype, search=False)
+        except dns.resolver.NXDOMAIN:
+            return Lookup.NOT_FOUND, None
+        except dns.resolver.NoAnswer:
+            return Lookup.NO_DATA, None
+        except DNS_ERRORS:
+            return Lookup.TEMP_FAIL, None
+
     async def _query(self, name: str, rdtype: str) -> tuple[Lookup, list[str]]:
         """One question: how it ended and the answer's records as text."""
-        try:
-            answer = await self.dns.resolve(name, rdtype, search=False)
-        except dns.resolver.NXDOMAIN:
-            return Lookup.NOT_FOUND, []
-        except dns.resolver.NoAnswer:
-            return Lookup.NO_DATA, []
-        except DNS_ERRORS:
-            return Lookup.TEMP_FAIL, []
-        return Lookup.FOUND, [r.to_text() for r in answer]
+        lookup, answer = await self._ask(name, rdtype)
+        return lookup, [] if answer is None else [r.to_text() for r in answer]
 
     async def records(self, name: str, rdtype: str) -> tuple[Lookup, list[str]]:
         """``name``'s records of ``rdtype`` (A, AAAA, MX, NS, TXT) as restrictions read
         them: an address, a host name without the final dot (MX: the exchange only; a
         null MX is "."), or a TXT record's strings joined."""
-        try:
-            answer = await self.dns.resolve(name.rstrip("."), rdtype, search=False)
-        except dns.resolver.NXDOMAIN:
-            return Lookup.NOT_FOUND, []
-        except dns.resolver.NoAnswer:
-            return Lookup.NO_DATA, []
-        except DNS_ERRORS:
-            return Lookup.TEMP_FAIL, []
+        lookup, answer = await self._ask(name.rstrip("."), rdtype)
+        if answer is None:
+            return lookup, []
         texts: list[str] = []
         for r in answer:
             if rdtype == "MX":
