@@ -33,7 +33,7 @@ from postier.config.params import ENABLE_LONG_QUEUE_IDS, QUEUE_DIRECTORY
 from postier.config.settings import Config
 from postier.queue import control as qmgr_control
 from postier.queue import dirs, showq
-from postier.queue.file import CorruptQueueFile, QueueFile
+from postier.queue.flush import make_site_due
 from postier.queue.ids import is_queue_id
 from postier.queue.showq import QueuedMessage
 
@@ -194,28 +194,10 @@ def flush_one(queue_dir: str, queue_id: str) -> None:
     _tell_qmgr(queue_dir, qmgr_control.Request.SCAN_DEFERRED)
 
 
-def recipient_domain(address: str) -> str:
-    """The domain of an address, folded: ``User@Example.COM.`` → ``example.com``."""
-    return address.rpartition("@")[2].lower().rstrip(".")
-
-
 def flush_site(queue_dir: str, site: str) -> int:
     """``postqueue -s SITE``: the deferred messages with a pending recipient in domain SITE
-    are attempted now; returns how many."""
-    want = recipient_domain("@" + site.strip("[]"))
-    now = time.time()
-    count = 0
-    for _queue_id, path in dirs.scan(queue_dir, "deferred"):
-        try:
-            with QueueFile.open(path, readonly=True) as qf:
-                match = any(
-                    not r.done and recipient_domain(r.address) == want
-                    for r in qf.envelope.recipients
-                )
-        except (FileNotFoundError, CorruptQueueFile):
-            continue
-        if match and _touch(path, now):
-            count += 1
+    are attempted now (``queue.flush``); returns how many."""
+    count = make_site_due(queue_dir, site)
     _tell_qmgr(queue_dir, qmgr_control.Request.SCAN_DEFERRED)
     return count
 

@@ -431,13 +431,23 @@ SMTPD_DATA_RESTRICTIONS = Param.list("smtpd_data_restrictions", "", "restriction
 SMTPD_END_OF_DATA_RESTRICTIONS = Param.list(
     "smtpd_end_of_data_restrictions", "",
     "restrictions applied at the end of message data", implemented=True)
-SMTPD_ETRN_RESTRICTIONS = Param.list("smtpd_etrn_restrictions", "", "restrictions applied to ETRN")
+SMTPD_ETRN_RESTRICTIONS = Param.list("smtpd_etrn_restrictions", "", "restrictions applied to ETRN",
+                                     implemented=True)
+FAST_FLUSH_DOMAINS = Param.list(
+    "fast_flush_domains", "$relay_domains",
+    "destinations ETRN (and postqueue -s) may flush; others get 459", implemented=True)
+SMTPD_AUTHORIZED_XCLIENT_HOSTS = Param.list(
+    "smtpd_authorized_xclient_hosts", "",
+    "clients (addresses, networks, /files, type:tables) allowed XCLIENT", implemented=True)
+SMTPD_AUTHORIZED_XFORWARD_HOSTS = Param.list(
+    "smtpd_authorized_xforward_hosts", "",
+    "clients (addresses, networks, /files, type:tables) allowed XFORWARD", implemented=True)
 SMTPD_HELO_REQUIRED = Param.bool(
     "smtpd_helo_required", "no",
     "require HELO or EHLO before MAIL FROM", implemented=True)
 SMTPD_DELAY_REJECT = Param.bool(
     "smtpd_delay_reject", "yes",
-    "evaluate client, HELO and sender restrictions at RCPT TO time")
+    "evaluate client, HELO and sender restrictions at RCPT TO time", implemented=True)
 SMTPD_REJECT_UNLISTED_RECIPIENT = Param.bool(
     "smtpd_reject_unlisted_recipient", "yes",
     "reject recipients unknown in local or virtual recipient tables", implemented=True)

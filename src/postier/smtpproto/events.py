@@ -142,6 +142,27 @@ class AuthLine:
 
 
 @dataclass(frozen=True)
+class Etrn:
+    """ETRN (RFC 1985): ``site`` is the one argument as sent (``@``/``#`` prefix kept)."""
+
+    site: str
+
+
+@dataclass(frozen=True)
+class Xclient:
+    """XCLIENT (Postfix's XCLIENT_README): the ``NAME=value`` words as sent."""
+
+    arguments: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Xforward:
+    """XFORWARD (Postfix's XFORWARD_README): the ``NAME=value`` words as sent."""
+
+    arguments: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ProtocolError:
     """Something the core refused by itself; send ``reply``. ``command`` is the verb
     (upper case, e.g. "MAIL") or "" when none was recognised, for logs and counters.

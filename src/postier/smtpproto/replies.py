@@ -451,3 +451,46 @@ def sender_not_logged_in(sender: str) -> Reply:
 
 # An access(5) table answer Postfix cannot interpret: a configuration error, not the client's.
 SERVER_CONFIGURATION_ERROR = Reply(451, "4.3.5", "Server configuration error")
+
+
+# --- ETRN (RFC 1985), as Postfix 3.7's smtpd: no enhanced status codes ----------------
+
+ETRN_SYNTAX = Reply(500, None, "Syntax: ETRN domain")
+ETRN_HELO_FIRST = Reply(503, None, "Error: send HELO/EHLO first")
+ETRN_IN_TRANSACTION = Reply(503, None, "Error: MAIL transaction in progress")
+ETRN_BAD_PARAMETER = Reply(501, None, "Error: invalid parameter syntax")
+ETRN_OK = Reply(250, None, "Queuing started")
+# The flush service cannot be asked (Postfix: "unable to talk to fast flush service").
+ETRN_UNABLE = Reply(458, None, "Unable to queue messages")
+
+
+def etrn_unavailable(site: str) -> Reply:
+    """``459 <SITE>: service unavailable``: SITE is not in fast_flush_domains."""
+    return Reply(459, None, f"<{site}>: service unavailable")
+
+
+# --- XCLIENT and XFORWARD (Postfix's XCLIENT_README, XFORWARD_README) ----------------
+
+XCLIENT_SYNTAX = Reply(501, "5.5.4", "Syntax: XCLIENT attribute=value...")
+XFORWARD_SYNTAX = Reply(501, "5.5.4", "Syntax: XFORWARD attribute=value...")
+INSUFFICIENT_AUTHORIZATION = Reply(550, "5.7.0", "Error: insufficient authorization")
+ATTRIBUTE_VALUE_EXPECTED = Reply(501, "5.5.4", "Error: attribute=value expected")
+
+
+def bad_attribute_name(command: str, name: str) -> Reply:
+    """``501 5.5.4 Bad XCLIENT attribute name: FOO`` (``command``: XCLIENT or XFORWARD)."""
+    return Reply(501, "5.5.4", f"Bad {command} attribute name: {name}")
+
+
+def bad_attribute_value(name: str, value: str) -> Reply:
+    """``501 5.5.4 Bad ADDR syntax: VALUE`` (the value as sent)."""
+    return Reply(501, "5.5.4", f"Bad {name} syntax: {value}")
+
+
+# --- smtpd_delay_reject = no ----------------------------------------------------------
+
+
+def client_access_denied(client: str) -> Reply:
+    """Every command but QUIT after the client restrictions refused the connection:
+    ``503 5.7.0 Error: access denied for NAME[ADDR]``."""
+    return Reply(503, "5.7.0", f"Error: access denied for {client}")

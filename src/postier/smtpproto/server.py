@@ -30,6 +30,11 @@ Lines come from ``buffer.LineBuffer`` (bounded); command syntax and content are 
 end of DATA is ONLY ``<CR><LF>.<CR><LF>``, see there). Command lines may end in CRLF or
 bare LF.
 
+ETRN, XCLIENT and XFORWARD (RFC 1985; Postfix's XCLIENT_README, XFORWARD_README): the
+core checks HELO (ETRN under helo_required), that no transaction is under way and that
+an argument is there; who may use them and what they do is the shell's. An XCLIENT
+answered 220 starts over as a new session (no HELO, no transaction).
+
 BDAT (RFC 3030, as Postfix 3.7's smtpd): ``BDAT size [LAST]`` is read whatever the
 state, and its ``size`` octets are always taken off the wire (never parsed as commands),
 passed on as ``DataChunk`` events or dropped; a ``ChunkEnd`` then expects the reply.
@@ -94,13 +99,14 @@ _TRANSITIONS: dict[tuple[State | None, str, int], State] = {
     (State.AUTH, "ERROR", ANY): State.IDLE,
     (None, "BDATLAST", ANY): State.IDLE,  # a LAST chunk ends the transaction, whatever
     (None, "BDATREFUSEDLAST", ANY): State.IDLE,  # the reply
+    (None, "XCLIENT", 2): State.IDLE,  # 220: a new session for the client it names
 }
 
 # Commands whose reply may change the state: nothing after them is parsed until
 # they are answered. NOOP, VRFY and core-refused commands do not hold parsing.
 _HOLDING = frozenset({"HELO", "MAIL", "RCPT", "DATA", "DATAEND", "RSET", "QUIT", "STARTTLS",
                       "AUTH", "AUTHLINE", "BDAT", "BDATLAST", "BDATREFUSED",
-                      "BDATREFUSEDLAST"})
+                      "BDATREFUSEDLAST", "XCLIENT"})
 
 # Replies that end the session (the client is told goodbye).
 _CLOSING = (221, 421, 521)
@@ -129,6 +135,9 @@ _PRECONDITIONS: dict[str, tuple[tuple[_Need, Reply], ...]] = {
     "STARTTLS": ((_Need.NO_TLS, replies.TLS_ALREADY_ACTIVE),),
     "AUTH": ((_Need.TLS, replies.STARTTLS_FIRST),
              (_Need.NOT_AUTHENTICATED, replies.ALREADY_AUTHENTICATED)),
+    "ETRN": ((_Need.TLS, replies.STARTTLS_FIRST), (_Need.HELO, replies.ETRN_HELO_FIRST)),
+    "XCLIENT": ((_Need.TLS, replies.STARTTLS_FIRST),),
+    "XFORWARD": ((_Need.TLS, replies.STARTTLS_FIRST),),
 }
 
 # (state, command) -> the reply refusing that command in that state. Commands are only
@@ -145,6 +154,12 @@ _REFUSED: dict[tuple[State, str], Reply] = {
     (State.RCPT, "STARTTLS"): replies.TRANSACTION_IN_PROGRESS,
     (State.MAIL, "AUTH"): replies.TRANSACTION_IN_PROGRESS,
     (State.RCPT, "AUTH"): replies.TRANSACTION_IN_PROGRESS,
+    (State.MAIL, "ETRN"): replies.ETRN_IN_TRANSACTION,
+    (State.RCPT, "ETRN"): replies.ETRN_IN_TRANSACTION,
+    (State.MAIL, "XCLIENT"): replies.TRANSACTION_IN_PROGRESS,
+    (State.RCPT, "XCLIENT"): replies.TRANSACTION_IN_PROGRESS,
+    (State.MAIL, "XFORWARD"): replies.TRANSACTION_IN_PROGRESS,
+    (State.RCPT, "XFORWARD"): replies.TRANSACTION_IN_PROGRESS,
 }
 
 # Commands whose syntax is checked before whether they are allowed (Postfix's order for
@@ -236,7 +251,8 @@ class ServerConnection:
             "HELO": self._helo, "EHLO": self._ehlo, "MAIL": self._mail, "RCPT": self._rcpt,
             "DATA": self._data, "RSET": self._rset, "NOOP": self._noop, "QUIT": self._quit,
             "VRFY": self._vrfy, "STARTTLS": self._starttls, "AUTH": self._auth,
-            "BDAT": self._bdat,
+            "BDAT": self._bdat, "ETRN": self._etrn, "XCLIENT": self._xclient,
+            "XFORWARD": self._xforward,
         }
 
     # --- public API ---------------------------------------------------------------
@@ -323,10 +339,13 @@ class ServerConnection:
                 self.authenticated = True
             elif command == "MAIL":
                 self.binarymime = self._mail_binarymime
+            elif command == "XCLIENT":  # as after a new connection: no HELO yet
+                self.helo_name = None
+                self.esmtp = False
         if command == "BDAT" and cls != 2:  # the shell refused a chunk: drop the rest
             self._bdat_failed = True
         if command in ("BDATLAST", "BDATREFUSEDLAST") or (
-                after is State.IDLE and command in ("HELO", "RSET", "STARTTLS")):
+                after is State.IDLE and command in ("HELO", "RSET", "STARTTLS", "XCLIENT")):
             self.bdat = False
             self._bdat_failed = False
         if after in (State.IDLE, State.MAIL):
@@ -503,6 +522,25 @@ class ServerConnection:
             return self._error(refusal, "AUTH")
         initial = args[1] if len(args) == 2 else None
         return self._queue("AUTH", ev.Auth(args[0].upper(), initial))
+
+    def _etrn(self, rest: str) -> ev.Event:
+        # RFC 1985 5:  etrn = "ETRN" SP [ "@" / "#" ] node-name  (the shell checks the name)
+        args = rest.split()
+        if len(args) != 1:
+            return self._error(replies.ETRN_SYNTAX, "ETRN")
+        return self._queue("ETRN", ev.Etrn(args[0]))
+
+    def _xclient(self, rest: str) -> ev.Event:
+        # XCLIENT_README:  "XCLIENT" 1*( SP attribute-name "=" attribute-value )
+        if not rest.split():
+            return self._error(replies.XCLIENT_SYNTAX, "XCLIENT")
+        return self._queue("XCLIENT", ev.Xclient(tuple(rest.split())))
+
+    def _xforward(self, rest: str) -> ev.Event:
+        # XFORWARD_README:  "XFORWARD" 1*( SP attribute-name "=" attribute-value )
+        if not rest.split():
+            return self._error(replies.XFORWARD_SYNTAX, "XFORWARD")
+        return self._queue("XFORWARD", ev.Xforward(tuple(rest.split())))
 
     def _bdat(self, rest: str) -> ev.Event | ev.NeedData:
         # RFC 3030 2:  bdat-cmd = "BDAT" SP chunk-size [ SP end-marker ] CRLF

@@ -113,10 +113,10 @@ def test_a_parameter_is_not_both_implemented_and_inert() -> None:
 
 def test_unimplemented_settings_reads_the_flags() -> None:
     assert PARAMS["myhostname"].implemented and PARAMS["biff"].inert
-    assert not (PARAMS["smtpd_delay_reject"].implemented
-                or PARAMS["smtpd_delay_reject"].inert)
-    assert unimplemented_settings({"smtpd_delay_reject", "myhostname", "biff", "nosuch"}) == [
-        "smtpd_delay_reject"
+    assert not (PARAMS["multi_instance_enable"].implemented
+                or PARAMS["multi_instance_enable"].inert)
+    assert unimplemented_settings({"multi_instance_enable", "myhostname", "biff", "nosuch"}) == [
+        "multi_instance_enable"
     ]
 
 
@@ -135,19 +135,19 @@ def test_the_flag_drives_the_not_implemented_warnings(
         tmp_path,
         # alias_maps emptied: the default hash:/etc/aliases depends on this machine
         # maillog_file set: where the log goes otherwise depends on this machine's syslog
-        "queue_directory = /tmp/q\nsmtpd_delay_reject = no\nbiff = no\nalias_maps =\n"
+        "queue_directory = /tmp/q\nmulti_instance_enable = no\nbiff = no\nalias_maps =\n"
         "maillog_file = /dev/stdout\n",
         "smtp inet n - n - - smtpd -o strict_rfc821_envelopes=yes\n",
     )
     main_cf, master_cf = tmp_path / "main.cf", tmp_path / "master.cf"
     expected = [
-        f"{main_cf}, line 2: parameter smtpd_delay_reject is not implemented by postier "
+        f"{main_cf}, line 2: parameter multi_instance_enable is not implemented by postier "
         "yet; its setting (no) has no effect",
         f"{master_cf}, line 1: service smtp: -o strict_rfc821_envelopes is not implemented by "
         "postier yet; it has no effect",
     ]
     assert load_with_warnings(config_dir)[2] == expected
-    for name in ("smtpd_delay_reject", "strict_rfc821_envelopes"):
+    for name in ("multi_instance_enable", "strict_rfc821_envelopes"):
         monkeypatch.setitem(PARAMS, name, dataclasses.replace(PARAMS[name], implemented=True))
     assert load_with_warnings(config_dir)[2] == []
     monkeypatch.setitem(PARAMS, "biff", dataclasses.replace(PARAMS["biff"], inert=False))
