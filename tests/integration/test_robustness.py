@@ -272,13 +272,13 @@ def test_missing_mail_owner_says_how_to_create_it(make_instance) -> None:
 
 
 def test_unimplemented_parameters_are_named_at_start(make_instance) -> None:
-    inst = make_instance(BASE_MAIN_CF + "smtpd_delay_reject = no\nno_such_parameter = 1\n")
+    inst = make_instance(BASE_MAIN_CF + "multi_instance_enable = yes\nno_such_parameter = 1\n")
     result = inst.start()
     assert result.returncode == 0, result.stderr
-    assert "main.cf, line 6: parameter smtpd_delay_reject is not implemented" in result.stderr
+    assert "main.cf, line 6: parameter multi_instance_enable is not implemented" in result.stderr
     assert "main.cf, line 7: unused parameter: no_such_parameter=1" in result.stderr
     log = inst.wait_log("daemon started")
-    assert "warning: " in log and "smtpd_delay_reject" in log
+    assert "warning: " in log and "multi_instance_enable" in log
 
 
 @pytest.mark.skipif(not ROOT, reason="needs a real local user")

@@ -125,6 +125,7 @@ class SmtpdState:
     sasl_method: str = ""
     sasl_sender: str = ""
     instance: str = ""  # one value per mail transaction (policy servers' "instance")
+    etrn_domain: str | None = None  # ETRN's site, in smtpd_etrn_restrictions
 
 
 #: The ``SmtpdState`` fields each stage brings (what a restriction's ``Needs.state`` means).
@@ -136,6 +137,7 @@ STATE_FIELDS: Mapping[Stage, frozenset[str]] = {
     Stage.SENDER: frozenset({"sender", "recipient_count", "size", "queue_id", "instance",
                              "sasl_method", "sasl_sender"}),
     Stage.RECIPIENT: frozenset({"recipient"}),
+    Stage.ETRN: frozenset({"etrn_domain"}),
 }
 
 
@@ -282,7 +284,7 @@ def _subject(ctx: Ctx) -> str:
         return "DATA"
     if stage is Stage.END_OF_DATA:
         return "END-OF-MESSAGE"
-    return "ETRN"
+    return s.etrn_domain or "ETRN"
 
 
 def _negative(code: int) -> Verdict:
@@ -1016,7 +1018,7 @@ def policy_attributes(state: SmtpdState, policy_context: str = ""
         ("queue_id", state.queue_id),
         ("instance", state.instance),
         ("size", str(state.size)),
-        ("etrn_domain", ""),
+        ("etrn_domain", state.etrn_domain or ""),
         ("stress", ""),
         ("sasl_method", state.sasl_method),
         ("sasl_username", state.sasl_username or ""),
@@ -1443,9 +1445,12 @@ def evaluate_stage_steps(
     reject_unlisted_recipient: bool = True,
     reject_unlisted_sender: bool = False,
     classes: Mapping[str, Sequence[RestrictionCall]] | None = None,
+    delay_reject: bool = True,
 ) -> Steps[Decision]:
     """Every list up to ``state.stage`` with ``smtpd_delay_reject = yes`` semantics,
-    asking for facts as it goes.
+    asking for facts as it goes. ``delay_reject`` False (``smtpd_delay_reject = no``):
+    only the stage's own list (at RECIPIENT: relay then recipient, with their implicit
+    guards; at SENDER: with the implicit reject_unlisted_sender), each at its command.
 
     At RECIPIENT: client, helo, sender, [implicit reject_unlisted_sender],
     relay, [implicit relay guard when neither relay nor recipient list has a
@@ -1457,7 +1462,9 @@ def evaluate_stage_steps(
     run = _Run()
     parsed = {stage: _as_calls(calls, stage) for stage, calls in lists.items()}
     target = state.stage
-    if target in DELAYED_STAGES:
+    if target in DELAYED_STAGES and not delay_reject:
+        order = [s for s in DELAYED_STAGES if s.rank == target.rank]
+    elif target in DELAYED_STAGES:
         order = [s for s in DELAYED_STAGES if s.rank <= target.rank]
     else:
         order = [target]
@@ -1504,12 +1511,13 @@ def evaluate_stage(
     reject_unlisted_recipient: bool = True,
     reject_unlisted_sender: bool = False,
     classes: Mapping[str, Sequence[RestrictionCall]] | None = None,
+    delay_reject: bool = True,
 ) -> Decision:
     """``evaluate_stage_steps`` answered by a synchronous ``facts``."""
     return run(evaluate_stage_steps(lists, state, codes,
                                     reject_unlisted_recipient=reject_unlisted_recipient,
                                     reject_unlisted_sender=reject_unlisted_sender,
-                                    classes=classes), facts)
+                                    classes=classes, delay_reject=delay_reject), facts)
 
 
 def with_stage(state: SmtpdState, stage: Stage) -> SmtpdState:

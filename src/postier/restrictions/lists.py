@@ -14,6 +14,7 @@ from postier.config.params import (
     RBL_REPLY_MAPS,
     SMTPD_CLIENT_RESTRICTIONS,
     SMTPD_DATA_RESTRICTIONS,
+    SMTPD_DELAY_REJECT,
     SMTPD_END_OF_DATA_RESTRICTIONS,
     SMTPD_ETRN_RESTRICTIONS,
     SMTPD_HELO_RESTRICTIONS,
@@ -81,7 +82,8 @@ def parse_lists(cfg: Config, where: str = "main.cf"
     parsed = {}
     for param, stage in ALL_LISTS:
         try:
-            parsed[stage] = rs.parse_restrictions(cfg[param], stage=stage, classes=names)
+            parsed[stage] = rs.parse_restrictions(cfg[param], stage=stage, classes=names,
+                                                  delay_reject=cfg[SMTPD_DELAY_REJECT])
         except ValueError as exc:
             raise _error(cfg, param.name, where, exc) from None
     return parsed

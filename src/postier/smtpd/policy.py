@@ -1,9 +1,11 @@
 """What smtpd decides for one session at MAIL, RCPT and VRFY (pure: decisions out, no I/O).
 
-Follows Postfix's smtpd(8) and SMTPD_ACCESS_README, with ``smtpd_delay_reject = yes``
-semantics: client, HELO and sender restrictions are evaluated at RCPT time, by the
-restriction evaluator (``restrictions.evaluate``). Decisions that need facts are
-``restrictions.lookups.Steps``: the session shell drives them with
+Follows Postfix's smtpd(8) and SMTPD_ACCESS_README: with ``smtpd_delay_reject = yes``
+(the default) client, HELO and sender restrictions are evaluated at RCPT time, by the
+restriction evaluator (``restrictions.evaluate``); with ``no`` each list is evaluated
+at its own command (``check_stage``: connect, HELO/EHLO, MAIL) and RCPT runs only the
+relay and recipient lists. ETRN's smtpd_etrn_restrictions: ``check_etrn``.
+Decisions that need facts are ``restrictions.lookups.Steps``: the session shell drives them with
 ``smtpd.facts.ServiceFacts.run`` and then does what they say (flush, sleep, log,
 reply).
 """
@@ -70,6 +72,8 @@ class PolicySettings(Protocol):
     def reject_unlisted_sender(self) -> bool: ...
     @property
     def classes(self) -> Mapping[str, Sequence[rs.RestrictionCall]]: ...
+    @property
+    def delay_reject(self) -> bool: ...
 
 
 def _repeated(params: Mapping[str, str | None]) -> frozenset[str]:
@@ -191,7 +195,12 @@ class Policy:
             reject_unlisted_recipient=self.svc.reject_unlisted_recipient,
             reject_unlisted_sender=self.svc.reject_unlisted_sender,
             classes=self.svc.classes,
+            delay_reject=self.svc.delay_reject,
         )
+        return self._decided(decision)
+
+    def _decided(self, decision: rs.Decision) -> RcptDecision:
+        """The evaluator's decision as smtpd carries it out (sleep once per session)."""
         # Every list runs again at each RCPT (smtpd_delay_reject); a "sleep" there is meant
         # to make a zombie give up before it talks, so it pauses a session only once.
         sleep = 0.0
@@ -200,6 +209,30 @@ class Policy:
             sleep = sum(decision.sleeps)
         reply = None if decision.accepted else decision.reply
         return RcptDecision(reply, sleep, tuple(decision.warnings), tuple(decision.notes))
+
+    def check_stage(self, session: rs.SmtpdState, stage: rs.Stage) -> Steps[RcptDecision]:
+        """``smtpd_delay_reject = no``: the list of ``stage`` (CLIENT at connect, HELO at
+        HELO/EHLO, SENDER at MAIL, with its implicit reject_unlisted_sender) alone, now.
+        ``session`` holds what that command brings (the HELO name, the sender)."""
+        decision = yield from rs.evaluate_stage_steps(
+            self.svc.lists,
+            replace(session, stage=stage),
+            self.svc.codes,
+            reject_unlisted_recipient=self.svc.reject_unlisted_recipient,
+            reject_unlisted_sender=self.svc.reject_unlisted_sender,
+            classes=self.svc.classes,
+            delay_reject=False,
+        )
+        return self._decided(decision)
+
+    def check_etrn(self, session: rs.SmtpdState, site: str) -> Steps[RcptDecision]:
+        """smtpd_etrn_restrictions for ``ETRN site`` (rejects say ``<site>: Etrn command
+        rejected: …``)."""
+        state = replace(session, stage=rs.Stage.ETRN, etrn_domain=site)
+        decision = yield from rs.evaluate_steps(
+            self.svc.lists.get(rs.Stage.ETRN, []), state, self.svc.codes,
+            stage=rs.Stage.ETRN, classes=self.svc.classes)
+        return self._decided(decision)
 
     def vrfy(self, session: rs.SmtpdState, argument: str) -> Steps[VrfyDecision]:
         """The reply to ``VRFY argument``, as Postfix's smtpd: disabled (502), no

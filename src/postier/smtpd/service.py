@@ -15,6 +15,7 @@ from postier.config.params import (
     ALWAYS_ADD_MISSING_HEADERS,
     BROKEN_SASL_AUTH_CLIENTS,
     DISABLE_VRFY_COMMAND,
+    FAST_FLUSH_DOMAINS,
     LINE_LENGTH_LIMIT,
     LOCAL_HEADER_REWRITE_CLIENTS,
     MAIL_NAME,
@@ -23,9 +24,13 @@ from postier.config.params import (
     MYNETWORKS,
     MYNETWORKS_STYLE,
     MYORIGIN,
+    PARENT_DOMAIN_MATCHES_SUBDOMAINS,
     RECIPIENT_DELIMITER,
     RELAY_RECIPIENT_MAPS,
+    SMTPD_AUTHORIZED_XCLIENT_HOSTS,
+    SMTPD_AUTHORIZED_XFORWARD_HOSTS,
     SMTPD_BANNER,
+    SMTPD_DELAY_REJECT,
     SMTPD_ERROR_SLEEP_TIME,
     SMTPD_FORBID_UNAUTH_PIPELINING,
     SMTPD_FORBIDDEN_COMMANDS,
@@ -53,7 +58,7 @@ from postier.log import Log
 from postier.restrictions import evaluate as rs
 from postier.restrictions.lists import parse_lists, restriction_classes
 from postier.rewrite.mynetworks import MyNetworks
-from postier.rewrite.resolve import Classifier, LocalRecipientCheck
+from postier.rewrite.resolve import Classifier, LocalRecipientCheck, domain_matches
 from postier.sasl.api import Authenticator
 from postier.sasl.mechanisms import parse_security_options
 from postier.smtpd.facts import (
@@ -65,6 +70,7 @@ from postier.smtpd.facts import (
 )
 from postier.smtpd.policy import HEADER_REWRITE_CLIENT_RULES, rewrite_headers_for
 from postier.smtpd.process import Worker
+from postier.smtpproto import xclient
 from postier.tables import Table, TableOpenError
 from postier.tables.stringlist import StringList
 from postier.tls.context import ServerTls, load_server_tls
@@ -136,6 +142,7 @@ class Service:
         keywords.append(f"SIZE {self.message_size_limit}" if self.message_size_limit else "SIZE")
         if not self.disable_vrfy:
             keywords.append("VRFY")
+        keywords.append("ETRN")  # RFC 1985, always offered (as Postfix)
         keywords += ["ENHANCEDSTATUSCODES", "8BITMIME", "DSN"]
         # SMTPUTF8 (RFC 6531) per smtputf8_enable; CHUNKING (RFC 3030) always, as Postfix
         # 3.7; BINARYMIME beside it (Postfix has none: docs/decisions.md).
@@ -144,6 +151,15 @@ class Service:
             keywords.append("SMTPUTF8")
         keywords += ["CHUNKING", "BINARYMIME"]
         self.ehlo_keywords = keywords
+        # smtpd_delay_reject, ETRN's fast_flush_domains, XCLIENT and XFORWARD's clients
+        self.delay_reject = cfg[SMTPD_DELAY_REJECT]
+        self.fast_flush_domains = cfg[FAST_FLUSH_DOMAINS]
+        self.flush_parent_matches = (
+            FAST_FLUSH_DOMAINS.name in cfg[PARENT_DOMAIN_MATCHES_SUBDOMAINS])
+        self.xclient_hosts, self.xforward_hosts = (
+            MyNetworks.parse(cfg[param], read_file=read_text_file,
+                             open_table=worker.tables.table, strict=False)
+            for param in (SMTPD_AUTHORIZED_XCLIENT_HOSTS, SMTPD_AUTHORIZED_XFORWARD_HOSTS))
         # SASL (SASL_README): the back end is the process's, shared by its services.
         self.sasl_enable = cfg[SMTPD_SASL_AUTH_ENABLE]
         self.sasl: Authenticator | None = worker.authenticator(cfg) if self.sasl_enable else None
@@ -199,11 +215,33 @@ class Service:
         """smtpd_sasl_tls_security_options under TLS, else smtpd_sasl_security_options."""
         return self.sasl_tls_security_options if tls else self.sasl_security_options
 
-    def ehlo_keywords_for(self, *, tls_active: bool, auth_lines: list[str]) -> list[str]:
+    def flush_allowed(self, site: str) -> bool:
+        """Is ``site`` (ETRN's, prefix dropped) in fast_flush_domains? An address
+        literal matches only as written there."""
+        return domain_matches(site, self.fast_flush_domains,
+                              parent_matches=self.flush_parent_matches)
+
+    def xclient_allowed(self, client_addr: str) -> bool:
+        """Is the client in smtpd_authorized_xclient_hosts (default: nobody)?"""
+        return self.xclient_hosts.match(client_addr)
+
+    def xforward_allowed(self, client_addr: str) -> bool:
+        """Is the client in smtpd_authorized_xforward_hosts (default: nobody)?"""
+        return self.xforward_hosts.match(client_addr)
+
+    def x_keywords(self, client_addr: str) -> list[str]:
+        """The XCLIENT and XFORWARD EHLO lines for this client (only when authorized)."""
+        return ([xclient.ehlo_keyword(xclient.Command.XCLIENT)]
+                if self.xclient_allowed(client_addr) else []) + (
+            [xclient.ehlo_keyword(xclient.Command.XFORWARD)]
+            if self.xforward_allowed(client_addr) else [])
+
+    def ehlo_keywords_for(self, *, tls_active: bool, auth_lines: list[str],
+                          x_lines: list[str] | None = None) -> list[str]:
         """The EHLO keywords now, in Postfix's order: STARTTLS while TLS is offered and not
-        yet active (never in wrapper mode: TLS is already on), then the AUTH lines, both
-        before ENHANCEDSTATUSCODES."""
-        extra = list(auth_lines)
+        yet active (never in wrapper mode: TLS is already on), then the AUTH lines, then
+        ``x_lines`` (XCLIENT, XFORWARD), all before ENHANCEDSTATUSCODES."""
+        extra = list(auth_lines) + list(x_lines or [])
         if self.tls.offered and not tls_active:
             extra.insert(0, "STARTTLS")
         if not extra:

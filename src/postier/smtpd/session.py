@@ -38,7 +38,9 @@ from typing import Any, cast
 
 from postier import stream
 from postier.cleanup.cleanup import CleanupMessage, Received
+from postier.queue import control as qmgr_control
 from postier.queue.file import Envelope, Recipient
+from postier.queue.flush import make_site_due
 from postier.restrictions import evaluate as rs
 from postier.sasl import api as sasl
 from postier.sasl.mechanisms import Mechanism, offered, usable
@@ -49,6 +51,14 @@ from postier.smtpproto import replies
 from postier.smtpproto.readers import escape_input
 from postier.smtpproto.replies import Reply
 from postier.smtpproto.server import ServerConnection
+from postier.smtpproto.xclient import (
+    TEMPUNAVAIL,
+    UNAVAILABLE,
+    Command,
+    address_value,
+    etrn_site,
+    parse_attributes,
+)
 from postier.tls.policy import TlsInfo
 
 READ_SIZE = 65536
@@ -120,6 +130,12 @@ class Session:
         self.auth: sasl.Conversation | None = None  # an exchange waiting for a client line
         self.auth_method = ""
 
+        # --- smtpd_delay_reject = no, XCLIENT, XFORWARD ---
+        self.access_denied = False  # the client restrictions refused the connection
+        self.reverse_client_name: str | None = None  # XCLIENT REVERSE_NAME (None: NAME)
+        self.server_override: tuple[str, str] | None = None  # XCLIENT DESTADDR, DESTPORT
+        self.xforward: dict[str, str] = {}  # this transaction's XFORWARD attributes
+
     @property
     def writer(self) -> asyncio.StreamWriter:
         if self._writer is None:
@@ -150,7 +166,7 @@ class Session:
             text += f", sasl_method={self.sasl_method}, sasl_username={self.sasl_username}"
             if self.sasl_sender is not None:
                 text += f", sasl_sender={self.sasl_sender}"
-        return text
+        return text + self.xforward_log()
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -197,7 +213,8 @@ class Session:
                 self.closing = True
                 return
             self.pipelining_violation = True
-        self.send(replies.greeting(self.svc.banner))
+        refusal = await self.connect_refusal()
+        self.send(refusal or replies.greeting(self.svc.banner))
         await self.flush()
         if early:
             self.conn.receive_data(early)
@@ -282,6 +299,8 @@ class Session:
         order = [
             "ehlo",
             "helo",
+            "xclient",
+            "xforward",
             "starttls",
             "auth",
             "mail",
@@ -291,6 +310,7 @@ class Session:
             "rset",
             "noop",
             "vrfy",
+            "etrn",
             "quit",
             "unknown",
         ]
@@ -372,7 +392,17 @@ class Session:
                 self.closing = True
 
     async def handle(self, event: object) -> Reply | None:
+        if self.access_denied:
+            denied = self.denied_reply(event)
+            if denied is not None:
+                return denied
         match event:
+            case ev.Etrn(site=site):
+                return await self.on_etrn(site)
+            case ev.Xclient(arguments=words):
+                return await self.on_xclient(words)
+            case ev.Xforward(arguments=words):
+                return self.on_xforward(words)
             case ev.DataChunk(data=data):
                 if self.message is not None:  # a write error is kept: read on, refuse at the end
                     if not self.message.begun:  # BDAT: its first accepted chunk
@@ -449,9 +479,16 @@ class Session:
         # Non-printable characters never reach logs or the Received: header (as Postfix).
         self.helo = "".join(c if c.isprintable() else "?" for c in event.name)
         self.esmtp = event.extended
+        refusal = await self.stage_refusal(rs.Stage.HELO, self.last_command)
+        if refusal is not None:  # smtpd_delay_reject = no: the HELO name is not kept
+            self.helo = None
+            self.esmtp = False
+            self.count("ehlo" if event.extended else "helo", refusal)
+            return refusal
         if event.extended:
             keywords = self.svc.ehlo_keywords_for(
-                tls_active=self.tls is not None, auth_lines=await self.auth_keywords())
+                tls_active=self.tls is not None, auth_lines=await self.auth_keywords(),
+                x_lines=self.svc.x_keywords(self.client_addr))
             reply = replies.ehlo(self.svc.hostname, keywords)
         else:
             reply = replies.helo(self.svc.hostname)
@@ -471,6 +508,10 @@ class Session:
         if smtputf8:
             params = {k: v for k, v in params.items() if k != "SMTPUTF8"}
         reply = self.policy.check_mail(event.address, params)
+        if reply is None:
+            self.sender = event.address  # smtpd_delay_reject = no: the sender list now
+            reply = await self.stage_refusal(rs.Stage.SENDER, "MAIL")
+            self.sender = None
         if reply is None:
             self.smtputf8 = smtputf8
             self.sender = event.address
@@ -515,7 +556,7 @@ class Session:
         return rs.SmtpdState(
             client_address=self.client_addr,
             client_name=self.client_name,
-            reverse_client_name=self.client_name,
+            reverse_client_name=self.reverse_client_name or self.client_name,
             helo_name=self.helo,
             sender=self.sender,
             sasl_username=self.sasl_username,
@@ -526,7 +567,7 @@ class Session:
 
     def restriction_extras(self) -> dict[str, Any]:
         """The rest of what restrictions and policy services see (``rs.SmtpdState``)."""
-        sock = self.writer.get_extra_info("sockname")
+        sock = self.server_override or self.writer.get_extra_info("sockname")
         return dict(
             server_address=str(sock[0]).removeprefix("::ffff:") if sock else "",
             server_port=str(sock[1]) if sock and len(sock) > 1 else "",
@@ -723,6 +764,7 @@ class Session:
                 **self.dsn_attrs,
                 # the SMTP client passes it on (smtp.transport reads "smtputf8")
                 **({"smtputf8": "1"} if self.smtputf8 else {}),
+                **self.xforward_attrs(),
             },
         )
         loop = asyncio.get_running_loop()
@@ -760,6 +802,7 @@ class Session:
         self.recipients = []
         self.dsn_attrs = {}
         self.smtputf8 = False
+        self.xforward = {}  # XFORWARD attributes hold for one transaction
 
     # --- AUTH (RFC 4954) ----------------------------------------------------------------
 
@@ -850,6 +893,189 @@ class Session:
             self.message.abort()
             self.message = None
         self.reset_transaction()
+
+    # --- smtpd_delay_reject = no, ETRN, XCLIENT, XFORWARD ----------------------------
+
+    async def stage_refusal(self, stage: rs.Stage, command: str) -> Reply | None:
+        """``smtpd_delay_reject = no``: the ``stage`` list now (HELO/EHLO, MAIL), logged as
+        Postfix does; the refusal, or None (also when delay_reject is on)."""
+        if self.svc.delay_reject or not self.svc.lists.get(stage):
+            return None
+        decision = await self.svc.facts.run(
+            self.policy.check_stage(self.restriction_state(), stage))
+        for warning in decision.warnings:
+            self.log_reject(command, warning, None, action="reject_warning")
+        if decision.sleep:
+            await self.flush()
+            await asyncio.sleep(decision.sleep)
+        if decision.reply is not None:
+            self.log_reject(command, decision.reply, None)
+        return decision.reply
+
+    async def connect_refusal(self) -> Reply | None:
+        """``smtpd_delay_reject = no``: smtpd_client_restrictions at connect. A refusal
+        replaces the greeting, and every later command but QUIT is answered
+        ``503 5.7.0 Error: access denied for NAME[ADDR]`` (Postfix 3.7)."""
+        if self.svc.delay_reject or not self.svc.lists.get(rs.Stage.CLIENT):
+            return None
+        decision = await self.svc.facts.run(
+            self.policy.check_stage(self.restriction_state(), rs.Stage.CLIENT))
+        for warning in decision.warnings:
+            self.log.info(f"NOQUEUE: reject_warning: CONNECT from {self.client}: {warning}; "
+                          f"proto={self.protocol}")
+        if decision.sleep:
+            await asyncio.sleep(decision.sleep)
+        if decision.reply is None:
+            return None
+        self.log.info(f"NOQUEUE: reject: CONNECT from {self.client}: {decision.reply}; "
+                      f"proto={self.protocol}")
+        self.access_denied = True
+        return decision.reply
+
+    def denied_reply(self, event: object) -> Reply | None:
+        """After a refusal at connect: the 503 for a command (counted as failed), None for
+        QUIT, the end, content and the core's closing replies."""
+        match event:
+            case ev.Quit() | ev.Closed() | ev.DataChunk():
+                return None
+            case ev.ProtocolError(reply=reply) if reply.code in (221, 421, 521):
+                return None
+        names = {ev.Helo: "helo", ev.Mail: "mail", ev.Rcpt: "rcpt", ev.Data: "data",
+                 ev.Rset: "rset", ev.Noop: "noop", ev.Vrfy: "vrfy", ev.StartTls: "starttls",
+                 ev.Auth: "auth", ev.ChunkEnd: "bdat", ev.Etrn: "etrn",
+                 ev.Xclient: "xclient", ev.Xforward: "xforward"}
+        name = names.get(type(event), "unknown")
+        if isinstance(event, ev.Helo) and event.extended:
+            name = "ehlo"
+        elif isinstance(event, ev.ProtocolError) and event.command:
+            name = event.command.lower()
+        self.last_command = name.upper()
+        reply = replies.client_access_denied(self.client)
+        self.count(name, reply)
+        return reply
+
+    async def on_etrn(self, argument: str) -> Reply:
+        """ETRN (RFC 1985) as Postfix's smtpd: the site's syntax, smtpd_etrn_restrictions,
+        fast_flush_domains (459), then its deferred mail made due and qmgr told (250)."""
+        self.last_command = "ETRN"
+        reply = await self.etrn_reply(argument)
+        self.count("etrn", reply)
+        return reply
+
+    async def etrn_reply(self, argument: str) -> Reply:
+        site = etrn_site(argument)
+        if site is None:
+            return replies.ETRN_BAD_PARAMETER
+        if self.svc.lists.get(rs.Stage.ETRN):
+            decision = await self.svc.facts.run(
+                self.policy.check_etrn(self.restriction_state(), site))
+            for warning in decision.warnings:
+                self.log_reject("ETRN", warning, None, action="reject_warning")
+            if decision.reply is not None:
+                self.log_reject("ETRN", decision.reply, None)
+                return decision.reply
+        if not self.svc.flush_allowed(site):
+            self.log.warning(f"reject: ETRN {site[:100]}... from {self.client}")
+            return replies.etrn_unavailable(site)
+        queue_dir = self.svc.worker.queue_dir
+        loop = asyncio.get_running_loop()
+        try:
+            count = await loop.run_in_executor(None, make_site_due, queue_dir, site)
+            qmgr_control.send(queue_dir, qmgr_control.encode(
+                qmgr_control.Request.SCAN_DEFERRED))
+        except (OSError, qmgr_control.QmgrDown) as exc:
+            self.log.warning(f"unable to talk to fast flush service: {exc}")
+            return replies.ETRN_UNABLE
+        self.log.info(f"ETRN {site} from {self.client}: {count} deferred message(s) due now")
+        return replies.ETRN_OK
+
+    async def on_xclient(self, words: Sequence[str]) -> Reply:
+        """XCLIENT (XCLIENT_README): for an authorized client, the attributes given replace
+        the session's (the others keep theirs), which starts over with the greeting.
+        Counted as Postfix 3.7 counts it: ``xclient=0/1`` even when it succeeded."""
+        self.last_command = "XCLIENT"
+        self.counts["xclient"] += 1
+        if not self.svc.xclient_allowed(self.client_addr):
+            return replies.INSUFFICIENT_AUTHORIZATION
+        attrs = parse_attributes(Command.XCLIENT, words)
+        if isinstance(attrs, Reply):
+            return attrs
+        self.apply_xclient(attrs)
+        return replies.greeting(self.svc.banner)
+
+    def apply_xclient(self, attrs: dict[str, str]) -> None:
+        """Take the client attributes of a valid XCLIENT; the transaction and the HELO
+        are forgotten (the core forgets its own at the 220), HELO= and PROTO= preset."""
+        self.abort_transaction()
+        for key, value in attrs.items():
+            if key == "NAME":
+                self.client_name = "unknown" if value in (UNAVAILABLE, TEMPUNAVAIL) else value
+            elif key == "REVERSE_NAME":
+                self.reverse_client_name = ("unknown" if value in (UNAVAILABLE, TEMPUNAVAIL)
+                                            else value)
+            elif key == "ADDR":
+                self.client_addr = address_value(value)
+            elif key == "PORT":
+                self.client_port = 0 if value == UNAVAILABLE else int(value)
+            elif key == "LOGIN":
+                login = None if value == UNAVAILABLE else _printable(value)
+                self.sasl_username, self.sasl_method = login, ("XCLIENT" if login else None)
+                self.conn.authenticated = login is not None
+        dest = self.server_override or self.writer.get_extra_info("sockname") or ("", 0)
+        if "DESTADDR" in attrs or "DESTPORT" in attrs:
+            self.server_override = (
+                address_value(attrs["DESTADDR"]) if "DESTADDR" in attrs else str(dest[0]),
+                attrs.get("DESTPORT", str(dest[1] if len(dest) > 1 else "")))
+        helo = attrs.get("HELO")
+        self.helo = None if helo in (None, UNAVAILABLE, TEMPUNAVAIL) else _printable(helo or "")
+        self.esmtp = attrs.get("PROTO") == "ESMTP"
+        self.conn.xclient_helo = (self.helo, self.esmtp)
+
+    def on_xforward(self, words: Sequence[str]) -> Reply:
+        """XFORWARD (XFORWARD_README): for an authorized client, attributes of the
+        original client for this transaction: stored with the message (``log_*``
+        envelope attributes) and logged with ``client=``; Received: is not changed."""
+        self.last_command = "XFORWARD"
+        reply = self.xforward_reply(words)
+        self.count("xforward", reply)
+        return reply
+
+    def xforward_reply(self, words: Sequence[str]) -> Reply:
+        if not self.svc.xforward_allowed(self.client_addr):
+            return replies.INSUFFICIENT_AUTHORIZATION
+        attrs = parse_attributes(Command.XFORWARD, words)
+        if isinstance(attrs, Reply):
+            return attrs
+        self.xforward.update({k: _printable(v) for k, v in attrs.items()})
+        return replies.OK
+
+    def xforward_attrs(self) -> dict[str, str]:
+        """The queue file's forwarded-client attributes (Postfix's ``log_client_name``,
+        ``log_client_address``, ``log_client_port``, ``log_helo_name``,
+        ``log_protocol_name``, ``log_message_origin``, ``log_ident``): the XFORWARD value
+        when given, else this session's own."""
+        x = self.xforward
+        if not x:
+            return {}
+        addr = x.get("ADDR")
+        return {
+            "log_client_name": x.get("NAME", self.client_name),
+            "log_client_address": address_value(addr) if addr else self.client_addr,
+            "log_client_port": x.get("PORT", str(self.client_port)),
+            "log_helo_name": x.get("HELO", self.helo or ""),
+            "log_protocol_name": x.get("PROTO", self.protocol),
+            "log_message_origin": x.get("SOURCE", "REMOTE"),
+            **({"log_ident": x["IDENT"]} if "IDENT" in x else {}),
+        }
+
+    def xforward_log(self) -> str:
+        """What ``client=`` adds after XFORWARD: ``, orig_queue_id=ID, orig_client=N[A]``."""
+        attrs = self.xforward_attrs()
+        if not attrs:
+            return ""
+        ident = f", orig_queue_id={attrs['log_ident']}" if "log_ident" in attrs else ""
+        return (f"{ident}, orig_client={attrs['log_client_name']}"
+                f"[{attrs['log_client_address']}]")
 
     # --- TLS (this region: the STARTTLS engineer's) ------------------------------------
 

@@ -180,7 +180,7 @@ class Closed:
 
 Event = (
     Helo | Mail | Rcpt | Data | DataChunk | DataEnd | ChunkEnd | Rset | Noop | Quit | Vrfy
-    | StartTls | Auth | AuthLine | ProtocolError | Closed
+    | StartTls | Auth | AuthLine | ProtocolError | Closed | Etrn | Xclient | Xforward
 )
 
 

@@ -229,6 +229,9 @@ class ServerConnection:
         self.authenticated = False
         self.rcpt_count = 0
         self._last_helo: tuple[str, bool] = ("", False)  # the HELO/EHLO awaiting its reply
+        # What an XCLIENT answered 220 presets (its HELO= name, PROTO=ESMTP): the shell
+        # sets it before that reply.
+        self.xclient_helo: tuple[str | None, bool] = (None, False)
         # The event next_event() just returned came from a line longer than
         # max_line_length: these are its first max_line_length bytes (Postfix logs
         # "request longer than N"); None otherwise.
@@ -339,9 +342,8 @@ class ServerConnection:
                 self.authenticated = True
             elif command == "MAIL":
                 self.binarymime = self._mail_binarymime
-            elif command == "XCLIENT":  # as after a new connection: no HELO yet
-                self.helo_name = None
-                self.esmtp = False
+            elif command == "XCLIENT":  # as after a new connection, HELO= preset
+                self.helo_name, self.esmtp = self.xclient_helo
         if command == "BDAT" and cls != 2:  # the shell refused a chunk: drop the rest
             self._bdat_failed = True
         if command in ("BDATLAST", "BDATREFUSEDLAST") or (

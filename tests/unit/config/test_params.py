@@ -135,14 +135,14 @@ def test_the_flag_drives_the_not_implemented_warnings(
         tmp_path,
         # alias_maps emptied: the default hash:/etc/aliases depends on this machine
         # maillog_file set: where the log goes otherwise depends on this machine's syslog
-        "queue_directory = /tmp/q\nmulti_instance_enable = no\nbiff = no\nalias_maps =\n"
+        "queue_directory = /tmp/q\nmulti_instance_enable = yes\nbiff = no\nalias_maps =\n"
         "maillog_file = /dev/stdout\n",
         "smtp inet n - n - - smtpd -o strict_rfc821_envelopes=yes\n",
     )
     main_cf, master_cf = tmp_path / "main.cf", tmp_path / "master.cf"
     expected = [
         f"{main_cf}, line 2: parameter multi_instance_enable is not implemented by postier "
-        "yet; its setting (no) has no effect",
+        "yet; its setting (yes) has no effect",
         f"{master_cf}, line 1: service smtp: -o strict_rfc821_envelopes is not implemented by "
         "postier yet; it has no effect",
     ]

@@ -27,6 +27,7 @@ from restrictions_helpers import World
 class Settings:
     reject_unlisted_recipient: bool = False
     reject_unlisted_sender: bool = False
+    delay_reject: bool = True
     message_size_limit: int = 10240000
     myorigin: str = "example.com"
     disable_vrfy: bool = False

@@ -32,6 +32,7 @@ TUTORIAL_LISTS = {
 class Settings:
     reject_unlisted_recipient: bool = True
     reject_unlisted_sender: bool = False
+    delay_reject: bool = True
     message_size_limit: int = 10240000
     myorigin: str = "example.com"
     disable_vrfy: bool = False
