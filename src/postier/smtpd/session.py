@@ -478,13 +478,15 @@ class Session:
         self.abort_transaction()
         # Non-printable characters never reach logs or the Received: header (as Postfix).
         self.helo = "".join(c if c.isprintable() else "?" for c in event.name)
-        self.esmtp = event.extended
+        # smtpd_delay_reject = no: the HELO list first; a refused name is not kept, and
+        # the protocol stays SMTP there (Postfix logs "proto=SMTP" for a refused EHLO).
+        self.esmtp = False
         refusal = await self.stage_refusal(rs.Stage.HELO, self.last_command)
-        if refusal is not None:  # smtpd_delay_reject = no: the HELO name is not kept
+        if refusal is not None:
             self.helo = None
-            self.esmtp = False
             self.count("ehlo" if event.extended else "helo", refusal)
             return refusal
+        self.esmtp = event.extended
         if event.extended:
             keywords = self.svc.ehlo_keywords_for(
                 tls_active=self.tls is not None, auth_lines=await self.auth_keywords(),
