@@ -33,7 +33,7 @@ from postier.config.params import ENABLE_LONG_QUEUE_IDS, QUEUE_DIRECTORY
 from postier.config.settings import Config
 from postier.queue import control as qmgr_control
 from postier.queue import dirs, showq
-from postier.queue.flush import make_site_due
+from postier.queue.flush import flush_configured, make_site_due
 from postier.queue.ids import is_queue_id
 from postier.queue.showq import QueuedMessage
 
@@ -277,6 +277,12 @@ def main(argv: list[str] | None = None, prog: str = "postqueue") -> int:
         elif args.queue_id is not None:
             flush_one(queue_dir, args.queue_id)
         else:
+            if not flush_configured(cfg, args.site):
+                # As Postfix: a mail system that is down is said first (the probe is a
+                # deferred scan, harmless), then the site that may not be flushed.
+                _tell_qmgr(queue_dir, qmgr_control.Request.SCAN_DEFERRED)
+                raise Fatal(f'Flush service is not configured for destination "{args.site}"',
+                            EX_UNAVAILABLE)
             flush_site(queue_dir, args.site)
         return 0
     except Fatal as exc:

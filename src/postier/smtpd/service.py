@@ -9,13 +9,14 @@ start, before the privilege drop (``postier.tls``); SASL settings as SASL_README
 
 from __future__ import annotations
 
+from functools import partial
+
 from postier.cleanup.cleanup import Cleanup
 from postier.config.errors import ConfigError
 from postier.config.params import (
     ALWAYS_ADD_MISSING_HEADERS,
     BROKEN_SASL_AUTH_CLIENTS,
     DISABLE_VRFY_COMMAND,
-    FAST_FLUSH_DOMAINS,
     LINE_LENGTH_LIMIT,
     LOCAL_HEADER_REWRITE_CLIENTS,
     MAIL_NAME,
@@ -24,7 +25,6 @@ from postier.config.params import (
     MYNETWORKS,
     MYNETWORKS_STYLE,
     MYORIGIN,
-    PARENT_DOMAIN_MATCHES_SUBDOMAINS,
     RECIPIENT_DELIMITER,
     RELAY_RECIPIENT_MAPS,
     SMTPD_AUTHORIZED_XCLIENT_HOSTS,
@@ -55,10 +55,11 @@ from postier.config.params import (
 from postier.config.settings import Config
 from postier.dns.resolver import local_addresses
 from postier.log import Log
+from postier.queue.flush import flush_configured
 from postier.restrictions import evaluate as rs
 from postier.restrictions.lists import parse_lists, restriction_classes
 from postier.rewrite.mynetworks import MyNetworks
-from postier.rewrite.resolve import Classifier, LocalRecipientCheck, domain_matches
+from postier.rewrite.resolve import Classifier, LocalRecipientCheck
 from postier.sasl.api import Authenticator
 from postier.sasl.mechanisms import parse_security_options
 from postier.smtpd.facts import (
@@ -153,9 +154,7 @@ class Service:
         self.ehlo_keywords = keywords
         # smtpd_delay_reject, ETRN's fast_flush_domains, XCLIENT and XFORWARD's clients
         self.delay_reject = cfg[SMTPD_DELAY_REJECT]
-        self.fast_flush_domains = cfg[FAST_FLUSH_DOMAINS]
-        self.flush_parent_matches = (
-            FAST_FLUSH_DOMAINS.name in cfg[PARENT_DOMAIN_MATCHES_SUBDOMAINS])
+        self.flush_allowed = partial(flush_configured, cfg)
         self.xclient_hosts, self.xforward_hosts = (
             MyNetworks.parse(cfg[param], read_file=read_text_file,
                              open_table=worker.tables.table, strict=False)
@@ -214,12 +213,6 @@ class Service:
     def sasl_options(self, tls: bool) -> frozenset[str]:
         """smtpd_sasl_tls_security_options under TLS, else smtpd_sasl_security_options."""
         return self.sasl_tls_security_options if tls else self.sasl_security_options
-
-    def flush_allowed(self, site: str) -> bool:
-        """Is ``site`` (ETRN's, prefix dropped) in fast_flush_domains? An address
-        literal matches only as written there."""
-        return domain_matches(site, self.fast_flush_domains,
-                              parent_matches=self.flush_parent_matches)
 
     def xclient_allowed(self, client_addr: str) -> bool:
         """Is the client in smtpd_authorized_xclient_hosts (default: nobody)?"""

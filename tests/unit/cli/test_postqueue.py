@@ -278,6 +278,29 @@ def test_flush_site_takes_the_messages_with_a_pending_recipient_there(
     assert sock.recv(64) == b"D"
 
 
+def test_postqueue_s_flushes_only_fast_flush_domains(
+    qmgr_socket: tuple[str, str, socket.socket], capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Postfix 3.7, fast_flush_domains = $relay_domains (empty): exit 69 and
+    # 'postqueue: fatal: Flush service is not configured for destination "remote.example"'
+    config_dir, queue_dir, sock = qmgr_socket
+    later = time.time() + 3600
+    there = place(queue_dir, "deferred", "ABCDE0001", Envelope(
+        "a@example.org", [Recipient("c@remote.example")], 1.0), b"x\n")
+    os.utime(there, (later, later))
+    assert postqueue.main(["-c", config_dir, "-s", "remote.example"]) == 69
+    assert capsys.readouterr().err == (
+        'postqueue: fatal: Flush service is not configured for destination "remote.example"\n')
+    assert os.stat(there).st_mtime == later
+    assert sock.recv(64) == b"D"  # the probe: a scan of what is due anyway
+    main_cf = Path(config_dir) / "main.cf"
+    main_cf.write_text(main_cf.read_text() + "relay_domains = example.net\n"
+                       "fast_flush_domains = $relay_domains, remote.example\n")
+    assert postqueue.main(["-c", config_dir, "-s", "remote.example"]) == 0
+    assert os.stat(there).st_mtime <= time.time()
+    assert sock.recv(64) == b"D"
+
+
 @pytest.mark.parametrize("argv", [["-f"], ["-i", "ABCDE1234"], ["-s", "example.com"]])
 def test_flush_when_the_mail_system_is_down(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
