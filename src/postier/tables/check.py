@@ -2,7 +2,8 @@
 
 Follows postfix(1) ``check`` in spirit, stricter than Postfix (whose daemons find a
 missing table only when they first need it): an unknown table type, a missing or
-unreadable table file, a bad line in a table file, a bad ``mynetworks`` entry are
+unreadable table file, a bad line in a table file, a bad ``mynetworks`` (or
+``smtpd_authorized_xclient_hosts``/``_xforward_hosts``) entry are
 start errors (``ConfigError``) naming main.cf's file and line, the parameter and the
 offending word; an out-of-date compiled table is a warning. Used by
 ``postier.instance`` for ``postier check`` and before every start.
@@ -23,6 +24,8 @@ from postier.config.params import (
     RELAY_RECIPIENT_MAPS,
     SENDER_CANONICAL_MAPS,
     SMTP_SASL_PASSWORD_MAPS,
+    SMTPD_AUTHORIZED_XCLIENT_HOSTS,
+    SMTPD_AUTHORIZED_XFORWARD_HOSTS,
     SMTPD_FORBIDDEN_COMMANDS,
     SMTPD_SENDER_LOGIN_MAPS,
     TRANSPORT_MAPS,
@@ -86,3 +89,9 @@ def check_tables(cfg: Config, tables: Tables | None = None, *,
         except ValueError as exc:
             file, line = cfg.location(MYNETWORKS.name)
             raise ConfigError(str(exc), file=file, line=line, param=MYNETWORKS.name) from None
+    for hosts in (SMTPD_AUTHORIZED_XCLIENT_HOSTS, SMTPD_AUTHORIZED_XFORWARD_HOSTS):
+        try:  # the same list syntax as mynetworks
+            MyNetworks.parse(cfg[hosts], read_file=_read, open_table=opened.table, strict=True)
+        except ValueError as exc:
+            file, line = cfg.location(hosts.name)
+            raise ConfigError(str(exc), file=file, line=line, param=hosts.name) from None

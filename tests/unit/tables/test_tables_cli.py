@@ -87,6 +87,15 @@ def _config(tmp_path: Path, extra: str) -> str:
      "friends = check_sender_access hash:/nonexistent/friends\n",
      r"main.cf, line 4: parameter friends: check_sender_access hash:/nonexistent/friends: "
      r"open database /nonexistent/friends.pdb: No such file"),
+    ("smtpd_authorized_xclient_hosts = 127.0.0.1, /nonexistent/proxies\n",
+     r"main.cf, line 3: parameter smtpd_authorized_xclient_hosts: .*open /nonexistent/proxies"),
+    ("smtpd_authorized_xforward_hosts = 127.0.0.1/8\n",
+     r"main.cf, line 3: parameter smtpd_authorized_xforward_hosts: .*non-null host address"),
+    # smtpd_delay_reject = no: a list runs at its own command, without later data
+    ("smtpd_delay_reject = no\nsmtpd_client_restrictions = reject_non_fqdn_sender\n",
+     r"main.cf, line 4: parameter smtpd_client_restrictions: restriction "
+     r'"reject_non_fqdn_sender" needs the sender and cannot be used in the client '
+     r"restrictions with smtpd_delay_reject = no"),
     ("rbl_reply_maps = hash:/nonexistent/rbl\n",
      r"main.cf, line 3: rbl_reply_maps: hash:/nonexistent/rbl: open database "
      r"/nonexistent/rbl.pdb: No such file"),
