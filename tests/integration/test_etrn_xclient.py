@@ -254,3 +254,24 @@ def test_delay_reject_no_client_refused_at_connect(make_instance, workdir) -> No
     assert f"NOQUEUE: reject: CONNECT from {client.group(1)}: 554 5.7.1 " in log
     with pytest.raises(smtplib.SMTPConnectError):
         smtplib.SMTP("127.0.0.1", inst.port, timeout=30)
+
+
+def test_delay_reject_no_checks_the_client_an_xclient_names(make_instance, workdir) -> None:
+    clients = workdir / "clients"
+    clients.write_text("192.0.2.66 REJECT go away\n")
+    inst = started(make_instance, "smtpd_delay_reject = no\n"
+                                  "smtpd_authorized_xclient_hosts = 127.0.0.1\n"
+                                  f"smtpd_client_restrictions = check_client_access "
+                                  f"texthash:{clients}\n")
+    chat = Chat(inst)
+    assert chat.greeting.startswith("220 ")
+    # Postfix 3.7: the rejection replaces the 220, then "access denied" for the new client
+    assert chat("XCLIENT ADDR=192.0.2.66 NAME=spam.example") == (
+        "554 5.7.1 <spam.example[192.0.2.66]>: Client host rejected: go away")
+    assert chat("EHLO x") == "503 5.7.0 Error: access denied for spam.example[192.0.2.66]"
+    assert chat("QUIT") == "221 2.0.0 Bye"
+    chat.close()
+    log = inst.wait_log("disconnect from")
+    assert ("NOQUEUE: reject: XCLIENT from spam.example[192.0.2.66]: 554 5.7.1 "
+            "<spam.example[192.0.2.66]>: Client host rejected: go away; proto=SMTP") in log
+    assert "disconnect from spam.example[192.0.2.66] ehlo=0/1 xclient=0/1 quit=1 " in log

@@ -914,22 +914,23 @@ class Session:
             self.log_reject(command, decision.reply, None)
         return decision.reply
 
-    async def connect_refusal(self) -> Reply | None:
-        """``smtpd_delay_reject = no``: smtpd_client_restrictions at connect. A refusal
-        replaces the greeting, and every later command but QUIT is answered
+    async def connect_refusal(self, command: str = "CONNECT") -> Reply | None:
+        """``smtpd_delay_reject = no``: smtpd_client_restrictions at connect (``command``
+        CONNECT) or for the client an XCLIENT names (XCLIENT). A refusal replaces the
+        greeting, and every later command but QUIT is answered
         ``503 5.7.0 Error: access denied for NAME[ADDR]`` (Postfix 3.7)."""
         if self.svc.delay_reject or not self.svc.lists.get(rs.Stage.CLIENT):
             return None
         decision = await self.svc.facts.run(
             self.policy.check_stage(self.restriction_state(), rs.Stage.CLIENT))
         for warning in decision.warnings:
-            self.log.info(f"NOQUEUE: reject_warning: CONNECT from {self.client}: {warning}; "
-                          f"proto={self.protocol}")
+            self.log.info(f"NOQUEUE: reject_warning: {command} from {self.client}: "
+                          f"{warning}; proto={self.protocol}")
         if decision.sleep:
             await asyncio.sleep(decision.sleep)
         if decision.reply is None:
             return None
-        self.log.info(f"NOQUEUE: reject: CONNECT from {self.client}: {decision.reply}; "
+        self.log.info(f"NOQUEUE: reject: {command} from {self.client}: {decision.reply}; "
                       f"proto={self.protocol}")
         self.access_denied = True
         return decision.reply
@@ -1003,7 +1004,8 @@ class Session:
         if isinstance(attrs, Reply):
             return attrs
         self.apply_xclient(attrs)
-        return replies.greeting(self.svc.banner)
+        # smtpd_delay_reject = no: the new client's restrictions, as at a connect
+        return await self.connect_refusal("XCLIENT") or replies.greeting(self.svc.banner)
 
     def apply_xclient(self, attrs: dict[str, str]) -> None:
         """Take the client attributes of a valid XCLIENT; the transaction and the HELO
