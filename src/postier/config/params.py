@@ -929,6 +929,11 @@ EMPTY_ADDRESS_RECIPIENT = Param.str(
     "recipient of mail to the null address")
 
 
+# --- postier extensions (no Postfix counterpart; docs/decisions.md) ---------------------
+POSTIER_METRICS_LISTEN = Param.str(
+    "postier_metrics_listen", "",
+    "host:port of the Prometheus /metrics endpoint (empty: metrics off)", implemented=True)
+
 def _registry(namespace: dict[str, Any]) -> dict[str, Param[Any]]:
     """Every ``Param`` constant of ``namespace`` by parameter name, in declaration order.
 

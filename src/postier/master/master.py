@@ -31,7 +31,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from postier import daemon, instance
+from postier import daemon, instance, metrics
 from postier.config.errors import ConfigError
 from postier.config.mastercf import MasterService
 from postier.config.params import INET_INTERFACES, INET_PROTOCOLS
@@ -86,6 +86,7 @@ class Master:
         self.stopping = False
         self._wake_r, self._wake_w = os.pipe()
         self._pidfile_fd = -1
+        self.metrics: metrics.Endpoint | None = None  # postier_metrics_listen
 
     # --- setup ---------------------------------------------------------------------------
 
@@ -167,6 +168,10 @@ class Master:
                 [local_sock.fileno()],
             )
         )
+        self.metrics = metrics.Endpoint.open(self.cfg, self.rt.uid, self.rt.gid)
+        if self.metrics is not None:
+            self.children.append(Child("metrics", metrics.ENDPOINT_MODULE, True,
+                                       *self.metrics.child_arguments()))
 
     def raise_file_limit(self) -> None:
         """Raise the soft RLIMIT_NOFILE to the hard limit (children inherit it) and log
@@ -416,6 +421,8 @@ class Master:
             proc = child.proc
             if proc is not None and proc.poll() is not None:
                 self._close_ready(child)
+                if self.metrics is not None:
+                    self.metrics.process_dead(proc.pid)
                 child.proc = None
                 if child.restarting:  # stopped by a reload
                     child.restarting = False
@@ -472,6 +479,8 @@ class Master:
         for socks in self.sockets.values():
             for sock in socks:
                 sock.close()
+        if self.metrics is not None:
+            self.metrics.close()
         if self._local_sock is not None:
             self._local_sock.close()
             with contextlib.suppress(OSError):

@@ -36,7 +36,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from postier import stream
+from postier import metrics, stream
 from postier.cleanup.cleanup import CleanupMessage, Received
 from postier.queue.file import Envelope, Recipient
 from postier.restrictions import evaluate as rs
@@ -106,6 +106,7 @@ class Session:
         self.closing = False
         self.pipelining_violation = False
         self.rcpt_notes: tuple[tuple[str, str], ...] = ()  # the last RCPT's access actions
+        self.rcpt_restriction: str | None = None  # the last RCPT's refusing restriction
         self.out = bytearray()  # replies not yet written
         # --- TLS (this region: the STARTTLS engineer's) ---
         # The session's TLS, once a handshake completed (None: plaintext). Read it, never
@@ -168,6 +169,7 @@ class Session:
             if self.client_addr != "unknown":  # the peer left before we could ask
                 self.client_name = await self.svc.worker.reverse_name(self.client_addr)
             self.log.info(f"connect from {self.client}")
+            metrics.RECORDER.connection(self.svc.name)
             if self.wrapped is not None and not await self.wrapper_handshake(self.wrapped):
                 return
             await self.converse()
@@ -506,7 +508,7 @@ class Session:
                         event.address, event.address, dsn_notify=notify, dsn_orcpt=orcpt))
                 reply = replies.RCPT_OK
         else:
-            self.log_reject("RCPT", reply, event.address)
+            self.log_reject("RCPT", reply, event.address, restriction=self.rcpt_restriction)
         self.count("rcpt", reply)
         return reply
 
@@ -567,6 +569,7 @@ class Session:
         for warning in decision.warnings:
             self.log_reject("RCPT", warning, event.address, action="reject_warning")
         self.rcpt_notes = decision.notes if decision.reply is None else ()
+        self.rcpt_restriction = decision.restriction
         if decision.sleep:
             await self.flush()
             await asyncio.sleep(decision.sleep)
@@ -586,12 +589,18 @@ class Session:
                 await self.flush()
                 await asyncio.sleep(decision.rcpt.sleep)
             if decision.rcpt.reply is not None:
-                self.log_reject("VRFY", decision.rcpt.reply, decision.address)
+                self.log_reject("VRFY", decision.rcpt.reply, decision.address,
+                                restriction=decision.rcpt.restriction)
         return decision.reply
 
     def log_reject(
-        self, stage: str, reply: Reply, recipient: str | None, action: str = "reject"
+        self, stage: str, reply: Reply, recipient: str | None, action: str = "reject",
+        restriction: str | None = None,
     ) -> None:
+        """Postfix's ``reject:`` (or ``reject_warning:``) line; a reject is counted by
+        ``restriction``, the restriction that decided (None: no restriction did)."""
+        if action == "reject":
+            metrics.RECORDER.reject(self.svc.name, stage, restriction, reply.code)
         qid = self.message.queue_id if self.message else "NOQUEUE"
         to = f" to=<{recipient}>" if recipient is not None else ""
         sender = f" from=<{self.sender}>" if self.sender is not None else ""
@@ -611,7 +620,7 @@ class Session:
             for warning in decision.warnings:
                 self.log_reject("DATA", warning, None, action="reject_warning")
             if not decision.accepted and decision.reply is not None:
-                self.log_reject("DATA", decision.reply, None)
+                self.log_reject("DATA", decision.reply, None, restriction=decision.restriction)
                 self.count("data", decision.reply)
                 return decision.reply
             self.log_actions("DATA", decision.notes, None)
@@ -703,7 +712,8 @@ class Session:
             for warning in decision.warnings:
                 self.log_reject("END-OF-MESSAGE", warning, None, action="reject_warning")
             if not decision.accepted and decision.reply is not None:
-                self.log_reject("END-OF-MESSAGE", decision.reply, None)
+                self.log_reject("END-OF-MESSAGE", decision.reply, None,
+                                restriction=decision.restriction)
                 self.abort_transaction()
                 self.count(counter, decision.reply)
                 return decision.reply
@@ -749,6 +759,7 @@ class Session:
         self.message = None
         self.reset_transaction()
         reply = queued(queue_id)
+        metrics.RECORDER.message_received(self.svc.name)
         self.count(counter, reply)
         return reply
 
