@@ -11,6 +11,7 @@ Without the parameter, the instance listens on its SMTP port only.
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import smtplib
 import time
@@ -108,7 +109,13 @@ def test_metrics_count_traffic(make_instance) -> None:
     service = f"127.0.0.1:{inst.port}"
     url = f"http://127.0.0.1:{metrics_port}/metrics"
     assert listening_ports(inst) == {("127.0.0.1", inst.port), ("127.0.0.1", metrics_port)}
-    assert len(inst.pids("postier.metricsd")) == 1
+    endpoint = inst.pids("postier.metricsd")
+    assert len(endpoint) == 1
+    # The endpoint parses HTTP as mail_owner, never as root (the master does not).
+    uid_line = next(line for line in Path(f"/proc/{endpoint[0]}/status").read_text()
+                    .splitlines() if line.startswith("Uid:"))
+    assert set(uid_line.split()[1:]) == {str(pwd.getpwnam("postfix").pw_uid)}
+    inst.wait_log(f"metrics endpoint listening on 127.0.0.1:{metrics_port}")
 
     for _ in range(3):
         send(inst.port, "milou@example.net", "tintin@example.com")
