@@ -417,6 +417,8 @@ class Master:
         for child in list(self.draining):
             if child.proc is None or child.proc.poll() is not None:
                 self.draining.remove(child)
+                if self.metrics is not None and child.proc is not None:
+                    self.metrics.process_dead(child.proc.pid)
         for child in self.children:
             proc = child.proc
             if proc is not None and proc.poll() is not None:
