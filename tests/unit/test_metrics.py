@@ -221,3 +221,14 @@ def test_multiprocess_mode_adds_up_processes(tmp_path: Path) -> None:
                                 {"transport": "local"}) == 2
     assert reg.get_sample_value("postier_qmgr_delivery_delay_seconds_sum",
                                 {"transport": "local"}) == 5
+
+
+def test_postier_check_reports_a_bad_listen_address(tmp_path: Path) -> None:
+    from postier.cli import check
+
+    config(tmp_path, "postier_metrics_listen = 127.0.0.1\n")
+    unsupported, _, _ = check.report(str(tmp_path))
+    assert unsupported == [f"{tmp_path}/main.cf, line 1: parameter postier_metrics_listen: "
+                           "expected host:port, not '127.0.0.1'"]
+    config(tmp_path, "postier_metrics_listen = 127.0.0.1:9154\n")
+    assert check.report(str(tmp_path))[0] == []
