@@ -130,23 +130,33 @@ class PrometheusRecorder:
             "postier_qmgr_delivery_delay_seconds",
             "time from a message's arrival to a recipient's delivery (status=sent)",
             ["transport"], buckets=DELAY_BUCKETS, registry=reg)
+        # (metric, label values) -> the labelled child: labels() costs more than inc()
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (metric, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def connection(self, service: str) -> None:
-        self.connections.labels(service).inc()
+        self._child(self.connections, service).inc()
 
     def message_received(self, service: str) -> None:
-        self.received.labels(service).inc()
+        self._child(self.received, service).inc()
 
     def reject(self, service: str, stage: str, restriction: str | None, code: int) -> None:
-        self.rejects.labels(service, stage, restriction or NO_RESTRICTION, str(code)).inc()
+        self._child(self.rejects, service, stage, restriction or NO_RESTRICTION,
+                    str(code)).inc()
 
     def delivery(self, transport: str, status: str, delay: float) -> None:
         counter = self.by_status.get(status)
         if counter is None:  # a status we do not know is our bug
             raise ValueError(f"unknown delivery status {status!r}")
-        counter.labels(transport).inc()
+        self._child(counter, transport).inc()
         if status == "sent":
-            self.delay.labels(transport).observe(max(0.0, delay))
+            self._child(self.delay, transport).observe(max(0.0, delay))
 
 
 #: The process's recorder; programs call ``metrics.RECORDER.connection(…)`` and so on.
