@@ -176,13 +176,27 @@ class ClientLimits:
     """One service's limits, exceptions and the process's anvil client."""
 
     def __init__(self, service: str, cfg: Config, anvil: AnvilClient, hostname: str,
-                 open_table: Callable[[str], Table], read_file: Callable[[str], str]) -> None:
+                 mynetworks: MyNetworks, open_table: Callable[[str], Table],
+                 read_file: Callable[[str], str]) -> None:
+        """``mynetworks``: the service's, as computed (``mynetworks_style`` when the
+        parameter is empty), which the default exceptions stand for."""
         self.service = service
         self.limits = Limits.from_config(cfg)
         self.anvil = anvil
         self.hostname = hostname
-        self.exceptions = ClientList(cfg[SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS], open_table,
-                                     read_file)
+        self.exceptions: ClientList | MyNetworks
+        if any(cfg.is_set(name) for name in (SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS.name,
+                                             "smtpd_client_connection_limit_exceptions")):
+            self.exceptions = ClientList(cfg[SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS],
+                                         open_table, read_file)
+        else:  # the default, $mynetworks: Postfix's computed value when mynetworks is empty
+            self.exceptions = mynetworks
+
+    def exempt(self, name: str, addr: str) -> bool:
+        """Is NAME[ADDR] in smtpd_client_event_limit_exceptions?"""
+        if isinstance(self.exceptions, MyNetworks):
+            return self.exceptions.match(addr)
+        return self.exceptions.match(name, addr)
 
     def session(self, name: str, addr: str, warn: Warn) -> SessionLimits:
         return SessionLimits(self, name, addr, warn)
@@ -199,7 +213,7 @@ class SessionLimits:
         self.warn = warn
         self.key = ident(limits.service, addr)
         self.active = (limits.limits.any and addr != "unknown"
-                       and not limits.exceptions.match(name, addr))
+                       and not limits.exempt(name, addr))
         self.connected = False  # anvil counted our connect: a disconnect is owed
 
     async def ask(self, request: Request) -> Reply | None:

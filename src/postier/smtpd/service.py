@@ -159,7 +159,7 @@ class Service:
         self.header_rewrite_rules = self._header_rewrite_rules(cfg)
         self.sasl_authenticated_header = cfg[SMTPD_SASL_AUTHENTICATED_HEADER]
         # smtpd_client_*_limit through anvil (smtpd.limits)
-        self.limits = ClientLimits(name, cfg, worker.anvil, self.hostname,
+        self.limits = ClientLimits(name, cfg, worker.anvil, self.hostname, self.mynetworks,
                                    worker.tables.table, read_text_file)
 
     def _header_rewrite_rules(self, cfg: Config) -> list[str]:
