@@ -41,7 +41,8 @@ from postier.config.settings import Config
 from postier.rewrite.mynetworks import MyNetworks, parse_network
 from postier.smtpproto import replies
 from postier.smtpproto.replies import Reply
-from postier.tables.base import Table
+from postier.tables import TableOpenError
+from postier.tables.base import Table, TableError
 
 Warn = Callable[[str], None]
 
@@ -53,17 +54,22 @@ class ClientList:
 
     def __init__(self, words: list[str], open_table: Callable[[str], Table],
                  read_file: Callable[[str], str]) -> None:
-        self.entries: list[tuple[bool, MyNetworks | str]] = []
-        for item in words:
-            for word in item.replace(",", " ").split():
-                negated, text = word.startswith("!"), word.lstrip("!")
-                if not text:
-                    continue
-                if _is_host_name(text):
-                    self.entries.append((negated, text.lower()))
-                else:
+        self.entries: list[tuple[bool, MyNetworks | Table | str]] = []
+        for word in words:  # already split as a list parameter ({ … } kept whole)
+            negated, text = word.startswith("!"), word.lstrip("!")
+            if not text:
+                continue
+            if _is_table(text):
+                try:
+                    self.entries.append((negated, open_table(text)))
+                except (TableOpenError, ValueError):
                     self.entries.append((negated, MyNetworks.parse(
-                        [text], read_file=read_file, open_table=open_table, strict=False)))
+                        [text], open_table=open_table, strict=False)))  # a bad entry
+            elif _is_host_name(text):
+                self.entries.append((negated, text.lower()))
+            else:
+                self.entries.append((negated, MyNetworks.parse(
+                    [text], read_file=read_file, open_table=open_table, strict=False)))
 
     def match(self, name: str, addr: str) -> bool:
         """Is the client NAME[ADDR] listed? A failing table or a bad entry: no."""
@@ -72,11 +78,23 @@ class ClientList:
             if isinstance(entry, str):
                 found = (name == entry or (entry.startswith(".") and name.endswith(entry))) \
                     and name != "unknown"
-            else:
+            elif isinstance(entry, MyNetworks):
                 found = entry.lookup(addr) is True
+            else:
+                try:
+                    found = any(entry.lookup(key) is not None
+                                for key in (name, addr) if key != "unknown")
+                except TableError:
+                    found = False
             if found:
                 return not negated
         return False
+
+
+def _is_table(text: str) -> bool:
+    kind, colon, _ = text.partition(":")
+    return bool(colon) and kind[:1].isalpha() and kind.replace("_", "").isalnum() \
+        and not text.startswith("[")
 
 
 def _is_host_name(text: str) -> bool:
