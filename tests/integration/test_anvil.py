@@ -9,7 +9,9 @@ exceptions, the ``statistics: max …`` lines, and smtpd going on without limits
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import smtplib
 import socket
 import ssl
@@ -240,3 +242,25 @@ def test_new_tls_session_rate_limit(make_instance, workdir: Path) -> None:  # ty
     c.close()
     inst.wait_log(f"warning: Refusing STARTTLS request from {who} "
                   f"for service 127.0.0.1:{inst.port}")
+
+
+def test_anvil_killed_mid_session_is_restarted_and_smtpd_carries_on(make_instance) -> None:  # type: ignore[no-untyped-def]
+    inst = started(make_instance, "127.0.0.1:{port} inet n - n - - smtpd\n" + ANVIL_LINE)
+    first = Client(inst.port)
+    assert first.greeting.startswith("220 ")
+    assert first.cmd("EHLO client.test").startswith("250 ")
+    [anvil] = inst.pids("postier.anvil.anvil")
+    os.kill(anvil, signal.SIGKILL)
+    inst.wait_log(f"process postier.anvil.anvil pid {anvil} killed by signal 9")
+    # The session goes on; its worker finds anvil gone and asks the new one.
+    assert first.cmd("MAIL FROM:<a@example.com>") == "250 2.1.0 Ok"
+    assert first.cmd("RCPT TO:<u@example.com>").startswith("250 ")
+    assert first.cmd("QUIT").startswith("221 ")
+    first.close()
+    log = inst.wait_log("warning: problem talking to server private/anvil: ")
+    assert "Traceback" not in log
+    # The new anvil counts again: two connections, then a refused third.
+    clients = [Client(inst.port) for _ in range(3)]
+    assert [c.greeting[:3] for c in clients] == ["220", "220", "421"]
+    for c in clients:
+        c.close()
