@@ -4,11 +4,16 @@ Postfix 3.7, side by side) and the exception list."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import pytest
 
+from postier.anvilclient.client import AnvilClient
 from postier.anvilclient.protocol import Request
-from postier.smtpd.limits import ClientList, Limits, Verdict, verdict
+from postier.config.maincf import parse
+from postier.config.settings import Config
+from postier.rewrite.mynetworks import MyNetworks
+from postier.smtpd.limits import ClientLimits, ClientList, Limits, Verdict, verdict
 from postier.smtpproto.replies import Reply
 from postier.tables.inline import InlineTable
 
@@ -74,3 +79,28 @@ def test_the_exception_list_is_a_postfix_host_list(tmp_path) -> None:  # type: i
     assert not clients.match("friends.example", "203.0.113.1")
     assert not clients.match("unknown", "203.0.113.1")
     assert not ClientList([], tables.__getitem__, str).match("x", "192.0.2.5")
+
+
+def limits_for(main_cf: str) -> ClientLimits:
+    cfg = Config(parse(main_cf, "main.cf"), hostname="mx.example.com")
+    mynetworks = MyNetworks.parse(["127.0.0.0/8"])  # as the service computed it
+    return ClientLimits("smtp", cfg, cast(AnvilClient, None), "mx.example.com", mynetworks,
+                        lambda spec: InlineTable(spec.removeprefix("inline:")), str)
+
+
+def test_postfix_defaults_and_exceptions_from_main_cf() -> None:
+    limits = limits_for("")
+    assert limits.limits == Limits(connection_count=50)
+    # the default ($mynetworks) is the service's mynetworks, computed when it is empty
+    assert limits.exempt("localhost", "127.0.0.1") and not limits.exempt("x", "192.0.2.1")
+    limits = limits_for("smtpd_client_event_limit_exceptions =\n"
+                        "smtpd_client_message_rate_limit = 7\n")
+    assert not limits.exempt("localhost", "127.0.0.1")
+    assert limits.limits.message_rate == 7
+    limits = limits_for("smtpd_client_event_limit_exceptions = 192.0.2.0/24, .example.org\n")
+    assert limits.exempt("unknown", "192.0.2.1") and limits.exempt("a.example.org", "::1")
+    assert not limits.exempt("localhost", "127.0.0.1")
+    session = limits.session("localhost", "192.0.2.9", lambda _: None)
+    assert not session.active  # exempt: anvil is never asked
+    assert limits_for("smtpd_client_connection_count_limit = 0\n").session(
+        "x", "198.51.100.1", lambda _: None).active is False  # no limit: never asked
