@@ -264,3 +264,38 @@ def test_anvil_killed_mid_session_is_restarted_and_smtpd_carries_on(make_instanc
     assert [c.greeting[:3] for c in clients] == ["220", "220", "421"]
     for c in clients:
         c.close()
+
+
+def test_new_tls_session_rate_limit_in_wrapper_mode(make_instance, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+    cert, key = workdir / "cert.pem", workdir / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "2",
+                    "-subj", f"/CN={HOST}"], check=True, capture_output=True)
+    key.chmod(0o644)
+    inst = started(
+        make_instance,
+        "127.0.0.1:{port} inet n - n - - smtpd\n"
+        "  -o smtpd_tls_wrappermode=yes\n"
+        "  -o smtpd_client_connection_count_limit=0\n"
+        "  -o smtpd_client_new_tls_session_rate_limit=1\n" + ANVIL_LINE,
+        f"smtpd_tls_cert_file = {cert}\nsmtpd_tls_key_file = {key}\n")
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+
+    def first_line() -> str:
+        with socket.create_connection(("127.0.0.1", inst.port), timeout=30) as raw, \
+                context.wrap_socket(raw) as tls:
+            return tls.makefile("rb").readline().decode().rstrip()
+
+    assert first_line().startswith("220 ")
+    who = namaddr(inst)
+    # The second new session: 421 instead of the greeting, inside TLS.
+    assert first_line() == f"421 4.7.0 {HOST} Error: too many new TLS sessions from {who}"
+    inst.wait_log(f"warning: New TLS session rate limit exceeded: 2 from {who} "
+                  f"for service 127.0.0.1:{inst.port}")
+    # From now on the connection is dropped before any handshake.
+    with pytest.raises((ssl.SSLError, OSError)):
+        first_line()
+    inst.wait_log(f"warning: Refusing TLS service request from {who} "
+                  f"for service 127.0.0.1:{inst.port}")
