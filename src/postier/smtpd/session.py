@@ -317,8 +317,10 @@ class Session:
                 parts.append(f"{name}={ok}" if ok == seen else f"{name}={ok}/{seen}")
                 total_ok += ok
                 total += seen
+        # As Postfix: "0/0" when no command came (any N/M marks an abnormal session).
         parts.append(
-            f"commands={total_ok}" if total_ok == total else f"commands={total_ok}/{total}"
+            f"commands={total_ok}" if total_ok == total and total
+            else f"commands={total_ok}/{total}"
         )
         return " ".join(parts)
 
