@@ -75,6 +75,16 @@ def started(make_instance, master_cf: str, extra: str = "") -> Instance:  # type
     return inst
 
 
+def self_signed(workdir: Path) -> tuple[Path, Path]:
+    """A throwaway self-signed certificate for HOST and its key (readable by smtpd)."""
+    cert, key = workdir / "cert.pem", workdir / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "2",
+                    "-subj", f"/CN={HOST}"], check=True, capture_output=True)
+    key.chmod(0o644)
+    return cert, key
+
+
 def namaddr(inst: Instance) -> str:
     """The client as smtpd names it (NAME[127.0.0.1]), from its connect line."""
     found = re.search(r"connect from (\S+\[127\.0\.0\.1\])", inst.wait_log("connect from"))
@@ -204,11 +214,7 @@ def test_without_anvil_smtpd_goes_on_unlimited(make_instance) -> None:  # type: 
 
 
 def test_new_tls_session_rate_limit(make_instance, workdir: Path) -> None:  # type: ignore[no-untyped-def]
-    cert, key = workdir / "cert.pem", workdir / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                    "-keyout", str(key), "-out", str(cert), "-days", "2",
-                    "-subj", f"/CN={HOST}"], check=True, capture_output=True)
-    key.chmod(0o644)
+    cert, key = self_signed(workdir)
     inst = started(
         make_instance,
         "127.0.0.1:{port} inet n - n - - smtpd\n"
@@ -267,11 +273,7 @@ def test_anvil_killed_mid_session_is_restarted_and_smtpd_carries_on(make_instanc
 
 
 def test_new_tls_session_rate_limit_in_wrapper_mode(make_instance, workdir: Path) -> None:  # type: ignore[no-untyped-def]
-    cert, key = workdir / "cert.pem", workdir / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                    "-keyout", str(key), "-out", str(cert), "-days", "2",
-                    "-subj", f"/CN={HOST}"], check=True, capture_output=True)
-    key.chmod(0o644)
+    cert, key = self_signed(workdir)
     inst = started(
         make_instance,
         "127.0.0.1:{port} inet n - n - - smtpd\n"
