@@ -134,10 +134,9 @@ def test_concurrency_message_recipient_and_auth_limits(make_instance) -> None:  
     assert f"disconnect from {who} ehlo=1 mail=2/3 rset=2 quit=1 commands=6/7" in log
 
     # The connections ended: a new one is greeted again (anvil counted the disconnects).
+    # (RCPT's rate needs a MAIL that passes: see the next test.)
     again = Client(inst.port)
     assert again.greeting.startswith("220 ")
-    # smtpd_client_recipient_rate_limit = 3 (MAIL is still over its rate: its own
-    # count, so a fresh service is needed for RCPT: see the next test).
     again.close()
 
     # anvil's peaks, every anvil_status_update_time (here 1s).
