@@ -63,6 +63,7 @@ from postier.smtpd.facts import (
     policy_settings,
     read_text_file,
 )
+from postier.smtpd.limits import ClientLimits
 from postier.smtpd.policy import HEADER_REWRITE_CLIENT_RULES, rewrite_headers_for
 from postier.smtpd.process import Worker
 from postier.tables import Table, TableOpenError
@@ -157,6 +158,9 @@ class Service:
         self._address_maps: dict[str, Table] = {}
         self.header_rewrite_rules = self._header_rewrite_rules(cfg)
         self.sasl_authenticated_header = cfg[SMTPD_SASL_AUTHENTICATED_HEADER]
+        # smtpd_client_*_limit through anvil (smtpd.limits)
+        self.limits = ClientLimits(name, cfg, worker.anvil, self.hostname, self.mynetworks,
+                                   worker.tables.table, read_text_file)
 
     def _header_rewrite_rules(self, cfg: Config) -> list[str]:
         """local_header_rewrite_clients, checked and its tables opened (ConfigError)."""

@@ -36,12 +36,18 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
+<<<<<<< HEAD
 from postier import metrics, stream
+=======
+from postier import stream
+from postier.anvilclient.protocol import Request
+>>>>>>> anvil
 from postier.cleanup.cleanup import CleanupMessage, Received
 from postier.queue.file import Envelope, Recipient
 from postier.restrictions import evaluate as rs
 from postier.sasl import api as sasl
 from postier.sasl.mechanisms import Mechanism, offered, usable
+from postier.smtpd.limits import SessionLimits
 from postier.smtpd.policy import Policy, dsn_mail_attrs, dsn_rcpt_fields
 from postier.smtpd.service import Service
 from postier.smtpproto import events as ev
@@ -120,6 +126,8 @@ class Session:
         self.sasl_sender: str | None = None  # MAIL FROM's AUTH=, when authenticated
         self.auth: sasl.Conversation | None = None  # an exchange waiting for a client line
         self.auth_method = ""
+        # --- client rate and concurrency limits (smtpd.limits), once the name is known ---
+        self.limits: SessionLimits | None = None
 
     @property
     def writer(self) -> asyncio.StreamWriter:
@@ -169,8 +177,16 @@ class Session:
             if self.client_addr != "unknown":  # the peer left before we could ask
                 self.client_name = await self.svc.worker.reverse_name(self.client_addr)
             self.log.info(f"connect from {self.client}")
+<<<<<<< HEAD
             metrics.RECORDER.connection(self.svc.name)
             if self.wrapped is not None and not await self.wrapper_handshake(self.wrapped):
+=======
+            self.limits = self.svc.limits.session(self.client_name, self.client_addr,
+                                                  self.log.warning)
+            if self.wrapped is not None and (
+                    not await self.limits.wrapper_allowed()
+                    or not await self.wrapper_handshake(self.wrapped) or self.closing):
+>>>>>>> anvil
                 return
             await self.converse()
         except stream.PeerGone:
@@ -199,6 +215,11 @@ class Session:
                 self.closing = True
                 return
             self.pipelining_violation = True
+        refused = await self.limit(Request.CONNECT)
+        if refused is not None:  # 421 instead of the greeting
+            self.send(refused)
+            self.closing = True
+            return
         self.send(replies.greeting(self.svc.banner))
         await self.flush()
         if early:
@@ -278,6 +299,8 @@ class Session:
             except Exception:
                 self.writer.transport.abort()
                 self.log.error(f"{self.client}: {traceback.format_exc().strip()}")
+        if self.limits is not None:
+            await self.limits.disconnect()
         self.log.info(f"disconnect from {self.client} {self.summary()}")
 
     def summary(self) -> str:
@@ -304,8 +327,10 @@ class Session:
                 parts.append(f"{name}={ok}" if ok == seen else f"{name}={ok}/{seen}")
                 total_ok += ok
                 total += seen
+        # As Postfix: "0/0" when no command came (any N/M marks an abnormal session).
         parts.append(
-            f"commands={total_ok}" if total_ok == total else f"commands={total_ok}/{total}"
+            f"commands={total_ok}" if total_ok == total and total
+            else f"commands={total_ok}/{total}"
         )
         return " ".join(parts)
 
@@ -417,9 +442,15 @@ class Session:
                 self.closing = True
                 return None
             case ev.StartTls():
+                if self.svc.tls.offered and self.svc.tls.context is not None:
+                    self.last_command = "STARTTLS"
+                    refused = await self.limit(Request.NEWTLS_STATUS, "starttls")
+                    if refused is not None:
+                        return refused
                 return self.on_starttls()
             case ev.Auth():
-                return await self.on_auth(event)
+                self.last_command = "AUTH"
+                return await self.limit(Request.AUTH, "auth") or await self.on_auth(event)
             case ev.AuthLine(line=line):
                 return await self.on_auth_line(line)
             case ev.ProtocolError(reply=reply, command=command, non_smtp=line):
@@ -462,6 +493,9 @@ class Session:
 
     async def on_mail(self, event: ev.Mail) -> Reply:
         self.last_command = "MAIL"
+        refused = await self.limit(Request.MESSAGE, "mail")
+        if refused is not None:
+            return refused
         params = event.params
         auth_param = None
         if self.svc.sasl is not None and "AUTH" in params:  # RFC 4954 5
@@ -485,6 +519,9 @@ class Session:
 
     async def on_rcpt(self, event: ev.Rcpt) -> Reply:
         self.last_command = "RCPT"
+        refused = await self.limit(Request.RECIPIENT, "rcpt")
+        if refused is not None:
+            return refused
         assert self.sender is not None
         reply = await self.rcpt_policy(event)
         if reply is None:
@@ -856,6 +893,16 @@ class Session:
         self.count("auth", reply)
         return reply
 
+    async def limit(self, request: Request, counter: str = "") -> Reply | None:
+        """Report ``request`` to anvil (``smtpd.limits``): the reply of the client limit
+        that refuses it (counted under ``counter`` unless empty), or None."""
+        if self.limits is None:
+            return None
+        reply = await self.limits.ask(request)
+        if reply is not None and counter:
+            self.count(counter, reply)
+        return reply
+
     def abort_transaction(self) -> None:
         if self.message is not None:
             self.message.abort()
@@ -938,6 +985,12 @@ class Session:
         self.tls = TlsInfo.from_ssl_object(ssl_object)
         if self.svc.tls.policy.loglevel >= 1:
             self.log.info(self.tls.established(self.client))
+        refused = None if ssl_object.session_reused else await self.limit(Request.NEWTLS)
+        if refused is not None:
+            self.send(refused)  # said inside TLS; then the session ends
+            self.closing = True
+            if self.counts["starttls_ok"]:
+                self.counts["starttls_ok"] -= 1  # Postfix's starttls=0/1
 
 
 def discard_buffered(reader: asyncio.StreamReader) -> int:
