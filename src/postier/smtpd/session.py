@@ -36,12 +36,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
-<<<<<<< HEAD
 from postier import metrics, stream
-=======
-from postier import stream
 from postier.anvilclient.protocol import Request
->>>>>>> anvil
 from postier.cleanup.cleanup import CleanupMessage, Received
 from postier.queue.file import Envelope, Recipient
 from postier.restrictions import evaluate as rs
@@ -177,16 +173,12 @@ class Session:
             if self.client_addr != "unknown":  # the peer left before we could ask
                 self.client_name = await self.svc.worker.reverse_name(self.client_addr)
             self.log.info(f"connect from {self.client}")
-<<<<<<< HEAD
             metrics.RECORDER.connection(self.svc.name)
-            if self.wrapped is not None and not await self.wrapper_handshake(self.wrapped):
-=======
             self.limits = self.svc.limits.session(self.client_name, self.client_addr,
                                                   self.log.warning)
             if self.wrapped is not None and (
                     not await self.limits.wrapper_allowed()
                     or not await self.wrapper_handshake(self.wrapped) or self.closing):
->>>>>>> anvil
                 return
             await self.converse()
         except stream.PeerGone:
