@@ -255,6 +255,8 @@ def test_req_ccert_with_encrypt_refuses_clients_without_a_trusted_certificate(  
     log = inst.wait_log("disconnect from", count=3)
     assert f"NOQUEUE: abort: TLS from {CLIENT}: No client certificate presented" in log
     assert f"NOQUEUE: abort: TLS from {CLIENT}: Client certificate not trusted" in log
+    # Postfix's disconnect line for a refused client: the STARTTLS counted, nothing after.
+    assert log.count(f"disconnect from {CLIENT} ehlo=1 starttls=1 commands=2") == 2
     assert f"Trusted TLS connection established from {CLIENT}: TLSv1.3" in log
 
 
