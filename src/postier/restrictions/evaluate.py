@@ -158,7 +158,8 @@ class RejectCodes:
     """The ``*_reject_code`` parameters (main.cf names), ``soft_bounce``, and the other
     parameters that shape replies: ``default_rbl_reply``, ``rbl_reply_maps`` (its tables),
     ``smtpd_policy_service_default_action`` and ``_policy_context``; ``relay_clientcerts``
-    (its tables, for permit_tls_clientcerts)."""
+    (its tables, for permit_tls_clientcerts) and ``smtpd_tls_ask_ccert`` (without it the
+    client certificate rows warn, as Postfix's)."""
 
     unknown_local_recipient_reject_code: int = (
         PARAMS["unknown_local_recipient_reject_code"].default_value()
@@ -184,6 +185,7 @@ class RejectCodes:
     default_rbl_reply: str = PARAMS["default_rbl_reply"].default_value()
     rbl_reply_maps: tuple[str, ...] = ()
     relay_clientcerts: tuple[str, ...] = ()
+    smtpd_tls_ask_ccert: bool = PARAMS["smtpd_tls_ask_ccert"].default_value()
     smtpd_policy_service_default_action: str = (
         PARAMS["smtpd_policy_service_default_action"].default_value()
     )
@@ -218,6 +220,8 @@ class Decision:
     ``reject_warning`` lines. ``notes``: access(5) actions with side effects
     (``HOLD``, ``DISCARD``, ``WARN``, ``INFO``, ``FILTER``, ``REDIRECT``, ``PREPEND``,
     ``BCC``) as (ACTION, text). ``restriction``/``stage``: what decided, for the log.
+    ``alerts``: configuration warnings met on the way, for smtpd's log as ``warning:``
+    lines (``check_ccert_access is requested, but "smtpd_tls_ask_ccert = no"``).
     """
 
     action: Action
@@ -227,6 +231,7 @@ class Decision:
     notes: list[tuple[str, str]] = field(default_factory=list)
     restriction: str | None = None
     stage: Stage | None = None
+    alerts: list[str] = field(default_factory=list)
 
     @property
     def accepted(self) -> bool:
@@ -265,6 +270,7 @@ class _Run:
     defer_if_permit: Reply | None = None
     defer_if_reject: Reply | None = None
     decided_by: str | None = None
+    alerts: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -1018,9 +1024,16 @@ def _ccert_lookups(state: SmtpdState) -> list[tuple[Subject, str]]:
                                            state.ccert_pubkey_fingerprint) if fp]
 
 
+def _ask_ccert_off(ctx: Ctx, name: str) -> None:
+    """Postfix's warning when a client certificate row runs without smtpd_tls_ask_ccert."""
+    if not ctx.codes.smtpd_tls_ask_ccert:
+        ctx.run.alerts.append(f'{name} is requested, but "smtpd_tls_ask_ccert = no"')
+
+
 def r_check_ccert_access(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
     """access(5) by fingerprint; a certificate need not be trusted. Replies name the
     certificate's CN: ``<CN>: Client certificate rejected: …``."""
+    _ask_ccert_off(ctx, "check_ccert_access")  # in plaintext too, as Postfix 3.7
     s = ctx.state
     if not s.ccert_fingerprint:
         return DUNNO
@@ -1032,6 +1045,8 @@ def r_permit_tls_clientcerts(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
     """PERMIT when the certificate's fingerprint or public key fingerprint is a key of
     relay_clientcerts (trusted or not, as Postfix); a table that fails tempfails."""
     s = ctx.state
+    if s.encrypted:
+        _ask_ccert_off(ctx, "permit_tls_clientcerts")
     if not s.ccert_fingerprint:
         return DUNNO
     for _kind, fp in _ccert_lookups(s):
@@ -1046,6 +1061,8 @@ def r_permit_tls_clientcerts(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
 
 def r_permit_tls_all_clientcerts(ctx: Ctx, arg: str | None) -> Outcome:
     """PERMIT any client certificate that chained to smtpd_tls_CAfile/CApath."""
+    if ctx.state.encrypted:
+        _ask_ccert_off(ctx, "permit_tls_all_clientcerts")
     return PERMIT if ctx.state.ccert_trusted else DUNNO
 
 
@@ -1471,13 +1488,15 @@ def _finish(out: Outcome, run: _Run, codes: RejectCodes, stage: Stage | None) ->
     if out.verdict in (Verdict.REJECT, Verdict.DEFER) and out.reply is not None:
         reply = _soften(out.reply, codes)
         action: Action = "reject" if reply.code >= 500 else "defer"
-        return Decision(action, reply, run.sleeps, run.warnings, run.notes, run.decided_by, stage)
+        return Decision(action, reply, run.sleeps, run.warnings, run.notes, run.decided_by, stage,
+                        run.alerts)
     if run.defer_if_permit is not None:
         reply = _soften(run.defer_if_permit, codes)
         return Decision("defer", reply, run.sleeps, run.warnings, run.notes,
-                        "defer_if_permit", stage)
+                        "defer_if_permit", stage, run.alerts)
     action = "permit" if out.verdict is Verdict.PERMIT else "dunno"
-    return Decision(action, None, run.sleeps, run.warnings, run.notes, run.decided_by, stage)
+    return Decision(action, None, run.sleeps, run.warnings, run.notes, run.decided_by, stage,
+                    run.alerts)
 
 
 def evaluate_steps(

@@ -579,6 +579,8 @@ class Session:
         decision = await self.svc.facts.run(
             self.policy.check_rcpt(self.restriction_state(), event.address, event.params)
         )
+        for alert in decision.alerts:
+            self.log.warning(alert)
         for warning in decision.warnings:
             self.log_reject("RCPT", warning, event.address, action="reject_warning")
         self.rcpt_notes = decision.notes if decision.reply is None else ()
@@ -623,6 +625,8 @@ class Session:
             return reply
         if self.svc.lists.get(rs.Stage.DATA):
             decision = await self.stage_restrictions(rs.Stage.DATA)
+            for alert in decision.alerts:
+                self.log.warning(alert)
             for warning in decision.warnings:
                 self.log_reject("DATA", warning, None, action="reject_warning")
             if not decision.accepted and decision.reply is not None:
@@ -718,6 +722,8 @@ class Session:
             return replies.TOO_MANY_HOPS
         if self.svc.lists.get(rs.Stage.END_OF_DATA):
             decision = await self.stage_restrictions(rs.Stage.END_OF_DATA)
+            for alert in decision.alerts:
+                self.log.warning(alert)
             for warning in decision.warnings:
                 self.log_reject("END-OF-MESSAGE", warning, None, action="reject_warning")
             if not decision.accepted and decision.reply is not None:

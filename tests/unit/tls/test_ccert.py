@@ -358,3 +358,29 @@ def test_policy_service_sees_the_certificate() -> None:
         rs.SmtpdState(client_address="1.2.3.4", ccert_subject="c", ccert_fingerprint=FP),
         rs.Stage.RECIPIENT)))
     assert (untrusted["ccert_subject"], untrusted["ccert_fingerprint"]) == ("", FP)
+
+
+def test_rows_warn_without_ask_ccert_as_postfix() -> None:
+    def alerts(row: str, encrypted: bool, ask: bool) -> list[str]:
+        state = rs.SmtpdState(client_address="1.2.3.4", encrypted=encrypted,
+                              recipient="r@remote.example")
+        d = rs.evaluate([row], state, _NoFacts(), rs.RejectCodes(smtpd_tls_ask_ccert=ask),
+                        stage=rs.Stage.RECIPIENT)
+        return d.alerts
+
+    warning = '{} is requested, but "smtpd_tls_ask_ccert = no"'
+    assert alerts("check_ccert_access hash:/x", False, False) == [
+        warning.format("check_ccert_access")]
+    assert alerts("permit_tls_clientcerts", True, False) == [
+        warning.format("permit_tls_clientcerts")]
+    assert alerts("permit_tls_all_clientcerts", True, False) == [
+        warning.format("permit_tls_all_clientcerts")]
+    assert alerts("permit_tls_clientcerts", False, False) == []  # only under TLS
+    assert alerts("check_ccert_access hash:/x", True, True) == []
+
+
+class _NoFacts:
+    """Facts for rows that ask nothing (no certificate: nothing is looked up)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"asked {name}")
