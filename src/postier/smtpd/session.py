@@ -975,10 +975,11 @@ class Session:
             verify_error=verify.verify_error(ssl_object),
             sni=sni.name if sni is not None and sni.matched else "",
             ccert_asked=policy.ask_ccert)
+        if self.tls.verify_error and policy.req_ccert:
+            # Postfix 3.7 names the failure only where a trusted certificate is required.
+            self.log.info(f"certificate verification failed for {self.client}: "
+                          f"{self.tls.verify_error}")
         if policy.loglevel >= 1:
-            if self.tls.verify_error:
-                self.log.info(f"certificate verification failed for {self.client}: "
-                              f"{self.tls.verify_error}")
             self.log.info(self.tls.established(self.client))
 
 
