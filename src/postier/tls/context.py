@@ -12,7 +12,6 @@ at fault (``TlsSetupError``).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import ssl
@@ -188,18 +187,12 @@ def sni_chains(policy: ServerTlsPolicy, default: ssl.SSLContext,
     base = dataclasses.replace(policy, keys=(), chain_files=())
 
     def factory(files: tuple[str, ...]) -> ssl.SSLContext:
-        ctx = server_context(dataclasses.replace(base, chain_files=files))
-        with contextlib.suppress(AttributeError):
-            ctx.sni_callback = None
-        return ctx
-
-    def checked_factory(files: tuple[str, ...]) -> ssl.SSLContext:
         try:
-            return factory(files)
+            return server_context(dataclasses.replace(base, chain_files=files))
         except TlsSetupError as exc:
             raise TlsSetupError(param, exc.message) from None
 
-    chains = SniChains(maps, checked_factory)
+    chains = SniChains(maps, factory)
     values: list[str] = []
     for table in maps.tables:
         items = getattr(table, "items", None)

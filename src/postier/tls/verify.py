@@ -22,8 +22,8 @@ import ssl
 import threading
 from collections.abc import Callable
 
-# ssl.CERT_OPTIONAL's OpenSSL flags (SSL_VERIFY_PEER; SSL_VERIFY_CLIENT_ONCE is implied
-# on the server side for the handshake postier does).
+# ssl.CERT_OPTIONAL's OpenSSL mode: SSL_VERIFY_PEER alone (a certificate is asked for,
+# none is demanded).
 _SSL_VERIFY_PEER = 0x01
 
 _VerifyCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
