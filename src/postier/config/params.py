@@ -626,7 +626,16 @@ SMTPD_STARTTLS_TIMEOUT = Param.time(
     "time limit for the TLS handshake", implemented=True)
 TLS_SERVER_SNI_MAPS = Param.list(
     "tls_server_sni_maps", "",
-    "server certificates per SNI name (needs lookup tables)")
+    "tables from a TLS SNI name to the files of its private key and certificate chain",
+    implemented=True)
+SMTPD_TLS_FINGERPRINT_DIGEST = Param.str(
+    "smtpd_tls_fingerprint_digest", "sha256",
+    "digest of client certificate and public key fingerprints (md5, sha1, sha256, …)",
+    implemented=True)
+RELAY_CLIENTCERTS = Param.list(
+    "relay_clientcerts", "",
+    "tables of client certificate or public key fingerprints permit_tls_clientcerts "
+    "lets relay", implemented=True)
 TLS_HIGH_CIPHERLIST = Param.str(
     "tls_high_cipherlist", "aNULL:-aNULL:HIGH:@STRENGTH",
     "OpenSSL cipher list of the high grade", implemented=True)

@@ -32,6 +32,7 @@ class RcptDecision:
     ``warn_if_reject`` replies, to log as ``reject_warning``. ``notes``: access(5)
     actions with side effects, (ACTION, text). ``restriction``: the restriction that
     refused (its name as configured; None: refused before the restrictions, or accepted).
+    ``alerts``: configuration warnings for the log (``rs.Decision.alerts``).
     """
 
     reply: Reply | None
@@ -39,6 +40,7 @@ class RcptDecision:
     warnings: tuple[Reply, ...] = ()
     notes: tuple[tuple[str, str], ...] = ()
     restriction: str | None = None
+    alerts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -202,7 +204,8 @@ class Policy:
             sleep = sum(decision.sleeps)
         reply = None if decision.accepted else decision.reply
         return RcptDecision(reply, sleep, tuple(decision.warnings), tuple(decision.notes),
-                            None if reply is None else decision.restriction)
+                            None if reply is None else decision.restriction,
+                            tuple(decision.alerts))
 
     def vrfy(self, session: rs.SmtpdState, argument: str) -> Steps[VrfyDecision]:
         """The reply to ``VRFY argument``, as Postfix's smtpd: disabled (502), no

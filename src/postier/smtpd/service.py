@@ -89,7 +89,8 @@ class Service:
             self.cleanup = Cleanup(worker.queue_dir, log=self.log, trigger=worker.trigger)
             self.cleanup.incoming_sync = worker.cleanup.incoming_sync  # one group commit
         # Certificates and keys are read now, as root (before the privilege drop).
-        self.tls: ServerTls = load_server_tls(ServerTlsPolicy.from_config(cfg))
+        self.tls: ServerTls = load_server_tls(ServerTlsPolicy.from_config(cfg),
+                                                worker.tables)
         if self.tls.error is not None:
             if self.tls.required:
                 raise ConfigError(f"service {name}: {self.tls.error.message}",

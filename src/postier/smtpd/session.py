@@ -51,6 +51,7 @@ from postier.smtpproto import replies
 from postier.smtpproto.readers import escape_input
 from postier.smtpproto.replies import Reply
 from postier.smtpproto.server import ServerConnection
+from postier.tls import verify
 from postier.tls.policy import TlsInfo
 
 READ_SIZE = 65536
@@ -563,12 +564,26 @@ class Session:
             server_port=str(sock[1]) if sock and len(sock) > 1 else "",
             client_port=str(self.client_port),
             encrypted=self.tls is not None,
+            **self.tls_extras(),
             recipient_count=len(self.recipients),
             queue_id=self.message.queue_id if self.message else "",
             instance=f"{id(self):x}.{self.counts['mail']}",
             sasl_method=self.sasl_method or "",
             sasl_sender=self.sasl_sender or "",
             size=self.message.size if self.message else 0,
+        )
+
+    def tls_extras(self) -> dict[str, Any]:
+        """The TLS facts restrictions and policy services see (none in plaintext)."""
+        t = self.tls
+        if t is None:
+            return {}
+        return dict(
+            ccert_subject=t.peer_cn, ccert_issuer=t.issuer_cn,
+            ccert_fingerprint=t.peer_fingerprint,
+            ccert_pubkey_fingerprint=t.peer_pkey_fingerprint,
+            ccert_trusted=t.peer_verified, encryption_protocol=t.protocol,
+            encryption_cipher=t.cipher, encryption_keysize=t.bits,
         )
 
     def log_actions(self, stage: str, notes: Sequence[tuple[str, str]],
@@ -595,6 +610,8 @@ class Session:
         decision = await self.svc.facts.run(
             self.policy.check_rcpt(self.restriction_state(), event.address, event.params)
         )
+        for alert in decision.alerts:
+            self.log.warning(alert)
         for warning in decision.warnings:
             self.log_reject("RCPT", warning, event.address, action="reject_warning")
         self.rcpt_notes = decision.notes if decision.reply is None else ()
@@ -646,6 +663,8 @@ class Session:
             return reply
         if self.svc.lists.get(rs.Stage.DATA):
             decision = await self.stage_restrictions(rs.Stage.DATA)
+            for alert in decision.alerts:
+                self.log.warning(alert)
             for warning in decision.warnings:
                 self.log_reject("DATA", warning, None, action="reject_warning")
             if not decision.accepted and decision.reply is not None:
@@ -678,6 +697,9 @@ class Session:
             when=datetime.now(UTC).astimezone(),
             tls=(self.tls.received_clause()
                  if self.tls is not None and self.svc.tls.policy.received_header else None),
+            tls_peer=(self.tls.received_peer_clause()
+                      if self.tls is not None and self.svc.tls.policy.received_header
+                      else None),
             authenticated_sender=(
                 self.sasl_username if self.svc.sasl_authenticated_header else None),
         )
@@ -738,6 +760,8 @@ class Session:
             return replies.TOO_MANY_HOPS
         if self.svc.lists.get(rs.Stage.END_OF_DATA):
             decision = await self.stage_restrictions(rs.Stage.END_OF_DATA)
+            for alert in decision.alerts:
+                self.log.warning(alert)
             for warning in decision.warnings:
                 self.log_reject("END-OF-MESSAGE", warning, None, action="reject_warning")
             if not decision.accepted and decision.reply is not None:
@@ -932,6 +956,8 @@ class Session:
         assert context is not None
         writer = self.writer
         await self.handshake(lambda t: writer.start_tls(context, ssl_handshake_timeout=t))
+        if not self.client_certificate_ok():
+            return
         self.abort_transaction()
         self.helo = None
         self.esmtp = False
@@ -956,7 +982,20 @@ class Session:
         await self.handshake(accept)
         self.wrapped = None  # the transport owns the socket now
         self.conn.tls_active = True
-        return True
+        return self.client_certificate_ok()
+
+    def client_certificate_ok(self) -> bool:
+        """smtpd_tls_req_ccert (at level encrypt): after the handshake, a client without a
+        trusted certificate is logged ``NOQUEUE: abort: TLS from CLIENT: …`` and told
+        ``421 4.7.1`` (Postfix 3.7's smtpd); the session then ends. True to go on."""
+        assert self.tls is not None
+        why = self.tls.missing_ccert
+        if not self.svc.tls.policy.req_ccert or why is None:
+            return True
+        self.log.info(f"NOQUEUE: abort: TLS from {self.client}: {why}")
+        self.send(replies.ccert_required(self.svc.hostname, why))
+        self.closing = True
+        return False
 
     async def handshake(self, shake: Callable[[float], Awaitable[None]]) -> None:
         """Run ``shake(ssl_handshake_timeout)`` within smtpd_starttls_timeout; one log
@@ -974,8 +1013,23 @@ class Session:
         ssl_object = self.writer.get_extra_info("ssl_object")
         if ssl_object is None:  # the transport closed under the handshake
             raise stream.PeerGone("lost connection")
-        self.tls = TlsInfo.from_ssl_object(ssl_object)
-        if self.svc.tls.policy.loglevel >= 1:
+        policy = self.svc.tls.policy
+        sni = self.svc.tls.sni.outcome(ssl_object) if self.svc.tls.sni is not None else None
+        if sni is not None and not sni.matched:
+            if sni.problem:
+                self.log.warning(f"TLS SNI {sni.name} from {self.client}: {sni.problem}")
+            self.log.info(f"TLS SNI {sni.name} from {self.client} not matched, "
+                          f"using default chain")
+        self.tls = TlsInfo.from_ssl_object(
+            ssl_object, digest=policy.fingerprint_digest,
+            verify_error=verify.verify_error(ssl_object),
+            sni=sni.name if sni is not None and sni.matched else "",
+            ccert_asked=policy.ask_ccert)
+        if self.tls.verify_error and policy.req_ccert:
+            # Postfix 3.7 names the failure only where a trusted certificate is required.
+            self.log.info(f"certificate verification failed for {self.client}: "
+                          f"{self.tls.verify_error}")
+        if policy.loglevel >= 1:
             self.log.info(self.tls.established(self.client))
         refused = None if ssl_object.session_reused else await self.limit(Request.NEWTLS)
         if refused is not None:

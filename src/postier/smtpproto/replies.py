@@ -274,6 +274,14 @@ TLS_ALREADY_ACTIVE = Reply(554, "5.5.1", "Error: TLS already active")
 STARTTLS_NOT_OFFERED = NOT_IMPLEMENTED
 # TLS offered but no usable certificate or key (Postfix 3.7, side by side).
 TLS_NOT_AVAILABLE = Reply(454, "4.7.0", "TLS not available due to local problem")
+
+
+def ccert_required(hostname: str, why: str) -> Reply:
+    """smtpd_tls_req_ccert after the handshake (Postfix 3.7, side by side): ``421 4.7.1
+    HOST Error: No client certificate presented`` (or ``Client certificate not trusted``)."""
+    return Reply(421, "4.7.1", f"{hostname} Error: {why}")
+
+
 # smtpd_tls_security_level = encrypt, before STARTTLS (RFC 3207 4; Postfix's text).
 STARTTLS_FIRST = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
 AUTH_NOT_ENABLED = Reply(503, "5.5.1", "Error: authentication not enabled")
@@ -338,6 +346,7 @@ class ReplyClass(enum.Enum):
     DATA = "Data command"
     END_OF_DATA = "End-of-data"
     ETRN = "Etrn command"
+    CCERT = "Client certificate"  # check_ccert_access (subject: the certificate's CN)
 
 
 def rejected(code: int, enhanced: str, what: ReplyClass, subject: str, reason: str) -> Reply:
