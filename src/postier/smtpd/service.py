@@ -44,6 +44,7 @@ from postier.config.params import (
     SMTPD_TIMEOUT,
     SMTPD_TLS_AUTH_ONLY,
     SMTPUTF8_ENABLE,
+    STRICT_SMTPUTF8,
     SYSLOG_FACILITY,
     SYSLOG_NAME,
 )
@@ -140,6 +141,7 @@ class Service:
         # SMTPUTF8 (RFC 6531) per smtputf8_enable; CHUNKING (RFC 3030) always, as Postfix
         # 3.7; BINARYMIME beside it (Postfix has none: docs/decisions.md).
         self.smtputf8_enable = cfg[SMTPUTF8_ENABLE]
+        self.strict_smtputf8 = cfg[STRICT_SMTPUTF8]  # RFC 6531 3.3 (policy reads it)
         if self.smtputf8_enable:
             keywords.append("SMTPUTF8")
         keywords += ["CHUNKING", "BINARYMIME"]

@@ -137,8 +137,10 @@ class Session:
 
     @property
     def received_protocol(self) -> str:
-        """The Received: header's ``with``: RFC 3848 (``ESMTPA``, ``ESMTPSA``, …)."""
-        return (self.protocol + ("S" if self.tls is not None else "")
+        """The Received: header's ``with``: RFC 3848 (``ESMTPA``, ``ESMTPSA``, …), RFC 6531
+        4.3 ``UTF8SMTP`` (+ ``S``, ``A``) for a transaction with SMTPUTF8."""
+        return (("UTF8SMTP" if self.smtputf8 else self.protocol)
+                + ("S" if self.tls is not None else "")
                 + ("A" if self.sasl_username else ""))
 
     @property
@@ -470,7 +472,7 @@ class Session:
                     and params["SMTPUTF8"] is None)
         if smtputf8:
             params = {k: v for k, v in params.items() if k != "SMTPUTF8"}
-        reply = self.policy.check_mail(event.address, params)
+        reply = self.policy.check_mail(event.address, params, smtputf8=smtputf8)
         if reply is None:
             self.smtputf8 = smtputf8
             self.sender = event.address
@@ -562,7 +564,8 @@ class Session:
         """Carry out the policy's decision on a recipient: log, flush and sleep, then the
         refusal to send (None: accepted)."""
         decision = await self.svc.facts.run(
-            self.policy.check_rcpt(self.restriction_state(), event.address, event.params)
+            self.policy.check_rcpt(self.restriction_state(), event.address, event.params,
+                                   smtputf8=self.smtputf8)
         )
         for warning in decision.warnings:
             self.log_reject("RCPT", warning, event.address, action="reject_warning")
