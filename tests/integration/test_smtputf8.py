@@ -188,7 +188,7 @@ def test_the_smtp_client_needs_smtputf8_from_the_next_hop(make_instance, workdir
         smtp("EHLO milou.example.net")
         sent = []
         for sender, rcpt, params, subject in (
-            ("ö@example.com", "x@plain.test", " SMTPUTF8", "x"),  # bounced 5.6.7
+            ("ö@utf8.test", "x@plain.test", " SMTPUTF8", "x"),  # bounced 5.6.7
             ("a@example.com", "y@plain.test", " SMTPUTF8", "ascii"),  # sent: ASCII envelope
             ("a@example.com", "z@plain.test", " SMTPUTF8", "ü"),  # sent: headers don't count
             ("a@example.com", "ü@plain.test", " SMTPUTF8", "x"),  # bounced 5.6.7
@@ -212,7 +212,12 @@ def test_the_smtp_client_needs_smtputf8_from_the_next_hop(make_instance, workdir
         assert sorted(t.recipients[0] for t in plain.transactions) == ["y@plain.test",
                                                                       "z@plain.test"]
         assert all("SMTPUTF8" not in t.mail_params for t in plain.transactions)
-        by_rcpt = {t.recipients[0]: t for t in utf8.transactions}
+        # the non-delivery notice to ö@utf8.test needs (and gets) SMTPUTF8 too
+        notice = utf8.wait(3)
+        by_rcpt = {t.recipients[0]: t for t in notice}
+        assert by_rcpt["ö@utf8.test"].sender == ""
+        assert "SMTPUTF8" in by_rcpt["ö@utf8.test"].mail_params.split()
+        assert b"SMTPUTF8 is required, but was not offered" in by_rcpt["ö@utf8.test"].data
         assert "SMTPUTF8" in by_rcpt["v@utf8.test"].mail_params.split()
         assert by_rcpt["v@utf8.test"].sender == "ö@example.com"
         assert "SMTPUTF8" not in by_rcpt["w@utf8.test"].mail_params.split()

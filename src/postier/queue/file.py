@@ -125,12 +125,26 @@ class Recipient:
     reason: str = ""
 
 
+#: The envelope attribute that marks a message needing SMTPUTF8 (RFC 6531): received with
+#: the SMTPUTF8 parameter, autodetected (``smtputf8_autodetect_classes``), or a notice
+#: about such a message; value ``"1"``, absent otherwise.
+ATTR_SMTPUTF8 = "smtputf8"
+
+
 @dataclass
 class Envelope:
+    """A message's envelope: sender, recipients, arrival (seconds since the epoch) and
+    named attributes (strings: ``origin``, ``client_name``, DSN's ``dsn_ret``, …)."""
+
     sender: str
     recipients: list[Recipient]
     arrival: float
     attrs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def smtputf8(self) -> bool:
+        """The message needs SMTPUTF8 (``ATTR_SMTPUTF8``)."""
+        return self.attrs.get(ATTR_SMTPUTF8, "") in ("1", "yes", "true")
 
 
 def fsync_dir(path: str) -> None:

@@ -359,7 +359,7 @@ def _message(qf: QueueFile, request: DeliveryRequest) -> tuple[Message, list[Rec
         size=qf.content_size,
         content=content,
         body=attrs.get("body", "").upper(),
-        smtputf8=attrs.get("smtputf8", "") in ("1", "yes", "true"),
+        smtputf8=env.smtputf8,
         ret=attrs.get("dsn_ret", ""),
         envid=attrs.get("dsn_envid", ""),
     )
