@@ -105,10 +105,15 @@ def test_utf8_local_parts_delivered_through_aliases_to_a_mailbox(
     assert smtp("MAIL FROM:<jérôme@example.net> SMTPUTF8") == "250 2.1.0 Ok"
     assert smtp("RCPT TO:<élise@example.com>") == "250 2.1.5 Ok"
     qid2 = queued(smtp.message("Subject: é\n\n"))
+    # the alias lookup folds UTF-8 case; Delivered-To: keeps the address as sent
+    assert smtp("MAIL FROM:<a@b.net> SMTPUTF8") == "250 2.1.0 Ok"
+    assert smtp("RCPT TO:<JÉRÔME@example.com>") == "250 2.1.5 Ok"
+    qid3 = queued(smtp.message("Subject: case\n\n"))
     smtp.close()
     inst.wait_log(f"{qid}: removed")
     inst.wait_log(f"{qid2}: removed")
-    first, second = inst.mailbox("tintin").read_text().split("\n\nFrom ")
+    inst.wait_log(f"{qid3}: removed")
+    first, second, third = inst.mailbox("tintin").read_text().split("\n\nFrom ")
     first += "\n"
     assert first.startswith("From ö@b.net ")
     for line in ("Return-Path: <ö@b.net>", "X-Original-To: jérôme@example.com",
@@ -120,8 +125,9 @@ def test_utf8_local_parts_delivered_through_aliases_to_a_mailbox(
     for line in ("Return-Path: <jérôme@example.net>", "X-Original-To: élise@example.com",
                  "Delivered-To: élise@example.com", "Subject: é"):
         assert f"\n{line}\n" in second, (line, second)
+    assert "\nX-Original-To: JÉRÔME@example.com\nDelivered-To: JÉRÔME@example.com\n" in third
     log = inst.log()
-    for q, orig in ((qid, "jérôme"), (qid2, "élise")):
+    for q, orig in ((qid, "jérôme"), (qid2, "élise"), (qid3, "JÉRÔME")):
         assert re.search(rf"{q}: to=<tintin@example\.com>, orig_to=<{orig}@example\.com>, "
                          r"relay=local, .*status=sent \(delivered to mailbox\)", log), log
 
