@@ -227,3 +227,44 @@ def test_the_smtp_client_needs_smtputf8_from_the_next_hop(make_instance, workdir
         assert "SMTPUTF8" in by_rcpt["v@utf8.test"].mail_params.split()
         assert by_rcpt["v@utf8.test"].sender == "ö@example.com"
         assert "SMTPUTF8" not in by_rcpt["w@utf8.test"].mail_params.split()
+
+
+@pytest.mark.skipif(not ROOT, reason="remote hosts listen on port 25")
+def test_smtputf8_autodetect_classes_smtpd(make_instance, workdir: Path) -> None:
+    # Postfix 3.7 with smtputf8_autodetect_classes = smtpd: UTF-8 in a header or the
+    # envelope requires SMTPUTF8 of the next hop, with or without SMTPUTF8 on MAIL. The
+    # service has its own syslog_name, so it has its own cleanup: the same settings.
+    with ScriptedSmtp("127.1.0.33") as plain:
+        inst = started(make_instance, workdir,
+                       "smtputf8_autodetect_classes = smtpd\n"
+                       "transport_maps = inline:{ plain.test=smtp:[127.1.0.33] }\n")
+        inst.stop()
+        inst.write_master_cf(f"127.0.0.1:{inst.port} inet n - n - - smtpd\n"
+                             "  -o syslog_name=postfix/submission\n")
+        done = inst.start()
+        assert done.returncode == 0, done.stderr + inst.log()
+        smtp = Talk(inst.port)
+        smtp("EHLO milou.example.net")
+        sent = []
+        for params, rcpt, subject, status in (
+            ("", "a@plain.test", "ü", "bounced"),
+            (" SMTPUTF8", "b@plain.test", "ü", "bounced"),
+            ("", "c@plain.test", "x", "sent"),
+            ("", "tintin", "x", "sent"),  # qualified by this service's cleanup
+        ):
+            assert smtp(f"MAIL FROM:<a@example.com>{params}") == "250 2.1.0 Ok"
+            assert smtp(f"RCPT TO:<{rcpt}>") == "250 2.1.5 Ok"
+            qid = queued(smtp.message(f"Subject: {subject}\n\n"))
+            if "@" not in rcpt:
+                rcpt += "@example.com"
+            sent.append((qid, rcpt, status))
+        smtp.close()
+        for qid, rcpt, status in sent:
+            line = inst.wait_log(f"{qid}: to=<{rcpt}>", timeout=30).split(
+                f"{qid}: to=<{rcpt}>")[1].splitlines()[0]
+            assert f"status={status}" in line, line
+            if status == "bounced":
+                assert line.endswith("dsn=5.6.7, status=bounced (SMTPUTF8 is required, but was "
+                                     "not offered by host 127.1.0.33[127.1.0.33])"), line
+        assert [t.recipients for t in plain.transactions] == [["c@plain.test"]]
+        assert "postfix/submission/smtpd[" in inst.log()

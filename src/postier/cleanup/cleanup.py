@@ -48,7 +48,14 @@ from postier.cleanup.actions import AccessActions
 from postier.cleanup.headers import HeaderProcessor, received_header
 from postier.config.params import HOPCOUNT_LIMIT
 from postier.queue import dirs
-from postier.queue.file import ATTR_SMTPUTF8, Envelope, GroupSync, QueueWriter, Recipient
+from postier.queue.file import (
+    ATTR_SMTPUTF8,
+    SMTPUTF8_REQUIRED,
+    Envelope,
+    GroupSync,
+    QueueWriter,
+    Recipient,
+)
 from postier.rewrite.address import append_domain
 
 #: A whole message's content: bytes, or a function of the new queue ID giving them.
@@ -273,7 +280,7 @@ class CleanupMessage:
             envelope = self.actions.envelope(envelope)
             if self._cleanup.detects_smtputf8(envelope, headers_utf8=self.headers.utf8):
                 envelope = dataclasses.replace(
-                    envelope, attrs={**envelope.attrs, ATTR_SMTPUTF8: "1"})
+                    envelope, attrs={**envelope.attrs, ATTR_SMTPUTF8: SMTPUTF8_REQUIRED})
             if self.actions.discard is not None:  # accepted, never delivered
                 self.abort()
                 self.discarded = True
@@ -330,11 +337,12 @@ class Cleanup:
         self.incoming_sync = GroupSync(os.path.join(queue_dir, "incoming"))
 
     def detects_smtputf8(self, envelope: Envelope, *, headers_utf8: bool) -> bool:
-        """Does a message not received with SMTPUTF8 need it? As Postfix's cleanup(8)
-        with ``smtputf8_autodetect_classes``: when the message's origin class is listed
-        (``origin`` attribute; smtpd's mail has none: ``smtpd``) or ``all`` is, and its
-        sender, a recipient or a header (``headers_utf8``) is not ASCII."""
-        if envelope.smtputf8 or not self.smtputf8_autodetect:
+        """Does the message require SMTPUTF8 (``queue.file.SMTPUTF8_REQUIRED``)? As
+        Postfix 3.7's cleanup(8) with ``smtputf8_autodetect_classes``, whether or not the
+        client sent SMTPUTF8: when the message's origin class is listed (``origin``
+        attribute; smtpd's mail has none: ``smtpd``) or ``all`` is, and its sender, a
+        recipient or a header (``headers_utf8``) is not ASCII."""
+        if not self.smtputf8_autodetect:
             return False
         origin = envelope.attrs.get("origin", "smtpd")
         if origin not in self.smtputf8_autodetect and "all" not in self.smtputf8_autodetect:

@@ -143,7 +143,8 @@ def write_notice(
     notice = Envelope(
         sender=out.envelope_sender, recipients=[Recipient(out.notice.to)], arrival=now,
         # a notice about a SMTPUTF8 message needs SMTPUTF8 too (as Postfix's bounce(8))
-        attrs={"origin": "bounce", **({ATTR_SMTPUTF8: "1"} if env.smtputf8 else {})},
+        attrs={"origin": "bounce",
+               **({ATTR_SMTPUTF8: env.attrs[ATTR_SMTPUTF8]} if env.smtputf8 else {})},
     )
     return cleanup.enqueue(notice, content)
 

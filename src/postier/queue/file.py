@@ -125,10 +125,15 @@ class Recipient:
     reason: str = ""
 
 
-#: The envelope attribute that marks a message needing SMTPUTF8 (RFC 6531): received with
-#: the SMTPUTF8 parameter, autodetected (``smtputf8_autodetect_classes``), or a notice
-#: about such a message; value ``"1"``, absent otherwise.
+#: The envelope attribute that marks a SMTPUTF8 message (RFC 6531), absent otherwise:
+#: ``SMTPUTF8_REQUESTED`` when it was received with the SMTPUTF8 parameter (the SMTP
+#: client needs a server offering SMTPUTF8 only for a UTF-8 envelope address), or
+#: ``SMTPUTF8_REQUIRED`` when cleanup found UTF-8 in its envelope or headers
+#: (``smtputf8_autodetect_classes``: it needs such a server whatever the envelope). A
+#: notice about such a message carries the same value.
 ATTR_SMTPUTF8 = "smtputf8"
+SMTPUTF8_REQUESTED = "1"
+SMTPUTF8_REQUIRED = "required"
 
 
 @dataclass
@@ -143,8 +148,13 @@ class Envelope:
 
     @property
     def smtputf8(self) -> bool:
-        """The message needs SMTPUTF8 (``ATTR_SMTPUTF8``)."""
-        return self.attrs.get(ATTR_SMTPUTF8, "") in ("1", "yes", "true")
+        """A SMTPUTF8 message, requested or required (``ATTR_SMTPUTF8``)."""
+        return self.attrs.get(ATTR_SMTPUTF8, "") in (SMTPUTF8_REQUESTED, SMTPUTF8_REQUIRED)
+
+    @property
+    def smtputf8_required(self) -> bool:
+        """Cleanup found UTF-8 in the envelope or headers (``SMTPUTF8_REQUIRED``)."""
+        return self.attrs.get(ATTR_SMTPUTF8, "") == SMTPUTF8_REQUIRED
 
 
 def fsync_dir(path: str) -> None:

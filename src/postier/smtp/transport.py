@@ -47,10 +47,11 @@ CHUNK_SIZE = 65536
 
 def needs_smtputf8(message: Message, recipients: Sequence[Recipient]) -> bool:
     """Does this delivery need a server that offers SMTPUTF8? As Postfix 3.7's smtp(8):
-    the message was received with SMTPUTF8 and its sender or one of these recipients
-    is not ASCII (UTF-8 in headers alone does not count: sent without SMTPUTF8)."""
-    return message.smtputf8 and not (
-        message.sender.isascii() and all(r.address.isascii() for r in recipients))
+    cleanup found UTF-8 in the message (``smtputf8_required``, autodetection), or it was
+    received with SMTPUTF8 and its sender or one of these recipients is not ASCII (then
+    UTF-8 in headers alone does not count: sent without SMTPUTF8)."""
+    return message.smtputf8_required or (message.smtputf8 and not (
+        message.sender.isascii() and all(r.address.isascii() for r in recipients)))
 
 
 def _before_mail(session: Session, message: Message,
@@ -360,6 +361,7 @@ def _message(qf: QueueFile, request: DeliveryRequest) -> tuple[Message, list[Rec
         content=content,
         body=attrs.get("body", "").upper(),
         smtputf8=env.smtputf8,
+        smtputf8_required=env.smtputf8_required,
         ret=attrs.get("dsn_ret", ""),
         envid=attrs.get("dsn_envid", ""),
     )

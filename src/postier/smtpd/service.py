@@ -86,7 +86,11 @@ class Service:
         if cfg[SYSLOG_NAME] != worker.cfg[SYSLOG_NAME]:
             self.log = Log("smtpd", syslog_name=cfg[SYSLOG_NAME], target=worker.log.target,
                            facility=cfg[SYSLOG_FACILITY])
-            self.cleanup = Cleanup(worker.queue_dir, log=self.log, trigger=worker.trigger)
+            shared = worker.cleanup  # the same cleanup settings, only the log differs
+            self.cleanup = Cleanup(worker.queue_dir, log=self.log, trigger=worker.trigger,
+                                   qualify=shared.qualify,
+                                   hopcount_limit=shared.hopcount_limit,
+                                   smtputf8_autodetect=shared.smtputf8_autodetect)
             self.cleanup.incoming_sync = worker.cleanup.incoming_sync  # one group commit
         # Certificates and keys are read now, as root (before the privilege drop).
         self.tls: ServerTls = load_server_tls(ServerTlsPolicy.from_config(cfg))

@@ -38,7 +38,7 @@ from typing import Any, cast
 
 from postier import stream
 from postier.cleanup.cleanup import CleanupMessage, Received
-from postier.queue.file import ATTR_SMTPUTF8, Envelope, Recipient
+from postier.queue.file import ATTR_SMTPUTF8, SMTPUTF8_REQUESTED, Envelope, Recipient
 from postier.restrictions import evaluate as rs
 from postier.sasl import api as sasl
 from postier.sasl.mechanisms import Mechanism, offered, usable
@@ -725,7 +725,7 @@ class Session:
                 "service": self.svc.name,
                 **self.dsn_attrs,
                 # the SMTP client passes it on (RFC 6531)
-                **({ATTR_SMTPUTF8: "1"} if self.smtputf8 else {}),
+                **({ATTR_SMTPUTF8: SMTPUTF8_REQUESTED} if self.smtputf8 else {}),
             },
         )
         loop = asyncio.get_running_loop()

@@ -292,6 +292,8 @@ def test_utf8_headers_and_addresses_are_queued_unchanged(qdir: str) -> None:
 
 
 @pytest.mark.parametrize(("classes", "origin", "sender", "rcpt", "text", "flagged"), [
+    # Postfix 3.7 (autodetect smtpd): detected whether or not MAIL said SMTPUTF8
+    (("smtpd",), None, "s@x", "r@x", "Subject: ü\n\n", True),
     ((), None, "jé@x", "r@x", "Subject: ü\n\n", False),  # nothing to detect for
     (("sendmail", "verify"), None, "jé@x", "r@x", "Subject: ü\n\n", False),  # Postfix default
     (("smtpd",), None, "jé@x", "r@x", "Subject: x\n\n", True),  # UTF-8 sender
@@ -311,4 +313,17 @@ def test_smtputf8_autodetect_classes(
     cleanup = Cleanup(qdir, log=None, trigger=None, smtputf8_autodetect=classes)
     got, _ = read(qdir, cleanup.enqueue(env, [text.encode()]))
     assert got.smtputf8 is flagged
-    assert (got.attrs.get(qfile.ATTR_SMTPUTF8) == "1") is flagged
+    assert got.smtputf8_required is flagged
+    assert (got.attrs.get(qfile.ATTR_SMTPUTF8) == qfile.SMTPUTF8_REQUIRED) is flagged
+
+
+@pytest.mark.parametrize("classes", [(), ("smtpd",)])
+def test_a_requested_smtputf8_message_is_required_only_when_detected(
+    qdir: str, classes: tuple[str, ...],
+) -> None:
+    env = Envelope("s@x", [Recipient("r@x", "r@x")], 1764103732.5,
+                   {qfile.ATTR_SMTPUTF8: qfile.SMTPUTF8_REQUESTED})
+    cleanup = Cleanup(qdir, log=None, trigger=None, smtputf8_autodetect=classes)
+    got, _ = read(qdir, cleanup.enqueue(env, ["Subject: ü\n\n".encode()]))
+    assert got.smtputf8
+    assert got.smtputf8_required is bool(classes)

@@ -18,8 +18,9 @@ async def _nothing() -> AsyncIterator[bytes]:
     yield b""
 
 
-def message(sender: str, smtputf8: bool) -> Message:
-    return Message(sender=sender, size=10, content=_nothing, smtputf8=smtputf8)
+def message(sender: str, smtputf8: bool, required: bool = False) -> Message:
+    return Message(sender=sender, size=10, content=_nothing, smtputf8=smtputf8,
+                   smtputf8_required=required)
 
 
 @pytest.mark.parametrize(("sender", "rcpts", "smtputf8", "needed"), [
@@ -32,6 +33,12 @@ def message(sender: str, smtputf8: bool) -> Message:
 def test_needs_smtputf8(sender: str, rcpts: list[str], smtputf8: bool, needed: bool) -> None:
     recipients = [Recipient(i, r) for i, r in enumerate(rcpts)]
     assert needs_smtputf8(message(sender, smtputf8), recipients) is needed
+
+
+def test_an_autodetected_message_needs_smtputf8_whatever_its_envelope() -> None:
+    # Postfix 3.7 with smtputf8_autodetect_classes = smtpd: "Subject: ü" from a@b.net to
+    # y@far.test, with or without SMTPUTF8 on MAIL, bounced 5.6.7
+    assert needs_smtputf8(message("a@b.net", True, required=True), [Recipient(0, "y@far.test")])
 
 
 def test_the_status_when_the_server_does_not_offer_smtputf8() -> None:
