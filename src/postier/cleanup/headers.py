@@ -143,6 +143,8 @@ class HeaderProcessor:
         self.in_headers = True
         self.message_id: str | None = None
         self.hops = 0
+        #: a header of the primary block holds non-ASCII (RFC 6532 UTF-8 headers)
+        self.utf8 = False
         self.truncated_headers = 0
         self.dropped: list[str] = []
         self.seen: set[str] = set()
@@ -255,6 +257,8 @@ class HeaderProcessor:
             out += line
 
     def _append_cur(self, line: bytes, over: bool) -> None:
+        if not self.utf8 and not line.isascii():
+            self.utf8 = True
         room = self.limit - len(self._cur)
         if len(line) > room or over:
             self._cur += line[:max(0, room)]

@@ -487,6 +487,14 @@ LINE_LENGTH_LIMIT = Param.int(
     "maximal length of a line before it is broken up", implemented=True)
 HEADER_SIZE_LIMIT = Param.size("header_size_limit", "102400", "maximal size of a message header")
 SMTPUTF8_ENABLE = Param.bool("smtputf8_enable", "yes", "enable SMTPUTF8 support", implemented=True)
+SMTPUTF8_AUTODETECT_CLASSES = Param.list(
+    "smtputf8_autodetect_classes", "sendmail, verify",
+    "mail origin classes whose UTF-8 envelope or headers mark the message SMTPUTF8",
+    implemented=True)
+STRICT_SMTPUTF8 = Param.bool(
+    "strict_smtputf8", "no",
+    "refuse a UTF-8 envelope address without the SMTPUTF8 parameter (553 5.6.7)",
+    implemented=True)
 
 # --- client rate and concurrency limits (anvil(8), smtpd(8)) ---------------------------
 SMTPD_CLIENT_CONNECTION_COUNT_LIMIT = Param.int(

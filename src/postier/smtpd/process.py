@@ -24,6 +24,7 @@ from postier.config.params import (
     SMTPD_SASL_LOCAL_DOMAIN,
     SMTPD_SASL_PATH,
     SMTPD_SASL_TYPE,
+    SMTPUTF8_AUTODETECT_CLASSES,
 )
 from postier.config.settings import Config
 from postier.dns.resolver import Resolver
@@ -54,7 +55,8 @@ class Worker:
         qualify = Qualify(cfg[MYORIGIN], cfg[APPEND_AT_MYORIGIN], cfg[APPEND_DOT_MYDOMAIN],
                           cfg[MYDOMAIN])
         self.cleanup = Cleanup(self.queue_dir, log=log, trigger=self.trigger, qualify=qualify,
-                               hopcount_limit=cfg[HOPCOUNT_LIMIT])
+                               hopcount_limit=cfg[HOPCOUNT_LIMIT],
+                               smtputf8_autodetect=cfg[SMTPUTF8_AUTODETECT_CLASSES])
         #: every table this process opened (alias_maps, local_recipient_maps, access
         #: tables of the restrictions, mynetworks entries), each once
         self.tables = Tables(warn=log.warning)

@@ -44,6 +44,7 @@ from postier.config.params import (
     SMTPD_TIMEOUT,
     SMTPD_TLS_AUTH_ONLY,
     SMTPUTF8_ENABLE,
+    STRICT_SMTPUTF8,
     SYSLOG_FACILITY,
     SYSLOG_NAME,
 )
@@ -86,7 +87,11 @@ class Service:
         if cfg[SYSLOG_NAME] != worker.cfg[SYSLOG_NAME]:
             self.log = Log("smtpd", syslog_name=cfg[SYSLOG_NAME], target=worker.log.target,
                            facility=cfg[SYSLOG_FACILITY])
-            self.cleanup = Cleanup(worker.queue_dir, log=self.log, trigger=worker.trigger)
+            shared = worker.cleanup  # the same cleanup settings, only the log differs
+            self.cleanup = Cleanup(worker.queue_dir, log=self.log, trigger=worker.trigger,
+                                   qualify=shared.qualify,
+                                   hopcount_limit=shared.hopcount_limit,
+                                   smtputf8_autodetect=shared.smtputf8_autodetect)
             self.cleanup.incoming_sync = worker.cleanup.incoming_sync  # one group commit
         # Certificates and keys are read now, as root (before the privilege drop).
         self.tls: ServerTls = load_server_tls(ServerTlsPolicy.from_config(cfg),
@@ -142,6 +147,7 @@ class Service:
         # SMTPUTF8 (RFC 6531) per smtputf8_enable; CHUNKING (RFC 3030) always, as Postfix
         # 3.7; BINARYMIME beside it (Postfix has none: docs/decisions.md).
         self.smtputf8_enable = cfg[SMTPUTF8_ENABLE]
+        self.strict_smtputf8 = cfg[STRICT_SMTPUTF8]  # RFC 6531 3.3 (policy reads it)
         if self.smtputf8_enable:
             keywords.append("SMTPUTF8")
         keywords += ["CHUNKING", "BINARYMIME"]

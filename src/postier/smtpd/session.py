@@ -39,7 +39,7 @@ from typing import Any, cast
 from postier import metrics, stream
 from postier.anvilclient.protocol import Request
 from postier.cleanup.cleanup import CleanupMessage, Received
-from postier.queue.file import Envelope, Recipient
+from postier.queue.file import ATTR_SMTPUTF8, SMTPUTF8_REQUESTED, Envelope, Recipient
 from postier.restrictions import evaluate as rs
 from postier.sasl import api as sasl
 from postier.sasl.mechanisms import Mechanism, offered, usable
@@ -143,8 +143,10 @@ class Session:
 
     @property
     def received_protocol(self) -> str:
-        """The Received: header's ``with``: RFC 3848 (``ESMTPA``, ``ESMTPSA``, …)."""
-        return (self.protocol + ("S" if self.tls is not None else "")
+        """The Received: header's ``with``: RFC 3848 (``ESMTPA``, ``ESMTPSA``, …), RFC 6531
+        4.3 ``UTF8SMTP`` (+ ``S``, ``A``) for a transaction with SMTPUTF8."""
+        return (("UTF8SMTP" if self.smtputf8 else self.protocol)
+                + ("S" if self.tls is not None else "")
                 + ("A" if self.sasl_username else ""))
 
     @property
@@ -499,7 +501,7 @@ class Session:
                     and params["SMTPUTF8"] is None)
         if smtputf8:
             params = {k: v for k, v in params.items() if k != "SMTPUTF8"}
-        reply = self.policy.check_mail(event.address, params)
+        reply = self.policy.check_mail(event.address, params, smtputf8=smtputf8)
         if reply is None:
             self.smtputf8 = smtputf8
             self.sender = event.address
@@ -608,7 +610,8 @@ class Session:
         """Carry out the policy's decision on a recipient: log, flush and sleep, then the
         refusal to send (None: accepted)."""
         decision = await self.svc.facts.run(
-            self.policy.check_rcpt(self.restriction_state(), event.address, event.params)
+            self.policy.check_rcpt(self.restriction_state(), event.address, event.params,
+                                   smtputf8=self.smtputf8)
         )
         for alert in decision.alerts:
             self.log.warning(alert)
@@ -784,8 +787,8 @@ class Session:
                 "protocol": self.protocol,
                 "service": self.svc.name,
                 **self.dsn_attrs,
-                # the SMTP client passes it on (smtp.transport reads "smtputf8")
-                **({"smtputf8": "1"} if self.smtputf8 else {}),
+                # the SMTP client passes it on (RFC 6531)
+                **({ATTR_SMTPUTF8: SMTPUTF8_REQUESTED} if self.smtputf8 else {}),
             },
         )
         loop = asyncio.get_running_loop()
