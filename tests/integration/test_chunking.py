@@ -118,7 +118,6 @@ def test_bdat_then_data(make_instance, tutorial_main_cf: str) -> None:
 
 @pytest.mark.skipif(not ROOT, reason="needs the user tintin")
 def test_smtputf8_advertised_and_accepted_on_mail(make_instance, tutorial_main_cf: str) -> None:
-    # (SMTPUTF8, RFC 6531: only the MAIL parameter so far; see the report for what is left.)
     inst, client = started(make_instance, tutorial_main_cf)
     client.send("MAIL FROM:<jérôme@example.net> SMTPUTF8\r\n".encode()
                 + b"RCPT TO:<tintin@example.com>\r\n" + bdat([b"Subject: utf8\r\n"]))
@@ -133,8 +132,6 @@ def test_smtputf8_advertised_and_accepted_on_mail(make_instance, tutorial_main_c
     assert "jérôme".encode() in raw.split(b"\n", 1)[0]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 7 item 10 left: a UTF-8 local part is quoted "
-                   "on its way through the queue (rewrite's quoting treats non-ASCII as special)")
 @pytest.mark.skipif(not ROOT, reason="needs the user tintin")
 def test_smtputf8_local_part_kept_unquoted(make_instance, tutorial_main_cf: str) -> None:
     inst, client = started(make_instance, tutorial_main_cf)

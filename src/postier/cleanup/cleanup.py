@@ -48,7 +48,14 @@ from postier.cleanup.actions import AccessActions
 from postier.cleanup.headers import HeaderProcessor, received_header
 from postier.config.params import HOPCOUNT_LIMIT
 from postier.queue import dirs
-from postier.queue.file import Envelope, GroupSync, QueueWriter, Recipient
+from postier.queue.file import (
+    ATTR_SMTPUTF8,
+    SMTPUTF8_REQUIRED,
+    Envelope,
+    GroupSync,
+    QueueWriter,
+    Recipient,
+)
 from postier.rewrite.address import append_domain
 
 #: A whole message's content: bytes, or a function of the new queue ID giving them.
@@ -113,6 +120,7 @@ class Received:
     recipient: str | None
     when: datetime
     tls: str | None = None
+    tls_peer: str | None = None  # the client certificate clause (with ``tls``)
     authenticated_sender: str | None = None  # smtpd_sasl_authenticated_header
 
 
@@ -224,7 +232,8 @@ class CleanupMessage:
                 client_addr=received.client_addr, protocol=received.protocol,
                 by_host=received.by_host, mail_name=received.mail_name,
                 queue_id=self.queue_id, recipient=received.recipient, when=received.when,
-                tls=received.tls, authenticated_sender=received.authenticated_sender,
+                tls=received.tls, tls_peer=received.tls_peer,
+                authenticated_sender=received.authenticated_sender,
             ))
 
     def write(self, data: bytes) -> None:
@@ -271,6 +280,9 @@ class CleanupMessage:
             if self._cleanup.qualify is not None:
                 envelope = self._cleanup.qualify.envelope(envelope)
             envelope = self.actions.envelope(envelope)
+            if self._cleanup.detects_smtputf8(envelope, headers_utf8=self.headers.utf8):
+                envelope = dataclasses.replace(
+                    envelope, attrs={**envelope.attrs, ATTR_SMTPUTF8: SMTPUTF8_REQUIRED})
             if self.actions.discard is not None:  # accepted, never delivered
                 self.abort()
                 self.discarded = True
@@ -304,13 +316,16 @@ class Cleanup:
     ``trigger`` is told of each committed message (``None``: nobody is, as for qmgr's own
     bounces, which qmgr schedules itself). ``qualify``: how envelope addresses are
     completed at ``commit`` (``None``: they are written as given). ``hopcount_limit``:
-    ``CleanupMessage.too_many_hops`` (0: no limit). ``fsync=False`` is for tests only.
+    ``CleanupMessage.too_many_hops`` (0: no limit). ``smtputf8_autodetect``: Postfix's
+    ``smtputf8_autodetect_classes`` (``smtpd``, ``bounce``, …, ``all``), see
+    ``detects_smtputf8``. ``fsync=False`` is for tests only.
     """
 
     def __init__(
         self, queue_dir: str, *, log: LogSink | None, trigger: Trigger | None,
         fsync: bool = True, long_queue_ids: bool = False, qualify: Qualify | None = None,
         hopcount_limit: int = HOPCOUNT_LIMIT.default_value(),
+        smtputf8_autodetect: Iterable[str] = (),
     ) -> None:
         self.queue_dir = queue_dir
         self.log = log
@@ -320,7 +335,22 @@ class Cleanup:
         self.long_queue_ids = long_queue_ids
         self.qualify = qualify
         self.hopcount_limit = hopcount_limit
+        self.smtputf8_autodetect = frozenset(c.lower() for c in smtputf8_autodetect)
         self.incoming_sync = GroupSync(os.path.join(queue_dir, "incoming"))
+
+    def detects_smtputf8(self, envelope: Envelope, *, headers_utf8: bool) -> bool:
+        """Does the message require SMTPUTF8 (``queue.file.SMTPUTF8_REQUIRED``)? As
+        Postfix 3.7's cleanup(8) with ``smtputf8_autodetect_classes``, whether or not the
+        client sent SMTPUTF8: when the message's origin class is listed (``origin``
+        attribute; smtpd's mail has none: ``smtpd``) or ``all`` is, and its sender, a
+        recipient or a header (``headers_utf8``) is not ASCII."""
+        if not self.smtputf8_autodetect:
+            return False
+        origin = envelope.attrs.get("origin", "smtpd")
+        if origin not in self.smtputf8_autodetect and "all" not in self.smtputf8_autodetect:
+            return False
+        return headers_utf8 or not envelope.sender.isascii() or not all(
+            r.address.isascii() for r in envelope.recipients)
 
     def open(self, *, client: str | None = None) -> CleanupMessage:
         """A new message with its queue ID; logs ``QUEUE_ID: client=CLIENT`` when given.

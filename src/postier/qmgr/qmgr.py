@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from postier import daemon
+from postier import daemon, metrics
 from postier.bounce import notify
 from postier.bounce.dsn import Failed, Notice, NoticeKind, build_notice
 from postier.cleanup.cleanup import Cleanup
@@ -55,6 +55,7 @@ from postier.config.params import (
     PARENT_DOMAIN_MATCHES_SUBDOMAINS,
     QUEUE_DIRECTORY,
     RECIPIENT_DELIMITER,
+    SMTPUTF8_AUTODETECT_CLASSES,
     SYSLOG_FACILITY,
     SYSLOG_NAME,
     TRANSPORT_MAPS,
@@ -75,7 +76,7 @@ from postier.log import for_config as log_for_config
 from postier.qmgr import scheduler
 from postier.qmgr.scheduler import Batch, Destination, Notices, Route, Settlement
 from postier.queue import control, dirs
-from postier.queue.file import CorruptQueueFile, Envelope, QueueFile, Recipient
+from postier.queue.file import ATTR_SMTPUTF8, CorruptQueueFile, Envelope, QueueFile, Recipient
 from postier.rewrite.resolve import Classifier
 from postier.tables import SearchSettings, TableError, Tables, transport_keys
 from postier.tables.search import parent_style
@@ -141,7 +142,9 @@ def write_notice(
 
     notice = Envelope(
         sender=out.envelope_sender, recipients=[Recipient(out.notice.to)], arrival=now,
-        attrs={"origin": "bounce"},
+        # a notice about a SMTPUTF8 message needs SMTPUTF8 too (as Postfix's bounce(8))
+        attrs={"origin": "bounce",
+               **({ATTR_SMTPUTF8: env.attrs[ATTR_SMTPUTF8]} if env.smtputf8 else {})},
     )
     return cleanup.enqueue(notice, content)
 
@@ -163,7 +166,8 @@ class Qmgr:
         self.bounce_log = self.program_log("bounce", cfg)
         self.queue_dir = cfg[QUEUE_DIRECTORY]
         # qmgr schedules the bounces it writes itself: no trigger, no extra log line.
-        self.cleanup = Cleanup(self.queue_dir, log=None, trigger=None)
+        self.cleanup = Cleanup(self.queue_dir, log=None, trigger=None,
+                               smtputf8_autodetect=cfg[SMTPUTF8_AUTODETECT_CLASSES])
         self.transports = (
             build_transports(TransportSetup(self.queue_dir, log, cfg,
                                             program_log=self.program_log))
@@ -358,6 +362,9 @@ class Qmgr:
                 for res in outcome:
                     results[res.index] = res.status
         now = time.time()
+        for i, st in results.items():  # postier_metrics_listen
+            metrics.RECORDER.delivery(routes[env.recipients[i].address].transport,
+                                      st.kind.value, now - env.arrival)
         for i in sorted(own):
             r = env.recipients[i]
             self.log.info(
@@ -605,6 +612,7 @@ def main(argv: list[str] | None = None) -> int:
     args = daemon.child_arguments("qmgr").parse_args(argv)
     cfg = Config.from_dir(args.config_dir)
     log = log_for_config("qmgr", cfg, foreground=args.foreground)
+    metrics.install(cfg)  # postier_metrics_listen: before the privilege drop
     return daemon.run(
         log, args.user, lambda: serve(Qmgr(cfg, log), args.ready_fd, args.lifeline_fd)
     )

@@ -125,12 +125,36 @@ class Recipient:
     reason: str = ""
 
 
+#: The envelope attribute that marks a SMTPUTF8 message (RFC 6531), absent otherwise:
+#: ``SMTPUTF8_REQUESTED`` when it was received with the SMTPUTF8 parameter (the SMTP
+#: client needs a server offering SMTPUTF8 only for a UTF-8 envelope address), or
+#: ``SMTPUTF8_REQUIRED`` when cleanup found UTF-8 in its envelope or headers
+#: (``smtputf8_autodetect_classes``: it needs such a server whatever the envelope). A
+#: notice about such a message carries the same value.
+ATTR_SMTPUTF8 = "smtputf8"
+SMTPUTF8_REQUESTED = "1"
+SMTPUTF8_REQUIRED = "required"
+
+
 @dataclass
 class Envelope:
+    """A message's envelope: sender, recipients, arrival (seconds since the epoch) and
+    named attributes (strings: ``origin``, ``client_name``, DSN's ``dsn_ret``, …)."""
+
     sender: str
     recipients: list[Recipient]
     arrival: float
     attrs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def smtputf8(self) -> bool:
+        """A SMTPUTF8 message, requested or required (``ATTR_SMTPUTF8``)."""
+        return self.attrs.get(ATTR_SMTPUTF8, "") in (SMTPUTF8_REQUESTED, SMTPUTF8_REQUIRED)
+
+    @property
+    def smtputf8_required(self) -> bool:
+        """Cleanup found UTF-8 in the envelope or headers (``SMTPUTF8_REQUIRED``)."""
+        return self.attrs.get(ATTR_SMTPUTF8, "") == SMTPUTF8_REQUIRED
 
 
 def fsync_dir(path: str) -> None:

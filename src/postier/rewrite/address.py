@@ -23,8 +23,10 @@ from dataclasses import dataclass
 HOSTNAME_MAX_LENGTH = 255
 LABEL_MAX_LENGTH = 63
 
-# RFC 5321 atext (plus "." between atoms): what a localpart may hold unquoted.
-_DOT_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+# RFC 5321 atext (plus "." between atoms): what a localpart may hold unquoted; RFC 6531
+# section 3.3 adds UTF8-non-ascii to atext (every code point above U+007F).
+_ATEXT = "A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010ffff-"
+_DOT_ATOM = re.compile(rf"^[{_ATEXT}]+(\.[{_ATEXT}]+)*$")
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,8 @@ def unquote_localpart(local: str) -> str:
 
 
 def quote_localpart(local: str) -> str:
-    """Quote a localpart when it is not an RFC 5321 Dot-string."""
+    """Quote a localpart when it is not an RFC 5321 Dot-string (RFC 6531: UTF-8 letters
+    need no quotes, ``jérôme`` stays ``jérôme``)."""
     if _DOT_ATOM.match(local):
         return local
     escaped = local.replace("\\", "\\\\").replace('"', '\\"')

@@ -2,9 +2,11 @@
 
 Follows Postfix smtp(8) (its log texts: ``connect to H[A]:25: Connection refused``,
 ``conversation with H[A] timed out while sending MAIL FROM``, ``message size N exceeds
-size limit M of server H[A]``, ``Domain D does not accept mail (nullMX)``), RFC 3463
+size limit M of server H[A]``, ``SMTPUTF8 is required, but was not offered by host
+H[A]``, ``Domain D does not accept mail (nullMX)``), RFC 3463
 (status codes: 4.4.1 no answer from host, 4.4.2 bad connection, 4.4.3 directory server
-failure, 5.4.4 unable to route, 5.3.4 message too big, 5.1.10 null MX) and RFC 7505.
+failure, 5.4.4 unable to route, 5.3.4 message too big, 5.6.7 SMTPUTF8 required, 5.1.10
+null MX), RFC 6531 and RFC 7505.
 The server's own replies are quoted by ``smtpproto.events``' ``diagnostic``.
 """
 
@@ -56,6 +58,14 @@ def size_exceeded(size: int, limit: int, host: str, relay: str) -> DeliveryStatu
     """The peer's SIZE is smaller than the message: bounced before MAIL (5.3.4)."""
     return status.bounced(
         "5.3.4", f"message size {size} exceeds size limit {limit} of server {host}", relay)
+
+
+def smtputf8_required(host: str, relay: str) -> DeliveryStatus:
+    """RFC 6531 3.2: the message needs SMTPUTF8 (it was received with it and an envelope
+    address is UTF-8) and the server did not offer it: bounced before MAIL (5.6.7), as
+    Postfix 3.7: ``SMTPUTF8 is required, but was not offered by host H[A]``."""
+    return status.bounced(
+        "5.6.7", f"SMTPUTF8 is required, but was not offered by host {host}", relay)
 
 
 def null_mx(domain: str) -> DeliveryStatus:

@@ -58,14 +58,17 @@ class Recipient:
 @dataclass(frozen=True)
 class Message:
     """What a transaction sends: the envelope sender, the content's ``size`` in bytes,
-    ``body`` (``8BITMIME`` or ""), ``smtputf8``, RFC 3461 ``ret``/``envid`` ("" when not
-    given) and ``content()``, a fresh async iterator over the content (LF line ends)."""
+    ``body`` (``8BITMIME`` or ""), ``smtputf8`` (MAIL says SMTPUTF8 when offered),
+    ``smtputf8_required`` (cleanup found UTF-8 in it: ``transport.needs_smtputf8``), RFC
+    3461 ``ret``/``envid`` ("" when not given) and ``content()``, a fresh async iterator
+    over the content (LF line ends)."""
 
     sender: str
     size: int
     content: Callable[[], AsyncIterator[bytes]]
     body: str = ""
     smtputf8: bool = False
+    smtputf8_required: bool = False
     ret: str = ""
     envid: str = ""
 

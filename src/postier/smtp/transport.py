@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -43,6 +43,28 @@ from postier.tls.client import ClientTlsLevel, client_context
 
 _T = TypeVar("_T")
 CHUNK_SIZE = 65536
+
+
+def needs_smtputf8(message: Message, recipients: Sequence[Recipient]) -> bool:
+    """Does this delivery need a server that offers SMTPUTF8? As Postfix 3.7's smtp(8):
+    cleanup found UTF-8 in the message (``smtputf8_required``, autodetection), or it was
+    received with SMTPUTF8 and its sender or one of these recipients is not ASCII (then
+    UTF-8 in headers alone does not count: sent without SMTPUTF8)."""
+    return message.smtputf8_required or (message.smtputf8 and not (
+        message.sender.isascii() and all(r.address.isascii() for r in recipients)))
+
+
+def _before_mail(session: Session, message: Message,
+                 recipients: Sequence[Recipient]) -> DeliveryStatus | None:
+    """What fails the whole message on this server before MAIL (a new connection or a
+    cached one): its SIZE is too small (5.3.4), or the message needs SMTPUTF8 and the
+    server does not offer it (5.6.7); None: go on."""
+    limit = session.size_limit
+    if limit and message.size > limit:
+        return diagnostics.size_exceeded(message.size, limit, session.host, session.relay)
+    if needs_smtputf8(message, recipients) and "SMTPUTF8" not in session.conn.extensions:
+        return diagnostics.smtputf8_required(session.host, session.relay)
+    return None
 
 
 class Resolver(Protocol):
@@ -121,6 +143,10 @@ class SmtpTransport:
         cached = self._take_cached(nexthop)
         if cached is not None:
             timing.connected = self.clock()
+            refused = _before_mail(cached, message, recipients)
+            if refused is not None:
+                await self._after(nexthop, cached, cached.usable)
+                return {r.index: refused for r in recipients}
             outcome = await cached.transaction(message, recipients)
             if not outcome.stale:
                 await self._after(nexthop, cached, outcome.reusable)
@@ -155,12 +181,10 @@ class SmtpTransport:
                     soft = session
                     continue
                 timing.connected = self.clock()
-                limit = session.size_limit
-                if limit and message.size > limit:
-                    st = diagnostics.size_exceeded(message.size, limit, session.host,
-                                                   session.relay)
+                refused = _before_mail(session, message, recipients)
+                if refused is not None:
                     await session.quit()
-                    return {r.index: st for r in recipients}
+                    return {r.index: refused for r in recipients}
                 outcome = await session.transaction(message, recipients)
                 await self._after(nexthop, session, outcome.reusable)
                 return outcome.statuses
@@ -336,7 +360,8 @@ def _message(qf: QueueFile, request: DeliveryRequest) -> tuple[Message, list[Rec
         size=qf.content_size,
         content=content,
         body=attrs.get("body", "").upper(),
-        smtputf8=attrs.get("smtputf8", "") in ("1", "yes", "true"),
+        smtputf8=env.smtputf8,
+        smtputf8_required=env.smtputf8_required,
         ret=attrs.get("dsn_ret", ""),
         envid=attrs.get("dsn_envid", ""),
     )

@@ -21,7 +21,7 @@ from postier.restrictions import evaluate as rs
 from postier.restrictions.lookups import Steps
 from postier.rewrite.address import parse_address
 from postier.smtpproto import replies
-from postier.smtpproto.readers import Params, parse_path
+from postier.smtpproto.readers import Params, parse_path, utf8_domain_syntax_ok
 from postier.smtpproto.replies import Reply
 
 
@@ -32,13 +32,17 @@ class RcptDecision:
     ``reply``: the refusal to send, or None to accept the recipient. ``sleep``: seconds
     to pause first, replies already queued flushed before (0: none). ``warnings``:
     ``warn_if_reject`` replies, to log as ``reject_warning``. ``notes``: access(5)
-    actions with side effects, (ACTION, text).
+    actions with side effects, (ACTION, text). ``restriction``: the restriction that
+    refused (its name as configured; None: refused before the restrictions, or accepted).
+    ``alerts``: configuration warnings for the log (``rs.Decision.alerts``).
     """
 
     reply: Reply | None
     sleep: float = 0.0
     warnings: tuple[Reply, ...] = ()
     notes: tuple[tuple[str, str], ...] = ()
+    restriction: str | None = None
+    alerts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,8 @@ class PolicySettings(Protocol):
     def reject_unlisted_sender(self) -> bool: ...
     @property
     def classes(self) -> Mapping[str, Sequence[rs.RestrictionCall]]: ...
+    @property
+    def strict_smtputf8(self) -> bool: ...
     @property
     def delay_reject(self) -> bool: ...
 
@@ -134,6 +140,28 @@ def dsn_rcpt_fields(params: Mapping[str, str | None]) -> tuple[str, str]:
     )
 
 
+def utf8_address_refusal(
+    address: str, *, smtputf8: bool, strict: bool, bad_syntax: Reply
+) -> Reply | None:
+    """The refusal of a non-ASCII envelope address, or None (RFC 6531, as Postfix 3.7).
+
+    ``smtputf8``: the transaction declared SMTPUTF8 (and ``smtputf8_enable`` is on).
+    A non-ASCII domain is ``bad_syntax`` (``501 5.1.7``/``501 5.1.3``) without SMTPUTF8,
+    or when it is no valid internationalized name; then, with ``strict`` (Postfix's
+    ``strict_smtputf8``), any non-ASCII address without SMTPUTF8 gets ``553 5.6.7 Must
+    declare SMTPUTF8 to send unicode address``. A UTF-8 local part alone is accepted
+    when not ``strict``."""
+    if address.isascii():
+        return None
+    domain = parse_address(address).domain
+    if (domain is not None and not domain.isascii()
+            and not (smtputf8 and utf8_domain_syntax_ok(domain))):
+        return bad_syntax
+    if strict and not smtputf8:
+        return replies.SMTPUTF8_REQUIRED
+    return None
+
+
 def is_bare_postmaster(address: str) -> bool:
     """``postmaster`` without a domain, in any case, quoted or not (``"postmaster"``)."""
     parsed = parse_address(address)
@@ -147,11 +175,20 @@ class Policy:
         self.svc = svc
         self.slept = False
 
-    def check_mail(self, address: str, params: Mapping[str, str | None]) -> Reply | None:
-        """The refusal of a MAIL command for its parameters, or None.
+    def check_mail(
+        self, address: str, params: Mapping[str, str | None], *, smtputf8: bool = False
+    ) -> Reply | None:
+        """The refusal of a MAIL command for its address and parameters, or None.
 
-        SIZE (RFC 1870), BODY, and the RFC 3461 RET and ENVID, checked as Postfix does.
+        A non-ASCII address first (``utf8_address_refusal``; ``smtputf8``: MAIL has the
+        SMTPUTF8 parameter, already taken out of ``params``); then SIZE (RFC 1870), BODY,
+        and the RFC 3461 RET and ENVID, checked as Postfix does.
         """
+        refusal = utf8_address_refusal(address, smtputf8=smtputf8,
+                                       strict=self.svc.strict_smtputf8,
+                                       bad_syntax=replies.BAD_SENDER_SYNTAX)
+        if refusal is not None:
+            return refusal
         size = params.get("SIZE")
         if size is not None:
             if not (size.isascii() and size.isdigit()):
@@ -169,10 +206,18 @@ class Policy:
         return None
 
     def check_rcpt(
-        self, session: rs.SmtpdState, address: str, params: Mapping[str, str | None]
+        self, session: rs.SmtpdState, address: str, params: Mapping[str, str | None],
+        *, smtputf8: bool = False,
     ) -> Steps[RcptDecision]:
-        """Every restriction list for one recipient; ``session`` is the state so far
-        (its ``recipient`` is ignored)."""
+        """A non-ASCII address (``utf8_address_refusal``; ``smtputf8``: the transaction's
+        MAIL had SMTPUTF8), the parameters, then every restriction list for one
+        recipient; ``session`` is the state so far (its ``recipient`` is ignored). The
+        restrictions see UTF-8 addresses as sent."""
+        refusal = utf8_address_refusal(address, smtputf8=smtputf8,
+                                       strict=self.svc.strict_smtputf8,
+                                       bad_syntax=replies.BAD_RECIPIENT_SYNTAX)
+        if refusal is not None:
+            return RcptDecision(refusal)
         repeated = _repeated(params)
         for key, value in params.items():
             if key not in _RCPT_DSN:
@@ -208,7 +253,9 @@ class Policy:
             self.slept = True
             sleep = sum(decision.sleeps)
         reply = None if decision.accepted else decision.reply
-        return RcptDecision(reply, sleep, tuple(decision.warnings), tuple(decision.notes))
+        return RcptDecision(reply, sleep, tuple(decision.warnings), tuple(decision.notes),
+                            None if reply is None else decision.restriction,
+                            tuple(decision.alerts))
 
     def check_stage(self, session: rs.SmtpdState, stage: rs.Stage) -> Steps[RcptDecision]:
         """``smtpd_delay_reject = no``: the list of ``stage`` (CLIENT at connect, HELO at
@@ -237,7 +284,8 @@ class Policy:
     def vrfy(self, session: rs.SmtpdState, argument: str) -> Steps[VrfyDecision]:
         """The reply to ``VRFY argument``, as Postfix's smtpd: disabled (502), no
         argument (501 5.5.4), not one address (501 5.1.3), then every restriction list
-        for the address as sent (``check_rcpt``, unqualified stays unqualified), and
+        for the address as sent (``check_rcpt`` without SMTPUTF8, as Postfix: a UTF-8
+        domain is bad syntax; unqualified stays unqualified), and
         ``252 2.0.0 ARGUMENT`` (the argument as sent, brackets kept) when they accept."""
         if self.svc.disable_vrfy:
             return VrfyDecision(replies.VRFY_DISABLED)

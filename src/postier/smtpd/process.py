@@ -9,6 +9,7 @@ smtpd process). One ``Worker`` per process; every ``Service`` and
 
 from __future__ import annotations
 
+from postier.anvilclient.client import AnvilClient
 from postier.cleanup.cleanup import Cleanup, QmgrTrigger, Qualify
 from postier.config.params import (
     ALIAS_MAPS,
@@ -23,6 +24,7 @@ from postier.config.params import (
     SMTPD_SASL_LOCAL_DOMAIN,
     SMTPD_SASL_PATH,
     SMTPD_SASL_TYPE,
+    SMTPUTF8_AUTODETECT_CLASSES,
 )
 from postier.config.settings import Config
 from postier.dns.resolver import Resolver
@@ -53,7 +55,8 @@ class Worker:
         qualify = Qualify(cfg[MYORIGIN], cfg[APPEND_AT_MYORIGIN], cfg[APPEND_DOT_MYDOMAIN],
                           cfg[MYDOMAIN])
         self.cleanup = Cleanup(self.queue_dir, log=log, trigger=self.trigger, qualify=qualify,
-                               hopcount_limit=cfg[HOPCOUNT_LIMIT])
+                               hopcount_limit=cfg[HOPCOUNT_LIMIT],
+                               smtputf8_autodetect=cfg[SMTPUTF8_AUTODETECT_CLASSES])
         #: every table this process opened (alias_maps, local_recipient_maps, access
         #: tables of the restrictions, mynetworks entries), each once
         self.tables = Tables(warn=log.warning)
@@ -64,6 +67,8 @@ class Worker:
         self.resolver = Resolver()
         self._names: Expiring[str] = Expiring(NAME_CACHE_SECONDS)
         self._sasl: dict[tuple[str, ...], Authenticator] = {}
+        #: the stream to anvil (private/anvil), shared by every session's limits
+        self.anvil = AnvilClient(self.queue_dir, log.warning)
 
     def authenticator(self, cfg: Config) -> Authenticator:
         """The SASL back end for a service's settings (``smtpd_sasl_type``,
@@ -89,9 +94,10 @@ class Worker:
         raise ValueError(f"unsupported SASL server implementation: {kind}")
 
     async def close(self) -> None:
-        """Close the SASL connections."""
+        """Close the SASL connections and the stream to anvil."""
         for sasl in self._sasl.values():
             await sasl.close()
+        await self.anvil.close()
 
     async def reverse_name(self, addr: str) -> str:
         """The client's forward-confirmed name, or ``unknown`` (kept 60 s)."""

@@ -49,6 +49,7 @@ from postier.config.params import (
     SMTPD_TIMEOUT,
     SMTPD_TLS_AUTH_ONLY,
     SMTPUTF8_ENABLE,
+    STRICT_SMTPUTF8,
     SYSLOG_FACILITY,
     SYSLOG_NAME,
 )
@@ -69,6 +70,7 @@ from postier.smtpd.facts import (
     policy_settings,
     read_text_file,
 )
+from postier.smtpd.limits import ClientLimits
 from postier.smtpd.policy import HEADER_REWRITE_CLIENT_RULES, rewrite_headers_for
 from postier.smtpd.process import Worker
 from postier.smtpproto import xclient
@@ -92,10 +94,15 @@ class Service:
         if cfg[SYSLOG_NAME] != worker.cfg[SYSLOG_NAME]:
             self.log = Log("smtpd", syslog_name=cfg[SYSLOG_NAME], target=worker.log.target,
                            facility=cfg[SYSLOG_FACILITY])
-            self.cleanup = Cleanup(worker.queue_dir, log=self.log, trigger=worker.trigger)
+            shared = worker.cleanup  # the same cleanup settings, only the log differs
+            self.cleanup = Cleanup(worker.queue_dir, log=self.log, trigger=worker.trigger,
+                                   qualify=shared.qualify,
+                                   hopcount_limit=shared.hopcount_limit,
+                                   smtputf8_autodetect=shared.smtputf8_autodetect)
             self.cleanup.incoming_sync = worker.cleanup.incoming_sync  # one group commit
         # Certificates and keys are read now, as root (before the privilege drop).
-        self.tls: ServerTls = load_server_tls(ServerTlsPolicy.from_config(cfg))
+        self.tls: ServerTls = load_server_tls(ServerTlsPolicy.from_config(cfg),
+                                                worker.tables)
         if self.tls.error is not None:
             if self.tls.required:
                 raise ConfigError(f"service {name}: {self.tls.error.message}",
@@ -148,6 +155,7 @@ class Service:
         # SMTPUTF8 (RFC 6531) per smtputf8_enable; CHUNKING (RFC 3030) always, as Postfix
         # 3.7; BINARYMIME beside it (Postfix has none: docs/decisions.md).
         self.smtputf8_enable = cfg[SMTPUTF8_ENABLE]
+        self.strict_smtputf8 = cfg[STRICT_SMTPUTF8]  # RFC 6531 3.3 (policy reads it)
         if self.smtputf8_enable:
             keywords.append("SMTPUTF8")
         keywords += ["CHUNKING", "BINARYMIME"]
@@ -172,6 +180,9 @@ class Service:
         self._address_maps: dict[str, Table] = {}
         self.header_rewrite_rules = self._header_rewrite_rules(cfg)
         self.sasl_authenticated_header = cfg[SMTPD_SASL_AUTHENTICATED_HEADER]
+        # smtpd_client_*_limit through anvil (smtpd.limits)
+        self.limits = ClientLimits(name, cfg, worker.anvil, self.hostname, self.mynetworks,
+                                   worker.tables.table, read_text_file)
 
     def _header_rewrite_rules(self, cfg: Config) -> list[str]:
         """local_header_rewrite_clients, checked and its tables opened (ConfigError)."""

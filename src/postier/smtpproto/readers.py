@@ -11,6 +11,8 @@ Every reader takes a ``buffer.LineBuffer`` (or one line) and returns data: no I/
 
 from __future__ import annotations
 
+import encodings.idna
+import encodings.punycode  # loaded here: the running smtpd cannot import a codec late
 import enum
 import re
 from dataclasses import dataclass
@@ -92,6 +94,25 @@ def domain_syntax_ok(address: str) -> bool:
     if domain.startswith("["):
         return invalid_hostname_problem(domain) is None
     return valid_hostname(domain[:-1] if domain.endswith(".") else domain)
+
+
+def utf8_domain_syntax_ok(domain: str) -> bool:
+    """Is ``domain`` (UTF-8, RFC 6531 3.3 U-labels) a valid domain for a SMTPUTF8
+    transaction? As Postfix's smtpd with ``smtputf8_enable = yes``: every label non-empty
+    and without a leading or trailing ``-`` (UTS #46 CheckHyphens), convertible to an
+    A-label (IDNA 2003, Python's ``encodings.idna``), and the ASCII form a valid hostname. An
+    address literal (``[…]``) holding non-ASCII is never valid."""
+    name = domain[:-1] if domain.endswith(".") else domain
+    if not name or name.startswith("["):
+        return False
+    labels = name.split(".")
+    if any(not label or label[0] == "-" or label[-1] == "-" for label in labels):
+        return False
+    try:
+        ascii_name = ".".join(encodings.idna.ToASCII(label).decode("ascii") for label in labels)
+    except UnicodeError:
+        return False
+    return valid_hostname(ascii_name)
 
 
 class Params(dict[str, str | None]):

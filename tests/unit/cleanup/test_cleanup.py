@@ -276,3 +276,54 @@ def test_qmgr_trigger_without_qmgr_warns_and_carries_on(qdir: str) -> None:
     trigger.close()
     assert len(log.lines) == 1
     assert log.lines[0].startswith("warning: 22D2A8871: cannot trigger qmgr: ")
+
+
+# --- SMTPUTF8 (RFC 6531/6532): what reaches the queue, and smtputf8_autodetect_classes ----
+
+
+def test_utf8_headers_and_addresses_are_queued_unchanged(qdir: str) -> None:
+    text = "From: élise@exämple.com\nSubject: ü\n\nbody ü\n".encode()
+    env = Envelope("jérôme@example.net", [Recipient("ö@example.com", "ö@example.com")],
+                   1764103732.5, {qfile.ATTR_SMTPUTF8: "1"})
+    qid = Cleanup(qdir, log=None, trigger=None).enqueue(env, [text])
+    got, content = read(qdir, qid)
+    assert content == text
+    assert got == env and got.smtputf8
+
+
+@pytest.mark.parametrize(("classes", "origin", "sender", "rcpt", "text", "flagged"), [
+    # Postfix 3.7 (autodetect smtpd): detected whether or not MAIL said SMTPUTF8
+    (("smtpd",), None, "s@x", "r@x", "Subject: ü\n\n", True),
+    ((), None, "jé@x", "r@x", "Subject: ü\n\n", False),  # nothing to detect for
+    (("sendmail", "verify"), None, "jé@x", "r@x", "Subject: ü\n\n", False),  # Postfix default
+    (("smtpd",), None, "jé@x", "r@x", "Subject: x\n\n", True),  # UTF-8 sender
+    (("smtpd",), None, "s@x", "ré@x", "Subject: x\n\n", True),  # UTF-8 recipient
+    (("smtpd",), None, "s@x", "r@x", "Subject: x\n\tü\n\n", True),  # UTF-8 in a header
+    (("smtpd",), None, "s@x", "r@x", "Subject: x\n\nbody ü\n", False),  # the body: never
+    (("smtpd",), "bounce", "s@x", "ré@x", "Subject: x\n\n", False),  # not its class
+    (("bounce",), "bounce", "", "ré@x", "Subject: x\n\n", True),
+    (("ALL",), "bounce", "", "ré@x", "Subject: x\n\n", True),
+])
+def test_smtputf8_autodetect_classes(
+    qdir: str, classes: tuple[str, ...], origin: str | None, sender: str, rcpt: str,
+    text: str, flagged: bool,
+) -> None:
+    attrs = {"origin": origin} if origin else {}
+    env = Envelope(sender, [Recipient(rcpt, rcpt)], 1764103732.5, attrs)
+    cleanup = Cleanup(qdir, log=None, trigger=None, smtputf8_autodetect=classes)
+    got, _ = read(qdir, cleanup.enqueue(env, [text.encode()]))
+    assert got.smtputf8 is flagged
+    assert got.smtputf8_required is flagged
+    assert (got.attrs.get(qfile.ATTR_SMTPUTF8) == qfile.SMTPUTF8_REQUIRED) is flagged
+
+
+@pytest.mark.parametrize("classes", [(), ("smtpd",)])
+def test_a_requested_smtputf8_message_is_required_only_when_detected(
+    qdir: str, classes: tuple[str, ...],
+) -> None:
+    env = Envelope("s@x", [Recipient("r@x", "r@x")], 1764103732.5,
+                   {qfile.ATTR_SMTPUTF8: qfile.SMTPUTF8_REQUESTED})
+    cleanup = Cleanup(qdir, log=None, trigger=None, smtputf8_autodetect=classes)
+    got, _ = read(qdir, cleanup.enqueue(env, ["Subject: ü\n\n".encode()]))
+    assert got.smtputf8
+    assert got.smtputf8_required is bool(classes)

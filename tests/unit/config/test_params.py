@@ -86,6 +86,7 @@ def test_parameters_used_by_postier_code_are_declared() -> None:
     [("smtpd_banner", "$myhostname ESMTP $mail_name"), ("mail_name", "Postfix"),
      ("mynetworks_style", "host"), ("relay_domains", ""), ("inet_interfaces", "all"),
      ("smtputf8_enable", "yes"), ("append_dot_mydomain", "no"),
+     ("strict_smtputf8", "no"), ("smtputf8_autodetect_classes", "sendmail, verify"),
      ("mailbox_size_limit", "51200000"), ("message_size_limit", "10240000"),
      ("smtpd_relay_restrictions",
       "permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination")],

@@ -39,6 +39,7 @@ def world() -> World:
 @dataclasses.dataclass
 class Settings:
     delay_reject: bool
+    strict_smtputf8: bool = False
     reject_unlisted_recipient: bool = False
     reject_unlisted_sender: bool = False
     message_size_limit: int = 10240000

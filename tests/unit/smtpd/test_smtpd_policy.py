@@ -36,6 +36,7 @@ class Settings:
     message_size_limit: int = 10240000
     myorigin: str = "example.com"
     disable_vrfy: bool = False
+    strict_smtputf8: bool = False
     codes: rs.RejectCodes = dataclasses.field(default_factory=rs.RejectCodes)
     classes: Mapping[str, Sequence[rs.RestrictionCall]] = dataclasses.field(
         default_factory=dict)
