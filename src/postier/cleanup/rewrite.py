@@ -150,7 +150,22 @@ def address_spans(value: str) -> list[tuple[int, int]]:
         word_spans.append((start, n))
     end_mailbox()
     # a bare mailbox is one addr-spec: several words there are a display name without <>
-    return [s for s in spans if not any(ch.isspace() for ch in value[s[0]:s[1]].strip())]
+    return [s for s in spans if not _unquoted_space(value[s[0]:s[1]].strip())]
+
+
+def _unquoted_space(text: str) -> bool:
+    """Has ``text`` a blank outside double quotes?"""
+    quoted = escaped = False
+    for c in text:
+        if escaped:
+            escaped = False
+        elif c == "\\":
+            escaped = True
+        elif c == '"':
+            quoted = not quoted
+        elif c.isspace() and not quoted:
+            return True
+    return False
 
 
 @dataclass(frozen=True)
