@@ -51,6 +51,7 @@ from postier.config.params import HOPCOUNT_LIMIT
 from postier.queue import dirs
 from postier.queue.file import Envelope, GroupSync, QueueWriter, Recipient
 from postier.rewrite.address import append_domain
+from postier.rewrite.canonical import Canonical
 from postier.rewrite.virtual import ExpansionError
 from postier.tables import TableError
 
@@ -215,12 +216,15 @@ class CleanupMessage:
         h.sender = q.address(sender) if q is not None else sender
 
     def rewrite_headers(self) -> None:
-        """Map the addresses of this message's headers through the canonical maps
-        (``cleanup.rewrite``): for clients that ``local_header_rewrite_clients`` lets
-        rewrite headers, decided by the caller. Call before the content."""
+        """Complete the addresses of this message's sender and recipient headers
+        (``Qualify``) and map them through the canonical maps (``cleanup.rewrite``): for
+        clients that ``local_header_rewrite_clients`` lets rewrite headers, decided by
+        the caller. Call before the content."""
         rewriting = self._cleanup.rewriting
-        if rewriting is None or not rewriting.canonical:
-            return
+        if rewriting is None:
+            if self._cleanup.qualify is None:
+                return
+            rewriting = AddressRewriting(Canonical(), None, self._cleanup.qualify.address)
 
         def rewrite(name: str, header: bytes) -> bytes:
             if self._rewrite_error is not None:

@@ -20,10 +20,12 @@ them:
 - the headers (``AddressRewriting.header``), only for clients that
   ``local_header_rewrite_clients`` lets rewrite headers (Postfix rewrites no header of a
   remote client while ``remote_header_rewrite_domain`` is empty): each address of a
-  sender header (From:, Sender:, Reply-To:, …) through the sender canonical maps, of a
-  recipient header (To:, Cc:, …) through the recipient canonical maps. Virtual alias
+  sender header (From:, Sender:, Reply-To:, …) is completed (``user`` ->
+  ``user@$myorigin``) and goes through the sender canonical maps, of a recipient header
+  (To:, Cc:, …) through the recipient canonical maps. Virtual alias
   maps never touch headers. Only the address changes; display names, comments and the
-  rest of the header stay as written.
+  rest of the header stay as written (Postfix also refolds a rewritten header; postier
+  does not).
 
 Errors: ``ExpansionError`` (a loop, too large an expansion: answered ``451 4.6.0 Alias
 expansion error``) and ``tables.TableError`` (a table failed: ``451 4.3.0``) refuse the
@@ -205,8 +207,9 @@ class AddressRewriting:
 
     def header(self, name: str, header: bytes, warn: Warn) -> bytes:
         """One logical header (``name`` lower case, the whole ``Name: value`` with its
-        line ends) with its addresses through the canonical maps of its class; other
-        headers unchanged. Raises TableError."""
+        line ends) with its addresses completed (``user`` -> ``user@$myorigin``, as
+        Postfix's cleanup does in the "local" rewriting context) and through the
+        canonical maps of its class; other headers unchanged. Raises TableError."""
         if name in SENDER_HEADERS:
             rewrite = self.canonical.header_sender
         elif name in RECIPIENT_HEADERS:
@@ -224,9 +227,10 @@ class AddressRewriting:
                 continue
             qualified = self.qualify(parsed.external())
             result = rewrite(qualified, warn)
-            if result.lower() != qualified.lower():
-                value = value[:start] + result + value[end:]
-                changed = True
+            if result.lower() == qualified.lower() and parsed.domain is not None:
+                continue  # neither completed nor mapped: left as written
+            value = value[:start] + result + value[end:]
+            changed = True
         if not changed:
             return header
         return (text[:colon + 1] + value).encode("utf-8", "surrogateescape")

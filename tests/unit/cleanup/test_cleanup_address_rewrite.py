@@ -127,7 +127,7 @@ def test_headers_of_local_clients_only_through_canonical(tmp_path: Path, qdir: s
     cleanup = Cleanup(qdir, log=None, trigger=None, fsync=False, qualify=QUALIFY,
                       rewriting=rewriting(tmp_path))
     content = (b"From: Carol <carol@example.com>\n"
-               b"To: dave@example.com, \"X\" <alice@virt.example>\n"
+               b"To: dave@example.com, \"X\" <alice@virt.example>, tintin\n"
                b"Cc: loop1@virt.example\nSubject: carol@example.com\n\n"
                b"From: carol@example.com\n")
     queued = []
@@ -140,8 +140,10 @@ def test_headers_of_local_clients_only_through_canonical(tmp_path: Path, qdir: s
         with QueueFile.open(dirs.path(qdir, "incoming", qid)) as qf:
             assert qf.envelope.sender == "carol.smith@example.com"
             queued.append(b"".join(qf.iter_content()))
+    # Postfix 3.7: "To: dave.jones@example.com, … tintin@MYORIGIN"; virtual maps never apply
     assert queued[0] == (b"From: Carol <carol.smith@example.com>\n"
-                         b"To: dave.jones@example.com, \"X\" <alice@virt.example>\n"
+                         b"To: dave.jones@example.com, \"X\" <alice@virt.example>, "
+                         b"tintin@tintin.example.com\n"
                          b"Cc: loop1@virt.example\nSubject: carol@example.com\n\n"
                          b"From: carol@example.com\n")
     assert queued[1] == content
@@ -177,3 +179,15 @@ def test_no_maps_no_rewriting(tmp_path: Path) -> None:
 def test_bad_class_name_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match='unknown class "envelope_sendr"'):
         rewriting(tmp_path, "sender_canonical_classes = envelope_sendr")
+
+
+def test_headers_of_local_clients_are_qualified_without_maps(qdir: str) -> None:
+    cleanup = Cleanup(qdir, log=None, trigger=None, fsync=False, qualify=QUALIFY)
+    msg = cleanup.open()
+    msg.rewrite_headers()
+    msg.write(b"From: carol (Carol C)\nTo: Dave <dave>, e@x.example\nX-To: f\n\nTo: g\n")
+    qid = msg.commit(Envelope("carol", [Recipient("dave")], 1.0))
+    with QueueFile.open(dirs.path(qdir, "incoming", qid)) as qf:
+        assert b"".join(qf.iter_content()) == (
+            b"From: carol@tintin.example.com (Carol C)\n"
+            b"To: Dave <dave@tintin.example.com>, e@x.example\nX-To: f\n\nTo: g\n")
