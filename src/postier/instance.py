@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import postier
 from postier import log
+from postier.cleanup.rewrite import rewriting_from_config
 from postier.config import mastercf
 from postier.config.errors import ConfigError
 from postier.config.mastercf import MasterService
@@ -77,6 +78,7 @@ def load_with_warnings(config_dir: str) -> tuple[Config, list[MasterService], li
     tables = Tables(warn=warnings.append)  # every table named is opened once, here
     check_tables(cfg, tables, smtpd=False)
     check_size_limits(cfg)
+    rewriting_from_config(cfg, tables, str)  # the *canonical_classes words (ConfigError)
     for svc in services:
         if svc.command == "smtpd":
             where = f"{svc.file}, line {svc.line}"

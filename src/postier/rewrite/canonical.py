@@ -57,7 +57,7 @@ def parse_classes(words: Iterable[str], param: str) -> frozenset[CanonicalClass]
         try:
             classes.add(CanonicalClass(word.lower()))
         except ValueError:
-            raise ValueError(f'{param}: unknown class "{word}"') from None
+            raise ValueError(f'unknown {param} value "{word}"') from None
     return frozenset(classes)
 
 

@@ -177,7 +177,8 @@ def test_no_maps_no_rewriting(tmp_path: Path) -> None:
 
 
 def test_bad_class_name_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match='unknown class "envelope_sendr"'):
+    with pytest.raises(ConfigError,
+                       match='unknown sender_canonical_classes value "envelope_sendr"'):
         rewriting(tmp_path, "sender_canonical_classes = envelope_sendr")
 
 
@@ -191,3 +192,17 @@ def test_headers_of_local_clients_are_qualified_without_maps(qdir: str) -> None:
         assert b"".join(qf.iter_content()) == (
             b"From: carol@tintin.example.com (Carol C)\n"
             b"To: Dave <dave@tintin.example.com>, e@x.example\nX-To: f\n\nTo: g\n")
+
+
+def test_postier_check_refuses_an_unknown_class(tmp_path: Path) -> None:
+    """``postier check`` names file, line and word, as Postfix refuses to start."""
+    from postier.cli import check
+
+    (tmp_path / "main.cf").write_text(
+        f"queue_directory = {tmp_path}/q\ndata_directory = {tmp_path}/d\n"
+        "canonical_maps = inline:{ a@x.example=b@x.example }\n"
+        "canonical_classes = envelope_sender, header_sendr\n")
+    (tmp_path / "master.cf").write_text("127.0.0.1:2999 inet n - n - - smtpd\n")
+    _, refused, _ = check.report(str(tmp_path))
+    assert refused == [f"{tmp_path}/main.cf, line 4: parameter canonical_classes: unknown "
+                       'canonical_classes value "header_sendr"']

@@ -74,7 +74,7 @@ def test_map_address_results_qualified_extension_and_at_domain() -> None:
 def test_parse_classes() -> None:
     assert parse_classes(["envelope_sender", "Header_Sender", ""], "p") == frozenset(
         {CanonicalClass.ENVELOPE_SENDER, CanonicalClass.HEADER_SENDER})
-    with pytest.raises(ValueError, match='sender_canonical_classes: unknown class "bogus"'):
+    with pytest.raises(ValueError, match='unknown sender_canonical_classes value "bogus"'):
         parse_classes(["bogus"], "sender_canonical_classes")
 
 
