@@ -45,6 +45,7 @@ def start(make_instance, workdir: Path, sink_port: int, extra: str = "") -> Inst
         "remote@virt.example   far@far.test\n"
         "loop1@virt.example    loop2@virt.example\n"
         "loop2@virt.example    loop1@virt.example\n"
+        "self@virt.example     self@virt.example, haddock\n"
         "catch.example         virtual alias domain\n"
         "@catch.example        haddock\n")
     postmap(virtual)
@@ -99,7 +100,8 @@ def test_virtual_alias_domain_with_hash_and_regexp_tables(make_instance, workdir
             code, text = smtp.rcpt("nobody@virt.example")
             assert (code, text.decode()) == (550, UNKNOWN)
             for rcpt in ("tintin@virt.example", "both@virt.example", "remote@virt.example",
-                         "re-haddock@virt.example", "anyone@catch.example"):
+                         "re-haddock@virt.example", "anyone@catch.example",
+                         "self@virt.example"):
                 code, text = smtp.rcpt(rcpt)
                 assert code == 250, (rcpt, text)
             code, text = smtp.data(b"Subject: virtual\r\n\r\nhello\r\n")
@@ -107,14 +109,21 @@ def test_virtual_alias_domain_with_hash_and_regexp_tables(make_instance, workdir
         qid = re.search(rf"queued as ({QID})", text.decode()).group(1)  # type: ignore[union-attr]
         [tx] = far.wait(1)
         assert tx.recipients == ["far@far.test"]
-        assert to_and_orig(status_lines(inst, qid, 6)) == [
+        lines = status_lines(inst, qid, 8)
+        assert to_and_orig(lines) == [
             ("far@far.test", "remote@virt.example", "sent"),
             ("haddock@example.com", "anyone@catch.example", "sent"),
             ("haddock@example.com", "both@virt.example", "sent"),
             ("haddock@example.com", "re-haddock@virt.example", "sent"),
+            ("haddock@example.com", "self@virt.example", "sent"),
+            # expanded into itself: kept, then bounced by error(8), as Postfix 3.7
+            ("self@virt.example", None, "bounced"),
             ("tintin@example.com", "both@virt.example", "sent"),
             ("tintin@example.com", "tintin@virt.example", "sent"),
         ]
+        [bounced] = [ln for ln in lines if ": to=<self@virt.example>" in ln]
+        assert "relay=none" in bounced and "dsn=5.1.1" in bounced
+        assert bounced.endswith("status=bounced (User unknown in virtual alias table)")
         log = inst.log()
         assert ("reject: RCPT from localhost[127.0.0.1]: 550 " + UNKNOWN) in log
         assert "Subject: virtual" in (inst.mailbox("haddock")).read_text()
