@@ -389,8 +389,8 @@ def user_unknown_virtual_alias(
 ) -> Reply:
     """reject_unlisted_recipient/_sender in a virtual alias domain
     (unknown_virtual_alias_reject_code 550): ``<addr>: Recipient address rejected: User
-    unknown in virtual alias table`` (X.1.1; X.1.0 for a sender)."""
-    detail = "1.0" if what is ReplyClass.SENDER else "1.1"
+    unknown in virtual alias table`` (X.1.1; X.1.7 for a sender, as Postfix 3.7)."""
+    detail = "1.7" if what is ReplyClass.SENDER else "1.1"
     return rejected(code, _dsn(code, detail), what, address,
                     "User unknown in virtual alias table")
 
