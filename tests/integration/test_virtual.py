@@ -96,7 +96,7 @@ def test_virtual_alias_domain_with_hash_and_regexp_tables(make_instance, workdir
         inst = start(make_instance, workdir, port)
         with smtplib.SMTP("127.0.0.1", inst.port, timeout=30) as smtp:
             smtp.ehlo("client.example.net")
-            assert smtp.mail("tintin@example.com")[0] == 250
+            assert smtp.mail("tintin@virt.example")[0] == 250
             code, text = smtp.rcpt("nobody@virt.example")
             assert (code, text.decode()) == (550, UNKNOWN)
             for rcpt in ("tintin@virt.example", "both@virt.example", "remote@virt.example",
@@ -124,6 +124,12 @@ def test_virtual_alias_domain_with_hash_and_regexp_tables(make_instance, workdir
         [bounced] = [ln for ln in lines if ": to=<self@virt.example>" in ln]
         assert "relay=none" in bounced and "dsn=5.1.1" in bounced
         assert bounced.endswith("status=bounced (User unknown in virtual alias table)")
+        # the notice to the sender goes through virtual_alias_maps too, as Postfix's
+        m = re.search(rf"{qid}: sender non-delivery notification: ({QID})",
+                      inst.wait_log("sender non-delivery notification"))
+        assert m, inst.log()
+        assert to_and_orig(status_lines(inst, m.group(1), 1)) == [
+            ("tintin@example.com", "tintin@virt.example", "sent")]
         log = inst.log()
         assert ("reject: RCPT from localhost[127.0.0.1]: 550 " + UNKNOWN) in log
         assert "Subject: virtual" in (inst.mailbox("haddock")).read_text()

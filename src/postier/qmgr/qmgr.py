@@ -44,7 +44,7 @@ from postier.bounce import notify
 from postier.bounce.dsn import Failed, Notice, NoticeKind, build_notice
 from postier.cleanup.cleanup import Cleanup
 from postier.cleanup.headers import local_received_header
-from postier.cleanup.rewrite import virtual_alias_domain_tables
+from postier.cleanup.rewrite import rewriting_from_config, virtual_alias_domain_tables
 from postier.config.params import (
     BOUNCE_NOTICE_RECIPIENT,
     DELAY_NOTICE_RECIPIENT,
@@ -188,6 +188,9 @@ class Qmgr:
         self.routing = scheduler.Routing.from_config(cfg)
         self.tables = Tables(warn=log.warning)
         self.classify = build_classifier(cfg, self.tables, log.warning)
+        # notices go through the canonical and virtual alias maps too, as Postfix's
+        # bounce(8) hands them to cleanup(8): a sender in a virtual alias domain gets them
+        self.cleanup.rewriting = rewriting_from_config(cfg, self.tables, self.qualify)
         self.transport_maps = self.tables.for_param(cfg, TRANSPORT_MAPS)
         self.transport_search = SearchSettings(
             recipient_delimiter=cfg[RECIPIENT_DELIMITER],
