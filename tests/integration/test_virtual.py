@@ -186,3 +186,37 @@ def test_canonical_maps_rewrite_envelope_and_local_clients_headers(
             line = inst.wait_log(f"{qid}: from=<")
             assert f"{qid}: from=<tintin.reporter@example.com>" in line
         queue_empty(inst)
+
+
+def test_postcat_shows_the_original_recipients_as_postfix(make_instance, workdir) -> None:
+    """A held message (HOLD by smtpd_data_restrictions): postier postcat's envelope
+    records, as Postfix 3.7's postcat -q shows them for the same input."""
+    inst = start(make_instance, workdir, free_port(),
+                 "smtpd_data_restrictions = check_client_access static:HOLD\n")
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=30) as smtp:
+        smtp.ehlo("client.example.net")
+        assert smtp.mail("tintin@example.com")[0] == 250
+        for rcpt in ("both@virt.example", "dave@far.test", "tintin"):
+            assert smtp.rcpt(rcpt)[0] == 250
+        code, text = smtp.data(b"Subject: held\r\n\r\nhello\r\n")
+        assert code == 250, text
+    qid = re.search(rf"queued as ({QID})", text.decode()).group(1)  # type: ignore[union-attr]
+    shown = postier("-c", str(inst.config_dir), "postcat", "-q", qid, check=False)
+    assert shown.returncode == 0, shown.stderr
+    records = [ln for ln in shown.stdout.splitlines()
+               if ln.startswith(("sender:", "original_recipient:", "recipient:",
+                                 "named_attribute: dsn_orig_rcpt"))]
+    assert records == [
+        "sender: tintin.reporter@example.com",
+        "named_attribute: dsn_orig_rcpt=rfc822;both@virt.example",
+        "original_recipient: both@virt.example",
+        "recipient: tintin@example.com",
+        "named_attribute: dsn_orig_rcpt=rfc822;both@virt.example",
+        "original_recipient: both@virt.example",
+        "recipient: haddock@example.com",
+        "named_attribute: dsn_orig_rcpt=rfc822;dave@far.test",
+        "original_recipient: dave@far.test",
+        "recipient: dave.jones@far.test",
+        "original_recipient: tintin",
+        "recipient: tintin@example.com",
+    ]
