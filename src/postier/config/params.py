@@ -390,6 +390,17 @@ SENDER_CANONICAL_MAPS = Param.list("sender_canonical_maps", "", "sender address 
 RECIPIENT_CANONICAL_MAPS = Param.list(
     "recipient_canonical_maps", "",
     "recipient address mapping tables", implemented=True)
+REMOTE_HEADER_REWRITE_DOMAIN = Param.str(
+    "remote_header_rewrite_domain", "",
+    "domain appended to incomplete header addresses of remote clients (empty: their "
+    "headers are not rewritten)")
+RECEIVE_OVERRIDE_OPTIONS = Param.list(
+    "receive_override_options", "",
+    "cleanup and smtpd features turned off for mail received by this service "
+    "(no_address_mappings, no_unknown_recipient_checks, …)")
+ENABLE_ORIGINAL_RECIPIENT = Param.bool(
+    "enable_original_recipient", "yes",
+    "record the original recipient address in the queue file (orig_to=)")
 _CANONICAL_CLASSES = "envelope_sender, envelope_recipient, header_sender, header_recipient"
 CANONICAL_CLASSES = Param.list(
     "canonical_classes", _CANONICAL_CLASSES,

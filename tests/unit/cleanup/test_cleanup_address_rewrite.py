@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from postier.cleanup.cleanup import Cleanup, Qualify
 from postier.cleanup.rewrite import (
@@ -206,3 +208,32 @@ def test_postier_check_refuses_an_unknown_class(tmp_path: Path) -> None:
     _, refused, _ = check.report(str(tmp_path))
     assert refused == [f"{tmp_path}/main.cf, line 4: parameter canonical_classes: unknown "
                        'canonical_classes value "header_sendr"']
+
+
+_LOCAL = st.from_regex(r"[a-z0-9][a-z0-9.+_-]{0,10}[a-z0-9]", fullmatch=True)
+_DOMAIN = st.from_regex(r"[a-z0-9]{1,8}(\.[a-z0-9]{1,8}){0,2}", fullmatch=True)
+_NAME = st.from_regex(r"[A-Za-z][A-Za-z ]{0,10}[A-Za-z]", fullmatch=True)
+
+
+@st.composite
+def _mailbox(draw: st.DrawFn) -> tuple[str, str]:
+    """One mailbox as written in a header, and its address."""
+    address = f"{draw(_LOCAL)}@{draw(_DOMAIN)}"
+    form = draw(st.sampled_from(["bare", "angle", "quoted", "comment"]))
+    if form == "bare":
+        return address, address
+    if form == "angle":
+        return f"{draw(_NAME)} <{address}>", address
+    if form == "quoted":
+        return f'"{draw(_NAME)}, x" <{address}>', address
+    return f"{address} ({draw(_NAME)}, y)", address
+
+
+@given(st.lists(_mailbox(), min_size=1, max_size=5), st.booleans())
+def test_address_spans_find_every_mailbox(mailboxes: list[tuple[str, str]],
+                                          group: bool) -> None:
+    value = ", ".join(written for written, _ in mailboxes)
+    if group:
+        value = f"Team: {value};"
+    value = " " + value
+    assert [value[s:e] for s, e in address_spans(value)] == [a for _, a in mailboxes]
