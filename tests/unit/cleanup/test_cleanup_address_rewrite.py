@@ -237,3 +237,39 @@ def test_address_spans_find_every_mailbox(mailboxes: list[tuple[str, str]],
         value = f"Team: {value};"
     value = " " + value
     assert [value[s:e] for s, e in address_spans(value)] == [a for _, a in mailboxes]
+
+
+def test_smtpd_facts_known_recipient(tmp_path: Path) -> None:
+    """smtpd's LocalRecipient answer (Postfix's check_rcpt_maps): listed in the canonical
+    or virtual alias maps, else unknown in a virtual alias domain, else the local users;
+    a failing table is None (451 4.3.0)."""
+    from postier.dns.result import DnsResult
+    from postier.rewrite.mynetworks import MyNetworks
+    from postier.rewrite.resolve import AddressClass, Classifier, LocalRecipientCheck
+    from postier.smtpd.facts import ServiceFacts
+
+    async def dns(domain: str) -> DnsResult:
+        return DnsResult.HAS_ADDRESS
+
+    classify = Classifier.from_lists(["tintin.example.com"], [], [], ["virt.example"])
+    warnings: list[str] = []
+    rw = rewriting(tmp_path)
+    facts = ServiceFacts(MyNetworks.parse(["127.0.0.0/8"]), classify,
+                         LocalRecipientCheck(lambda name: name == "root"), dns,
+                         warn=warnings.append, rewrite_listed=rw.listed)
+    assert classify("virt.example") is AddressClass.VIRTUAL_ALIAS
+    assert facts.known_recipient("alice@virt.example") is True
+    assert facts.known_recipient("nobody@virt.example") is False
+    assert facts.known_recipient("root@tintin.example.com") is True
+    assert facts.known_recipient("tintin@tintin.example.com") is False
+    assert facts.known_recipient("root") is True  # unqualified: the local class
+
+    def broken(address: str) -> bool | None:
+        return None
+
+    failing = ServiceFacts(MyNetworks.parse(["127.0.0.0/8"]), classify,
+                           LocalRecipientCheck(lambda name: True), dns,
+                           warn=warnings.append, rewrite_listed=broken)
+    assert failing.known_recipient("alice@virt.example") is None
+    assert warnings == ["recipient lookup of alice@virt.example in the canonical or virtual "
+                        "alias maps failed"]
