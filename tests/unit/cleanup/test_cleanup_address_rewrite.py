@@ -273,3 +273,15 @@ def test_smtpd_facts_known_recipient(tmp_path: Path) -> None:
     assert failing.known_recipient("alice@virt.example") is None
     assert warnings == ["recipient lookup of alice@virt.example in the canonical or virtual "
                         "alias maps failed"]
+
+
+def test_the_local_part_alone_is_a_key_only_for_local_domains(tmp_path: Path) -> None:
+    """canonical(5)/virtual(5): ``user`` matches ``user@domain`` only when the domain is
+    $myorigin or in $mydestination."""
+    rw = rewriting(tmp_path, "canonical_maps = inline:{ root=admin }")
+    env = Envelope("root@localhost", [Recipient("root@tintin.example.com"),
+                                      Recipient("root@example.net")], 1.0)
+    got = rw.envelope(env, lambda text: None)
+    assert got.sender == "admin@tintin.example.com"
+    assert [r.address for r in got.recipients] == ["admin@tintin.example.com",
+                                                   "root@example.net"]
