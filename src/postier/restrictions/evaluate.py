@@ -167,6 +167,9 @@ class RejectCodes:
     unknown_relay_recipient_reject_code: int = (
         PARAMS["unknown_relay_recipient_reject_code"].default_value()
     )
+    unknown_virtual_alias_reject_code: int = (
+        PARAMS["unknown_virtual_alias_reject_code"].default_value()
+    )
     unknown_address_reject_code: int = PARAMS["unknown_address_reject_code"].default_value()
     relay_domains_reject_code: int = PARAMS["relay_domains_reject_code"].default_value()
     non_fqdn_reject_code: int = PARAMS["non_fqdn_reject_code"].default_value()
@@ -451,13 +454,18 @@ def _unlisted(ctx: Ctx, address: str | None, what: ReplyClass) -> Steps[Outcome]
             return Outcome(Verdict.DEFER, replies.temporary_lookup_failure(address))
         code = ctx.codes.unknown_relay_recipient_reject_code
         return Outcome(_negative(code), replies.user_unknown(address, code, what, "relay"))
-    if cls is not AddressClass.LOCAL:
-        return DUNNO  # virtual recipient tables: not supported yet
+    if cls not in (AddressClass.LOCAL, AddressClass.VIRTUAL_ALIAS):
+        return DUNNO  # virtual mailbox tables: not supported yet
+    # the facts answer from the canonical and virtual alias maps first, then (local
+    # class) local_recipient_maps, as Postfix's check_rcpt_maps
     known = yield from ask_local_recipient(address)
     if known:
         return DUNNO
     if known is None:
         return Outcome(Verdict.DEFER, replies.temporary_lookup_failure(address))
+    if cls is AddressClass.VIRTUAL_ALIAS:
+        code = ctx.codes.unknown_virtual_alias_reject_code
+        return Outcome(_negative(code), replies.user_unknown_virtual_alias(address, code, what))
     code = ctx.codes.unknown_local_recipient_reject_code
     return Outcome(_negative(code), replies.user_unknown(address, code, what))
 

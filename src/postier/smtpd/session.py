@@ -41,6 +41,7 @@ from postier.anvilclient.protocol import Request
 from postier.cleanup.cleanup import CleanupMessage, Received
 from postier.queue.file import ATTR_SMTPUTF8, SMTPUTF8_REQUESTED, Envelope, Recipient
 from postier.restrictions import evaluate as rs
+from postier.rewrite.virtual import ExpansionError
 from postier.sasl import api as sasl
 from postier.sasl.mechanisms import Mechanism, offered, usable
 from postier.smtpd.limits import SessionLimits
@@ -51,6 +52,7 @@ from postier.smtpproto import replies
 from postier.smtpproto.readers import escape_input
 from postier.smtpproto.replies import Reply
 from postier.smtpproto.server import ServerConnection
+from postier.tables import TableError
 from postier.tls import verify
 from postier.tls.policy import TlsInfo
 
@@ -683,8 +685,11 @@ class Session:
         """Start the message's content: cleanup adds the missing headers when the client
         qualifies (local_header_rewrite_clients), then Received: goes on top."""
         assert self.message is not None
-        if self.svc.add_missing_headers(self.client_addr, self.sasl_username is not None):
+        local = self.svc.local_header_rewrite(self.client_addr, self.sasl_username is not None)
+        if local or self.svc.always_add_missing_headers:
             self.message.add_missing_headers(self.sender or "", self.svc.hostname)
+        if local:  # canonical maps apply to the headers of local clients only
+            self.message.rewrite_headers()
         self.message.begin_content(self.received())
 
     def received(self) -> Received:
@@ -801,10 +806,15 @@ class Session:
         except asyncio.CancelledError:
             self.message = None
             raise
-        except OSError as exc:  # the commit removed the file
+        except (OSError, TableError) as exc:  # the commit removed the file
             self.log.warning(f"{message.queue_id}: queue file write error: {exc}")
             self.abort_transaction()
             reply = replies.QUEUE_WRITE_ERROR
+            self.count(counter, reply)
+            return reply
+        except ExpansionError:  # virtual alias loop: cleanup logged Postfix's warning
+            self.abort_transaction()
+            reply = replies.ALIAS_EXPANSION_ERROR
             self.count(counter, reply)
             return reply
         if message.discarded:  # DISCARD: acknowledged, never delivered
