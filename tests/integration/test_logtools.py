@@ -44,8 +44,9 @@ RELAY_PORT = 2525
 INSIDE = "127.0.0.1"  # mynetworks
 OUTSIDE = "127.0.0.9"  # not in mynetworks, listed nowhere
 LISTED = "127.0.0.2"  # listed in bl.test (conftest's dnsmasq)
+HARD_ERROR_LIMIT = 5  # smtpd_hard_error_limit: a session of unknown commands hits it
 
-MAIN_CF = """\
+MAIN_CF = f"""\
 myhostname = tintin.example.com
 mydomain = example.com
 myorigin = $mydomain
@@ -57,6 +58,7 @@ smtpd_sasl_auth_enable = yes
 smtpd_sasl_type = dovecot
 smtpd_sasl_path = private/auth
 smtp_connect_timeout = 5s
+smtpd_hard_error_limit = {HARD_ERROR_LIMIT}
 """
 
 ALIASES = "team: tintin, haddock\nghost: nosuchuser\n"
@@ -96,6 +98,7 @@ MIX = [
     Mail(LISTED, "dave@example.net", "tintin@example.com", "rejected"),  # DNSBL
 ]
 SASL_FAILURES = 2  # wrong passwords, in one session from OUTSIDE
+RAW_SESSIONS = 3  # run_mix's sessions besides MIX: SASL, errors, lost connection
 
 
 def expected_summary() -> dict[str, object]:
@@ -134,40 +137,62 @@ def run_mix(port: int) -> None:
                 assert code == 250, (m, code, text)
                 code, text = smtp.data(f"From: <{m.sender}>\nSubject: mix\n\nBonjour.\n")
                 assert code == 250, text
-    with socket.create_connection((INSIDE, port), timeout=30,
-                                  source_address=(OUTSIDE, 0)) as sock:
-        f = sock.makefile("rb")
-
-        def cmd(line: str) -> str:
-            if line:
-                sock.sendall(line.encode() + b"\r\n")
-            while True:
-                reply = f.readline().decode()
-                if reply[3:4] != "-":
-                    return reply
-
-        assert cmd("").startswith("220")
-        assert cmd("EHLO client.example.net").startswith("250")
+    with Raw(port) as c:  # SASL failures; the disconnect line says auth=0/N
+        assert c.cmd("EHLO client.example.net").startswith("250")
         for _ in range(SASL_FAILURES):
             wrong = base64.b64encode(b"\0alice\0wrong").decode()
-            assert cmd(f"AUTH PLAIN {wrong}").startswith("535 ")
-        assert cmd("QUIT").startswith("221")
+            assert c.cmd(f"AUTH PLAIN {wrong}").startswith("535 ")
+        assert c.cmd("QUIT").startswith("221")
+    with Raw(port) as c:  # smtpd_hard_error_limit: "too many errors after UNKNOWN"
+        for _ in range(HARD_ERROR_LIMIT):
+            assert c.cmd("XYZZY").startswith("500 ")
+        assert c.cmd("").startswith("421 ")  # at once, before any further command
+    with Raw(port) as c:  # gone without QUIT: "lost connection after EHLO"
+        assert c.cmd("EHLO client.example.net").startswith("250")
+
+
+class Raw:
+    """A raw SMTP session from OUTSIDE: ``cmd(line)`` sends a line, returns the last
+    line of the reply."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection((INSIDE, port), timeout=30,
+                                             source_address=(OUTSIDE, 0))
+        self.file = self.sock.makefile("rb")
+        assert self.cmd("").startswith("220")
+
+    def cmd(self, line: str) -> str:
+        if line:
+            self.sock.sendall(line.encode() + b"\r\n")
+        while True:
+            reply = self.file.readline().decode()
+            if reply[3:4] != "-":
+                return reply
+
+    def __enter__(self) -> Raw:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.close()
+        self.sock.close()
 
 
 def pflogsumm(log: Path) -> dict[str, object]:
     """pflogsumm's Grand Totals and its "by message count" senders and recipients."""
     out = subprocess.run(["pflogsumm", str(log)], capture_output=True, text=True,
                          check=True).stdout
-    found: dict[str, object] = {}
+    found: dict[str, object] = {"output": out}
     for key in ("received", "delivered", "forwarded", "deferred", "bounced", "rejected"):
         m = re.search(rf"^\s+(\d+)\s+{key}\b", out, re.M)
         assert m, out
         found[key] = int(m.group(1))
     for key, title in (("senders", "Senders by message count"),
                        ("recipients", "Recipients by message count")):
-        section = out.split(title, 1)[1].split("\n\n", 2)[1]
-        found[key] = {addr: int(n) for n, addr in
-                      (line.split() for line in section.splitlines() if line.strip())}
+        section = out.split(title, 1)[1].split("\n\n", 1)[0]
+        rows = [line.split() for line in section.splitlines()
+                if line.strip() and not line.startswith("-")]
+        assert all(len(row) == 2 for row in rows), out
+        found[key] = {addr: int(n) for n, addr in rows}
     return found
 
 
@@ -178,8 +203,8 @@ def fail2ban_matches(log: Path, filter_spec: str) -> list[str]:
         capture_output=True, text=True, check=True).stdout
     m = re.search(r"^Lines: \d+ lines, \d+ ignored, (\d+) matched, \d+ missed", out, re.M)
     assert m, out
-    matched = [line.strip().lstrip("| ") for line in out.split("|  Matched line(s):", 1)[1]
-               .splitlines() if line.startswith("|  ")] if int(m.group(1)) else []
+    block = out.split("|- Matched line(s):\n", 1)[1].split("`-", 1)[0] if int(m[1]) else ""
+    matched = [line[3:] for line in block.splitlines() if line.startswith("|  ")]
     assert len(matched) == int(m.group(1)), out
     return matched
 
@@ -223,7 +248,7 @@ def mixed_log(make_instance, workdir: Path) -> tuple[Instance, str]:  # type: ig
             log = wait_statuses(inst, statuses)
         finally:
             dovecot.stop()
-    inst.wait_log("disconnect from", count=sum(m.copies for m in MIX) + 1)
+    inst.wait_log("disconnect from", count=sum(m.copies for m in MIX) + RAW_SESSIONS)
     return inst, log
 
 
@@ -234,17 +259,25 @@ def test_pflogsumm_counts_the_mix(mixed_log: tuple[Instance, str]) -> None:
         assert re.search(rf"postfix/local\[\d+\]: \w+: to=<{target}@example\.com>, "
                          r"orig_to=<team@example\.com>, relay=local, .*status=sent "
                          r"\(delivered to mailbox\)", log), log
-    assert pflogsumm(inst.log_file) == expected_summary(), log
+    summary = pflogsumm(inst.log_file)
+    output = summary.pop("output")
+    assert summary == expected_summary(), f"{output}\n{log}"
 
 
-# fail2ban's stock filter, per mode: which lines of the mix it must match.
-REJECTS = sum(m.copies for m in MIX if m.outcome == "rejected")
+# fail2ban's stock filter, per mode: how many lines of the run it must match.
+REJECTS = sum(m.copies for m in MIX if m.outcome == "rejected")  # NOQUEUE: reject: RCPT
+RBL = sum(m.copies for m in MIX if m.client == LISTED)  # … blocked using bl.test
+ERRORS = 1  # too many errors after UNKNOWN from …
+DDOS = 2  # lost connection after EHLO from …; disconnect from … auth=0/2 …
 MODES = {
-    "postfix": REJECTS,  # mode=more, the default
-    "postfix[mode=normal]": REJECTS,
-    "postfix[mode=more]": REJECTS,
-    # + each SASL failure, + the disconnect line of the session with auth=0/N
-    "postfix[mode=aggressive]": REJECTS + SASL_FAILURES + 1,
+    "postfix": REJECTS + ERRORS,  # mode=more, the default: normal and rbl
+    "postfix[mode=normal]": REJECTS + ERRORS,
+    "postfix[mode=more]": REJECTS + ERRORS,
+    "postfix[mode=rbl]": RBL,
+    "postfix[mode=errors]": ERRORS,
+    "postfix[mode=ddos]": DDOS,
+    "postfix[mode=extra]": SASL_FAILURES + REJECTS + ERRORS,
+    "postfix[mode=aggressive]": SASL_FAILURES + REJECTS + ERRORS + DDOS,
     "postfix[mode=auth]": SASL_FAILURES,  # jail.conf's [postfix-sasl] filter
 }
 
@@ -255,11 +288,19 @@ def test_fail2ban_stock_postfix_filter_matches_exactly(
     for spec, count in MODES.items():
         matched = fail2ban_matches(inst.log_file, spec)
         assert len(matched) == count, (spec, matched, log)
-        if spec != "postfix[mode=auth]":
-            rejects = [line for line in matched if ": reject: RCPT from " in line]
-            assert len(rejects) == REJECTS, (spec, matched)
-            assert {re.search(r"\[(127\.[\d.]+)\]", line)[1] for line in rejects} == {  # type: ignore[index]
+        kinds = Counter(
+            "sasl" if ": SASL PLAIN authentication failed: " in line
+            else "reject" if ": NOQUEUE: reject: RCPT from " in line
+            else "errors" if f": too many errors after UNKNOWN from unknown[{OUTSIDE}]" in line
+            else "ddos" if re.search(rf": (lost connection after EHLO|disconnect) from "
+                                     rf"unknown\[{OUTSIDE}\]", line)
+            else line for line in matched)
+        assert sum(kinds.values()) == count and set(kinds) <= {
+            "sasl", "reject", "errors", "ddos"}, (spec, matched)
+        if "rbl" in spec:
+            assert kinds == {"reject": RBL} and f"[{LISTED}]" in matched[0], matched
+        if kinds["reject"] == REJECTS:
+            clients = {re.search(r"RCPT from [^[]*\[([\d.]+)\]", line)[1]  # type: ignore[index]
+                       for line in matched if ": reject: " in line}
+            assert clients == {
                 m.client for m in MIX if m.outcome == "rejected"}, matched
-        if "aggressive" in spec or "auth" in spec:
-            sasl = [line for line in matched if "SASL PLAIN authentication failed" in line]
-            assert len(sasl) == SASL_FAILURES and all(f"[{OUTSIDE}]" in s for s in sasl)
