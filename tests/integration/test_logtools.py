@@ -260,8 +260,15 @@ def test_pflogsumm_counts_the_mix(mixed_log: tuple[Instance, str]) -> None:
                          r"orig_to=<team@example\.com>, relay=local, .*status=sent "
                          r"\(delivered to mailbox\)", log), log
     summary = pflogsumm(inst.log_file)
-    output = summary.pop("output")
+    output = str(summary.pop("output"))
     assert summary == expected_summary(), f"{output}\n{log}"
+    # pflogsumm keeps what follows a master line's last ": ": each message it lists is
+    # a whole line of the master's (none cut short)
+    section = output.split("Master daemon messages\n", 1)[1].split("\n\n", 1)[0]
+    listed = [line.split(None, 1)[1] for line in section.splitlines()[1:] if line.strip()]
+    whole = re.findall(r"postfix/master\[\d+\]: (.*)$", log, re.M)
+    assert "daemon started -- version " in section and all(m in whole for m in listed), (
+        section, whole)
 
 
 # fail2ban's stock filter, per mode: how many lines of the run it must match.
