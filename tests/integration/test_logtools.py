@@ -21,6 +21,7 @@ import socket
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,9 +102,10 @@ SASL_FAILURES = 2  # wrong passwords, in one session from OUTSIDE
 RAW_SESSIONS = 3  # run_mix's sessions besides MIX: SASL, errors, lost connection
 
 
-def expected_summary() -> dict[str, object]:
-    """What pflogsumm must report for MIX: its Grand Totals and top senders/recipients."""
-    sent = [m for m in MIX for _ in range(m.copies)]
+def expected_summary(mix: list[Mail]) -> dict[str, object]:
+    """What pflogsumm must report for ``mix``: its Grand Totals and top senders and
+    recipients (address: messages)."""
+    sent = [m for m in mix for _ in range(m.copies)]
     received = [m for m in sent if m.outcome != "rejected"]
     recipients: Counter[str] = Counter()
     for m in received:
@@ -122,9 +124,10 @@ def expected_summary() -> dict[str, object]:
     }
 
 
-def run_mix(port: int) -> None:
-    """Send MIX (and the SASL failures) to the server on 127.0.0.1:``port``."""
-    for m in MIX:
+def run_mix(port: int, mix: list[Mail]) -> None:
+    """Send ``mix``, then the three raw sessions (SASL failures, too many errors, lost
+    connection) to the server on 127.0.0.1:``port``."""
+    for m in mix:
         for _ in range(m.copies):
             with smtplib.SMTP(INSIDE, port, timeout=30, source_address=(m.client, 0)) as smtp:
                 smtp.ehlo("client.example.net")
@@ -209,15 +212,39 @@ def fail2ban_matches(log: Path, filter_spec: str) -> list[str]:
     return matched
 
 
-def wait_statuses(inst: Instance, want: Counter[str], timeout: float = 60.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        log = inst.log()
-        got = Counter(re.findall(r"\bstatus=(sent|bounced|deferred) ", log))
-        if all(got[k] >= n for k, n in want.items()):
-            return log
-        time.sleep(0.1)
-    raise AssertionError(f"status lines {want} awaited:\n{inst.log()}")
+def scripted_sink() -> ScriptedSmtp:
+    """sink.test's relay: accepts everyone but nobody@ (550 at RCPT)."""
+    refused_port(DOWN, RELAY_PORT)
+    sink = ScriptedSmtp(SINK, RELAY_PORT, name="sink.test")
+    sink.rcpt = lambda addr: ("550 5.1.1 <nobody@sink.test>: Recipient address rejected: "
+                              "User unknown" if addr.startswith("nobody@") else "250 2.1.5 Ok")
+    return sink
+
+
+def send_and_wait(port: int, queue_dir: Path, base: Path, mix: list[Mail],
+                  log: Callable[[], str]) -> str:
+    """With Dovecot on ``queue_dir``'s private/auth: run ``mix`` and return the log once
+    every status line and every disconnect line is in."""
+    dovecot = Dovecot(base, queue_dir)
+    dovecot.start()
+    try:
+        run_mix(port, mix)
+        want = expected_summary(mix)
+        statuses = Counter({"sent": want["delivered"], "bounced": want["bounced"],
+                            "deferred": want["deferred"]})
+        sessions = sum(m.copies for m in mix) + RAW_SESSIONS
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            text = log()
+            got = Counter(re.findall(r"\bstatus=(sent|bounced|deferred) ", text))
+            if all(got[k] >= n for k, n in statuses.items()) and text.count(
+                    "disconnect from ") >= sessions:
+                return text
+            time.sleep(0.1)
+        raise AssertionError(f"status lines {statuses}, {sessions} sessions awaited:\n"
+                             f"{log()}")
+    finally:
+        dovecot.stop()
 
 
 @pytest.fixture
@@ -231,24 +258,10 @@ def mixed_log(make_instance, workdir: Path) -> tuple[Instance, str]:  # type: ig
     postier("postalias", str(aliases))
     inst: Instance = make_instance(
         MAIN_CF, f"alias_maps = hash:{aliases}\ntransport_maps = texthash:{transport}\n")
-    refused_port(DOWN, RELAY_PORT)
-    sink = ScriptedSmtp(SINK, RELAY_PORT, name="sink.test")
-    sink.rcpt = lambda addr: ("550 5.1.1 <nobody@sink.test>: Recipient address rejected: "
-                              "User unknown" if addr.startswith("nobody@") else "250 2.1.5 Ok")
-    with sink:
+    with scripted_sink():
         started = inst.start()
         assert started.returncode == 0, started.stderr + inst.log()
-        dovecot = Dovecot(inst.base, inst.queue_dir)
-        dovecot.start()
-        try:
-            run_mix(inst.port)
-            want = expected_summary()
-            statuses = Counter({"sent": want["delivered"], "bounced": want["bounced"],
-                                "deferred": want["deferred"]})
-            log = wait_statuses(inst, statuses)
-        finally:
-            dovecot.stop()
-    inst.wait_log("disconnect from", count=sum(m.copies for m in MIX) + RAW_SESSIONS)
+        log = send_and_wait(inst.port, inst.queue_dir, inst.base, MIX, inst.log)
     return inst, log
 
 
@@ -261,7 +274,7 @@ def test_pflogsumm_counts_the_mix(mixed_log: tuple[Instance, str]) -> None:
                          r"\(delivered to mailbox\)", log), log
     summary = pflogsumm(inst.log_file)
     output = str(summary.pop("output"))
-    assert summary == expected_summary(), f"{output}\n{log}"
+    assert summary == expected_summary(MIX), f"{output}\n{log}"
     # pflogsumm keeps what follows a master line's last ": ": each message it lists is
     # a whole line of the master's (none cut short)
     section = output.split("Master daemon messages\n", 1)[1].split("\n\n", 1)[0]
@@ -271,46 +284,59 @@ def test_pflogsumm_counts_the_mix(mixed_log: tuple[Instance, str]) -> None:
         section, whole)
 
 
-# fail2ban's stock filter, per mode: how many lines of the run it must match.
-REJECTS = sum(m.copies for m in MIX if m.outcome == "rejected")  # NOQUEUE: reject: RCPT
-RBL = sum(m.copies for m in MIX if m.client == LISTED)  # … blocked using bl.test
 ERRORS = 1  # too many errors after UNKNOWN from …
 DDOS = 2  # lost connection after EHLO from …; disconnect from … auth=0/2 …
-MODES = {
-    "postfix": REJECTS + ERRORS,  # mode=more, the default: normal and rbl
-    "postfix[mode=normal]": REJECTS + ERRORS,
-    "postfix[mode=more]": REJECTS + ERRORS,
-    "postfix[mode=rbl]": RBL,
-    "postfix[mode=errors]": ERRORS,
-    "postfix[mode=ddos]": DDOS,
-    "postfix[mode=extra]": SASL_FAILURES + REJECTS + ERRORS,
-    "postfix[mode=aggressive]": SASL_FAILURES + REJECTS + ERRORS + DDOS,
-    "postfix[mode=auth]": SASL_FAILURES,  # jail.conf's [postfix-sasl] filter
-}
+
+
+def expected_matches(mix: list[Mail]) -> dict[str, Counter[str]]:
+    """fail2ban's stock filter, per mode: the kinds of line it must match in the log of
+    ``mix`` and how many of each (``kind_of``)."""
+    rejects = sum(m.copies for m in mix if m.outcome == "rejected")  # NOQUEUE: reject: RCPT
+    rbl = sum(m.copies for m in mix if m.client == LISTED)  # … blocked using bl.test
+    normal = Counter(reject=rejects, errors=ERRORS)
+    return {
+        "postfix": normal,  # mode=more, the default: normal and rbl
+        "postfix[mode=normal]": normal,
+        "postfix[mode=more]": normal,
+        "postfix[mode=rbl]": Counter(reject=rbl),
+        "postfix[mode=errors]": Counter(errors=ERRORS),
+        "postfix[mode=ddos]": Counter(ddos=DDOS),
+        "postfix[mode=extra]": normal + Counter(sasl=SASL_FAILURES),
+        "postfix[mode=aggressive]": normal + Counter(sasl=SASL_FAILURES, ddos=DDOS),
+        "postfix[mode=auth]": Counter(sasl=SASL_FAILURES),  # jail.conf's [postfix-sasl]
+    }
+
+
+def kind_of(line: str) -> str:
+    """What a line fail2ban matched is: sasl, reject, errors, ddos, else the line."""
+    if ": SASL PLAIN authentication failed: " in line and f"[{OUTSIDE}]" in line:
+        return "sasl"
+    if ": NOQUEUE: reject: RCPT from " in line:
+        return "reject"
+    if f": too many errors after UNKNOWN from unknown[{OUTSIDE}]" in line:
+        return "errors"
+    if re.search(rf": (lost connection after EHLO|disconnect) from unknown\[{OUTSIDE}\]",
+                 line):
+        return "ddos"
+    return line
+
+
+def check_fail2ban(log_file: Path, mix: list[Mail]) -> None:
+    for spec, kinds in expected_matches(mix).items():
+        matched = fail2ban_matches(log_file, spec)
+        assert Counter(map(kind_of, matched)) == kinds, (spec, matched)
+        clients = {re.search(r"RCPT from [^[]*\[([\d.]+)\]", line)[1]  # type: ignore[index]
+                   for line in matched if ": reject: " in line}
+        if "rbl" in spec:
+            assert clients == {LISTED}, matched
+        elif kinds["reject"]:
+            assert clients == {m.client for m in mix if m.outcome == "rejected"}, matched
 
 
 def test_fail2ban_stock_postfix_filter_matches_exactly(
         mixed_log: tuple[Instance, str]) -> None:
-    inst, log = mixed_log
-    for spec, count in MODES.items():
-        matched = fail2ban_matches(inst.log_file, spec)
-        assert len(matched) == count, (spec, matched, log)
-        kinds = Counter(
-            "sasl" if ": SASL PLAIN authentication failed: " in line
-            else "reject" if ": NOQUEUE: reject: RCPT from " in line
-            else "errors" if f": too many errors after UNKNOWN from unknown[{OUTSIDE}]" in line
-            else "ddos" if re.search(rf": (lost connection after EHLO|disconnect) from "
-                                     rf"unknown\[{OUTSIDE}\]", line)
-            else line for line in matched)
-        assert sum(kinds.values()) == count and set(kinds) <= {
-            "sasl", "reject", "errors", "ddos"}, (spec, matched)
-        if "rbl" in spec:
-            assert kinds == {"reject": RBL} and f"[{LISTED}]" in matched[0], matched
-        if kinds["reject"] == REJECTS:
-            clients = {re.search(r"RCPT from [^[]*\[([\d.]+)\]", line)[1]  # type: ignore[index]
-                       for line in matched if ": reject: " in line}
-            assert clients == {
-                m.client for m in MIX if m.outcome == "rejected"}, matched
+    inst, _ = mixed_log
+    check_fail2ban(inst.log_file, MIX)
 
 
 @pytest.mark.parametrize("argv", [["stop", "fast"], ["postfix", "stop", "fast"]])
