@@ -55,8 +55,8 @@ mydomain = example.com
 myorigin = $mydomain
 mydestination = example.com, tintin.example.com, localhost
 mynetworks = 127.0.0.1/32
-smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination,
-    reject_rbl_client bl.test
+smtpd_recipient_restrictions = check_recipient_access texthash:$config_directory/access,
+    permit_mynetworks, reject_unauth_destination, reject_rbl_client bl.test
 smtpd_sasl_auth_enable = yes
 smtpd_sasl_type = dovecot
 smtpd_sasl_path = private/auth
@@ -64,7 +64,8 @@ smtp_connect_timeout = 5s
 smtpd_hard_error_limit = {HARD_ERROR_LIMIT}
 """
 
-ALIASES = "team: tintin, haddock\nghost: nosuchuser\n"
+ALIASES = "team: tintin, haddock\nghost: nosuchuser\nheld: tintin\ndropped: tintin\n"
+ACCESS = "held@example.com HOLD\ndropped@example.com DISCARD\n"
 TRANSPORT = (f"sink.test smtp:[{SINK}]:{RELAY_PORT}\n"
              f"down.test smtp:[{DOWN}]:{RELAY_PORT}\n")
 
@@ -75,8 +76,9 @@ class Mail:
 
     ``outcome``: ``delivered`` (each of ``finals`` gets a status=sent line), ``bounced``
     (one status=bounced line, and the non-delivery notice is delivered to the local
-    sender), ``deferred`` (one status=deferred line) or ``rejected`` (the RCPT is refused:
-    nothing is received)."""
+    sender), ``deferred`` (one status=deferred line), ``held`` or ``discarded`` (an
+    access(5) HOLD or DISCARD at RCPT: received, never delivered) or ``rejected`` (the
+    RCPT is refused: nothing is received)."""
 
     client: str
     sender: str
@@ -96,6 +98,8 @@ MIX = [
     Mail(INSIDE, "tintin@example.com", "nobody@sink.test", "bounced"),
     Mail(INSIDE, "tintin@example.com", "ghost@example.com", "bounced"),
     Mail(INSIDE, "carol@example.org", "zorglub@down.test", "deferred", copies=2),
+    Mail(INSIDE, "erin@example.net", "held@example.com", "held"),
+    Mail(INSIDE, "erin@example.net", "dropped@example.com", "discarded"),
     Mail(OUTSIDE, "dave@example.net", "x@elsewhere.test", "rejected"),  # relay denied
     Mail(INSIDE, "dave@example.net", "nosuch@example.com", "rejected"),  # unknown user
     Mail(LISTED, "dave@example.net", "tintin@example.com", "rejected"),  # DNSBL
@@ -114,6 +118,7 @@ def expected_summary(mix: list[Mail]) -> dict[str, object]:
         recipients.update(m.finals)
         if m.outcome == "bounced":
             recipients[m.sender] += 1  # the non-delivery notice, delivered locally
+    queued = [m for m in received if m.outcome in ("delivered", "bounced", "deferred")]
     return {
         "received": len(received),
         "delivered": sum(recipients.values()),
@@ -121,7 +126,10 @@ def expected_summary(mix: list[Mail]) -> dict[str, object]:
         "deferred": sum(m.outcome == "deferred" for m in received),
         "bounced": sum(m.outcome == "bounced" for m in received),
         "rejected": sum(m.outcome == "rejected" for m in sent),
-        "senders": dict(Counter(m.sender for m in received)),
+        "held": sum(m.outcome == "held" for m in sent),
+        "discarded": sum(m.outcome == "discarded" for m in sent),
+        # the sender is counted at qmgr's from=<…> line: never for held or discarded mail
+        "senders": dict(Counter(m.sender for m in queued)),
         "recipients": dict(recipients),
     }
 
@@ -187,7 +195,8 @@ def pflogsumm(log: Path) -> dict[str, object]:
     out = subprocess.run(["pflogsumm", str(log)], capture_output=True, text=True,
                          check=True).stdout
     found: dict[str, object] = {"output": out}
-    for key in ("received", "delivered", "forwarded", "deferred", "bounced", "rejected"):
+    for key in ("received", "delivered", "forwarded", "deferred", "bounced", "rejected",
+                "held", "discarded"):
         m = re.search(rf"^\s+(\d+)\s+{key}\b", out, re.M)
         assert m, out
         found[key] = int(m.group(1))
@@ -260,6 +269,7 @@ def mixed_log(make_instance, workdir: Path) -> tuple[Instance, str]:  # type: ig
     postier("postalias", str(aliases))
     inst: Instance = make_instance(
         MAIN_CF, f"alias_maps = hash:{aliases}\ntransport_maps = texthash:{transport}\n")
+    (inst.config_dir / "access").write_text(ACCESS)
     with scripted_sink():
         started = inst.start()
         assert started.returncode == 0, started.stderr + inst.log()
@@ -362,6 +372,7 @@ def test_postfix_reads_the_same_counts_from_the_same_mix(workdir: Path) -> None:
     os.chown(data, owner.pw_uid, owner.pw_gid)
     (base / "aliases").write_text(ALIASES)
     (base / "transport").write_text(TRANSPORT)
+    (etc / "access").write_text(ACCESS)
     port = free_port()
     (etc / "main.cf").write_text(MAIN_CF + f"""
 compatibility_level = 3.6
@@ -411,6 +422,7 @@ transport_maps = texthash:{base}/transport
 def test_stop_fast_stops_at_once(make_instance, argv: list[str]) -> None:  # type: ignore[no-untyped-def]
     """postier's spelling of the fast stop (Postfix 3.7 documents only ``abort``)."""
     inst: Instance = make_instance(MAIN_CF)
+    (inst.config_dir / "access").write_text(ACCESS)
     started = inst.start()
     assert started.returncode == 0, started.stderr + inst.log()
     assert inst.pids()
