@@ -210,6 +210,21 @@ def pflogsumm(log: Path) -> dict[str, object]:
     return found
 
 
+def check_action_lines(log: str, pflogsumm_output: str, mix: list[Mail]) -> None:
+    """HOLD and DISCARD logged as smtpd_check's log_whatsup, and grouped so by pflogsumm."""
+    for m in mix:
+        if m.outcome not in ("held", "discarded"):
+            continue
+        action = "HOLD" if m.outcome == "held" else "DISCARD"
+        assert re.search(
+            rf": \w+: {action.lower()}: RCPT from [^ ]+\[{re.escape(m.client)}\]: "
+            rf"<{re.escape(m.rcpt)}>: Recipient address triggers {action} action; "
+            rf"from=<{re.escape(m.sender)}> to=<{re.escape(m.rcpt)}> proto=ESMTP "
+            r"helo=<client\.example\.net>$", log, re.M), log
+        assert f"  Recipient address triggers {action} action (total: 1)\n" in (
+            pflogsumm_output), pflogsumm_output
+
+
 def fail2ban_matches(log: Path, filter_spec: str) -> list[str]:
     """The lines fail2ban-regex matches with FILTER_SPEC (``postfix[mode=more]``)."""
     out = subprocess.run(
@@ -287,6 +302,7 @@ def test_pflogsumm_counts_the_mix(mixed_log: tuple[Instance, str]) -> None:
     summary = pflogsumm(inst.log_file)
     output = str(summary.pop("output"))
     assert summary == expected_summary(MIX), f"{output}\n{log}"
+    check_action_lines(log, output, MIX)
     # pflogsumm keeps what follows a master line's last ": ": each message it lists is
     # a whole line of the master's (none cut short)
     section = output.split("Master daemon messages\n", 1)[1].split("\n\n", 1)[0]
@@ -413,8 +429,9 @@ transport_maps = texthash:{base}/transport
         finally:
             subprocess.run([POSTFIX, "-c", str(etc), "stop"], capture_output=True)
     summary = pflogsumm(log_file)
-    output = summary.pop("output")
+    output = str(summary.pop("output"))
     assert summary == expected_summary(mix), f"{output}\n{text}"
+    check_action_lines(text, output, mix)
     check_fail2ban(log_file, mix)
 
 

@@ -30,13 +30,15 @@ class RcptDecision:
     ``reply``: the refusal to send, or None to accept the recipient. ``sleep``: seconds
     to pause first, replies already queued flushed before (0: none). ``warnings``:
     ``warn_if_reject`` replies, to log as ``reject_warning``. ``notes``: access(5)
-    actions with side effects, (ACTION, text).
+    actions with side effects, (ACTION, text); ``whatsup``: the same as logged
+    (``restrictions.evaluate.Decision.whatsup``).
     """
 
     reply: Reply | None
     sleep: float = 0.0
     warnings: tuple[Reply, ...] = ()
     notes: tuple[tuple[str, str], ...] = ()
+    whatsup: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -199,7 +201,8 @@ class Policy:
             self.slept = True
             sleep = sum(decision.sleeps)
         reply = None if decision.accepted else decision.reply
-        return RcptDecision(reply, sleep, tuple(decision.warnings), tuple(decision.notes))
+        return RcptDecision(reply, sleep, tuple(decision.warnings), tuple(decision.notes),
+                            tuple(decision.whatsup))
 
     def vrfy(self, session: rs.SmtpdState, argument: str) -> Steps[VrfyDecision]:
         """The reply to ``VRFY argument``, as Postfix's smtpd: disabled (502), no
