@@ -20,7 +20,7 @@ import pwd
 from dataclasses import dataclass
 
 import postier
-from postier import log
+from postier import log, metrics
 from postier.config import mastercf
 from postier.config.errors import ConfigError
 from postier.config.mastercf import MasterService
@@ -77,6 +77,7 @@ def load_with_warnings(config_dir: str) -> tuple[Config, list[MasterService], li
     tables = Tables(warn=warnings.append)  # every table named is opened once, here
     check_tables(cfg, tables, smtpd=False)
     check_size_limits(cfg)
+    metrics.check(cfg)  # postier_metrics_listen is host:port
     for svc in services:
         if svc.command == "smtpd":
             where = f"{svc.file}, line {svc.line}"

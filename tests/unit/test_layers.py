@@ -27,7 +27,7 @@ ROOT = "postier"
 
 # The declared map: these packages are programs; every other module is a library
 # (daemon.py and log.py included).
-PROGRAMS = frozenset({"master", "smtpd", "qmgr", "local", "cli"})
+PROGRAMS = frozenset({"master", "smtpd", "qmgr", "local", "cli", "metricsd", "anvil"})
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,7 @@ class Received:
     recipient: str | None
     when: datetime
     tls: str | None = None
+    tls_peer: str | None = None  # the client certificate clause (with ``tls``)
     authenticated_sender: str | None = None  # smtpd_sasl_authenticated_header
 
 
@@ -224,7 +225,8 @@ class CleanupMessage:
                 client_addr=received.client_addr, protocol=received.protocol,
                 by_host=received.by_host, mail_name=received.mail_name,
                 queue_id=self.queue_id, recipient=received.recipient, when=received.when,
-                tls=received.tls, authenticated_sender=received.authenticated_sender,
+                tls=received.tls, tls_peer=received.tls_peer,
+                authenticated_sender=received.authenticated_sender,
             ))
 
     def write(self, data: bytes) -> None:

@@ -83,14 +83,19 @@ def received_header(
     *, helo: str, client_name: str, client_addr: str, protocol: str, by_host: str,
     mail_name: str, queue_id: str, recipient: str | None, when: datetime,
     tls: str | None = None, authenticated_sender: str | None = None,
+    tls_peer: str | None = None,
 ) -> bytes:
-    """The Received: header smtpd puts on top of a message (LF line ends);
-    ``authenticated_sender`` adds Postfix's ``(Authenticated sender: USER)`` line."""
+    """The Received: header smtpd puts on top of a message (LF line ends); ``tls`` and
+    ``tls_peer`` (the client certificate: ``Client CN "c", Issuer "ca" (verified OK)``)
+    are lines in parentheses; ``authenticated_sender`` adds Postfix's
+    ``(Authenticated sender: USER)`` line."""
     addr = f"IPv6:{client_addr}" if ":" in client_addr and not client_addr.startswith("IPv6:") \
         else client_addr
     lines = [f"Received: from {helo or client_name} ({client_name} [{addr}])"]
     if tls:
         lines.append(f"\t({tls})")
+        if tls_peer:
+            lines.append(f"\t({tls_peer})")
     if authenticated_sender:
         lines.append(f"\t(Authenticated sender: {authenticated_sender})")
     by = f"\tby {by_host} ({mail_name}) with {protocol} id {queue_id}"

@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from postier import instance, log
+from postier import instance, log, metrics
 from postier.config import mastercf
 from postier.config.errors import ConfigError
 from postier.config.params import unimplemented_settings
@@ -79,6 +79,7 @@ def report(config_dir: str) -> tuple[list[str], list[str], list[str]]:
         warnings.append(notice)
     tables = Tables(warn=warnings.append)
     out += [str(e) for e in _collect(cfg, lambda c: check_tables(c, tables, smtpd=False))]
+    out += [str(e) for e in _collect(cfg, metrics.check)]  # postier_metrics_listen
     try:
         services = mastercf.load(os.path.join(config_dir, "master.cf"))
     except ConfigError as exc:

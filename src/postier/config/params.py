@@ -488,6 +488,43 @@ LINE_LENGTH_LIMIT = Param.int(
 HEADER_SIZE_LIMIT = Param.size("header_size_limit", "102400", "maximal size of a message header")
 SMTPUTF8_ENABLE = Param.bool("smtputf8_enable", "yes", "enable SMTPUTF8 support", implemented=True)
 
+# --- client rate and concurrency limits (anvil(8), smtpd(8)) ---------------------------
+SMTPD_CLIENT_CONNECTION_COUNT_LIMIT = Param.int(
+    "smtpd_client_connection_count_limit", "50",
+    "simultaneous connections one client may have to one service (0: no limit)",
+    implemented=True)
+SMTPD_CLIENT_CONNECTION_RATE_LIMIT = Param.int(
+    "smtpd_client_connection_rate_limit", "0",
+    "connections one client may make per anvil_rate_time_unit (0: no limit)",
+    implemented=True)
+SMTPD_CLIENT_MESSAGE_RATE_LIMIT = Param.int(
+    "smtpd_client_message_rate_limit", "0",
+    "MAIL commands one client may send per anvil_rate_time_unit (0: no limit)",
+    implemented=True)
+SMTPD_CLIENT_RECIPIENT_RATE_LIMIT = Param.int(
+    "smtpd_client_recipient_rate_limit", "0",
+    "RCPT commands one client may send per anvil_rate_time_unit (0: no limit)",
+    implemented=True)
+SMTPD_CLIENT_NEW_TLS_SESSION_RATE_LIMIT = Param.int(
+    "smtpd_client_new_tls_session_rate_limit", "0",
+    "new TLS sessions one client may negotiate per anvil_rate_time_unit (0: no limit)",
+    implemented=True)
+SMTPD_CLIENT_AUTH_RATE_LIMIT = Param.int(
+    "smtpd_client_auth_rate_limit", "0",
+    "AUTH commands one client may send per anvil_rate_time_unit (0: no limit)",
+    implemented=True)
+SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS = Param.list(
+    "smtpd_client_event_limit_exceptions",
+    "${smtpd_client_connection_limit_exceptions:$mynetworks}",
+    "clients (addresses, networks, host names, tables) exempt from the client limits",
+    implemented=True)
+ANVIL_RATE_TIME_UNIT = Param.time(
+    "anvil_rate_time_unit", "60s",
+    "the time unit over which anvil counts client rates", implemented=True)
+ANVIL_STATUS_UPDATE_TIME = Param.time(
+    "anvil_status_update_time", "600s",
+    "how often anvil logs its peak usage statistics", implemented=True)
+
 # --- SASL and TLS ---------------------------------------------------------------------
 SMTPD_SASL_AUTH_ENABLE = Param.bool(
     "smtpd_sasl_auth_enable", "no",
@@ -589,7 +626,16 @@ SMTPD_STARTTLS_TIMEOUT = Param.time(
     "time limit for the TLS handshake", implemented=True)
 TLS_SERVER_SNI_MAPS = Param.list(
     "tls_server_sni_maps", "",
-    "server certificates per SNI name (needs lookup tables)")
+    "tables from a TLS SNI name to the files of its private key and certificate chain",
+    implemented=True)
+SMTPD_TLS_FINGERPRINT_DIGEST = Param.str(
+    "smtpd_tls_fingerprint_digest", "sha256",
+    "digest of client certificate and public key fingerprints (md5, sha1, sha256, …)",
+    implemented=True)
+RELAY_CLIENTCERTS = Param.list(
+    "relay_clientcerts", "",
+    "tables of client certificate or public key fingerprints permit_tls_clientcerts "
+    "lets relay", implemented=True)
 TLS_HIGH_CIPHERLIST = Param.str(
     "tls_high_cipherlist", "aNULL:-aNULL:HIGH:@STRENGTH",
     "OpenSSL cipher list of the high grade", implemented=True)
@@ -928,6 +974,11 @@ EMPTY_ADDRESS_RECIPIENT = Param.str(
     "empty_address_recipient", "MAILER-DAEMON",
     "recipient of mail to the null address")
 
+
+# --- postier extensions (no Postfix counterpart; docs/decisions.md) ---------------------
+POSTIER_METRICS_LISTEN = Param.str(
+    "postier_metrics_listen", "",
+    "host:port of the Prometheus /metrics endpoint (empty: metrics off)", implemented=True)
 
 def _registry(namespace: dict[str, Any]) -> dict[str, Param[Any]]:
     """Every ``Param`` constant of ``namespace`` by parameter name, in declaration order.

@@ -86,10 +86,11 @@ def bind_service(svc: MasterService, cfg: Config, log: Log) -> list[socket.socke
     return socks
 
 
-def bind_local_socket(rt: Runtime) -> socket.socket:
-    """The unix socket QUEUE_DIR/private/local on which the local delivery agent takes requests
-    from qmgr (mode 0600, owned by mail_owner); raises StartError if it is not the socket."""
-    path = os.path.join(rt.queue_dir, "private", "local")
+def bind_local_socket(rt: Runtime, name: str = "local") -> socket.socket:
+    """The unix socket QUEUE_DIR/private/NAME on which a child takes requests: ``local``
+    (the local delivery agent, from qmgr) or ``anvil`` (from the smtpd workers); mode
+    0600, owned by mail_owner. Raises StartError if it is not the socket."""
+    path = os.path.join(rt.queue_dir, "private", name)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

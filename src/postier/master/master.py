@@ -31,7 +31,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from postier import daemon, instance
+from postier import daemon, instance, metrics
 from postier.config.errors import ConfigError
 from postier.config.mastercf import MasterService
 from postier.config.params import INET_INTERFACES, INET_PROTOCOLS
@@ -45,6 +45,7 @@ LOCAL_STOP_GRACE_SECONDS = 5.0  # local stops last, once nobody can ask it anyth
 FAST_STOP_GRACE_SECONDS = 1.0
 READY_TIMEOUT = 30.0
 SMTPD_MODULE = "postier.smtpd.worker"
+ANVIL_MODULE = "postier.anvil.anvil"
 
 # The listening sockets of one inet service, as bound: kept across a reload while the
 # service's name and its inet_interfaces/inet_protocols stay the same.
@@ -73,6 +74,7 @@ class Master:
         self.foreground = foreground
         self.cfg, self.services, self.warnings = instance.load_with_warnings(config_dir)
         self._local_sock: socket.socket | None = None
+        self._anvil_sock: socket.socket | None = None
         self.rt = instance.Runtime.from_config(self.cfg)
         self.log = log_for_config("master", self.cfg, foreground=foreground)
         self.sockets: dict[SocketKey, list[socket.socket]] = {}
@@ -86,6 +88,7 @@ class Master:
         self.stopping = False
         self._wake_r, self._wake_w = os.pipe()
         self._pidfile_fd = -1
+        self.metrics: metrics.Endpoint | None = None  # postier_metrics_listen
 
     # --- setup ---------------------------------------------------------------------------
 
@@ -167,6 +170,23 @@ class Master:
                 [local_sock.fileno()],
             )
         )
+        self.metrics = metrics.Endpoint.open(self.cfg, self.rt.uid, self.rt.gid)
+        if self.metrics is not None:
+            self.children.append(Child("metrics", metrics.ENDPOINT_MODULE, True,
+                                       *self.metrics.child_arguments()))
+
+        anvil = next((s for s in self.services if s.type == "unix" and s.command == "anvil"),
+                     None)
+        if anvil is not None:
+            # As Postfix's master.cf "anvil unix - - y - 1 anvil": one process, started
+            # here (not on demand), its socket bound by the master so that smtpd finds it
+            # from the start and across a restart of anvil.
+            anvil_sock = bind.bind_local_socket(self.rt, "anvil")
+            anvil_sock.set_inheritable(True)
+            self._anvil_sock = anvil_sock
+            self.children.append(Child("anvil", ANVIL_MODULE, True,
+                                       ["--listen-fd", str(anvil_sock.fileno())],
+                                       [anvil_sock.fileno()]))
 
     def raise_file_limit(self) -> None:
         """Raise the soft RLIMIT_NOFILE to the hard limit (children inherit it) and log
@@ -413,10 +433,14 @@ class Master:
         for child in list(self.draining):
             if child.proc is None or child.proc.poll() is not None:
                 self.draining.remove(child)
+                if self.metrics is not None and child.proc is not None:
+                    self.metrics.process_dead(child.proc.pid)
         for child in self.children:
             proc = child.proc
             if proc is not None and proc.poll() is not None:
                 self._close_ready(child)
+                if self.metrics is not None:
+                    self.metrics.process_dead(proc.pid)
                 child.proc = None
                 if child.restarting:  # stopped by a reload
                     child.restarting = False
@@ -463,7 +487,8 @@ class Master:
         still be answering qmgr; SIGQUIT (fast) gives them all a second."""
         everyone = [*self.children, *self.draining]
         procs = [c.proc for c in everyone if c.proc is not None]
-        local = [c.proc for c in everyone if c.role == "local" and c.proc is not None]
+        # anvil stops last too: smtpd workers tell it of each session's end.
+        local = [c.proc for c in everyone if c.role in ("local", "anvil") and c.proc is not None]
         if self.fast:
             self._stop(procs, FAST_STOP_GRACE_SECONDS)
         else:
@@ -473,10 +498,16 @@ class Master:
         for socks in self.sockets.values():
             for sock in socks:
                 sock.close()
+        if self.metrics is not None:
+            self.metrics.close()
         if self._local_sock is not None:
             self._local_sock.close()
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(self.rt.queue_dir, "private", "local"))
+        if self._anvil_sock is not None:
+            self._anvil_sock.close()
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self.rt.queue_dir, "private", "anvil"))
         if self._pidfile_fd >= 0:
             try:
                 os.unlink(instance.pid_file(self.rt.queue_dir))

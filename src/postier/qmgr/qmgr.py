@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from postier import daemon
+from postier import daemon, metrics
 from postier.bounce import notify
 from postier.bounce.dsn import Failed, Notice, NoticeKind, build_notice
 from postier.cleanup.cleanup import Cleanup
@@ -358,6 +358,9 @@ class Qmgr:
                 for res in outcome:
                     results[res.index] = res.status
         now = time.time()
+        for i, st in results.items():  # postier_metrics_listen
+            metrics.RECORDER.delivery(routes[env.recipients[i].address].transport,
+                                      st.kind.value, now - env.arrival)
         for i in sorted(own):
             r = env.recipients[i]
             self.log.info(
@@ -605,6 +608,7 @@ def main(argv: list[str] | None = None) -> int:
     args = daemon.child_arguments("qmgr").parse_args(argv)
     cfg = Config.from_dir(args.config_dir)
     log = log_for_config("qmgr", cfg, foreground=args.foreground)
+    metrics.install(cfg)  # postier_metrics_listen: before the privilege drop
     return daemon.run(
         log, args.user, lambda: serve(Qmgr(cfg, log), args.ready_fd, args.lifeline_fd)
     )

@@ -125,13 +125,27 @@ class SmtpdState:
     sasl_method: str = ""
     sasl_sender: str = ""
     instance: str = ""  # one value per mail transaction (policy servers' "instance")
+    # TLS (after STARTTLS): the client certificate's CN and issuer's CN, its fingerprint
+    # and public key fingerprint (smtpd_tls_fingerprint_digest, "AB:CD:…"; "" without a
+    # certificate), whether it chained to smtpd_tls_CAfile/CApath; the protocol, cipher
+    # and its secret bits.
+    ccert_subject: str = ""
+    ccert_issuer: str = ""
+    ccert_fingerprint: str = ""
+    ccert_pubkey_fingerprint: str = ""
+    ccert_trusted: bool = False
+    encryption_protocol: str = ""
+    encryption_cipher: str = ""
+    encryption_keysize: int = 0
 
 
 #: The ``SmtpdState`` fields each stage brings (what a restriction's ``Needs.state`` means).
 STATE_FIELDS: Mapping[Stage, frozenset[str]] = {
     Stage.CLIENT: frozenset({"client_address", "client_name", "reverse_client_name", "esmtp",
                              "pipelining_violation", "server_address", "server_port", "client_port",
-                             "encrypted"}),
+                             "encrypted", "ccert_subject", "ccert_issuer", "ccert_fingerprint",
+                             "ccert_pubkey_fingerprint", "ccert_trusted", "encryption_protocol",
+                             "encryption_cipher", "encryption_keysize"}),
     Stage.HELO: frozenset({"helo_name"}),
     Stage.SENDER: frozenset({"sender", "recipient_count", "size", "queue_id", "instance",
                              "sasl_method", "sasl_sender"}),
@@ -143,7 +157,9 @@ STATE_FIELDS: Mapping[Stage, frozenset[str]] = {
 class RejectCodes:
     """The ``*_reject_code`` parameters (main.cf names), ``soft_bounce``, and the other
     parameters that shape replies: ``default_rbl_reply``, ``rbl_reply_maps`` (its tables),
-    ``smtpd_policy_service_default_action`` and ``_policy_context``."""
+    ``smtpd_policy_service_default_action`` and ``_policy_context``; ``relay_clientcerts``
+    (its tables, for permit_tls_clientcerts) and ``smtpd_tls_ask_ccert`` (without it the
+    client certificate rows warn, as Postfix's)."""
 
     unknown_local_recipient_reject_code: int = (
         PARAMS["unknown_local_recipient_reject_code"].default_value()
@@ -168,6 +184,8 @@ class RejectCodes:
     maps_rbl_reject_code: int = PARAMS["maps_rbl_reject_code"].default_value()
     default_rbl_reply: str = PARAMS["default_rbl_reply"].default_value()
     rbl_reply_maps: tuple[str, ...] = ()
+    relay_clientcerts: tuple[str, ...] = ()
+    smtpd_tls_ask_ccert: bool = PARAMS["smtpd_tls_ask_ccert"].default_value()
     smtpd_policy_service_default_action: str = (
         PARAMS["smtpd_policy_service_default_action"].default_value()
     )
@@ -178,6 +196,7 @@ class RejectCodes:
     def from_config(cls, cfg: ParamSource) -> RejectCodes:
         values = {name: cfg[PARAMS[name]] for name in cls.__dataclass_fields__}
         values["rbl_reply_maps"] = tuple(values["rbl_reply_maps"])
+        values["relay_clientcerts"] = tuple(values["relay_clientcerts"])
         return cls(**values)
 
 
@@ -201,6 +220,8 @@ class Decision:
     ``reject_warning`` lines. ``notes``: access(5) actions with side effects
     (``HOLD``, ``DISCARD``, ``WARN``, ``INFO``, ``FILTER``, ``REDIRECT``, ``PREPEND``,
     ``BCC``) as (ACTION, text). ``restriction``/``stage``: what decided, for the log.
+    ``alerts``: configuration warnings met on the way, for smtpd's log as ``warning:``
+    lines (``check_ccert_access is requested, but "smtpd_tls_ask_ccert = no"``).
     ``whatsup``: the notes as smtpd logs them, (ACTION, ``<subject>: Recipient address
     triggers HOLD action``…), as smtpd_check's log_whatsup (PREPEND is not logged).
     """
@@ -212,6 +233,7 @@ class Decision:
     notes: list[tuple[str, str]] = field(default_factory=list)
     restriction: str | None = None
     stage: Stage | None = None
+    alerts: list[str] = field(default_factory=list)
     whatsup: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -252,6 +274,7 @@ class _Run:
     defer_if_permit: Reply | None = None
     defer_if_reject: Reply | None = None
     decided_by: str | None = None
+    alerts: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -1008,6 +1031,58 @@ _PROTOCOL_STATE = {Stage.CLIENT: "CONNECT", Stage.SENDER: "MAIL", Stage.RELAY: "
                    Stage.END_OF_DATA: "END-OF-MESSAGE", Stage.ETRN: "ETRN"}
 
 
+# --- client certificates (after STARTTLS) -----------------------------------------------
+
+
+def _ccert_lookups(state: SmtpdState) -> list[tuple[Subject, str]]:
+    """Postfix 3.7's default search order: the certificate fingerprint, then the
+    public key fingerprint (each as the whole key)."""
+    return [(Subject.WHOLE, fp) for fp in (state.ccert_fingerprint,
+                                           state.ccert_pubkey_fingerprint) if fp]
+
+
+def _ask_ccert_off(ctx: Ctx, name: str) -> None:
+    """Postfix's warning when a client certificate row runs without smtpd_tls_ask_ccert."""
+    if not ctx.codes.smtpd_tls_ask_ccert:
+        ctx.run.alerts.append(f'{name} is requested, but "smtpd_tls_ask_ccert = no"')
+
+
+def r_check_ccert_access(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
+    """access(5) by fingerprint; a certificate need not be trusted. Replies name the
+    certificate's CN: ``<CN>: Client certificate rejected: …``."""
+    _ask_ccert_off(ctx, "check_ccert_access")  # in plaintext too, as Postfix 3.7
+    s = ctx.state
+    if not s.ccert_fingerprint:
+        return DUNNO
+    return (yield from _access(ctx, arg, _ccert_lookups(s), ReplyClass.CCERT,
+                               s.ccert_subject))
+
+
+def r_permit_tls_clientcerts(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
+    """PERMIT when the certificate's fingerprint or public key fingerprint is a key of
+    relay_clientcerts (trusted or not, as Postfix); a table that fails tempfails."""
+    s = ctx.state
+    if s.encrypted:
+        _ask_ccert_off(ctx, "permit_tls_clientcerts")
+    if not s.ccert_fingerprint:
+        return DUNNO
+    for _kind, fp in _ccert_lookups(s):
+        for table in ctx.codes.relay_clientcerts:
+            value = yield from ask_table(table, fp, Subject.WHOLE)
+            if isinstance(value, TableFailed):
+                return Outcome(Verdict.DEFER, replies.temporary_lookup_failure(_subject(ctx)))
+            if value is not None:
+                return PERMIT
+    return DUNNO
+
+
+def r_permit_tls_all_clientcerts(ctx: Ctx, arg: str | None) -> Outcome:
+    """PERMIT any client certificate that chained to smtpd_tls_CAfile/CApath."""
+    if ctx.state.encrypted:
+        _ask_ccert_off(ctx, "permit_tls_all_clientcerts")
+    return PERMIT if ctx.state.ccert_trusted else DUNNO
+
+
 def policy_attributes(state: SmtpdState, policy_context: str = ""
                       ) -> tuple[tuple[str, str], ...]:
     """The request a policy server receives for ``state`` (SMTPD_POLICY_README's
@@ -1038,9 +1113,14 @@ def policy_attributes(state: SmtpdState, policy_context: str = ""
         ("sasl_method", state.sasl_method),
         ("sasl_username", state.sasl_username or ""),
         ("sasl_sender", state.sasl_sender),
-        ("ccert_subject", ""), ("ccert_issuer", ""), ("ccert_fingerprint", ""),
-        ("ccert_pubkey_fingerprint", ""),
-        ("encryption_protocol", ""), ("encryption_cipher", ""), ("encryption_keysize", "0"),
+        # Postfix sends the subject and issuer of a trusted certificate only.
+        ("ccert_subject", state.ccert_subject if state.ccert_trusted else ""),
+        ("ccert_issuer", state.ccert_issuer if state.ccert_trusted else ""),
+        ("ccert_fingerprint", state.ccert_fingerprint),
+        ("ccert_pubkey_fingerprint", state.ccert_pubkey_fingerprint),
+        ("encryption_protocol", state.encryption_protocol),
+        ("encryption_cipher", state.encryption_cipher),
+        ("encryption_keysize", str(state.encryption_keysize)),
         ("policy_context", policy_context),
     )
 
@@ -1194,6 +1274,10 @@ _ROWS = (
     Restriction("permit_inet_interfaces", r_permit_inet_interfaces,
                 Needs(asks=frozenset({_A.INTERFACE}))),
     Restriction("reject_plaintext_session", r_reject_plaintext_session),
+    Restriction("check_ccert_access", r_check_ccert_access, Needs(asks=_TABLE, table=True)),
+    # Asks relay_clientcerts' tables (RejectCodes) when set, as rbl_reply_maps.
+    Restriction("permit_tls_clientcerts", r_permit_tls_clientcerts),
+    Restriction("permit_tls_all_clientcerts", r_permit_tls_all_clientcerts),
     Restriction("check_policy_service", r_check_policy_service,
                 Needs(asks=frozenset({_A.POLICY}), sasl=True, argument="service",
                       whole_state=True)),
@@ -1203,9 +1287,6 @@ _ROWS = (
 NOT_BUILT: Mapping[str, str] = {
     "reject_unverified_sender": "address verification (verify(8)) is not built",
     "reject_unverified_recipient": "address verification (verify(8)) is not built",
-    "check_ccert_access": "client certificate access tables are not built",
-    "permit_tls_clientcerts": "client certificate access tables are not built",
-    "permit_tls_all_clientcerts": "client certificate access tables are not built",
     "check_sasl_access": "SASL login access tables are not built",
 }
 
@@ -1425,14 +1506,14 @@ def _finish(out: Outcome, run: _Run, codes: RejectCodes, stage: Stage | None) ->
         reply = _soften(out.reply, codes)
         action: Action = "reject" if reply.code >= 500 else "defer"
         return Decision(action, reply, run.sleeps, run.warnings, run.notes, run.decided_by, stage,
-                        run.whatsup)
+                        run.alerts, run.whatsup)
     if run.defer_if_permit is not None:
         reply = _soften(run.defer_if_permit, codes)
         return Decision("defer", reply, run.sleeps, run.warnings, run.notes,
-                        "defer_if_permit", stage, run.whatsup)
+                        "defer_if_permit", stage, run.alerts, run.whatsup)
     action = "permit" if out.verdict is Verdict.PERMIT else "dunno"
     return Decision(action, None, run.sleeps, run.warnings, run.notes, run.decided_by, stage,
-                    run.whatsup)
+                    run.alerts, run.whatsup)
 
 
 def evaluate_steps(

@@ -21,6 +21,7 @@ from postier.config.params import (
     PARENT_DOMAIN_MATCHES_SUBDOMAINS,
     RBL_REPLY_MAPS,
     RECIPIENT_DELIMITER,
+    RELAY_CLIENTCERTS,
     SMTPD_NULL_ACCESS_LOOKUP_KEY,
     SMTPD_POLICY_SERVICE_MAX_IDLE,
     SMTPD_POLICY_SERVICE_MAX_TTL,
@@ -272,9 +273,9 @@ def open_access_tables(cfg: Config, lists: Mapping[rs.Stage, Sequence[rs.Restric
                        facts: ServiceFacts,
                        classes: Mapping[str, Sequence[rs.RestrictionCall]] | None = None
                        ) -> None:
-    """Open every table the restriction lists, the restriction classes and
-    ``rbl_reply_maps`` name, now (a ConfigError naming main.cf's line and the parameter
-    when one cannot be: never a silent "not found" later)."""
+    """Open every table the restriction lists, the restriction classes,
+    ``rbl_reply_maps`` and ``relay_clientcerts`` name, now (a ConfigError naming main.cf's
+    line and the parameter when one cannot be: never a silent "not found" later)."""
     for param, call in table_arguments(lists, classes or {}):
         assert call.arg is not None
         try:
@@ -283,10 +284,11 @@ def open_access_tables(cfg: Config, lists: Mapping[rs.Stage, Sequence[rs.Restric
             file, line = cfg.location(param)
             raise ConfigError(f"{call.name} {call.arg}: {exc}", file=file, line=line,
                               param=param) from None
-    for spec in cfg[RBL_REPLY_MAPS]:
-        try:
-            facts.access_maps(spec)
-        except TableOpenError as exc:
-            file, line = cfg.location(RBL_REPLY_MAPS.name)
-            raise ConfigError(f"{spec}: {exc}", file=file, line=line,
-                              param=RBL_REPLY_MAPS.name) from None
+    for maps_param in (RBL_REPLY_MAPS, RELAY_CLIENTCERTS):
+        for spec in cfg[maps_param]:
+            try:
+                facts.access_maps(spec)
+            except TableOpenError as exc:
+                file, line = cfg.location(maps_param.name)
+                raise ConfigError(f"{spec}: {exc}", file=file, line=line,
+                                  param=maps_param.name) from None

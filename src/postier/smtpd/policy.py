@@ -30,14 +30,18 @@ class RcptDecision:
     ``reply``: the refusal to send, or None to accept the recipient. ``sleep``: seconds
     to pause first, replies already queued flushed before (0: none). ``warnings``:
     ``warn_if_reject`` replies, to log as ``reject_warning``. ``notes``: access(5)
-    actions with side effects, (ACTION, text); ``whatsup``: the same as logged
-    (``restrictions.evaluate.Decision.whatsup``).
+    actions with side effects, (ACTION, text). ``restriction``: the restriction that
+    refused (its name as configured; None: refused before the restrictions, or accepted).
+    ``alerts``: configuration warnings for the log (``rs.Decision.alerts``).
+    ``whatsup``: the notes as logged (``rs.Decision.whatsup``).
     """
 
     reply: Reply | None
     sleep: float = 0.0
     warnings: tuple[Reply, ...] = ()
     notes: tuple[tuple[str, str], ...] = ()
+    restriction: str | None = None
+    alerts: tuple[str, ...] = ()
     whatsup: tuple[tuple[str, str], ...] = ()
 
 
@@ -202,7 +206,8 @@ class Policy:
             sleep = sum(decision.sleeps)
         reply = None if decision.accepted else decision.reply
         return RcptDecision(reply, sleep, tuple(decision.warnings), tuple(decision.notes),
-                            tuple(decision.whatsup))
+                            None if reply is None else decision.restriction,
+                            tuple(decision.alerts), tuple(decision.whatsup))
 
     def vrfy(self, session: rs.SmtpdState, argument: str) -> Steps[VrfyDecision]:
         """The reply to ``VRFY argument``, as Postfix's smtpd: disabled (502), no

@@ -9,6 +9,7 @@ smtpd process). One ``Worker`` per process; every ``Service`` and
 
 from __future__ import annotations
 
+from postier.anvilclient.client import AnvilClient
 from postier.cleanup.cleanup import Cleanup, QmgrTrigger, Qualify
 from postier.config.params import (
     ALIAS_MAPS,
@@ -64,6 +65,8 @@ class Worker:
         self.resolver = Resolver()
         self._names: Expiring[str] = Expiring(NAME_CACHE_SECONDS)
         self._sasl: dict[tuple[str, ...], Authenticator] = {}
+        #: the stream to anvil (private/anvil), shared by every session's limits
+        self.anvil = AnvilClient(self.queue_dir, log.warning)
 
     def authenticator(self, cfg: Config) -> Authenticator:
         """The SASL back end for a service's settings (``smtpd_sasl_type``,
@@ -89,9 +92,10 @@ class Worker:
         raise ValueError(f"unsupported SASL server implementation: {kind}")
 
     async def close(self) -> None:
-        """Close the SASL connections."""
+        """Close the SASL connections and the stream to anvil."""
         for sasl in self._sasl.values():
             await sasl.close()
+        await self.anvil.close()
 
     async def reverse_name(self, addr: str) -> str:
         """The client's forward-confirmed name, or ``unknown`` (kept 60 s)."""

@@ -63,6 +63,7 @@ from postier.smtpd.facts import (
     policy_settings,
     read_text_file,
 )
+from postier.smtpd.limits import ClientLimits
 from postier.smtpd.policy import HEADER_REWRITE_CLIENT_RULES, rewrite_headers_for
 from postier.smtpd.process import Worker
 from postier.tables import Table, TableOpenError
@@ -88,7 +89,8 @@ class Service:
             self.cleanup = Cleanup(worker.queue_dir, log=self.log, trigger=worker.trigger)
             self.cleanup.incoming_sync = worker.cleanup.incoming_sync  # one group commit
         # Certificates and keys are read now, as root (before the privilege drop).
-        self.tls: ServerTls = load_server_tls(ServerTlsPolicy.from_config(cfg))
+        self.tls: ServerTls = load_server_tls(ServerTlsPolicy.from_config(cfg),
+                                                worker.tables)
         if self.tls.error is not None:
             if self.tls.required:
                 raise ConfigError(f"service {name}: {self.tls.error.message}",
@@ -157,6 +159,9 @@ class Service:
         self._address_maps: dict[str, Table] = {}
         self.header_rewrite_rules = self._header_rewrite_rules(cfg)
         self.sasl_authenticated_header = cfg[SMTPD_SASL_AUTHENTICATED_HEADER]
+        # smtpd_client_*_limit through anvil (smtpd.limits)
+        self.limits = ClientLimits(name, cfg, worker.anvil, self.hostname, self.mynetworks,
+                                   worker.tables.table, read_text_file)
 
     def _header_rewrite_rules(self, cfg: Config) -> list[str]:
         """local_header_rewrite_clients, checked and its tables opened (ConfigError)."""

@@ -36,12 +36,14 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from postier import stream
+from postier import metrics, stream
+from postier.anvilclient.protocol import Request
 from postier.cleanup.cleanup import CleanupMessage, Received
 from postier.queue.file import Envelope, Recipient
 from postier.restrictions import evaluate as rs
 from postier.sasl import api as sasl
 from postier.sasl.mechanisms import Mechanism, offered, usable
+from postier.smtpd.limits import SessionLimits
 from postier.smtpd.policy import Policy, dsn_mail_attrs, dsn_rcpt_fields
 from postier.smtpd.service import Service
 from postier.smtpproto import events as ev
@@ -49,6 +51,7 @@ from postier.smtpproto import replies
 from postier.smtpproto.readers import escape_input
 from postier.smtpproto.replies import Reply
 from postier.smtpproto.server import ServerConnection
+from postier.tls import verify
 from postier.tls.policy import TlsInfo
 
 READ_SIZE = 65536
@@ -106,7 +109,8 @@ class Session:
         self.closing = False
         self.pipelining_violation = False
         self.rcpt_notes: tuple[tuple[str, str], ...] = ()  # the last RCPT's access actions
-        self.rcpt_whatsup: tuple[tuple[str, str], ...] = ()  # the same, as logged
+        self.rcpt_restriction: str | None = None  # the last RCPT's refusing restriction
+        self.rcpt_whatsup: tuple[tuple[str, str], ...] = ()  # its access actions, as logged
         self.out = bytearray()  # replies not yet written
         # --- TLS (this region: the STARTTLS engineer's) ---
         # The session's TLS, once a handshake completed (None: plaintext). Read it, never
@@ -120,6 +124,8 @@ class Session:
         self.sasl_sender: str | None = None  # MAIL FROM's AUTH=, when authenticated
         self.auth: sasl.Conversation | None = None  # an exchange waiting for a client line
         self.auth_method = ""
+        # --- client rate and concurrency limits (smtpd.limits), once the name is known ---
+        self.limits: SessionLimits | None = None
 
     @property
     def writer(self) -> asyncio.StreamWriter:
@@ -169,7 +175,12 @@ class Session:
             if self.client_addr != "unknown":  # the peer left before we could ask
                 self.client_name = await self.svc.worker.reverse_name(self.client_addr)
             self.log.info(f"connect from {self.client}")
-            if self.wrapped is not None and not await self.wrapper_handshake(self.wrapped):
+            metrics.RECORDER.connection(self.svc.name)
+            self.limits = self.svc.limits.session(self.client_name, self.client_addr,
+                                                  self.log.warning)
+            if self.wrapped is not None and (
+                    not await self.limits.wrapper_allowed()
+                    or not await self.wrapper_handshake(self.wrapped) or self.closing):
                 return
             await self.converse()
         except stream.PeerGone:
@@ -198,6 +209,11 @@ class Session:
                 self.closing = True
                 return
             self.pipelining_violation = True
+        refused = await self.limit(Request.CONNECT)
+        if refused is not None:  # 421 instead of the greeting
+            self.send(refused)
+            self.closing = True
+            return
         self.send(replies.greeting(self.svc.banner))
         await self.flush()
         if early:
@@ -277,6 +293,8 @@ class Session:
             except Exception:
                 self.writer.transport.abort()
                 self.log.error(f"{self.client}: {traceback.format_exc().strip()}")
+        if self.limits is not None:
+            await self.limits.disconnect()
         self.log.info(f"disconnect from {self.client} {self.summary()}")
 
     def summary(self) -> str:
@@ -303,8 +321,10 @@ class Session:
                 parts.append(f"{name}={ok}" if ok == seen else f"{name}={ok}/{seen}")
                 total_ok += ok
                 total += seen
+        # As Postfix: "0/0" when no command came (any N/M marks an abnormal session).
         parts.append(
-            f"commands={total_ok}" if total_ok == total else f"commands={total_ok}/{total}"
+            f"commands={total_ok}" if total_ok == total and total
+            else f"commands={total_ok}/{total}"
         )
         return " ".join(parts)
 
@@ -416,9 +436,15 @@ class Session:
                 self.closing = True
                 return None
             case ev.StartTls():
+                if self.svc.tls.offered and self.svc.tls.context is not None:
+                    self.last_command = "STARTTLS"
+                    refused = await self.limit(Request.NEWTLS_STATUS, "starttls")
+                    if refused is not None:
+                        return refused
                 return self.on_starttls()
             case ev.Auth():
-                return await self.on_auth(event)
+                self.last_command = "AUTH"
+                return await self.limit(Request.AUTH, "auth") or await self.on_auth(event)
             case ev.AuthLine(line=line):
                 return await self.on_auth_line(line)
             case ev.ProtocolError(reply=reply, command=command, non_smtp=line):
@@ -461,6 +487,9 @@ class Session:
 
     async def on_mail(self, event: ev.Mail) -> Reply:
         self.last_command = "MAIL"
+        refused = await self.limit(Request.MESSAGE, "mail")
+        if refused is not None:
+            return refused
         params = event.params
         auth_param = None
         if self.svc.sasl is not None and "AUTH" in params:  # RFC 4954 5
@@ -484,6 +513,9 @@ class Session:
 
     async def on_rcpt(self, event: ev.Rcpt) -> Reply:
         self.last_command = "RCPT"
+        refused = await self.limit(Request.RECIPIENT, "rcpt")
+        if refused is not None:
+            return refused
         assert self.sender is not None
         reply = await self.rcpt_policy(event)
         if reply is None:
@@ -507,7 +539,7 @@ class Session:
                         event.address, event.address, dsn_notify=notify, dsn_orcpt=orcpt))
                 reply = replies.RCPT_OK
         else:
-            self.log_reject("RCPT", reply, event.address)
+            self.log_reject("RCPT", reply, event.address, restriction=self.rcpt_restriction)
         self.count("rcpt", reply)
         return reply
 
@@ -533,12 +565,26 @@ class Session:
             server_port=str(sock[1]) if sock and len(sock) > 1 else "",
             client_port=str(self.client_port),
             encrypted=self.tls is not None,
+            **self.tls_extras(),
             recipient_count=len(self.recipients),
             queue_id=self.message.queue_id if self.message else "",
             instance=f"{id(self):x}.{self.counts['mail']}",
             sasl_method=self.sasl_method or "",
             sasl_sender=self.sasl_sender or "",
             size=self.message.size if self.message else 0,
+        )
+
+    def tls_extras(self) -> dict[str, Any]:
+        """The TLS facts restrictions and policy services see (none in plaintext)."""
+        t = self.tls
+        if t is None:
+            return {}
+        return dict(
+            ccert_subject=t.peer_cn, ccert_issuer=t.issuer_cn,
+            ccert_fingerprint=t.peer_fingerprint,
+            ccert_pubkey_fingerprint=t.peer_pkey_fingerprint,
+            ccert_trusted=t.peer_verified, encryption_protocol=t.protocol,
+            encryption_cipher=t.cipher, encryption_keysize=t.bits,
         )
 
     def log_actions(self, stage: str, whatsup: Sequence[tuple[str, str]],
@@ -565,9 +611,12 @@ class Session:
         decision = await self.svc.facts.run(
             self.policy.check_rcpt(self.restriction_state(), event.address, event.params)
         )
+        for alert in decision.alerts:
+            self.log.warning(alert)
         for warning in decision.warnings:
             self.log_reject("RCPT", warning, event.address, action="reject_warning")
         self.rcpt_notes = decision.notes if decision.reply is None else ()
+        self.rcpt_restriction = decision.restriction
         self.rcpt_whatsup = decision.whatsup if decision.reply is None else ()
         if decision.sleep:
             await self.flush()
@@ -588,12 +637,18 @@ class Session:
                 await self.flush()
                 await asyncio.sleep(decision.rcpt.sleep)
             if decision.rcpt.reply is not None:
-                self.log_reject("VRFY", decision.rcpt.reply, decision.address)
+                self.log_reject("VRFY", decision.rcpt.reply, decision.address,
+                                restriction=decision.rcpt.restriction)
         return decision.reply
 
     def log_reject(
-        self, stage: str, reply: Reply, recipient: str | None, action: str = "reject"
+        self, stage: str, reply: Reply, recipient: str | None, action: str = "reject",
+        restriction: str | None = None,
     ) -> None:
+        """Postfix's ``reject:`` (or ``reject_warning:``) line; a reject is counted by
+        ``restriction``, the restriction that decided (None: no restriction did)."""
+        if action == "reject":
+            metrics.RECORDER.reject(self.svc.name, stage, restriction, reply.code)
         qid = self.message.queue_id if self.message else "NOQUEUE"
         to = f" to=<{recipient}>" if recipient is not None else ""
         sender = f" from=<{self.sender}>" if self.sender is not None else ""
@@ -610,10 +665,12 @@ class Session:
             return reply
         if self.svc.lists.get(rs.Stage.DATA):
             decision = await self.stage_restrictions(rs.Stage.DATA)
+            for alert in decision.alerts:
+                self.log.warning(alert)
             for warning in decision.warnings:
                 self.log_reject("DATA", warning, None, action="reject_warning")
             if not decision.accepted and decision.reply is not None:
-                self.log_reject("DATA", decision.reply, None)
+                self.log_reject("DATA", decision.reply, None, restriction=decision.restriction)
                 self.count("data", decision.reply)
                 return decision.reply
             self.log_actions("DATA", decision.whatsup, None)
@@ -642,6 +699,9 @@ class Session:
             when=datetime.now(UTC).astimezone(),
             tls=(self.tls.received_clause()
                  if self.tls is not None and self.svc.tls.policy.received_header else None),
+            tls_peer=(self.tls.received_peer_clause()
+                      if self.tls is not None and self.svc.tls.policy.received_header
+                      else None),
             authenticated_sender=(
                 self.sasl_username if self.svc.sasl_authenticated_header else None),
         )
@@ -702,10 +762,13 @@ class Session:
             return replies.TOO_MANY_HOPS
         if self.svc.lists.get(rs.Stage.END_OF_DATA):
             decision = await self.stage_restrictions(rs.Stage.END_OF_DATA)
+            for alert in decision.alerts:
+                self.log.warning(alert)
             for warning in decision.warnings:
                 self.log_reject("END-OF-MESSAGE", warning, None, action="reject_warning")
             if not decision.accepted and decision.reply is not None:
-                self.log_reject("END-OF-MESSAGE", decision.reply, None)
+                self.log_reject("END-OF-MESSAGE", decision.reply, None,
+                                restriction=decision.restriction)
                 self.abort_transaction()
                 self.count(counter, decision.reply)
                 return decision.reply
@@ -751,6 +814,7 @@ class Session:
         self.message = None
         self.reset_transaction()
         reply = queued(queue_id)
+        metrics.RECORDER.message_received(self.svc.name)
         self.count(counter, reply)
         return reply
 
@@ -847,6 +911,16 @@ class Session:
         self.count("auth", reply)
         return reply
 
+    async def limit(self, request: Request, counter: str = "") -> Reply | None:
+        """Report ``request`` to anvil (``smtpd.limits``): the reply of the client limit
+        that refuses it (counted under ``counter`` unless empty), or None."""
+        if self.limits is None:
+            return None
+        reply = await self.limits.ask(request)
+        if reply is not None and counter:
+            self.count(counter, reply)
+        return reply
+
     def abort_transaction(self) -> None:
         if self.message is not None:
             self.message.abort()
@@ -884,6 +958,8 @@ class Session:
         assert context is not None
         writer = self.writer
         await self.handshake(lambda t: writer.start_tls(context, ssl_handshake_timeout=t))
+        if not self.client_certificate_ok():
+            return
         self.abort_transaction()
         self.helo = None
         self.esmtp = False
@@ -908,7 +984,20 @@ class Session:
         await self.handshake(accept)
         self.wrapped = None  # the transport owns the socket now
         self.conn.tls_active = True
-        return True
+        return self.client_certificate_ok()
+
+    def client_certificate_ok(self) -> bool:
+        """smtpd_tls_req_ccert (at level encrypt): after the handshake, a client without a
+        trusted certificate is logged ``NOQUEUE: abort: TLS from CLIENT: …`` and told
+        ``421 4.7.1`` (Postfix 3.7's smtpd); the session then ends. True to go on."""
+        assert self.tls is not None
+        why = self.tls.missing_ccert
+        if not self.svc.tls.policy.req_ccert or why is None:
+            return True
+        self.log.info(f"NOQUEUE: abort: TLS from {self.client}: {why}")
+        self.send(replies.ccert_required(self.svc.hostname, why))
+        self.closing = True
+        return False
 
     async def handshake(self, shake: Callable[[float], Awaitable[None]]) -> None:
         """Run ``shake(ssl_handshake_timeout)`` within smtpd_starttls_timeout; one log
@@ -926,9 +1015,30 @@ class Session:
         ssl_object = self.writer.get_extra_info("ssl_object")
         if ssl_object is None:  # the transport closed under the handshake
             raise stream.PeerGone("lost connection")
-        self.tls = TlsInfo.from_ssl_object(ssl_object)
-        if self.svc.tls.policy.loglevel >= 1:
+        policy = self.svc.tls.policy
+        sni = self.svc.tls.sni.outcome(ssl_object) if self.svc.tls.sni is not None else None
+        if sni is not None and not sni.matched:
+            if sni.problem:
+                self.log.warning(f"TLS SNI {sni.name} from {self.client}: {sni.problem}")
+            self.log.info(f"TLS SNI {sni.name} from {self.client} not matched, "
+                          f"using default chain")
+        self.tls = TlsInfo.from_ssl_object(
+            ssl_object, digest=policy.fingerprint_digest,
+            verify_error=verify.verify_error(ssl_object),
+            sni=sni.name if sni is not None and sni.matched else "",
+            ccert_asked=policy.ask_ccert)
+        if self.tls.verify_error and policy.req_ccert:
+            # Postfix 3.7 names the failure only where a trusted certificate is required.
+            self.log.info(f"certificate verification failed for {self.client}: "
+                          f"{self.tls.verify_error}")
+        if policy.loglevel >= 1:
             self.log.info(self.tls.established(self.client))
+        refused = None if ssl_object.session_reused else await self.limit(Request.NEWTLS)
+        if refused is not None:
+            self.send(refused)  # said inside TLS; then the session ends
+            self.closing = True
+            if self.counts["starttls_ok"]:
+                self.counts["starttls_ok"] -= 1  # Postfix's starttls=0/1
 
 
 def discard_buffered(reader: asyncio.StreamReader) -> int:

@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from postier import daemon, instance
+from postier import daemon, instance, metrics
 from postier.config import mastercf
 from postier.config.settings import Config
 from postier.log import for_config as log_for_config
@@ -271,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             for s in mastercf.load(os.path.join(args.config_dir, "master.cf"))
             if s.type == "inet" and s.command == "smtpd"
         }
+        metrics.install(cfg)  # postier_metrics_listen: before the privilege drop
         worker = Worker(cfg, log)
         built: dict[str, Service] = {}
         listen: list[Listener] = []

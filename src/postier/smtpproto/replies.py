@@ -95,6 +95,42 @@ def too_many_connections(hostname: str) -> Reply:
     return Reply(421, "4.7.0", f"{hostname} Error: too many connections")
 
 
+# --- client rate and concurrency limits (smtpd(8) with anvil(8); Postfix 3.7 checked) ---
+
+
+def client_too_many_connections(hostname: str, addr: str) -> Reply:
+    """smtpd_client_connection_count_limit or _rate_limit exceeded, instead of the
+    greeting: ``421 4.7.0 HOST Error: too many connections from ADDR``."""
+    return Reply(421, "4.7.0", f"{hostname} Error: too many connections from {addr}")
+
+
+def client_too_much_mail(addr: str) -> Reply:
+    """smtpd_client_message_rate_limit exceeded, at MAIL FROM."""
+    return Reply(450, "4.7.1", f"Error: too much mail from {addr}")
+
+
+def client_too_many_recipients(addr: str) -> Reply:
+    """smtpd_client_recipient_rate_limit exceeded, at RCPT TO."""
+    return Reply(450, "4.7.1", f"Error: too many recipients from {addr}")
+
+
+def client_too_many_auth(addr: str) -> Reply:
+    """smtpd_client_auth_rate_limit exceeded, at AUTH (before any other AUTH check)."""
+    return Reply(450, "4.7.1", f"Error: too many AUTH commands from {addr}")
+
+
+def client_too_many_tls_refused(namaddr: str) -> Reply:
+    """smtpd_client_new_tls_session_rate_limit already exceeded: STARTTLS refused
+    (``NAME[ADDR]``, not the bare address)."""
+    return Reply(454, "4.7.0", f"Error: too many new TLS sessions from {namaddr}")
+
+
+def client_too_many_tls_sessions(hostname: str, namaddr: str) -> Reply:
+    """The new TLS session just negotiated exceeds the rate: said inside TLS, then the
+    session ends."""
+    return Reply(421, "4.7.0", f"{hostname} Error: too many new TLS sessions from {namaddr}")
+
+
 def service_unavailable(hostname: str) -> Reply:
     """The reply to every command when smtpd cannot serve (e.g. shutting down)."""
     return Reply(421, "4.3.2", f"{hostname} Service not available, closing transmission channel")
@@ -238,6 +274,14 @@ TLS_ALREADY_ACTIVE = Reply(554, "5.5.1", "Error: TLS already active")
 STARTTLS_NOT_OFFERED = NOT_IMPLEMENTED
 # TLS offered but no usable certificate or key (Postfix 3.7, side by side).
 TLS_NOT_AVAILABLE = Reply(454, "4.7.0", "TLS not available due to local problem")
+
+
+def ccert_required(hostname: str, why: str) -> Reply:
+    """smtpd_tls_req_ccert after the handshake (Postfix 3.7, side by side): ``421 4.7.1
+    HOST Error: No client certificate presented`` (or ``Client certificate not trusted``)."""
+    return Reply(421, "4.7.1", f"{hostname} Error: {why}")
+
+
 # smtpd_tls_security_level = encrypt, before STARTTLS (RFC 3207 4; Postfix's text).
 STARTTLS_FIRST = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
 AUTH_NOT_ENABLED = Reply(503, "5.5.1", "Error: authentication not enabled")
@@ -302,6 +346,7 @@ class ReplyClass(enum.Enum):
     DATA = "Data command"
     END_OF_DATA = "End-of-data"
     ETRN = "Etrn command"
+    CCERT = "Client certificate"  # check_ccert_access (subject: the certificate's CN)
 
 
 def rejected(code: int, enhanced: str, what: ReplyClass, subject: str, reason: str) -> Reply:

@@ -4,14 +4,15 @@ Follows Postfix's smtpd(8) and postconf(5): ``smtpd_tls_security_level`` (none, 
 encrypt) wins over the obsolete ``smtpd_use_tls``/``smtpd_enforce_tls`` whenever it is
 set, in main.cf or as a master.cf ``-o``; ``smtpd_tls_wrappermode`` requires TLS;
 ``smtpd_tls_[mandatory_]protocols`` and ``smtpd_tls_[mandatory_]ciphers`` (the mandatory
-forms when TLS is required); the log line and the Received: clause of Postfix's
-tls_server(3). RFC 8996: protocols below TLSv1.2 are never enabled, whatever the list.
+forms when TLS is required); ``smtpd_tls_ask_ccert``/``smtpd_tls_req_ccert`` and
+``smtpd_tls_fingerprint_digest``; ``tls_server_sni_maps``; the log line and the
+Received: clauses of Postfix's tls_server(3) and smtpd(8). RFC 8996: protocols below
+TLSv1.2 are never enabled, whatever the list.
 """
 
 from __future__ import annotations
 
 import enum
-import hashlib
 import ssl
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from postier.config.params import (
     SMTPD_TLS_CIPHERS,
     SMTPD_TLS_DH1024_PARAM_FILE,
     SMTPD_TLS_EXCLUDE_CIPHERS,
+    SMTPD_TLS_FINGERPRINT_DIGEST,
     SMTPD_TLS_KEY_FILE,
     SMTPD_TLS_LOGLEVEL,
     SMTPD_TLS_MANDATORY_CIPHERS,
@@ -44,9 +46,11 @@ from postier.config.params import (
     TLS_LOW_CIPHERLIST,
     TLS_MEDIUM_CIPHERLIST,
     TLS_NULL_CIPHERLIST,
+    TLS_SERVER_SNI_MAPS,
     Param,
 )
 from postier.config.settings import Config
+from postier.tls.certs import check_digest, fingerprints
 
 
 class TlsLevel(enum.Enum):
@@ -185,7 +189,11 @@ class ServerTlsPolicy:
     ``offered``: STARTTLS is announced (or TLS starts at connect, ``wrappermode``);
     ``required``: level encrypt or wrapper mode (mandatory protocols and ciphers apply,
     commands other than EHLO/HELO, NOOP, QUIT and STARTTLS get 530 before TLS);
-    ``auth_only``: smtpd_tls_auth_only as set (AUTH only under TLS). Times in seconds.
+    ``auth_only``: smtpd_tls_auth_only as set (AUTH only under TLS). ``ask_ccert``:
+    a client certificate is asked for (smtpd_tls_ask_ccert, or req_ccert); ``req_ccert``:
+    a trusted one is required (smtpd_tls_req_ccert at level encrypt or wrapper mode);
+    ``fingerprint_digest``: smtpd_tls_fingerprint_digest (a hashlib name); ``sni_maps``:
+    tls_server_sni_maps' table specifications. Times in seconds.
     """
 
     level: TlsLevel
@@ -204,6 +212,8 @@ class ServerTlsPolicy:
     loglevel: int
     received_header: bool
     handshake_timeout: float
+    fingerprint_digest: str = "sha256"
+    sni_maps: tuple[str, ...] = ()
 
     @property
     def required(self) -> bool:
@@ -227,6 +237,10 @@ class ServerTlsPolicy:
         low, high = protocol_range(cfg[proto_param], proto_param.name)
         cert = cfg[SMTPD_TLS_CERT_FILE].strip()
         key = cfg[SMTPD_TLS_KEY_FILE].strip() or cert
+        try:
+            digest = check_digest(cfg[SMTPD_TLS_FINGERPRINT_DIGEST])
+        except ValueError as exc:
+            raise ConfigError(str(exc), param=SMTPD_TLS_FINGERPRINT_DIGEST.name) from None
         return cls(
             level=level,
             wrappermode=wrapper,
@@ -244,6 +258,8 @@ class ServerTlsPolicy:
             loglevel=cfg[SMTPD_TLS_LOGLEVEL],
             received_header=cfg[SMTPD_TLS_RECEIVED_HEADER],
             handshake_timeout=cfg[SMTPD_STARTTLS_TIMEOUT],
+            fingerprint_digest=digest,
+            sni_maps=tuple(cfg[TLS_SERVER_SNI_MAPS]),
         )
 
 
@@ -252,9 +268,14 @@ class TlsInfo:
     """What a completed handshake established, for logs, Received: and restrictions.
 
     ``bits``: the cipher's secret bits. ``peer_*`` are empty without a client
-    certificate; ``peer_verified`` says it chained to smtpd_tls_CAfile/CApath.
-    ``peer_fingerprint``: SHA-256 of the certificate (DER), upper-case hex pairs
-    joined by colons, as Postfix's check_ccert_access keys it.
+    certificate: ``peer_cn``/``issuer_cn`` its subject's and issuer's commonName,
+    ``peer_fingerprint`` the digest (smtpd_tls_fingerprint_digest) of the certificate
+    (DER) and ``peer_pkey_fingerprint`` of its public key (DER SubjectPublicKeyInfo),
+    upper-case hex pairs joined by colons, as Postfix's check_ccert_access and
+    relay_clientcerts key them; ``peer_verified``: it chained to
+    smtpd_tls_CAfile/CApath (else ``verify_error`` says why, OpenSSL's text).
+    ``sni``: the TLS SNI name the client sent when it matched tls_server_sni_maps.
+    ``ccert_asked``: a client certificate was asked for (smtpd_tls_ask_ccert).
     """
 
     protocol: str
@@ -264,18 +285,26 @@ class TlsInfo:
     issuer_cn: str = ""
     peer_fingerprint: str = ""
     peer_verified: bool = False
+    peer_pkey_fingerprint: str = ""
+    verify_error: str = ""
+    sni: str = ""
+    ccert_asked: bool = False
 
     @classmethod
-    def from_ssl_object(cls, obj: ssl.SSLObject | ssl.SSLSocket) -> TlsInfo:
-        """Read a finished handshake's facts (no I/O)."""
+    def from_ssl_object(cls, obj: ssl.SSLObject | ssl.SSLSocket, *, digest: str = "sha256",
+                        verify_error: str | None = None, sni: str = "",
+                        ccert_asked: bool = False) -> TlsInfo:
+        """Read a finished handshake's facts (no I/O). ``verify_error``: why the client
+        certificate did not verify (``tls.verify``), None when it did."""
         name, _, bits = obj.cipher() or ("unknown", "", 0)
         der = obj.getpeercert(binary_form=True)
-        fingerprint = ""
+        fingerprint = pkey = ""
         peer_cn = issuer_cn = ""
+        decoded: dict[str, object] = {}
         if der:
-            digest = hashlib.sha256(der).hexdigest().upper()
-            fingerprint = ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
-            decoded = obj.getpeercert() or {}
+            fingerprint, pkey = fingerprints(der, digest)
+            # getpeercert() decodes only when the peer was asked to verify (else {}).
+            decoded = dict(obj.getpeercert() or {})
             peer_cn = _common_name(decoded.get("subject", ()))
             issuer_cn = _common_name(decoded.get("issuer", ()))
         return cls(
@@ -285,22 +314,53 @@ class TlsInfo:
             peer_cn=peer_cn,
             issuer_cn=issuer_cn,
             peer_fingerprint=fingerprint,
-            # getpeercert() decodes only a certificate that was verified.
-            peer_verified=bool(der) and bool(peer_cn or issuer_cn),
+            peer_verified=bool(decoded) and verify_error is None,
+            peer_pkey_fingerprint=pkey,
+            verify_error=(verify_error or "") if der else "",
+            sni=sni,
+            ccert_asked=ccert_asked,
         )
 
-    def established(self, client: str) -> str:
-        """Postfix's summary line (smtpd_tls_loglevel >= 1): ``Anonymous TLS connection
-        established from NAME[ADDR]: TLSv1.3 with cipher X (256/256 bits)``."""
-        trust = "Trusted" if self.peer_verified else "Untrusted" if self.peer_fingerprint \
+    @property
+    def trust(self) -> str:
+        """Postfix's word for the peer: Trusted, Untrusted (a certificate that did not
+        verify) or Anonymous (none)."""
+        return "Trusted" if self.peer_verified else "Untrusted" if self.peer_fingerprint \
             else "Anonymous"
-        return (f"{trust} TLS connection established from {client}: "
+
+    def established(self, client: str) -> str:
+        """Postfix's summary line (smtpd_tls_loglevel >= 1): ``Trusted TLS connection
+        established from NAME[ADDR]: TLSv1.3 with cipher X (256/256 bits)``; `` to NAME``
+        follows the client when an SNI name matched tls_server_sni_maps."""
+        to = f" to {self.sni}" if self.sni else ""
+        return (f"{self.trust} TLS connection established from {client}{to}: "
                 f"{self.protocol} with cipher {self.cipher} ({self.bits}/{self.bits} bits)")
 
     def received_clause(self) -> str:
         """The Received: header's clause, without its parentheses
         (smtpd_tls_received_header = yes)."""
         return f"using {self.protocol} with cipher {self.cipher} ({self.bits}/{self.bits} bits)"
+
+    def received_peer_clause(self) -> str:
+        """The Received: header's client certificate clause, without its parentheses
+        (Postfix 3.7's smtpd): ``Client CN "c", Issuer "ca" (verified OK)`` (``not
+        verified``), ``Client did not present a certificate``, or ``No client
+        certificate requested``."""
+        if self.peer_fingerprint:
+            verdict = "verified OK" if self.peer_verified else "not verified"
+            return f'Client CN "{self.peer_cn}", Issuer "{self.issuer_cn}" ({verdict})'
+        if self.ccert_asked:
+            return "Client did not present a certificate"
+        return "No client certificate requested"
+
+    @property
+    def missing_ccert(self) -> str | None:
+        """Why smtpd_tls_req_ccert refuses this peer (Postfix's words), None when its
+        certificate is trusted."""
+        if self.peer_verified:
+            return None
+        return "Client certificate not trusted" if self.peer_fingerprint \
+            else "No client certificate presented"
 
 
 def _common_name(rdns: object) -> str:

@@ -1,0 +1,3 @@
+"""The anvil process (program): connection counts and event rates per (service, client),
+shared by every smtpd worker, as Postfix's anvil(8).
+"""

@@ -1,0 +1,1 @@
+"""The metrics endpoint (program): serves Prometheus's ``/metrics`` for every process."""
