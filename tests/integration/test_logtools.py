@@ -31,7 +31,7 @@ import pytest
 
 from .conftest import ROOT, Instance, ensure_user, free_port, postier
 from .peers import ScriptedSmtp, refused_port
-from .test_sasl import Dovecot
+from .test_sasl import Dovecot, children
 
 pytestmark = [
     pytest.mark.integration,
@@ -252,8 +252,8 @@ def send_and_wait(port: int, queue_dir: Path, base: Path, mix: list[Mail],
     """With Dovecot on ``queue_dir``'s private/auth: run ``mix`` and return the log once
     every status line and every disconnect line is in."""
     dovecot = Dovecot(base, queue_dir)
-    dovecot.start()
     try:
+        dovecot.start()
         run_mix(port, mix)
         want = expected_summary(mix)
         statuses = Counter({"sent": want["delivered"], "bounced": want["bounced"],
@@ -270,6 +270,11 @@ def send_and_wait(port: int, queue_dir: Path, base: Path, mix: list[Mail],
         raise AssertionError(f"status lines {statuses}, {sessions} sessions awaited:\n"
                              f"{log()}")
     finally:
+        if not dovecot.pids:  # start() gave up waiting: stop what it started anyway
+            pid_file = dovecot.dir / "run" / "master.pid"
+            if pid_file.exists():
+                master = int(pid_file.read_text())
+                dovecot.pids = [master, *children(master)]
         dovecot.stop()
 
 
