@@ -33,6 +33,7 @@ class RcptDecision:
     actions with side effects, (ACTION, text). ``restriction``: the restriction that
     refused (its name as configured; None: refused before the restrictions, or accepted).
     ``alerts``: configuration warnings for the log (``rs.Decision.alerts``).
+    ``whatsup``: the notes as logged (``rs.Decision.whatsup``).
     """
 
     reply: Reply | None
@@ -41,6 +42,7 @@ class RcptDecision:
     notes: tuple[tuple[str, str], ...] = ()
     restriction: str | None = None
     alerts: tuple[str, ...] = ()
+    whatsup: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -246,7 +248,7 @@ class Policy:
         reply = None if decision.accepted else decision.reply
         return RcptDecision(reply, sleep, tuple(decision.warnings), tuple(decision.notes),
                             None if reply is None else decision.restriction,
-                            tuple(decision.alerts))
+                            tuple(decision.alerts), tuple(decision.whatsup))
 
     def vrfy(self, session: rs.SmtpdState, argument: str) -> Steps[VrfyDecision]:
         """The reply to ``VRFY argument``, as Postfix's smtpd: disabled (502), no

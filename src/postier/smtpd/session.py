@@ -112,6 +112,7 @@ class Session:
         self.pipelining_violation = False
         self.rcpt_notes: tuple[tuple[str, str], ...] = ()  # the last RCPT's access actions
         self.rcpt_restriction: str | None = None  # the last RCPT's refusing restriction
+        self.rcpt_whatsup: tuple[tuple[str, str], ...] = ()  # its access actions, as logged
         self.out = bytearray()  # replies not yet written
         # --- TLS (this region: the STARTTLS engineer's) ---
         # The session's TLS, once a handshake completed (None: plaintext). Read it, never
@@ -533,7 +534,7 @@ class Session:
                         self.count("rcpt", replies.QUEUE_WRITE_ERROR)
                         return replies.QUEUE_WRITE_ERROR
                 if self.rcpt_notes:  # access(5) actions: logged, then done by cleanup
-                    self.log_actions("RCPT", self.rcpt_notes, event.address)
+                    self.log_actions("RCPT", self.rcpt_whatsup, event.address)
                     self.message.actions.add_all(self.rcpt_notes)
                 # A repeated recipient is accepted once and delivered once, as by cleanup(8).
                 if all(r.address != event.address for r in self.recipients):
@@ -590,13 +591,13 @@ class Session:
             encryption_cipher=t.cipher, encryption_keysize=t.bits,
         )
 
-    def log_actions(self, stage: str, notes: Sequence[tuple[str, str]],
+    def log_actions(self, stage: str, whatsup: Sequence[tuple[str, str]],
                     recipient: str | None) -> None:
-        """Log the access(5) actions that fired (as smtpd's ``hold:``, ``warn:`` … lines)."""
+        """Log the access(5) actions that fired (as smtpd's ``hold:``, ``warn:`` … lines):
+        ``whatsup`` is ``Decision.whatsup``, (ACTION, ``<subject>: Recipient address …``)."""
         qid = self.message.queue_id if self.message else "NOQUEUE"
         to = f" to=<{recipient}>" if recipient is not None else ""
-        for action, text in notes:
-            what = text or f"triggers {action} action"
+        for action, what in whatsup:
             self.log.info(
                 f"{qid}: {action.lower()}: {stage} from {self.client}: {what}; "
                 f"from=<{self.sender}>{to} proto={self.protocol} helo=<{self.helo or ''}>")
@@ -621,6 +622,7 @@ class Session:
             self.log_reject("RCPT", warning, event.address, action="reject_warning")
         self.rcpt_notes = decision.notes if decision.reply is None else ()
         self.rcpt_restriction = decision.restriction
+        self.rcpt_whatsup = decision.whatsup if decision.reply is None else ()
         if decision.sleep:
             await self.flush()
             await asyncio.sleep(decision.sleep)
@@ -676,7 +678,7 @@ class Session:
                 self.log_reject("DATA", decision.reply, None, restriction=decision.restriction)
                 self.count("data", decision.reply)
                 return decision.reply
-            self.log_actions("DATA", decision.notes, None)
+            self.log_actions("DATA", decision.whatsup, None)
             self.message.actions.add_all(decision.notes)
         self.begin_content()
         return replies.DATA_GO
@@ -778,7 +780,7 @@ class Session:
                 self.abort_transaction()
                 self.count(counter, decision.reply)
                 return decision.reply
-            self.log_actions("END-OF-MESSAGE", decision.notes, None)
+            self.log_actions("END-OF-MESSAGE", decision.whatsup, None)
             message.actions.add_all(note for note in decision.notes if note[0] != "PREPEND")
         envelope = Envelope(
             sender=self.sender or "",
