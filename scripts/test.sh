@@ -5,8 +5,9 @@
 # server), python3 (the ordinary-user test runs the system's python3), openssl (test
 # certificates), dovecot-core, dovecot-lmtpd and sasl2-bin (SASL, LMTP), postgresql (pgsql: tables; the test
 # starts its own cluster), postfix installed unconfigured (smtp-sink for the relay tests,
-# and the reference in bench/) — and creates the mail_owner account "postfix" when it is
-# missing.
+# and the reference in bench/), pflogsumm and fail2ban (test_logtools reads the log with
+# pflogsumm and fail2ban-regex; fail2ban's service is not started by the install) — and
+# creates the mail_owner account "postfix" when it is missing.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -28,12 +29,26 @@ if [ "$(id -u)" = 0 ]; then
     need sasl2-bin command -v saslauthd
     need postgresql sh -c 'ls /usr/lib/postgresql/*/bin/initdb'
     need postfix test -x /usr/sbin/smtp-sink
+    need pflogsumm command -v pflogsumm
+    need fail2ban command -v fail2ban-regex
     if [ -n "$packages" ]; then
         apt-get update -qq
         echo "postfix postfix/main_mailer_type select No configuration" \
             | debconf-set-selections 2>/dev/null || true
+        # Only fail2ban-regex is used: no service may start during the install (Debian's
+        # policy-rc.d convention, exit 101 = action forbidden), unless a policy exists.
+        policy=""
+        if [ ! -e /usr/sbin/policy-rc.d ]; then
+            policy=/usr/sbin/policy-rc.d
+            printf '#!/bin/sh\nexit 101\n' >"$policy"
+            chmod 755 "$policy"
+        fi
         # shellcheck disable=SC2086
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null || {
+            [ -z "$policy" ] || rm -f "$policy"
+            exit 1
+        }
+        [ -z "$policy" ] || rm -f "$policy"
     fi
     getent group postfix >/dev/null || groupadd --system postfix
     getent passwd postfix >/dev/null || \

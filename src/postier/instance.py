@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import postier
 from postier import log, metrics
+from postier.cleanup.rewrite import rewriting_from_config
 from postier.config import mastercf
 from postier.config.errors import ConfigError
 from postier.config.mastercf import MasterService
@@ -78,6 +79,7 @@ def load_with_warnings(config_dir: str) -> tuple[Config, list[MasterService], li
     check_tables(cfg, tables, smtpd=False)
     check_size_limits(cfg)
     metrics.check(cfg)  # postier_metrics_listen is host:port
+    rewriting_from_config(cfg, tables, str)  # the *canonical_classes words (ConfigError)
     for svc in services:
         if svc.command == "smtpd":
             where = f"{svc.file}, line {svc.line}"

@@ -46,6 +46,7 @@ from typing import Protocol
 
 from postier.cleanup.actions import AccessActions
 from postier.cleanup.headers import HeaderProcessor, received_header
+from postier.cleanup.rewrite import AddressRewriting
 from postier.config.params import HOPCOUNT_LIMIT
 from postier.queue import dirs
 from postier.queue.file import (
@@ -57,6 +58,9 @@ from postier.queue.file import (
     Recipient,
 )
 from postier.rewrite.address import append_domain
+from postier.rewrite.canonical import Canonical
+from postier.rewrite.virtual import ExpansionError
+from postier.tables import TableError
 
 #: A whole message's content: bytes, or a function of the new queue ID giving them.
 Content = Iterable[bytes] | Callable[[str], Iterable[bytes]]
@@ -182,6 +186,7 @@ class CleanupMessage:
         self.actions = AccessActions()
         self.discarded = False  # commit() dropped it (DISCARD)
         self.held = False  # commit() put it in hold/ (HOLD)
+        self._rewrite_error: TableError | None = None  # a header's table lookup failed
 
     @property
     def queue_id(self) -> str:
@@ -217,6 +222,32 @@ class CleanupMessage:
         h.add_missing, h.queue_id, h.myhostname = True, self.queue_id, myhostname
         q = self._cleanup.qualify
         h.sender = q.address(sender) if q is not None else sender
+
+    def rewrite_headers(self) -> None:
+        """Complete the addresses of this message's sender and recipient headers
+        (``Qualify``) and map them through the canonical maps (``cleanup.rewrite``): for
+        clients that ``local_header_rewrite_clients`` lets rewrite headers, decided by
+        the caller. Call before the content."""
+        rewriting = self._cleanup.rewriting
+        if rewriting is None:
+            if self._cleanup.qualify is None:
+                return
+            rewriting = AddressRewriting(Canonical(), None, self._cleanup.qualify.address)
+
+        def rewrite(name: str, header: bytes) -> bytes:
+            if self._rewrite_error is not None:
+                return header
+            try:
+                return rewriting.header(name, header, self._warn)
+            except TableError as exc:
+                self._rewrite_error = exc
+                return header
+
+        self.headers.rewrite = rewrite
+
+    def _warn(self, text: str) -> None:
+        if self._cleanup.cleanup_log is not None:
+            self._cleanup.cleanup_log.warning(f"{self.queue_id}: {text}")
 
     def begin_content(self, received: Received | None = None) -> None:
         """Start the content, with a Received: header on top when ``received`` is given."""
@@ -269,9 +300,12 @@ class CleanupMessage:
     def commit(self, envelope: Envelope) -> str:
         """Make the message durable, visible and known to qmgr; returns its queue ID.
 
-        Blocking (fsync of the file and of ``incoming/``): call it off the event loop.
-        Raises ``OSError`` (a write error kept from the content, or the commit's own);
-        the file is removed then. Logs ``QUEUE_ID: message-id=…`` when there is one.
+        Blocking (fsync of the file and of ``incoming/``, table lookups): call it off the
+        event loop. Raises ``OSError`` (a write error kept from the content, or the
+        commit's own), ``rewrite.virtual.ExpansionError`` (virtual alias expansion looped
+        or grew too large) or ``tables.TableError`` (a canonical or virtual alias table
+        failed; both logged as Postfix's warning); the file is removed then. Logs
+        ``QUEUE_ID: message-id=…`` when there is one.
         """
         try:
             self.end_content()
@@ -280,6 +314,12 @@ class CleanupMessage:
             if self._cleanup.qualify is not None:
                 envelope = self._cleanup.qualify.envelope(envelope)
             envelope = self.actions.envelope(envelope)
+            rewriting = self._cleanup.rewriting
+            if self._rewrite_error is not None:
+                raise self._rewrite_error
+            if rewriting:
+                assert rewriting is not None
+                envelope = self._rewrite_envelope(rewriting, envelope)
             if self._cleanup.detects_smtputf8(envelope, headers_utf8=self.headers.utf8):
                 envelope = dataclasses.replace(
                     envelope, attrs={**envelope.attrs, ATTR_SMTPUTF8: SMTPUTF8_REQUIRED})
@@ -302,6 +342,17 @@ class CleanupMessage:
             cleanup.trigger.notify(queue_id)
         return queue_id
 
+    def _rewrite_envelope(self, rewriting: AddressRewriting, envelope: Envelope) -> Envelope:
+        try:
+            return rewriting.envelope(envelope, self._warn)
+        except ExpansionError as exc:
+            self._warn(str(exc))
+            raise
+        except TableError as exc:
+            self._warn(f"address rewriting table lookup problem -- message not accepted, "
+                       f"try again later: {exc}")
+            raise
+
     def abort(self) -> None:
         """Forget the message: the file is closed and removed unless committed. Idempotent."""
         self._writer.abort()
@@ -318,7 +369,9 @@ class Cleanup:
     completed at ``commit`` (``None``: they are written as given). ``hopcount_limit``:
     ``CleanupMessage.too_many_hops`` (0: no limit). ``smtputf8_autodetect``: Postfix's
     ``smtputf8_autodetect_classes`` (``smtpd``, ``bounce``, …, ``all``), see
-    ``detects_smtputf8``. ``fsync=False`` is for tests only.
+    ``detects_smtputf8``. ``rewriting``: canonical maps and virtual alias expansion
+    (``cleanup.rewrite``; ``None``: none), applied at ``commit`` after ``qualify``.
+    ``fsync=False`` is for tests only.
     """
 
     def __init__(
@@ -326,6 +379,7 @@ class Cleanup:
         fsync: bool = True, long_queue_ids: bool = False, qualify: Qualify | None = None,
         hopcount_limit: int = HOPCOUNT_LIMIT.default_value(),
         smtputf8_autodetect: Iterable[str] = (),
+        rewriting: AddressRewriting | None = None,
     ) -> None:
         self.queue_dir = queue_dir
         self.log = log
@@ -336,6 +390,7 @@ class Cleanup:
         self.qualify = qualify
         self.hopcount_limit = hopcount_limit
         self.smtputf8_autodetect = frozenset(c.lower() for c in smtputf8_autodetect)
+        self.rewriting = rewriting
         self.incoming_sync = GroupSync(os.path.join(queue_dir, "incoming"))
 
     def detects_smtputf8(self, envelope: Envelope, *, headers_utf8: bool) -> bool:

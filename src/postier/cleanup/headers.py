@@ -43,7 +43,7 @@ line of more than ``header_size_limit`` bytes without a colon is body.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from postier.config.params import HEADER_SIZE_LIMIT
@@ -153,6 +153,9 @@ class HeaderProcessor:
         self._cur_over = False    # bytes of it were discarded
         self._partial = bytearray()  # an incomplete physical line, header mode only
         self._partial_over = False
+        #: rewrites one logical header (name in lower case, the header's bytes) before
+        #: it is written: cleanup's canonical mapping of header addresses; None: none
+        self.rewrite: Callable[[str, bytes], bytes] | None = None
 
     # --- streaming ------------------------------------------------------------------
 
@@ -295,6 +298,8 @@ class HeaderProcessor:
         if name in self.drop:
             self.dropped.append(name)
             return
+        if self.rewrite is not None:
+            header = self.rewrite(name, header)
         out += header
 
     def _append_missing(self, out: bytearray) -> None:

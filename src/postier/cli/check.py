@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable
 
 from postier import instance, log, metrics
+from postier.cleanup.rewrite import rewriting_from_config
 from postier.config import mastercf
 from postier.config.errors import ConfigError
 from postier.config.params import unimplemented_settings
@@ -80,6 +81,8 @@ def report(config_dir: str) -> tuple[list[str], list[str], list[str]]:
     tables = Tables(warn=warnings.append)
     out += [str(e) for e in _collect(cfg, lambda c: check_tables(c, tables, smtpd=False))]
     out += [str(e) for e in _collect(cfg, metrics.check)]  # postier_metrics_listen
+    # a *canonical_classes word Postfix does not know: Postfix refuses it too
+    refused += [str(e) for e in _collect(cfg, lambda c: rewriting_from_config(c, tables, str))]
     try:
         services = mastercf.load(os.path.join(config_dir, "master.cf"))
     except ConfigError as exc:

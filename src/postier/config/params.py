@@ -329,7 +329,7 @@ COMMAND_EXECUTION_DIRECTORY = Param.str(
 BIFF = Param.bool("biff", "yes", "notify the local biff service of new mail", inert=True)
 PROPAGATE_UNMATCHED_EXTENSIONS = Param.list(
     "propagate_unmatched_extensions", "canonical, virtual",
-    "lookup tables whose results inherit an unmatched address extension")
+    "lookup tables whose results inherit an unmatched address extension", implemented=True)
 OWNER_REQUEST_SPECIAL = Param.bool(
     "owner_request_special", "yes",
     "give owner-listname and listname-request addresses special treatment")
@@ -362,22 +362,55 @@ PARENT_DOMAIN_MATCHES_SUBDOMAINS = Param.list(
 SMTPD_NULL_ACCESS_LOOKUP_KEY = Param.str(
     "smtpd_null_access_lookup_key", "<>",
     "the access(5) key of the null sender address", implemented=True)
-VIRTUAL_MAPS = Param.list("virtual_maps", "", "obsolete name of virtual_alias_maps")
+VIRTUAL_MAPS = Param.list("virtual_maps", "", "obsolete name of virtual_alias_maps",
+                          implemented=True)
 VIRTUAL_ALIAS_MAPS = Param.list(
     "virtual_alias_maps", "$virtual_maps",
-    "address rewriting tables for all mail")
+    "address rewriting tables for all mail", implemented=True)
 VIRTUAL_ALIAS_DOMAINS = Param.list(
     "virtual_alias_domains", "$virtual_alias_maps",
-    "virtual alias domains")
+    "virtual alias domains", implemented=True)
+VIRTUAL_ALIAS_RECURSION_LIMIT = Param.int(
+    "virtual_alias_recursion_limit", "1000",
+    "maximal nesting depth of virtual alias expansion", implemented=True)
+VIRTUAL_ALIAS_EXPANSION_LIMIT = Param.int(
+    "virtual_alias_expansion_limit", "1000",
+    "maximal number of addresses one virtual alias expansion may produce", implemented=True)
+UNKNOWN_VIRTUAL_ALIAS_REJECT_CODE = Param.int(
+    "unknown_virtual_alias_reject_code", "550",
+    "code for a recipient unknown in a virtual alias domain", implemented=True)
 VIRTUAL_MAILBOX_DOMAINS = Param.list(
     "virtual_mailbox_domains", "$virtual_mailbox_maps",
     "virtual mailbox domains")
 VIRTUAL_MAILBOX_MAPS = Param.list("virtual_mailbox_maps", "", "virtual mailbox lookup tables")
-CANONICAL_MAPS = Param.list("canonical_maps", "", "address mapping tables for headers and envelope")
-SENDER_CANONICAL_MAPS = Param.list("sender_canonical_maps", "", "sender address mapping tables")
+CANONICAL_MAPS = Param.list("canonical_maps", "", "address mapping tables for headers and envelope",
+                            implemented=True)
+SENDER_CANONICAL_MAPS = Param.list("sender_canonical_maps", "", "sender address mapping tables",
+                                   implemented=True)
 RECIPIENT_CANONICAL_MAPS = Param.list(
     "recipient_canonical_maps", "",
-    "recipient address mapping tables")
+    "recipient address mapping tables", implemented=True)
+REMOTE_HEADER_REWRITE_DOMAIN = Param.str(
+    "remote_header_rewrite_domain", "",
+    "domain appended to incomplete header addresses of remote clients (empty: their "
+    "headers are not rewritten)")
+RECEIVE_OVERRIDE_OPTIONS = Param.list(
+    "receive_override_options", "",
+    "cleanup and smtpd features turned off for mail received by this service "
+    "(no_address_mappings, no_unknown_recipient_checks, …)")
+ENABLE_ORIGINAL_RECIPIENT = Param.bool(
+    "enable_original_recipient", "yes",
+    "record the original recipient address in the queue file (orig_to=)")
+_CANONICAL_CLASSES = "envelope_sender, envelope_recipient, header_sender, header_recipient"
+CANONICAL_CLASSES = Param.list(
+    "canonical_classes", _CANONICAL_CLASSES,
+    "addresses canonical_maps applies to", implemented=True)
+SENDER_CANONICAL_CLASSES = Param.list(
+    "sender_canonical_classes", "envelope_sender, header_sender",
+    "addresses sender_canonical_maps applies to", implemented=True)
+RECIPIENT_CANONICAL_CLASSES = Param.list(
+    "recipient_canonical_classes", "envelope_recipient, header_recipient",
+    "addresses recipient_canonical_maps applies to", implemented=True)
 RELAY_RECIPIENT_MAPS = Param.list(
     "relay_recipient_maps", "", "valid recipients in relay_domains", implemented=True)
 TRANSPORT_MAPS = Param.list(

@@ -78,6 +78,15 @@ class Target:
     address: str = ""
 
 
+@dataclass
+class Delivered:
+    """One delivery of a recipient (to one alias target): its status, logged as its own
+    line, and the mailboxes it appended to without fsync."""
+
+    status: DeliveryStatus
+    paths: set[str]
+
+
 class LocalAgent:
     def __init__(self, cfg: Config, log: Log) -> None:
         self.cfg = cfg
@@ -160,23 +169,33 @@ class LocalAgent:
     # --- delivery -----------------------------------------------------------------------
 
     def deliver_batch(self, batch: list[DeliverRequest]) -> list[DeliverAnswer]:
-        """Deliver every request, fsync each mailbox touched once, then log and answer."""
+        """Deliver every request, fsync each mailbox touched once, then log and answer.
+
+        Each recipient is answered with the worst status of its deliveries; each of
+        its deliveries (one per alias target, as local(8)) gets its own status line."""
         self._unsynced = {}
         self._logged: set[tuple[int, int]] = set()  # (request, index) handed off whole
-        done: list[tuple[DeliverRequest, list[tuple[RcptResult, set[str]]]]] = []
+        done: list[tuple[DeliverRequest, list[tuple[RcptResult, list[Delivered]]]]] = []
         for req in batch:
             done.append((req, self.deliver(req)))
         failed = self.sync_mailboxes()
         answers = []
         for req, results in done:
             final: list[RcptResult] = []
-            for (res, paths), rcpt in zip(results, req.recipients, strict=True):
+            for (res, lines), rcpt in zip(results, req.recipients, strict=True):
                 st = res.status
-                bad = paths & failed
-                if bad and st.kind is Kind.SENT:
-                    st = status.deferred("4.3.0", f"cannot update mailbox {min(bad)}: fsync failed")
+                if st.kind is Kind.SENT and any(d.paths & failed for d in lines):
+                    bad = min(set().union(*(d.paths & failed for d in lines)))
+                    st = status.deferred("4.3.0", f"cannot update mailbox {bad}: fsync failed")
                 if (req.id, res.index) not in self._logged:
-                    self.log_status(req, rcpt.address, rcpt.orig, st)
+                    for d in lines or [Delivered(st, set())]:
+                        line_st = st if not lines else d.status
+                        bad_paths = d.paths & failed
+                        if bad_paths and line_st.kind is Kind.SENT:
+                            line_st = replace(status.deferred(
+                                "4.3.0", f"cannot update mailbox {min(bad_paths)}: "
+                                "fsync failed"), final_recipient=line_st.final_recipient)
+                        self.log_status(req, rcpt.address, rcpt.orig, line_st)
                 final.append(RcptResult(res.index, st))
             answers.append(DeliverAnswer(req.id, final))
         return answers
@@ -195,18 +214,20 @@ class LocalAgent:
         self._unsynced = {}
         return failed
 
-    def deliver(self, req: DeliverRequest) -> list[tuple[RcptResult, set[str]]]:
-        """Each recipient's result, with the mailboxes its delivery left to fsync."""
-        results: list[tuple[RcptResult, set[str]]] = []
+    def deliver(self, req: DeliverRequest) -> list[tuple[RcptResult, list[Delivered]]]:
+        """Each recipient's result, with its deliveries (status and the mailboxes each
+        left to fsync); no deliveries when it failed before any (expansion, queue file)."""
+        results: list[tuple[RcptResult, list[Delivered]]] = []
         try:
             qf = QueueFile.open(req.path)
         except Exception as exc:  # the queue file vanished or is corrupt: defer, qmgr decides
             st = status.deferred("4.3.0", f"cannot open queue file: {exc}")
-            return [(RcptResult(r.index, st), set()) for r in req.recipients]
+            return [(RcptResult(r.index, st), []) for r in req.recipients]
         self._targets = {}
         with qf:
             for rcpt in req.recipients:
                 self._paths = set()
+                self._lines: list[Delivered] = []
                 self._index = rcpt.index
                 self._handed_off = False
                 try:
@@ -214,7 +235,8 @@ class LocalAgent:
                 except Exception:
                     self.log.error(f"{req.queue_id}: {traceback.format_exc().strip()}")
                     st = status.deferred("4.3.0", "local delivery agent internal error")
-                results.append((RcptResult(rcpt.index, st), self._paths))
+                    self._lines = []
+                results.append((RcptResult(rcpt.index, st), self._lines))
                 if self._handed_off:
                     self._logged.add((req.id, rcpt.index))
         return results
@@ -222,6 +244,8 @@ class LocalAgent:
     def deliver_one(
         self, qf: QueueFile, req: DeliverRequest, address: str, orig: str
     ) -> DeliveryStatus:
+        """The worst status of the recipient's deliveries; each delivery (one per alias
+        target, a target repeated in the expansion once) is noted in ``self._lines``."""
         # RFC 5321 semantics: "user"@domain is user@domain; the local part is looked up
         # unquoted (internal form), split at the last unquoted "@".
         parsed = parse_address(address)
@@ -237,9 +261,11 @@ class LocalAgent:
         # Every target went to mailbox_transport, whose line was logged: no line of ours.
         self._handed_off = self.mailbox_transport is not None and all(
             t.command is None for t in expanded)
+        seen: set[tuple[str, str | None]] = set()
         for target in expanded:
             key = (target.user, target.command)
             done = self._targets.get(key)
+            before = set(self._paths)
             if done is not None:  # the same mailbox or command twice in one message
                 st = done
             else:
@@ -249,6 +275,9 @@ class LocalAgent:
                 if target.address:
                     st = replace(st, final_recipient=target.address)
                 self._targets[key] = st
+            if key not in seen:
+                seen.add(key)
+                self._lines.append(Delivered(st, self._paths - before))
             if worst is None or _severity(st) > _severity(worst):
                 worst = st
         assert worst is not None

@@ -206,7 +206,8 @@ class Master:
                 self.log.warning(f"cannot raise the open file limit from {soft} to {target}: "
                                  f"{exc}")
         got = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        self.log.info(f"open file limit (RLIMIT_NOFILE): {got}"
+        # no ": " in a master line: pflogsumm keeps what follows the last one
+        self.log.info(f"open file limit (RLIMIT_NOFILE) {got}"
                       + (f", raised from {soft}" if got != soft else ""))
 
     def spawn(self, child: Child) -> None:

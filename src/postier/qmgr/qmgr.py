@@ -44,6 +44,7 @@ from postier.bounce import notify
 from postier.bounce.dsn import Failed, Notice, NoticeKind, build_notice
 from postier.cleanup.cleanup import Cleanup
 from postier.cleanup.headers import local_received_header
+from postier.cleanup.rewrite import rewriting_from_config, virtual_alias_domain_tables
 from postier.config.params import (
     BOUNCE_NOTICE_RECIPIENT,
     DELAY_NOTICE_RECIPIENT,
@@ -91,9 +92,12 @@ RESOLVER_FAILURE = "4.3.0 address resolver failure"
 _T = TypeVar("_T")
 
 
-def build_classifier(cfg: Config) -> Classifier:
-    """qmgr's address classifier (mydestination, the interfaces, relay_domains): built here only."""
-    return Classifier.from_config(cfg, local_addresses())
+def build_classifier(cfg: Config, tables: Tables | None = None,
+                     warn: Callable[[str], None] = lambda text: None) -> Classifier:
+    """qmgr's address classifier (mydestination, the interfaces, relay_domains,
+    virtual_alias_domains with its tables when ``tables`` is given): built here only."""
+    domains = virtual_alias_domain_tables(cfg, tables, warn) if tables is not None else None
+    return Classifier.from_config(cfg, local_addresses(), virtual_alias_tables=domains)
 
 
 @dataclass(frozen=True)
@@ -179,7 +183,6 @@ class Qmgr:
         self.concurrency = scheduler.Concurrency(self.policy)
         self.waiters: dict[Destination, deque[asyncio.Future[None]]] = {}
         self.busy: set[str] = set()
-        self.classify = build_classifier(cfg)
         self.myhostname = cfg[MYHOSTNAME]
         self.myorigin = cfg[MYORIGIN]
         self.double_bounce_sender = self.qualify(cfg[DOUBLE_BOUNCE_SENDER])
@@ -188,6 +191,10 @@ class Qmgr:
         self.double_bounce_recipient = self.qualify(cfg[PARAM_2BOUNCE_NOTICE_RECIPIENT])
         self.routing = scheduler.Routing.from_config(cfg)
         self.tables = Tables(warn=log.warning)
+        self.classify = build_classifier(cfg, self.tables, log.warning)
+        # notices go through the canonical and virtual alias maps too, as Postfix's
+        # bounce(8) hands them to cleanup(8): a sender in a virtual alias domain gets them
+        self.cleanup.rewriting = rewriting_from_config(cfg, self.tables, self.qualify)
         self.transport_maps = self.tables.for_param(cfg, TRANSPORT_MAPS)
         self.transport_search = SearchSettings(
             recipient_delimiter=cfg[RECIPIENT_DELIMITER],

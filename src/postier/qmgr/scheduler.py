@@ -102,7 +102,9 @@ def route(
 ) -> Route:
     """The route of ``address``, as trivial-rewrite(8) resolves it.
 
-    The LOCAL class goes to ``local_transport``; RELAY (``relay_domains``) to
+    The VIRTUAL_ALIAS class (an address no ``virtual_alias_maps`` entry expanded)
+    goes to ``error`` with ``5.1.1 User unknown in virtual alias table``; the LOCAL class
+    goes to ``local_transport``; RELAY (``relay_domains``) to
     ``relay_transport``; every other class to ``default_transport``. A transport's own
     next hop wins; else, for the relay and default classes, ``relayhost``; else the
     recipient's domain (lower case). ``table_entry`` is where ``transport_maps`` plugs
@@ -114,6 +116,9 @@ def route(
     ``Address is undeliverable``.
     """
     domain = address.rpartition("@")[2].lower().rstrip(".")
+    if address_class is AddressClass.VIRTUAL_ALIAS and table_entry is None:
+        # left in a virtual alias domain after cleanup's expansion (trivial-rewrite(8))
+        return Route("error", VIRTUAL_ALIAS_UNKNOWN)
     if address_class is AddressClass.LOCAL:
         transport, nexthop = routing.local
         fallback = domain
@@ -140,6 +145,8 @@ def route(
 ERROR_TRANSPORTS = frozenset({"error", "retry"})
 #: trivial-rewrite(8)'s reason when a transport_maps entry names one without text.
 UNDELIVERABLE = "Address is undeliverable"
+#: error(8)'s reason for an address of a virtual alias domain that no entry expanded.
+VIRTUAL_ALIAS_UNKNOWN = "5.1.1 User unknown in virtual alias table"
 
 
 # --- settings -----------------------------------------------------------------------------

@@ -169,6 +169,9 @@ class RejectCodes:
     unknown_relay_recipient_reject_code: int = (
         PARAMS["unknown_relay_recipient_reject_code"].default_value()
     )
+    unknown_virtual_alias_reject_code: int = (
+        PARAMS["unknown_virtual_alias_reject_code"].default_value()
+    )
     unknown_address_reject_code: int = PARAMS["unknown_address_reject_code"].default_value()
     relay_domains_reject_code: int = PARAMS["relay_domains_reject_code"].default_value()
     non_fqdn_reject_code: int = PARAMS["non_fqdn_reject_code"].default_value()
@@ -224,6 +227,8 @@ class Decision:
     ``BCC``) as (ACTION, text). ``restriction``/``stage``: what decided, for the log.
     ``alerts``: configuration warnings met on the way, for smtpd's log as ``warning:``
     lines (``check_ccert_access is requested, but "smtpd_tls_ask_ccert = no"``).
+    ``whatsup``: the notes as smtpd logs them, (ACTION, ``<subject>: Recipient address
+    triggers HOLD action``…), as smtpd_check's log_whatsup (PREPEND is not logged).
     """
 
     action: Action
@@ -234,6 +239,7 @@ class Decision:
     restriction: str | None = None
     stage: Stage | None = None
     alerts: list[str] = field(default_factory=list)
+    whatsup: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def accepted(self) -> bool:
@@ -269,6 +275,7 @@ class _Run:
     sleeps: list[float] = field(default_factory=list)
     warnings: list[Reply] = field(default_factory=list)
     notes: list[tuple[str, str]] = field(default_factory=list)
+    whatsup: list[tuple[str, str]] = field(default_factory=list)
     defer_if_permit: Reply | None = None
     defer_if_reject: Reply | None = None
     decided_by: str | None = None
@@ -453,13 +460,18 @@ def _unlisted(ctx: Ctx, address: str | None, what: ReplyClass) -> Steps[Outcome]
             return Outcome(Verdict.DEFER, replies.temporary_lookup_failure(address))
         code = ctx.codes.unknown_relay_recipient_reject_code
         return Outcome(_negative(code), replies.user_unknown(address, code, what, "relay"))
-    if cls is not AddressClass.LOCAL:
-        return DUNNO  # virtual recipient tables: not supported yet
+    if cls not in (AddressClass.LOCAL, AddressClass.VIRTUAL_ALIAS):
+        return DUNNO  # virtual mailbox tables: not supported yet
+    # the facts answer from the canonical and virtual alias maps first, then (local
+    # class) local_recipient_maps, as Postfix's check_rcpt_maps
     known = yield from ask_local_recipient(address)
     if known:
         return DUNNO
     if known is None:
         return Outcome(Verdict.DEFER, replies.temporary_lookup_failure(address))
+    if cls is AddressClass.VIRTUAL_ALIAS:
+        code = ctx.codes.unknown_virtual_alias_reject_code
+        return Outcome(_negative(code), replies.user_unknown_virtual_alias(address, code, what))
     code = ctx.codes.unknown_local_recipient_reject_code
     return Outcome(_negative(code), replies.user_unknown(address, code, what))
 
@@ -586,6 +598,16 @@ def r_reject_unauth_pipelining(ctx: Ctx, arg: str | None) -> Outcome:
 _ACCESS_NOTES = frozenset({"HOLD", "WARN", "INFO", "FILTER", "REDIRECT", "PREPEND", "BCC"})
 
 
+def _whatsup(action: str, what: ReplyClass, subject: str, text: str) -> str:
+    """An access(5) action as smtpd logs it: ``<subject>: Recipient address triggers HOLD
+    action`` (HOLD, DISCARD, WARN, INFO: the table's text, if any, replaces ``triggers
+    ACTION action``), ``<subject>: Recipient address triggers REDIRECT addr`` (FILTER,
+    REDIRECT, BCC)."""
+    if action in ("FILTER", "REDIRECT", "BCC"):
+        return f"<{subject}>: {what.value} triggers {action} {text}"
+    return f"<{subject}>: {what.value} {text or f'triggers {action} action'}"
+
+
 def _access_action(ctx: Ctx, value: str, what: ReplyClass, subject: str) -> Steps[Outcome]:
     """Interpret one access(5) right-hand side."""
     word, _, rest = value.strip().partition(" ")
@@ -608,9 +630,12 @@ def _access_action(ctx: Ctx, value: str, what: ReplyClass, subject: str) -> Step
                        replies.access_text(code, what, subject, text or "Access denied"))
     if upper == "DISCARD":
         ctx.run.notes.append((upper, text))
+        ctx.run.whatsup.append((upper, _whatsup(upper, what, subject, text)))
         return PERMIT
     if upper in _ACCESS_NOTES:
         ctx.run.notes.append((upper, text))
+        if upper != "PREPEND":
+            ctx.run.whatsup.append((upper, _whatsup(upper, what, subject, text)))
         return DUNNO
     if word in ctx.classes and not text:
         return (yield from _run_class(ctx, word))
@@ -1491,14 +1516,14 @@ def _finish(out: Outcome, run: _Run, codes: RejectCodes, stage: Stage | None) ->
         reply = _soften(out.reply, codes)
         action: Action = "reject" if reply.code >= 500 else "defer"
         return Decision(action, reply, run.sleeps, run.warnings, run.notes, run.decided_by, stage,
-                        run.alerts)
+                        run.alerts, run.whatsup)
     if run.defer_if_permit is not None:
         reply = _soften(run.defer_if_permit, codes)
         return Decision("defer", reply, run.sleeps, run.warnings, run.notes,
-                        "defer_if_permit", stage, run.alerts)
+                        "defer_if_permit", stage, run.alerts, run.whatsup)
     action = "permit" if out.verdict is Verdict.PERMIT else "dunno"
     return Decision(action, None, run.sleeps, run.warnings, run.notes, run.decided_by, stage,
-                    run.alerts)
+                    run.alerts, run.whatsup)
 
 
 def evaluate_steps(

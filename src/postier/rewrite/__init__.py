@@ -1,3 +1,3 @@
-"""Addresses (library, pure): parsing, extensions, mynetworks and the address classes of
-trivial-rewrite(8).
+"""Addresses (library, pure): parsing, extensions, mynetworks, the address classes of
+trivial-rewrite(8), and cleanup(8)'s canonical mapping and virtual alias expansion.
 """

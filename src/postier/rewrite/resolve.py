@@ -2,7 +2,9 @@
 
 Follows Postfix's ADDRESS_CLASS_README and trivial-rewrite(8): the local class is
 ``mydestination`` plus address literals of ``inet_interfaces``/``proxy_interfaces``;
-then the virtual alias class (``virtual_alias_domains``), the virtual mailbox class
+then the virtual alias class (``virtual_alias_domains``: names, and the domains that
+are keys of its ``type:table`` entries, by default those of ``virtual_alias_maps``,
+through ``Classifier.virtual_alias_tables``), the virtual mailbox class
 (``virtual_mailbox_domains``), the relay class (``relay_domains``, whose entries
 also match subdomains while ``parent_domain_matches_subdomains`` lists
 relay_domains, Postfix's default), and the default class for everything else.
@@ -29,7 +31,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from postier.config.params import MYDESTINATION, RELAY_DOMAINS, ParamSource
+from postier.config.params import (
+    MYDESTINATION,
+    RELAY_DOMAINS,
+    VIRTUAL_ALIAS_DOMAINS,
+    ParamSource,
+)
 from postier.rewrite.address import fold_domain, literal_address, parse_address
 from postier.rewrite.extension import split_extension
 
@@ -138,6 +145,12 @@ def classify(
     return AddressClass.DEFAULT
 
 
+class DomainTable(Protocol):
+    """Tables asked for one folded domain: is it a key of one of them?"""
+
+    def __call__(self, domain: str, /) -> bool: ...
+
+
 class UserTable(Protocol):
     """A table of local users, asked for one lower-case localpart: True (listed), False
     (not listed), or None (the table could not be read)."""
@@ -216,27 +229,42 @@ class Classifier:
     mydestination: tuple[str, ...]
     inet_interface_addrs: tuple[str, ...]
     relay_domains: tuple[str, ...]
+    virtual_alias_domains: tuple[str, ...] = ()
+    #: the ``type:table`` entries of ``virtual_alias_domains``: is a domain a key?
+    virtual_alias_tables: DomainTable | None = None
 
     @classmethod
     def from_lists(
         cls, mydestination: Sequence[str], interface_addrs: Sequence[str],
-        relay_domains: Sequence[str],
+        relay_domains: Sequence[str], virtual_alias_domains: Sequence[str] = (),
+        virtual_alias_tables: DomainTable | None = None,
     ) -> Classifier:
         def norm(items: Sequence[str]) -> tuple[str, ...]:
             return tuple(d.lower().rstrip(".") for d in items)
 
-        return cls(norm(mydestination), tuple(interface_addrs), norm(relay_domains))
+        return cls(norm(mydestination), tuple(interface_addrs), norm(relay_domains),
+                   norm(virtual_alias_domains), virtual_alias_tables)
 
     @classmethod
-    def from_config(cls, cfg: ParamSource, interface_addrs: Sequence[str]) -> Classifier:
-        """The classifier of one configuration: ``mydestination`` and ``relay_domains``
-        from ``cfg`` (expanded), ``interface_addrs`` this host's addresses
-        (``dns.resolver.local_addresses()``) for address literals."""
-        return cls.from_lists(cfg[MYDESTINATION], interface_addrs, cfg[RELAY_DOMAINS])
+    def from_config(cls, cfg: ParamSource, interface_addrs: Sequence[str], *,
+                    virtual_alias_tables: DomainTable | None = None) -> Classifier:
+        """The classifier of one configuration: ``mydestination``, ``relay_domains`` and
+        ``virtual_alias_domains`` from ``cfg`` (expanded), ``interface_addrs`` this
+        host's addresses (``dns.resolver.local_addresses()``) for address literals;
+        ``virtual_alias_tables`` answers for the table entries of
+        ``virtual_alias_domains`` (``cleanup.rewrite.virtual_alias_domain_tables``;
+        None: those entries are ignored)."""
+        return cls.from_lists(cfg[MYDESTINATION], interface_addrs, cfg[RELAY_DOMAINS],
+                              cfg[VIRTUAL_ALIAS_DOMAINS], virtual_alias_tables)
 
     def __call__(self, domain: str) -> AddressClass:
-        return classify(
+        found = classify(
             domain, mydestination=self.mydestination,
             inet_interface_addrs=self.inet_interface_addrs, proxy_interfaces=(),
-            relay_domains=self.relay_domains,
+            relay_domains=self.relay_domains, virtual_alias_domains=self.virtual_alias_domains,
         )
+        if (found in (AddressClass.RELAY, AddressClass.DEFAULT)
+                and self.virtual_alias_tables is not None and not domain.startswith("[")
+                and fold_domain(domain) and self.virtual_alias_tables(fold_domain(domain))):
+            return AddressClass.VIRTUAL_ALIAS
+        return found

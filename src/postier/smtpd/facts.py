@@ -78,10 +78,13 @@ class ServiceFacts:
         interfaces: Sequence[str] = (),
         policy: PolicyServiceSettings | None = None,
         queue_directory: str = "/",
+        rewrite_listed: Callable[[str], bool | None] | None = None,
     ) -> None:
         """``sender_login_maps``: ``smtpd_sender_login_maps`` (None or empty: no maps);
         ``relay_recipient_maps`` (None or empty: every relay recipient is valid)."""
         self.sender_login_maps = sender_login_maps
+        #: is a recipient a key of the canonical or virtual alias maps (None: failed)?
+        self.rewrite_listed = rewrite_listed
         self.relay_recipient_maps = relay_recipient_maps
         self.mynetworks = mynetworks
         self.classify = classify
@@ -125,12 +128,28 @@ class ServiceFacts:
             case lk.AddressClassOf(domain=domain):
                 return self.classify(domain)
             case lk.LocalRecipient(address=address):
-                return self.local_recipients(address)
+                return self.known_recipient(address)
             case lk.InetInterface(ip=ip):
                 return self.extra.is_interface(ip)
             case (lk.TableLookup() | lk.DomainDns() | lk.SenderLogins() | lk.RelayRecipient()
                   | lk.DnsRecords() | lk.PolicyQuery()):
                 raise AssertionError("tables, DNS and policy services are answered by run()")
+
+    def known_recipient(self, address: str) -> bool | None:
+        """Postfix's check_rcpt_maps for the local and virtual alias classes: a recipient
+        listed in the canonical or virtual alias maps is known; else, in a virtual alias
+        domain, unknown; else ``local_recipient_maps`` decides. None: a table failed."""
+        if self.rewrite_listed is not None:
+            listed = self.rewrite_listed(address)
+            if listed is None:
+                self.warn(f"recipient lookup of {address} in the canonical or virtual "
+                          "alias maps failed")
+                return None
+            if listed:
+                return True
+        if self.classify(parse_address(address).domain or "") is AddressClass.VIRTUAL_ALIAS:
+            return False
+        return self.local_recipients(address)
 
     async def sender_logins(self, sender: str) -> tuple[str, ...] | lk.TableFailed | None:
         """The logins that own ``sender`` in smtpd_sender_login_maps, searched in

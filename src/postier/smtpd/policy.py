@@ -35,6 +35,7 @@ class RcptDecision:
     actions with side effects, (ACTION, text). ``restriction``: the restriction that
     refused (its name as configured; None: refused before the restrictions, or accepted).
     ``alerts``: configuration warnings for the log (``rs.Decision.alerts``).
+    ``whatsup``: the notes as logged (``rs.Decision.whatsup``).
     """
 
     reply: Reply | None
@@ -43,6 +44,7 @@ class RcptDecision:
     notes: tuple[tuple[str, str], ...] = ()
     restriction: str | None = None
     alerts: tuple[str, ...] = ()
+    whatsup: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -255,7 +257,7 @@ class Policy:
         reply = None if decision.accepted else decision.reply
         return RcptDecision(reply, sleep, tuple(decision.warnings), tuple(decision.notes),
                             None if reply is None else decision.restriction,
-                            tuple(decision.alerts))
+                            tuple(decision.alerts), tuple(decision.whatsup))
 
     def check_stage(self, session: rs.SmtpdState, stage: rs.Stage) -> Steps[RcptDecision]:
         """``smtpd_delay_reject = no``: the list of ``stage`` (CLIENT at connect, HELO at

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from postier.anvilclient.client import AnvilClient
 from postier.cleanup.cleanup import Cleanup, QmgrTrigger, Qualify
+from postier.cleanup.rewrite import rewriting_from_config
 from postier.config.params import (
     ALIAS_MAPS,
     APPEND_AT_MYORIGIN,
@@ -54,12 +55,14 @@ class Worker:
         # Addresses are qualified in cleanup, after the restrictions saw them as sent.
         qualify = Qualify(cfg[MYORIGIN], cfg[APPEND_AT_MYORIGIN], cfg[APPEND_DOT_MYDOMAIN],
                           cfg[MYDOMAIN])
-        self.cleanup = Cleanup(self.queue_dir, log=log, trigger=self.trigger, qualify=qualify,
-                               hopcount_limit=cfg[HOPCOUNT_LIMIT],
-                               smtputf8_autodetect=cfg[SMTPUTF8_AUTODETECT_CLASSES])
         #: every table this process opened (alias_maps, local_recipient_maps, access
         #: tables of the restrictions, mynetworks entries), each once
         self.tables = Tables(warn=log.warning)
+        # canonical and virtual alias maps, applied by cleanup as each message is queued
+        self.rewriting = rewriting_from_config(cfg, self.tables, qualify.address)
+        self.cleanup = Cleanup(self.queue_dir, log=log, trigger=self.trigger, qualify=qualify,
+                               hopcount_limit=cfg[HOPCOUNT_LIMIT], rewriting=self.rewriting,
+                               smtputf8_autodetect=cfg[SMTPUTF8_AUTODETECT_CLASSES])
         self.aliases = AliasMaps(self.tables.for_param(cfg, ALIAS_MAPS, aliases=True))
         # local_recipient_maps (default: proxy:unix:passwd.byname $alias_maps); empty: any name
         local_maps = self.tables.for_param(cfg, LOCAL_RECIPIENT_MAPS)

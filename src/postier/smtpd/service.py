@@ -12,6 +12,7 @@ from __future__ import annotations
 from functools import partial
 
 from postier.cleanup.cleanup import Cleanup
+from postier.cleanup.rewrite import virtual_alias_domain_tables
 from postier.config.errors import ConfigError
 from postier.config.params import (
     ALWAYS_ADD_MISSING_HEADERS,
@@ -98,7 +99,8 @@ class Service:
             self.cleanup = Cleanup(worker.queue_dir, log=self.log, trigger=worker.trigger,
                                    qualify=shared.qualify,
                                    hopcount_limit=shared.hopcount_limit,
-                                   smtputf8_autodetect=shared.smtputf8_autodetect)
+                                   smtputf8_autodetect=shared.smtputf8_autodetect,
+                                   rewriting=shared.rewriting)
             self.cleanup.incoming_sync = worker.cleanup.incoming_sync  # one group commit
         # Certificates and keys are read now, as root (before the privilege drop).
         self.tls: ServerTls = load_server_tls(ServerTlsPolicy.from_config(cfg),
@@ -126,7 +128,10 @@ class Service:
         self.delimiter = cfg[RECIPIENT_DELIMITER]
         self.myorigin = cfg[MYORIGIN]
         self.local_addrs = local_addresses()
-        self.classify = Classifier.from_config(cfg, self.local_addrs)
+        self.classify = Classifier.from_config(
+            cfg, self.local_addrs,
+            virtual_alias_tables=virtual_alias_domain_tables(cfg, worker.tables,
+                                                             worker.log.warning))
         self.local_recipients = LocalRecipientCheck(worker.local_users, self.delimiter)
         self.mynetworks = MyNetworks.from_config(
             cfg[MYNETWORKS], cfg[MYNETWORKS_STYLE], self.local_addrs,
@@ -139,6 +144,8 @@ class Service:
             relay_recipient_maps=worker.tables.for_param(cfg, RELAY_RECIPIENT_MAPS),
             dns_records=worker.resolver.records, interfaces=self.local_addrs,
             policy=policy_settings(cfg), queue_directory=worker.queue_dir,
+            rewrite_listed=worker.rewriting.listed if worker.rewriting.recipient_finders
+            else None,
         )
         self.classes = restriction_classes(cfg)
         self.lists = parse_lists(cfg)
@@ -204,8 +211,12 @@ class Service:
     def add_missing_headers(self, client_addr: str, sasl_authenticated: bool) -> bool:
         """Does cleanup add missing Message-Id:/Date:/From: for this client (Postfix's
         always_add_missing_headers, local_header_rewrite_clients)?"""
-        if self.always_add_missing_headers:
-            return True
+        return self.always_add_missing_headers or self.local_header_rewrite(
+            client_addr, sasl_authenticated)
+
+    def local_header_rewrite(self, client_addr: str, sasl_authenticated: bool) -> bool:
+        """Does the client match local_header_rewrite_clients (its headers are rewritten:
+        canonical maps, missing headers)?"""
 
         def address_map(spec: str) -> str | None:
             table = self._address_maps.get(spec)

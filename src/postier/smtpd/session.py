@@ -43,6 +43,7 @@ from postier.queue import control as qmgr_control
 from postier.queue.file import ATTR_SMTPUTF8, SMTPUTF8_REQUESTED, Envelope, Recipient
 from postier.queue.flush import make_site_due
 from postier.restrictions import evaluate as rs
+from postier.rewrite.virtual import ExpansionError
 from postier.sasl import api as sasl
 from postier.sasl.mechanisms import Mechanism, offered, usable
 from postier.smtpd.limits import SessionLimits
@@ -61,6 +62,7 @@ from postier.smtpproto.xclient import (
     etrn_site,
     parse_attributes,
 )
+from postier.tables import TableError
 from postier.tls import verify
 from postier.tls.policy import TlsInfo
 
@@ -120,6 +122,7 @@ class Session:
         self.pipelining_violation = False
         self.rcpt_notes: tuple[tuple[str, str], ...] = ()  # the last RCPT's access actions
         self.rcpt_restriction: str | None = None  # the last RCPT's refusing restriction
+        self.rcpt_whatsup: tuple[tuple[str, str], ...] = ()  # its access actions, as logged
         self.out = bytearray()  # replies not yet written
         # --- TLS (this region: the STARTTLS engineer's) ---
         # The session's TLS, once a handshake completed (None: plaintext). Read it, never
@@ -574,7 +577,7 @@ class Session:
                         self.count("rcpt", replies.QUEUE_WRITE_ERROR)
                         return replies.QUEUE_WRITE_ERROR
                 if self.rcpt_notes:  # access(5) actions: logged, then done by cleanup
-                    self.log_actions("RCPT", self.rcpt_notes, event.address)
+                    self.log_actions("RCPT", self.rcpt_whatsup, event.address)
                     self.message.actions.add_all(self.rcpt_notes)
                 # A repeated recipient is accepted once and delivered once, as by cleanup(8).
                 if all(r.address != event.address for r in self.recipients):
@@ -631,13 +634,13 @@ class Session:
             encryption_cipher=t.cipher, encryption_keysize=t.bits,
         )
 
-    def log_actions(self, stage: str, notes: Sequence[tuple[str, str]],
+    def log_actions(self, stage: str, whatsup: Sequence[tuple[str, str]],
                     recipient: str | None) -> None:
-        """Log the access(5) actions that fired (as smtpd's ``hold:``, ``warn:`` … lines)."""
+        """Log the access(5) actions that fired (as smtpd's ``hold:``, ``warn:`` … lines):
+        ``whatsup`` is ``Decision.whatsup``, (ACTION, ``<subject>: Recipient address …``)."""
         qid = self.message.queue_id if self.message else "NOQUEUE"
         to = f" to=<{recipient}>" if recipient is not None else ""
-        for action, text in notes:
-            what = text or f"triggers {action} action"
+        for action, what in whatsup:
             self.log.info(
                 f"{qid}: {action.lower()}: {stage} from {self.client}: {what}; "
                 f"from=<{self.sender}>{to} proto={self.protocol} helo=<{self.helo or ''}>")
@@ -662,6 +665,7 @@ class Session:
             self.log_reject("RCPT", warning, event.address, action="reject_warning")
         self.rcpt_notes = decision.notes if decision.reply is None else ()
         self.rcpt_restriction = decision.restriction
+        self.rcpt_whatsup = decision.whatsup if decision.reply is None else ()
         if decision.sleep:
             await self.flush()
             await asyncio.sleep(decision.sleep)
@@ -717,7 +721,7 @@ class Session:
                 self.log_reject("DATA", decision.reply, None, restriction=decision.restriction)
                 self.count("data", decision.reply)
                 return decision.reply
-            self.log_actions("DATA", decision.notes, None)
+            self.log_actions("DATA", decision.whatsup, None)
             self.message.actions.add_all(decision.notes)
         self.begin_content()
         return replies.DATA_GO
@@ -726,8 +730,11 @@ class Session:
         """Start the message's content: cleanup adds the missing headers when the client
         qualifies (local_header_rewrite_clients), then Received: goes on top."""
         assert self.message is not None
-        if self.svc.add_missing_headers(self.client_addr, self.sasl_username is not None):
+        local = self.svc.local_header_rewrite(self.client_addr, self.sasl_username is not None)
+        if local or self.svc.always_add_missing_headers:
             self.message.add_missing_headers(self.sender or "", self.svc.hostname)
+        if local:  # canonical maps apply to the headers of local clients only
+            self.message.rewrite_headers()
         self.message.begin_content(self.received())
 
     def received(self) -> Received:
@@ -816,7 +823,7 @@ class Session:
                 self.abort_transaction()
                 self.count(counter, decision.reply)
                 return decision.reply
-            self.log_actions("END-OF-MESSAGE", decision.notes, None)
+            self.log_actions("END-OF-MESSAGE", decision.whatsup, None)
             message.actions.add_all(note for note in decision.notes if note[0] != "PREPEND")
         envelope = Envelope(
             sender=self.sender or "",
@@ -845,10 +852,15 @@ class Session:
         except asyncio.CancelledError:
             self.message = None
             raise
-        except OSError as exc:  # the commit removed the file
+        except (OSError, TableError) as exc:  # the commit removed the file
             self.log.warning(f"{message.queue_id}: queue file write error: {exc}")
             self.abort_transaction()
             reply = replies.QUEUE_WRITE_ERROR
+            self.count(counter, reply)
+            return reply
+        except ExpansionError:  # virtual alias loop: cleanup logged Postfix's warning
+            self.abort_transaction()
+            reply = replies.ALIAS_EXPANSION_ERROR
             self.count(counter, reply)
             return reply
         if message.discarded:  # DISCARD: acknowledged, never delivered

@@ -218,6 +218,8 @@ TOO_MANY_HOPS = Reply(554, "5.4.0", "Error: too many hops")
 # smtpd_forbid_unauth_pipelining: input sent without waiting where SMTP requires it.
 PROTOCOL_SYNCHRONIZATION = Reply(554, "5.5.0", "Error: SMTP protocol synchronization")
 QUEUE_WRITE_ERROR = Reply(451, "4.3.0", "Error: queue file write error")
+# virtual alias expansion looped or grew too large (cleanup(8), CLEANUP_STAT_DEFER).
+ALIAS_EXPANSION_ERROR = Reply(451, "4.6.0", "Alias expansion error")
 
 
 def queued(queue_id: str) -> Reply:
@@ -425,6 +427,17 @@ def user_unknown(
     detail = "1.0" if what is ReplyClass.SENDER else "1.1"
     return rejected(code, _dsn(code, detail), what, address,
                     f"User unknown in {table} recipient table")
+
+
+def user_unknown_virtual_alias(
+    address: str, code: int, what: ReplyClass = ReplyClass.RECIPIENT
+) -> Reply:
+    """reject_unlisted_recipient/_sender in a virtual alias domain
+    (unknown_virtual_alias_reject_code 550): ``<addr>: Recipient address rejected: User
+    unknown in virtual alias table`` (X.1.1; X.1.7 for a sender, as Postfix 3.7)."""
+    detail = "1.7" if what is ReplyClass.SENDER else "1.1"
+    return rejected(code, _dsn(code, detail), what, address,
+                    "User unknown in virtual alias table")
 
 
 def temporary_lookup_failure(address: str) -> Reply:

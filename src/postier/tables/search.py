@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from postier.rewrite.address import fold_domain, parse_address
-from postier.rewrite.extension import split_extension
-from postier.tables.maps import Key
+from postier.rewrite.addrmap import Found
+from postier.rewrite.extension import find_extension, split_extension
+from postier.tables.maps import Key, Maps
 
 #: postconf(5) default of ``parent_domain_matches_subdomains`` (Postfix 3.7).
 PARENT_DOMAIN_DEFAULT = (
@@ -168,6 +169,30 @@ def mail_addr_keys(address: str, settings: SearchSettings, *, local: bool = Fals
             keys.append(Key(base, True))
     keys.append(Key(f"@{domain}", True))
     return keys
+
+
+def mail_addr_find(maps: Maps, address: str, settings: SearchSettings, *,
+                   local: bool = False) -> Found | None:
+    """Search ``maps`` for ``address`` in mail_addr_find(3) order (``mail_addr_keys``):
+    what was found, with the extension (``"+foo"``) when the key that matched had it
+    stripped (``user@domain`` or ``user`` for ``user+foo@domain``), for
+    propagate_unmatched_extensions; an ``@domain`` match propagates nothing. None when
+    not found; raises ``TableError`` when a table fails (canonical(5), virtual(5))."""
+    parsed = parse_address(address)
+    split = find_extension(parsed.localpart, settings.recipient_delimiter)
+    stripped: set[str] = set()
+    if split.extension is not None:
+        base = split.base.lower()
+        stripped.add(base)
+        if parsed.domain is not None:
+            stripped.add(f"{base}@{fold_domain(parsed.domain)}")
+    for key in mail_addr_keys(address, settings, local=local):
+        value = maps.lookup(key.text, partial=key.partial)
+        if value is not None:
+            extension = (split.delimiter + (split.extension or "")
+                         if key.text in stripped else None)
+            return Found(value, extension)
+    return None
 
 
 def alias_keys(localpart: str, recipient_delimiter: str) -> list[Key]:

@@ -41,7 +41,8 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.parametrize("argv", [
     ["start", "--bogus"], ["start", "extra"], ["postfix", "stop", "-x"], ["frobnicate"], [],
-    ["--bogus", "start"], ["postfix"],
+    ["--bogus", "start"], ["postfix"], ["stop", "slow"], ["stop", "fast", "now"],
+    ["postfix", "stop", "faster"],
 ])
 def test_usage_errors_exit_2_and_run_nothing(
     argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
@@ -69,6 +70,20 @@ def test_postfix_alias_routes_to_the_same_verb(
     assert main.main(["-c", str(tmp_path), "postfix", "reload"]) == 0
     assert main.main(["-c", str(tmp_path), "status"]) == 0
     assert called == [("reload", str(tmp_path)), ("status", str(tmp_path))]
+
+
+def test_stop_fast_is_abort_under_both_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    called: list[str] = []
+
+    def fake(verb: main.Verb) -> object:
+        return lambda config_dir: called.append(verb.function) or 0
+
+    monkeypatch.setattr(main, "_verb_function", fake)
+    for argv in (["stop", "fast"], ["postfix", "stop", "fast"], ["stop"], ["abort"]):
+        assert main.main(["-c", str(tmp_path), *argv]) == 0
+    assert called == ["abort", "abort", "stop", "abort"]
 
 
 def test_postconf_lists(capsys: pytest.CaptureFixture[str]) -> None:

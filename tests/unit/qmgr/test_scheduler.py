@@ -405,3 +405,13 @@ def test_notify_classes_and_delay_warning_time_come_from_the_configuration() -> 
     assert pol.delay_warning_time == 2 * HOUR  # the default unit is hours
     assert Policy.from_config(Config(parse("", "main.cf"), hostname="h"), []).notify_classes \
         == frozenset({"resource", "software"})
+
+
+def test_an_address_left_in_a_virtual_alias_domain_goes_to_error() -> None:
+    """trivial-rewrite(8): what virtual_alias_maps did not expand bounces with error(8)'s
+    ``User unknown in virtual alias table`` (5.1.1), as Postfix 3.7 logs it."""
+    r = routing("relayhost = [127.1.0.5]:2526\n")
+    assert scheduler.route("self@virt.example", AddressClass.VIRTUAL_ALIAS, r) == Route(
+        "error", "5.1.1 User unknown in virtual alias table")
+    assert scheduler.route("self@virt.example", AddressClass.VIRTUAL_ALIAS, r,
+                           "smtp:[127.1.0.6]") == Route("smtp", "[127.1.0.6]")

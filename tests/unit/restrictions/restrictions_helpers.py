@@ -37,6 +37,9 @@ class World:
     # relay_recipient_maps: the listed addresses (user@domain or @domain); None: no maps
     relay_recipients: set[str] | None = None
     relay_recipients_fail: bool = False
+    # virtual_alias_domains, and the keys of virtual_alias_maps (user@domain or @domain)
+    virtual_alias_domains: list[str] = field(default_factory=list)
+    virtual_aliases: set[str] = field(default_factory=set)
     dns_asked: list[str] = field(default_factory=list)
     # DNS records by (name, type): a tuple, () no such records, or "tempfail"; a name not
     # given does not exist (None) -- but every name under list.example is listed 127.0.0.2
@@ -54,9 +57,18 @@ class World:
         return classify(
             domain, mydestination=self.mydestination, inet_interface_addrs=self.interfaces,
             proxy_interfaces=[], relay_domains=self.relay_domains,
+            virtual_alias_domains=self.virtual_alias_domains,
         )
 
     def is_local_recipient(self, address: str) -> bool | None:
+        """As smtpd's facts: listed in virtual_alias_maps, else unknown in a virtual alias
+        domain, else local_recipient_maps."""
+        domain = address.rpartition("@")[2].lower() if "@" in address else ""
+        if address.lower() in self.virtual_aliases or f"@{domain}" in self.virtual_aliases:
+            return True
+        if self.address_class(domain) is AddressClass.VIRTUAL_ALIAS:
+            return False
+
         def known(name: str) -> bool | None:
             return None if self.users_fail else name in self.users
         return LocalRecipientCheck(known, self.delimiter)(address)

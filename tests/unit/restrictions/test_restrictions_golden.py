@@ -83,6 +83,10 @@ def run_script() -> dict[int, str]:
                 sc.world.relay_recipients = set(value.split()) if value else None
             elif name == "relay_recipients_fail":
                 sc.world.relay_recipients_fail = _yes(value)
+            elif name == "virtual_alias_domains":
+                sc.world.virtual_alias_domains = value.split()
+            elif name == "virtual_aliases":
+                sc.world.virtual_aliases = set(value.split())
             elif name == "users":
                 sc.world.users = set(value.split())
             elif name == "users_fail":

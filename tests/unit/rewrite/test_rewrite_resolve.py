@@ -112,7 +112,7 @@ def test_local_users_are_the_aliases_and_passwd() -> None:
 class _Cfg:
     def __getitem__(self, param: Param[Any]) -> Any:
         return {"mydestination": ["Example.COM.", "localhost"],
-                "relay_domains": ["relay.example"]}[param.name]
+                "relay_domains": ["relay.example"], "virtual_alias_domains": []}[param.name]
 
 
 def test_classifier_from_config() -> None:
@@ -124,3 +124,29 @@ def test_classifier_from_config() -> None:
     assert classify_("example.org") is AddressClass.DEFAULT
     assert classify_ == Classifier.from_lists(["example.com", "localhost"],
                                               ["127.0.0.1", "192.0.2.1"], ["relay.example"])
+
+
+class _VirtualCfg:
+    def __getitem__(self, param: Param[Any]) -> Any:
+        return {"mydestination": ["example.com"], "relay_domains": ["relay.example"],
+                "virtual_alias_domains": ["Virt.Example", "hash:/etc/postfix/virtual"],
+                }[param.name]
+
+
+def test_classifier_virtual_alias_domains() -> None:
+    """virtual_alias_domains: names, and (through virtual_alias_tables) the domains that
+    are keys of its table entries; mydestination wins over both."""
+    asked: list[str] = []
+
+    def tables(domain: str) -> bool:
+        asked.append(domain)
+        return domain in ("table.example", "example.com")
+
+    classify_ = Classifier.from_config(_VirtualCfg(), [], virtual_alias_tables=tables)
+    assert classify_("virt.example.") is AddressClass.VIRTUAL_ALIAS
+    assert classify_("Table.Example") is AddressClass.VIRTUAL_ALIAS
+    assert asked == ["table.example"]
+    assert classify_("example.com") is AddressClass.LOCAL
+    assert classify_("sub.virt.example") is AddressClass.DEFAULT
+    assert classify_("other.example") is AddressClass.DEFAULT
+    assert Classifier.from_config(_VirtualCfg(), [])("table.example") is AddressClass.DEFAULT
