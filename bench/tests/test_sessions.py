@@ -84,10 +84,13 @@ def test_memory_by_kind_sums_per_kind_and_totals_sum_everything() -> None:
     assert sessions.totals({}) == (0, 0, 0)
 
 
-@pytest.mark.parametrize(("n", "limit"), [(1, 2), (200, 220), (2000, 2200), (10000, 11000),
-                                          (15, 17)])
-def test_process_limit_for_gives_ten_percent_headroom_rounded_up(n: int, limit: int) -> None:
-    assert sessions.process_limit_for(n) == limit
+@pytest.mark.parametrize(("n", "workers", "limit"), [
+    (1, 1, 1), (200, 2, 400), (2000, 2, 4000), (10000, 2, 20000), (10, 0, 10)])
+def test_process_limit_for_gives_every_worker_a_share_of_all_sessions(
+        n: int, workers: int, limit: int) -> None:
+    assert sessions.process_limit_for(n, workers) == limit
+    # each worker's share (instance.session_share: the limit split, rounded up) is n
+    assert -(-limit // max(1, workers)) == n
 
 
 def test_parse_client_ready() -> None:
