@@ -167,6 +167,9 @@ class SessionsRound:
     first_error: str = ""
     still_open: int = 0  # open sessions the server had not ended when memory was read
     setup_seconds: float | None = None
+    setup_cpu_seconds: float | None = None  # the server tree's CPU while sessions opened
+    client_cpu_seconds: float | None = None  # the client's, for the same span
+    latency: dict[str, float] = field(default_factory=dict)  # the client's, seconds
     idle_pss_kb: int = 0
     idle_rss_kb: int = 0
     pss_kb: int = 0
@@ -275,6 +278,7 @@ def measure(inst: bench.Instance, round_no: int, args: argparse.Namespace) -> Se
         time.sleep(args.settle)
         result.idle_kinds = tree_memory(inst)
         _, result.idle_pss_kb, result.idle_rss_kb = totals(result.idle_kinds)
+        ticks0, _ = inst.cpu_ticks()
         client = subprocess.Popen(
             [*args.client_python, str(BENCH_DIR / "sessions_client.py"),
              "--port", str(inst.port), "-n", str(args.sessions),
@@ -282,12 +286,18 @@ def measure(inst: bench.Instance, round_no: int, args: argparse.Namespace) -> Se
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert client.stdout is not None and client.stdin is not None
         line = client.stdout.readline()
+        ticks1, _ = inst.cpu_ticks()
+        result.setup_cpu_seconds = (ticks1 - ticks0) / bench.clock_ticks()
+        result.client_cpu_seconds = bench.process_ticks(client.pid) / bench.clock_ticks()
         if not line:
             raise RuntimeError(f"sessions client exited {client.wait()} without a report")
         report = parse_client_ready(line)
         result.open, result.refused = report["open"], report["refused"]
         result.failed, result.first_error = report["failed"], report.get("first_error", "")
         result.setup_seconds = report.get("seconds")
+        result.latency = {k: report[k] for k in ("connect_median", "connect_max",
+                                                 "greeting_median", "greeting_max")
+                          if k in report}
         time.sleep(args.settle)
         result.kinds = tree_memory(inst)
         result.processes, result.pss_kb, result.rss_kb = totals(result.kinds)
@@ -318,7 +328,10 @@ def describe(r: SessionsRound) -> str:
     head = (f"{r.server} round {r.round}: {r.open}/{r.sessions} open, {r.refused} refused, "
             f"{r.failed} failed; PSS {r.pss_kb / 1024:.1f} MB (idle "
             f"{r.idle_pss_kb / 1024:.1f}), RSS {r.rss_kb / 1024:.1f} MB, "
-            f"{r.processes} processes; set up in {r.setup_seconds or 0:.1f}s; {kinds}")
+            f"{r.processes} processes; set up in {r.setup_seconds or 0:.1f}s (server CPU "
+            f"{r.setup_cpu_seconds or 0:.1f}s, client {r.client_cpu_seconds or 0:.1f}s; "
+            + ", ".join(f"{k} {v:.2f}s" for k, v in r.latency.items()) + "); "
+            f"{kinds}")
     return head if r.ok else f"{head}; FAILED: {r.error}"
 
 

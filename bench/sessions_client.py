@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import resource
+import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -68,6 +69,11 @@ class Report:
     seconds: float = 0.0
     nofile: int = 0
     first_error: str = ""
+    # of the open sessions, seconds: connect() returned, then the 220 greeting arrived
+    connect_median: float = 0.0
+    connect_max: float = 0.0
+    greeting_median: float = 0.0
+    greeting_max: float = 0.0
 
 
 class SmtpReplyError(Exception):
@@ -95,6 +101,8 @@ class Sessions:
         self.writers: list[asyncio.StreamWriter] = []
         self.watchers: list[asyncio.Task[None]] = []
         self.dropped = 0  # open sessions the server ended (or spoke on) since
+        self.connect_times: list[float] = []
+        self.greeting_times: list[float] = []
 
     async def one(self, index: int, gate: asyncio.Semaphore) -> None:
         async with gate:
@@ -114,8 +122,10 @@ class Sessions:
             self.report.first_error = f"session {index}: {error}"
 
     async def _open(self, index: int) -> None:
+        t0 = time.monotonic()
         reader, writer = await asyncio.open_connection(
             self.address, self.port, local_addr=(source_address(index), 0))
+        t1 = time.monotonic()
         try:
             for command in (None, f"EHLO {HELO_NAME}\r\n".encode()):
                 if command is not None:
@@ -123,9 +133,12 @@ class Sessions:
                 code, line = await read_reply(reader)
                 if code != (220 if command is None else 250):
                     raise SmtpReplyError(line.decode("ascii", "replace"))
+                if command is None:
+                    self.greeting_times.append(time.monotonic() - t1)
         except BaseException:
             writer.close()
             raise
+        self.connect_times.append(t1 - t0)
         self.writers.append(writer)
         self.watchers.append(asyncio.ensure_future(self._watch(reader)))
         self.report.open += 1
@@ -154,6 +167,13 @@ async def run(args: argparse.Namespace) -> Report:
     t0 = time.monotonic()
     await asyncio.gather(*(sessions.one(i, gate) for i in range(args.sessions)))
     sessions.report.seconds = time.monotonic() - t0
+    r = sessions.report
+    if sessions.connect_times:
+        r.connect_median = statistics.median(sessions.connect_times)
+        r.connect_max = max(sessions.connect_times)
+    if sessions.greeting_times:
+        r.greeting_median = statistics.median(sessions.greeting_times)
+        r.greeting_max = max(sessions.greeting_times)
     print(json.dumps(asdict(sessions.report)), flush=True)
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.readline)
