@@ -155,3 +155,52 @@ def test_client_reply_helpers() -> None:
     assert client.reply_code(b"421 4.7.0 too many connections\r\n") == 421
     with pytest.raises(ValueError):
         client.reply_code(b"hello\r\n")
+
+
+def test_client_counts_open_refused_and_failed_sessions_against_a_loopback_server() -> None:
+    """A scripted server: the first 3 clients are greeted and answer EHLO, the 4th gets
+    421, the 5th a 554 greeting; later the server closes one open session."""
+    import asyncio
+
+    async def scenario() -> tuple[object, int]:
+        seen: list[asyncio.StreamWriter] = []
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            seen.append(writer)
+            n = len(seen)
+            if n == 4:
+                writer.write(b"421 4.7.0 bench.example.com Error: too many connections\r\n")
+                writer.close()
+                return
+            if n == 5:
+                writer.write(b"554 5.7.1 no\r\n")
+                writer.close()
+                return
+            writer.write(b"220 bench.example.com ESMTP\r\n")
+            await reader.readline()
+            writer.write(b"250-bench.example.com\r\n250 PIPELINING\r\n")
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        s = client.Sessions(port, "127.0.0.1", timeout=10)
+        gate = asyncio.Semaphore(1)  # one at a time: the order above is the clients' order
+        await asyncio.gather(*(s.one(i, gate) for i in range(5)))
+        seen[0].close()  # the server ends an open session
+        for _ in range(100):
+            if s.dropped:
+                break
+            await asyncio.sleep(0.01)
+        still_open = s.report.open - s.dropped
+        await s.close_all()
+        for writer in seen:
+            writer.close()
+        await asyncio.sleep(0.05)
+        server.close()
+        await server.wait_closed()
+        return s.report, still_open
+
+    report, still_open = asyncio.run(scenario())
+    assert (report.open, report.refused, report.failed) == (3, 1, 1)  # type: ignore[attr-defined]
+    assert "554" in report.first_error  # type: ignore[attr-defined]
+    assert still_open == 2
+    assert report.greeting_median == 0.0  # type: ignore[attr-defined]  (set by run() only)
