@@ -301,3 +301,51 @@ def test_5000_concurrent_clients_are_greeted_or_told(make_instance) -> None:
         r'limit "100": new clients may experience noticeable delays', log), log[-2000:]
 
 
+
+
+
+async def _held_session(port: int, greetings: list[str], release: asyncio.Event) -> None:
+    """Connect, note the greeting in ``greetings``, hold the session until ``release``."""
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 60)
+    try:
+        line = await asyncio.wait_for(reader.readline(), 60)
+        greetings.append(line.decode(errors="replace").strip() or "closed without a word")
+        await release.wait()
+        if line.startswith(b"220"):
+            writer.write(b"QUIT\r\n")
+            await writer.drain()
+            await asyncio.wait_for(reader.readline(), 30)
+    finally:
+        writer.close()
+
+
+def test_the_service_limit_not_one_workers_share_is_what_clients_meet(make_instance) -> None:
+    """default_process_limit = 20 with several smtpd workers: 20 concurrent sessions are
+    all greeted, whatever worker the kernel wakes first for each (Postfix holds exactly
+    its process limit), and a 21st is not greeted while they are all held."""
+    limit = 20
+    inst: Instance = make_instance(BASE_MAIN_CF + f"default_process_limit = {limit}\n")
+    assert inst.start().returncode == 0, inst.log()
+
+    async def crowd() -> tuple[list[str], list[str]]:
+        release = asyncio.Event()
+        greetings: list[str] = []
+        held = [asyncio.create_task(_held_session(inst.port, greetings, release))
+                for _ in range(limit)]
+        for _ in range(300):  # at most 30 s: a client past a share would wait 10 s, then 421
+            await asyncio.sleep(0.1)
+            if len(greetings) == limit:
+                break
+        extra: list[str] = []
+        late = asyncio.create_task(_held_session(inst.port, extra, asyncio.Event()))
+        await asyncio.sleep(1.5)
+        over = list(extra)
+        release.set()
+        await asyncio.gather(*held)
+        late.cancel()
+        await asyncio.gather(late, return_exceptions=True)
+        return list(greetings), over
+
+    greetings, over = asyncio.run(crowd())
+    assert len(greetings) == limit and all(g.startswith("220 ") for g in greetings), greetings
+    assert over == [], over

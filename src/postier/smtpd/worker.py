@@ -34,6 +34,9 @@ STOP_DATA_SECONDS = 5.0  # on stop, how long a message being received may take t
 BUSY_WARN_SECONDS = 1000.0  # Postfix's master repeats its process-limit warning this rarely
 ACCEPT_RETRY_SECONDS = 1.0
 OVERFLOW_WAIT_SECONDS = 10.0  # a client past the session limit waits this long to be served
+#: a worker whose share is full waits this long before taking a waiting client, so that a
+#: worker with a free slot takes it (the kernel wakes every worker; the first to accept wins)
+SHARE_FULL_PAUSE_SECONDS = 0.5
 OVERFLOW_FACTOR = 10  # ... and at most this many times the share of clients wait
 
 
@@ -156,8 +159,10 @@ async def accept_loop(
     than the listener's share at once. Past the share a client waits (accepted, not yet
     greeted) up to ``OVERFLOW_WAIT_SECONDS`` for a session to end, at most
     ``OVERFLOW_FACTOR`` times the share of them; else it gets ``421 4.7.0 … too many
-    connections``. The kernel's listen queue stays short, so no client is left to time
-    out there. An accept error (descriptors exhausted) is logged and retried after a
+    connections``. A worker whose share is full takes a waiting client only after
+    ``SHARE_FULL_PAUSE_SECONDS``, so that the service's limit, not one worker's share,
+    is what clients meet. The kernel's listen queue stays short, so no client is left to
+    time out there. An accept error (descriptors exhausted) is logged and retried after a
     pause, as Postfix's master does: nothing is accepted and closed without a word."""
     loop = asyncio.get_running_loop()
     svc = listener.service
@@ -192,33 +197,65 @@ async def accept_loop(
             raise
         start(conn)
 
+    async def take(conn: socket.socket) -> None:
+        """One accepted client: a session now, or the overflow's wait (or its 421)."""
+        conn.setblocking(False)
+        if slots is None:
+            start(conn)
+        elif not slots.locked():
+            await slots.acquire()  # free: returns at once
+            start(conn)
+        else:
+            listener.warn_busy()
+            if len(waiting) >= OVERFLOW_FACTOR * listener.share:
+                task = loop.create_task(refuse(conn, svc))
+            else:
+                task = loop.create_task(wait_for_slot(conn))
+            waiting.add(task)
+            task.add_done_callback(waiting.discard)
+
     try:
         while True:
             try:
+                if slots is not None and slots.locked():
+                    # Full: a worker with a free slot gets the waiting clients first;
+                    # what is still waiting after the pause goes to the overflow at once.
+                    await _readable(loop, listener.sock)
+                    listener.warn_busy()
+                    await asyncio.sleep(SHARE_FULL_PAUSE_SECONDS)
+                    while slots.locked():
+                        try:
+                            conn, _ = listener.sock.accept()
+                        except BlockingIOError:
+                            break  # the queue is empty (another worker took them)
+                        await take(conn)
+                    continue
                 conn, _ = await loop.sock_accept(listener.sock)
             except OSError as exc:
                 svc.log.warning(f"service {svc.name}: accept: {exc.strerror or exc}")
                 await asyncio.sleep(ACCEPT_RETRY_SECONDS)
                 continue
-            conn.setblocking(False)
-            if slots is None:
-                start(conn)
-            elif not slots.locked():
-                await slots.acquire()  # free: returns at once
-                start(conn)
-            else:
-                listener.warn_busy()
-                if len(waiting) >= OVERFLOW_FACTOR * listener.share:
-                    task = loop.create_task(refuse(conn, svc))
-                else:
-                    task = loop.create_task(wait_for_slot(conn))
-                waiting.add(task)
-                task.add_done_callback(waiting.discard)
+            await take(conn)
     finally:
         for task in list(waiting):
             task.cancel()
         if opening:  # their sessions must be known to the worker before it drains
             await asyncio.wait(list(opening))
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    """Return once ``sock`` (a listening socket) has a connection waiting."""
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(sock.fileno(), wake)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(sock.fileno())
 
 
 async def open_session(
