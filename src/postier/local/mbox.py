@@ -29,6 +29,7 @@ import errno
 import fcntl
 import functools
 import os
+import re
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -48,6 +49,10 @@ _CHUNK = 65536
 # ---------------------------------------------------------------------------
 
 _ATEXT_SPECIALS = set('()<>[]:;@\\,"') | {" ", "\t"}
+#: A character that keeps a localpart from being a dot-atom: one of ``_ATEXT_SPECIALS``,
+#: a control character or DEL (one regex search instead of a Python step per character).
+_NEEDS_QUOTES = re.compile(
+    "[\x00-\x1f\x7f" + "".join(re.escape(c) for c in sorted(_ATEXT_SPECIALS)) + "]")
 
 
 def quote_822_local(address: str) -> str:
@@ -63,7 +68,7 @@ def quote_822_local(address: str) -> str:
         or local.startswith(".")
         or local.endswith(".")
         or ".." in local
-        or any(c in _ATEXT_SPECIALS or ord(c) < 32 or ord(c) == 127 for c in local)
+        or _NEEDS_QUOTES.search(local) is not None
     )
     if not needs or (local.startswith('"') and local.endswith('"') and len(local) > 1):
         return address
