@@ -166,13 +166,17 @@ async def read(reader: asyncio.StreamReader, transport: asyncio.BaseTransport,
     """
     task = asyncio.current_task()
     assert task is not None, "stream.read outside a task"
+    loop = task.get_loop()
     watch = _watches.get(transport)
-    if watch is None:
-        watch = _watches[transport] = _ReadWatch(task.get_loop())
+    if watch is None or watch.loop is not loop:
+        watch = _watches[transport] = _ReadWatch(loop)
     watch.start(task, timeout)
     try:
         with peer_errors(transport):
             data = await reader.read(size)
+    except PeerGone:
+        watch.cancel()  # the connection is over: no timer left behind for it
+        raise
     except asyncio.CancelledError:
         # Ours only when the watch fired and nobody else asked for a cancellation, as
         # asyncio.timeout decides.

@@ -248,6 +248,36 @@ def test_an_outer_timeout_around_a_read_stays_the_outer_ones() -> None:
     assert asyncio.run(main()) == b"late"
 
 
+def test_a_transport_read_under_a_new_loop_gets_a_new_timer() -> None:
+    transport = FakeTransport()
+
+    async def once() -> bytes:
+        reader = asyncio.StreamReader()
+        reader.feed_data(b"z")
+        return await stream.read(reader, transport, 100, 300)
+
+    async def silent() -> bytes:
+        return await asyncio.wait_for(
+            stream.read(asyncio.StreamReader(), transport, 100, 0.05), 5)
+
+    assert asyncio.run(once()) == b"z"
+    with pytest.raises(stream.PeerTimeout):  # timed by this loop, not the closed one
+        asyncio.run(silent())
+
+
+def test_a_peer_gone_leaves_no_timer() -> None:
+    async def main() -> int:
+        reader, transport = asyncio.StreamReader(), FakeTransport()
+        loop = asyncio.get_running_loop()
+        reader.set_exception(ConnectionResetError(errno.ECONNRESET, "reset"))
+        with pytest.raises(stream.PeerGone):
+            await stream.read(reader, transport, 100, 300)
+        await asyncio.sleep(0)
+        return len(loop._scheduled)  # type: ignore[attr-defined]
+
+    assert asyncio.run(main()) == 0
+
+
 def test_close_cancels_the_read_timer() -> None:
     async def main() -> int:
         reader, transport = asyncio.StreamReader(), FakeTransport()
