@@ -154,7 +154,9 @@ class _ReadWatch:
             self.handle = None
 
 
-_watches: weakref.WeakKeyDictionary[asyncio.BaseTransport, _ReadWatch] = (
+#: Each stream's watch, by its reader: a reader outlives a STARTTLS (its transport does
+#: not, and asyncio's TLS transport cannot even be weakly referenced).
+_watches: weakref.WeakKeyDictionary[asyncio.StreamReader, _ReadWatch] = (
     weakref.WeakKeyDictionary())
 
 
@@ -167,9 +169,9 @@ async def read(reader: asyncio.StreamReader, transport: asyncio.BaseTransport,
     task = asyncio.current_task()
     assert task is not None, "stream.read outside a task"
     loop = task.get_loop()
-    watch = _watches.get(transport)
+    watch = _watches.get(reader)
     if watch is None or watch.loop is not loop:
-        watch = _watches[transport] = _ReadWatch(loop)
+        watch = _watches[reader] = _ReadWatch(loop)
     watch.start(task, timeout)
     try:
         with peer_errors(transport):
@@ -198,7 +200,8 @@ async def close(writer: asyncio.StreamWriter, timeout: float) -> None:
     the close end sooner (abort).
     """
     transport = writer.transport
-    watch = _watches.pop(transport, None)
+    reader = getattr(writer, "_reader", None)  # asyncio keeps the writer's reader there
+    watch = _watches.pop(reader, None) if isinstance(reader, asyncio.StreamReader) else None
     if watch is not None:
         watch.cancel()
     with contextlib.suppress(PeerGone):

@@ -278,6 +278,29 @@ def test_a_peer_gone_leaves_no_timer() -> None:
     assert asyncio.run(main()) == 0
 
 
+class SlottedTransport(asyncio.Transport):
+    """Like asyncio's TLS transport: no weak reference can be made to it."""
+
+    __slots__ = ()
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def test_read_times_a_transport_that_cannot_be_weakly_referenced() -> None:
+    # asyncio's _SSLProtocolTransport (after STARTTLS) has __slots__ and no __weakref__.
+    async def main() -> bytes:
+        reader = asyncio.StreamReader()
+        reader.feed_data(b"tls")
+        transport = SlottedTransport()
+        got = await stream.read(reader, transport, 100, 300)
+        with pytest.raises(stream.PeerTimeout):
+            await stream.read(reader, transport, 100, 0.01)
+        return got
+
+    assert asyncio.run(main()) == b"tls"
+
+
 def test_close_cancels_the_read_timer() -> None:
     async def main() -> int:
         reader, transport = asyncio.StreamReader(), FakeTransport()
@@ -285,7 +308,9 @@ def test_close_cancels_the_read_timer() -> None:
         await stream.read(reader, transport, 100, 300)
         loop = asyncio.get_running_loop()
         before = len(loop._scheduled)  # type: ignore[attr-defined]
-        await stream.close(writer(transport), 10)
+        w = writer(transport)
+        w._reader = reader  # type: ignore[attr-defined]  # as asyncio's StreamWriter has it
+        await stream.close(w, 10)
         await asyncio.sleep(0)
         return before - len(loop._scheduled)  # type: ignore[attr-defined]
 
