@@ -46,6 +46,18 @@ _SEVERITY = {"info": 6, "warning": 4, "error": 3, "fatal": 2, "panic": 0}
 SEVERITIES = tuple(_SEVERITY)
 
 
+_stamp: tuple[int, str] = (-1, "")
+
+
+def timestamp() -> str:
+    """syslog's ``Nov 25 20:48:52`` for now, local time; formatted once a second."""
+    global _stamp
+    now = int(time.time())
+    if now != _stamp[0]:
+        _stamp = (now, time.strftime("%b %e %H:%M:%S", time.localtime(now)))
+    return _stamp[1]
+
+
 def facility_code(name: str) -> int | None:
     """syslog(3)'s code of facility ``name`` (``mail`` -> 2), None when unknown."""
     return _SYSLOG_FACILITIES.get(name.lower())
@@ -93,11 +105,11 @@ class Log:
         if self._sock is not None:
             prio = self._facility * 8 + _SEVERITY[severity]
             try:
-                self._sock.send(f"<{prio}>{time.strftime('%b %e %H:%M:%S')} {body}".encode())
+                self._sock.send(f"<{prio}>{timestamp()} {body}".encode())
                 return
             except OSError:
                 pass
-        line = f"{time.strftime('%b %e %H:%M:%S')} {self.host} {body}\n".encode(
+        line = f"{timestamp()} {self.host} {body}\n".encode(
             "utf-8", "backslashreplace"
         )
         if self._fd is not None:

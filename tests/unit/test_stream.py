@@ -179,6 +179,144 @@ def test_read_of_a_silent_peer_times_out() -> None:
         asyncio.run(read())
 
 
+def test_each_read_gets_its_own_timeout_though_the_timer_is_shared() -> None:
+    # Five reads of 0.06 s each, 0.15 s allowed per read: 0.3 s in all, twice the
+    # timeout, and none may time out (the shared timer re-arms for the read in progress).
+    async def main() -> list[bytes]:
+        reader, transport = asyncio.StreamReader(), FakeTransport()
+        loop = asyncio.get_running_loop()
+        got = []
+        for i in range(5):
+            loop.call_later(0.06, reader.feed_data, b"%d" % i)
+            got.append(await stream.read(reader, transport, 100, 0.15))
+        return got
+
+    assert asyncio.run(main()) == [b"0", b"1", b"2", b"3", b"4"]
+
+
+def test_a_shorter_timeout_after_a_longer_one_still_applies() -> None:
+    async def main() -> None:
+        reader, transport = asyncio.StreamReader(), FakeTransport()
+        reader.feed_data(b"x")
+        assert await stream.read(reader, transport, 100, 300) == b"x"
+        await asyncio.wait_for(stream.read(reader, transport, 100, 0.05), 5)
+
+    with pytest.raises(stream.PeerTimeout):
+        asyncio.run(main())
+
+
+def test_a_silent_peer_times_out_after_the_timeout_not_before() -> None:
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with pytest.raises(stream.PeerTimeout):
+            await stream.read(asyncio.StreamReader(), FakeTransport(), 100, 0.1)
+        return loop.time() - start
+
+    assert 0.09 <= asyncio.run(main()) < 5
+
+
+def test_a_read_cancelled_by_someone_else_is_cancelled_not_timed_out() -> None:
+    async def main() -> None:
+        reader, transport = asyncio.StreamReader(), FakeTransport()
+        task = asyncio.create_task(stream.read(reader, transport, 100, 300))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # and the connection's next read still works, with its own timeout
+        reader.feed_data(b"y")
+        assert await stream.read(reader, transport, 100, 300) == b"y"
+        with pytest.raises(stream.PeerTimeout):
+            await stream.read(reader, transport, 100, 0.01)
+
+    asyncio.run(main())
+
+
+def test_an_outer_timeout_around_a_read_stays_the_outer_ones() -> None:
+    # smtpd's early_input: asyncio.timeout(0) around a read that finds nothing.
+    async def main() -> bytes:
+        reader, transport = asyncio.StreamReader(), FakeTransport()
+        try:
+            async with asyncio.timeout(0):
+                await stream.read(reader, transport, 100, 300)
+        except TimeoutError:
+            pass
+        reader.feed_data(b"late")
+        return await stream.read(reader, transport, 100, 300)
+
+    assert asyncio.run(main()) == b"late"
+
+
+def test_a_transport_read_under_a_new_loop_gets_a_new_timer() -> None:
+    transport = FakeTransport()
+
+    async def once() -> bytes:
+        reader = asyncio.StreamReader()
+        reader.feed_data(b"z")
+        return await stream.read(reader, transport, 100, 300)
+
+    async def silent() -> bytes:
+        return await asyncio.wait_for(
+            stream.read(asyncio.StreamReader(), transport, 100, 0.05), 5)
+
+    assert asyncio.run(once()) == b"z"
+    with pytest.raises(stream.PeerTimeout):  # timed by this loop, not the closed one
+        asyncio.run(silent())
+
+
+def test_a_peer_gone_leaves_no_timer() -> None:
+    async def main() -> int:
+        reader, transport = asyncio.StreamReader(), FakeTransport()
+        loop = asyncio.get_running_loop()
+        reader.set_exception(ConnectionResetError(errno.ECONNRESET, "reset"))
+        with pytest.raises(stream.PeerGone):
+            await stream.read(reader, transport, 100, 300)
+        await asyncio.sleep(0)
+        return len(loop._scheduled)  # type: ignore[attr-defined]
+
+    assert asyncio.run(main()) == 0
+
+
+class SlottedTransport(asyncio.Transport):
+    """Like asyncio's TLS transport: no weak reference can be made to it."""
+
+    __slots__ = ()
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def test_read_times_a_transport_that_cannot_be_weakly_referenced() -> None:
+    # asyncio's _SSLProtocolTransport (after STARTTLS) has __slots__ and no __weakref__.
+    async def main() -> bytes:
+        reader = asyncio.StreamReader()
+        reader.feed_data(b"tls")
+        transport = SlottedTransport()
+        got = await stream.read(reader, transport, 100, 300)
+        with pytest.raises(stream.PeerTimeout):
+            await stream.read(reader, transport, 100, 0.01)
+        return got
+
+    assert asyncio.run(main()) == b"tls"
+
+
+def test_close_cancels_the_read_timer() -> None:
+    async def main() -> int:
+        reader, transport = asyncio.StreamReader(), FakeTransport()
+        reader.feed_data(b"x")
+        await stream.read(reader, transport, 100, 300)
+        loop = asyncio.get_running_loop()
+        before = len(loop._scheduled)  # type: ignore[attr-defined]
+        w = writer(transport)
+        w._reader = reader  # type: ignore[attr-defined]  # as asyncio's StreamWriter has it
+        await stream.close(w, 10)
+        await asyncio.sleep(0)
+        return before - len(loop._scheduled)  # type: ignore[attr-defined]
+
+    assert asyncio.run(main()) == 1
+
+
 @pytest.mark.parametrize(
     "exc", [None, ConnectionResetError(errno.ECONNRESET, "reset"), RuntimeError("closed")]
 )

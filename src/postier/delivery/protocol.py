@@ -9,7 +9,7 @@ request's ``id``. This plays the role of Postfix's deliver_request(3) attribute 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from postier.delivery.status import DeliveryStatus
 
@@ -32,7 +32,16 @@ class DeliverRequest:
     attrs: dict[str, str] = field(default_factory=dict)
 
     def encode(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode() + b"\n"
+        # The same object dataclasses.asdict() gives, built directly (asdict deep-copies
+        # through every field by reflection: a tenth of qmgr's CPU per message).
+        obj = {
+            "id": self.id, "queue_id": self.queue_id, "path": self.path,
+            "sender": self.sender, "arrival": self.arrival,
+            "recipients": [{"index": r.index, "address": r.address, "orig": r.orig}
+                           for r in self.recipients],
+            "attrs": self.attrs,
+        }
+        return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
 
     @classmethod
     def decode(cls, line: bytes) -> DeliverRequest:

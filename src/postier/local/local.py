@@ -119,6 +119,19 @@ class LocalAgent:
         # what each final target of the message being delivered got, so that aliases
         # reaching one user twice deliver once (Postfix's duplicate elimination)
         self._targets: dict[tuple[str, str | None], DeliveryStatus] = {}
+        # the password entries read for the message being delivered: its expansion and
+        # its delivery ask for the same user (getpwnam reads /etc/passwd each time)
+        self._passwd: dict[str, pwd.struct_passwd | None] = {}
+
+    def getpwnam(self, name: str) -> pwd.struct_passwd | None:
+        """``pwd.getpwnam(name)``, None when there is no such user; read once per
+        queue file delivered."""
+        if name not in self._passwd:
+            try:
+                self._passwd[name] = pwd.getpwnam(name)
+            except KeyError:
+                self._passwd[name] = None
+        return self._passwd[name]
 
     # --- resolution ---------------------------------------------------------------------
 
@@ -157,9 +170,7 @@ class LocalAgent:
                 targets.extend(t if t.address or t.command else replace(t, address=final)
                                for t in sub)
             return targets
-        try:
-            pwd.getpwnam(base)
-        except KeyError:
+        if self.getpwnam(base) is None:
             return status.bounced("5.1.1", f'unknown user: "{base.lower()}"')
         return [Target(base)]
 
@@ -224,6 +235,7 @@ class LocalAgent:
             st = status.deferred("4.3.0", f"cannot open queue file: {exc}")
             return [(RcptResult(r.index, st), []) for r in req.recipients]
         self._targets = {}
+        self._passwd = {}
         with qf:
             for rcpt in req.recipients:
                 self._paths = set()
@@ -293,9 +305,8 @@ class LocalAgent:
         localpart: str,
         domain: str,
     ) -> DeliveryStatus:
-        try:
-            pw = pwd.getpwnam(target.user)
-        except KeyError:
+        pw = self.getpwnam(target.user)
+        if pw is None:
             return status.bounced("5.1.1", f'unknown user: "{target.user}"')
         uid: int | None = pw.pw_uid if self.root else None
         gid: int | None = pw.pw_gid if self.root else None

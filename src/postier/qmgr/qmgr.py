@@ -472,6 +472,9 @@ class Qmgr:
 
     def outgoing(self, qf: QueueFile, done: Settlement, todo: Notices) -> list[Outgoing]:
         """The notifications ``todo`` asks for, ready to write (pure)."""
+        if not (todo.failure or todo.success or todo.delay or todo.postmaster_failure
+                or todo.double_bounce or todo.postmaster_delay):
+            return []  # the common case: no notice, so none of the six is built
         env = qf.envelope
         envid = env.attrs.get(notify.ATTR_ENVID, "")
         hdrs = env.attrs.get(notify.ATTR_RET) == "HDRS"
