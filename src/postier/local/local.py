@@ -156,6 +156,8 @@ class LocalAgent:
         # reaching one user twice deliver once (Postfix's duplicate elimination)
         self._targets: dict[tuple[str, str, str], DeliveryStatus] = {}
         self._cleanup: Cleanup | None = None  # made at the first forwarded message
+        self._rlines: list[DeliveryStatus] = []  # the recipient's targets' fresh statuses
+        self._lines: dict[tuple[int, int], list[DeliveryStatus]] = {}
 
     # --- resolution ---------------------------------------------------------------------
 
@@ -329,6 +331,9 @@ class LocalAgent:
         """Deliver every request, fsync each mailbox touched once, then log and answer."""
         self._unsynced = {}
         self._logged: set[tuple[int, int]] = set()  # (request, index) handed off whole
+        # (request, index) -> one status per final target, when a recipient has several
+        # (an alias list, a .forward): local(8) logs a line for each
+        self._lines = {}
         done: list[tuple[DeliverRequest, list[tuple[RcptResult, set[str]]]]] = []
         for req in batch:
             done.append((req, self.deliver(req)))
@@ -341,7 +346,13 @@ class LocalAgent:
                 bad = paths & failed
                 if bad and st.kind is Kind.SENT:
                     st = status.deferred("4.3.0", f"cannot update mailbox {min(bad)}: fsync failed")
-                if (req.id, res.index) not in self._logged:
+                lines = self._lines.get((req.id, res.index))
+                if lines is not None:
+                    for line in lines:
+                        if bad and line.kind is Kind.SENT and line.text == "delivered to mailbox":
+                            line = replace(st, final_recipient=line.final_recipient)
+                        self.log_status(req, rcpt.address, rcpt.orig, line)
+                elif (req.id, res.index) not in self._logged:
                     self.log_status(req, rcpt.address, rcpt.orig, st)
                 final.append(RcptResult(res.index, st))
             answers.append(DeliverAnswer(req.id, final))
@@ -375,12 +386,15 @@ class LocalAgent:
                 self._paths = set()
                 self._index = rcpt.index
                 self._handed_off = False
+                self._rlines = []
                 try:
                     st = self.deliver_one(qf, req, rcpt.address, rcpt.orig)
                 except Exception:
                     self.log.error(f"{req.queue_id}: {traceback.format_exc().strip()}")
                     st = status.deferred("4.3.0", "local delivery agent internal error")
                 results.append((RcptResult(rcpt.index, st), self._paths))
+                if len(self._rlines) > 1:
+                    self._lines[(req.id, rcpt.index)] = self._rlines
                 if self._handed_off:
                     self._logged.add((req.id, rcpt.index))
         return results
@@ -412,6 +426,7 @@ class LocalAgent:
                               list(dict.fromkeys(t.forward or "" for t in forwards)))
             for t in forwards:
                 self._targets[t.key] = st
+            self._rlines.append(st)
         for target in expanded:
             key = target.key
             done = self._targets.get(key)
@@ -424,6 +439,8 @@ class LocalAgent:
                 if target.address:
                     st = replace(st, final_recipient=target.address)
                 self._targets[key] = st
+                if not (self.mailbox_transport is not None and key[0] == "mailbox"):
+                    self._rlines.append(st)
             if worst is None or _severity(st) > _severity(worst):
                 worst = st
         if worst is None:  # nothing to deliver to (an empty :include: file)

@@ -1,0 +1,175 @@
+"""local(8)'s alias and .forward targets end to end: remote addresses, files, :include:.
+
+Each expected log text is Postfix 3.7's local(8): ``forwarded as QUEUEID``, ``delivered
+to file: PATH``, ``delivered to command: CMD``, ``mail to file is restricted``. The
+remote host is a ``peers.ScriptedSmtp`` on 127.1.170.1 (relayhost), this file's own.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import smtplib
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, Instance, ensure_user
+from .peers import ScriptedSmtp
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not ROOT, reason="local delivers as other users")]
+
+MAIN_CF = """\
+myhostname = tintin.example.com
+mydomain = example.com
+myorigin = $mydomain
+mydestination = example.com, tintin.example.com, localhost
+mynetworks = 127.0.0.0/8
+queue_run_delay = 1s
+relayhost = [127.1.170.1]:2525
+"""
+
+QID = r"[0-9A-F]{6,}"
+SINK = "127.1.170.1"
+ALICE = "tournesolfw"
+BOB = "lampionfw"
+
+
+def send(inst: Instance, sender: str, recipients: list[str]) -> str:
+    msg = f"From: <{sender}>\nSubject: forward test\nMessage-Id: <fw@example.net>\n\nBonjour.\n"
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=30) as smtp:
+        smtp.ehlo("client.example.net")
+        smtp.sendmail(sender, recipients, msg)
+    for _ in range(200):
+        m = re.search(rf"({QID}): from=<{re.escape(sender)}>", inst.log())
+        if m:
+            return m.group(1)
+        time.sleep(0.05)
+    raise AssertionError(inst.log())
+
+
+def status_line(inst: Instance, queue_id: str, rcpt: str, status: str,
+                timeout: float = 30.0) -> str:
+    needle = f"{queue_id}: to=<{rcpt}>"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in inst.log().splitlines():
+            if needle in line and f"status={status}" in line:
+                return line
+        time.sleep(0.05)
+    raise AssertionError(f"no status={status} line for {rcpt}:\n{inst.log()}")
+
+
+def started(make_instance, workdir: Path, aliases: str, extra: str = "") -> Instance:
+    alias_file = workdir / "aliases"
+    alias_file.write_text(aliases)
+    inst: Instance = make_instance(MAIN_CF, f"alias_maps = texthash:{alias_file}\n{extra}")
+    result = inst.start()
+    assert result.returncode == 0, (result.stderr, inst.log())
+    return inst
+
+
+def home_of(user: str) -> Path:
+    pw = ensure_user(user)
+    home = Path(pw.pw_dir)
+    for name in os.listdir(home):
+        if name.startswith(".forward") or name.startswith("fw-"):
+            (home / name).unlink()
+    return home
+
+
+def write_as(user: str, path: Path, text: str, mode: int = 0o644) -> None:
+    pw = pwd.getpwnam(user)
+    path.write_text(text)
+    os.chown(path, pw.pw_uid, pw.pw_gid)
+    os.chmod(path, mode)
+
+
+def test_alias_to_a_remote_address_is_resubmitted_with_the_sender_and_delivered_to(
+        make_instance, workdir: Path) -> None:
+    with ScriptedSmtp(SINK, 2525, name="sink.test") as sink:
+        inst = started(make_instance, workdir, "root: admin@example.org\n")
+        qid = send(inst, "haddock@example.net", ["root@example.com"])
+        line = status_line(inst, qid, "root@example.com", "sent")
+        m = re.search(rf"relay=local, .*dsn=2\.0\.0, status=sent \(forwarded as ({QID})\)$",
+                      line)
+        assert m, line
+        new = m.group(1)
+        assert new != qid
+        [tx] = sink.wait(1)
+        assert tx.sender == "haddock@example.net"
+        assert tx.recipients == ["admin@example.org"]
+        assert tx.data.startswith(b"Delivered-To: root@example.com\r\n"), tx.data[:200]
+        assert b"Subject: forward test" in tx.data
+        # the new message: its own from= line, the original recipient kept as orig_to
+        assert f"{new}: from=<haddock@example.net>" in inst.log()
+        out = status_line(inst, new, "admin@example.org", "sent")
+        assert "orig_to=<root@example.com>" in out
+
+
+def test_alias_to_a_file_appends_in_mbox_format(make_instance, workdir: Path) -> None:
+    archive_dir = workdir / "archive"
+    archive_dir.mkdir()
+    os.chmod(archive_dir, 0o1777)
+    archive = archive_dir / "mail-archive"
+    inst = started(make_instance, workdir, f"log: {archive}\n")
+    qid = send(inst, "haddock@example.net", ["log@example.com"])
+    line = status_line(inst, qid, "log@example.com", "sent")
+    assert line.endswith(f"dsn=2.0.0, status=sent (delivered to file: {archive})"), line
+    data = archive.read_bytes()
+    assert data.startswith(b"From haddock@example.net  ")
+    assert b"\nReturn-Path: <haddock@example.net>\n" in data
+    assert b"\nDelivered-To: log@example.com\n" in data
+    assert data.endswith(b"Bonjour.\n\n")
+    # the alias database is root's: the file is written with default_privs (nobody)
+    assert archive.stat().st_uid == pwd.getpwnam("nobody").pw_uid
+
+
+def test_include_list_delivers_to_each_member(make_instance, workdir: Path) -> None:
+    ensure_user(ALICE)
+    ensure_user(BOB)
+    members = workdir / "staff.list"
+    members.write_text(f"# the staff\n{ALICE}\n{BOB}, {ALICE}\n")
+    inst = started(make_instance, workdir, f"staff: :include:{members}\n")
+    qid = send(inst, "haddock@example.net", ["staff@example.com"])
+    for user in (ALICE, BOB):
+        line = status_line(inst, qid, f"{user}@example.com", "sent")
+        assert "orig_to=<staff@example.com>" in line
+        assert "status=sent (delivered to mailbox)" in line
+    time.sleep(0.5)
+    box = inst.mailbox(ALICE).read_bytes()
+    assert box.count(b"Subject: forward test") == 1  # listed twice, delivered once
+    assert b"Subject: forward test" in inst.mailbox(BOB).read_bytes()
+
+
+def test_dot_forward_to_another_user_and_to_a_command(make_instance, workdir: Path) -> None:
+    home = home_of(ALICE)
+    ensure_user(BOB)
+    out = home / "fw-command-out"
+    write_as(ALICE, home / ".forward", f"# mine\n{BOB}, \"|/bin/cat > {out}\"\n")
+    inst = started(make_instance, workdir, "")
+    qid = send(inst, "haddock@example.net", [f"{ALICE}@example.com"])
+    line = status_line(inst, qid, f"{BOB}@example.com", "sent")
+    assert f"orig_to=<{ALICE}@example.com>" in line
+    assert "status=sent (delivered to mailbox)" in line
+    cmd = status_line(inst, qid, f"{ALICE}@example.com", "sent")
+    assert cmd.endswith(f"status=sent (delivered to command: /bin/cat > {out})"), cmd
+    assert b"Subject: forward test" in inst.mailbox(BOB).read_bytes()
+    assert not inst.mailbox(ALICE).exists()  # the .forward replaces the mailbox
+    # the command ran as the user, who owns what it wrote
+    assert out.stat().st_uid == pwd.getpwnam(ALICE).pw_uid
+    assert b"Subject: forward test" in out.read_bytes()
+
+
+def test_allow_mail_to_files_alias_refuses_a_dot_forward_file(
+        make_instance, workdir: Path) -> None:
+    home = home_of(ALICE)
+    write_as(ALICE, home / ".forward", f"{home}/fw-saved\n")
+    inst = started(make_instance, workdir, "", "allow_mail_to_files = alias\n")
+    qid = send(inst, "haddock@example.net", [f"{ALICE}@example.com"])
+    line = status_line(inst, qid, f"{ALICE}@example.com", "bounced")
+    assert line.endswith("dsn=5.7.1, status=bounced (mail to file is restricted)"), line
+    assert not (home / "fw-saved").exists()
