@@ -27,10 +27,12 @@ import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import cast
 
 from postier import daemon
 from postier.cleanup.cleanup import Cleanup, QmgrTrigger
+from postier.cleanup.headers import local_received_header
 from postier.config.params import (
     ALIAS_MAPS,
     ALLOW_MAIL_TO_COMMANDS,
@@ -44,12 +46,14 @@ from postier.config.params import (
     FORWARD_PATH,
     HOME_MAILBOX,
     HOPCOUNT_LIMIT,
+    MAIL_NAME,
     MAIL_OWNER,
     MAIL_SPOOL_DIRECTORY,
     MAILBOX_COMMAND,
     MAILBOX_DELIVERY_LOCK,
     MAILBOX_SIZE_LIMIT,
     MAILBOX_TRANSPORT,
+    MYHOSTNAME,
     MYORIGIN,
     QUEUE_DIRECTORY,
     RECIPIENT_DELIMITER,
@@ -226,6 +230,12 @@ class LocalAgent:
             if (item.kind is ItemKind.MAILBOX or name.lower() == key
                     or name.lower() == source.forward_user):
                 targets.append(Target(name, address=final))
+                continue
+            if source.origin is not Origin.ALIAS:
+                # local(8): an address from a .forward or :include: file is not expanded
+                # with that file's rights: the message is resubmitted to it, as to a
+                # remote one (aliases expand local addresses in place)
+                targets.append(Target(source.rights, forward=final))
                 continue
             sub = self.expand(name, depth + 1)
             if isinstance(sub, DeliveryStatus):
@@ -426,7 +436,6 @@ class LocalAgent:
                               list(dict.fromkeys(t.forward or "" for t in forwards)))
             for t in forwards:
                 self._targets[t.key] = st
-            self._rlines.append(st)
         for target in expanded:
             key = target.key
             done = self._targets.get(key)
@@ -443,6 +452,11 @@ class LocalAgent:
                     self._rlines.append(st)
             if worst is None or _severity(st) > _severity(worst):
                 worst = st
+        if forwards:  # logged last, as local(8) forwards at the end of a delivery
+            self._rlines.append(self._targets[forwards[0].key])
+            fst = self._targets[forwards[0].key]
+            if worst is None or _severity(fst) > _severity(worst):
+                worst = fst
         if worst is None:  # nothing to deliver to (an empty :include: file)
             return status.sent("delivered to nobody")
         return worst
@@ -458,11 +472,16 @@ class LocalAgent:
                 queue_dir, log=self.log, trigger=QmgrTrigger(queue_dir, self.log),
                 long_queue_ids=self.cfg[ENABLE_LONG_QUEUE_IDS],
                 hopcount_limit=self.cfg[HOPCOUNT_LIMIT])
-        envelope = Envelope(req.sender, [Recipient(a, orig=orig) for a in addresses],
-                            time.time())
+        now = time.time()
+        envelope = Envelope(req.sender, [Recipient(a, orig=orig, dsn_orcpt=f"rfc822;{orig}")
+                                         for a in addresses], now)
         header = f"Delivered-To: {mbox.quote_822_local(delivered)}\n".encode()
 
-        def content() -> Iterator[bytes]:
+        def content(queue_id: str) -> Iterator[bytes]:
+            # cleanup's Received: line for locally submitted mail, then local's header
+            yield local_received_header(by_host=self.cfg[MYHOSTNAME],
+                                        mail_name=self.cfg[MAIL_NAME], queue_id=queue_id,
+                                        when=datetime.fromtimestamp(now).astimezone())
             yield header
             yield from _content(qf)
 
@@ -470,7 +489,7 @@ class LocalAgent:
         try:
             with privs.as_user(owner.pw_uid if owner else None,
                                owner.pw_gid if owner else None):
-                queue_id = self._cleanup.enqueue(envelope, content())
+                queue_id = self._cleanup.enqueue(envelope, content)
         except OSError as exc:
             self.log.warning(f"{req.queue_id}: cannot forward: {exc}")
             return status.deferred("4.3.0", f"cannot forward mail: {exc.strerror or exc}")
