@@ -103,3 +103,27 @@ def forward_paths(
         if path and path not in out:
             out.append(path)
     return out
+
+
+def delivered_to(content: Iterable[bytes], limit: int = 1 << 20) -> set[str]:
+    """The ``Delivered-To:`` values (lower-cased, unfolded) of the message's primary
+    header block, read from ``content`` (the queued message, LF line ends) up to its
+    empty line or ``limit`` bytes: local(8)'s forwarding-loop evidence."""
+    data = bytearray()
+    for chunk in content:
+        data += chunk
+        if b"\n\n" in data or data.startswith(b"\n") or len(data) >= limit:
+            break
+    head = bytes(data).split(b"\n\n", 1)[0] if not data.startswith(b"\n") else b""
+    found: set[str] = set()
+    current: list[bytes] = []
+    for line in [*head.split(b"\n"), b""]:
+        if line[:1] in (b" ", b"\t") and current:
+            current.append(line)
+            continue
+        if current:
+            name, _, value = b"".join(current).partition(b":")
+            if name.strip().lower() == b"delivered-to":
+                found.add(value.decode("utf-8", "replace").strip().lower())
+        current = [line] if line else []
+    return found

@@ -160,6 +160,8 @@ class LocalAgent:
         # reaching one user twice deliver once (Postfix's duplicate elimination)
         self._targets: dict[tuple[str, str, str], DeliveryStatus] = {}
         self._cleanup: Cleanup | None = None  # made at the first forwarded message
+        # the message's Delivered-To: addresses (lower case), read once per message
+        self._delivered: set[str] | None = None
         self._rlines: list[DeliveryStatus] = []  # the recipient's targets' fresh statuses
         self._lines: dict[tuple[int, int], list[DeliveryStatus]] = {}
 
@@ -391,6 +393,7 @@ class LocalAgent:
             st = status.deferred("4.3.0", f"cannot open queue file: {exc}")
             return [(RcptResult(r.index, st), set()) for r in req.recipients]
         self._targets = {}
+        self._delivered = None
         with qf:
             for rcpt in req.recipients:
                 self._paths = set()
@@ -416,6 +419,10 @@ class LocalAgent:
         # unquoted (internal form), split at the last unquoted "@".
         parsed = parse_address(address)
         localpart, domain = parsed.localpart, parsed.domain or ""
+        if self._delivered is None:
+            self._delivered = forward.delivered_to(_content(qf))
+        if address.lower() in self._delivered:  # local(8): the Delivered-To: loop check
+            return status.bounced("5.4.6", f"mail forwarding loop for {address}")
         try:
             expanded = self.expand(localpart.lower())  # as smtpd checked it, and Postfix folds
         except TableError as exc:  # the environment: defer, as local(8) does

@@ -20,6 +20,7 @@ from postier.local.forward import (
     ItemKind,
     Origin,
     allowed,
+    delivered_to,
     forward_paths,
     parse_file,
     parse_item,
@@ -201,3 +202,10 @@ def test_allow_mail_to_files_alias_refuses_dot_forward_file(agent_for, tmp_path)
     [target] = agent_for("", "allow_mail_to_files = alias\n").expand(ME.pw_name)
     assert target.failed is not None
     assert (target.failed.dsn, target.failed.text) == ("5.7.1", "mail to file is restricted")
+
+
+def test_delivered_to_values_of_the_primary_header_block_only() -> None:
+    content = [b"Received: x\nDelivered-To: Root@Example.COM\nDelivered-To:\n",
+               b" folded@example.com\nSubject: s\n\nDelivered-To: body@example.com\n"]
+    assert delivered_to(iter(content)) == {"root@example.com", "folded@example.com"}
+    assert delivered_to(iter([b"\nDelivered-To: body@example.com\n"])) == set()
