@@ -134,7 +134,7 @@ def test_alias_to_a_file_appends_in_mbox_format(make_instance, workdir: Path) ->
 def forwarded_as(inst: Instance, qid: str, rcpt: str) -> str:
     """The new queue ID of ``rcpt``'s forwarded copy (Postfix 3.7's log line)."""
     line = status_line(inst, qid, rcpt, "sent (forwarded as")
-    m = re.search(rf"to=<{re.escape(rcpt)}>, relay=local, .*dsn=2\.0\.0, "
+    m = re.search(rf"to=<{re.escape(rcpt)}>, (?:orig_to=<[^>]*>, )?relay=local, .*dsn=2\.0\.0, "
                   rf"status=sent \(forwarded as ({QID})\)$", line)
     assert m, line
     return m.group(1)
@@ -191,3 +191,20 @@ def test_allow_mail_to_files_alias_refuses_a_dot_forward_file(
     line = status_line(inst, qid, f"{ALICE}@example.com", "bounced")
     assert line.endswith("dsn=5.7.1, status=bounced (mail to file is restricted)"), line
     assert not (home / "fw-saved").exists()
+
+
+def test_dot_forward_loop_is_broken_by_delivered_to(make_instance, workdir: Path) -> None:
+    a, b = home_of(ALICE), home_of(BOB)
+    write_as(ALICE, a / ".forward", f"{BOB}\n")
+    write_as(BOB, b / ".forward", f"{ALICE}\n")
+    try:
+        inst = started(make_instance, workdir, "")
+        qid = send(inst, "haddock@example.net", [f"{ALICE}@example.com"])
+        first = forwarded_as(inst, qid, f"{ALICE}@example.com")
+        second = forwarded_as(inst, first, f"{BOB}@example.com")
+        line = status_line(inst, second, f"{ALICE}@example.com", "bounced")
+        assert line.endswith(
+            f"dsn=5.4.6, status=bounced (mail forwarding loop for {ALICE}@example.com)"), line
+    finally:
+        (a / ".forward").unlink()
+        (b / ".forward").unlink()
