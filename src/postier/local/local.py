@@ -236,8 +236,13 @@ class LocalAgent:
             if source.origin is not Origin.ALIAS:
                 # local(8): an address from a .forward or :include: file is not expanded
                 # with that file's rights: the message is resubmitted to it, as to a
-                # remote one (aliases expand local addresses in place)
-                targets.append(Target(source.rights, forward=final))
+                # remote one (aliases expand local addresses in place) — unless the
+                # message was already delivered to it (Delivered-To:), a loop
+                if final.lower() in (self._delivered or ()):
+                    targets.append(Target(source.rights, address=final, failed=status.bounced(
+                        "5.4.6", f"mail forwarding loop for {final}")))
+                else:
+                    targets.append(Target(source.rights, forward=final))
                 continue
             sub = self.expand(name, depth + 1)
             if isinstance(sub, DeliveryStatus):
