@@ -125,7 +125,8 @@ def test_alias_to_a_file_appends_in_mbox_format(make_instance, workdir: Path) ->
     data = archive.read_bytes()
     assert data.startswith(b"From haddock@example.net  ")
     assert b"\nReturn-Path: <haddock@example.net>\n" in data
-    assert b"\nDelivered-To: log@example.com\n" in data
+    assert b"\nX-Original-To: log@example.com\nDelivered-To: log@example.com\n" in data
+    assert archive.stat().st_mode & 0o777 == 0o600  # as Postfix 3.7 creates it
     assert data.endswith(b"Bonjour.\n\n")
     # the alias database is root's: the file is written with default_privs (nobody)
     assert archive.stat().st_uid == pwd.getpwnam("nobody").pw_uid
