@@ -70,7 +70,7 @@ from postier.local.handoff import MailboxTransport
 from postier.local.localpart import ExpansionError, command_env
 from postier.log import Log
 from postier.log import for_config as log_for_config
-from postier.queue.file import Envelope, QueueFile, Recipient
+from postier.queue.file import ATTR_SMTPUTF8, Envelope, QueueFile, Recipient
 from postier.rewrite.address import parse_address
 from postier.rewrite.extension import split_extension
 from postier.rewrite.resolve import AddressClass, Classifier
@@ -485,8 +485,15 @@ class LocalAgent:
                 long_queue_ids=self.cfg[ENABLE_LONG_QUEUE_IDS],
                 hopcount_limit=self.cfg[HOPCOUNT_LIMIT])
         now = time.time()
-        envelope = Envelope(req.sender, [Recipient(a, orig=orig, dsn_orcpt=f"rfc822;{orig}")
-                                         for a in addresses], now)
+        # DSN requests go with the copy: the original recipient's NOTIFY and ORCPT (or
+        # rfc822;ORIG), the message's RET and ENVID; and its SMTPUTF8 mark
+        parent = qf.envelope.recipients[self._index]
+        orcpt = parent.dsn_orcpt or f"rfc822;{orig}"
+        attrs = {k: v for k, v in qf.envelope.attrs.items()
+                 if k in ("dsn_ret", "dsn_envid", ATTR_SMTPUTF8)}
+        envelope = Envelope(req.sender, [
+            Recipient(a, orig=orig, dsn_notify=parent.dsn_notify, dsn_orcpt=orcpt)
+            for a in addresses], now, attrs)
         header = f"Delivered-To: {mbox.quote_822_local(delivered)}\n".encode()
 
         def content(queue_id: str) -> Iterator[bytes]:
