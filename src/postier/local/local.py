@@ -1,8 +1,13 @@
 """The local delivery agent process: delivers to users of this machine, as each user.
 
-Follows Postfix's local(8): aliases (``alias_maps``), ``recipient_delimiter``,
-``mailbox_command`` (run as the recipient), else mbox delivery into
-``mail_spool_directory/USER`` with the recipient's privileges. Runs as root (switching
+Follows Postfix's local(8) and aliases(5): aliases (``alias_maps``), the user's
+``.forward`` (``forward_path``), ``:include:`` files, their ``|command``, ``/file`` and
+address targets (``allow_mail_to_commands``/``allow_mail_to_files``; non-local
+addresses, and every address of a ``.forward`` or ``:include:`` file, forwarded: the
+message resubmitted through cleanup with its sender, ``Delivered-To:`` on top, the
+``Delivered-To:`` loop check), ``recipient_delimiter``, ``mailbox_command`` (run as the
+recipient), else mbox delivery into ``mail_spool_directory/USER`` with the recipient's
+privileges. Runs as root (switching
 to the recipient per delivery) and takes requests from the queue manager on the
 ``private/local`` socket (``postier.delivery.protocol``). Deliveries are made one at a
 time because privileges are switched process-wide.
