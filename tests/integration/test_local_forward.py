@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, Instance, ensure_user
+from .conftest import ROOT, Instance, ensure_user, postier
 from .peers import ScriptedSmtp
 
 pytestmark = [pytest.mark.integration,
@@ -212,3 +212,33 @@ def test_dot_forward_loop_is_broken_by_delivered_to(make_instance, workdir: Path
     finally:
         (a / ".forward").unlink()
         (b / ".forward").unlink()
+
+
+def test_forwarded_copy_keeps_notify_orcpt_and_envid(make_instance, workdir: Path) -> None:
+    with ScriptedSmtp(SINK, 2525, name="sink.test") as sink:
+        sink.rcpt = lambda addr: "450 4.2.0 try later"  # the copy stays in the queue
+        inst = started(make_instance, workdir, "root: admin@example.org\n")
+        msg = "From: <haddock@example.net>\nSubject: dsn\n\nBonjour.\n"
+        with smtplib.SMTP("127.0.0.1", inst.port, timeout=30) as smtp:
+            smtp.ehlo("client.example.net")
+            smtp.sendmail("haddock@example.net", ["root@example.com"], msg,
+                          mail_options=["ENVID=env42", "RET=HDRS"],
+                          rcpt_options=["NOTIFY=SUCCESS,FAILURE"])
+        m = re.search(rf"({QID}): to=<root@example\.com>, .*forwarded as ({QID})\)",
+                      inst.wait_log("(forwarded as "))
+        assert m, inst.log()
+        new = m.group(2)
+        status_line(inst, new, "admin@example.org", "deferred")
+        done = postier_tool(inst, "postcat", "-e", "-q", new)
+        for record in ("named_attribute: dsn_ret=HDRS", "named_attribute: dsn_envid=env42",
+                       # SUCCESS (2) | FAILURE (4), Postfix's bit mask
+                       "named_attribute: notify_flags=6",
+                       "named_attribute: dsn_orig_rcpt=rfc822;root@example.com",
+                       "original_recipient: root@example.com", "recipient: admin@example.org"):
+            assert f"\n{record}\n" in done, (record, done)
+
+
+def postier_tool(inst: Instance, *args: str) -> str:
+    done = postier("-c", str(inst.config_dir), *args, check=False)
+    assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return done.stdout
