@@ -267,7 +267,7 @@ class LocalAgent:
         pw = pwd.getpwnam(source.rights)
         try:
             with privs.as_user(pw.pw_uid if self.root else None, pw.pw_gid):
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         except OSError as exc:
             return status.deferred("4.3.0", f"cannot open include file {path}: {exc.strerror}")
         with os.fdopen(fd, "rb") as f:
@@ -287,7 +287,8 @@ class LocalAgent:
         self, pw: pwd.struct_passwd, localpart: str, ext: str | None, depth: int
     ) -> list[Target] | DeliveryStatus | None:
         """The targets of the user's first forward_path file that exists, read as the
-        user; None when there is none (or none usable: a warning says why)."""
+        user (a symbolic link is followed with the user's rights, as local(8) opens it);
+        None when there is none (or none usable: a warning says why)."""
         attrs: dict[str, str | None] = {
             "user": pw.pw_name, "home": pw.pw_dir, "shell": pw.pw_shell,
             "recipient": f"{localpart}@{self.myorigin}", "extension": ext,
@@ -302,7 +303,7 @@ class LocalAgent:
         for path in paths:
             try:
                 with privs.as_user(uid, pw.pw_gid):
-                    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
             except OSError:
                 continue  # absent or unreadable: the next one
             with os.fdopen(fd, "rb") as f:

@@ -209,3 +209,10 @@ def test_delivered_to_values_of_the_primary_header_block_only() -> None:
                b" folded@example.com\nSubject: s\n\nDelivered-To: body@example.com\n"]
     assert delivered_to(iter(content)) == {"root@example.com", "folded@example.com"}
     assert delivered_to(iter([b"\nDelivered-To: body@example.com\n"])) == set()
+
+
+def test_dot_forward_symlink_is_followed(agent_for, tmp_path) -> None:
+    real = tmp_path / "real-forward"
+    real.write_text("ann@example.org\n")
+    (tmp_path / f"{ME.pw_name}.forward").symlink_to(real)
+    assert agent_for("").expand(ME.pw_name) == [Target(ME.pw_name, forward="ann@example.org")]
