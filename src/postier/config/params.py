@@ -310,13 +310,19 @@ FALLBACK_TRANSPORT = Param.str(
 LUSER_RELAY = Param.str("luser_relay", "", "destination for unknown local recipients", expand=False)
 FORWARD_PATH = Param.list(
     "forward_path", "$home/.forward${recipient_delimiter}${extension}, $home/.forward",
-    ".forward file search list (expanded at delivery time)", expand=False)
+    ".forward file search list (expanded at delivery time)", expand=False,
+    implemented=True)
+FORWARD_EXPANSION_FILTER = Param.str(
+    "forward_expansion_filter",
+    "1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "characters that local(8) may put into forward_path from message attributes",
+    implemented=True)
 ALLOW_MAIL_TO_COMMANDS = Param.list(
     "allow_mail_to_commands", "alias, forward",
-    "where delivery to |command is allowed")
+    "where delivery to |command is allowed", implemented=True)
 ALLOW_MAIL_TO_FILES = Param.list(
     "allow_mail_to_files", "alias, forward",
-    "where delivery to /file is allowed")
+    "where delivery to /file is allowed", implemented=True)
 DEFAULT_PRIVS = Param.str(
     "default_privs", "nobody",
     "rights of the local agent for deliveries to external files and commands", implemented=True)
