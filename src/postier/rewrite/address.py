@@ -133,8 +133,9 @@ def unquote_localpart(local: str) -> str:
 
 def quote_localpart(local: str) -> str:
     """Quote a localpart when it is not an RFC 5321 Dot-string (RFC 6531: UTF-8 letters
-    need no quotes, ``jérôme`` stays ``jérôme``)."""
-    if _DOT_ATOM.match(local):
+    need no quotes, ``jérôme`` stays ``jérôme``; controls and separators, ASCII or not,
+    are quoted)."""
+    if _DOT_ATOM.fullmatch(local) and local.isprintable():
         return local
     escaped = local.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"'

@@ -121,3 +121,11 @@ def test_append_domain() -> None:
 
 def test_fold_domain() -> None:
     assert fold_domain("Example.COM.") == "example.com"
+
+
+@pytest.mark.parametrize("local", ["\x85", "a\u00a0b", "a\n", "x\u2028y"])
+def test_controls_and_separators_are_quoted_even_when_not_ascii(local: str) -> None:
+    """RFC 6531 lets UTF-8 letters stand unquoted, not a C1 control, a no-break space or
+    a line separator (which Python's str.split would take for blanks)."""
+    assert quote_localpart(local) == f'"{local}"'
+    assert parse_address(Address(local, "a.example").external()) == Address(local, "a.example")
