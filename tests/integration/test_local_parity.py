@@ -219,3 +219,34 @@ def test_the_fresh_administrators_aliases(make_instance, workdir: Path) -> None:
         assert b"Subject: parity test" in data, name
         assert stat.S_IMODE((out / name).stat().st_mode) == 0o600, name
     assert b"Subject: parity test" in inst.mailbox(USER).read_bytes()
+
+
+def test_include_commands_take_the_file_owners_environment(make_instance, workdir: Path) -> None:
+    # Postfix 3.7: a root-owned :include: file's command runs as default_privs with
+    # USER=LOGNAME=the alias (without its extension) and no HOME; a user-owned one's as
+    # that user, with the user's HOME and SHELL, USER still the alias
+    out = outdir(workdir)
+    pw = ensure_user(USER)
+    by_root = workdir / "root.list"
+    by_root.write_text('"|' + PROBE.format(out=out / "env-root", made=out / "made-root") + '"\n')
+    by_user = workdir / "user.list"
+    by_user.write_text('"|' + PROBE.format(out=out / "env-user", made=out / "made-user") + '"\n')
+    os.chown(by_user, pw.pw_uid, pw.pw_gid)
+    inst = started(make_instance, workdir,
+                   f"incenv: :include:{by_root}\nincenv2: :include:{by_user}\n",
+                   "allow_mail_to_commands = alias, forward, include\n"
+                   "recipient_delimiter = +\n")
+    qid = send(inst, ["incenv+ext@example.com", "incenv2@example.com"])
+    lines = local_lines(inst, qid, 2)
+    assert all("status=sent (delivered to command: env > " in line for line in lines), lines
+    root_env = read_env(out / "env-root")
+    assert root_env["USER"] == root_env["LOGNAME"] == "incenv"
+    assert root_env["EXTENSION"] == "ext"
+    assert "HOME" not in root_env and "SHELL" not in root_env
+    assert root_env["umask"] == "0077" and root_env["cwd"] == str(inst.queue_dir)
+    assert (out / "made-root").stat().st_uid == pwd.getpwnam("nobody").pw_uid
+    user_env = read_env(out / "env-user")
+    assert user_env["USER"] == user_env["LOGNAME"] == "incenv2"
+    assert user_env["HOME"] == pw.pw_dir and user_env["SHELL"] == pw.pw_shell
+    assert user_env["umask"] == "0077" and user_env["cwd"] == str(inst.queue_dir)
+    assert (out / "made-user").stat().st_uid == pw.pw_uid

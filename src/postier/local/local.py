@@ -106,9 +106,12 @@ class Target:
     forward: str | None = None  # a non-local address: the message is resubmitted to it
     failed: DeliveryStatus | None = None
     # a command found in an alias (or a :include: file an alias named): the alias's
-    # name, its USER and LOGNAME; such a command has no HOME nor SHELL (local(8) gives
-    # them only to a user's own commands: mailbox_command, .forward)
+    # name, its USER and LOGNAME (Postfix 3.7's)
     alias: str = ""
+    # its HOME and SHELL are those of ``user``; False when ``user`` is default_privs
+    # standing in for root (a root-owned alias database or :include: file): then it has
+    # neither, as under Postfix 3.7
+    user_env: bool = True
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -133,6 +136,7 @@ class Source:
     rights: str
     forward_user: str = ""
     alias: str = ""  # the alias being expanded, when not a user's .forward
+    user_env: bool = True  # False: ``rights`` is default_privs standing in for root
 
 
 class LocalAgent:
@@ -209,7 +213,9 @@ class LocalAgent:
                 continue
             if depth >= MAX_ALIAS_DEPTH:
                 return status.bounced("5.4.6", f"mail forwarding loop for {localpart}")
-            source = Source(Origin.ALIAS, self.alias_owner(), alias=key)
+            owner = self.alias_owner()
+            source = Source(Origin.ALIAS, owner, alias=key,
+                            user_env=owner != self.default_privs)
             return self.expand_items(key, forward.parse_values(values), source, depth)
         pw = self.getpwnam(base)
         if pw is None:
@@ -232,7 +238,8 @@ class LocalAgent:
                     targets.append(Target(source.rights, failed=status.bounced(
                         "5.7.1", "mail to command is restricted")))
                 else:
-                    targets.append(Target(source.rights, item.value, alias=source.alias))
+                    targets.append(Target(source.rights, item.value, alias=source.alias,
+                                          user_env=source.user_env))
                 continue
             if item.kind is ItemKind.FILE:
                 if not forward.allowed(self.allow_files, source.origin):
@@ -297,10 +304,11 @@ class LocalAgent:
             if info.st_mode & stat.S_IWOTH:
                 return status.bounced("5.3.5", f":include: file {path} is world writable")
             text = f.read().decode("utf-8", "surrogateescape")
-        rights = source.rights
+        rights, user_env = source.rights, source.user_env
         if source.origin is not Origin.FORWARD:
             rights = self._owner_rights(info.st_uid)
-        sub = Source(Origin.INCLUDE, rights, source.forward_user, source.alias)
+            user_env = rights != self.default_privs
+        sub = Source(Origin.INCLUDE, rights, source.forward_user, source.alias, user_env)
         return self.expand_items(f":include:{path}", forward.parse_file(text), sub, depth + 1)
 
     def dot_forward(
@@ -589,8 +597,8 @@ class LocalAgent:
                 uid, gid = dp.pw_uid, dp.pw_gid
             env = command_env(
                 user=target.alias or pw.pw_name,
-                home=None if target.alias else pw.pw_dir,
-                shell=None if target.alias else pw.pw_shell,
+                home=pw.pw_dir if target.user_env else None,
+                shell=pw.pw_shell if target.user_env else None,
                 recipient=address,
                 sender=req.sender,
                 extension=ext,
@@ -658,8 +666,8 @@ class LocalAgent:
             return ""
         attrs: dict[str, str | None] = {
             "user": target.alias or pw.pw_name,
-            "home": None if target.alias else pw.pw_dir,
-            "shell": None if target.alias else pw.pw_shell,
+            "home": pw.pw_dir if target.user_env else None,
+            "shell": pw.pw_shell if target.user_env else None,
             "recipient": address, "extension": ext, "domain": domain, "local": localpart,
             "recipient_delimiter": self.delimiter if ext is not None else None,
         }

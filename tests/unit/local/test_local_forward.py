@@ -140,7 +140,8 @@ def test_alias_to_remote_address_file_and_command(agent_for) -> None:
     rights = agent.alias_owner()
     assert got == [Target(rights, forward="admin@example.org"),
                    Target(rights, file="/tmp/archive"),
-                   Target(rights, "/bin/true", alias="root")]
+                   Target(rights, "/bin/true", alias="root",
+                          user_env=rights != agent.default_privs)]
 
 
 def test_alias_owner_is_default_privs_for_root_owned_database(agent_for, tmp_path) -> None:
