@@ -331,7 +331,13 @@ COMMAND_TIME_LIMIT = Param.time(
     "time limit for delivery to external commands", implemented=True)
 COMMAND_EXECUTION_DIRECTORY = Param.str(
     "command_execution_directory", "",
-    "working directory of external commands run by local(8)")
+    "working directory of external commands run by local(8) (expanded at delivery time)",
+    expand=False, implemented=True)
+EXECUTION_DIRECTORY_EXPANSION_FILTER = Param.str(
+    "execution_directory_expansion_filter",
+    "1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "characters that local(8) may put into command_execution_directory from message "
+    "attributes", implemented=True)
 BIFF = Param.bool("biff", "yes", "notify the local biff service of new mail", inert=True)
 PROPAGATE_UNMATCHED_EXTENSIONS = Param.list(
     "propagate_unmatched_extensions", "canonical, virtual",

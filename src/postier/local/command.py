@@ -6,7 +6,9 @@ exit statuses follow <sysexits.h>, enhanced status codes RFC 3463.
 
 The command runs as ``/bin/sh -c COMMAND`` (or ``local_command_shell COMMAND``)
 with the recipient's uid and primary gid and no secondary groups, in a new
-process group, with exactly the environment given (see
+process group, with umask 077 (as every Postfix process: what it creates is
+``-rw-------``), in the directory given (local(8): command_execution_directory,
+else the queue directory local runs in), with exactly the environment given (see
 ``postier.local.localpart.command_env``: the shell, not us, expands
 ``$EXTENSION`` etc.). Its standard input is the message as Postfix gives it to
 commands: the ``From SENDER  DATE`` line, ``Return-Path:``, ``X-Original-To:``
@@ -26,7 +28,9 @@ Result mapping (as Postfix's pipe_command):
 * ``command_time_limit`` exceeded: the process group is killed and the
   recipient bounces with ``5.3.0 Command time limit exceeded: "COMMAND"``
   (Postfix's behaviour);
-* the command cannot be started (no /bin/sh, bad working directory): 4.3.0.
+* the command cannot be started (no /bin/sh, a command_execution_directory the
+  user cannot enter): 4.3.0, deferred (postconf(5): "Failure to change directory
+  causes mail to be deferred").
 """
 
 from __future__ import annotations
@@ -51,6 +55,9 @@ from postier.local.mbox import envelope_headers, from_line
 
 #: Captured command output kept for the diagnostic.
 OUTPUT_LIMIT = 2048
+
+#: The file creation mask of commands: Postfix's processes all run with umask 077.
+COMMAND_UMASK = 0o077
 
 
 class SysExit(NamedTuple):
@@ -137,16 +144,14 @@ def interpret(command: str, result: CommandResult) -> DeliveryStatus:
     return bounced("5.3.0", f'Command died with status {code}: "{command}"{tail}')
 
 
-def _working_directory(home: str, uid: int | None, gid: int | None) -> str:
-    """``home`` when the recipient may enter it, else ``/``."""
-    if not home:
-        return "/"
+def can_enter(directory: str, uid: int | None, gid: int | None) -> bool:
+    """May ``uid``/``gid`` (None: this process) change to ``directory``?"""
     with privs.as_user(uid, gid):
         try:
-            ok = os.path.isdir(home) and os.access(home, os.X_OK, effective_ids=True)
+            return os.path.isdir(directory) and os.access(
+                directory, os.X_OK, effective_ids=True)
         except OSError:
-            ok = False
-    return home if ok else "/"
+            return False
 
 
 def run_command(
@@ -189,6 +194,7 @@ def run_command(
         user=uid if drop else None,
         group=gid if drop and gid is not None else None,
         extra_groups=[] if drop else None,
+        umask=COMMAND_UMASK,
         preexec_fn=preexec,
     )
     assert proc.stdin is not None and proc.stdout is not None
@@ -277,7 +283,8 @@ def deliver_command(
     env: Mapping[str, str],
     uid: int | None,
     gid: int | None,
-    home: str,
+    cwd: str,
+    cwd_as_user: bool = False,
     timeout: float = COMMAND_TIME_LIMIT.default_value(),
     prepend: bytes | None = None,
     orig_recipient: str = "",
@@ -294,8 +301,10 @@ def deliver_command(
     are otherwise built from ``sender``, ``recipient``, ``orig_recipient`` and
     ``arrival`` (the From_ time stamp, default now). ``env`` is the full
     environment (``localpart.command_env``). ``uid``/``gid``: the recipient
-    (ignored unless running as root). The working directory is ``home`` when
-    the recipient may enter it, else ``/``. ``timeout`` is command_time_limit,
+    (ignored unless running as root). ``cwd`` is the working directory
+    (entered as root, as a directory inherited); with ``cwd_as_user`` (a
+    command_execution_directory) the user must be able to enter it, else the
+    delivery is deferred (4.3.0). ``timeout`` is command_time_limit,
     ``shell`` local_command_shell (e.g. ``/usr/bin/smrsh -c``; default
     ``/bin/sh -c``), ``size_limit`` mailbox_size_limit (RLIMIT_FSIZE, 0 = none).
     """
@@ -311,8 +320,9 @@ def deliver_command(
             when=arrival if arrival is not None else time.time(),
             delivered_to=delivered_to,
         )
+    if cwd_as_user and not can_enter(cwd, uid, gid):
+        return deferred("4.3.0", f'cannot change directory to "{cwd}" for command "{command}"')
     try:
-        cwd = _working_directory(home, uid, gid)
         result = run_command(
             argv,
             stdin=stdin,

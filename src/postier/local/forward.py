@@ -53,10 +53,9 @@ def parse_item(text: str) -> Item:
     else an address (a quoted whole is unquoted unless it is a quoted local part).
     """
     value = text.strip()
-    if len(value) >= 2 and value[0] == '"' and value[-1] == '"' and '"' not in value[1:-1]:
-        inner = value[1:-1]
-        if inner.startswith(("|", "/", ":include:")):
-            value = inner
+    inner = unquote_whole(value)
+    if inner is not None and inner.startswith(("|", "/", ":include:")):
+        value = inner
     if value.startswith("|"):
         return Item(ItemKind.COMMAND, value[1:].strip())
     if value[:9].lower() == ":include:":
@@ -66,6 +65,27 @@ def parse_item(text: str) -> Item:
     if value.startswith("\\"):
         return Item(ItemKind.MAILBOX, value[1:].strip('"'))
     return Item(ItemKind.ADDRESS, value)
+
+
+def unquote_whole(value: str) -> str | None:
+    """``value`` without its quotes when it is one RFC 822 quoted string from end to end
+    (``"|cmd \\"arg\\""``: ``\\x`` gives ``x``); None when it is not one (unquoted, or a
+    quoted local part followed by ``@domain``)."""
+    if len(value) < 2 or value[0] != '"':
+        return None
+    out: list[str] = []
+    i = 1
+    while i < len(value):
+        c = value[i]
+        if c == "\\" and i + 1 < len(value):
+            out.append(value[i + 1])
+            i += 2
+            continue
+        if c == '"':
+            return "".join(out) if i == len(value) - 1 else None
+        out.append(c)
+        i += 1
+    return None
 
 
 def parse_values(values: Iterable[str]) -> list[Item]:

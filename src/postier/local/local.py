@@ -42,11 +42,13 @@ from postier.config.params import (
     ALIAS_MAPS,
     ALLOW_MAIL_TO_COMMANDS,
     ALLOW_MAIL_TO_FILES,
+    COMMAND_EXECUTION_DIRECTORY,
     COMMAND_TIME_LIMIT,
     DEFAULT_PRIVS,
     DELIVER_LOCK_ATTEMPTS,
     DELIVER_LOCK_DELAY,
     ENABLE_LONG_QUEUE_IDS,
+    EXECUTION_DIRECTORY_EXPANSION_FILTER,
     FORWARD_EXPANSION_FILTER,
     FORWARD_PATH,
     HOME_MAILBOX,
@@ -72,7 +74,7 @@ from postier.dns.resolver import local_addresses
 from postier.local import command, file, forward, mbox, privs
 from postier.local.forward import Item, ItemKind, Origin
 from postier.local.handoff import MailboxTransport
-from postier.local.localpart import ExpansionError, command_env
+from postier.local.localpart import ExpansionError, command_env, local_expand
 from postier.log import Log
 from postier.log import for_config as log_for_config
 from postier.queue.file import ATTR_SMTPUTF8, Envelope, QueueFile, Recipient
@@ -103,6 +105,13 @@ class Target:
     file: str | None = None  # an absolute path (alias, .forward or :include: file)
     forward: str | None = None  # a non-local address: the message is resubmitted to it
     failed: DeliveryStatus | None = None
+    # a command found in an alias (or a :include: file an alias named): the alias's
+    # name, its USER and LOGNAME (Postfix 3.7's)
+    alias: str = ""
+    # its HOME and SHELL are those of ``user``; False when ``user`` is default_privs
+    # standing in for root (a root-owned alias database or :include: file): then it has
+    # neither, as under Postfix 3.7
+    user_env: bool = True
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -126,6 +135,8 @@ class Source:
     origin: Origin
     rights: str
     forward_user: str = ""
+    alias: str = ""  # the alias being expanded, when not a user's .forward
+    user_env: bool = True  # False: ``rights`` is default_privs standing in for root
 
 
 class LocalAgent:
@@ -161,8 +172,9 @@ class LocalAgent:
         # mailboxes appended to and not yet fsynced: (dev, inode) -> (path, descriptor)
         self._unsynced: dict[tuple[int, int], tuple[str, int]] = {}
         self._paths: set[str] = set()  # the mailboxes of the recipient being delivered
-        # what each final target of the message being delivered got, so that aliases
-        # reaching one user twice deliver once (Postfix's duplicate elimination)
+        # what each final target of the recipient being delivered got, so that aliases
+        # reaching one user twice deliver once (Postfix's duplicate elimination, within
+        # one recipient's expansion)
         self._targets: dict[tuple[str, str, str], DeliveryStatus] = {}
         # the password entries read for the message being delivered: its expansion and
         # its delivery ask for the same user (getpwnam reads /etc/passwd each time)
@@ -201,7 +213,9 @@ class LocalAgent:
                 continue
             if depth >= MAX_ALIAS_DEPTH:
                 return status.bounced("5.4.6", f"mail forwarding loop for {localpart}")
-            source = Source(Origin.ALIAS, self.alias_owner())
+            owner = self.alias_owner()
+            source = Source(Origin.ALIAS, owner, alias=key,
+                            user_env=owner != self.default_privs)
             return self.expand_items(key, forward.parse_values(values), source, depth)
         pw = self.getpwnam(base)
         if pw is None:
@@ -224,7 +238,8 @@ class LocalAgent:
                     targets.append(Target(source.rights, failed=status.bounced(
                         "5.7.1", "mail to command is restricted")))
                 else:
-                    targets.append(Target(source.rights, item.value))
+                    targets.append(Target(source.rights, item.value, alias=source.alias,
+                                          user_env=source.user_env))
                 continue
             if item.kind is ItemKind.FILE:
                 if not forward.allowed(self.allow_files, source.origin):
@@ -289,10 +304,11 @@ class LocalAgent:
             if info.st_mode & stat.S_IWOTH:
                 return status.bounced("5.3.5", f":include: file {path} is world writable")
             text = f.read().decode("utf-8", "surrogateescape")
-        rights = source.rights
+        rights, user_env = source.rights, source.user_env
         if source.origin is not Origin.FORWARD:
             rights = self._owner_rights(info.st_uid)
-        sub = Source(Origin.INCLUDE, rights, source.forward_user)
+            user_env = rights != self.default_privs
+        sub = Source(Origin.INCLUDE, rights, source.forward_user, source.alias, user_env)
         return self.expand_items(f":include:{path}", forward.parse_file(text), sub, depth + 1)
 
     def dot_forward(
@@ -415,11 +431,14 @@ class LocalAgent:
         except Exception as exc:  # the queue file vanished or is corrupt: defer, qmgr decides
             st = status.deferred("4.3.0", f"cannot open queue file: {exc}")
             return [(RcptResult(r.index, st), set()) for r in req.recipients]
-        self._targets = {}
         self._delivered = None
         self._passwd = {}
         with qf:
             for rcpt in req.recipients:
+                # Duplicate elimination is per original recipient: Postfix's local(8)
+                # takes one recipient per delivery request (local_destination_recipient
+                # _limit = 1), so each gets its own copy, and its log line says so.
+                self._targets = {}
                 self._paths = set()
                 self._index = rcpt.index
                 self._handed_off = False
@@ -569,13 +588,17 @@ class LocalAgent:
                 RcptRequest(self._index, rcpt, orig), req.attrs)
         cmd = target.command or self.mailbox_command
         if cmd:
+            try:
+                cwd = self.execution_directory(pw, target, address, localpart, ext, domain)
+            except ExpansionError as exc:
+                return status.deferred("4.3.5", f"mail system configuration error: {exc}")
             if self.root and pw.pw_uid == 0:
                 dp = pwd.getpwnam(self.default_privs)
                 uid, gid = dp.pw_uid, dp.pw_gid
             env = command_env(
-                user=pw.pw_name,
-                home=pw.pw_dir,
-                shell=pw.pw_shell,
+                user=target.alias or pw.pw_name,
+                home=pw.pw_dir if target.user_env else None,
+                shell=pw.pw_shell if target.user_env else None,
                 recipient=address,
                 sender=req.sender,
                 extension=ext,
@@ -592,7 +615,8 @@ class LocalAgent:
                 env=env,
                 uid=uid,
                 gid=gid,
-                home=pw.pw_dir,
+                cwd=cwd or self.cfg[QUEUE_DIRECTORY],
+                cwd_as_user=bool(cwd),
                 timeout=self.cfg[COMMAND_TIME_LIMIT],
                 orig_recipient=orig,
                 arrival=req.arrival,
@@ -630,6 +654,24 @@ class LocalAgent:
                 self._unsynced[key] = (path, fd)
             self._paths.add(path)
         return st
+
+    def execution_directory(self, pw: pwd.struct_passwd, target: Target, address: str,
+                            localpart: str, ext: str | None, domain: str) -> str:
+        """command_execution_directory expanded for one command (local(8) attributes,
+        censored with execution_directory_expansion_filter); "" when it is not set (the
+        command then runs in the queue directory, as Postfix's inherit local's). Raises
+        ``ExpansionError`` for bad ``$`` syntax."""
+        template = self.cfg[COMMAND_EXECUTION_DIRECTORY]
+        if not template:
+            return ""
+        attrs: dict[str, str | None] = {
+            "user": target.alias or pw.pw_name,
+            "home": pw.pw_dir if target.user_env else None,
+            "shell": pw.pw_shell if target.user_env else None,
+            "recipient": address, "extension": ext, "domain": domain, "local": localpart,
+            "recipient_delimiter": self.delimiter if ext is not None else None,
+        }
+        return local_expand(template, attrs, self.cfg[EXECUTION_DIRECTORY_EXPANSION_FILTER])
 
     def log_status(self, req: DeliverRequest, address: str, orig: str, st: DeliveryStatus) -> None:
         self.log.info(status_log_line(req.queue_id, address, orig, req.arrival, st, time.time()))

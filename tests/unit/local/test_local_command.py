@@ -39,7 +39,7 @@ def run(command: str, tmp: Path, **kw: object) -> DeliveryStatus:
         "env": env,
         "uid": None,
         "gid": None,
-        "home": str(tmp),
+        "cwd": str(tmp),
         "timeout": 30.0,
         "orig_recipient": "joe@example.com",
         "arrival": WHEN,
@@ -69,11 +69,24 @@ def test_environment_and_working_directory(tmp_path: Path) -> None:
     assert out.read_text() == f"list|joe|/usr/bin:/bin|{tmp_path}\n"
 
 
-def test_missing_home_runs_in_root(tmp_path: Path) -> None:
-    out = tmp_path / "cwd"
-    st = run(f"pwd > {out}", tmp_path, home=str(tmp_path / "nope"))
+def test_execution_directory_the_user_cannot_enter_defers(tmp_path: Path) -> None:
+    # postconf(5) command_execution_directory: "Failure to change directory causes mail
+    # to be deferred"; nothing runs
+    out = tmp_path / "ran"
+    st = run(f"touch {out}", tmp_path, cwd=str(tmp_path / "nope"), cwd_as_user=True)
+    assert st.kind is Kind.DEFERRED and st.dsn == "4.3.0"
+    assert st.text == f'cannot change directory to "{tmp_path / "nope"}" for command "touch {out}"'
+    assert not out.exists()
+
+
+def test_commands_run_with_umask_077(tmp_path: Path) -> None:
+    # Postfix 3.7's local(8): an alias command printed umask 0077; its file -rw-------
+    out = tmp_path / "umask"
+    made = tmp_path / "made"
+    st = run(f"umask > {out}; echo x > {made}", tmp_path)
     assert st.kind is Kind.SENT
-    assert out.read_text() == "/\n"
+    assert out.read_text() == "0077\n"
+    assert made.stat().st_mode & 0o777 == 0o600
 
 
 def test_tempfail_defers_with_output(tmp_path: Path) -> None:
@@ -259,7 +272,7 @@ def test_real_procmail_delivers_to_mbox(open_tmp: Path, request: pytest.FixtureR
         env=env,
         uid=uid,
         gid=gid,
-        home=str(home),
+        cwd=str(home),
         timeout=30.0,
         arrival=WHEN,
     )

@@ -44,6 +44,11 @@ from postier.log import Log
     ("admin@example.org", ItemKind.ADDRESS, "admin@example.org"),
     ("joe", ItemKind.ADDRESS, "joe"),
     ('"joe smith"@example.org', ItemKind.ADDRESS, '"joe smith"@example.org'),
+    # quoted commands as an administrator writes them; Postfix 3.7 ran and logged these
+    ('"|/bin/sh -c \'cat > /tmp/x.out\'"', ItemKind.COMMAND, "/bin/sh -c 'cat > /tmp/x.out'"),
+    ('"|/bin/sh -c \\"cat > /tmp/fwd.out\\""', ItemKind.COMMAND,
+     '/bin/sh -c "cat > /tmp/fwd.out"'),
+    ('"a\\"b"@example.org', ItemKind.ADDRESS, '"a\\"b"@example.org'),
 ])
 def test_parse_item_kinds(text: str, kind: ItemKind, value: str) -> None:
     assert parse_item(text) == Item(kind, value)
@@ -61,6 +66,16 @@ def test_parse_file_lines_commas_quotes_and_comments() -> None:
         Item(ItemKind.ADDRESS, "ann@example.org"),
         Item(ItemKind.COMMAND, "cat, tee /x"),
         Item(ItemKind.FILE, "/tmp/f"),
+    ]
+
+
+def test_parse_file_dot_forward_with_mailbox_and_escaped_quoted_command() -> None:
+    # the fresh administrator's ~/.forward: Postfix 3.7 delivered to the mailbox and ran
+    # /bin/sh -c "cat > /tmp/fwd.out" (its log: delivered to command: /bin/sh -c "…")
+    text = '\\fzfresh, "|/bin/sh -c \\"cat > /tmp/fwd.out\\""\n'
+    assert parse_file(text) == [
+        Item(ItemKind.MAILBOX, "fzfresh"),
+        Item(ItemKind.COMMAND, '/bin/sh -c "cat > /tmp/fwd.out"'),
     ]
 
 
@@ -125,7 +140,8 @@ def test_alias_to_remote_address_file_and_command(agent_for) -> None:
     rights = agent.alias_owner()
     assert got == [Target(rights, forward="admin@example.org"),
                    Target(rights, file="/tmp/archive"),
-                   Target(rights, "/bin/true")]
+                   Target(rights, "/bin/true", alias="root",
+                          user_env=rights != agent.default_privs)]
 
 
 def test_alias_owner_is_default_privs_for_root_owned_database(agent_for, tmp_path) -> None:
