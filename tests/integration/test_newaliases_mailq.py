@@ -10,12 +10,16 @@ prints exactly what ``postqueue -p`` prints, also when called through a link nam
 from __future__ import annotations
 
 import os
+import re
 import smtplib
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from postier.tables.compiled import RECHECK_SECONDS
 
 from .conftest import ROOT, Instance, ensure_user, postier
 from .test_queue_tools import gated_instance, send, tool
@@ -90,9 +94,12 @@ def test_newaliases_builds_the_table_local_reads_and_a_new_alias_needs_no_reload
     rebuilt = run(linked(workdir, "newaliases"), env={"MAIL_CONFIG": str(inst.config_dir)})
     assert (rebuilt.returncode, rebuilt.stderr) == (0, "")
 
-    # no reload: smtpd and local reopen the rebuilt table
-    code, text = rcpt(inst, "dupont@example.com")
-    assert code == 250, text
+    # no reload: smtpd and local reopen the rebuilt table (tables.compiled checks its
+    # file at most every RECHECK_SECONDS, as Postfix's daemons notice a changed .db)
+    deadline = time.monotonic() + 3 * RECHECK_SECONDS + 5
+    while (answer := rcpt(inst, "dupont@example.com"))[0] != 250:
+        assert time.monotonic() < deadline, answer
+        time.sleep(0.2)
     send_to(inst, "dupont@example.com", "second alias")
     inst.wait_log("to=<tintin@example.com>, orig_to=<dupont@example.com>")
     inst.wait_log("status=sent (delivered to mailbox)", count=2)
@@ -116,7 +123,7 @@ def test_mailq_is_postqueue_p_empty_deferred_and_down(
     send(inst, "deferred one")
     inst.wait_log("status=deferred")
     deferred = tool(inst, "postqueue", "-p")
-    assert deferred.stdout.splitlines()[-1] == "-- 1 Kbytes in 1 Requests."
+    assert re.fullmatch(r"-- \d+ Kbytes in 1 Request\.", deferred.stdout.splitlines()[-1])
     for listing in (tool(inst, "mailq"), run(mailq, "-C", f"{config}/main.cf"),
                     run(mailq, env={"MAIL_CONFIG": config})):
         assert (listing.returncode, listing.stdout, listing.stderr) == (0, deferred.stdout, "")
