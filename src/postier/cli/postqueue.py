@@ -11,7 +11,8 @@ with a recipient in domain SITE: the chosen deferred files' time stamps are set 
 and qmgr is told through ``public/qmgr`` (``postier.queue.control``). When the mail
 system is down, the listing reads the queue directly after Postfix's warning, and a
 flush fails with Postfix's ``fatal: Cannot flush mail queue - mail system is down``
-(exit status 69, EX_UNAVAILABLE).
+(exit status 69, EX_UNAVAILABLE). ``mailq`` is sendmail's ``-bp``: its ``-C`` may name
+main.cf or its directory, and its warnings and errors are postqueue's, as in Postfix.
 
 The formatters (``mailq_lines``, ``json_line``, ``json_quote``) are pure; ``main`` reads
 the queue through ``postier.queue.showq``.
