@@ -5,21 +5,28 @@
 #                                    accounts postfix (mail_owner) and postdrop (setgid_group)
 #                                    as an ordinary user: ~/.local/share/postier, ~/.local/bin
 #   sh scripts/install.sh --systemd  also installs packaging/postier.service (root only)
+#   sh scripts/install.sh --sendmail-links
+#                                    also links mailq and newaliases (sendmail -bp, -bi)
+#                                    into the same directory, each only when no command of
+#                                    that name is on PATH already (a Postfix's /usr/bin/mailq)
+#                                    and no other file has that name there
 #
 # Only the system's python3 is needed: as root, python3-venv is installed with apt-get when
-# the venv module cannot make an environment. Only "postier" is linked: Postfix's tool names
-# (postqueue, postconf, mailq, ...) are never put on PATH, so that a real Postfix's commands
-# in /usr/sbin are never shadowed; use "postier postqueue ..." (see docs/install.md).
+# the venv module cannot make an environment. By default only "postier" is linked: Postfix's
+# tool names (postqueue, postconf, mailq, ...) are never put on PATH unasked, so that a real
+# Postfix's commands are never shadowed; use "postier postqueue ..." (see docs/install.md).
 # POSTIER_PREFIX and POSTIER_BINDIR override the two places.
 set -eu
 cd "$(dirname "$0")/.."
 src=$(pwd)
 
 systemd=no
+sendmail_links=no
 for arg in "$@"; do
     case $arg in
         --systemd) systemd=yes ;;
-        *) echo "usage: sh scripts/install.sh [--systemd]" >&2; exit 2 ;;
+        --sendmail-links) sendmail_links=yes ;;
+        *) echo "usage: sh scripts/install.sh [--systemd] [--sendmail-links]" >&2; exit 2 ;;
     esac
 done
 
@@ -55,6 +62,31 @@ python3 -m venv "$prefix"
 "$prefix/bin/python" -m pip install -q --disable-pip-version-check "$src"
 mkdir -p "$bindir"
 ln -sf "$prefix/bin/postier" "$bindir/postier"
+
+# mailq and newaliases: postier behaves as the command it is called by. A name that is
+# already a command (Postfix's or another MTA's /usr/bin/mailq -> ../sbin/sendmail) or a
+# file of bindir that is not our link is left alone: never shadow or overwrite another
+# package's command.
+if [ "$sendmail_links" = yes ]; then
+    for name in mailq newaliases; do
+        link="$bindir/$name"
+        if [ -L "$link" ] && [ "$(readlink "$link")" = "$prefix/bin/postier" ]; then
+            continue
+        fi
+        if [ -e "$link" ] || [ -L "$link" ]; then
+            echo "install.sh: $link exists and is not postier's: not linked" >&2
+            continue
+        fi
+        other=$(command -v "$name" 2>/dev/null || true)
+        if [ -n "$other" ]; then
+            echo "install.sh: $name is already a command ($other): not linked;" \
+                 "use postier $name" >&2
+            continue
+        fi
+        ln -s "$prefix/bin/postier" "$link"
+        echo "install.sh: linked $link" >&2
+    done
+fi
 
 if [ "$(id -u)" = 0 ]; then
     getent group postfix >/dev/null || groupadd --system postfix

@@ -4,8 +4,9 @@ Follows postfix(1) (``postfix [-c DIR] [-v] command``) for the verbs and each to
 manual page for the tools. ``postier [-c DIR] VERB`` drives the master like ``postfix -c
 DIR VERB``; ``postier postfix VERB`` is the same, under Postfix's name. The tools
 (``postconf``, ``postqueue``, ``mailq``, ``postsuper``, ``postcat``, ``postmap``,
-``postalias``, ``postlog``) take their own Postfix-compatible options, parsed by the tool
-(so ``postconf -h`` keeps Postfix's meaning); ``postier TOOL --help`` prints its usage.
+``postalias``, ``postlog``, ``newaliases``) take their own Postfix-compatible options,
+parsed by the tool (so ``postconf -h`` keeps Postfix's meaning); ``postier TOOL --help``
+prints its usage.
 Called through a link named after one of the tools it behaves as that tool. ``-c DIR``,
 else ``MAIL_CONFIG``, else the default directory chooses the configuration
 (``postier.config.paths``).
@@ -73,6 +74,8 @@ TOOLS: dict[str, tuple[str, str]] = {
     "postmap": ("postier.cli.postmap", "build or query a lookup table (postmap(1))"),
     "postalias": ("postier.cli.postalias", "build or query an alias table (postalias(1))"),
     "postlog": ("postier.cli.postlog", "write a line to the mail log (postlog(1))"),
+    "newaliases": ("postier.cli.newaliases",
+                   "rebuild the alias databases of alias_database (sendmail -bi)"),
 }
 
 

@@ -11,7 +11,8 @@ with a recipient in domain SITE: the chosen deferred files' time stamps are set 
 and qmgr is told through ``public/qmgr`` (``postier.queue.control``). When the mail
 system is down, the listing reads the queue directly after Postfix's warning, and a
 flush fails with Postfix's ``fatal: Cannot flush mail queue - mail system is down``
-(exit status 69, EX_UNAVAILABLE).
+(exit status 69, EX_UNAVAILABLE). ``mailq`` is sendmail's ``-bp``: its ``-C`` may name
+main.cf or its directory, and its warnings and errors are postqueue's, as in Postfix.
 
 The formatters (``mailq_lines``, ``json_line``, ``json_quote``) are pure; ``main`` reads
 the queue through ``postier.queue.showq``.
@@ -26,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import NoReturn
 
-from postier.cli import control
+from postier.cli import control, newaliases
 from postier.config import paths
 from postier.config.errors import ConfigError
 from postier.config.params import ENABLE_LONG_QUEUE_IDS, QUEUE_DIRECTORY
@@ -265,8 +266,13 @@ def _list(cfg: Config, config_dir: str, as_json: bool, prog: str) -> int:
 def main(argv: list[str] | None = None, prog: str = "postqueue") -> int:
     """``postqueue`` (or, with ``prog="mailq"``, ``mailq``); returns the exit status."""
     args = _parser(prog).parse_args(sys.argv[1:] if argv is None else argv)
-    name = "postqueue" if prog != "mailq" else "mailq"
-    config_dir = os.path.abspath(paths.config_dir(args.config_dir))
+    # mailq is sendmail -bp, which runs postqueue -p: past its options, every warning
+    # and error line is postqueue's, as Postfix 3.7 prints them; -C may name main.cf.
+    name = "postqueue"
+    if prog == "mailq":
+        config_dir = newaliases.sendmail_config_dir(args.config_dir)
+    else:
+        config_dir = os.path.abspath(paths.config_dir(args.config_dir))
     try:
         cfg = Config.from_dir(config_dir)
         queue_dir = cfg[QUEUE_DIRECTORY]

@@ -362,7 +362,7 @@ ALIAS_MAPS = Param.list(
     "alias tables used by local(8) (build-dependent; no NIS on Linux builds)", implemented=True)
 ALIAS_DATABASE = Param.list(
     "alias_database", "hash:/etc/aliases",
-    "alias databases built by newaliases", inert=True)
+    "alias databases built by newaliases", implemented=True)
 LOCAL_RECIPIENT_MAPS = Param.list(
     "local_recipient_maps", "proxy:unix:passwd.byname $alias_maps",
     "tables of local recipients; empty disables the check", implemented=True)

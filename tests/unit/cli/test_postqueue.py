@@ -336,3 +336,15 @@ def test_invoked_as_mailq(
     monkeypatch.setattr("sys.argv", ["/usr/bin/mailq", "-C", config_dir])
     assert cli_main.main() == 0
     assert capsys.readouterr().out == "Mail queue is empty\n"
+
+
+def test_mailq_C_names_main_cf_or_its_directory_and_warns_as_postqueue(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_dir, _ = instance(tmp_path)
+    for arg in (config_dir, f"{config_dir}/main.cf"):
+        assert postqueue.main(["-C", arg], prog="mailq") == 0
+        out, err = capsys.readouterr()
+        assert out == "Mail queue is empty\n"
+        # the mail system is down here: sendmail -bp's postqueue says so under its name
+        assert err == f"postqueue: warning: {postqueue.DOWN_WARNING}\n"
