@@ -14,8 +14,14 @@ sessions from NAME[ADDR]`` (``Refusing STARTTLS request from NAME[ADDR] for serv
 SERVICE``), and the session that exceeds it ``421 4.7.0 HOST Error: too many new TLS
 sessions from NAME[ADDR]`` (``New TLS session rate limit exceeded``). Every event
 counts, refused ones included. A client in ``smtpd_client_event_limit_exceptions``
-(default ``$mynetworks``) is neither counted nor limited. When no limit is set, anvil
-is never asked; when anvil is unavailable, nothing is limited.
+(default ``$mynetworks``) is neither counted nor limited; nor is a client in
+``smtpd_authorized_xclient_hosts`` (checked side by side: Postfix's smtpd reports
+nothing about it to anvil, its connection included, while a client only in
+``smtpd_authorized_xforward_hosts`` is limited as any other). After XCLIENT the session
+is the new client's: its events are counted under its address unless it is itself
+authorized or excepted (the connection, counted or not at connect, stays as it was).
+When no limit is set, anvil is never asked; when anvil is unavailable, nothing is
+limited.
 
 ``ClientLimits`` is one service's settings (built at start), ``SessionLimits`` one
 session's questions; the decisions themselves are the pure ``verdict``.
@@ -216,23 +222,37 @@ class ClientLimits:
             return self.exceptions.match(addr)
         return self.exceptions.match(name, addr)
 
-    def session(self, name: str, addr: str, warn: Warn) -> SessionLimits:
-        return SessionLimits(self, name, addr, warn)
+    def session(self, name: str, addr: str, warn: Warn, *,
+                xclient_authorized: bool = False) -> SessionLimits:
+        """The questions of a session of NAME[ADDR]; ``xclient_authorized``: the client is
+        in smtpd_authorized_xclient_hosts (then nothing is reported)."""
+        return SessionLimits(self, name, addr, warn, xclient_authorized=xclient_authorized)
 
 
 class SessionLimits:
     """One session's questions to anvil; each returns the reply to send instead of
     going on (None: go on), having logged Postfix's warning."""
 
-    def __init__(self, limits: ClientLimits, name: str, addr: str, warn: Warn) -> None:
+    def __init__(self, limits: ClientLimits, name: str, addr: str, warn: Warn, *,
+                 xclient_authorized: bool = False) -> None:
         self.of = limits
         self.name = name
         self.addr = addr
         self.warn = warn
         self.key = ident(limits.service, addr)
-        self.active = (limits.limits.any and addr != "unknown"
+        self.active = (limits.limits.any and addr != "unknown" and not xclient_authorized
                        and not limits.exempt(name, addr))
-        self.connected = False  # anvil counted our connect: a disconnect is owed
+        self.connected: str | None = None  # anvil counted a connect under this key
+
+    def after_xclient(self, name: str, addr: str, *,
+                      xclient_authorized: bool) -> SessionLimits:
+        """The questions of the client XCLIENT made NAME[ADDR] (``xclient_authorized``:
+        the new client is itself in smtpd_authorized_xclient_hosts); the connect
+        counted at the start, if any, is still to be undone at the end."""
+        moved = SessionLimits(self.of, name, addr, self.warn,
+                              xclient_authorized=xclient_authorized)
+        moved.connected = self.connected
+        return moved
 
     async def ask(self, request: Request) -> Reply | None:
         """Report ``request`` (CONNECT, MESSAGE, RECIPIENT, AUTH, NEWTLS) or ask
@@ -246,7 +266,7 @@ class SessionLimits:
         if answer is None or not answer.ok:
             return None
         if request is Request.CONNECT:
-            self.connected = True
+            self.connected = self.key
         decided = verdict(self.of.limits, request, answer.count, answer.rate,
                           hostname=self.of.hostname, addr=self.addr,
                           namaddr=f"{self.name}[{self.addr}]", service=self.of.service)
@@ -270,6 +290,6 @@ class SessionLimits:
 
     async def disconnect(self) -> None:
         """The session ended: anvil's count goes down (only if it went up)."""
-        if self.connected:
-            self.connected = False
-            await self.of.anvil.ask(Request.DISCONNECT, self.key)
+        if self.connected is not None:
+            key, self.connected = self.connected, None
+            await self.of.anvil.ask(Request.DISCONNECT, key)

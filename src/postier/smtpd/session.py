@@ -196,8 +196,9 @@ class Session:
                 self.client_name = await self.svc.worker.reverse_name(self.client_addr)
             self.log.info(f"connect from {self.client}")
             metrics.RECORDER.connection(self.svc.name)
-            self.limits = self.svc.limits.session(self.client_name, self.client_addr,
-                                                  self.log.warning)
+            self.limits = self.svc.limits.session(
+                self.client_name, self.client_addr, self.log.warning,
+                xclient_authorized=self.svc.xclient_allowed(self.client_addr))
             if self.wrapped is not None and (
                     not await self.limits.wrapper_allowed()
                     or not await self.wrapper_handshake(self.wrapped) or self.closing):
@@ -1123,6 +1124,10 @@ class Session:
         self.helo = None if helo in (None, UNAVAILABLE, TEMPUNAVAIL) else _printable(helo or "")
         self.esmtp = attrs.get("PROTO") == "ESMTP"
         self.conn.xclient_helo = (self.helo, self.esmtp)
+        if self.limits is not None:  # anvil now hears about the new client, if anything
+            self.limits = self.limits.after_xclient(
+                self.client_name, self.client_addr,
+                xclient_authorized=self.svc.xclient_allowed(self.client_addr))
 
     def on_xforward(self, words: Sequence[str]) -> Reply:
         """XFORWARD (XFORWARD_README): for an authorized client, attributes of the
