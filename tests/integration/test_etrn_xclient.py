@@ -135,6 +135,11 @@ def test_xclient_changes_what_check_client_access_and_received_see(
     assert not any("XFORWARD" in line for line in ehlo)
     assert chat("XCLIENT FOO=bar") == "501 5.5.4 Bad XCLIENT attribute name: FOO"
     assert chat("XCLIENT ADDR=bad") == "501 5.5.4 Bad ADDR syntax: bad"
+    # inet_protocols = ipv4 (Postfix 3.7 side by side): an IPv6 client is refused
+    assert chat("XCLIENT ADDR=IPV6:2001:db8::1") == (
+        "501 5.5.4 Bad ADDR syntax: IPV6:2001:db8::1")
+    assert chat("XCLIENT DESTADDR=IPV6:2001:db8::1") == (
+        "501 5.5.4 Bad DESTADDR syntax: IPV6:2001:db8::1")
     assert chat("XCLIENT ADDR=192.0.2.66 NAME=spam.example") == inst_greeting(chat)
     # the new client is not authorized: no second XCLIENT
     assert chat("XCLIENT ADDR=127.0.0.1") == "550 5.7.0 Error: insufficient authorization"

@@ -18,6 +18,7 @@ from postier.config.params import (
     ALWAYS_ADD_MISSING_HEADERS,
     BROKEN_SASL_AUTH_CLIENTS,
     DISABLE_VRFY_COMMAND,
+    INET_PROTOCOLS,
     LINE_LENGTH_LIMIT,
     LOCAL_HEADER_REWRITE_CLIENTS,
     MAIL_NAME,
@@ -174,6 +175,8 @@ class Service:
             MyNetworks.parse(cfg[param], read_file=read_text_file,
                              open_table=worker.tables.table, strict=False)
             for param in (SMTPD_AUTHORIZED_XCLIENT_HOSTS, SMTPD_AUTHORIZED_XFORWARD_HOSTS))
+        # the address families XCLIENT's and XFORWARD's ADDR may be of
+        self.inet_families = xclient.inet_families(cfg[INET_PROTOCOLS])
         # SASL (SASL_README): the back end is the process's, shared by its services.
         self.sasl_enable = cfg[SMTPD_SASL_AUTH_ENABLE]
         self.sasl: Authenticator | None = worker.authenticator(cfg) if self.sasl_enable else None

@@ -1090,7 +1090,7 @@ class Session:
         self.counts["xclient"] += 1
         if not self.svc.xclient_allowed(self.client_addr):
             return replies.INSUFFICIENT_AUTHORIZATION
-        attrs = parse_attributes(Command.XCLIENT, words)
+        attrs = parse_attributes(Command.XCLIENT, words, self.svc.inet_families)
         if isinstance(attrs, Reply):
             return attrs
         self.apply_xclient(attrs)
@@ -1141,7 +1141,7 @@ class Session:
     def xforward_reply(self, words: Sequence[str]) -> Reply:
         if not self.svc.xforward_allowed(self.client_addr):
             return replies.INSUFFICIENT_AUTHORIZATION
-        attrs = parse_attributes(Command.XFORWARD, words)
+        attrs = parse_attributes(Command.XFORWARD, words, self.svc.inet_families)
         if isinstance(attrs, Reply):
             return attrs
         self.xforward.update({k: _printable(v) for k, v in attrs.items()})
@@ -1162,7 +1162,8 @@ class Session:
             "log_client_port": x.get("PORT", str(self.client_port)),
             "log_helo_name": x.get("HELO", self.helo or ""),
             "log_protocol_name": x.get("PROTO", self.protocol),
-            "log_message_origin": x.get("SOURCE", "REMOTE"),
+            "log_message_origin": (x["SOURCE"] if x.get("SOURCE", UNAVAILABLE) != UNAVAILABLE
+                                   else "REMOTE"),
             **({"log_ident": x["IDENT"]} if "IDENT" in x else {}),
         }
 
