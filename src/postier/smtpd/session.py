@@ -41,7 +41,7 @@ from postier.anvilclient.protocol import Request
 from postier.cleanup.cleanup import CleanupMessage, Received
 from postier.queue import control as qmgr_control
 from postier.queue.file import ATTR_SMTPUTF8, SMTPUTF8_REQUESTED, Envelope, Recipient
-from postier.queue.flush import make_site_due
+from postier.queue.flush import FlushTableError, make_site_due
 from postier.restrictions import evaluate as rs
 from postier.rewrite.virtual import ExpansionError
 from postier.sasl import api as sasl
@@ -62,7 +62,7 @@ from postier.smtpproto.xclient import (
     etrn_site,
     parse_attributes,
 )
-from postier.tables import TableError
+from postier.tables import TableError, TableOpenError
 from postier.tls import verify
 from postier.tls.policy import TlsInfo
 
@@ -1049,7 +1049,8 @@ class Session:
 
     async def on_etrn(self, argument: str) -> Reply:
         """ETRN (RFC 1985) as Postfix's smtpd: the site's syntax, smtpd_etrn_restrictions,
-        fast_flush_domains (459), then its deferred mail made due and qmgr told (250)."""
+        fast_flush_domains (459; 458 when its table fails), then its deferred mail made
+        due and qmgr told (250)."""
         self.last_command = "ETRN"
         reply = await self.etrn_reply(argument)
         self.count("etrn", reply)
@@ -1067,11 +1068,17 @@ class Session:
             if decision.reply is not None:
                 self.log_reject("ETRN", decision.reply, None)
                 return decision.reply
-        if not self.svc.flush_allowed(site):
+        loop = asyncio.get_running_loop()
+        try:  # its tables may be databases: asked off the loop
+            allowed = await loop.run_in_executor(None, self.svc.flush_allowed, site)
+        except (FlushTableError, TableOpenError) as exc:  # Postfix: flush gives up, 458
+            self.log.warning(str(exc))
+            self.log.warning("unable to talk to fast flush service")
+            return replies.ETRN_UNABLE
+        if not allowed:
             self.log.warning(f"reject: ETRN {site[:100]}... from {self.client}")
             return replies.etrn_unavailable(site)
         queue_dir = self.svc.worker.queue_dir
-        loop = asyncio.get_running_loop()
         try:
             count = await loop.run_in_executor(None, make_site_due, queue_dir, site)
             qmgr_control.send(queue_dir, qmgr_control.encode(

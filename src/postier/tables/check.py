@@ -2,7 +2,8 @@
 
 Follows postfix(1) ``check`` in spirit, stricter than Postfix (whose daemons find a
 missing table only when they first need it): an unknown table type, a missing or
-unreadable table file, a bad line in a table file, a bad ``mynetworks`` (or
+unreadable table file, a bad line in a table file, a ``fast_flush_domains`` table, a
+bad ``mynetworks`` (or
 ``smtpd_authorized_xclient_hosts``/``_xforward_hosts``) entry are
 start errors (``ConfigError``) naming main.cf's file and line, the parameter and the
 offending word; an out-of-date compiled table is a warning. Used by
@@ -15,6 +16,7 @@ from postier.config.errors import ConfigError
 from postier.config.params import (
     ALIAS_MAPS,
     CANONICAL_MAPS,
+    FAST_FLUSH_DOMAINS,
     LOCAL_RECIPIENT_MAPS,
     MAILBOX_COMMAND_MAPS,
     MYNETWORKS,
@@ -38,6 +40,7 @@ from postier.config.params import (
 from postier.config.settings import Config
 from postier.restrictions.lists import parse_lists, restriction_classes, table_arguments
 from postier.rewrite.mynetworks import MyNetworks
+from postier.rewrite.resolve import is_table_entry
 from postier.tables.base import TableOpenError
 from postier.tables.registry import Tables
 from postier.tables.stringlist import StringList
@@ -50,6 +53,9 @@ TABLE_PARAMS: tuple[Param[list[str]], ...] = (
     SMTPD_SENDER_LOGIN_MAPS, SMTP_SASL_PASSWORD_MAPS, MAILBOX_COMMAND_MAPS, RBL_REPLY_MAPS,
     RELAY_CLIENTCERTS, TLS_SERVER_SNI_MAPS,
 )
+
+#: Every domain-list parameter whose ``type:table`` entries are looked up.
+DOMAIN_LIST_PARAMS: tuple[Param[list[str]], ...] = (FAST_FLUSH_DOMAINS,)
 
 
 def _read(path: str) -> str:
@@ -65,6 +71,15 @@ def check_tables(cfg: Config, tables: Tables | None = None, *,
     opened = tables if tables is not None else Tables()
     for param in TABLE_PARAMS:
         opened.for_param(cfg, param, aliases=param is ALIAS_MAPS)
+    for param in DOMAIN_LIST_PARAMS:  # their type:table entries (smtpd's ETRN, postqueue -s)
+        for entry in cfg[param]:
+            if is_table_entry(entry.strip()) and not entry.strip().startswith("/"):
+                try:
+                    opened.table(entry.strip())
+                except TableOpenError as exc:
+                    file, line = cfg.location(param.name)
+                    raise ConfigError(f"{entry.strip()}: {exc}", file=file, line=line,
+                                      param=param.name) from None
     if not smtpd:
         return
     try:  # every list and class; one that does not parse is reported by check_restriction_lists

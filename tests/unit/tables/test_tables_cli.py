@@ -96,6 +96,13 @@ def _config(tmp_path: Path, extra: str) -> str:
      r"main.cf, line 4: parameter smtpd_client_restrictions: restriction "
      r'"reject_non_fqdn_sender" needs the sender and cannot be used in the client '
      r"restrictions with smtpd_delay_reject = no"),
+    # Postfix 3.7 starts, then answers ETRN "458 Unable to queue messages": a start error
+    ("fast_flush_domains = example.net, hash:/nonexistent/flush\n",
+     r"main.cf, line 3: parameter fast_flush_domains: hash:/nonexistent/flush: open "
+     r"database /nonexistent/flush.pdb: No such file"),
+    ("relay_domains = example.net, hash:/nonexistent/relay\n",
+     r"^parameter fast_flush_domains: hash:/nonexistent/relay: open "
+     r"database /nonexistent/relay.pdb: No such file"),  # its default, $relay_domains
     ("rbl_reply_maps = hash:/nonexistent/rbl\n",
      r"main.cf, line 3: rbl_reply_maps: hash:/nonexistent/rbl: open database "
      r"/nonexistent/rbl.pdb: No such file"),
