@@ -44,7 +44,7 @@ from postier.config.params import (
     SMTPD_CLIENT_RECIPIENT_RATE_LIMIT,
 )
 from postier.config.settings import Config
-from postier.rewrite.mynetworks import MyNetworks, parse_network
+from postier.rewrite.mynetworks import MyNetworks, looks_like_network, parse_network
 from postier.smtpproto import replies
 from postier.smtpproto.replies import Reply
 from postier.tables import TableOpenError
@@ -59,10 +59,13 @@ class ClientList:
     (``.domain`` matches its subdomains); ``!`` negates; the first match wins."""
 
     def __init__(self, words: list[str], open_table: Callable[[str], Table],
-                 read_file: Callable[[str], str]) -> None:
+                 read_file: Callable[[str], str],
+                 param: str = SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS.name) -> None:
+        """``param``: the list's parameter, named in its entries' errors."""
         self.entries: list[tuple[bool, MyNetworks | Table | str]] = []
         for word in words:  # already split as a list parameter ({ … } kept whole)
-            negated, text = word.startswith("!"), word.lstrip("!")
+            text = word.lstrip("!")
+            negated = (len(word) - len(text)) % 2 == 1  # each "!" in turn, as Postfix
             if not text:
                 continue
             if _is_table(text):
@@ -70,12 +73,14 @@ class ClientList:
                     self.entries.append((negated, open_table(text)))
                 except (TableOpenError, ValueError):
                     self.entries.append((negated, MyNetworks.parse(
-                        [text], open_table=open_table, strict=False)))  # a bad entry
+                        [text], open_table=open_table, strict=False,
+                        param=param)))  # a bad entry
             elif _is_host_name(text):
                 self.entries.append((negated, text.lower()))
             else:
                 self.entries.append((negated, MyNetworks.parse(
-                    [text], read_file=read_file, open_table=open_table, strict=False)))
+                    [text], read_file=read_file, open_table=open_table, strict=False,
+                    param=param)))
 
     def match(self, name: str, addr: str) -> bool:
         """Is the client NAME[ADDR] listed? A failing table or a bad entry: no."""
@@ -105,7 +110,7 @@ def _is_table(text: str) -> bool:
 
 def _is_host_name(text: str) -> bool:
     """A word that is neither an address, a network, a file nor a table."""
-    if text.startswith(("/", "[")) or ":" in text:
+    if text.startswith(("/", "[")) or ":" in text or looks_like_network(text):
         return False
     try:
         parse_network(text)

@@ -177,7 +177,7 @@ class Service:
         self.flush_allowed = partial(flush_configured, cfg, open_table=worker.tables.table)
         self.xclient_hosts, self.xforward_hosts = (
             MyNetworks.parse(cfg[param], read_file=read_text_file,
-                             open_table=worker.tables.table, strict=False)
+                             open_table=worker.tables.table, strict=False, param=param.name)
             for param in (SMTPD_AUTHORIZED_XCLIENT_HOSTS, SMTPD_AUTHORIZED_XFORWARD_HOSTS))
         # the address families XCLIENT's and XFORWARD's ADDR may be of
         self.inet_families = xclient.inet_families(cfg[INET_PROTOCOLS])

@@ -4,7 +4,8 @@ Follows postfix(1) ``check`` in spirit, stricter than Postfix (whose daemons fin
 missing table only when they first need it): an unknown table type, a missing or
 unreadable table file, a bad line in a table file, a ``fast_flush_domains`` table, a
 bad ``mynetworks`` (or
-``smtpd_authorized_xclient_hosts``/``_xforward_hosts``) entry are
+``smtpd_authorized_xclient_hosts``/``_xforward_hosts``, or a ``net/mask`` of
+``smtpd_client_event_limit_exceptions``) entry are
 start errors (``ConfigError``) naming main.cf's file and line, the parameter and the
 offending word; an out-of-date compiled table is a warning. Used by
 ``postier.instance`` for ``postier check`` and before every start.
@@ -29,6 +30,7 @@ from postier.config.params import (
     SMTP_SASL_PASSWORD_MAPS,
     SMTPD_AUTHORIZED_XCLIENT_HOSTS,
     SMTPD_AUTHORIZED_XFORWARD_HOSTS,
+    SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS,
     SMTPD_FORBIDDEN_COMMANDS,
     SMTPD_SENDER_LOGIN_MAPS,
     TLS_SERVER_SNI_MAPS,
@@ -39,7 +41,7 @@ from postier.config.params import (
 )
 from postier.config.settings import Config
 from postier.restrictions.lists import parse_lists, restriction_classes, table_arguments
-from postier.rewrite.mynetworks import MyNetworks
+from postier.rewrite.mynetworks import MyNetworks, looks_like_network
 from postier.rewrite.resolve import is_table_entry
 from postier.tables.base import TableOpenError
 from postier.tables.registry import Tables
@@ -107,9 +109,19 @@ def check_tables(cfg: Config, tables: Tables | None = None, *,
         except ValueError as exc:
             file, line = cfg.location(MYNETWORKS.name)
             raise ConfigError(str(exc), file=file, line=line, param=MYNETWORKS.name) from None
+    # a host list that also takes names: its net/mask words, as written
+    words = [w for w in cfg[SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS]
+             if looks_like_network(w.lstrip("!"))]
+    try:
+        MyNetworks.parse(words, strict=True, param=SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS.name)
+    except ValueError as exc:
+        file, line = cfg.location(SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS.name)
+        raise ConfigError(str(exc), file=file, line=line,
+                          param=SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS.name) from None
     for hosts in (SMTPD_AUTHORIZED_XCLIENT_HOSTS, SMTPD_AUTHORIZED_XFORWARD_HOSTS):
         try:  # the same list syntax as mynetworks
-            MyNetworks.parse(cfg[hosts], read_file=_read, open_table=opened.table, strict=True)
+            MyNetworks.parse(cfg[hosts], read_file=_read, open_table=opened.table, strict=True,
+                             param=hosts.name)
         except ValueError as exc:
             file, line = cfg.location(hosts.name)
             raise ConfigError(str(exc), file=file, line=line, param=hosts.name) from None

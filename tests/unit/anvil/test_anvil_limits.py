@@ -119,3 +119,13 @@ def test_an_xclient_authorized_client_is_never_reported() -> None:
     session.connected = session.key
     assert session.after_xclient("y", "10.0.0.6", xclient_authorized=True).connected \
         == session.key
+
+
+def test_exception_list_reads_net_mask_words_as_networks() -> None:
+    # Postfix 3.7: "smtpd_client_event_limit_exceptions: bad mask length in
+    # "999.1.1.1/33"" (a network, even a bad one, is never a host name); "!!" is no
+    # negation.
+    limits = limits_for("smtpd_client_event_limit_exceptions = 999.1.1.1/33, "
+                        "!!192.0.2.0/24\n")
+    assert not limits.exempt("999.1.1.1/33", "198.51.100.1")
+    assert limits.exempt("unknown", "192.0.2.7")

@@ -78,7 +78,19 @@ def _config(tmp_path: Path, extra: str) -> str:
      r'main.cf, line 3: parameter mynetworks: mynetworks: non-null host address bits in '
      r'"127.0.0.1/8"'),
     ("mynetworks = 127.0.0.0/255.255.255.0\n",
-     r"main.cf, line 3: parameter mynetworks: mynetworks: bad network mask"),
+     r'main.cf, line 3: parameter mynetworks: mynetworks: bad mask value in '
+     r'"127.0.0.0/255.255.255.0"'),
+    # every list of mynetworks' syntax names itself and the word as written
+    ("smtpd_authorized_xclient_hosts = 999.1.1.1/33\n",
+     r'main.cf, line 3: parameter smtpd_authorized_xclient_hosts: '
+     r'smtpd_authorized_xclient_hosts: bad mask length in "999.1.1.1/33"$'),
+    ("smtpd_client_event_limit_exceptions = mx.example.com, !1.2.3.4/8\n",
+     r'main.cf, line 3: parameter smtpd_client_event_limit_exceptions: '
+     r'smtpd_client_event_limit_exceptions: non-null host address bits in "!1.2.3.4/8", '
+     r'perhaps you should use "1.0.0.0/8" instead$'),
+    ("smtpd_authorized_xforward_hosts = 127.0.0.1, !!bogus/x\n",
+     r"main.cf, line 3: parameter smtpd_authorized_xforward_hosts: "
+     r"smtpd_authorized_xforward_hosts: bad network pattern: !!bogus/x$"),
     # tables of every list and restriction class, not only those of RCPT time
     ("smtpd_data_restrictions = check_client_access regexp:{dir}/bad.re\n",
      r"main.cf, line 3: parameter smtpd_data_restrictions: check_client_access "
