@@ -25,6 +25,7 @@ from postier.config.params import (
     RBL_REPLY_MAPS,
     RECIPIENT_CANONICAL_MAPS,
     RELAY_CLIENTCERTS,
+    RELAY_DOMAINS,
     RELAY_RECIPIENT_MAPS,
     SENDER_CANONICAL_MAPS,
     SMTP_SASL_PASSWORD_MAPS,
@@ -80,7 +81,11 @@ def check_tables(cfg: Config, tables: Tables | None = None, *,
                     opened.table(entry.strip())
                 except TableOpenError as exc:
                     file, line = cfg.location(param.name)
-                    raise ConfigError(f"{entry.strip()}: {exc}", file=file, line=line,
+                    where = ""
+                    if file is None and entry in cfg[RELAY_DOMAINS]:  # its default
+                        file, line = cfg.location(RELAY_DOMAINS.name)
+                        where = f" (from {RELAY_DOMAINS.name})"
+                    raise ConfigError(f"{entry.strip()}{where}: {exc}", file=file, line=line,
                                       param=param.name) from None
     if not smtpd:
         return

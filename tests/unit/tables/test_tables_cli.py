@@ -113,7 +113,8 @@ def _config(tmp_path: Path, extra: str) -> str:
      r"main.cf, line 3: parameter fast_flush_domains: hash:/nonexistent/flush: open "
      r"database /nonexistent/flush.pdb: No such file"),
     ("relay_domains = example.net, hash:/nonexistent/relay\n",
-     r"^parameter fast_flush_domains: hash:/nonexistent/relay: open "
+     r"main.cf, line 3: parameter fast_flush_domains: hash:/nonexistent/relay "
+     r"\(from relay_domains\): open "
      r"database /nonexistent/relay.pdb: No such file"),  # its default, $relay_domains
     ("rbl_reply_maps = hash:/nonexistent/rbl\n",
      r"main.cf, line 3: rbl_reply_maps: hash:/nonexistent/rbl: open database "
