@@ -300,3 +300,58 @@ def test_new_tls_session_rate_limit_in_wrapper_mode(make_instance, workdir: Path
         first_line()
     inst.wait_log(f"warning: Refusing TLS service request from {who} "
                   f"for service 127.0.0.1:{inst.port}")
+
+
+def test_xclient_authorized_clients_are_neither_counted_nor_limited(make_instance) -> None:  # type: ignore[no-untyped-def]
+    # Postfix 3.7 side by side (smtpd_client_message_rate_limit = 1): a client in
+    # smtpd_authorized_xclient_hosts got 250 to MAIL in three sessions and two
+    # connections past smtpd_client_connection_count_limit = 1; one only in
+    # smtpd_authorized_xforward_hosts got 250 then ``450 4.7.1 Error: too much mail
+    # from ADDR`` twice; after ``XCLIENT ADDR=10.0.0.5`` (not itself authorized) the
+    # new client's MAILs were counted: 250, then ``450 4.7.1 Error: too much mail
+    # from 10.0.0.5`` with ``Message delivery request rate limit exceeded: 2 from
+    # unknown[10.0.0.5]``.
+    inst = started(
+        make_instance,
+        "127.0.0.1:{port} inet n - n - - smtpd\n"
+        "  -o smtpd_authorized_xclient_hosts=127.0.0.1\n"
+        "  -o smtpd_client_message_rate_limit=1\n"
+        "  -o smtpd_client_connection_count_limit=1\n"
+        "127.0.0.2:{port} inet n - n - - smtpd\n"
+        "  -o syslog_name=postfix/xforward\n"
+        "  -o smtpd_authorized_xforward_hosts=127.0.0.0/8\n"
+        "  -o smtpd_client_message_rate_limit=1\n" + ANVIL_LINE)
+    held = [Client(inst.port) for _ in range(2)]  # over the count limit: not counted
+    assert all(c.greeting.startswith("220 ") for c in held)
+    for _ in range(3):
+        c = Client(inst.port)
+        assert c.cmd("EHLO client.test").startswith("250 ")
+        assert c.cmd("MAIL FROM:<a@anvil.test>").startswith("250 ")
+        c.cmd("QUIT")
+        c.close()
+    moved = held[0]
+    assert moved.cmd("XCLIENT ADDR=10.0.0.5").startswith("220 ")
+    assert moved.cmd("EHLO client.test").startswith("250 ")
+    assert moved.cmd("MAIL FROM:<a@anvil.test>").startswith("250 ")
+    assert moved.cmd("RSET").startswith("250 ")
+    assert moved.cmd("MAIL FROM:<a@anvil.test>") == "450 4.7.1 Error: too much mail from 10.0.0.5"
+    for c in held:
+        c.close()
+    answers = []
+    for _ in range(3):
+        sock = socket.create_connection(("127.0.0.2", inst.port), timeout=30,
+                                        source_address=("127.0.0.1", 0))
+        f = sock.makefile("rb")
+        read_reply(f)
+        sock.sendall(b"EHLO client.test\r\n")
+        read_reply(f)
+        sock.sendall(b"MAIL FROM:<a@anvil.test>\r\n")
+        answers.append(read_reply(f)[-1])
+        f.close()
+        sock.close()
+    assert answers == ["250 2.1.0 Ok"] + ["450 4.7.1 Error: too much mail from 127.0.0.1"] * 2
+    log = inst.log()
+    assert re.search(r"warning: Message delivery request rate limit exceeded: 2 from "
+                     r"\S+\[10\.0\.0\.5\] for service", log)
+    assert not re.search(r"\[127\.0\.0\.1\] for service 127\.0\.0\.1:", log)
+    assert "Connection concurrency limit exceeded" not in log

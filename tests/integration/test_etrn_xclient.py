@@ -135,6 +135,11 @@ def test_xclient_changes_what_check_client_access_and_received_see(
     assert not any("XFORWARD" in line for line in ehlo)
     assert chat("XCLIENT FOO=bar") == "501 5.5.4 Bad XCLIENT attribute name: FOO"
     assert chat("XCLIENT ADDR=bad") == "501 5.5.4 Bad ADDR syntax: bad"
+    # inet_protocols = ipv4 (Postfix 3.7 side by side): an IPv6 client is refused
+    assert chat("XCLIENT ADDR=IPV6:2001:db8::1") == (
+        "501 5.5.4 Bad ADDR syntax: IPV6:2001:db8::1")
+    assert chat("XCLIENT DESTADDR=IPV6:2001:db8::1") == (
+        "501 5.5.4 Bad DESTADDR syntax: IPV6:2001:db8::1")
     assert chat("XCLIENT ADDR=192.0.2.66 NAME=spam.example") == inst_greeting(chat)
     # the new client is not authorized: no second XCLIENT
     assert chat("XCLIENT ADDR=127.0.0.1") == "550 5.7.0 Error: insufficient authorization"
@@ -275,3 +280,28 @@ def test_delay_reject_no_checks_the_client_an_xclient_names(make_instance, workd
     assert ("NOQUEUE: reject: XCLIENT from spam.example[192.0.2.66]: 554 5.7.1 "
             "<spam.example[192.0.2.66]>: Client host rejected: go away; proto=SMTP") in log
     assert "disconnect from spam.example[192.0.2.66] ehlo=0/1 xclient=0/1 quit=1 " in log
+
+
+def test_etrn_when_a_fast_flush_domains_table_fails(make_instance, workdir) -> None:
+    # Postfix 3.7.11 (fast_flush_domains = hash:/tmp/nonexist, a table that cannot
+    # answer): "458 Unable to queue messages", with "warning: fast_flush_domains:
+    # hash:/tmp/nonexist: table lookup problem" and "warning: unable to talk to fast
+    # flush service". postier refuses a missing table at start, so the table here
+    # opens but its query fails at run time.
+    db, cf = workdir / "flush.sqlite", workdir / "flush.cf"
+    db.write_bytes(b"")
+    db.chmod(0o644)
+    cf.write_text(f"dbname = {db}\nquery = SELECT 'x' FROM nosuch WHERE d = '%s'\n")
+    cf.chmod(0o644)
+    inst = started(make_instance, f"fast_flush_domains = example.net, sqlite:{cf}\n")
+    chat = Chat(inst)
+    chat("EHLO client.example.net")
+    assert chat("ETRN example.net").startswith("250 ")  # listed before the table
+    assert chat("ETRN flush.test") == "458 Unable to queue messages", inst.log()
+    chat("QUIT")
+    chat.close()
+    log = inst.wait_log("disconnect from")
+    assert f"warning: fast_flush_domains: sqlite:{cf}: table lookup problem\n" in log
+    assert re.search(r"table lookup problem\n.*warning: unable to talk to fast flush "
+                     r"service\n", log), log
+    assert re.search(r"disconnect from .* etrn=1/2 ", log), log

@@ -34,9 +34,10 @@ from postier.config.params import ENABLE_LONG_QUEUE_IDS, QUEUE_DIRECTORY
 from postier.config.settings import Config
 from postier.queue import control as qmgr_control
 from postier.queue import dirs, showq
-from postier.queue.flush import flush_configured, make_site_due
+from postier.queue.flush import FlushTableError, flush_configured, make_site_due
 from postier.queue.ids import is_queue_id
 from postier.queue.showq import QueuedMessage
+from postier.tables import TableOpenError, Tables
 
 EX_UNAVAILABLE = 69  # sysexits.h: what Postfix's postqueue exits with when it cannot flush
 DOWN_WARNING = "Mail system is down -- accessing queue directly"
@@ -283,7 +284,11 @@ def main(argv: list[str] | None = None, prog: str = "postqueue") -> int:
         elif args.queue_id is not None:
             flush_one(queue_dir, args.queue_id)
         else:
-            if not flush_configured(cfg, args.site):
+            try:  # as Postfix's postqueue: a table that fails is fatal, status 69
+                configured = flush_configured(cfg, args.site, Tables().table)
+            except (TableOpenError, FlushTableError) as exc:
+                raise Fatal(str(exc), EX_UNAVAILABLE) from None
+            if not configured:
                 # As Postfix: a mail system that is down is said first (the probe is a
                 # deferred scan, harmless), then the site that may not be flushed.
                 _tell_qmgr(queue_dir, qmgr_control.Request.SCAN_DEFERRED)

@@ -6,19 +6,36 @@ Postfix keeps a log of queue IDs per site; postier scans ``deferred/`` instead (
 queue file is the one home of its recipients) and sets each chosen file's mtime, its
 next attempt time, to now; the caller then asks qmgr to scan ``deferred/``
 (``queue.control.Request.SCAN_DEFERRED``). Only the sites of ``fast_flush_domains`` may
-be flushed (``flush_configured``; Postfix's flush(8) refuses the others). Blocking file
-I/O: an event loop calls it in a thread.
+be flushed (``flush_configured``; Postfix's flush(8) refuses the others): its domains
+and ``type:table`` entries (the site, then its parent domains, looked up), in order.
+A table that cannot answer raises ``FlushTableError`` (Postfix 3.7, side by side:
+smtpd logs ``warning: fast_flush_domains: TYPE:NAME: table lookup problem`` and answers
+``458 Unable to queue messages``). Its tables are opened at start
+(``tables.check``): a missing one is a start error. Blocking file I/O: an event loop
+calls it in a thread.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 from postier.config.params import FAST_FLUSH_DOMAINS, PARENT_DOMAIN_MATCHES_SUBDOMAINS, ParamSource
 from postier.queue import dirs
 from postier.queue.file import CorruptQueueFile, QueueFile
-from postier.rewrite.resolve import domain_matches
+from postier.rewrite.resolve import domain_matches, is_table_entry
+from postier.tables.base import Table, TableError
+from postier.tables.search import domain_keys
+
+
+class FlushTableError(Exception):
+    """A ``fast_flush_domains`` table could not answer; ``spec`` is its ``type:name``;
+    ``str()`` is Postfix's ``fast_flush_domains: TYPE:NAME: table lookup problem``."""
+
+    def __init__(self, spec: str) -> None:
+        super().__init__(f"{FAST_FLUSH_DOMAINS.name}: {spec}: table lookup problem")
+        self.spec = spec
 
 
 def recipient_domain(address: str) -> str:
@@ -31,13 +48,33 @@ def site_domain(site: str) -> str:
     return recipient_domain("@" + site.strip("[]"))
 
 
-def flush_configured(cfg: ParamSource, site: str) -> bool:
+def flush_configured(cfg: ParamSource, site: str,
+                     open_table: Callable[[str], Table]) -> bool:
     """Is ``site`` (ETRN's or ``postqueue -s``'s, its ``@``/``#`` prefix dropped) in
     ``fast_flush_domains`` (default ``$relay_domains``; subdomains per
-    ``parent_domain_matches_subdomains``)? An address literal matches only as written."""
-    return domain_matches(
-        site, cfg[FAST_FLUSH_DOMAINS],
-        parent_matches=FAST_FLUSH_DOMAINS.name in cfg[PARENT_DOMAIN_MATCHES_SUBDOMAINS])
+    ``parent_domain_matches_subdomains``)? An address literal matches only as written.
+    ``open_table``: ``type:name`` -> Table (the process's registry; it raises
+    ``TableOpenError`` for a table that cannot be opened). Raises ``FlushTableError``
+    when a table cannot answer."""
+    parent = FAST_FLUSH_DOMAINS.name in cfg[PARENT_DOMAIN_MATCHES_SUBDOMAINS]
+    for raw in cfg[FAST_FLUSH_DOMAINS]:
+        entry = raw.strip()
+        if not entry:
+            continue
+        if not is_table_entry(entry) or entry.startswith("/"):
+            if domain_matches(site, [entry], parent_matches=parent):
+                return True
+            continue
+        table = open_table(entry)
+        try:
+            if any(table.lookup(key.text) is not None
+                   for key in domain_keys(site_domain(site) if not site.startswith("[")
+                                          else site.lower(), parent=parent)
+                   if not (key.partial and table.pattern)):
+                return True
+        except TableError:
+            raise FlushTableError(table.spec) from None
+    return False
 
 
 def make_site_due(queue_dir: str, site: str, now: float | None = None) -> int:

@@ -18,6 +18,7 @@ ValueError at the first bad entry instead (configuration checks).
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -29,45 +30,71 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 STYLES = ("host", "subnet", "class")
 
 
-def parse_network(entry: str) -> Network:
-    """One mynetworks pattern (without ``!``) as a network; ValueError when malformed.
+def parse_network(entry: str, param: str = "mynetworks") -> Network:
+    """One mynetworks-style pattern (without ``!``) as a network; ValueError when
+    malformed, its text ``PARAM: reason`` naming ``param`` (the list the pattern is
+    in: ``mynetworks``, ``smtpd_authorized_xclient_hosts``, …) and the word.
 
     Like Postfix, a pattern with host bits set below the mask (``10.0.0.1/8``)
-    is an error, not silently widened.
+    is an error, not silently widened. Postfix 3.7's texts (side by side):
+    ``bad mask length in "10.0.0.0/33"``, ``bad mask value in
+    "127.0.0.0/255.255.255.0"``, ``bad network value in "999.1.1.1/24"``,
+    ``non-null host address bits in "1.2.3.4/8", perhaps you should use "1.0.0.0/8"
+    instead``.
     """
     text = entry.strip()
+    word = text
     if not text:
-        raise ValueError("mynetworks: empty network pattern")
+        raise ValueError(f"{param}: empty network pattern")
     if text.startswith("/"):
-        raise ValueError(f"mynetworks: /file/name patterns need a file reader here: {text}")
+        raise ValueError(f"{param}: /file/name patterns need a file reader here: {text}")
     if text.startswith("["):
         close = text.find("]")
         if close < 0:
-            raise ValueError(f"mynetworks: missing ']' in {text}")
+            raise ValueError(f"{param}: missing ']' in {text}")
         host, rest = text[1:close], text[close + 1 :]
         if rest and not rest.startswith("/"):
-            raise ValueError(f"mynetworks: bad network pattern: {text}")
+            raise ValueError(f"{param}: bad network pattern: {text}")
         text = host + rest
     addr_text, slash, mask_text = text.partition("/")
     try:
         addr = ipaddress.ip_address(addr_text)
     except ValueError:
         if _looks_like_table(text):
-            raise ValueError(f"mynetworks: table lookups need a table opener here: {text}"
+            raise ValueError(f"{param}: table lookups need a table opener here: {text}"
                              ) from None
-        raise ValueError(f"mynetworks: bad network pattern: {entry.strip()}") from None
+        if slash and mask_text.isdigit():  # as Postfix: the mask is checked first
+            if int(mask_text) > (128 if ":" in addr_text else 32):
+                raise ValueError(f'{param}: bad mask length in "{word}"') from None
+            raise ValueError(f'{param}: bad network value in "{word}"') from None
+        raise ValueError(f"{param}: bad network pattern: {word}") from None
     if not slash:
         return ipaddress.ip_network(addr)
-    if not mask_text.isdigit() or int(mask_text) > addr.max_prefixlen:
-        raise ValueError(f"mynetworks: bad network mask in {entry.strip()}")
+    if not mask_text.isdigit():
+        if mask_text and all(c.isdigit() or c == "." for c in mask_text):
+            raise ValueError(f'{param}: bad mask value in "{word}"')
+        raise ValueError(f"{param}: bad network pattern: {word}")
+    if int(mask_text) > addr.max_prefixlen:
+        raise ValueError(f'{param}: bad mask length in "{word}"')
     try:
         return ipaddress.ip_network(f"{addr}/{mask_text}", strict=True)
     except ValueError:
         net = ipaddress.ip_network(f"{addr}/{mask_text}", strict=False)
         raise ValueError(
-            f'mynetworks: non-null host address bits in "{entry.strip()}", '
+            f'{param}: non-null host address bits in "{word}", '
             f'perhaps you should use "{_bracket(net)}" instead'
         ) from None
+
+
+_NETWORK_WORD = re.compile(r"\[?[0-9A-Fa-f:.]+\]?/[0-9.]+")
+
+
+def looks_like_network(word: str) -> bool:
+    """Is a host-list word (``!``s dropped) meant as ``net/mask`` (``10.0.0.0/8``,
+    ``[2001:db8::]/32``, also a bad one such as ``999.1.1.1/33``), where a list that
+    also takes host names (``smtpd_client_event_limit_exceptions``) must read it as a
+    network, as Postfix's lists do, and not as a host name?"""
+    return _NETWORK_WORD.fullmatch(word) is not None
 
 
 def _looks_like_table(text: str) -> bool:
@@ -156,24 +183,27 @@ class MyNetworks:
 
     @classmethod
     def parse(cls, items: Sequence[str], *, read_file: ReadFile | None = None,
-              open_table: OpenTable | None = None, strict: bool = True) -> MyNetworks:
-        """Parse mynetworks entries (already split on commas/whitespace). ``read_file``
-        reads a ``/file/name`` (OSError when it cannot), ``open_table`` opens a
-        ``type:table`` (ValueError when it cannot). ``strict``: a bad entry raises
-        ValueError; else it is kept as a ``BadEntry``."""
+              open_table: OpenTable | None = None, strict: bool = True,
+              param: str = "mynetworks") -> MyNetworks:
+        """Parse mynetworks-style entries (already split on commas/whitespace) of the
+        parameter ``param`` (named in every error). ``read_file`` reads a
+        ``/file/name`` (OSError when it cannot), ``open_table`` opens a ``type:table``
+        (ValueError when it cannot). ``!`` negates, each one in turn (``!!`` is no
+        negation, as Postfix's lists). ``strict``: a bad entry raises ValueError; else
+        it is kept as a ``BadEntry``. An error quotes the word as written."""
         entries: list[tuple[bool, Pattern]] = []
 
         def add(word: str, depth: int) -> None:
-            negated = word.startswith("!")
-            text = word[1:] if negated else word
+            text = word.lstrip("!")
+            negated = (len(word) - len(text)) % 2 == 1
             try:
                 if text.startswith("/") and read_file is not None:
                     if depth > 5:
-                        raise ValueError(f"mynetworks: {text}: files nested too deeply")
+                        raise ValueError(f"{param}: {text}: files nested too deeply")
                     try:
                         content = read_file(text)
                     except OSError as exc:
-                        raise ValueError(f"mynetworks: open {text}: {exc.strerror}") from None
+                        raise ValueError(f"{param}: open {text}: {exc.strerror}") from None
                     for line in content.splitlines():
                         if line.strip().startswith("#"):
                             continue
@@ -184,10 +214,15 @@ class MyNetworks:
                         and open_table is not None):
                     entries.append((negated, open_table(text)))
                     return
-                entries.append((negated, parse_network(text)))
+                entries.append((negated, parse_network(text, param)))
             except ValueError as exc:
+                if word != text:  # the word as written, its "!"s included
+                    message = str(exc).replace(f'"{text}"', f'"{word}"')
+                    if message.endswith(f": {text}"):
+                        message = message[: -len(text)] + word
+                    exc = ValueError(message)
                 if strict:
-                    raise
+                    raise exc from None
                 entries.append((negated, BadEntry(word, str(exc))))
 
         for item in items:
@@ -207,7 +242,8 @@ class MyNetworks:
     ) -> MyNetworks:
         """``mynetworks`` when set, else computed from ``mynetworks_style``."""
         if any(item.strip() for item in items):
-            return cls.parse(items, read_file=read_file, open_table=open_table, strict=strict)
+            return cls.parse(items, read_file=read_file, open_table=open_table, strict=strict,
+                             param="mynetworks")
         return cls.from_style(style, interface_addrs)
 
     def lookup(self, ip: str) -> bool | None:

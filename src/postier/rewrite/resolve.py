@@ -60,9 +60,13 @@ class AddressClass(enum.Enum):
         return self is not AddressClass.DEFAULT
 
 
-def _is_table(entry: str) -> bool:
+def is_table_entry(entry: str) -> bool:
+    """Is a domain list's entry a ``type:table`` or a ``/file/name``, not a domain?"""
     kind, colon, _ = entry.partition(":")
     return entry.startswith("/") or (bool(colon) and kind[:1].isalpha() and "." not in kind)
+
+
+_is_table = is_table_entry
 
 
 def unsupported_entries(entries: Sequence[str]) -> list[str]:

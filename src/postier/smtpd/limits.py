@@ -14,8 +14,14 @@ sessions from NAME[ADDR]`` (``Refusing STARTTLS request from NAME[ADDR] for serv
 SERVICE``), and the session that exceeds it ``421 4.7.0 HOST Error: too many new TLS
 sessions from NAME[ADDR]`` (``New TLS session rate limit exceeded``). Every event
 counts, refused ones included. A client in ``smtpd_client_event_limit_exceptions``
-(default ``$mynetworks``) is neither counted nor limited. When no limit is set, anvil
-is never asked; when anvil is unavailable, nothing is limited.
+(default ``$mynetworks``) is neither counted nor limited; nor is a client in
+``smtpd_authorized_xclient_hosts`` (checked side by side: Postfix's smtpd reports
+nothing about it to anvil, its connection included, while a client only in
+``smtpd_authorized_xforward_hosts`` is limited as any other). After XCLIENT the session
+is the new client's: its events are counted under its address unless it is itself
+authorized or excepted (the connection, counted or not at connect, stays as it was).
+When no limit is set, anvil is never asked; when anvil is unavailable, nothing is
+limited.
 
 ``ClientLimits`` is one service's settings (built at start), ``SessionLimits`` one
 session's questions; the decisions themselves are the pure ``verdict``.
@@ -38,7 +44,7 @@ from postier.config.params import (
     SMTPD_CLIENT_RECIPIENT_RATE_LIMIT,
 )
 from postier.config.settings import Config
-from postier.rewrite.mynetworks import MyNetworks, parse_network
+from postier.rewrite.mynetworks import MyNetworks, looks_like_network, parse_network
 from postier.smtpproto import replies
 from postier.smtpproto.replies import Reply
 from postier.tables import TableOpenError
@@ -53,10 +59,13 @@ class ClientList:
     (``.domain`` matches its subdomains); ``!`` negates; the first match wins."""
 
     def __init__(self, words: list[str], open_table: Callable[[str], Table],
-                 read_file: Callable[[str], str]) -> None:
+                 read_file: Callable[[str], str],
+                 param: str = SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS.name) -> None:
+        """``param``: the list's parameter, named in its entries' errors."""
         self.entries: list[tuple[bool, MyNetworks | Table | str]] = []
         for word in words:  # already split as a list parameter ({ … } kept whole)
-            negated, text = word.startswith("!"), word.lstrip("!")
+            text = word.lstrip("!")
+            negated = (len(word) - len(text)) % 2 == 1  # each "!" in turn, as Postfix
             if not text:
                 continue
             if _is_table(text):
@@ -64,12 +73,14 @@ class ClientList:
                     self.entries.append((negated, open_table(text)))
                 except (TableOpenError, ValueError):
                     self.entries.append((negated, MyNetworks.parse(
-                        [text], open_table=open_table, strict=False)))  # a bad entry
+                        [text], open_table=open_table, strict=False,
+                        param=param)))  # a bad entry
             elif _is_host_name(text):
                 self.entries.append((negated, text.lower()))
             else:
                 self.entries.append((negated, MyNetworks.parse(
-                    [text], read_file=read_file, open_table=open_table, strict=False)))
+                    [text], read_file=read_file, open_table=open_table, strict=False,
+                    param=param)))
 
     def match(self, name: str, addr: str) -> bool:
         """Is the client NAME[ADDR] listed? A failing table or a bad entry: no."""
@@ -99,7 +110,7 @@ def _is_table(text: str) -> bool:
 
 def _is_host_name(text: str) -> bool:
     """A word that is neither an address, a network, a file nor a table."""
-    if text.startswith(("/", "[")) or ":" in text:
+    if text.startswith(("/", "[")) or ":" in text or looks_like_network(text):
         return False
     try:
         parse_network(text)
@@ -216,23 +227,37 @@ class ClientLimits:
             return self.exceptions.match(addr)
         return self.exceptions.match(name, addr)
 
-    def session(self, name: str, addr: str, warn: Warn) -> SessionLimits:
-        return SessionLimits(self, name, addr, warn)
+    def session(self, name: str, addr: str, warn: Warn, *,
+                xclient_authorized: bool = False) -> SessionLimits:
+        """The questions of a session of NAME[ADDR]; ``xclient_authorized``: the client is
+        in smtpd_authorized_xclient_hosts (then nothing is reported)."""
+        return SessionLimits(self, name, addr, warn, xclient_authorized=xclient_authorized)
 
 
 class SessionLimits:
     """One session's questions to anvil; each returns the reply to send instead of
     going on (None: go on), having logged Postfix's warning."""
 
-    def __init__(self, limits: ClientLimits, name: str, addr: str, warn: Warn) -> None:
+    def __init__(self, limits: ClientLimits, name: str, addr: str, warn: Warn, *,
+                 xclient_authorized: bool = False) -> None:
         self.of = limits
         self.name = name
         self.addr = addr
         self.warn = warn
         self.key = ident(limits.service, addr)
-        self.active = (limits.limits.any and addr != "unknown"
+        self.active = (limits.limits.any and addr != "unknown" and not xclient_authorized
                        and not limits.exempt(name, addr))
-        self.connected = False  # anvil counted our connect: a disconnect is owed
+        self.connected: str | None = None  # anvil counted a connect under this key
+
+    def after_xclient(self, name: str, addr: str, *,
+                      xclient_authorized: bool) -> SessionLimits:
+        """The questions of the client XCLIENT made NAME[ADDR] (``xclient_authorized``:
+        the new client is itself in smtpd_authorized_xclient_hosts); the connect
+        counted at the start, if any, is still to be undone at the end."""
+        moved = SessionLimits(self.of, name, addr, self.warn,
+                              xclient_authorized=xclient_authorized)
+        moved.connected = self.connected
+        return moved
 
     async def ask(self, request: Request) -> Reply | None:
         """Report ``request`` (CONNECT, MESSAGE, RECIPIENT, AUTH, NEWTLS) or ask
@@ -246,7 +271,7 @@ class SessionLimits:
         if answer is None or not answer.ok:
             return None
         if request is Request.CONNECT:
-            self.connected = True
+            self.connected = self.key
         decided = verdict(self.of.limits, request, answer.count, answer.rate,
                           hostname=self.of.hostname, addr=self.addr,
                           namaddr=f"{self.name}[{self.addr}]", service=self.of.service)
@@ -270,6 +295,6 @@ class SessionLimits:
 
     async def disconnect(self) -> None:
         """The session ended: anvil's count goes down (only if it went up)."""
-        if self.connected:
-            self.connected = False
-            await self.of.anvil.ask(Request.DISCONNECT, self.key)
+        if self.connected is not None:
+            key, self.connected = self.connected, None
+            await self.of.anvil.ask(Request.DISCONNECT, key)

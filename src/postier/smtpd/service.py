@@ -18,6 +18,8 @@ from postier.config.params import (
     ALWAYS_ADD_MISSING_HEADERS,
     BROKEN_SASL_AUTH_CLIENTS,
     DISABLE_VRFY_COMMAND,
+    FAST_FLUSH_DOMAINS,
+    INET_PROTOCOLS,
     LINE_LENGTH_LIMIT,
     LOCAL_HEADER_REWRITE_CLIENTS,
     MAIL_NAME,
@@ -61,7 +63,7 @@ from postier.queue.flush import flush_configured
 from postier.restrictions import evaluate as rs
 from postier.restrictions.lists import parse_lists, restriction_classes
 from postier.rewrite.mynetworks import MyNetworks
-from postier.rewrite.resolve import Classifier, LocalRecipientCheck
+from postier.rewrite.resolve import Classifier, LocalRecipientCheck, is_table_entry
 from postier.sasl.api import Authenticator
 from postier.sasl.mechanisms import parse_security_options
 from postier.smtpd.facts import (
@@ -169,11 +171,16 @@ class Service:
         self.ehlo_keywords = keywords
         # smtpd_delay_reject, ETRN's fast_flush_domains, XCLIENT and XFORWARD's clients
         self.delay_reject = cfg[SMTPD_DELAY_REJECT]
-        self.flush_allowed = partial(flush_configured, cfg)
+        for entry in cfg[FAST_FLUSH_DOMAINS]:  # its tables opened now, as Postfix does
+            if is_table_entry(entry.strip()) and not entry.strip().startswith("/"):
+                worker.tables.table(entry.strip())
+        self.flush_allowed = partial(flush_configured, cfg, open_table=worker.tables.table)
         self.xclient_hosts, self.xforward_hosts = (
             MyNetworks.parse(cfg[param], read_file=read_text_file,
-                             open_table=worker.tables.table, strict=False)
+                             open_table=worker.tables.table, strict=False, param=param.name)
             for param in (SMTPD_AUTHORIZED_XCLIENT_HOSTS, SMTPD_AUTHORIZED_XFORWARD_HOSTS))
+        # the address families XCLIENT's and XFORWARD's ADDR may be of
+        self.inet_families = xclient.inet_families(cfg[INET_PROTOCOLS])
         # SASL (SASL_README): the back end is the process's, shared by its services.
         self.sasl_enable = cfg[SMTPD_SASL_AUTH_ENABLE]
         self.sasl: Authenticator | None = worker.authenticator(cfg) if self.sasl_enable else None

@@ -41,7 +41,7 @@ from postier.anvilclient.protocol import Request
 from postier.cleanup.cleanup import CleanupMessage, Received
 from postier.queue import control as qmgr_control
 from postier.queue.file import ATTR_SMTPUTF8, SMTPUTF8_REQUESTED, Envelope, Recipient
-from postier.queue.flush import make_site_due
+from postier.queue.flush import FlushTableError, make_site_due
 from postier.restrictions import evaluate as rs
 from postier.rewrite.virtual import ExpansionError
 from postier.sasl import api as sasl
@@ -62,7 +62,7 @@ from postier.smtpproto.xclient import (
     etrn_site,
     parse_attributes,
 )
-from postier.tables import TableError
+from postier.tables import TableError, TableOpenError
 from postier.tls import verify
 from postier.tls.policy import TlsInfo
 
@@ -196,8 +196,9 @@ class Session:
                 self.client_name = await self.svc.worker.reverse_name(self.client_addr)
             self.log.info(f"connect from {self.client}")
             metrics.RECORDER.connection(self.svc.name)
-            self.limits = self.svc.limits.session(self.client_name, self.client_addr,
-                                                  self.log.warning)
+            self.limits = self.svc.limits.session(
+                self.client_name, self.client_addr, self.log.warning,
+                xclient_authorized=self.svc.xclient_allowed(self.client_addr))
             if self.wrapped is not None and (
                     not await self.limits.wrapper_allowed()
                     or not await self.wrapper_handshake(self.wrapped) or self.closing):
@@ -1048,7 +1049,8 @@ class Session:
 
     async def on_etrn(self, argument: str) -> Reply:
         """ETRN (RFC 1985) as Postfix's smtpd: the site's syntax, smtpd_etrn_restrictions,
-        fast_flush_domains (459), then its deferred mail made due and qmgr told (250)."""
+        fast_flush_domains (459; 458 when its table fails), then its deferred mail made
+        due and qmgr told (250)."""
         self.last_command = "ETRN"
         reply = await self.etrn_reply(argument)
         self.count("etrn", reply)
@@ -1066,11 +1068,17 @@ class Session:
             if decision.reply is not None:
                 self.log_reject("ETRN", decision.reply, None)
                 return decision.reply
-        if not self.svc.flush_allowed(site):
+        loop = asyncio.get_running_loop()
+        try:  # its tables may be databases: asked off the loop
+            allowed = await loop.run_in_executor(None, self.svc.flush_allowed, site)
+        except (FlushTableError, TableOpenError) as exc:  # Postfix: flush gives up, 458
+            self.log.warning(str(exc))
+            self.log.warning("unable to talk to fast flush service")
+            return replies.ETRN_UNABLE
+        if not allowed:
             self.log.warning(f"reject: ETRN {site[:100]}... from {self.client}")
             return replies.etrn_unavailable(site)
         queue_dir = self.svc.worker.queue_dir
-        loop = asyncio.get_running_loop()
         try:
             count = await loop.run_in_executor(None, make_site_due, queue_dir, site)
             qmgr_control.send(queue_dir, qmgr_control.encode(
@@ -1089,7 +1097,7 @@ class Session:
         self.counts["xclient"] += 1
         if not self.svc.xclient_allowed(self.client_addr):
             return replies.INSUFFICIENT_AUTHORIZATION
-        attrs = parse_attributes(Command.XCLIENT, words)
+        attrs = parse_attributes(Command.XCLIENT, words, self.svc.inet_families)
         if isinstance(attrs, Reply):
             return attrs
         self.apply_xclient(attrs)
@@ -1123,6 +1131,10 @@ class Session:
         self.helo = None if helo in (None, UNAVAILABLE, TEMPUNAVAIL) else _printable(helo or "")
         self.esmtp = attrs.get("PROTO") == "ESMTP"
         self.conn.xclient_helo = (self.helo, self.esmtp)
+        if self.limits is not None:  # anvil now hears about the new client, if anything
+            self.limits = self.limits.after_xclient(
+                self.client_name, self.client_addr,
+                xclient_authorized=self.svc.xclient_allowed(self.client_addr))
 
     def on_xforward(self, words: Sequence[str]) -> Reply:
         """XFORWARD (XFORWARD_README): for an authorized client, attributes of the
@@ -1136,7 +1148,7 @@ class Session:
     def xforward_reply(self, words: Sequence[str]) -> Reply:
         if not self.svc.xforward_allowed(self.client_addr):
             return replies.INSUFFICIENT_AUTHORIZATION
-        attrs = parse_attributes(Command.XFORWARD, words)
+        attrs = parse_attributes(Command.XFORWARD, words, self.svc.inet_families)
         if isinstance(attrs, Reply):
             return attrs
         self.xforward.update({k: _printable(v) for k, v in attrs.items()})
@@ -1157,7 +1169,8 @@ class Session:
             "log_client_port": x.get("PORT", str(self.client_port)),
             "log_helo_name": x.get("HELO", self.helo or ""),
             "log_protocol_name": x.get("PROTO", self.protocol),
-            "log_message_origin": x.get("SOURCE", "REMOTE"),
+            "log_message_origin": (x["SOURCE"] if x.get("SOURCE", UNAVAILABLE) != UNAVAILABLE
+                                   else "REMOTE"),
             **({"log_ident": x["IDENT"]} if "IDENT" in x else {}),
         }
 

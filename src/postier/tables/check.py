@@ -2,8 +2,10 @@
 
 Follows postfix(1) ``check`` in spirit, stricter than Postfix (whose daemons find a
 missing table only when they first need it): an unknown table type, a missing or
-unreadable table file, a bad line in a table file, a bad ``mynetworks`` (or
-``smtpd_authorized_xclient_hosts``/``_xforward_hosts``) entry are
+unreadable table file, a bad line in a table file, a ``fast_flush_domains`` table, a
+bad ``mynetworks`` (or
+``smtpd_authorized_xclient_hosts``/``_xforward_hosts``, or a ``net/mask`` of
+``smtpd_client_event_limit_exceptions``) entry are
 start errors (``ConfigError``) naming main.cf's file and line, the parameter and the
 offending word; an out-of-date compiled table is a warning. Used by
 ``postier.instance`` for ``postier check`` and before every start.
@@ -15,6 +17,7 @@ from postier.config.errors import ConfigError
 from postier.config.params import (
     ALIAS_MAPS,
     CANONICAL_MAPS,
+    FAST_FLUSH_DOMAINS,
     LOCAL_RECIPIENT_MAPS,
     MAILBOX_COMMAND_MAPS,
     MYNETWORKS,
@@ -22,11 +25,13 @@ from postier.config.params import (
     RBL_REPLY_MAPS,
     RECIPIENT_CANONICAL_MAPS,
     RELAY_CLIENTCERTS,
+    RELAY_DOMAINS,
     RELAY_RECIPIENT_MAPS,
     SENDER_CANONICAL_MAPS,
     SMTP_SASL_PASSWORD_MAPS,
     SMTPD_AUTHORIZED_XCLIENT_HOSTS,
     SMTPD_AUTHORIZED_XFORWARD_HOSTS,
+    SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS,
     SMTPD_FORBIDDEN_COMMANDS,
     SMTPD_SENDER_LOGIN_MAPS,
     TLS_SERVER_SNI_MAPS,
@@ -37,7 +42,8 @@ from postier.config.params import (
 )
 from postier.config.settings import Config
 from postier.restrictions.lists import parse_lists, restriction_classes, table_arguments
-from postier.rewrite.mynetworks import MyNetworks
+from postier.rewrite.mynetworks import MyNetworks, looks_like_network
+from postier.rewrite.resolve import is_table_entry
 from postier.tables.base import TableOpenError
 from postier.tables.registry import Tables
 from postier.tables.stringlist import StringList
@@ -50,6 +56,9 @@ TABLE_PARAMS: tuple[Param[list[str]], ...] = (
     SMTPD_SENDER_LOGIN_MAPS, SMTP_SASL_PASSWORD_MAPS, MAILBOX_COMMAND_MAPS, RBL_REPLY_MAPS,
     RELAY_CLIENTCERTS, TLS_SERVER_SNI_MAPS,
 )
+
+#: Every domain-list parameter whose ``type:table`` entries are looked up.
+DOMAIN_LIST_PARAMS: tuple[Param[list[str]], ...] = (FAST_FLUSH_DOMAINS,)
 
 
 def _read(path: str) -> str:
@@ -65,6 +74,19 @@ def check_tables(cfg: Config, tables: Tables | None = None, *,
     opened = tables if tables is not None else Tables()
     for param in TABLE_PARAMS:
         opened.for_param(cfg, param, aliases=param is ALIAS_MAPS)
+    for param in DOMAIN_LIST_PARAMS:  # their type:table entries (smtpd's ETRN, postqueue -s)
+        for entry in cfg[param]:
+            if is_table_entry(entry.strip()) and not entry.strip().startswith("/"):
+                try:
+                    opened.table(entry.strip())
+                except TableOpenError as exc:
+                    file, line = cfg.location(param.name)
+                    where = ""
+                    if file is None and entry in cfg[RELAY_DOMAINS]:  # its default
+                        file, line = cfg.location(RELAY_DOMAINS.name)
+                        where = f" (from {RELAY_DOMAINS.name})"
+                    raise ConfigError(f"{entry.strip()}{where}: {exc}", file=file, line=line,
+                                      param=param.name) from None
     if not smtpd:
         return
     try:  # every list and class; one that does not parse is reported by check_restriction_lists
@@ -92,9 +114,19 @@ def check_tables(cfg: Config, tables: Tables | None = None, *,
         except ValueError as exc:
             file, line = cfg.location(MYNETWORKS.name)
             raise ConfigError(str(exc), file=file, line=line, param=MYNETWORKS.name) from None
+    # a host list that also takes names: its net/mask words, as written
+    words = [w for w in cfg[SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS]
+             if looks_like_network(w.lstrip("!"))]
+    try:
+        MyNetworks.parse(words, strict=True, param=SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS.name)
+    except ValueError as exc:
+        file, line = cfg.location(SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS.name)
+        raise ConfigError(str(exc), file=file, line=line,
+                          param=SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS.name) from None
     for hosts in (SMTPD_AUTHORIZED_XCLIENT_HOSTS, SMTPD_AUTHORIZED_XFORWARD_HOSTS):
         try:  # the same list syntax as mynetworks
-            MyNetworks.parse(cfg[hosts], read_file=_read, open_table=opened.table, strict=True)
+            MyNetworks.parse(cfg[hosts], read_file=_read, open_table=opened.table, strict=True,
+                             param=hosts.name)
         except ValueError as exc:
             file, line = cfg.location(hosts.name)
             raise ConfigError(str(exc), file=file, line=line, param=hosts.name) from None

@@ -104,3 +104,28 @@ def test_postfix_defaults_and_exceptions_from_main_cf() -> None:
     assert not session.active  # exempt: anvil is never asked
     assert limits_for("smtpd_client_connection_count_limit = 0\n").session(
         "x", "198.51.100.1", lambda _: None).active is False  # no limit: never asked
+
+
+def test_an_xclient_authorized_client_is_never_reported() -> None:
+    # Postfix 3.7 side by side: smtpd tells anvil nothing about a client in
+    # smtpd_authorized_xclient_hosts; after XCLIENT, the new client is asked about.
+    limits = limits_for("smtpd_client_event_limit_exceptions =\n")
+    assert limits.session("x", "198.51.100.1", lambda _: None).active
+    session = limits.session("x", "198.51.100.1", lambda _: None, xclient_authorized=True)
+    assert not session.active
+    moved = session.after_xclient("unknown", "10.0.0.5", xclient_authorized=False)
+    assert moved.active and moved.addr == "10.0.0.5" and moved.key.endswith("10.0.0.5")
+    assert moved.connected is None  # nothing was counted at connect: nothing to undo
+    session.connected = session.key
+    assert session.after_xclient("y", "10.0.0.6", xclient_authorized=True).connected \
+        == session.key
+
+
+def test_exception_list_reads_net_mask_words_as_networks() -> None:
+    # Postfix 3.7: "smtpd_client_event_limit_exceptions: bad mask length in
+    # "999.1.1.1/33"" (a network, even a bad one, is never a host name); "!!" is no
+    # negation.
+    limits = limits_for("smtpd_client_event_limit_exceptions = 999.1.1.1/33, "
+                        "!!192.0.2.0/24\n")
+    assert not limits.exempt("999.1.1.1/33", "198.51.100.1")
+    assert limits.exempt("unknown", "192.0.2.7")

@@ -348,3 +348,29 @@ def test_mailq_C_names_main_cf_or_its_directory_and_warns_as_postqueue(
         assert out == "Mail queue is empty\n"
         # the mail system is down here: sendmail -bp's postqueue says so under its name
         assert err == f"postqueue: warning: {postqueue.DOWN_WARNING}\n"
+
+
+def test_postqueue_s_with_a_fast_flush_domains_table(
+    qmgr_socket: tuple[str, str, socket.socket], capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    # Postfix 3.7.11, fast_flush_domains = hash:/tmp/nonexist: exit 69 and
+    # 'postqueue: fatal: open database /tmp/nonexist.db: No such file or directory'
+    config_dir, queue_dir, sock = qmgr_socket
+    later = time.time() + 3600
+    there = place(queue_dir, "deferred", "ABCDE0001", Envelope(
+        "a@example.org", [Recipient("c@sub.remote.example")], 1.0), b"x\n")
+    os.utime(there, (later, later))
+    main_cf = Path(config_dir) / "main.cf"
+    base = main_cf.read_text()
+    main_cf.write_text(base + f"fast_flush_domains = hash:{tmp_path}/nonexist\n")
+    assert postqueue.main(["-c", config_dir, "-s", "sub.remote.example"]) == 69
+    assert capsys.readouterr().err.startswith(
+        f"postqueue: fatal: open database {tmp_path}/nonexist.pdb: No such file or directory")
+    assert os.stat(there).st_mtime == later
+    # a table that answers: the site, then its parent domains, are looked up
+    (tmp_path / "flush").write_text("remote.example OK\n")
+    main_cf.write_text(base + f"fast_flush_domains = texthash:{tmp_path}/flush\n")
+    assert postqueue.main(["-c", config_dir, "-s", "sub.remote.example"]) == 0
+    assert os.stat(there).st_mtime <= time.time()
+    assert sock.recv(64) == b"D"

@@ -61,9 +61,9 @@ def test_only_ipv6_entries_admit_no_ipv4_client() -> None:
     ("hash:/etc/postfix/networks", "need a table opener"),
     ("cidr:/etc/postfix/networks.cidr", "need a table opener"),
     ("/etc/postfix/networks", "need a file reader"),
-    ("127.0.0.0/255.255.255.0", "bad network mask"),
+    ("127.0.0.0/255.255.255.0", 'bad mask value in "127.0.0.0/255.255.255.0"'),
     ("10.0.0.1/8", "non-null host address bits"),
-    ("10.0.0.0/33", "bad network mask"),
+    ("10.0.0.0/33", 'bad mask length in "10.0.0.0/33"'),
     ("example.com", "bad network pattern"),
     ("[::1", "missing"),
 ])
@@ -98,3 +98,39 @@ def test_match_agrees_with_ipaddress(net_addr: ipaddress.IPv4Address, prefix: in
     net = ipaddress.ip_network(f"{net_addr}/{prefix}", strict=False)
     assert MyNetworks.parse([str(net)]).match(str(probe)) is (probe in net)
     assert MyNetworks.parse([f"!{net}", "0.0.0.0/0"]).match(str(probe)) is (probe not in net)
+
+
+# Postfix 3.7.11's warnings, side by side (smtpd_authorized_xclient_hosts = WORD):
+# "smtpd_authorized_xclient_hosts: bad mask length in "999.1.1.1/33"", "... bad mask
+# value in "127.0.0.0/255.255.255.0"", "... bad network value in "999.1.1.1/24"",
+# "... non-null host address bits in "1.2.3.4/8", perhaps you should use "1.0.0.0/8"
+# instead". Every list of this syntax names itself; the word is quoted as written.
+@pytest.mark.parametrize(("param", "word", "message"), [
+    ("smtpd_authorized_xclient_hosts", "999.1.1.1/33",
+     'smtpd_authorized_xclient_hosts: bad mask length in "999.1.1.1/33"'),
+    ("smtpd_authorized_xclient_hosts", "127.0.0.0/255.255.255.0",
+     'smtpd_authorized_xclient_hosts: bad mask value in "127.0.0.0/255.255.255.0"'),
+    ("smtpd_authorized_xforward_hosts", "999.1.1.1/24",
+     'smtpd_authorized_xforward_hosts: bad network value in "999.1.1.1/24"'),
+    ("smtpd_authorized_xclient_hosts", "1.2.3.4/8",
+     'smtpd_authorized_xclient_hosts: non-null host address bits in "1.2.3.4/8", '
+     'perhaps you should use "1.0.0.0/8" instead'),
+    ("smtpd_authorized_xclient_hosts", "!!bogus/x",
+     "smtpd_authorized_xclient_hosts: bad network pattern: !!bogus/x"),
+    ("smtpd_client_event_limit_exceptions", "!999.1.1.1/33",
+     'smtpd_client_event_limit_exceptions: bad mask length in "!999.1.1.1/33"'),
+    ("mynetworks", "!bogus", "mynetworks: bad network pattern: !bogus"),
+])
+def test_errors_name_the_list_and_the_word_as_written(param: str, word: str,
+                                                       message: str) -> None:
+    with pytest.raises(ValueError) as exc:
+        MyNetworks.parse([word], param=param)
+    assert str(exc.value) == message
+    bad = MyNetworks.parse([word], param=param, strict=False)
+    assert bad.errors == [message] and bad.lookup("192.0.2.1") is None
+
+
+def test_each_exclamation_mark_negates_in_turn() -> None:
+    # Postfix's lists: "!!1.2.3.4" is 1.2.3.4 itself
+    assert MyNetworks.parse(["!!192.0.2.1"]).lookup("192.0.2.1") is True
+    assert MyNetworks.parse(["!!!192.0.2.1", "0.0.0.0/0"]).lookup("192.0.2.1") is False

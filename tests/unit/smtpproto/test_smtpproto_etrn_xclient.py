@@ -11,10 +11,12 @@ from postier.smtpproto import replies as r
 from postier.smtpproto.replies import Reply
 from postier.smtpproto.server import ServerConnection, State
 from postier.smtpproto.xclient import (
+    BOTH,
     Command,
     address_value,
     ehlo_keyword,
     etrn_site,
+    inet_families,
     parse_attributes,
     xtext_decode,
 )
@@ -190,3 +192,109 @@ def test_etrn_replies_texts() -> None:
     assert str(r.client_access_denied("localhost[127.0.0.1]")) == (
         "503 5.7.0 Error: access denied for localhost[127.0.0.1]")
     assert str(r.INSUFFICIENT_AUTHORIZATION) == "550 5.7.0 Error: insufficient authorization"
+
+
+# --- Postfix 3.7.11 side by side: every line below is its answer (or the address its
+# ``disconnect from unknown[ADDR]`` line showed), for inet_protocols ipv4, ipv6, all.
+
+V4, V6 = frozenset({4}), frozenset({6})
+
+
+@pytest.mark.parametrize("families, word, reply", [
+    (V4, "ADDR=IPV6:2001:db8::1", "501 5.5.4 Bad ADDR syntax: IPV6:2001:db8::1"),
+    (V4, "ADDR=ipv6:2001:db8::1", "501 5.5.4 Bad ADDR syntax: ipv6:2001:db8::1"),
+    (V4, "DESTADDR=IPV6:2001:db8::1", "501 5.5.4 Bad DESTADDR syntax: IPV6:2001:db8::1"),
+    (V4, "ADDR=2001:db8::1", "501 5.5.4 Bad ADDR syntax: 2001:db8::1"),
+    (V4, "ADDR=10.0.0.256", "501 5.5.4 Bad ADDR syntax: 10.0.0.256"),
+    (V4, "ADDR=IPV6:10.0.0.1", "501 5.5.4 Bad ADDR syntax: IPV6:10.0.0.1"),
+    (V4, "ADDR=[TEMPUNAVAIL]", "501 5.5.4 Bad ADDR syntax: [TEMPUNAVAIL]"),
+    (V6, "ADDR=10.0.0.1", "501 5.5.4 Bad ADDR syntax: 10.0.0.1"),
+    (V6, "DESTADDR=10.0.0.1", "501 5.5.4 Bad DESTADDR syntax: 10.0.0.1"),
+    (BOTH, "ADDR=0.1.2.3", "501 5.5.4 Bad ADDR syntax: 0.1.2.3"),
+    (BOTH, "ADDR=08.0.0.1", "501 5.5.4 Bad ADDR syntax: 08.0.0.1"),
+    (BOTH, "ADDR=1.2.3", "501 5.5.4 Bad ADDR syntax: 1.2.3"),
+    (BOTH, "ADDR=IPV6:fe80::1%lo", "501 5.5.4 Bad ADDR syntax: IPV6:fe80::1%lo"),
+    (BOTH, "ADDR=IPV6:[::1]", "501 5.5.4 Bad ADDR syntax: IPV6:[::1]"),
+    (BOTH, "ADDR=IPV6:1::2::3", "501 5.5.4 Bad ADDR syntax: IPV6:1::2::3"),
+    (BOTH, "PORT=[TEMPUNAVAIL]", "501 5.5.4 Bad PORT syntax: [TEMPUNAVAIL]"),
+    (BOTH, "PORT=100000", "501 5.5.4 Bad PORT syntax: 100000"),
+    (BOTH, "PROTO=[UNAVAILABLE]", "501 5.5.4 Bad PROTO syntax: [UNAVAILABLE]"),
+    (BOTH, "PROTO=LMTP", "501 5.5.4 Bad PROTO syntax: LMTP"),
+    (BOTH, "NAME=1.2.3.4", "501 5.5.4 Bad NAME syntax: 1.2.3.4"),
+    (BOTH, "NAME=a..b", "501 5.5.4 Bad NAME syntax: a..b"),
+])
+def test_xclient_refusals_as_postfix(families: frozenset[int], word: str, reply: str) -> None:
+    refusal = parse_attributes(Command.XCLIENT, [word], families)
+    assert isinstance(refusal, Reply) and str(refusal) == reply
+
+
+@pytest.mark.parametrize("families, word, value", [
+    (V4, "ADDR=010.0.0.1", "8.0.0.1"),
+    (BOTH, "ADDR=0010.0.0.1", "8.0.0.1"),
+    (V4, "ADDR=IPV6:::ffff:1.2.3.4", "1.2.3.4"),
+    (BOTH, "ADDR=IPV6:::ffff:1.2.3.4", "1.2.3.4"),
+    (V6, "ADDR=IPV6:::ffff:1.2.3.4", "::ffff:1.2.3.4"),
+    (V6, "ADDR=IPV6:2001:DB8:0::1", "2001:db8::1"),
+    (BOTH, "ADDR=IPv6:::1.2.3.4", "::1.2.3.4"),
+    (BOTH, "ADDR=IPV6:::", "::"),
+    (BOTH, "ADDR=IPV6:1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7:8"),
+    (BOTH, "ADDR=10.0.0.+31", "10.0.0.1"),
+    (BOTH, "ADDR=224.0.0.1", "224.0.0.1"),
+    (BOTH, "ADDR=255.255.255.255", "255.255.255.255"),
+    (V4, "ADDR=[UNAVAILABLE]", "unknown"),
+])
+def test_xclient_addresses_as_postfix(families: frozenset[int], word: str, value: str) -> None:
+    attrs = parse_attributes(Command.XCLIENT, [word], families)
+    assert isinstance(attrs, dict) and address_value(attrs["ADDR"]) == value
+
+
+@pytest.mark.parametrize("word, key, value", [
+    ("HELO=a+2", "HELO", "a+2"),           # not xtext: taken as sent
+    ("HELO=a+2Bb+zz", "HELO", "a+2Bb+zz"),
+    ("HELO=a+2bc", "HELO", "a+c"),         # lower-case hex digits are read
+    ("LOGIN=x+zz", "LOGIN", "x+zz"),
+    ("NAME=[TEMPUNAVAIL]", "NAME", "[TEMPUNAVAIL]"),
+    ("PORT=00025", "PORT", "00025"),
+    ("DESTPORT=65536", "DESTPORT", "65536"),
+    ("PROTO=smtp", "PROTO", "SMTP"),
+])
+def test_xclient_values_postfix_accepts(word: str, key: str, value: str) -> None:
+    assert parse_attributes(Command.XCLIENT, [word]) == {key: value}
+
+
+@pytest.mark.parametrize("families, word, reply", [
+    (V4, "ADDR=IPV6:2001:db8::1", "501 5.5.4 Bad ADDR syntax: IPV6:2001:db8::1"),
+    (V4, "ADDR=2001:db8::1", "501 5.5.4 Bad ADDR syntax: 2001:db8::1"),
+    (V4, "ADDR=10.0.0.300", "501 5.5.4 Bad ADDR syntax: 10.0.0.300"),
+    (V4, "ADDR=[TEMPUNAVAIL]", "501 5.5.4 Bad ADDR syntax: [TEMPUNAVAIL]"),
+    (V6, "ADDR=10.0.0.1", "501 5.5.4 Bad ADDR syntax: 10.0.0.1"),
+    (BOTH, "NAME=[TEMPUNAVAIL]", "501 5.5.4 Bad NAME syntax: [TEMPUNAVAIL]"),
+    (BOTH, "NAME=1.2.3.4", "501 5.5.4 Bad NAME syntax: 1.2.3.4"),
+    (BOTH, "PORT=[TEMPUNAVAIL]", "501 5.5.4 Bad PORT syntax: [TEMPUNAVAIL]"),
+    (BOTH, "PROTO=" + "a" * 65, "501 5.5.4 Bad PROTO syntax: " + "a" * 65),
+    (BOTH, "SOURCE=bogus", "501 5.5.4 Bad SOURCE syntax: bogus"),
+    (BOTH, "DESTADDR=1.2.3.4", "501 5.5.4 Bad XFORWARD attribute name: DESTADDR"),
+])
+def test_xforward_refusals_as_postfix(families: frozenset[int], word: str, reply: str) -> None:
+    refusal = parse_attributes(Command.XFORWARD, [word], families)
+    assert isinstance(refusal, Reply) and str(refusal) == reply
+
+
+@pytest.mark.parametrize("families, word, key, value", [
+    (V4, "ADDR=010.0.0.1", "ADDR", "8.0.0.1"),
+    (V4, "ADDR=IPV6:::ffff:1.2.3.4", "ADDR", "1.2.3.4"),
+    (BOTH, "SOURCE=[UNAVAILABLE]", "SOURCE", "[UNAVAILABLE]"),
+    (BOTH, "PROTO=[TEMPUNAVAIL]", "PROTO", "[TEMPUNAVAIL]"),
+    (BOTH, "NAME=[UNAVAILABLE]", "NAME", "[UNAVAILABLE]"),
+    (BOTH, "PORT=[UNAVAILABLE]", "PORT", "[UNAVAILABLE]"),
+    (BOTH, "IDENT=a+2", "IDENT", "a+2"),
+    (BOTH, "HELO=+41", "HELO", "A"),
+])
+def test_xforward_values_postfix_accepts(families: frozenset[int], word: str, key: str,
+                                         value: str) -> None:
+    assert parse_attributes(Command.XFORWARD, [word], families) == {key: value}
+
+
+def test_inet_families() -> None:
+    assert inet_families(["ipv4"]) == V4 and inet_families(["IPv6"]) == V6
+    assert inet_families(["all"]) == BOTH and inet_families(["ipv4", "ipv6"]) == BOTH

@@ -78,7 +78,19 @@ def _config(tmp_path: Path, extra: str) -> str:
      r'main.cf, line 3: parameter mynetworks: mynetworks: non-null host address bits in '
      r'"127.0.0.1/8"'),
     ("mynetworks = 127.0.0.0/255.255.255.0\n",
-     r"main.cf, line 3: parameter mynetworks: mynetworks: bad network mask"),
+     r'main.cf, line 3: parameter mynetworks: mynetworks: bad mask value in '
+     r'"127.0.0.0/255.255.255.0"'),
+    # every list of mynetworks' syntax names itself and the word as written
+    ("smtpd_authorized_xclient_hosts = 999.1.1.1/33\n",
+     r'main.cf, line 3: parameter smtpd_authorized_xclient_hosts: '
+     r'smtpd_authorized_xclient_hosts: bad mask length in "999.1.1.1/33"$'),
+    ("smtpd_client_event_limit_exceptions = mx.example.com, !1.2.3.4/8\n",
+     r'main.cf, line 3: parameter smtpd_client_event_limit_exceptions: '
+     r'smtpd_client_event_limit_exceptions: non-null host address bits in "!1.2.3.4/8", '
+     r'perhaps you should use "1.0.0.0/8" instead$'),
+    ("smtpd_authorized_xforward_hosts = 127.0.0.1, !!bogus/x\n",
+     r"main.cf, line 3: parameter smtpd_authorized_xforward_hosts: "
+     r"smtpd_authorized_xforward_hosts: bad network pattern: !!bogus/x$"),
     # tables of every list and restriction class, not only those of RCPT time
     ("smtpd_data_restrictions = check_client_access regexp:{dir}/bad.re\n",
      r"main.cf, line 3: parameter smtpd_data_restrictions: check_client_access "
@@ -96,6 +108,14 @@ def _config(tmp_path: Path, extra: str) -> str:
      r"main.cf, line 4: parameter smtpd_client_restrictions: restriction "
      r'"reject_non_fqdn_sender" needs the sender and cannot be used in the client '
      r"restrictions with smtpd_delay_reject = no"),
+    # Postfix 3.7 starts, then answers ETRN "458 Unable to queue messages": a start error
+    ("fast_flush_domains = example.net, hash:/nonexistent/flush\n",
+     r"main.cf, line 3: parameter fast_flush_domains: hash:/nonexistent/flush: open "
+     r"database /nonexistent/flush.pdb: No such file"),
+    ("relay_domains = example.net, hash:/nonexistent/relay\n",
+     r"main.cf, line 3: parameter fast_flush_domains: hash:/nonexistent/relay "
+     r"\(from relay_domains\): open "
+     r"database /nonexistent/relay.pdb: No such file"),  # its default, $relay_domains
     ("rbl_reply_maps = hash:/nonexistent/rbl\n",
      r"main.cf, line 3: rbl_reply_maps: hash:/nonexistent/rbl: open database "
      r"/nonexistent/rbl.pdb: No such file"),
