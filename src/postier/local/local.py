@@ -748,6 +748,11 @@ class RequestProtocol(asyncio.Protocol):
         self.transport = None
 
 
+def _internal(address: str) -> str:
+    """``address`` (as queued, RFC 5321 quoting) in Postfix's internal, unquoted form."""
+    return parse_address(address).internal()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = daemon.child_arguments("local")
     parser.add_argument("--listen-fd", type=int, required=True)
@@ -764,8 +769,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def _internal(address: str) -> str:
-    """``address`` (as queued, RFC 5321 quoting) in Postfix's internal, unquoted form."""
-    return parse_address(address).internal()
