@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import pwd
 import re
+import shutil
 import smtplib
 import stat
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import ROOT, Instance, ensure_user
+from .test_sasl import PASSWORD, Dovecot
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not ROOT, reason="local delivers as other users")]
@@ -294,3 +296,33 @@ def test_alias_to_a_file_in_a_directory_nobody_can_write(make_instance, workdir:
         assert f"status=sent (delivered to file: {sink})" in line, line
     assert sink.read_bytes().count(b"Subject: parity test") == 3
     assert not Path(f"{sink}.lock").exists()
+
+
+@pytest.mark.skipif(shutil.which("dovecot") is None, reason="dovecot-core is not installed")
+def test_command_environment_after_sasl_authentication(make_instance, workdir: Path) -> None:
+    """local(8): SASL_METHOD, SASL_USERNAME (and SASL_SENDER with MAIL FROM's AUTH=) for a
+    message an authenticated client sent; smtpd stores them in the queue file."""
+    out = outdir(workdir)
+    inst = started(make_instance, workdir, f'envcmd: "|env | sort > {out / "env"}"\n',
+                   "smtpd_sasl_auth_enable = yes\nsmtpd_sasl_type = dovecot\n"
+                   "smtpd_sasl_path = private/auth\n")
+    dovecot = Dovecot(inst.base, inst.queue_dir)
+    dovecot.start()
+    try:
+        with smtplib.SMTP("127.0.0.1", inst.port, local_hostname="milou.example.net",
+                          timeout=30) as smtp:
+            smtp.login("alice", PASSWORD)
+            smtp.sendmail("alice@example.net", ["envcmd@example.com"],
+                          b"Subject: parity test\r\n\r\nbody\r\n")
+    finally:
+        dovecot.stop()
+    m = re.search(rf"({QID}): from=<alice@example\.net>", inst.wait_log("relay=local"))
+    assert m, inst.log()
+    [line] = local_lines(inst, m.group(1), 1)
+    assert "status=sent (delivered to command: " in line, inst.log()
+    env = read_env(out / "env")
+    assert (env["SASL_METHOD"], env["SASL_USERNAME"]) == ("PLAIN", "alice"), env
+    # the protocol as smtpd stores it (Postfix: ESMTP; the S/A of "with ESMTPSA" are
+    # added to the Received: header only)
+    assert env["CLIENT_PROTOCOL"] == "ESMTP" and env["CLIENT_HELO"] == "milou.example.net"
+    assert "SASL_SENDER" not in env  # smtplib sends no AUTH= on MAIL FROM
