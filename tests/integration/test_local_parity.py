@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import pwd
 import re
+import shutil
 import smtplib
 import stat
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import ROOT, Instance, ensure_user
+from .test_sasl import PASSWORD, Dovecot
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not ROOT, reason="local delivers as other users")]
@@ -250,3 +252,77 @@ def test_include_commands_take_the_file_owners_environment(make_instance, workdi
     assert user_env["HOME"] == pw.pw_dir and user_env["SHELL"] == pw.pw_shell
     assert user_env["umask"] == "0077" and user_env["cwd"] == str(inst.queue_dir)
     assert (out / "made-user").stat().st_uid == pw.pw_uid
+
+
+def test_command_environment_is_postfixs(make_instance, workdir: Path) -> None:
+    """Postfix 3.7.11's ``env | sort`` for an alias command reached as
+    ``"envcmd+a b"@example.com`` from 127.0.0.1 (EHLO client.example.net): the client
+    attributes, LANG=C and MAIL_CONFIG (import_environment then export_environment), and
+    RECIPIENT/LOCAL/ORIGINAL_RECIPIENT in internal form (no quotes), the space censored."""
+    out = outdir(workdir)
+    inst = started(make_instance, workdir, f'envcmd: "|env | sort > {out / "env"}"\n',
+                   "recipient_delimiter = +\n")
+    qid = send(inst, ['"envcmd+a b"@example.com'])
+    [line] = local_lines(inst, qid, 1)
+    assert "status=sent (delivered to command: " in line, inst.log()
+    env = read_env(out / "env")
+    env.pop("PWD", None)
+    env.pop("TZ", None)  # exported when the server's environment has it
+    hostname = env.get("CLIENT_HOSTNAME")
+    assert hostname in ("localhost", "unknown") or (hostname or "").startswith("localhost")
+    del env["CLIENT_HOSTNAME"]
+    assert env == {
+        "CLIENT_ADDRESS": "127.0.0.1", "CLIENT_HELO": "client.example.net",
+        "CLIENT_PROTOCOL": "ESMTP", "DOMAIN": "example.com", "EXTENSION": "a_b",
+        "LANG": "C", "LOCAL": "envcmd+a_b", "LOGNAME": "envcmd",
+        "MAIL_CONFIG": str(inst.config_dir), "ORIGINAL_RECIPIENT": "envcmd+a_b@example.com",
+        "PATH": "/usr/bin:/bin", "RECIPIENT": "envcmd+a_b@example.com",
+        "SENDER": "haddock@example.net", "USER": "envcmd"}
+
+
+def test_alias_to_a_file_in_a_directory_nobody_can_write(make_instance, workdir: Path) -> None:
+    """Postfix 3.7.11 delivers to a 0666 file in a root-owned 0755 directory (the dotlock
+    may fail for files; fcntl still locks); it used to defer "unable to create lock file"."""
+    sinkdir = workdir / "sinkdir"
+    sinkdir.mkdir()
+    os.chmod(sinkdir, 0o755)
+    sink = sinkdir / "sink.mbox"
+    sink.touch()
+    os.chmod(sink, 0o666)
+    inst = started(make_instance, workdir, f"sink: {sink}\n")
+    for n in range(3):
+        qid = send(inst, ["sink@example.com"], sender=f"s{n}@example.net")
+        [line] = local_lines(inst, qid, 1)
+        assert f"status=sent (delivered to file: {sink})" in line, line
+    assert sink.read_bytes().count(b"Subject: parity test") == 3
+    assert not Path(f"{sink}.lock").exists()
+
+
+@pytest.mark.skipif(shutil.which("dovecot") is None, reason="dovecot-core is not installed")
+def test_command_environment_after_sasl_authentication(make_instance, workdir: Path) -> None:
+    """local(8): SASL_METHOD, SASL_USERNAME (and SASL_SENDER with MAIL FROM's AUTH=) for a
+    message an authenticated client sent; smtpd stores them in the queue file."""
+    out = outdir(workdir)
+    inst = started(make_instance, workdir, f'envcmd: "|env | sort > {out / "env"}"\n',
+                   "smtpd_sasl_auth_enable = yes\nsmtpd_sasl_type = dovecot\n"
+                   "smtpd_sasl_path = private/auth\n")
+    dovecot = Dovecot(inst.base, inst.queue_dir)
+    dovecot.start()
+    try:
+        with smtplib.SMTP("127.0.0.1", inst.port, local_hostname="milou.example.net",
+                          timeout=30) as smtp:
+            smtp.login("alice", PASSWORD)
+            smtp.sendmail("alice@example.net", ["envcmd@example.com"],
+                          b"Subject: parity test\r\n\r\nbody\r\n")
+    finally:
+        dovecot.stop()
+    m = re.search(rf"({QID}): from=<alice@example\.net>", inst.wait_log("relay=local"))
+    assert m, inst.log()
+    [line] = local_lines(inst, m.group(1), 1)
+    assert "status=sent (delivered to command: " in line, inst.log()
+    env = read_env(out / "env")
+    assert (env["SASL_METHOD"], env["SASL_USERNAME"]) == ("PLAIN", "alice"), env
+    # the protocol as smtpd stores it (Postfix: ESMTP; the S/A of "with ESMTPSA" are
+    # added to the Received: header only)
+    assert env["CLIENT_PROTOCOL"] == "ESMTP" and env["CLIENT_HELO"] == "milou.example.net"
+    assert "SASL_SENDER" not in env  # smtplib sends no AUTH= on MAIL FROM

@@ -300,7 +300,8 @@ STALE_LOCK_TIME = Param.time(
 COMMAND_EXPANSION_FILTER = Param.str(
     "command_expansion_filter",
     "1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
-    "characters that local(8) may pass from message attributes to external commands")
+    "characters that local(8) may pass from message attributes to external commands",
+    implemented=True)
 MAILBOX_TRANSPORT = Param.str(
     "mailbox_transport", "", "transport for local mailbox delivery (lmtp/smtp client)",
     implemented=True)
@@ -354,7 +355,7 @@ IMPORT_ENVIRONMENT = Param.list(
     "environment variables that Postfix processes inherit from the master")
 EXPORT_ENVIRONMENT = Param.list(
     "export_environment", "TZ MAIL_CONFIG LANG",
-    "environment variables passed on to external commands")
+    "environment variables passed on to external commands", implemented=True)
 
 # --- tables ---------------------------------------------------------------------
 ALIAS_MAPS = Param.list(

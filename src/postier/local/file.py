@@ -3,7 +3,10 @@
 Follows Postfix local(8) "EXTERNAL FILE DELIVERY": the message is appended in UNIX mbox
 format (``From`` line, ``Return-Path:``, ``X-Original-To:``, ``Delivered-To:``, ``>From``
 quoting, an empty line after), the file locked as mailboxes are
-(``mailbox_delivery_lock``) and truncated back on failure, with the rights given by the
+(``mailbox_delivery_lock``) except that the dotlock may fail, as Postfix's: a
+``PATH.lock`` that cannot be created (a directory the user cannot write) is skipped and
+the fcntl/flock locks alone guard the file; a lock held by another still defers.
+The file is truncated back on failure, with the rights given by the
 caller (the user, the :include: file's owner, the alias database's owner, or
 ``default_privs``), never root's. ``/dev/null`` takes the message and keeps nothing.
 Outcomes: ``2.0.0 delivered to file: PATH``; failures as ``mbox.deliver_mbox``'s, their
@@ -49,7 +52,8 @@ def deliver_file(
         path, sender=sender, recipient=recipient, orig_recipient=orig_recipient,
         content=content, arrival=arrival, size_limit=size_limit, locks=locks,
         uid=uid, gid=gid, fsync=True, lock_attempts=lock_attempts, lock_delay=lock_delay,
-        stale_lock_time=stale_lock_time, strict_ownership=False, privileged_ok=False)
+        stale_lock_time=stale_lock_time, strict_ownership=False, privileged_ok=False,
+        dotlock_may_fail=True)
     if st.dsn.startswith("2."):
         return sent(f"delivered to file: {path}")
     prefix = "cannot update mailbox "

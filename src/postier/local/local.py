@@ -43,16 +43,20 @@ from postier.config.params import (
     ALLOW_MAIL_TO_COMMANDS,
     ALLOW_MAIL_TO_FILES,
     COMMAND_EXECUTION_DIRECTORY,
+    COMMAND_EXPANSION_FILTER,
     COMMAND_TIME_LIMIT,
+    CONFIG_DIRECTORY,
     DEFAULT_PRIVS,
     DELIVER_LOCK_ATTEMPTS,
     DELIVER_LOCK_DELAY,
     ENABLE_LONG_QUEUE_IDS,
     EXECUTION_DIRECTORY_EXPANSION_FILTER,
+    EXPORT_ENVIRONMENT,
     FORWARD_EXPANSION_FILTER,
     FORWARD_PATH,
     HOME_MAILBOX,
     HOPCOUNT_LIMIT,
+    IMPORT_ENVIRONMENT,
     MAIL_NAME,
     MAIL_OWNER,
     MAIL_SPOOL_DIRECTORY,
@@ -74,7 +78,13 @@ from postier.dns.resolver import local_addresses
 from postier.local import command, file, forward, mbox, privs
 from postier.local.forward import Item, ItemKind, Origin
 from postier.local.handoff import MailboxTransport
-from postier.local.localpart import ExpansionError, command_env, local_expand
+from postier.local.localpart import (
+    ExpansionError,
+    client_attributes,
+    command_env,
+    imported_environment,
+    local_expand,
+)
 from postier.log import Log
 from postier.log import for_config as log_for_config
 from postier.queue.file import ATTR_SMTPUTF8, Envelope, QueueFile, Recipient
@@ -160,6 +170,9 @@ class LocalAgent:
         self.lock_attempts = cfg[DELIVER_LOCK_ATTEMPTS]
         self.lock_delay = cfg[DELIVER_LOCK_DELAY]
         self.stale_lock_time = cfg[STALE_LOCK_TIME]
+        # what commands may inherit: the daemon environment Postfix's master imports
+        self.daemon_env = imported_environment(
+            cfg[IMPORT_ENVIRONMENT], os.environ, cfg[CONFIG_DIRECTORY])
         self.root = os.geteuid() == 0
         self.default_privs = cfg[DEFAULT_PRIVS]
         self.allow_commands = cfg[ALLOW_MAIL_TO_COMMANDS]
@@ -599,13 +612,17 @@ class LocalAgent:
                 user=target.alias or pw.pw_name,
                 home=pw.pw_dir if target.user_env else None,
                 shell=pw.pw_shell if target.user_env else None,
-                recipient=address,
+                # Postfix's internal form: "a b"@example.com is RECIPIENT a b@example.com
+                recipient=_internal(address),
                 sender=req.sender,
                 extension=ext,
                 domain=domain,
                 local=localpart,
-                original_recipient=orig,
-                attrs=req.attrs,
+                original_recipient=_internal(orig) if orig else orig,
+                attrs=client_attributes(req.attrs),
+                export_environment=self.cfg[EXPORT_ENVIRONMENT],
+                parent_env=self.daemon_env,
+                expansion_filter=self.cfg[COMMAND_EXPANSION_FILTER],
             )
             return command.deliver_command(
                 cmd,
@@ -729,6 +746,11 @@ class RequestProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+
+
+def _internal(address: str) -> str:
+    """``address`` (as queued, RFC 5321 quoting) in Postfix's internal, unquoted form."""
+    return parse_address(address).internal()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,8 @@
 
 Follows Postfix local(8) ("ADDRESS EXTENSION", "EXTERNAL COMMAND DELIVERY") and
 postconf(5) ``recipient_delimiter``, ``owner_request_special``, ``mailbox_command``,
-``command_expansion_filter``, ``export_environment``, ``command_execution_directory``.
+``command_expansion_filter``, ``import_environment``, ``export_environment``,
+``command_execution_directory``.
 
 About ``mailbox_command`` and ``$name``: postconf(5) says "Unlike other Postfix
 configuration parameters, the mailbox_command parameter is not subjected to $name
@@ -29,6 +30,52 @@ DEFAULT_EXPANSION_FILTER = COMMAND_EXPANSION_FILTER.default_value()
 DEFAULT_EXPORT_ENVIRONMENT = tuple(EXPORT_ENVIRONMENT.default_value())
 #: _PATH_DEFPATH on Linux: the PATH that Postfix gives to external commands.
 DEFAULT_COMMAND_PATH = "/usr/bin:/bin"
+
+#: The queue-file attributes that feed CLIENT_* and SASL_*, each environment name with
+#: the attribute names that carry it, the first present winning: the forwarded
+#: (XFORWARD, Postfix's ``log_*``) client first, then the session's own, then the
+#: names ``command_env`` reads.
+CLIENT_ATTRIBUTES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("client_hostname", ("log_client_name", "client_name", "client_hostname")),
+    ("client_address", ("log_client_address", "client_address")),
+    ("client_helo", ("log_helo_name", "helo_name", "client_helo")),
+    ("client_protocol", ("log_protocol_name", "protocol", "protocol_name", "client_protocol")),
+    ("sasl_method", ("sasl_method",)),
+    ("sasl_username", ("sasl_username",)),
+    ("sasl_sender", ("sasl_sender",)),
+    ("envid", ("envid", "dsn_envid")),
+)
+
+
+def client_attributes(queue_attrs: Mapping[str, str]) -> dict[str, str]:
+    """``command_env``'s ``attrs`` from a queue file's named attributes (``{name: value}``):
+    ``client_hostname``, ``client_address``, ``client_helo``, ``client_protocol``,
+    ``sasl_*`` and ``envid``, each only when present and non-empty."""
+    out: dict[str, str] = {}
+    for name, sources in CLIENT_ATTRIBUTES:
+        value = next((queue_attrs[s] for s in sources if queue_attrs.get(s)), "")
+        if value:
+            out[name] = value
+    return out
+
+
+def imported_environment(
+    import_environment: Sequence[str], environ: Mapping[str, str], config_directory: str
+) -> dict[str, str]:
+    """The environment a Postfix daemon runs with (postconf(5) import_environment):
+    each ``NAME`` copied from ``environ`` when set there, each ``NAME=value`` set, and
+    MAIL_CONFIG the configuration directory (postfix(1) exports it to master)."""
+    env: dict[str, str] = {}
+    for entry in import_environment:
+        name, eq, value = entry.partition("=")
+        if eq:
+            env[name] = value
+        elif name == "MAIL_CONFIG":
+            env[name] = config_directory
+        elif name in environ:
+            env[name] = environ[name]
+    return env
+
 
 def censor(value: str, allowed: str = DEFAULT_EXPANSION_FILTER) -> str:
     """Replace every character not in ``allowed`` by ``_`` (command_expansion_filter)."""

@@ -197,7 +197,11 @@ class DotLock:
     agent killed with SIGKILL does not block the mailbox for ``stale_lock_time``.
     Locks made by other programs (mutt, procmail…) only ever go stale by age.
     ``acquire`` tries ``attempts`` times, ``delay`` seconds apart, then raises
-    MailboxError 4.2.0.
+    MailboxError 4.2.0. With ``may_fail`` (Postfix's "dotlock may fail", used for
+    external files), a lock file that cannot be created for any reason other than
+    an existing lock (EACCES in a directory the user cannot write, EROFS…) is
+    skipped: ``acquire`` returns with ``held`` False and the kernel locks alone
+    protect the file.
     """
 
     def __init__(
@@ -209,6 +213,7 @@ class DotLock:
         stale_lock_time: float,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        may_fail: bool = False,
     ) -> None:
         self.lock_path = path + ".lock"
         self.attempts = max(1, attempts)
@@ -216,6 +221,7 @@ class DotLock:
         self.stale_lock_time = stale_lock_time
         self.clock = clock
         self.sleep = sleep
+        self.may_fail = may_fail
         self.held = False
 
     def acquire(self) -> None:
@@ -233,6 +239,8 @@ class DotLock:
                 wait = not self._remove_if_stale()  # a stale lock gone: try again at once
                 continue
             except OSError as exc:
+                if self.may_fail:
+                    return  # not a lock held by another: deliver under the kernel locks
                 raise MailboxError(
                     mbox_dsn(exc.errno or 0, "4.2.0"),
                     f"unable to create lock file {self.lock_path}: {_strerror(exc.errno or 0)}",
@@ -470,6 +478,7 @@ def deliver_mbox(
     sleep: Callable[[float], None] = time.sleep,
     sync_later: list[int] | None = None,
     privileged_ok: bool = True,
+    dotlock_may_fail: bool = False,
 ) -> DeliveryStatus:
     """Append one message to the mbox file ``path`` and say how it went.
 
@@ -486,6 +495,8 @@ def deliver_mbox(
     the dotlock is taken first, then the kernel locks, each retried
     ``lock_attempts`` times ``lock_delay`` seconds apart (deliver_lock_attempts,
     deliver_lock_delay); a ``PATH.lock`` older than ``stale_lock_time`` is removed.
+    ``dotlock_may_fail`` (external files): a dotlock that cannot be created for a
+    reason other than another's lock is skipped, as Postfix's MBOX_DOT_LOCK_MAY_FAIL.
 
     When running as root with ``uid`` given, the file is opened and created with
     the recipient's effective IDs (``gid``, and ``groups`` — default just
@@ -542,6 +553,7 @@ def deliver_mbox(
                         delay=lock_delay,
                         stale_lock_time=stale_lock_time,
                         sleep=sleep,
+                        may_fail=dotlock_may_fail,
                     )
                     dot.acquire()
 

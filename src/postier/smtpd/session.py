@@ -837,6 +837,7 @@ class Session:
                 "helo_name": self.helo or "",
                 "protocol": self.protocol,
                 "service": self.svc.name,
+                **self.sasl_attrs(),
                 **self.dsn_attrs,
                 # the SMTP client passes it on (RFC 6531)
                 **({ATTR_SMTPUTF8: SMTPUTF8_REQUESTED} if self.smtputf8 else {}),
@@ -1153,6 +1154,15 @@ class Session:
             return attrs
         self.xforward.update({k: _printable(v) for k, v in attrs.items()})
         return replies.OK
+
+    def sasl_attrs(self) -> dict[str, str]:
+        """The queue file's SASL attributes, as Postfix's smtpd stores them
+        (``sasl_method``, ``sasl_username``, ``sasl_sender``): only once authenticated,
+        ``sasl_sender`` only with MAIL FROM's AUTH=."""
+        if self.sasl_username is None:
+            return {}
+        return {"sasl_method": self.sasl_method or "", "sasl_username": self.sasl_username,
+                **({"sasl_sender": self.sasl_sender} if self.sasl_sender is not None else {})}
 
     def xforward_attrs(self) -> dict[str, str]:
         """The queue file's forwarded-client attributes (Postfix's ``log_client_name``,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from postier.delivery.status import Kind
@@ -46,3 +49,44 @@ def test_a_directory_is_refused(tmp_path: Path) -> None:
 def test_dev_null_takes_the_message() -> None:
     st = _deliver("/dev/null")
     assert (st.kind, st.text) == (Kind.SENT, "delivered to file: /dev/null")
+
+
+def _unwritable_dir_file() -> tuple[Path, int | None]:
+    """A 0666 file in a directory its deliverer cannot write: as root, a root-owned 0755
+    directory delivered to as nobody; otherwise a 0555 directory of our own."""
+    base = Path(tempfile.mkdtemp(prefix="postier-file-"))
+    target = base / "sink.mbox"
+    target.touch()
+    target.chmod(0o666)
+    if os.geteuid() == 0:
+        base.chmod(0o755)
+        return target, 65534
+    base.chmod(0o555)
+    return target, None
+
+
+def test_dotlock_may_fail_in_an_unwritable_directory() -> None:
+    """Postfix delivers to a writable file in a directory the user cannot write: the
+    dotlock is skipped (MBOX_DOT_LOCK_MAY_FAIL), the fcntl lock still taken."""
+    target, uid = _unwritable_dir_file()
+    try:
+        for _ in range(2):
+            st = deliver_file(str(target), sender="ann@example.org", recipient="log@example.com",
+                              orig_recipient="log@example.com", content=iter(MSG), arrival=0.0,
+                              size_limit=0, locks=["fcntl", "dotlock"], uid=uid, gid=uid,
+                              lock_attempts=2, lock_delay=0.01, stale_lock_time=500)
+            assert (st.kind, st.text) == (Kind.SENT, f"delivered to file: {target}"), st.text
+        assert target.read_bytes().count(b"From ann@example.org  ") == 2
+        assert not Path(str(target) + ".lock").exists()
+    finally:
+        target.parent.chmod(0o755)
+        shutil.rmtree(target.parent)
+
+
+def test_a_held_dotlock_still_defers(tmp_path: Path) -> None:
+    path = tmp_path / "archive"
+    (tmp_path / "archive.lock").write_bytes(b"")
+    st = _deliver(str(path))
+    assert st.kind is Kind.DEFERRED
+    assert st.text == (f"cannot append message to file {path}: "
+                       f"unable to create lock file {path}.lock: File exists"), st.text

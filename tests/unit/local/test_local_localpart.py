@@ -6,11 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from postier.config.params import IMPORT_ENVIRONMENT
 from postier.local.localpart import (
     ExpansionError,
     censor,
+    client_attributes,
     command_env,
     expand_command,
+    imported_environment,
     local_expand,
 )
 from postier.rewrite.extension import find_extension, split_extension
@@ -130,3 +133,42 @@ def test_local_expand() -> None:
     assert local_expand("/d;/$extension", {"extension": "a;b"}, "ab") == "/d;/a_b"
     with pytest.raises(ExpansionError):
         local_expand("$", attrs)
+
+
+def test_client_attributes_from_the_queue_file() -> None:
+    """smtpd's queue-file attributes become command_env's CLIENT_*/SASL_* sources."""
+    qattrs = {"client_name": "mx.example.org", "client_address": "192.0.2.7",
+              "helo_name": "helo.example.org", "protocol": "ESMTPA", "service": "smtpd",
+              "sasl_method": "PLAIN", "sasl_username": "ann", "client_port": "4000"}
+    env = command_env(user="bob", home=None, shell=None, recipient="bob@example.com",
+                      sender="ann@example.org", attrs=client_attributes(qattrs))
+    assert {k: v for k, v in env.items() if k.startswith(("CLIENT_", "SASL_"))} == {
+        "CLIENT_HOSTNAME": "mx.example.org", "CLIENT_ADDRESS": "192.0.2.7",
+        "CLIENT_HELO": "helo.example.org", "CLIENT_PROTOCOL": "ESMTPA",
+        "SASL_METHOD": "PLAIN", "SASL_USERNAME": "ann"}
+
+
+def test_client_attributes_prefer_the_forwarded_client() -> None:
+    qattrs = {"client_name": "localhost", "client_address": "127.0.0.1", "helo_name": "me",
+              "protocol": "ESMTP", "log_client_name": "far.example.net",
+              "log_client_address": "198.51.100.9", "log_helo_name": "far",
+              "log_protocol_name": "SMTP"}
+    assert client_attributes(qattrs) == {
+        "client_hostname": "far.example.net", "client_address": "198.51.100.9",
+        "client_helo": "far", "client_protocol": "SMTP"}
+    assert client_attributes({"origin": "local"}) == {}
+
+
+def test_imported_environment_is_import_environment() -> None:
+    """Postfix's default import_environment: names copied when set, LANG=C forced,
+    MAIL_CONFIG the configuration directory; nothing else leaks (HOME, PATH...)."""
+    parent = {"TZ": "Europe/Paris", "HOME": "/root", "PATH": "/sbin", "LANG": "fr_FR.UTF-8",
+              "MAIL_CONFIG": "/elsewhere", "DISPLAY": ":0"}
+    env = imported_environment(list(IMPORT_ENVIRONMENT.default_value()), parent, "/etc/pf")
+    assert env == {"TZ": "Europe/Paris", "LANG": "C", "MAIL_CONFIG": "/etc/pf",
+                   "DISPLAY": ":0"}
+    exported = command_env(user="bob", home=None, shell=None, recipient="bob@example.com",
+                           sender="", parent_env=env)
+    assert (exported["TZ"], exported["LANG"], exported["MAIL_CONFIG"]) == (
+        "Europe/Paris", "C", "/etc/pf")
+    assert "DISPLAY" not in exported and exported["PATH"] == "/usr/bin:/bin"
