@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import ssl
+import sys
 import threading
 from collections.abc import Callable
 
@@ -59,6 +60,9 @@ class _LibSsl:
         self.error_string = lib.X509_verify_cert_error_string
         self.error_string.argtypes = [ctypes.c_long]
         self.error_string.restype = ctypes.c_char_p
+        self.get_verify_mode = lib.SSL_CTX_get_verify_mode
+        self.get_verify_mode.argtypes = [ctypes.c_void_p]
+        self.get_verify_mode.restype = ctypes.c_int
 
 
 def _load() -> _LibSsl | None:
@@ -103,7 +107,11 @@ def install(context: ssl.SSLContext) -> bool:
         return False
     # PySSLContext starts with its SSL_CTX pointer right after the object header.
     ctx_ptr = ctypes.c_void_p.from_address(id(context) + object.__basicsize__).value
-    if not ctx_ptr:
+    if not ctx_ptr or sys.implementation.name != "cpython":
+        return False
+    # The pointer must be this context's: OpenSSL reports the mode Python set on it.
+    if (context.verify_mode != ssl.CERT_OPTIONAL
+            or _lib.get_verify_mode(ctx_ptr) != _SSL_VERIFY_PEER):
         return False
     _lib.set_verify(ctx_ptr, _SSL_VERIFY_PEER, _callback)
     return True
