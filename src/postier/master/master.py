@@ -46,6 +46,7 @@ FAST_STOP_GRACE_SECONDS = 1.0
 READY_TIMEOUT = 30.0
 SMTPD_MODULE = "postier.smtpd.worker"
 ANVIL_MODULE = "postier.anvil.anvil"
+PICKUP_MODULE = "postier.pickup.pickup"
 
 # The listening sockets of one inet service, as bound: kept across a reload while the
 # service's name and its inet_interfaces/inet_protocols stay the same.
@@ -174,6 +175,16 @@ class Master:
         if self.metrics is not None:
             self.children.append(Child("metrics", metrics.ENDPOINT_MODULE, True,
                                        *self.metrics.child_arguments()))
+
+        pickup = next((s for s in self.services if s.command == "pickup"), None)
+        if pickup is not None:
+            # As master.cf "pickup unix n - y 60 1 pickup": one process, as mail_owner,
+            # that creates public/pickup (the FIFO postdrop writes to) and scans
+            # maildrop/ every wakeup seconds (60 when the field says "-").
+            wakeup = pickup.wakeup.rstrip("?")
+            self.children.append(Child("pickup", PICKUP_MODULE, True,
+                                       ["--wakeup", wakeup if wakeup.isdigit() and
+                                        int(wakeup) > 0 else "60"], []))
 
         anvil = next((s for s in self.services if s.type == "unix" and s.command == "anvil"),
                      None)
