@@ -1,1 +1,3 @@
-"""The pickup program: mail dropped in ``maildrop/`` by Postfix's postdrop(1), into the queue."""
+"""The pickup process (program): mail that Postfix's postdrop(1) left in ``maildrop/``,
+taken into the queue through cleanup, as Postfix's pickup(8).
+"""
