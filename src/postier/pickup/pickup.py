@@ -110,6 +110,10 @@ class Pickup:
             smtputf8_autodetect=cfg[SMTPUTF8_AUTODETECT_CLASSES],
             rewriting=rewriting_from_config(cfg, self.tables, qualify.address))
 
+    def close(self) -> None:
+        """Close the qmgr trigger socket."""
+        self.trigger.close()
+
     def scan(self) -> list[Outcome]:
         """Take every complete file of ``maildrop/`` (blocking); one outcome per file."""
         try:
@@ -242,7 +246,7 @@ async def serve(pickup: Pickup, fifo: int, ready_fd: int, lifeline_fd: int,
     finally:
         loop.remove_reader(fifo)
         os.close(fifo)
-        pickup.trigger.close()
+        pickup.close()
 
 
 def main(argv: list[str] | None = None) -> int:
