@@ -77,6 +77,7 @@ def test_sendmail_t_through_postdrop_is_picked_up_and_delivered(
     assert "Received: by tintin.example.com (Postfix, from userid 0)\n\tid " in mbox
     assert "Subject: through postdrop" in mbox and "\nhello\n" in mbox
     assert "Message-Id: <" in mbox  # cleanup added the missing headers
+    assert "\nFrom: root <tournesol@example.net>\n" in mbox  # root's full name: root
     assert maildrop(inst) == []
     # a bare login name as sender (no -f) and recipient is qualified with myorigin
     sent = sendmail(conf, "Subject: second\n\nagain\n", "tintin")

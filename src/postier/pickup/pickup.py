@@ -4,12 +4,13 @@ Follows Postfix's pickup(8): a file is taken once complete (postdrop sets its ow
 execute bit last: mode ``0744``), parsed (``queue.postdrop``), logged as
 ``QUEUE_ID: uid=UID from=<SENDER>`` and queued through cleanup (``cleanup.Cleanup``,
 the one way into the queue) with a ``Received: by HOST (MAIL_NAME, from userid UID)``
-header on top; the envelope is qualified with ``myorigin`` there, missing
-Message-Id:/Date:/From: headers are added and header addresses rewritten, as
-cleanup(8) does for local submissions. The maildrop file is removed only once the queue
-file is durable (``CleanupMessage.commit`` fsyncs it and ``incoming/``). A file that
-cannot be parsed goes to ``corrupt/`` with a warning; a queue write failure (the
-environment) leaves the file for the next scan.
+header on top (dated with the file's arrival time); the envelope is qualified with
+``myorigin`` there, missing Message-Id:/Date:/From: headers are added (``From: FULL
+NAME <sender>`` with ``sendmail -F``'s or the user's full name, Date: the arrival) and
+header addresses rewritten, as cleanup(8) does for local submissions. The maildrop
+file is removed only once the queue file is durable (``CleanupMessage.commit`` fsyncs
+it and ``incoming/``). A file that cannot be parsed goes to ``corrupt/`` with a
+warning; a queue write failure (the environment) leaves the file for the next scan.
 
 Wake-up as Postfix's: ``public/pickup`` is a FIFO (mode 0622, owned by
 ``mail_owner``) on which postdrop writes one byte after each file; ``maildrop/`` is
@@ -171,12 +172,14 @@ class Pickup:
             return Outcome("deferred")
         try:
             self.log.info(f"{msg.queue_id}: uid={st.st_uid} from=<{envelope.sender}>")
+            arrival = datetime.fromtimestamp(envelope.arrival).astimezone()
             msg.add_missing_headers(envelope.sender, cfg[MYHOSTNAME])
+            msg.headers.full_name = drop.full_name  # From: Full Name <sender>
+            msg.headers.arrival = arrival
             msg.rewrite_headers()
             msg.begin_content()
             msg.write(received_header(by_host=cfg[MYHOSTNAME], mail_name=cfg[MAIL_NAME],
-                                      uid=st.st_uid, queue_id=msg.queue_id,
-                                      when=datetime.now().astimezone()))
+                                      uid=st.st_uid, queue_id=msg.queue_id, when=arrival))
             msg.write(drop.content)
             msg.end_content()
             if msg.too_many_hops:

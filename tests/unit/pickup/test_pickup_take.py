@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from postier.cleanup.headers import display_name
 from postier.config.settings import Config
 from postier.log import Log
 from postier.pickup import pickup
@@ -38,9 +39,10 @@ def rec(rtype: str, data: str) -> bytes:
             return rtype.encode() + bytes(length) + raw
 
 
-def drop_file(sender: str = "root", recipients: tuple[str, ...] = ("tintin",),
+def drop_file(sender: str = "root", recipients: tuple[str, ...] = ("tintin",), name: str = "Root",
               body: tuple[str, ...] = ("Subject: hello", "", "body")) -> bytes:
-    return (rec("T", "1796008195 356567") + rec("A", "rewrite_context=local") + rec("F", "Root")
+    # noon UTC: Mon, 30 Nov 2026 in every time zone of the Date: header
+    return (rec("T", "1796040000 356567") + rec("A", "rewrite_context=local") + rec("F", name)
             + rec("S", sender) + b"".join(rec("R", r) for r in recipients) + rec("M", "")
             + b"".join(rec("N", line) for line in body) + rec("X", "") + rec("E", ""))
 
@@ -79,15 +81,16 @@ def test_a_complete_file_is_queued_qualified_with_a_received_header_then_removed
         content = b"".join(qf.iter_content())
     assert env.sender == "root@example.com"
     assert [r.address for r in env.recipients] == ["tintin@example.com"]
-    assert env.arrival == 1796008195.0
+    assert env.arrival == 1796040000.0
     assert env.attrs["origin"] == "sendmail"
     uid = os.getuid()
     assert content.startswith(
         f"Received: by mail.example.com (Postfix, from userid {uid})\n"
-        f"\tid {outcome.queue_id}; ".encode())
+        f"\tid {outcome.queue_id}; Mon, 30 Nov 2026 ".encode())
     assert b"\nSubject: hello\n" in content and content.endswith(b"\n\nbody\n")
     assert b"\nMessage-Id: <" in content  # cleanup adds the missing headers
-    assert b"\nFrom: root@example.com\n" in content
+    assert b"\nFrom: Root <root@example.com>\n" in content  # the F record: full name
+    assert b"\nDate: Mon, 30 Nov 2026 " in content  # the T record, not now
     assert f"{outcome.queue_id}: uid={uid} from=<root>" in log.lines
 
 
@@ -162,3 +165,20 @@ def test_open_fifo_makes_public_pickup_a_fifo(tmp_path: Path) -> None:
         os.close(fd)
     fd = open_fifo(str(tmp_path), None)  # kept when it is one already
     os.close(fd)
+
+
+@pytest.mark.parametrize(("full_name", "display"), [
+    ("Tin Tin", "Tin Tin"),
+    ("  Tin   Tin ", "Tin Tin"),
+    ('Tin, "T" \\Tin', '"Tin, \\"T\\" \\\\Tin"'),  # as Postfix 3.7 quotes it
+    ("Dupond (X)", '"Dupond (X)"'),
+])
+def test_the_full_name_becomes_the_from_display_name(
+        setup: tuple[Pickup, MemoryLog, Path], full_name: str, display: str) -> None:
+    assert display_name(full_name) == display
+    p, _log, queue = setup
+    put(queue, "DDDD1", drop_file(name=full_name))
+    outcome = p.take("DDDD1")
+    with QueueFile.open(dirs.path(str(queue), "incoming", outcome.queue_id)) as qf:
+        content = b"".join(qf.iter_content())
+    assert f"\nFrom: {display} <root@example.com>\n".encode() in content
