@@ -10,6 +10,7 @@ the real programs (``sendmail -C DIR``, DIR's main.cf naming the instance's queu
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -62,15 +63,15 @@ def test_sendmail_t_through_postdrop_is_picked_up_and_delivered(
     inst, conf = make(make_instance, tutorial_main_cf)
     started = inst.start()
     assert started.returncode == 0, started.stderr
-    fifo = inst.queue_dir / "public" / "pickup"
+    trigger = inst.queue_dir / "public" / "pickup"  # master.cf type unix: a socket
     deadline = time.monotonic() + 20
-    while not fifo.is_fifo() and time.monotonic() < deadline:
+    while not trigger.is_socket() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert fifo.is_fifo()
+    assert trigger.is_socket()
     sent = sendmail(conf, "To: tintin@example.com\nSubject: through postdrop\n\nhello\n",
                     "-t", "-f", "tournesol@example.net")
     assert sent.returncode == 0, sent.stderr
-    assert "public/pickup" not in sent.stderr  # postdrop found the FIFO and poked it
+    assert "public/pickup" not in sent.stderr  # postdrop found the socket and poked it
     log = inst.wait_log("status=sent", timeout=30)
     assert "/pickup[" in log and "uid=0 from=<tournesol@example.net>" in log
     mbox = inst.mailbox("tintin").read_text()
@@ -128,8 +129,9 @@ def test_a_corrupt_maildrop_file_goes_to_corrupt(
     bad = inst.queue_dir / "maildrop" / "ABCDE12345"
     bad.write_bytes(b"this is no postdrop file\n")
     bad.chmod(0o744)
-    with open(inst.queue_dir / "public" / "pickup", "wb", buffering=0) as fifo:
-        fifo.write(b"W")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as poke:
+        poke.connect(str(inst.queue_dir / "public" / "pickup"))
+        poke.sendall(b"W")
     inst.wait_log("maildrop/ABCDE12345: ", timeout=20)
     deadline = time.monotonic() + 10
     while not (inst.queue_dir / "corrupt" / "ABCDE12345").exists() \
@@ -143,3 +145,20 @@ def test_a_corrupt_maildrop_file_goes_to_corrupt(
     assert sent.returncode == 0, sent.stderr
     inst.wait_log("status=sent", timeout=30)
     assert "Subject: after" in inst.mailbox("tintin").read_text()
+
+
+def test_an_older_master_cf_fifo_pickup_line_works_too(
+        make_instance, tutorial_main_cf: str) -> None:  # type: ignore[no-untyped-def]
+    """``pickup fifo n - n 60 1 pickup`` (Postfix 2's line): public/pickup is a FIFO,
+    which postdrop writes its byte to."""
+    inst, conf = make(make_instance, tutorial_main_cf)
+    inst.write_master_cf(MASTER_CF.format(port=inst.port).replace("pickup    unix",
+                                                                  "pickup    fifo"))
+    started = inst.start()
+    assert started.returncode == 0, started.stderr
+    assert (inst.queue_dir / "public" / "pickup").is_fifo()
+    sent = sendmail(conf, "Subject: by fifo\n\nbody\n", "tintin@example.com")
+    assert sent.returncode == 0, sent.stderr
+    assert "public/pickup" not in sent.stderr
+    inst.wait_log("status=sent", timeout=30)
+    assert "Subject: by fifo" in inst.mailbox("tintin").read_text()

@@ -179,12 +179,12 @@ class Master:
         pickup = next((s for s in self.services if s.command == "pickup"), None)
         if pickup is not None:
             # As master.cf "pickup unix n - y 60 1 pickup": one process, as mail_owner,
-            # that creates public/pickup (the FIFO postdrop writes to) and scans
-            # maildrop/ every wakeup seconds (60 when the field says "-").
+            # that makes public/pickup (postdrop's wake-up: a socket for type unix, a
+            # FIFO for type fifo) and scans maildrop/ every wakeup seconds (60 for "-").
             wakeup = pickup.wakeup.rstrip("?")
-            self.children.append(Child("pickup", PICKUP_MODULE, True,
-                                       ["--wakeup", wakeup if wakeup.isdigit() and
-                                        int(wakeup) > 0 else "60"], []))
+            self.children.append(Child("pickup", PICKUP_MODULE, True, [
+                "--wakeup", wakeup if wakeup.isdigit() and int(wakeup) > 0 else "60",
+                "--service-type", "fifo" if pickup.type == "fifo" else "unix"], []))
 
         anvil = next((s for s in self.services if s.type == "unix" and s.command == "anvil"),
                      None)

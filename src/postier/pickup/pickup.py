@@ -12,9 +12,13 @@ file is removed only once the queue file is durable (``CleanupMessage.commit`` f
 it and ``incoming/``). A file that cannot be parsed goes to ``corrupt/`` with a
 warning; a queue write failure (the environment) leaves the file for the next scan.
 
-Wake-up as Postfix's: ``public/pickup`` is a FIFO (mode 0622, owned by
-``mail_owner``) on which postdrop writes one byte after each file; ``maildrop/`` is
-also scanned at start and every ``WAKEUP_SECONDS`` (master.cf's ``60``).
+Wake-up as Postfix's: postdrop pokes ``public/pickup`` after each file (its
+mail_trigger: a byte written to a FIFO, or to a connection to a UNIX-domain socket,
+whichever is there). Of master.cf's pickup line, the type says which the pickup
+process makes (owned by ``mail_owner``): ``unix`` (Postfix 3's and Debian's line) a
+listening stream socket, mode 0666, as Postfix's master binds it; ``fifo`` (older
+master.cf files) a FIFO, mode 0622. ``maildrop/`` is also scanned at start and every
+wakeup seconds (the line's wakeup field; ``WAKEUP_SECONDS`` when ``-``).
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import stat
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -58,6 +63,10 @@ WAKEUP_SECONDS = 60.0
 #: postdrop's mode of a complete file: the owner's read, write and execute bits.
 READY_MODE = stat.S_IRWXU
 FIFO_MODE = 0o622
+SOCKET_MODE = 0o666
+SOCKET_BACKLOG = 100
+#: How long a wake-up connection may stay open (postdrop writes a byte and closes).
+SOCKET_TIMEOUT = 10.0
 #: The smtputf8_autodetect_classes class of mail submitted with sendmail(1).
 ORIGIN = "sendmail"
 
@@ -204,18 +213,25 @@ class Pickup:
         return Outcome("queued", queue_id)
 
 
+def _clear(path: str, keep: Callable[[int], bool]) -> bool:
+    """Remove what is at ``path`` unless ``keep(its mode)``; True when something is kept."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if keep(st.st_mode):
+        return True
+    os.unlink(path)
+    return False
+
+
 def open_fifo(queue_dir: str, uid: int | None) -> int:
-    """Create ``public/pickup`` as Postfix's master does (a FIFO, 0622, owned by
+    """Create ``public/pickup`` as a FIFO (master.cf type ``fifo``: 0622, owned by
     ``mail_owner`` when ``uid`` is given) unless it is one already, and open it for
     reading without blocking (read-write, so that it never reads end-of-file).
     Returns the descriptor. Raises OSError."""
     path = dirs.public_path(queue_dir, "pickup")
-    try:
-        st = os.lstat(path)
-        if not stat.S_ISFIFO(st.st_mode):
-            os.unlink(path)
-            raise FileNotFoundError(path)
-    except FileNotFoundError:
+    if not _clear(path, stat.S_ISFIFO):
         os.mkfifo(path, FIFO_MODE)
     os.chmod(path, FIFO_MODE)
     if uid is not None:
@@ -223,38 +239,116 @@ def open_fifo(queue_dir: str, uid: int | None) -> int:
     return os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
 
 
-async def serve(pickup: Pickup, fifo: int, ready_fd: int, lifeline_fd: int,
-                wakeup: float = WAKEUP_SECONDS) -> None:
-    """Scan at start, on every byte on the FIFO and every ``wakeup`` seconds, until
-    SIGTERM or the master's lifeline ends. The scans run in a thread (blocking I/O)."""
+def open_socket(queue_dir: str, uid: int | None) -> socket.socket:
+    """Bind ``public/pickup`` as a listening UNIX-domain stream socket (master.cf type
+    ``unix``, Postfix 3's: 0666, owned by ``mail_owner`` when ``uid`` is given), in
+    place of whatever was there; non-blocking. Raises OSError."""
+    path = dirs.public_path(queue_dir, "pickup")
+    _clear(path, lambda _mode: False)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        os.chmod(path, SOCKET_MODE)
+        if uid is not None:
+            os.chown(path, uid, -1)
+        sock.listen(SOCKET_BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class Wakeup:
+    """``public/pickup``, FIFO or socket, as an event: set when postdrop pokes it.
+
+    On the FIFO every readable moment is a wake-up; on the socket every connection is,
+    read until the client closes it (postdrop writes one byte) or ``SOCKET_TIMEOUT``.
+    """
+
+    def __init__(self, endpoint: int | socket.socket) -> None:
+        self.endpoint = endpoint
+        self.event = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        if isinstance(self.endpoint, socket.socket):
+            self._spawn(self._accept(loop, self.endpoint))
+        else:
+            loop.add_reader(self.endpoint, self._fifo_readable)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _fifo_readable(self) -> None:
+        assert isinstance(self.endpoint, int)
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            os.read(self.endpoint, 512)
+        self.event.set()
+
+    async def _accept(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(sock)
+            except OSError:  # EMFILE, ECONNABORTED…: the periodic scan still runs
+                await asyncio.sleep(1.0)
+                continue
+            self.event.set()
+            self._spawn(self._drain(loop, conn))
+
+    @staticmethod
+    async def _drain(loop: asyncio.AbstractEventLoop, conn: socket.socket) -> None:
+        conn.setblocking(False)
+        try:
+            async with asyncio.timeout(SOCKET_TIMEOUT):
+                while await loop.sock_recv(conn, 512):
+                    pass
+        except (TimeoutError, OSError):
+            pass
+        finally:
+            conn.close()
+
+    def close(self, loop: asyncio.AbstractEventLoop) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if isinstance(self.endpoint, socket.socket):
+            self.endpoint.close()
+        else:
+            loop.remove_reader(self.endpoint)
+            os.close(self.endpoint)
+
+
+async def serve(pickup: Pickup, endpoint: int | socket.socket, ready_fd: int,
+                lifeline_fd: int, wakeup: float = WAKEUP_SECONDS) -> None:
+    """Scan at start, whenever ``public/pickup`` (``endpoint``: FIFO descriptor or
+    listening socket) is poked and every ``wakeup`` seconds, until SIGTERM or the
+    master's lifeline ends. The scans run in a thread (blocking I/O)."""
     loop = asyncio.get_running_loop()
     stop = daemon.stop_event(loop, lifeline_fd)
-    wake = asyncio.Event()
-
-    def readable() -> None:
-        with contextlib.suppress(BlockingIOError, InterruptedError):
-            os.read(fifo, 512)
-        wake.set()
-
-    loop.add_reader(fifo, readable)
+    wake = Wakeup(endpoint)
+    wake.start(loop)
     daemon.report_ready(ready_fd)
     try:
         while not stop.is_set():
-            wake.clear()
+            wake.event.clear()
             await loop.run_in_executor(None, pickup.scan)
-            waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
+            waiters = [asyncio.ensure_future(wake.event.wait()),
+                       asyncio.ensure_future(stop.wait())]
             await asyncio.wait(waiters, timeout=wakeup, return_when=asyncio.FIRST_COMPLETED)
             for w in waiters:
                 w.cancel()
     finally:
-        loop.remove_reader(fifo)
-        os.close(fifo)
+        wake.close(loop)
         pickup.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = daemon.child_arguments("pickup")
     parser.add_argument("--wakeup", type=float, default=WAKEUP_SECONDS)
+    parser.add_argument("--service-type", choices=("unix", "fifo"), default="unix",
+                        help="master.cf's type of the pickup service: public/pickup's kind")
     args = parser.parse_args(argv)
     cfg = Config.from_dir(args.config_dir)
     log = log_for_config("pickup", cfg, foreground=args.foreground)
@@ -262,8 +356,10 @@ def main(argv: list[str] | None = None) -> int:
     def setup() -> Coroutine[Any, Any, None]:
         pickup = Pickup(cfg, log)
         uid = int(args.user.partition(":")[0]) if args.user else None
-        fifo = open_fifo(pickup.queue_dir, uid)
-        return serve(pickup, fifo, args.ready_fd, args.lifeline_fd, args.wakeup)
+        endpoint: int | socket.socket = (
+            open_fifo(pickup.queue_dir, uid) if args.service_type == "fifo"
+            else open_socket(pickup.queue_dir, uid))
+        return serve(pickup, endpoint, args.ready_fd, args.lifeline_fd, args.wakeup)
 
     return daemon.run(log, args.user, setup)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +15,7 @@ from postier.cleanup.headers import display_name
 from postier.config.settings import Config
 from postier.log import Log
 from postier.pickup import pickup
-from postier.pickup.pickup import Pickup, envelope_of, open_fifo
+from postier.pickup.pickup import Pickup, envelope_of, open_fifo, open_socket, serve
 from postier.queue import dirs, postdrop
 from postier.queue.file import QueueFile
 
@@ -182,3 +184,54 @@ def test_the_full_name_becomes_the_from_display_name(
     with QueueFile.open(dirs.path(str(queue), "incoming", outcome.queue_id)) as qf:
         content = b"".join(qf.iter_content())
     assert f"\nFrom: {display} <root@example.com>\n".encode() in content
+
+
+def test_open_socket_binds_public_pickup_as_postfix_3(tmp_path: Path) -> None:
+    (tmp_path / "public").mkdir()
+    target = tmp_path / "public" / "pickup"
+    os.mkfifo(target)  # an older master.cf's FIFO is replaced
+    sock = open_socket(str(tmp_path), None)
+    try:
+        st = os.lstat(target)
+        assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o666
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize("kind", ["unix", "fifo"])
+def test_serve_scans_when_postdrop_pokes_public_pickup(
+        setup: tuple[Pickup, MemoryLog, Path], kind: str) -> None:
+    p, log, queue = setup
+    target = queue / "public" / "pickup"
+
+    def poke() -> None:  # what postdrop's trigger does: one byte
+        if kind == "unix":
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+                c.connect(str(target))
+                c.sendall(b"W")
+        else:
+            fd = os.open(target, os.O_WRONLY | os.O_NONBLOCK)
+            os.write(fd, b"W")
+            os.close(fd)
+
+    async def scenario() -> list[str]:
+        endpoint = open_socket(str(queue), None) if kind == "unix" else open_fifo(
+            str(queue), None)
+        life_r, life_w = os.pipe()
+        task = asyncio.ensure_future(serve(p, endpoint, -1, life_r, wakeup=3600))
+        await asyncio.sleep(0.3)  # the start scan found nothing
+        put(queue, "EEEE1", drop_file())
+        await asyncio.get_running_loop().run_in_executor(None, poke)
+        for _ in range(100):
+            if not os.listdir(queue / "maildrop"):
+                break
+            await asyncio.sleep(0.05)
+        left = os.listdir(queue / "maildrop")
+        os.close(life_w)  # the master is gone: serve ends
+        await asyncio.wait_for(task, 5)
+        os.close(life_r)
+        return left
+
+    assert asyncio.run(scenario()) == []
+    assert any(": uid=" in line for line in log.lines)
+    assert len(list(dirs.scan(str(queue), "incoming"))) == 1
