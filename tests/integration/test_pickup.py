@@ -162,3 +162,33 @@ def test_an_older_master_cf_fifo_pickup_line_works_too(
     assert "public/pickup" not in sent.stderr
     inst.wait_log("status=sent", timeout=30)
     assert "Subject: by fifo" in inst.mailbox("tintin").read_text()
+
+
+def test_a_reload_restarts_pickup_with_the_new_configuration(
+        make_instance, tutorial_main_cf: str) -> None:  # type: ignore[no-untyped-def]
+    inst, conf = make(make_instance, tutorial_main_cf)
+    started = inst.start()
+    assert started.returncode == 0, started.stderr
+    sent = sendmail(conf, "Subject: before\n\nbody\n", "-f", "haddock", "tintin@example.com")
+    assert sent.returncode == 0, sent.stderr
+    inst.wait_log("status=sent", timeout=30)
+    assert "from=<haddock@example.com>" in inst.log()
+    old = inst.pids("postier.pickup")
+    assert len(old) == 1
+    main_cf = inst.config_dir / "main.cf"
+    main_cf.write_text(main_cf.read_text() + "myorigin = tintin.example.com\n")
+    reloaded = postier("-c", str(inst.config_dir), "reload", check=False)
+    assert reloaded.returncode == 0, reloaded.stderr
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        now = inst.pids("postier.pickup")
+        if len(now) == 1 and now != old and (inst.queue_dir / "public" / "pickup").is_socket():
+            break
+        time.sleep(0.1)
+    assert len(now) == 1 and now != old
+    time.sleep(0.5)  # the new pickup listens once its ready byte is written
+    sent = sendmail(conf, "Subject: after\n\nbody\n", "-f", "haddock", "tintin@example.com")
+    assert sent.returncode == 0, sent.stderr
+    log = inst.wait_log("status=sent", timeout=30, count=2)
+    assert "from=<haddock@tintin.example.com>" in log
+    assert maildrop(inst) == []

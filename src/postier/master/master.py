@@ -13,7 +13,8 @@ are bound and removed ones closed, a new generation of smtpd workers starts on t
 (kept) listening sockets, and once it serves the old workers are told to drain
 (``daemon.DRAIN_SIGNAL``: stop accepting, finish their sessions, exit); then qmgr
 (which finishes its deliveries in progress) and local are restarted one after the
-other. SIGTERM stops everything gracefully, SIGQUIT at once (``postier abort``).
+other, and pickup restarted (a pickup line added to or removed from master.cf takes a
+restart of postier). SIGTERM stops everything gracefully, SIGQUIT at once (``postier abort``).
 """
 
 from __future__ import annotations
@@ -407,6 +408,15 @@ class Master:
         self.cfg, self.services, self.warnings, self.rt, self.log = (
             cfg, services, warnings, rt, log)
         self.restart_queue_manager()
+        self.restart_pickup()
+
+    def restart_pickup(self) -> None:
+        """Stop pickup so that it starts again with the new configuration (it finishes
+        the file in progress: a message is queued or left in maildrop/, never both)."""
+        pickup = next((c for c in self.children if c.role == "pickup"), None)
+        if pickup is not None and pickup.proc is not None and pickup.proc.poll() is None:
+            pickup.restarting = True
+            pickup.proc.terminate()
 
     def restart_queue_manager(self) -> None:
         """Restart qmgr, then local: qmgr is told to stop (it finishes its deliveries in
