@@ -150,6 +150,9 @@ class Pickup:
                 return Outcome("skipped")  # postdrop still writing, or not a queue file
             with os.fdopen(os.dup(fd), "rb") as f:
                 data = f.read()
+        except OSError as exc:  # the environment (EIO…): the next scan tries again
+            self.log.warning(f"read maildrop/{name}: {exc.strerror}")
+            return Outcome("deferred")
         finally:
             os.close(fd)
         try:
