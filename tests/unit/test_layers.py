@@ -27,7 +27,8 @@ ROOT = "postier"
 
 # The declared map: these packages are programs; every other module is a library
 # (daemon.py and log.py included).
-PROGRAMS = frozenset({"master", "smtpd", "qmgr", "local", "cli", "metricsd", "anvil"})
+PROGRAMS = frozenset({"master", "smtpd", "qmgr", "local", "cli", "metricsd", "anvil",
+                      "pickup"})
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,19 @@ def local_received_header(*, by_host: str, mail_name: str, queue_id: str,
             f"\tid {queue_id}; {rfc5322_date(when)}\n").encode()
 
 
+_ATEXT_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]+")
+
+
+def display_name(full_name: str) -> str:
+    """A full name as a From: header's display name (RFC 5322 phrase): as is when it is
+    atoms and spaces, else a quoted-string (``"`` and ``\\`` escaped)."""
+    name = " ".join(full_name.split())
+    if _ATEXT_PHRASE.fullmatch(name):
+        return name
+    escaped = name.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
 def message_id_for(queue_id: str, myhostname: str, when: datetime) -> str:
     """``<20261125204852.22D2A8871@tintin.example.com>`` (time in UTC)."""
     utc = when.astimezone(UTC) if when.tzinfo else when
@@ -138,6 +151,11 @@ class HeaderProcessor:
         self.queue_id = queue_id
         self.myhostname = myhostname
         self.when = when
+        #: the message's arrival, for a missing Date: (pickup's: the maildrop file's
+        #: time, as Postfix's cleanup); None: ``when``
+        self.arrival: datetime | None = None
+        #: the sender's full name (``sendmail -F``) for a missing From:; "": none
+        self.full_name = ""
         self.drop = frozenset(h.lower() for h in drop_headers)
         self.limit = max(1, header_size_limit)
         self.in_headers = True
@@ -313,8 +331,10 @@ class HeaderProcessor:
             out += f"Message-Id: {mid}\n".encode()
             self.message_id = mid
         if "date" not in self.seen:
-            out += f"Date: {rfc5322_date(when)}\n".encode()
+            out += f"Date: {rfc5322_date(self.arrival or when)}\n".encode()
         if "from" not in self.seen:
             sender = self.sender or f"MAILER-DAEMON@{self.myhostname}"
+            if self.full_name:  # hfrom_format = standard: "From: Full Name <user@domain>"
+                sender = f"{display_name(self.full_name)} <{sender}>"
             out += f"From: {sender}\n".encode("utf-8", "surrogateescape")
         self.seen.update(("from", "date", "message-id"))

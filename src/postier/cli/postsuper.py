@@ -6,8 +6,9 @@ from hold (into deferred, due at the next deferred queue scan), ``-r ID`` requeu
 (from hold, incoming, active, deferred into incoming, where qmgr routes it anew; qmgr
 is told the ID when it runs). ``ID`` may be ``ALL``, or ``-`` to read IDs from the
 standard input, one per line; each option may be repeated; queue names after the
-options replace the default queues. Each message named by its ID is reported
-(``postsuper: ID: removed`` / ``placed on hold`` / ``released from hold`` /
+options replace the default queues; ``maildrop`` (files Postfix's postdrop(1) wrote,
+not yet taken by pickup) is accepted for ``-d`` only, as Postfix's. Each message named
+by its ID is reported (``postsuper: ID: removed`` / ``placed on hold`` / ``released from hold`` /
 ``requeued``); every operation asked for ends with its count, Postfix's words
 (``postsuper: Deleted: 3 messages``). An invalid ID draws ``warning: invalid mail queue
 id``; an unknown queue name is fatal (``invalid directory name``). The lines go to the
@@ -43,8 +44,11 @@ from postier.queue import control as qmgr_control
 from postier.queue import dirs
 from postier.queue.ids import is_queue_id
 
-#: The queue names postsuper accepts (Postfix's, maildrop and saved aside).
-QUEUES = ("incoming", "active", "deferred", "hold", "corrupt")
+#: The queue names postsuper accepts (Postfix's, saved aside). ``maildrop`` holds
+#: postdrop(1) files that pickup has not taken: they can only be deleted (``-d``), as
+#: with Postfix (``-h``/``-H``/``-r`` find nothing there).
+QUEUES = ("incoming", "active", "deferred", "hold", "corrupt", "maildrop")
+MAILDROP_OPERATIONS = frozenset({"d"})
 
 
 class Operation(enum.Enum):
@@ -80,7 +84,8 @@ def count_line(op: Operation, n: int) -> str:
 
 def _act(queue_dir: str, op: Operation, state: str, queue_id: str, now: float) -> bool:
     """Do ``op`` to ``queue_id`` in ``state``; False when it is not there (or gone meanwhile)."""
-    if op.destination == state:
+    if op.destination == state or (state == "maildrop" and
+                                    op.option not in MAILDROP_OPERATIONS):
         return False
     try:
         if op.destination is None:

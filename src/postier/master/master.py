@@ -13,7 +13,8 @@ are bound and removed ones closed, a new generation of smtpd workers starts on t
 (kept) listening sockets, and once it serves the old workers are told to drain
 (``daemon.DRAIN_SIGNAL``: stop accepting, finish their sessions, exit); then qmgr
 (which finishes its deliveries in progress) and local are restarted one after the
-other. SIGTERM stops everything gracefully, SIGQUIT at once (``postier abort``).
+other, and pickup restarted (a pickup line added to or removed from master.cf takes a
+restart of postier). SIGTERM stops everything gracefully, SIGQUIT at once (``postier abort``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ FAST_STOP_GRACE_SECONDS = 1.0
 READY_TIMEOUT = 30.0
 SMTPD_MODULE = "postier.smtpd.worker"
 ANVIL_MODULE = "postier.anvil.anvil"
+PICKUP_MODULE = "postier.pickup.pickup"
 
 # The listening sockets of one inet service, as bound: kept across a reload while the
 # service's name and its inet_interfaces/inet_protocols stay the same.
@@ -174,6 +176,16 @@ class Master:
         if self.metrics is not None:
             self.children.append(Child("metrics", metrics.ENDPOINT_MODULE, True,
                                        *self.metrics.child_arguments()))
+
+        pickup = next((s for s in self.services if s.command == "pickup"), None)
+        if pickup is not None:
+            # As master.cf "pickup unix n - y 60 1 pickup": one process, as mail_owner,
+            # that makes public/pickup (postdrop's wake-up: a socket for type unix, a
+            # FIFO for type fifo) and scans maildrop/ every wakeup seconds (60 for "-").
+            wakeup = pickup.wakeup.rstrip("?")
+            self.children.append(Child("pickup", PICKUP_MODULE, True, [
+                "--wakeup", wakeup if wakeup.isdigit() and int(wakeup) > 0 else "60",
+                "--service-type", "fifo" if pickup.type == "fifo" else "unix"], []))
 
         anvil = next((s for s in self.services if s.type == "unix" and s.command == "anvil"),
                      None)
@@ -396,6 +408,15 @@ class Master:
         self.cfg, self.services, self.warnings, self.rt, self.log = (
             cfg, services, warnings, rt, log)
         self.restart_queue_manager()
+        self.restart_pickup()
+
+    def restart_pickup(self) -> None:
+        """Stop pickup so that it starts again with the new configuration (it finishes
+        the file in progress: a message is queued or left in maildrop/, never both)."""
+        pickup = next((c for c in self.children if c.role == "pickup"), None)
+        if pickup is not None and pickup.proc is not None and pickup.proc.poll() is None:
+            pickup.restarting = True
+            pickup.proc.terminate()
 
     def restart_queue_manager(self) -> None:
         """Restart qmgr, then local: qmgr is told to stop (it finishes its deliveries in

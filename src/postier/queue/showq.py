@@ -1,13 +1,18 @@
 """Reading the queue for a listing: one summary per queued message, as showq(8) reports it.
 
 Follows Postfix's showq(8) (what ``postqueue -p``, ``-j`` and ``mailq`` list): the
-queues are read in the order incoming, active, deferred, hold; a message's summary
+queues are read in the order maildrop, incoming, active, deferred, hold; a message's summary
 holds its queue name and ID, arrival time, content size, sender (``<>`` shown as
 ``empty_address_recipient``, MAILER-DAEMON) and the recipients still to be delivered,
 each with the reason of its last deferral. Postfix keeps those reasons in ``defer/``
 logs; postier keeps them in the queue file's recipient records (``queue.file``:
 ``Recipient.status``/``reason``, ``QueueFile.record_status``). As in showq(8), the
 recipients with a reason come first, then those without.
+
+A ``maildrop`` entry is a file Postfix's postdrop(1) wrote and pickup has not taken
+yet (``queue.postdrop``): as showq(8) lists it, its size is the file's size, its
+sender and recipients are as the file gives them (not yet qualified), and a file still
+being written (or unparsable) is not listed.
 
 ``summarize`` is pure; ``read_message`` and ``scan`` read files (read-only: the queue
 manager may be working on them) and skip what vanished or cannot be parsed, since a
@@ -20,12 +25,16 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from postier.queue import dirs
+from postier.queue import dirs, postdrop
 from postier.queue.file import CorruptQueueFile, Envelope, QueueFile
 from postier.rewrite.address import quote_localpart
 
-#: The queues a listing shows, in showq(8)'s order (Postfix's maildrop aside).
-SHOWQ_STATES = ("incoming", "active", "deferred", "hold")
+#: The queue of files postdrop(1) wrote, not yet taken by pickup.
+MAILDROP = "maildrop"
+#: The queues a listing shows, in showq(8)'s order.
+SHOWQ_STATES = (MAILDROP, "incoming", "active", "deferred", "hold")
+#: The queues holding postier queue files (``find``'s default).
+QUEUE_STATES = ("incoming", "active", "deferred", "hold")
 
 #: How showq(8) names the null sender (postconf(5) ``empty_address_recipient``' default).
 MAILER_DAEMON = "MAILER-DAEMON"
@@ -100,6 +109,8 @@ def read_message(
 
     Raises ``PermissionError`` (the caller may not read the queue) and other ``OSError``.
     """
+    if queue_name == MAILDROP:
+        return read_maildrop(path, empty_sender=empty_sender)
     try:
         with QueueFile.open(path, readonly=True) as qf:
             return summarize(
@@ -108,6 +119,21 @@ def read_message(
             )
     except (FileNotFoundError, CorruptQueueFile):
         return None
+
+
+def read_maildrop(path: str, *, empty_sender: str = MAILER_DAEMON) -> QueuedMessage | None:
+    """The entry of the postdrop file at ``path`` (queue name ``maildrop``); None when
+    it vanished, is incomplete or cannot be parsed. Raises ``PermissionError`` and other
+    ``OSError``."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            drop = postdrop.parse(f.read())
+    except (FileNotFoundError, postdrop.CorruptDropFile):
+        return None
+    envelope = Envelope(drop.sender or "", drop.recipients, drop.arrival)
+    return summarize(MAILDROP, os.path.basename(path), envelope, size,
+                     empty_sender=empty_sender)
 
 
 def scan(
@@ -125,7 +151,7 @@ def scan(
                 yield message
 
 
-def find(queue_dir: str, queue_id: str, states: Iterable[str] = SHOWQ_STATES) -> (
+def find(queue_dir: str, queue_id: str, states: Iterable[str] = QUEUE_STATES) -> (
         tuple[str, str] | None):
     """Where message ``queue_id`` is: (state, path) of the first of ``states`` holding it."""
     for state in states:

@@ -177,3 +177,27 @@ def test_help(capsys: pytest.CaptureFixture[str]) -> None:
         postsuper.main(["--help"])
     assert exc.value.code == 0
     assert "-H queue_id" in capsys.readouterr().out
+
+
+# A file as Postfix's postdrop(1) leaves it in maildrop/ (queue.postdrop's format).
+POSTDROP_FILE = (b"T\x041 0S\x04rootR\x05a@b.cM\x00N\x01xX\x00E\x00")
+
+
+def test_maildrop_is_a_queue_name_for_delete_only(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config_dir, queue_dir = setup_queue(tmp_path)
+    for name in ("5717B2204", "5717B2205"):
+        Path(queue_dir, "maildrop", name).write_bytes(POSTDROP_FILE)
+    # hold and requeue find nothing there (a postdrop file is no queue file), as Postfix's
+    assert postsuper.main(["-c", config_dir, "-h", "5717B2204", "-r", "ALL", "maildrop"]) == 0
+    assert capsys.readouterr().err == ("postsuper: Placed on hold: 0 messages\n"
+                                       "postsuper: Requeued: 0 messages\n")
+    assert sorted(os.listdir(Path(queue_dir, "maildrop"))) == ["5717B2204", "5717B2205"]
+    # the default queues leave maildrop alone
+    assert postsuper.main(["-c", config_dir, "-d", "5717B2204"]) == 0
+    assert capsys.readouterr().err == "postsuper: Deleted: 0 messages\n"
+    assert postsuper.main(["-c", config_dir, "-d", "5717B2204", "maildrop"]) == 0
+    assert capsys.readouterr().err == ("postsuper: 5717B2204: removed\n"
+                                       "postsuper: Deleted: 1 message\n")
+    assert os.listdir(Path(queue_dir, "maildrop")) == ["5717B2205"]
+    assert len(where(queue_dir)) == 5

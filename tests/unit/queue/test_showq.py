@@ -90,3 +90,21 @@ def test_readonly_queue_file_cannot_be_marked(qdir: str) -> None:
     path = commit(qdir, Envelope("a@b.example", [Recipient("c@d.example")], 1.0), b"x\n")
     with QueueFile.open(path, readonly=True) as qf, pytest.raises(OSError):
         qf.mark_done(0)
+
+
+def test_maildrop_files_are_listed_first_as_postdrop_wrote_them(qdir: str) -> None:
+    env = Envelope("a@b.example", [Recipient("c@d.example")], 1.0)
+    incoming = commit(qdir, env, b"x\n")
+    drop = (b"T\x111796008195 356567S\x00R\x03bobA\x0enotify_flags=4R\x05a@b.c"
+            b"M\x00N\x04bodyX\x00E\x00")
+    Path(qdir, "maildrop", "5717B2204").write_bytes(drop)
+    Path(qdir, "maildrop", "5717B2205").write_bytes(drop[:-2])  # still being written
+    listed = list(showq.scan(qdir))
+    assert [(m.queue_name, m.queue_id) for m in listed] == [
+        ("maildrop", "5717B2204"), ("incoming", Path(incoming).name)]
+    m = listed[0]
+    assert m.message_size == len(drop)  # the file's size, as showq(8) says for maildrop
+    assert m.arrival_time == 1796008195
+    assert m.sender == "MAILER-DAEMON"
+    assert [r.address for r in m.recipients] == ["bob", "a@b.c"]
+    assert showq.find(qdir, "5717B2204") is None  # no queue file: postcat cannot read it
