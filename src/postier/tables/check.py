@@ -5,7 +5,10 @@ missing table only when they first need it): an unknown table type, a missing or
 unreadable table file, a bad line in a table file, a bad ``mynetworks`` (or
 ``smtpd_authorized_xclient_hosts``/``_xforward_hosts``) entry are
 start errors (``ConfigError``) naming main.cf's file and line, the parameter and the
-offending word; an out-of-date compiled table is a warning. Used by
+offending word; so is a ``type:table`` entry of a domain list (``virtual_alias_domains``,
+``relay_domains``, ``mydestination``), of ``smtpd_client_event_limit_exceptions`` or a
+``check_address_map`` table of ``local_header_rewrite_clients`` that cannot be opened;
+an out-of-date compiled table is a warning. Used by
 ``postier.instance`` for ``postier check`` and before every start.
 """
 
@@ -15,22 +18,27 @@ from postier.config.errors import ConfigError
 from postier.config.params import (
     ALIAS_MAPS,
     CANONICAL_MAPS,
+    LOCAL_HEADER_REWRITE_CLIENTS,
     LOCAL_RECIPIENT_MAPS,
     MAILBOX_COMMAND_MAPS,
+    MYDESTINATION,
     MYNETWORKS,
     MYNETWORKS_STYLE,
     RBL_REPLY_MAPS,
     RECIPIENT_CANONICAL_MAPS,
     RELAY_CLIENTCERTS,
+    RELAY_DOMAINS,
     RELAY_RECIPIENT_MAPS,
     SENDER_CANONICAL_MAPS,
     SMTP_SASL_PASSWORD_MAPS,
     SMTPD_AUTHORIZED_XCLIENT_HOSTS,
     SMTPD_AUTHORIZED_XFORWARD_HOSTS,
+    SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS,
     SMTPD_FORBIDDEN_COMMANDS,
     SMTPD_SENDER_LOGIN_MAPS,
     TLS_SERVER_SNI_MAPS,
     TRANSPORT_MAPS,
+    VIRTUAL_ALIAS_DOMAINS,
     VIRTUAL_ALIAS_MAPS,
     VIRTUAL_MAILBOX_MAPS,
     Param,
@@ -52,6 +60,41 @@ TABLE_PARAMS: tuple[Param[list[str]], ...] = (
 )
 
 
+#: Domain lists whose ``type:table`` entries are tables (the other entries are names):
+#: qmgr, cleanup and smtpd open ``virtual_alias_domains``' at start.
+DOMAIN_LIST_PARAMS: tuple[Param[list[str]], ...] = (
+    VIRTUAL_ALIAS_DOMAINS, RELAY_DOMAINS, MYDESTINATION,
+)
+
+
+def _is_table(word: str) -> bool:
+    """``type:name`` (``hash:/etc/x``, ``inline:{…}``), not ``[addr]`` nor an address."""
+    kind, colon, _ = word.partition(":")
+    return bool(colon) and kind[:1].isalpha() and kind.replace("_", "").isalnum()
+
+
+def _open_entries(cfg: Config, opened: Tables, param: Param[list[str]],
+                  words: list[str], what: str = "") -> None:
+    """Open every table among ``words`` (``!`` negation ignored); ConfigError naming
+    main.cf's line (or the master.cf override) and ``param`` at the first that fails."""
+    for word in words:
+        text = word.lstrip("!")
+        if not _is_table(text):
+            continue
+        try:
+            opened.table(text)
+        except TableOpenError as exc:
+            file, line = cfg.location(param.name)
+            raise ConfigError(f"{what}{text}: {exc}", file=file, line=line,
+                              param=param.name) from None
+
+
+def _address_map_tables(words: list[str]) -> list[str]:
+    """The TABLE of each ``check_address_map TABLE`` in ``local_header_rewrite_clients``."""
+    return [words[i + 1] for i, w in enumerate(words[:-1])
+            if w.lower() == "check_address_map"]
+
+
 def _read(path: str) -> str:
     with open(path, encoding="utf-8", errors="replace") as f:
         return f.read()
@@ -65,6 +108,8 @@ def check_tables(cfg: Config, tables: Tables | None = None, *,
     opened = tables if tables is not None else Tables()
     for param in TABLE_PARAMS:
         opened.for_param(cfg, param, aliases=param is ALIAS_MAPS)
+    for param in DOMAIN_LIST_PARAMS:
+        _open_entries(cfg, opened, param, cfg[param])
     if not smtpd:
         return
     try:  # every list and class; one that does not parse is reported by check_restriction_lists
@@ -92,6 +137,10 @@ def check_tables(cfg: Config, tables: Tables | None = None, *,
         except ValueError as exc:
             file, line = cfg.location(MYNETWORKS.name)
             raise ConfigError(str(exc), file=file, line=line, param=MYNETWORKS.name) from None
+    _open_entries(cfg, opened, SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS,
+                  cfg[SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS])
+    _open_entries(cfg, opened, LOCAL_HEADER_REWRITE_CLIENTS,
+                  _address_map_tables(cfg[LOCAL_HEADER_REWRITE_CLIENTS]), "check_address_map ")
     for hosts in (SMTPD_AUTHORIZED_XCLIENT_HOSTS, SMTPD_AUTHORIZED_XFORWARD_HOSTS):
         try:  # the same list syntax as mynetworks
             MyNetworks.parse(cfg[hosts], read_file=_read, open_table=opened.table, strict=True)
