@@ -321,9 +321,10 @@ class Master:
                 self.spawn(child)
             self.wait_ready(READY_TIMEOUT)
         except (instance.StartError, ConfigError, OSError) as exc:
-            self.log.fatal(str(exc))
+            said = _os_error_text(exc) if isinstance(exc, OSError) else str(exc)
+            self.log.fatal(said)
             if ready_fd >= 0:
-                os.write(ready_fd, f"fatal: {exc}\n".encode())
+                os.write(ready_fd, f"fatal: {said}\n".encode())
                 os.close(ready_fd)
             self.shutdown()
             return 1
@@ -536,6 +537,14 @@ class Master:
             with contextlib.suppress(OSError):
                 os.unlink(instance.reload_status_file(self.rt.queue_dir))
             os.close(self._pidfile_fd)
+
+
+def _os_error_text(exc: OSError) -> str:
+    """``FILE: STRERROR`` (Postfix's form), not Python's ``[Errno N] …``."""
+    if exc.strerror is None:
+        return str(exc)
+    names = [n for n in (exc.filename, exc.filename2) if n is not None]
+    return ": ".join([*(str(n) for n in names), exc.strerror])
 
 
 def main(argv: list[str] | None = None) -> int:
