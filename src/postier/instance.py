@@ -33,11 +33,14 @@ from postier.config.params import (
     MESSAGE_SIZE_LIMIT,
     QUEUE_DIRECTORY,
     SETGID_GROUP,
+    SMTPD_SASL_SECURITY_OPTIONS,
+    SMTPD_SASL_TLS_SECURITY_OPTIONS,
     unimplemented_settings,
 )
 from postier.config.settings import Config
 from postier.queue import dirs
 from postier.restrictions.lists import check_restriction_lists
+from postier.sasl.mechanisms import parse_security_options
 from postier.tables.check import check_tables
 from postier.tables.registry import Tables
 from postier.tls.context import load_server_tls
@@ -110,9 +113,32 @@ def check_size_limits(cfg: Config) -> None:
             param=MAILBOX_SIZE_LIMIT.name)
 
 
+def located(cfg: Config, exc: ConfigError, where: str) -> ConfigError:
+    """``exc`` placed where its parameter is set: main.cf's line, or the master.cf
+    service line of a ``-o`` override (``cfg.location``); ``where`` (``FILE, line N`` of
+    the service) when the parameter is unknown or left at its default. An error that
+    already names its file is returned as is."""
+    if exc.file is not None:
+        return exc
+    file, line = cfg.location(exc.param) if exc.param is not None else (None, None)
+    if file is None:
+        file, line = where, None
+    return ConfigError(exc.message, file=file, line=line, param=exc.param)
+
+
 def check_smtpd_settings(cfg: Config, where: str) -> None:
-    """Reject, at start, restriction lists that smtpd could not evaluate (raises ConfigError)."""
-    check_restriction_lists(cfg, where)
+    """Reject, at start, restriction lists that smtpd could not evaluate and SASL
+    security options it does not know; raises ConfigError at the parameter's line
+    (``located``; ``where``: the service's ``FILE, line N``)."""
+    try:
+        check_restriction_lists(cfg, where)
+        for param in (SMTPD_SASL_SECURITY_OPTIONS, SMTPD_SASL_TLS_SECURITY_OPTIONS):
+            try:
+                parse_security_options(cfg[param])
+            except ValueError as exc:
+                raise ConfigError(str(exc), param=param.name) from None
+    except ConfigError as exc:
+        raise located(cfg, exc, where) from None
 
 
 def check_smtpd_tls(cfg: Config, svc: MasterService) -> list[str]:
@@ -125,8 +151,8 @@ def check_smtpd_tls(cfg: Config, svc: MasterService) -> list[str]:
     except ConfigError as exc:
         if exc.file is not None:
             raise
-        raise ConfigError(f"service {svc.name}: {exc.message}", file=svc.file, line=svc.line,
-                          param=exc.param) from None
+        raise located(cfg, ConfigError(f"service {svc.name}: {exc.message}",
+                                       param=exc.param), where) from None
     warnings = [
         f"{where}: service {svc.name}: {name} = yes is ignored: smtpd_tls_security_level "
         f"is set ({cfg.get_raw('smtpd_tls_security_level')})"
@@ -134,11 +160,11 @@ def check_smtpd_tls(cfg: Config, svc: MasterService) -> list[str]:
     ]
     tls = load_server_tls(policy)
     if tls.error is not None:
+        error = located(cfg, ConfigError(f"service {svc.name}: {tls.error.message}",
+                                         param=tls.error.param), where)
         if policy.required:
-            raise ConfigError(f"service {svc.name}: {tls.error.message}",
-                              file=svc.file, line=svc.line, param=tls.error.param)
-        warnings.append(f"{where}: service {svc.name}: {tls.error}; TLS is not available "
-                        "(STARTTLS is answered 454 4.7.0)")
+            raise error
+        warnings.append(f"{error}; TLS is not available (STARTTLS is answered 454 4.7.0)")
     return warnings
 
 

@@ -24,7 +24,6 @@ from postier.config import mastercf
 from postier.config.errors import ConfigError
 from postier.config.params import unimplemented_settings
 from postier.config.settings import Config
-from postier.restrictions.lists import check_restriction_lists
 from postier.tables.check import check_tables
 from postier.tables.registry import Tables
 
@@ -93,7 +92,7 @@ def report(config_dir: str) -> tuple[list[str], list[str], list[str]]:
         where = f"{svc.file}, line {svc.line}"
         scfg = cfg.with_overrides(svc.overrides, source=where)
         out += [w for w in scfg.validate(raise_errors=False) if w.startswith(where)]
-        restrictions = functools.partial(check_restriction_lists, where=where)
+        restrictions = functools.partial(instance.check_smtpd_settings, where=where)
         out += [str(e) for e in _collect(scfg, restrictions)]
         out += [str(e) for e in _collect(scfg, lambda c: check_tables(c, tables))]
         try:
