@@ -323,10 +323,10 @@ class Master:
         except (instance.StartError, ConfigError, OSError) as exc:
             said = _os_error_text(exc) if isinstance(exc, OSError) else str(exc)
             self.log.fatal(said)
+            self.shutdown()  # first: `postier start` returns with no process left
             if ready_fd >= 0:
                 os.write(ready_fd, f"fatal: {said}\n".encode())
                 os.close(ready_fd)
-            self.shutdown()
             return 1
         self.log.info(
             f"daemon started -- version {self.rt.version}, configuration {self.config_dir}"
