@@ -110,3 +110,43 @@ def test_located_keeps_a_placed_error(tmp_path: Path) -> None:
     assert instance.located(cfg, placed, where) is placed
     unknown = instance.located(cfg, ConfigError("y"), where)
     assert str(unknown) == f"{where}: y"
+
+
+@pytest.mark.parametrize(("line", "text"), [
+    ("smtp_tls_security_level = bogus", "parameter smtp_tls_security_level: unsupported TLS "
+     "security level 'bogus' (none, may, encrypt, verify, secure)"),
+    ("smtp_sasl_security_options = noanonymous, bogus",
+     "parameter smtp_sasl_security_options: unknown SASL security option: bogus"),
+    ("smtp_tls_security_level = verify\nsmtp_tls_CAfile = {tmp}/gone.pem",
+     "parameter smtp_tls_CAfile: cannot load trusted CA certificates from {tmp}/gone.pem: "
+     "No such file or directory"),
+])
+def test_smtp_client_settings_at_main_cf_line(tmp_path: Path, line: str, text: str) -> None:
+    cfg, _, _ = setup(tmp_path, line.format(tmp=tmp_path) + "\n", SERVICE)
+    with pytest.raises(ConfigError) as caught:
+        instance.check_smtp_settings(cfg, [])
+    last = 2 + line.count("\n") + 1
+    assert str(caught.value) == f"{tmp_path}/main.cf, line {last}: {text.format(tmp=tmp_path)}"
+
+
+def test_smtp_client_override_at_its_service_line(tmp_path: Path) -> None:
+    setup(tmp_path, "", SERVICE + "relay unix - - n - - smtp\n"
+          "  -o smtp_tls_security_level=dane-only\n")
+    cfg = Config.from_dir(str(tmp_path))
+    instance.check_smtp_settings(cfg, [])  # main.cf alone is fine
+    with pytest.raises(ConfigError) as caught:
+        instance.check_smtp_settings(cfg, mastercf.load(str(tmp_path / "master.cf")))
+    assert str(caught.value).startswith(
+        f"{tmp_path}/master.cf, line 2: parameter smtp_tls_security_level: ")
+
+
+def test_smtpd_sasl_type_is_checked_when_auth_is_on(tmp_path: Path) -> None:
+    cfg, _, where = setup(tmp_path, "smtpd_sasl_type = bogus\n", SERVICE)
+    instance.check_smtpd_settings(cfg, where)  # smtpd_sasl_auth_enable = no: unused
+    cfg, _, where = setup(tmp_path, "smtpd_sasl_type = bogus\nsmtpd_sasl_auth_enable = yes\n",
+                          SERVICE)
+    with pytest.raises(ConfigError) as caught:
+        instance.check_smtpd_settings(cfg, where)
+    assert str(caught.value) == (
+        f"{tmp_path}/main.cf, line 3: parameter smtpd_sasl_type: unsupported SASL server "
+        "implementation: bogus (specify cyrus or dovecot)")

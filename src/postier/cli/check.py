@@ -86,6 +86,8 @@ def report(config_dir: str) -> tuple[list[str], list[str], list[str]]:
         services = mastercf.load(os.path.join(config_dir, "master.cf"))
     except ConfigError as exc:
         return [*out, str(exc)], refused, warnings
+    # the SMTP client's settings (a bad value: Postfix's smtp(8) refuses it too)
+    refused += [str(e) for e in _collect(cfg, lambda c: instance.check_smtp_settings(c, services))]
     for svc in services:
         if svc.command != "smtpd":
             continue
