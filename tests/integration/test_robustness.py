@@ -416,7 +416,8 @@ def test_a_child_that_cannot_start_says_why_on_the_terminal(make_instance) -> No
     result = inst.start()
     assert result.returncode != 0
     assert "exited while starting: " in result.stderr, result.stderr
-    assert 'unknown element "bogus_element"' in result.stderr, result.stderr
+    assert ('main.cf, line 6: parameter local_header_rewrite_clients: unknown element '
+            '"bogus_element"') in result.stderr, result.stderr
     assert not inst.pids()
 
 
