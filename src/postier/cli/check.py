@@ -22,7 +22,7 @@ from postier import instance, log, metrics
 from postier.cleanup.rewrite import rewriting_from_config
 from postier.config import mastercf
 from postier.config.errors import ConfigError
-from postier.config.params import unimplemented_settings
+from postier.config.params import PARAMS, ParamType, unimplemented_settings
 from postier.config.settings import Config
 from postier.tables.check import check_tables
 from postier.tables.registry import Tables
@@ -47,7 +47,10 @@ def _collect(cfg: Config, stage: Callable[[Config], object]) -> list[ConfigError
             if not cfg.known(param) or param in reset:
                 return found
             reset.add(param)
-            cfg = cfg.with_overrides({param: ""}, source="postier check")
+            declared = PARAMS.get(param)  # a list: empty is valid; a word: its default is
+            empty = "" if declared is None or declared.type is ParamType.LIST \
+                else declared.default
+            cfg = cfg.with_overrides({param: empty}, source="postier check")
     return found
 
 
