@@ -2,7 +2,8 @@
 
 Every child process is started by the master as ``python -m MODULE --config-dir DIR
 --ready-fd N --lifeline-fd N [...]``. It writes one byte on the ready pipe once it
-serves, and exits when the lifeline pipe reaches end-of-file (the master is gone),
+serves (or, when it cannot start, ``F`` and its fatal line, which the master prints on
+the terminal), and exits when the lifeline pipe reaches end-of-file (the master is gone),
 so that a ``kill -9`` of the master never leaves orphans serving mail. This plays the
 role of the status and lifeline pipes of Postfix's master(8).
 """
@@ -13,6 +14,7 @@ import argparse
 import asyncio
 import os
 import signal
+import sys
 import traceback
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
@@ -56,11 +58,42 @@ def drop_privileges(spec: str) -> None:
         raise RuntimeError(f"cannot drop privileges to uid {uid}")
 
 
+#: The ready pipe not yet written to (``--ready-fd``): where a start failure is told.
+_unreported: set[int] = set()
+
+
+def _ready_fd_of(argv: list[str]) -> int:
+    """The ``--ready-fd N`` of a child's command line (-1 when absent or malformed)."""
+    for i, word in enumerate(argv[:-1]):
+        if word == "--ready-fd" and argv[i + 1].isdigit():
+            return int(argv[i + 1])
+    return -1
+
+
 def report_ready(fd: int) -> None:
+    """Tell the master this child serves: one byte ``R`` on the ready pipe, closed."""
     if fd < 0:
         return
+    _unreported.discard(fd)
     try:
         os.write(fd, b"R")
+    finally:
+        os.close(fd)
+
+
+def report_start_failure(fd: int, message: str) -> None:
+    """Tell the master why this child cannot start: ``F`` and the last line of
+    ``message`` (UTF-8, at most 2000 bytes) on the ready pipe, closed. Does nothing once
+    readiness was reported or without a pipe."""
+    if fd < 0 or fd not in _unreported:
+        return
+    _unreported.discard(fd)
+    lines = [line for line in message.splitlines() if line.strip()]
+    text = (lines[-1].strip() if lines else "exited").encode("utf-8", "replace")[:2000]
+    try:
+        os.write(fd, b"F" + text)
+    except OSError:
+        pass
     finally:
         os.close(fd)
 
@@ -109,7 +142,11 @@ def stop_event(loop: asyncio.AbstractEventLoop, lifeline_fd: int) -> asyncio.Eve
 
 def run(log: Log, user: str, setup: Callable[[], Coroutine[Any, Any, None]]) -> int:
     """A child's life: ``setup()`` (imports done, still root) builds the main coroutine,
-    privileges drop to ``user``, the coroutine runs; a crash is logged, exit status 1."""
+    privileges drop to ``user``, the coroutine runs; a crash is logged, exit status 1
+    (before readiness, its last line is also sent to the master on the ready pipe)."""
+    ready_fd = _ready_fd_of(sys.argv)
+    if ready_fd >= 0:
+        _unreported.add(ready_fd)
     try:
         loop = new_event_loop()
         main = setup()
@@ -117,8 +154,10 @@ def run(log: Log, user: str, setup: Callable[[], Coroutine[Any, Any, None]]) -> 
         loop.run_until_complete(main)
     except ConfigError as exc:  # the configuration, not our bug: one line, no traceback
         log.fatal(str(exc))
+        report_start_failure(ready_fd, str(exc))
         return 1
     except Exception:
         log.fatal(traceback.format_exc().strip())
+        report_start_failure(ready_fd, traceback.format_exc())
         return 1
     return 0

@@ -33,13 +33,22 @@ from postier.config.params import (
     MESSAGE_SIZE_LIMIT,
     QUEUE_DIRECTORY,
     SETGID_GROUP,
+    SMTP_SASL_SECURITY_OPTIONS,
+    SMTP_SASL_TLS_SECURITY_OPTIONS,
+    SMTPD_SASL_AUTH_ENABLE,
+    SMTPD_SASL_SECURITY_OPTIONS,
+    SMTPD_SASL_TLS_SECURITY_OPTIONS,
+    SMTPD_SASL_TYPE,
     unimplemented_settings,
 )
 from postier.config.settings import Config
 from postier.queue import dirs
 from postier.restrictions.lists import check_restriction_lists
+from postier.sasl.mechanisms import parse_security_options
+from postier.smtp.settings import SmtpSettings
 from postier.tables.check import check_tables
 from postier.tables.registry import Tables
+from postier.tls.client import ClientTlsLevel, client_context
 from postier.tls.context import load_server_tls
 from postier.tls.policy import ServerTlsPolicy, ignored_legacy
 
@@ -80,6 +89,7 @@ def load_with_warnings(config_dir: str) -> tuple[Config, list[MasterService], li
     check_size_limits(cfg)
     metrics.check(cfg)  # postier_metrics_listen is host:port
     rewriting_from_config(cfg, tables, str)  # the *canonical_classes words (ConfigError)
+    check_smtp_settings(cfg, services)
     for svc in services:
         if svc.command == "smtpd":
             where = f"{svc.file}, line {svc.line}"
@@ -110,9 +120,67 @@ def check_size_limits(cfg: Config) -> None:
             param=MAILBOX_SIZE_LIMIT.name)
 
 
+def located(cfg: Config, exc: ConfigError, where: str) -> ConfigError:
+    """``exc`` placed where its parameter is set: main.cf's line, or the master.cf
+    service line of a ``-o`` override (``cfg.location``); ``where`` (``FILE, line N`` of
+    the service) when the parameter is unknown or left at its default. An error that
+    already names its file is returned as is."""
+    if exc.file is not None:
+        return exc
+    file, line = cfg.location(exc.param) if exc.param is not None else (None, None)
+    if file is None:
+        file, line = where, None
+    return ConfigError(exc.message, file=file, line=line, param=exc.param)
+
+
+#: smtpd_sasl_type values smtpd can use (smtpd.process's authenticator).
+SMTPD_SASL_TYPES = ("cyrus", "dovecot")
+
+
+def check_smtp_settings(cfg: Config, services: list[MasterService]) -> None:
+    """Read the SMTP/LMTP client settings qmgr reads at start (``smtp_tls_security_level``,
+    ``smtp_sasl_security_options``, the trusted CA files, …), of main.cf and of each
+    ``smtp``/``lmtp`` service with its ``-o`` overrides; raises ConfigError at the
+    parameter's line (``located``)."""
+    targets: list[tuple[Config, str, bool]] = [(cfg, cfg.main.file, False)]
+    for svc in services:
+        if svc.command in ("smtp", "lmtp"):
+            where = f"{svc.file}, line {svc.line}"
+            targets.append((cfg.with_overrides(svc.overrides, source=where), where,
+                            svc.command == "lmtp"))
+    for scfg, where, lmtp in targets:
+        try:
+            settings = SmtpSettings.from_config(scfg, lmtp=lmtp)
+            if settings.tls.level is not ClientTlsLevel.NONE:
+                client_context(settings.tls)  # smtp_tls_CAfile/CApath, read as qmgr will
+            if lmtp:
+                continue
+            for param in (SMTP_SASL_SECURITY_OPTIONS, SMTP_SASL_TLS_SECURITY_OPTIONS):
+                try:
+                    parse_security_options(scfg[param])
+                except ValueError as exc:
+                    raise ConfigError(str(exc), param=param.name) from None
+        except ConfigError as exc:
+            raise located(scfg, exc, where) from None
+
+
 def check_smtpd_settings(cfg: Config, where: str) -> None:
-    """Reject, at start, restriction lists that smtpd could not evaluate (raises ConfigError)."""
-    check_restriction_lists(cfg, where)
+    """Reject, at start, restriction lists that smtpd could not evaluate, SASL security
+    options and an ``smtpd_sasl_type`` it does not know; raises ConfigError at the parameter's line
+    (``located``; ``where``: the service's ``FILE, line N``)."""
+    try:
+        check_restriction_lists(cfg, where)
+        for param in (SMTPD_SASL_SECURITY_OPTIONS, SMTPD_SASL_TLS_SECURITY_OPTIONS):
+            try:
+                parse_security_options(cfg[param])
+            except ValueError as exc:
+                raise ConfigError(str(exc), param=param.name) from None
+        kind = cfg[SMTPD_SASL_TYPE].strip().lower()
+        if cfg[SMTPD_SASL_AUTH_ENABLE] and kind not in SMTPD_SASL_TYPES:
+            raise ConfigError(f"unsupported SASL server implementation: {kind} (specify "
+                              f"{' or '.join(SMTPD_SASL_TYPES)})", param=SMTPD_SASL_TYPE.name)
+    except ConfigError as exc:
+        raise located(cfg, exc, where) from None
 
 
 def check_smtpd_tls(cfg: Config, svc: MasterService) -> list[str]:
@@ -125,8 +193,8 @@ def check_smtpd_tls(cfg: Config, svc: MasterService) -> list[str]:
     except ConfigError as exc:
         if exc.file is not None:
             raise
-        raise ConfigError(f"service {svc.name}: {exc.message}", file=svc.file, line=svc.line,
-                          param=exc.param) from None
+        raise located(cfg, ConfigError(f"service {svc.name}: {exc.message}",
+                                       param=exc.param), where) from None
     warnings = [
         f"{where}: service {svc.name}: {name} = yes is ignored: smtpd_tls_security_level "
         f"is set ({cfg.get_raw('smtpd_tls_security_level')})"
@@ -134,11 +202,11 @@ def check_smtpd_tls(cfg: Config, svc: MasterService) -> list[str]:
     ]
     tls = load_server_tls(policy)
     if tls.error is not None:
+        error = located(cfg, ConfigError(f"service {svc.name}: {tls.error.message}",
+                                         param=tls.error.param), where)
         if policy.required:
-            raise ConfigError(f"service {svc.name}: {tls.error.message}",
-                              file=svc.file, line=svc.line, param=tls.error.param)
-        warnings.append(f"{where}: service {svc.name}: {tls.error}; TLS is not available "
-                        "(STARTTLS is answered 454 4.7.0)")
+            raise error
+        warnings.append(f"{error}; TLS is not available (STARTTLS is answered 454 4.7.0)")
     return warnings
 
 

@@ -222,7 +222,9 @@ class Endpoint:
         """None when metrics are off. Else: empty the multiprocess directory (created
         for ``uid``:``gid``, mode 0700; None: ours), set ``PROMETHEUS_MULTIPROC_DIR`` for
         the children to come, bind ``postier_metrics_listen``. Raises ValueError (bad
-        value) or OSError (directory, bind)."""
+        value), OSError (directory) or ConfigError naming main.cf's line of
+        ``postier_metrics_listen`` (bind: ``bind HOST port PORT: Address already in use``,
+        as Postfix's master says of a service)."""
         if not enabled(cfg):
             return None
         host, port = parse_listen(cfg[POSTIER_METRICS_LISTEN])
@@ -239,8 +241,9 @@ class Endpoint:
             sock.listen(64)
         except OSError as exc:
             sock.close()
-            raise OSError(exc.errno, f"postier_metrics_listen {host}:{port}: "
-                          f"{exc.strerror}") from None
+            file, line = cfg.location(POSTIER_METRICS_LISTEN.name)
+            raise ConfigError(f"bind {host or '*'} port {port}: {exc.strerror}", file=file,
+                              line=line, param=POSTIER_METRICS_LISTEN.name) from None
         os.environ[MULTIPROC_ENV] = path
         return cls(path, sock)
 

@@ -177,3 +177,36 @@ def test_a_bounce_that_cannot_be_delivered_goes_to_the_postmaster(
     log = inst.wait_log("postmaster non-delivery notification:")
     assert "undeliverable" not in log
     assert not inst.mailbox("fantome").exists()
+
+
+def test_a_bounce_that_cannot_be_delivered_is_dropped_silently_by_default(
+    make_instance, tutorial_main_cf: str,
+) -> None:
+    """Postfix 3.7's bounce(8): without the bounce or 2bounce class, a failed bounce gets
+    no notice and no warning; its status=bounced line and removed are all there is."""
+    inst = start(make_instance, tutorial_main_cf)
+    send(inst, "fantome@example.com", [("personne@example.com", [])], b"five")
+    log = inst.wait_log(": removed", count=2)
+    bounced = [line for line in log.splitlines() if "status=bounced" in line]
+    assert len(bounced) == 2
+    assert "to=<fantome@example.com>" in bounced[1]
+    queue_lines = [line for line in log.splitlines()
+                   if "postfix/qmgr[" in line or "postfix/bounce[" in line]
+    assert queue_lines and not [line for line in queue_lines if "warning" in line]
+    assert "undeliverable" not in log
+    assert not inst.mailbox("fantome").exists()
+
+
+def test_a_postmaster_notice_that_cannot_be_delivered_is_discarded_with_postfix_s_warning(
+    make_instance, tutorial_main_cf: str,
+) -> None:
+    """A failed double bounce is never answered: bounce(8)'s one warning line."""
+    inst = start(make_instance, tutorial_main_cf,
+                 "notify_classes = 2bounce\n2bounce_notice_recipient = personne\n")
+    send(inst, "fantome@example.com", [("personne@example.com", [])], b"six")
+    log = inst.wait_log(": removed", count=3)
+    warnings = [line for line in log.splitlines() if "warning" in line
+                and ("postfix/qmgr[" in line or "postfix/bounce[" in line)]
+    assert len(warnings) == 1, log
+    assert warnings[0].endswith(": undeliverable postmaster notification discarded")
+    assert "/bounce[" in warnings[0]

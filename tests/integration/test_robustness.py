@@ -389,3 +389,47 @@ def test_tutorial_master_cf_accepted_smtps_not_served_in_plaintext(
             received += data
     plain.close()
     assert not received.startswith(b"220")
+
+
+@pytest.mark.parametrize(("setting", "param"), [
+    ("virtual_alias_domains = hash:{missing}", "virtual_alias_domains"),
+    ("relay_domains = example.net, hash:{missing}", "relay_domains"),
+    ("smtpd_client_event_limit_exceptions = cidr:{missing}", "smtpd_client_event_limit_exceptions"),
+])
+def test_a_missing_table_a_child_opens_is_refused_before_the_children_start(
+        make_instance, setting: str, param: str, tmp_path: Path) -> None:
+    missing = tmp_path / "nonexist"
+    inst = make_instance(BASE_MAIN_CF + setting.format(missing=missing) + "\n")
+    result = inst.start()
+    assert result.returncode != 0
+    assert f"main.cf, line 6: parameter {param}: " in result.stderr, result.stderr
+    assert str(missing) in result.stderr and "exited" not in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr + inst.log()
+    assert not inst.pids()
+    checked = postier("-c", str(inst.config_dir), "check", check=False)
+    assert checked.returncode != 0
+    assert f"main.cf, line 6: parameter {param}: " in checked.stdout + checked.stderr
+
+
+def test_a_child_that_cannot_start_says_why_on_the_terminal(make_instance) -> None:
+    inst = make_instance(BASE_MAIN_CF + "local_header_rewrite_clients = bogus_element\n")
+    result = inst.start()
+    assert result.returncode != 0
+    assert "exited while starting: " in result.stderr, result.stderr
+    assert ('main.cf, line 6: parameter local_header_rewrite_clients: unknown element '
+            '"bogus_element"') in result.stderr, result.stderr
+    assert not inst.pids()
+
+
+def test_a_metrics_port_in_use_names_main_cf_line(make_instance) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        inst = make_instance(BASE_MAIN_CF + f"postier_metrics_listen = 127.0.0.1:{port}\n")
+        result = inst.start()
+    assert result.returncode != 0
+    assert (f"main.cf, line 6: parameter postier_metrics_listen: bind 127.0.0.1 port {port}: "
+            "Address already in use") in result.stderr, result.stderr
+    assert "Errno" not in result.stderr
+    assert not inst.pids()

@@ -232,3 +232,31 @@ def test_postier_check_reports_a_bad_listen_address(tmp_path: Path) -> None:
                            "expected host:port, not '127.0.0.1'"]
     config(tmp_path, "postier_metrics_listen = 127.0.0.1:9154\n")
     assert check.report(str(tmp_path))[0] == []
+
+
+def test_a_port_in_use_names_main_cf_line(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, "")
+    cfg = config(tmp_path, f"data_directory = {tmp_path}\n"
+                 f"postier_metrics_listen = 127.0.0.1:{port}\n")
+    try:
+        with pytest.raises(ConfigError) as info:
+            metrics.Endpoint.open(cfg, None, None)
+    finally:
+        busy.close()
+    assert str(info.value) == (
+        f"{tmp_path}/main.cf, line 2: parameter postier_metrics_listen: "
+        f"bind 127.0.0.1 port {port}: Address already in use")
+
+
+def test_master_says_os_errors_as_postfix() -> None:
+    from postier.master.master import _os_error_text
+    assert _os_error_text(FileNotFoundError(2, "No such file or directory", "/q/x")) == \
+        "/q/x: No such file or directory"
+    assert _os_error_text(OSError(98, "Address already in use")) == "Address already in use"
+    assert _os_error_text(OSError("plain")) == "plain"

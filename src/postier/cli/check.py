@@ -22,9 +22,8 @@ from postier import instance, log, metrics
 from postier.cleanup.rewrite import rewriting_from_config
 from postier.config import mastercf
 from postier.config.errors import ConfigError
-from postier.config.params import unimplemented_settings
+from postier.config.params import PARAMS, ParamType, unimplemented_settings
 from postier.config.settings import Config
-from postier.restrictions.lists import check_restriction_lists
 from postier.tables.check import check_tables
 from postier.tables.registry import Tables
 
@@ -48,7 +47,10 @@ def _collect(cfg: Config, stage: Callable[[Config], object]) -> list[ConfigError
             if not cfg.known(param) or param in reset:
                 return found
             reset.add(param)
-            cfg = cfg.with_overrides({param: ""}, source="postier check")
+            declared = PARAMS.get(param)  # a list: empty is valid; a word: its default is
+            empty = "" if declared is None or declared.type is ParamType.LIST \
+                else declared.default
+            cfg = cfg.with_overrides({param: empty}, source="postier check")
     return found
 
 
@@ -87,13 +89,15 @@ def report(config_dir: str) -> tuple[list[str], list[str], list[str]]:
         services = mastercf.load(os.path.join(config_dir, "master.cf"))
     except ConfigError as exc:
         return [*out, str(exc)], refused, warnings
+    # the SMTP client's settings (a bad value: Postfix's smtp(8) refuses it too)
+    refused += [str(e) for e in _collect(cfg, lambda c: instance.check_smtp_settings(c, services))]
     for svc in services:
         if svc.command != "smtpd":
             continue
         where = f"{svc.file}, line {svc.line}"
         scfg = cfg.with_overrides(svc.overrides, source=where)
         out += [w for w in scfg.validate(raise_errors=False) if w.startswith(where)]
-        restrictions = functools.partial(check_restriction_lists, where=where)
+        restrictions = functools.partial(instance.check_smtpd_settings, where=where)
         out += [str(e) for e in _collect(scfg, restrictions)]
         out += [str(e) for e in _collect(scfg, lambda c: check_tables(c, tables))]
         try:

@@ -17,6 +17,7 @@ status (0 or 1).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import select
@@ -35,6 +36,8 @@ from postier.config.settings import Config
 MASTER_MODULE = "postier.master.master"
 
 START_TIMEOUT = 60.0
+#: How long a master that said fatal has to exit (its children are stopped already).
+FAILED_START_EXIT_SECONDS = 10.0
 STOP_TIMEOUT = 30.0
 RELOAD_TIMEOUT = 60.0
 
@@ -143,8 +146,14 @@ def start(config_dir: str) -> int:
         print("postier/postfix-script: starting the Postfix mail system", file=sys.stderr)
         return 0
     print(f"postier: {text or 'fatal: the master process did not start'}", file=sys.stderr)
-    if proc.poll() is None:
+    # The master has stopped its children before saying fatal: wait for it to be gone,
+    # so that a failed start leaves no process behind.
+    try:
+        proc.wait(timeout=0 if not text else FAILED_START_EXIT_SECONDS)
+    except subprocess.TimeoutExpired:
         proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=FAILED_START_EXIT_SECONDS)
     return 1
 
 

@@ -262,9 +262,10 @@ class Master:
                 return
             for c in pending:
                 if c.proc is not None and c.proc.poll() is not None:
+                    said = self.take_ready(c) if c.ready_read >= 0 else None
                     raise instance.StartError(
                         f"{c.role} (module {c.module}) exited with status {c.proc.returncode} "
-                        "while starting; see the mail log"
+                        f"while starting{self._reason(said)}"
                     )
             left = deadline - time.monotonic()
             if left <= 0:
@@ -273,19 +274,37 @@ class Master:
                 )
             readable, _, _ = select.select([c.ready_read for c in pending], [], [], min(left, 0.2))
             for c in pending:
-                if c.ready_read in readable and not self.take_ready(c):
-                    raise instance.StartError(
-                        f"{c.role} (module {c.module}) exited while starting; see the mail log"
-                    )
+                if c.ready_read in readable:
+                    said = self.take_ready(c)
+                    if not c.ready:
+                        raise instance.StartError(
+                            f"{c.role} (module {c.module}) exited while starting"
+                            + self._reason(said))
 
     @staticmethod
-    def take_ready(child: Child) -> bool:
-        """Read the child's readiness byte; end-of-file (it died first) is not readiness."""
-        ready = os.read(child.ready_read, 1) == b"R"
+    def _reason(said: str | None) -> str:
+        """``: LINE (see the mail log)`` with the child's fatal line, else the pointer alone."""
+        return f": {said} (see the mail log)" if said else "; see the mail log"
+
+    @staticmethod
+    def take_ready(child: Child) -> str | None:
+        """Read the child's ready pipe: ``R`` is readiness (``child.ready``); ``F`` and a
+        line is why it could not start (returned); end-of-file (it died first) is neither."""
+        chunks = []
+        while True:  # the child writes once and closes: read to end-of-file
+            chunk = os.read(child.ready_read, 4096)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if chunks[0][:1] == b"R":
+                break
+        data = b"".join(chunks)
         os.close(child.ready_read)
         child.ready_read = -1
-        child.ready = ready
-        return ready
+        child.ready = data[:1] == b"R"
+        if data[:1] == b"F":
+            return data[1:].decode("utf-8", "replace").strip() or None
+        return None
 
     # --- the watch loop ------------------------------------------------------------------
 
@@ -314,11 +333,12 @@ class Master:
                 self.spawn(child)
             self.wait_ready(READY_TIMEOUT)
         except (instance.StartError, ConfigError, OSError) as exc:
-            self.log.fatal(str(exc))
+            said = _os_error_text(exc) if isinstance(exc, OSError) else str(exc)
+            self.log.fatal(said)
+            self.shutdown()  # first: `postier start` returns with no process left
             if ready_fd >= 0:
-                os.write(ready_fd, f"fatal: {exc}\n".encode())
+                os.write(ready_fd, f"fatal: {said}\n".encode())
                 os.close(ready_fd)
-            self.shutdown()
             return 1
         self.log.info(
             f"daemon started -- version {self.rt.version}, configuration {self.config_dir}"
@@ -538,6 +558,14 @@ class Master:
             with contextlib.suppress(OSError):
                 os.unlink(instance.reload_status_file(self.rt.queue_dir))
             os.close(self._pidfile_fd)
+
+
+def _os_error_text(exc: OSError) -> str:
+    """``FILE: STRERROR`` (Postfix's form), not Python's ``[Errno N] …``."""
+    if exc.strerror is None:
+        return str(exc)
+    names = [n for n in (exc.filename, exc.filename2) if n is not None]
+    return ": ".join([*(str(n) for n in names), exc.strerror])
 
 
 def main(argv: list[str] | None = None) -> int:

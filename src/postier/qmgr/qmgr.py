@@ -444,12 +444,11 @@ class Qmgr:
                 double_bounce_sender=env.sender.lower() == self.double_bounce_sender.lower(),
             )
             outgoing = self.outgoing(qf, done, todo)
-            for i in todo.discarded:
-                what = "bounce" if not env.sender else "postmaster notification"
-                self.log.warning(
-                    f"{qf.queue_id}: undeliverable {what} to "
-                    f"<{env.recipients[i].address}> discarded"
-                )
+            if todo.discarded and env.sender:
+                # bounce(8): a failed postmaster notice is never answered (no triple
+                # bounce); a failed bounce without the 2bounce class goes silently.
+                self.bounce_log.warning(
+                    f"{qf.queue_id}: undeliverable postmaster notification discarded")
         except BaseException:
             await self._io(qf.close)
             raise

@@ -201,6 +201,7 @@ class Service:
     def _header_rewrite_rules(self, cfg: Config) -> list[str]:
         """local_header_rewrite_clients, checked and its tables opened (ConfigError)."""
         rules = [r for r in cfg[LOCAL_HEADER_REWRITE_CLIENTS] if r]
+        file, line = cfg.location(LOCAL_HEADER_REWRITE_CLIENTS.name)
         words = iter(rules)
         for word in words:
             if word.lower() == "check_address_map":
@@ -208,10 +209,10 @@ class Service:
                 try:
                     self._address_maps[spec] = self.worker.tables.table(spec)
                 except TableOpenError as exc:
-                    raise ConfigError(f"check_address_map {spec}: {exc}",
-                                      param=LOCAL_HEADER_REWRITE_CLIENTS.name) from None
+                    raise ConfigError(f"check_address_map {spec}: {exc}", file=file,
+                                      line=line, param=LOCAL_HEADER_REWRITE_CLIENTS.name) from None
             elif word.lower() not in HEADER_REWRITE_CLIENT_RULES:
-                raise ConfigError(f'unknown element "{word}"',
+                raise ConfigError(f'unknown element "{word}"', file=file, line=line,
                                   param=LOCAL_HEADER_REWRITE_CLIENTS.name)
         return rules
 

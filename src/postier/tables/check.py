@@ -7,7 +7,10 @@ bad ``mynetworks`` (or
 ``smtpd_authorized_xclient_hosts``/``_xforward_hosts``, or a ``net/mask`` of
 ``smtpd_client_event_limit_exceptions``) entry are
 start errors (``ConfigError``) naming main.cf's file and line, the parameter and the
-offending word; an out-of-date compiled table is a warning. Used by
+offending word; so is a ``type:table`` entry of a domain list (``virtual_alias_domains``,
+``relay_domains``, ``mydestination``), of ``smtpd_client_event_limit_exceptions`` or a
+``check_address_map`` table of ``local_header_rewrite_clients`` that cannot be opened;
+an out-of-date compiled table is a warning. Used by
 ``postier.instance`` for ``postier check`` and before every start.
 """
 
@@ -18,8 +21,10 @@ from postier.config.params import (
     ALIAS_MAPS,
     CANONICAL_MAPS,
     FAST_FLUSH_DOMAINS,
+    LOCAL_HEADER_REWRITE_CLIENTS,
     LOCAL_RECIPIENT_MAPS,
     MAILBOX_COMMAND_MAPS,
+    MYDESTINATION,
     MYNETWORKS,
     MYNETWORKS_STYLE,
     RBL_REPLY_MAPS,
@@ -36,6 +41,7 @@ from postier.config.params import (
     SMTPD_SENDER_LOGIN_MAPS,
     TLS_SERVER_SNI_MAPS,
     TRANSPORT_MAPS,
+    VIRTUAL_ALIAS_DOMAINS,
     VIRTUAL_ALIAS_MAPS,
     VIRTUAL_MAILBOX_MAPS,
     Param,
@@ -43,7 +49,6 @@ from postier.config.params import (
 from postier.config.settings import Config
 from postier.restrictions.lists import parse_lists, restriction_classes, table_arguments
 from postier.rewrite.mynetworks import MyNetworks, looks_like_network
-from postier.rewrite.resolve import is_table_entry
 from postier.tables.base import TableOpenError
 from postier.tables.registry import Tables
 from postier.tables.stringlist import StringList
@@ -57,8 +62,48 @@ TABLE_PARAMS: tuple[Param[list[str]], ...] = (
     RELAY_CLIENTCERTS, TLS_SERVER_SNI_MAPS,
 )
 
-#: Every domain-list parameter whose ``type:table`` entries are looked up.
-DOMAIN_LIST_PARAMS: tuple[Param[list[str]], ...] = (FAST_FLUSH_DOMAINS,)
+#: Domain lists whose ``type:table`` entries are tables (the other entries are names):
+#: qmgr, cleanup and smtpd open them at start; smtpd's ETRN and ``postqueue -s`` look
+#: ``fast_flush_domains``' up.
+DOMAIN_LIST_PARAMS: tuple[Param[list[str]], ...] = (
+    VIRTUAL_ALIAS_DOMAINS, RELAY_DOMAINS, MYDESTINATION, FAST_FLUSH_DOMAINS,
+)
+
+
+def _is_table(word: str) -> bool:
+    """``type:name`` (``hash:/etc/x``, ``inline:{…}``), not ``[addr]`` nor an address."""
+    kind, colon, _ = word.partition(":")
+    return bool(colon) and kind[:1].isalpha() and kind.replace("_", "").isalnum()
+
+
+def _open_entries(cfg: Config, opened: Tables, param: Param[list[str]],
+                  words: list[str], what: str = "") -> None:
+    """Open every table among ``words`` (``!`` negation ignored); ConfigError naming
+    main.cf's line (or the master.cf override) and ``param`` at the first that fails."""
+    for word in words:
+        text = word.lstrip("!")
+        if not _is_table(text):
+            continue
+        try:
+            opened.table(text)
+        except TableOpenError as exc:
+            file, line = cfg.location(param.name)
+            where = ""
+            if file is None:  # a default naming another parameter's value ($relay_domains)
+                for other in (*DOMAIN_LIST_PARAMS, *TABLE_PARAMS):
+                    if other is not param and cfg.location(other.name)[0] is not None \
+                            and text in (w.lstrip("!") for w in cfg[other]):
+                        file, line = cfg.location(other.name)
+                        where = f" (from {other.name})"
+                        break
+            raise ConfigError(f"{what}{text}{where}: {exc}", file=file, line=line,
+                              param=param.name) from None
+
+
+def _address_map_tables(words: list[str]) -> list[str]:
+    """The TABLE of each ``check_address_map TABLE`` in ``local_header_rewrite_clients``."""
+    return [words[i + 1] for i, w in enumerate(words[:-1])
+            if w.lower() == "check_address_map"]
 
 
 def _read(path: str) -> str:
@@ -74,19 +119,8 @@ def check_tables(cfg: Config, tables: Tables | None = None, *,
     opened = tables if tables is not None else Tables()
     for param in TABLE_PARAMS:
         opened.for_param(cfg, param, aliases=param is ALIAS_MAPS)
-    for param in DOMAIN_LIST_PARAMS:  # their type:table entries (smtpd's ETRN, postqueue -s)
-        for entry in cfg[param]:
-            if is_table_entry(entry.strip()) and not entry.strip().startswith("/"):
-                try:
-                    opened.table(entry.strip())
-                except TableOpenError as exc:
-                    file, line = cfg.location(param.name)
-                    where = ""
-                    if file is None and entry in cfg[RELAY_DOMAINS]:  # its default
-                        file, line = cfg.location(RELAY_DOMAINS.name)
-                        where = f" (from {RELAY_DOMAINS.name})"
-                    raise ConfigError(f"{entry.strip()}{where}: {exc}", file=file, line=line,
-                                      param=param.name) from None
+    for param in DOMAIN_LIST_PARAMS:
+        _open_entries(cfg, opened, param, cfg[param])
     if not smtpd:
         return
     try:  # every list and class; one that does not parse is reported by check_restriction_lists
@@ -123,6 +157,10 @@ def check_tables(cfg: Config, tables: Tables | None = None, *,
         file, line = cfg.location(SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS.name)
         raise ConfigError(str(exc), file=file, line=line,
                           param=SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS.name) from None
+    _open_entries(cfg, opened, SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS,
+                  cfg[SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS])
+    _open_entries(cfg, opened, LOCAL_HEADER_REWRITE_CLIENTS,
+                  _address_map_tables(cfg[LOCAL_HEADER_REWRITE_CLIENTS]), "check_address_map ")
     for hosts in (SMTPD_AUTHORIZED_XCLIENT_HOSTS, SMTPD_AUTHORIZED_XFORWARD_HOSTS):
         try:  # the same list syntax as mynetworks
             MyNetworks.parse(cfg[hosts], read_file=_read, open_table=opened.table, strict=True,

@@ -54,6 +54,10 @@ class InlineTable:
     def lookup(self, key: str) -> str | None:
         return self.pairs.get(fold(key))
 
+    def items(self) -> list[tuple[str, str]]:
+        """Every (key, value), keys folded: a table that can be listed."""
+        return list(self.pairs.items())
+
 
 class StaticTable:
     """``static:value``: every key finds ``value``."""

@@ -61,9 +61,8 @@ class ClientTlsPolicy:
         (``dane``, ``dane-only`` and ``fingerprint`` are not implemented)."""
         word = cfg[SMTP_TLS_SECURITY_LEVEL].strip().lower()
         if word not in _LEVELS:
-            raise ConfigError(f"parameter {SMTP_TLS_SECURITY_LEVEL.name}: unsupported "
-                              f"TLS security level {word!r} (none, may, encrypt, verify, "
-                              f"secure)")
+            raise ConfigError(f"unsupported TLS security level {word!r} (none, may, "
+                              "encrypt, verify, secure)", param=SMTP_TLS_SECURITY_LEVEL.name)
         return cls(
             level=_LEVELS[word],
             ca_file=cfg[SMTP_TLS_CAFILE],
@@ -118,8 +117,10 @@ def client_context(policy: ClientTlsPolicy) -> ssl.SSLContext:
                                           capath=policy.ca_path or None)
             except (OSError, ssl.SSLError) as exc:
                 param = SMTP_TLS_CAFILE.name if policy.ca_file else SMTP_TLS_CAPATH.name
-                raise ConfigError(f"parameter {param}: cannot load trusted CA "
-                                  f"certificates: {exc}") from None
+                where = policy.ca_file or policy.ca_path
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                raise ConfigError(f"cannot load trusted CA certificates from {where}: {why}",
+                                  param=param) from None
     else:
         ctx.verify_mode = ssl.CERT_NONE
     return ctx

@@ -26,6 +26,7 @@ from postier.config.params import (
     TLS_SERVER_SNI_MAPS,
 )
 from postier.tables.base import TableOpenError
+from postier.tables.inline import StaticTable
 from postier.tables.registry import Tables
 from postier.tls import verify
 from postier.tls.policy import ServerTlsPolicy
@@ -198,6 +199,8 @@ def sni_chains(policy: ServerTlsPolicy, default: ssl.SSLContext,
         items = getattr(table, "items", None)
         if callable(items):
             values += [value for _key, value in items()]
+        elif isinstance(table, StaticTable):  # every name: its one value
+            values.append(table.value)
     chains.preload(values)
     default.sni_callback = chains.callback
     return chains

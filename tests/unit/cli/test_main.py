@@ -170,3 +170,22 @@ def test_check_reports_each_unsupported_setting_with_its_line(tmp_path: Path) ->
     assert "strict_rfc821_envelopes" in unsupported[3]
     assert f"{main_cf}, line 4: overriding earlier entry: alias_maps=" in warnings
     assert check.check(str(tmp_path)) == 1
+
+
+def test_check_reports_what_a_child_would_refuse_at_start(tmp_path: Path) -> None:
+    """The settings qmgr and smtpd read at start, one line each at main.cf's line (a
+    word parameter is re-checked at its default, so no second, empty-value line)."""
+    (tmp_path / "main.cf").write_text(
+        "maillog_file = /dev/stdout\nalias_maps =\n"
+        f"relay_domains = hash:{tmp_path}/gone\n"
+        "smtp_tls_security_level = bogus\n"
+        "smtpd_sasl_auth_enable = yes\nsmtpd_sasl_type = bogus\n")
+    (tmp_path / "master.cf").write_text("smtp inet n - n - - smtpd\n")
+    unsupported, refused, _ = check.report(str(tmp_path))
+    main_cf = tmp_path / "main.cf"
+    assert [u.split(": ")[0:2] for u in unsupported] == [
+        [f"{main_cf}, line 3", "parameter relay_domains"],
+        [f"{main_cf}, line 6", "parameter smtpd_sasl_type"],
+    ], unsupported
+    assert refused == [f"{main_cf}, line 4: parameter smtp_tls_security_level: unsupported "
+                       "TLS security level 'bogus' (none, may, encrypt, verify, secure)"]

@@ -193,12 +193,30 @@ def test_an_expired_message_is_returned_and_a_bounce_from_null_is_discarded(
     q = make_qmgr(tmp_path, {}, "maximal_queue_lifetime = 1d\nbounce_queue_lifetime = 1d\n")
     qid = enqueue(q, "", ["castafiore@far.example"], arrival=1000.0)
     run(q, qid)
+    # Postfix 3.7's bounce(8) drops a failed bounce silently (no bounce/2bounce class):
+    # no notice is queued and nothing but the expiry and the removal is logged.
     assert lines(q)[2:] == [
         f"{qid}: from=<>, status=expired, returned to sender",
-        f"warning: {qid}: undeliverable bounce to <castafiore@far.example> discarded",
         f"{qid}: removed",
     ]
     assert "status=deferred" in lines(q)[1]  # logged as it happened, then expired
+    assert not os.listdir(os.path.join(q.queue_dir, "incoming"))
+
+
+def test_a_failed_postmaster_notice_is_discarded_with_bounce_s_warning(
+    tmp_path: Path,
+) -> None:
+    q = make_qmgr(tmp_path, {}, "maximal_queue_lifetime = 1d\nbounce_queue_lifetime = 1d\n"
+                  "notify_classes = bounce, 2bounce\n")
+    qid = enqueue(q, "double-bounce@mx.example.com", ["postmaster@far.example"],
+                  arrival=1000.0)
+    run(q, qid)
+    assert lines(q)[2:] == [
+        f"{qid}: from=<double-bounce@mx.example.com>, status=expired, returned to sender",
+        f"warning: {qid}: undeliverable postmaster notification discarded",
+        f"{qid}: removed",
+    ]
+    assert not os.listdir(os.path.join(q.queue_dir, "incoming"))
 
 
 def test_queue_files_are_never_touched_on_the_event_loop(
