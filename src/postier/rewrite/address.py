@@ -169,10 +169,8 @@ def literal_address(domain: str) -> str | None:
             return str(ipaddress.IPv6Address(inner[5:]))
         except ValueError:
             return None
-    try:
-        return str(ipaddress.IPv4Address(inner))
-    except ValueError:
-        pass
+    if valid_ipv4_hostaddr(inner):  # leading zeros too: [127.000.000.001] (Postfix)
+        return str(ipaddress.IPv4Address(".".join(str(int(part)) for part in inner.split("."))))
     # Postfix also accepts [::1] without the IPv6: tag.
     try:
         return str(ipaddress.IPv6Address(inner))

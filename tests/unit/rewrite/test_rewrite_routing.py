@@ -82,3 +82,15 @@ def test_routing_resolver_reads_the_parameters() -> None:
     off = routing_resolver(Config(parse(text, "main.cf"), hostname="h.example.com"), [])
     assert off("victim%example.org@example.com") == "victim%example.org@example.com"
     assert off("example.org!victim@example.com") == "example.org!victim@example.com"
+
+
+def test_address_literal_with_leading_zeros_is_ours() -> None:
+    """Postfix 3.7: RCPT <tintin@[127.000.000.001]> is 250 (the literal is local)."""
+    from postier.rewrite.address import literal_address
+    from postier.rewrite.resolve import AddressClass, Classifier
+
+    assert literal_address("[127.000.000.001]") == "127.0.0.1"
+    assert literal_address("[127.0.0.256]") is None
+    classify = Classifier.from_lists(["example.com"], ["127.0.0.1"], [])
+    assert classify("[127.000.000.001]") is AddressClass.LOCAL
+    assert classify("[127.000.000.002]") is AddressClass.DEFAULT
