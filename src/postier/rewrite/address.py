@@ -380,7 +380,9 @@ def routing_step(localpart: str, *, percent_hack: bool, swap_bangpath: bool) -> 
     an address, then (``swap_bangpath``) ``site!user`` -> ``user@site`` at the first
     ``!``, then (``percent_hack``) ``user%remote`` -> ``user@remote`` at the last ``%``.
     Returns the next address (external form: a localpart that needs it is quoted), or
-    None when the localpart routes nowhere (the address is final here)."""
+    None when the localpart routes nowhere (the address is final here). Empty parts
+    stay empty, as Postfix's: ``victim%`` -> ``victim@`` (a bad domain for smtpd's
+    syntax check), ``%x`` -> ``@x``."""
     if "@" in localpart:
         user, _, site = localpart.rpartition("@")
     elif swap_bangpath and "!" in localpart:
@@ -388,8 +390,6 @@ def routing_step(localpart: str, *, percent_hack: bool, swap_bangpath: bool) -> 
     elif percent_hack and "%" in localpart:
         user, _, site = localpart.rpartition("%")
     else:
-        return None
-    if not user or not site:
         return None
     return Address(user, site).external()
 

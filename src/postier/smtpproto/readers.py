@@ -82,7 +82,6 @@ def _split_path(text: str) -> tuple[str, str] | None:
     start = i
     quoted = False
     comment = 0
-    literal = False
     while i < len(text):
         c = text[i]
         if c == "\\":
@@ -92,14 +91,10 @@ def _split_path(text: str) -> tuple[str, str] | None:
             quoted = c != '"'
         elif comment:
             comment += {"(": 1, ")": -1}.get(c, 0)
-        elif literal:
-            literal = c != "]"
         elif c == '"':
             quoted = True
         elif c == "(":
             comment = 1
-        elif c == "[":
-            literal = True
         elif bracketed and c == "<":
             return None
         elif bracketed and c == ">":
@@ -107,7 +102,7 @@ def _split_path(text: str) -> tuple[str, str] | None:
         elif not bracketed and c.isspace():
             break
         i += 1
-    if bracketed or quoted or comment or literal:
+    if bracketed or quoted or comment:
         return None
     return text[start:i], text[i:]
 
@@ -148,6 +143,9 @@ def _tokenize(text: str) -> list[tuple[_Tok, str]] | None:
             i += 1
         elif c == "[":
             end = text.find("]", i)
+            if end < 0:  # tok822 closes a literal left open: <a@[1.2.3.4> is a@[1.2.3.4]
+                end = n
+                text += "]"
             tokens.append((_Tok.LITERAL, text[i:end + 1]))
             i = end + 1
         elif c in "@.,;:<>":
@@ -174,19 +172,25 @@ def _tokenize(text: str) -> list[tuple[_Tok, str]] | None:
 def _address_of(tokens: list[tuple[_Tok, str]]) -> str | None:
     """The address the tokens spell, or None when they are not one address: a source
     route (``@a,@b:``) is dropped (RFC 5321 4.1.2: accepted and ignored), then no
-    ``,`` ``;`` ``:`` ``<`` ``>`` or stray special may remain, nor an empty part
-    (``@@``). A quoted part keeps its quotes only when it needs them."""
+    ``,`` ``;`` ``<`` ``>`` or stray special may remain (a ``:`` may: ``a:b@c`` is one
+    address to Postfix), nor two words side by side (``a b@c``). A quoted part keeps
+    its quotes only when it needs them. Empty parts (``a@@b``) are the resolve step's
+    business (``ServerConnection.resolve``)."""
     if tokens and tokens[0] == (_Tok.SPECIAL, "@"):
         colon = next((k for k, t in enumerate(tokens) if t == (_Tok.SPECIAL, ":")), -1)
         if colon >= 0:
             tokens = tokens[colon + 1:]
     out: list[str] = []
-    previous: tuple[_Tok, str] | None = None
+    word = False  # the previous token was a word (atom, quoted string, literal)
     for kind, value in tokens:
-        if kind is _Tok.SPECIAL:
-            if value not in "@.":
+        if kind is not _Tok.SPECIAL:
+            if word:  # two words side by side: two addresses (<a b@c>, <"a""b"@c>)
                 return None
-            if value == "@" and previous == (_Tok.SPECIAL, "@"):
+            word = True
+        else:
+            word = False
+        if kind is _Tok.SPECIAL:
+            if value not in "@.:":
                 return None
             out.append(value)
         elif kind is _Tok.QUOTED:
@@ -198,7 +202,6 @@ def _address_of(tokens: list[tuple[_Tok, str]]) -> str | None:
             out.append(value)
         else:
             out.append(value)
-        previous = (kind, value)
     return "".join(out)
 
 
@@ -209,8 +212,10 @@ def parse_path(text: str) -> tuple[str, str] | None:
     space and RFC 822 comments are dropped (``< a@b (c) >`` is ``a@b``), a backslash
     escapes one character (``a\\@b@c`` is ``a@b@c``), a quoted part that needs no
     quotes loses them (``"a@b"@c`` is ``a@b@c``), a source route is dropped
-    (``<@:a@b>`` is ``a@b``); more than one address (``<a@b,c@d>``, ``;``), a stray
-    ``<``/``>``/``:``, an empty part (``a@@b``) or a control character is bad."""
+    (``<@:a@b>`` is ``a@b``), a literal left open is closed (``<a@[1.2.3.4>``); more
+    than one address (``<a@b,c@d>``, ``;``), a stray ``<``/``>`` or a control
+    character is bad; ``a@@b`` is read as is (the server's domain check, after the
+    resolve step, refuses it in a local domain)."""
     split = _split_path(text)
     if split is None:
         return None

@@ -43,8 +43,11 @@ def is_local(domain: str) -> bool:
     # nothing to route: the address as given
     ("tintin@example.com", "tintin@example.com"),
     ('"a b"@example.com', '"a b"@example.com'),
-    ("%example.org@example.com", "%example.org@example.com"),
-    ("victim%@example.com", "victim%@example.com"),
+    # empty parts stay empty (Postfix 3.7: <%x@example.com> 454 Relay access denied,
+    # <victim%@example.com> 501 5.1.3: the resolved domain is empty)
+    ("%example.org@example.com", "@example.org"),
+    ("victim%@example.com", "victim@"),
+    ("x@@example.com", "x@"),
     ("", ""),
 ])
 def test_resolve_routing_both_on(address: str, resolved: str) -> None:
@@ -69,6 +72,7 @@ def test_routing_step_quotes_a_new_localpart() -> None:
     assert routing_step("a b%example.org", percent_hack=True,
                         swap_bangpath=True) == '"a b"@example.org'
     assert routing_step("plain", percent_hack=True, swap_bangpath=True) is None
+    assert routing_step("victim%", percent_hack=True, swap_bangpath=True) == "victim@"
 
 
 def test_routing_resolver_reads_the_parameters() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from postier.rewrite.address import resolve_routing
 from postier.smtpproto import events as ev
 from postier.smtpproto import replies as r
 from postier.smtpproto.readers import parse_path
@@ -22,10 +23,53 @@ FORMS: list[tuple[str, str | None]] = [
     ('<"victim@example.org"@example.com>', "victim@example.org@example.com"),
     ("<@:victim@example.org>", "victim@example.org"),
     ("<tintin@[127.000.000.001]>", "tintin@[127.000.000.001]"),
-    ("<tintin@@example.com>", None),
     ("<a@example.org,tintin@example.com>", None),
+    ("<a,@example.com>", None),
+    ("<a<b@example.com>", None),
+    ('<a"@example.com>', None),
+    ('<"a""b"@example.com>', None),
+    ("<a b@example.com>", None),
+    ("<x@>", None),
+    ("<@>", None),
+    ('<"victim"@example.com>', "victim@example.com"),
+    ("<a:b@example.com>", "a:b@example.com"),
+    ("<a(b>c)@example.com>", "a@example.com"),
+    ("< a @ example . com >", "a@example.com"),
+    ("<a@[1.2.3.4>", "a@[1.2.3.4]"),
+    ("victim(x)@example.org", "victim@example.org"),
+    ("<@a,@b:victim@example.org>", "victim@example.org"),
+    ("<%x@example.com>", "%x@example.com"),
     ("<a@example.org;tintin@example.com>", None),
 ]
+
+
+# (path, Postfix 3.7's verdict for RCPT and for MAIL) where only the resolve step in a
+# local domain (example.com) decides: the domain left after it is checked
+RESOLVED: list[tuple[str, bool, bool]] = [
+    ("<tintin@@example.com>", False, False),
+    ("<x@@example.org>", True, True),  # not a local domain: nothing resolved
+    ("<victim%@example.com>", False, False),
+]
+
+
+def local_resolve(address: str) -> str:
+    return resolve_routing(address, lambda domain: domain.lower() == "example.com")
+
+
+@pytest.mark.parametrize(("path", "rcpt_ok", "mail_ok"), RESOLVED)
+def test_domain_checked_after_the_resolve_step(path: str, rcpt_ok: bool, mail_ok: bool) -> None:
+    conn = ServerConnection(resolve=local_resolve)
+    event = one(conn, f"MAIL FROM:{path}\r\n".encode())
+    assert isinstance(event, ev.Mail) is mail_ok, event
+    if not mail_ok:
+        assert event == ev.ProtocolError(r.BAD_SENDER_SYNTAX, "MAIL")
+        conn.send(r.BAD_SENDER_SYNTAX)
+        assert one(conn, b"MAIL FROM:<x@example.org>\r\n") == ev.Mail("x@example.org", {})
+    conn.send(r.MAIL_OK)
+    event = one(conn, f"RCPT TO:{path}\r\n".encode())
+    assert isinstance(event, ev.Rcpt) is rcpt_ok, event
+    if not rcpt_ok:
+        assert event == ev.ProtocolError(r.BAD_RECIPIENT_SYNTAX, "RCPT")
 
 
 def one(conn: ServerConnection, line: bytes) -> ev.Event:
@@ -69,8 +113,9 @@ def test_mail_forms_as_postfix(path: str, address: str | None) -> None:
     ("<a@[IPv6:::1]>", ("a@[IPv6:::1]", "")),
     ("< a @ example . com >", ("a@example.com", "")),
     ("<<a@b>>", None), ("<a@b", None), ("<a@b>x", None), ("<a\\>", None),
-    ("<a(b@c>", None), ('<"a@c>', None), ("<a@[1.2.3.4>", None),
-    ("<a:b@c>", None), ("<a>b@c>", None), ("<a\x01@b>", None), ("", None),
+    ("<a(b@c>", None), ('<"a@c>', None), ("<a@[1.2.3.4>", ("a@[1.2.3.4]", "")),
+    ("<a:b@c>", ("a:b@c", "")), ("<a>b@c>", None), ("<a@@b>", ("a@@b", "")),
+    ("<a\x01@b>", None), ("", None),
 ])
 def test_parse_path(text: str, parsed: tuple[str, str] | None) -> None:
     assert parse_path(text) == parsed
