@@ -198,9 +198,7 @@ def _address_of(tokens: list[tuple[_Tok, str]]) -> str | None:
                 out.append(value)
             else:
                 out.append('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"')
-        elif kind is _Tok.ATOM:
-            out.append(value)
-        else:
+        else:  # an atom or a [literal], as sent
             out.append(value)
     return "".join(out)
 

@@ -9,8 +9,8 @@ import pytest
 from postier.config.maincf import parse
 from postier.config.params import ALLOW_PERCENT_HACK, SWAP_BANGPATH
 from postier.config.settings import Config
-from postier.rewrite.address import resolve_routing, routing_step
-from postier.rewrite.resolve import routing_resolver
+from postier.rewrite.address import literal_address, resolve_routing, routing_step
+from postier.rewrite.resolve import AddressClass, Classifier, routing_resolver
 
 LOCAL = {"example.com", "tintin.example.com", "[127.0.0.1]"}
 
@@ -90,9 +90,6 @@ def test_routing_resolver_reads_the_parameters() -> None:
 
 def test_address_literal_with_leading_zeros_is_ours() -> None:
     """Postfix 3.7: RCPT <tintin@[127.000.000.001]> is 250 (the literal is local)."""
-    from postier.rewrite.address import literal_address
-    from postier.rewrite.resolve import AddressClass, Classifier
-
     assert literal_address("[127.000.000.001]") == "127.0.0.1"
     assert literal_address("[127.0.0.256]") is None
     classify = Classifier.from_lists(["example.com"], ["127.0.0.1"], [])
