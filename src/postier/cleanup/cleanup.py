@@ -142,6 +142,9 @@ class Qualify:
     append_at_myorigin: bool = True
     append_dot_mydomain: bool = False
     mydomain: str = ""
+    #: trivial-rewrite's resolve step (``allow_percent_hack``, ``swap_bangpath``):
+    #: ``user%remote@local`` -> ``user@remote``; None: addresses keep their routing
+    resolve: Callable[[str], str] | None = None
 
     def address(self, address: str) -> str:
         """``user`` -> ``user@$myorigin`` (with ``append_at_myorigin``); ``user@host`` ->
@@ -155,6 +158,14 @@ class Qualify:
                              append_dot_mydomain=self.append_dot_mydomain,
                              mydomain=self.mydomain)
 
+    def recipient(self, address: str) -> str:
+        """A recipient qualified (``address``) with its sender-specified routing in a
+        local domain taken (``resolve``: ``victim%example.org@example.com`` ->
+        ``victim@example.org``)."""
+        if address and self.resolve is not None:
+            address = self.resolve(address)
+        return self.address(address)
+
     def envelope(self, envelope: Envelope) -> Envelope:
         """The envelope with its sender and recipients qualified; a recipient that
         becomes a duplicate of an earlier one is dropped (cleanup(8) keeps one), and
@@ -162,7 +173,7 @@ class Qualify:
         seen: set[str] = set()
         recipients: list[Recipient] = []
         for r in envelope.recipients:
-            address = self.address(r.address)
+            address = self.recipient(r.address)
             if address in seen:
                 continue
             seen.add(address)

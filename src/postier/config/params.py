@@ -1016,6 +1016,12 @@ LOCAL_HEADER_REWRITE_CLIENTS = Param.list(
 APPEND_DOT_MYDOMAIN = Param.bool(
     "append_dot_mydomain", "no",
     "append .$mydomain to user@host addresses", implemented=True)
+ALLOW_PERCENT_HACK = Param.bool(
+    "allow_percent_hack", "yes",
+    "rewrite user%domain to user@domain in a local domain", implemented=True)
+SWAP_BANGPATH = Param.bool(
+    "swap_bangpath", "yes",
+    "rewrite site!user to user@site in a local domain", implemented=True)
 APPEND_AT_MYORIGIN = Param.bool(
     "append_at_myorigin", "yes",
     "append @$myorigin to addresses without a domain", implemented=True)

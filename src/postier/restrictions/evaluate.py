@@ -49,6 +49,8 @@ from postier.restrictions.lookups import (
     run,
 )
 from postier.rewrite.address import (
+    MAX_ROUTING_STEPS,
+    Address,
     HostnameProblem,
     fold_domain,
     has_sender_routing,
@@ -56,6 +58,7 @@ from postier.rewrite.address import (
     is_fqdn,
     non_fqdn_hostname_problem,
     parse_address,
+    routing_step,
 )
 from postier.rewrite.resolve import AddressClass
 from postier.smtpproto import replies
@@ -196,6 +199,9 @@ class RejectCodes:
     )
     smtpd_policy_service_policy_context: str = ""
     soft_bounce: bool = PARAMS["soft_bounce"].default_value()
+    # trivial-rewrite's resolve step: the restrictions see the resolved destination
+    allow_percent_hack: bool = PARAMS["allow_percent_hack"].default_value()
+    swap_bangpath: bool = PARAMS["swap_bangpath"].default_value()
 
     @classmethod
     def from_config(cls, cfg: ParamSource) -> RejectCodes:
@@ -321,9 +327,30 @@ def _negative(code: int) -> Verdict:
     return Verdict.REJECT if code >= 500 else Verdict.DEFER
 
 
-def _authorized_destination(recipient: str) -> Steps[bool]:
-    """reject_unauth_destination's test: our domain (any class but default), no routing."""
-    parsed = parse_address(recipient)
+def _resolved(ctx: Ctx, address: str) -> Steps[Address]:
+    """``address`` as trivial-rewrite resolves it (``rewrite.address.resolve_routing``:
+    ``user%remote@local`` -> ``user@remote``), asking the address class of each domain."""
+    current = address
+    for _ in range(MAX_ROUTING_STEPS):
+        parsed = parse_address(current)
+        if parsed.is_null:
+            break
+        if parsed.domain is not None:
+            cls = yield from ask_address_class(parsed.domain)
+            if cls is not AddressClass.LOCAL:
+                break
+        nxt = routing_step(parsed.localpart, percent_hack=ctx.codes.allow_percent_hack,
+                           swap_bangpath=ctx.codes.swap_bangpath)
+        if nxt is None:
+            break
+        current = nxt
+    return parse_address(current)
+
+
+def _authorized_destination(ctx: Ctx, recipient: str) -> Steps[bool]:
+    """reject_unauth_destination's test on the resolved recipient: our domain (any class
+    but default), no routing left."""
+    parsed = yield from _resolved(ctx, recipient)
     cls = yield from ask_address_class(parsed.domain or "")
     return cls.is_authorized and not has_sender_routing(parsed.localpart)
 
@@ -429,13 +456,13 @@ def r_permit_auth_destination(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
     rcpt = ctx.state.recipient
     if rcpt is None:
         return DUNNO
-    authorized = yield from _authorized_destination(rcpt)
+    authorized = yield from _authorized_destination(ctx, rcpt)
     return PERMIT if authorized else DUNNO
 
 
 def r_reject_unauth_destination(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
     rcpt = ctx.state.recipient
-    if rcpt is None or (yield from _authorized_destination(rcpt)):
+    if rcpt is None or (yield from _authorized_destination(ctx, rcpt)):
         return DUNNO
     code = ctx.codes.relay_domains_reject_code
     return Outcome(_negative(code), replies.relay_denied(rcpt, code))
@@ -443,7 +470,7 @@ def r_reject_unauth_destination(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
 
 def r_defer_unauth_destination(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
     rcpt = ctx.state.recipient
-    if rcpt is None or (yield from _authorized_destination(rcpt)):
+    if rcpt is None or (yield from _authorized_destination(ctx, rcpt)):
         return DUNNO
     return Outcome(Verdict.DEFER, replies.relay_denied(rcpt, 454))
 
@@ -451,9 +478,14 @@ def r_defer_unauth_destination(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
 def _unlisted(ctx: Ctx, address: str | None, what: ReplyClass) -> Steps[Outcome]:
     if not address:
         return DUNNO
-    cls = yield from ask_address_class(parse_address(address).domain or "")
+    resolved = yield from _resolved(ctx, address)
+    # the lookups are of the resolved address; the replies name the address as sent
+    target = address
+    if resolved.internal() != parse_address(address).internal():
+        target = resolved.external()
+    cls = yield from ask_address_class(resolved.domain or "")
     if cls is AddressClass.RELAY:
-        listed = yield from ask_relay_recipient(address)
+        listed = yield from ask_relay_recipient(target)
         if listed:
             return DUNNO
         if listed is None:
@@ -464,7 +496,7 @@ def _unlisted(ctx: Ctx, address: str | None, what: ReplyClass) -> Steps[Outcome]
         return DUNNO  # virtual mailbox tables: not supported yet
     # the facts answer from the canonical and virtual alias maps first, then (local
     # class) local_recipient_maps, as Postfix's check_rcpt_maps
-    known = yield from ask_local_recipient(address)
+    known = yield from ask_local_recipient(target)
     if known:
         return DUNNO
     if known is None:
@@ -981,7 +1013,7 @@ def _allowlist_may_permit(ctx: Ctx) -> Steps[bool]:
     lists it permits only mail for our own destinations (postconf(5) permit_dnswl_client)."""
     if ctx.stage not in (Stage.RELAY, Stage.RECIPIENT) or ctx.state.recipient is None:
         return True
-    return (yield from _authorized_destination(ctx.state.recipient))
+    return (yield from _authorized_destination(ctx, ctx.state.recipient))
 
 
 def r_permit_dnswl_client(ctx: Ctx, arg: str | None) -> Steps[Outcome]:

@@ -6,6 +6,10 @@ Postfix's trivial-rewrite(8) and postconf(5) (``myorigin``, ``append_dot_mydomai
 and the hostname rules of Postfix's valid_hostname() as documented for
 ``reject_invalid_helo_hostname`` in postconf(5).
 
+Sender-specified routing in a local domain (``user%remote@local``, ``remote!user@local``)
+follows trivial-rewrite(8)'s resolve loop and postconf(5) ``allow_percent_hack`` and
+``swap_bangpath`` (``routing_step``, ``resolve_routing``).
+
 Addresses are kept in *internal* form: a quoted localpart is unquoted
 (``"a b"@example.com`` has localpart ``a b``); ``external()`` quotes it again.
 Domains compare case-insensitively (``fold_domain``); localparts are preserved
@@ -17,6 +21,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 # Postfix's limits for valid_hostname(): whole name and one label.
@@ -164,10 +169,8 @@ def literal_address(domain: str) -> str | None:
             return str(ipaddress.IPv6Address(inner[5:]))
         except ValueError:
             return None
-    try:
-        return str(ipaddress.IPv4Address(inner))
-    except ValueError:
-        pass
+    if valid_ipv4_hostaddr(inner):  # leading zeros too: [127.000.000.001] (Postfix)
+        return str(ipaddress.IPv4Address(".".join(str(int(part)) for part in inner.split("."))))
     # Postfix also accepts [::1] without the IPv6: tag.
     try:
         return str(ipaddress.IPv6Address(inner))
@@ -365,3 +368,49 @@ def has_sender_routing(localpart: str) -> bool:
     (postconf(5) reject_unauth_destination, allow_untrusted_routing = no).
     """
     return any(c in localpart for c in "@%!")
+
+
+# Enough for any real address: each step drops a domain, so the loop ends anyway.
+MAX_ROUTING_STEPS = 64
+
+
+def routing_step(localpart: str, *, percent_hack: bool, swap_bangpath: bool) -> str | None:
+    """One step of trivial-rewrite(8)'s resolve loop for the localpart (internal form,
+    unquoted) of an address whose domain is local (or absent): ``user@remote`` stays
+    an address, then (``swap_bangpath``) ``site!user`` -> ``user@site`` at the first
+    ``!``, then (``percent_hack``) ``user%remote`` -> ``user@remote`` at the last ``%``.
+    Returns the next address (external form: a localpart that needs it is quoted), or
+    None when the localpart routes nowhere (the address is final here). Empty parts
+    stay empty, as Postfix's: ``victim%`` -> ``victim@`` (a bad domain for smtpd's
+    syntax check), ``%x`` -> ``@x``."""
+    if "@" in localpart:
+        user, _, site = localpart.rpartition("@")
+    elif swap_bangpath and "!" in localpart:
+        site, _, user = localpart.partition("!")
+    elif percent_hack and "%" in localpart:
+        user, _, site = localpart.rpartition("%")
+    else:
+        return None
+    return Address(user, site).external()
+
+
+def resolve_routing(address: str, is_local: Callable[[str], bool], *,
+                    percent_hack: bool = True, swap_bangpath: bool = True) -> str:
+    """The address trivial-rewrite(8)'s resolve step ends with: while the domain is
+    local (``is_local(domain)``, the local class: ``mydestination`` and our address
+    literals; an unqualified address is local) and the localpart holds sender-specified
+    routing, the local domain is stripped and the routing taken
+    (``victim%example.org@example.com`` -> ``victim@example.org``,
+    ``example.org!victim@example.com`` -> ``victim@example.org``). An address without
+    such routing comes back unchanged (the very string given)."""
+    current = address
+    for _ in range(MAX_ROUTING_STEPS):
+        parsed = parse_address(current)
+        if parsed.is_null or (parsed.domain is not None and not is_local(parsed.domain)):
+            return current
+        nxt = routing_step(parsed.localpart, percent_hack=percent_hack,
+                           swap_bangpath=swap_bangpath)
+        if nxt is None:
+            return current
+        current = nxt
+    return current

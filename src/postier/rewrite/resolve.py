@@ -27,17 +27,24 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from postier.config.params import (
+    ALLOW_PERCENT_HACK,
     MYDESTINATION,
     RELAY_DOMAINS,
+    SWAP_BANGPATH,
     VIRTUAL_ALIAS_DOMAINS,
     ParamSource,
 )
-from postier.rewrite.address import fold_domain, literal_address, parse_address
+from postier.rewrite.address import (
+    fold_domain,
+    literal_address,
+    parse_address,
+    resolve_routing,
+)
 from postier.rewrite.extension import split_extension
 
 
@@ -272,3 +279,21 @@ class Classifier:
                 and fold_domain(domain) and self.virtual_alias_tables(fold_domain(domain))):
             return AddressClass.VIRTUAL_ALIAS
         return found
+
+
+def routing_resolver(cfg: ParamSource, interface_addrs: Sequence[str]) -> Callable[[str], str]:
+    """trivial-rewrite(8)'s resolve step for one configuration, address -> address:
+    ``rewrite.address.resolve_routing`` with the local class of ``cfg``'s
+    ``mydestination`` and ``interface_addrs`` literals, ``allow_percent_hack`` and
+    ``swap_bangpath``."""
+    classify = Classifier.from_config(cfg, interface_addrs)
+    percent_hack, swap_bangpath = cfg[ALLOW_PERCENT_HACK], cfg[SWAP_BANGPATH]
+
+    def is_local(domain: str) -> bool:
+        return classify(domain) is AddressClass.LOCAL
+
+    def resolve(address: str) -> str:
+        return resolve_routing(address, is_local, percent_hack=percent_hack,
+                               swap_bangpath=swap_bangpath)
+
+    return resolve

@@ -28,10 +28,10 @@ from postier.config.params import (
     SMTPUTF8_AUTODETECT_CLASSES,
 )
 from postier.config.settings import Config
-from postier.dns.resolver import Resolver
+from postier.dns.resolver import Resolver, local_addresses
 from postier.dns.result import DnsResult
 from postier.log import Log
-from postier.rewrite.resolve import UserTable
+from postier.rewrite.resolve import UserTable, routing_resolver
 from postier.sasl import cyrusconf
 from postier.sasl.api import Authenticator
 from postier.sasl.dovecot import DovecotClient, endpoint
@@ -53,8 +53,10 @@ class Worker:
         self.queue_dir = cfg[QUEUE_DIRECTORY]
         self.trigger = QmgrTrigger(self.queue_dir, log)
         # Addresses are qualified in cleanup, after the restrictions saw them as sent.
+        #: trivial-rewrite's resolve step (percent hack, bang path in a local domain)
+        self.resolve_routing = routing_resolver(cfg, local_addresses())
         qualify = Qualify(cfg[MYORIGIN], cfg[APPEND_AT_MYORIGIN], cfg[APPEND_DOT_MYDOMAIN],
-                          cfg[MYDOMAIN])
+                          cfg[MYDOMAIN], resolve=self.resolve_routing)
         #: every table this process opened (alias_maps, local_recipient_maps, access
         #: tables of the restrictions, mynetworks entries), each once
         self.tables = Tables(warn=log.warning)

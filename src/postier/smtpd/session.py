@@ -106,6 +106,7 @@ class Session:
             helo_required=service.helo_required,
             tls_required=service.tls.required,
             forbidden_commands=service.forbidden_commands.matches,
+            resolve=service.worker.resolve_routing,
         )
         self.policy = Policy(service)
         self.helo: str | None = None

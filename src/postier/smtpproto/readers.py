@@ -31,15 +31,16 @@ MAIL_FROM = re.compile(r"FROM:\s*(.*)", re.IGNORECASE | re.DOTALL)
 #                           Forward-path ) [SP Rcpt-parameters] CRLF
 RCPT_TO = re.compile(r"TO:\s*(.*)", re.IGNORECASE | re.DOTALL)
 # RFC 5321 4.1.2:  Path = "<" [ A-d-l ":" ] Mailbox ">"
+#                  A-d-l = At-domain *( "," At-domain ); At-domain = "@" Domain
 #                  Quoted-string = DQUOTE *QcontentSMTP DQUOTE
-#                  quoted-pairSMTP = %d92 %d32-126
-# Postfix (strict_rfc821_envelopes = no) also takes a path without "<>"; either way
-# "<", ">" and white space may appear only inside a quoted local part.
-_ADDR_CHARS = r'(?:"(?:[^"\\\r\n]|\\.)*"|[^<>"\s])'
-_BRACKETED = re.compile(rf"<({_ADDR_CHARS}*)>")
-_BARE = re.compile(rf"({_ADDR_CHARS}+)")
-# RFC 5321 4.1.2:  A-d-l = At-domain *( "," At-domain ); At-domain = "@" Domain
-_SOURCE_ROUTE = re.compile(r"@[^,:\s]+(?:,@[^,:\s]+)*:")
+# Postfix (strict_rfc821_envelopes = no) reads the path with its RFC 822 tokenizer
+# (tok822): white space and (comments) outside quotes are dropped, a backslash escapes
+# one character, a "quoted string" and a [domain literal] are one token each; more
+# than one address (a "," or ";" outside the source route) is bad syntax.
+_SPECIALS = frozenset('@.,;:<>"[]()\\')
+# A quoted part whose text needs no quotes once the domain is split at the last "@"
+# (Postfix's internal form): ``"victim@example.org"@example.com`` is echoed unquoted.
+_NEEDS_NO_QUOTES = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.@-]+")
 # RFC 5321 4.1.2:  esmtp-param = esmtp-keyword ["=" esmtp-value]
 #                  esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-")
 #                  esmtp-value = 1*(%d33-60 / %d62-126)   (RFC 6531: also UTF-8)
@@ -64,21 +65,171 @@ def read_command(raw: bytes) -> tuple[str, str] | Reply:
     return verb.upper(), rest.strip(" ")
 
 
+class _Tok(enum.Enum):
+    ATOM = "atom"  # letters and escaped characters, as the address keeps them
+    QUOTED = "quoted"  # the text of a "quoted string", escapes resolved
+    LITERAL = "literal"  # a [domain literal], brackets included
+    SPECIAL = "special"  # one of @ . , ; : < >
+
+
+def _split_path(text: str) -> tuple[str, str] | None:
+    """The address text of a path (inside ``<…>``, or up to the first white space for
+    a path without brackets) and what follows it; None when a ``<``, a quote, a
+    comment or a literal is left open. Quotes, comments, literals and backslashes
+    hide ``>`` and white space."""
+    bracketed = text.startswith("<")
+    i = 1 if bracketed else 0
+    start = i
+    quoted = False
+    comment = 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if quoted:
+            quoted = c != '"'
+        elif comment:
+            comment += {"(": 1, ")": -1}.get(c, 0)
+        elif c == '"':
+            quoted = True
+        elif c == "(":
+            comment = 1
+        elif bracketed and c == "<":
+            return None
+        elif bracketed and c == ">":
+            return text[start:i], text[i + 1:]
+        elif not bracketed and c.isspace():
+            break
+        i += 1
+    if bracketed or quoted or comment:
+        return None
+    return text[start:i], text[i:]
+
+
+def _tokenize(text: str) -> list[tuple[_Tok, str]] | None:
+    """tok822's tokens of an address text, white space and comments dropped; None for
+    a backslash at the very end."""
+    tokens: list[tuple[_Tok, str]] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c.isspace():
+            i += 1
+        elif c == "(":
+            depth = 0
+            while i < n:
+                if text[i] == "\\":
+                    i += 1
+                elif text[i] == "(":
+                    depth += 1
+                elif text[i] == ")":
+                    depth -= 1
+                    if depth == 0:
+                        break
+                i += 1
+            i += 1
+        elif c == '"':
+            out: list[str] = []
+            i += 1
+            while i < n and text[i] != '"':
+                if text[i] == "\\":
+                    i += 1
+                    if i >= n:
+                        return None
+                out.append(text[i])
+                i += 1
+            tokens.append((_Tok.QUOTED, "".join(out)))
+            i += 1
+        elif c == "[":
+            end = text.find("]", i)
+            if end < 0:  # tok822 closes a literal left open: <a@[1.2.3.4> is a@[1.2.3.4]
+                end = n
+                text += "]"
+            tokens.append((_Tok.LITERAL, text[i:end + 1]))
+            i = end + 1
+        elif c in "@.,;:<>":
+            tokens.append((_Tok.SPECIAL, c))
+            i += 1
+        else:
+            atom: list[str] = []
+            while i < n and (text[i] == "\\" or (text[i] not in _SPECIALS
+                                                   and not text[i].isspace())):
+                if text[i] == "\\":
+                    i += 1
+                    if i >= n:
+                        return None
+                atom.append(text[i])
+                i += 1
+            if atom:
+                tokens.append((_Tok.ATOM, "".join(atom)))
+            else:  # a lone "]" or ")"
+                tokens.append((_Tok.SPECIAL, c))
+                i += 1
+    return tokens
+
+
+def _address_of(tokens: list[tuple[_Tok, str]]) -> str | None:
+    """The address the tokens spell, or None when they are not one address: a source
+    route (``@a,@b:``) is dropped (RFC 5321 4.1.2: accepted and ignored), then no
+    ``,`` ``;`` ``<`` ``>`` or stray special may remain (a ``:`` may: ``a:b@c`` is one
+    address to Postfix), nor two words side by side (``a b@c``). A quoted part keeps
+    its quotes only when it needs them. Empty parts (``a@@b``) are the resolve step's
+    business (``ServerConnection.resolve``)."""
+    if tokens and tokens[0] == (_Tok.SPECIAL, "@"):
+        colon = next((k for k, t in enumerate(tokens) if t == (_Tok.SPECIAL, ":")), -1)
+        if colon >= 0:
+            tokens = tokens[colon + 1:]
+    out: list[str] = []
+    word = False  # the previous token was a word (atom, quoted string, literal)
+    for kind, value in tokens:
+        if kind is not _Tok.SPECIAL:
+            if word:  # two words side by side: two addresses (<a b@c>, <"a""b"@c>)
+                return None
+            word = True
+        else:
+            word = False
+        if kind is _Tok.SPECIAL:
+            if value not in "@.:":
+                return None
+            out.append(value)
+        elif kind is _Tok.QUOTED:
+            if _NEEDS_NO_QUOTES.fullmatch(value):
+                out.append(value)
+            else:
+                out.append('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"')
+        else:  # an atom or a [literal], as sent
+            out.append(value)
+    return "".join(out)
+
+
 def parse_path(text: str) -> tuple[str, str] | None:
     """``(address, parameters text)`` from what follows "FROM:"/"TO:", or None if bad.
-    The address is "" for ``<>``; a source route is dropped (RFC 5321 4.1.2)."""
-    m = _BRACKETED.match(text) if text.startswith("<") else _BARE.match(text)
-    if m is None:
+
+    The address is "" for ``<>``. As Postfix's smtpd (extract_addr with tok822): white
+    space and RFC 822 comments are dropped (``< a@b (c) >`` is ``a@b``), a backslash
+    escapes one character (``a\\@b@c`` is ``a@b@c``), a quoted part that needs no
+    quotes loses them (``"a@b"@c`` is ``a@b@c``), a source route is dropped
+    (``<@:a@b>`` is ``a@b``), a literal left open is closed (``<a@[1.2.3.4>``); more
+    than one address (``<a@b,c@d>``, ``;``), a stray ``<``/``>`` or a control
+    character is bad; ``a@@b`` is read as is (the server's domain check, after the
+    resolve step, refuses it in a local domain)."""
+    split = _split_path(text)
+    if split is None:
         return None
-    rest = text[m.end():]
+    inside, rest = split
+    if _CONTROL.search(inside):
+        return None
     if rest and not rest[0].isspace():
         return None
-    address = m.group(1)
-    if _CONTROL.search(address):
+    tokens = _tokenize(inside)
+    if tokens is None:
         return None
-    route = _SOURCE_ROUTE.match(address)
-    if route is not None:  # RFC 5321 4.1.2: source routes are accepted and ignored
-        address = address[route.end():]
+    if not text.startswith("<") and not tokens:
+        return None
+    address = _address_of(tokens)
+    if address is None:
+        return None
     return address, rest.strip()
 
 

@@ -201,6 +201,7 @@ class ServerConnection:
         tls_required: bool = False,
         forbidden_commands: Iterable[str] | Callable[[str], bool] = DEFAULT_FORBIDDEN_COMMANDS,
         data_partial_limit: int = 8192,
+        resolve: Callable[[str], str] | None = None,
     ) -> None:
         """``max_line_length``: Postfix line_length_limit for command lines.
         ``message_size_limit``: content bytes (0: no limit). ``data_partial_limit``: how
@@ -209,7 +210,11 @@ class ServerConnection:
         refused with 530 until ``tls_active``. ``forbidden_commands`` (Postfix
         smtpd_forbidden_commands): verbs, or a predicate of the first word as sent; an
         unknown command it matches, or whose first word is a header label, is answered
-        221 and ends the session (``ProtocolError.non_smtp`` holds the line)."""
+        221 and ends the session (``ProtocolError.non_smtp`` holds the line).
+        ``resolve``: trivial-rewrite's resolve step (``rewrite.resolve.routing_resolver``);
+        as Postfix's smtpd, an address's domain syntax is checked once it is resolved
+        (``x@@local`` and ``x%@local`` resolve to ``x@``: bad syntax)."""
+        self.resolve = resolve
         self.message_size_limit = message_size_limit
         self.helo_required = helo_required
         self.tls_required = tls_required
@@ -453,12 +458,15 @@ class ServerConnection:
         self._last_helo = (name, extended)
         return self._queue("HELO", ev.Helo(name, extended))
 
+    def _resolved(self, address: str) -> str:
+        return self.resolve(address) if self.resolve is not None and address else address
+
     def _mail(self, rest: str) -> ev.Event:
         m = MAIL_FROM.fullmatch(rest)
         if m is None or not m.group(1):
             return self._error(replies.MAIL_SYNTAX, "MAIL")
         parsed = parse_path(m.group(1))
-        if parsed is None or not domain_syntax_ok(parsed[0]):
+        if parsed is None or not domain_syntax_ok(self._resolved(parsed[0])):
             return self._error(replies.BAD_SENDER_SYNTAX, "MAIL")
         address, params_text = parsed
         params = parse_params(params_text)
@@ -472,7 +480,7 @@ class ServerConnection:
         if m is None or not m.group(1):
             return self._error(replies.RCPT_SYNTAX, "RCPT")
         parsed = parse_path(m.group(1))
-        if parsed is None or not parsed[0] or not domain_syntax_ok(parsed[0]):
+        if parsed is None or not parsed[0] or not domain_syntax_ok(self._resolved(parsed[0])):
             return self._error(replies.BAD_RECIPIENT_SYNTAX, "RCPT")
         address, params_text = parsed
         params = parse_params(params_text)

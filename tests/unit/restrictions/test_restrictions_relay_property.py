@@ -63,11 +63,20 @@ def _only(stage: rs.Stage, text: str) -> dict[rs.Stage, str]:
 @example(lists=_only(rs.Stage.RELAY, "permit_dnswl_client list.example, "
                                      "reject_unauth_destination"),
          table={}, rcpt="x@example.org", helo=None, sender="", client=("203.0.113.5", "unknown"),
-         sasl=None)
+         sasl=None, hack=(True, True))
 @example(lists=_only(rs.Stage.RECIPIENT, "permit_rhswl_client list.example, "
                                          "reject_unauth_destination"),
          table={}, rcpt="x@example.org", helo=None, sender="",
-         client=("203.0.113.5", "client.example"), sasl=None)
+         client=("203.0.113.5", "client.example"), sasl=None,
+         hack=(True, True))
+# The percent hack and the bang path in a local domain: resolved, the destination is
+# somebody else's (Postfix: 454 4.7.1 Relay access denied from outside).
+@example(lists=_only(rs.Stage.RELAY, "reject_unlisted_recipient, permit_auth_destination"),
+         table={}, rcpt="victim%example.org@example.com", helo=None, sender="",
+         client=("203.0.113.5", "unknown"), sasl=None, hack=(True, True))
+@example(lists=_only(rs.Stage.RECIPIENT, "permit_auth_destination"),
+         table={}, rcpt="example.org!victim@example.com", helo=None, sender="",
+         client=("203.0.113.5", "unknown"), sasl=None, hack=(False, False))
 @settings(max_examples=500, deadline=None)
 @given(
     lists=st.fixed_dictionaries({rs.Stage.CLIENT: LIST, rs.Stage.HELO: LIST,
@@ -75,16 +84,26 @@ def _only(stage: rs.Stage, text: str) -> dict[rs.Stage, str]:
                                  rs.Stage.RECIPIENT: GUARDED}),
     table=st.dictionaries(st.sampled_from(KEYS), st.sampled_from(ACTIONS), max_size=5),
     rcpt=st.sampled_from(["x@example.org", "X@Foreign.Example", "alice@example.org@example.com",
-                          "u@[198.51.100.7]", "@example.com:u@evil.test"]),
+                          "u@[198.51.100.7]", "@example.com:u@evil.test",
+                          # sender-specified routing in a local domain (percent hack,
+                          # bang path, quoted "@", several hops, a literal of ours)
+                          "victim%example.org@example.com", "example.org!victim@example.com",
+                          "victim%example.org%tintin.example.com@example.com",
+                          "example.org!victim%tintin.example.com@example.com",
+                          "victim%example.org@[127.0.0.1]", "victim%example.org",
+                          "example.org!victim", "a%b%example.org@localhost",
+                          "victim@example.org@tintin.example.com"]),
     helo=st.sampled_from([None, "mail.example.net", "bad..name", "[203.0.113.5]"]),
     sender=st.sampled_from(["", "a@example.net", "a@evil.test"]),
     client=st.sampled_from([("203.0.113.5", "client.example"), ("198.51.100.1", "unknown"),
                             ("2001:db8::1", "unknown")]),
     sasl=st.sampled_from([None, "tintin"]),
+    hack=st.tuples(st.booleans(), st.booleans()),
 )
 def test_never_relays_without_a_permit_that_allows_it(
     lists: dict[rs.Stage, str], table: dict[str, str], rcpt: str, helo: str | None,
     sender: str, client: tuple[str, str], sasl: str | None,
+    hack: tuple[bool, bool],
 ) -> None:
     world = RecordingWorld()
     world.tables = {"inline:t": dict(table)}
@@ -97,7 +116,8 @@ def test_never_relays_without_a_permit_that_allows_it(
     state = rs.SmtpdState(client_address=client[0], client_name=client[1],
                           reverse_client_name=client[1], helo_name=helo, sender=sender,
                           recipient=rcpt, sasl_username=sasl, stage=rs.Stage.RECIPIENT)
-    d = rs.evaluate_stage(parsed, state, world, rs.RejectCodes(), classes=classes)
+    codes = rs.RejectCodes(allow_percent_hack=hack[0], swap_bangpath=hack[1])
+    d = rs.evaluate_stage(parsed, state, world, codes, classes=classes)
     if not d.accepted:
         return
     everything = " ".join(lists.values())
