@@ -113,9 +113,8 @@ def _config(tmp_path: Path, extra: str) -> str:
      r"main.cf, line 3: parameter fast_flush_domains: hash:/nonexistent/flush: open "
      r"database /nonexistent/flush.pdb: No such file"),
     ("relay_domains = example.net, hash:/nonexistent/relay\n",
-     r"main.cf, line 3: parameter fast_flush_domains: hash:/nonexistent/relay "
-     r"\(from relay_domains\): open "
-     r"database /nonexistent/relay.pdb: No such file"),  # its default, $relay_domains
+     r"main.cf, line 3: parameter relay_domains: hash:/nonexistent/relay: open "
+     r"database /nonexistent/relay.pdb: No such file"),  # also fast_flush_domains' default
     ("rbl_reply_maps = hash:/nonexistent/rbl\n",
      r"main.cf, line 3: rbl_reply_maps: hash:/nonexistent/rbl: open database "
      r"/nonexistent/rbl.pdb: No such file"),
