@@ -321,11 +321,19 @@ def _negative(code: int) -> Verdict:
     return Verdict.REJECT if code >= 500 else Verdict.DEFER
 
 
-def _authorized_destination(recipient: str) -> Steps[bool]:
-    """reject_unauth_destination's test: our domain (any class but default), no routing."""
+def _authorized_destination(recipient: str) -> Steps[bool | None]:
+    """reject_unauth_destination's test: our domain (any class but default), no routing;
+    None when a domain list's table failed (Postfix: 451 4.3.0, never accept)."""
     parsed = parse_address(recipient)
     cls = yield from ask_address_class(parsed.domain or "")
+    if isinstance(cls, TableFailed):
+        return None
     return cls.is_authorized and not has_sender_routing(parsed.localpart)
+
+
+def _lookup_failed(recipient: str) -> Outcome:
+    """A domain list's table could not answer for ``recipient``: 451 4.3.0."""
+    return Outcome(Verdict.DEFER, replies.temporary_lookup_failure(recipient))
 
 
 # --- the restrictions ------------------------------------------------------------------
@@ -430,12 +438,19 @@ def r_permit_auth_destination(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
     if rcpt is None:
         return DUNNO
     authorized = yield from _authorized_destination(rcpt)
+    if authorized is None:
+        return _lookup_failed(rcpt)
     return PERMIT if authorized else DUNNO
 
 
 def r_reject_unauth_destination(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
     rcpt = ctx.state.recipient
-    if rcpt is None or (yield from _authorized_destination(rcpt)):
+    if rcpt is None:
+        return DUNNO
+    authorized = yield from _authorized_destination(rcpt)
+    if authorized is None:
+        return _lookup_failed(rcpt)
+    if authorized:
         return DUNNO
     code = ctx.codes.relay_domains_reject_code
     return Outcome(_negative(code), replies.relay_denied(rcpt, code))
@@ -443,7 +458,12 @@ def r_reject_unauth_destination(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
 
 def r_defer_unauth_destination(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
     rcpt = ctx.state.recipient
-    if rcpt is None or (yield from _authorized_destination(rcpt)):
+    if rcpt is None:
+        return DUNNO
+    authorized = yield from _authorized_destination(rcpt)
+    if authorized is None:
+        return _lookup_failed(rcpt)
+    if authorized:
         return DUNNO
     return Outcome(Verdict.DEFER, replies.relay_denied(rcpt, 454))
 
@@ -452,6 +472,8 @@ def _unlisted(ctx: Ctx, address: str | None, what: ReplyClass) -> Steps[Outcome]
     if not address:
         return DUNNO
     cls = yield from ask_address_class(parse_address(address).domain or "")
+    if isinstance(cls, TableFailed):
+        return _lookup_failed(address)
     if cls is AddressClass.RELAY:
         listed = yield from ask_relay_recipient(address)
         if listed:
@@ -491,6 +513,8 @@ def _unknown_domain(ctx: Ctx, address: str | None, what: ReplyClass) -> Steps[Ou
     if not parsed.domain or parsed.is_literal:
         return DUNNO
     cls = yield from ask_address_class(parsed.domain)
+    if isinstance(cls, TableFailed):
+        return _lookup_failed(address)
     if cls.is_final:
         return DUNNO
     result = yield from ask_domain_dns(fold_domain(parsed.domain))
@@ -981,7 +1005,7 @@ def _allowlist_may_permit(ctx: Ctx) -> Steps[bool]:
     lists it permits only mail for our own destinations (postconf(5) permit_dnswl_client)."""
     if ctx.stage not in (Stage.RELAY, Stage.RECIPIENT) or ctx.state.recipient is None:
         return True
-    return (yield from _authorized_destination(ctx.state.recipient))
+    return bool((yield from _authorized_destination(ctx.state.recipient)))
 
 
 def r_permit_dnswl_client(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
