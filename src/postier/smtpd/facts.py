@@ -141,7 +141,7 @@ class ServiceFacts:
         try:
             return self.classify(domain)
         except TableError as exc:
-            self.warn(f"address class lookup error for \"{domain}\": {exc}")
+            self.warn(f"{exc}: lookup error for \"{domain}\"")
             return lk.TableFailed(str(exc))
 
     def known_recipient(self, address: str) -> bool | None:

@@ -25,7 +25,7 @@ from postier.rewrite.resolve import (
     file_patterns,
     is_table_entry,
 )
-from postier.tables.base import TableOpenError
+from postier.tables.base import TableError, TableOpenError
 from postier.tables.maps import Maps
 from postier.tables.registry import Tables
 
@@ -38,9 +38,14 @@ def _read(path: str) -> str:
         return f.read()
 
 
-def _key_table(maps: Maps) -> Callable[[str], bool]:
+def _key_table(param: str, spec: str, maps: Maps) -> Callable[[str], bool]:
+    """A ``TableEntry``'s question; its TableError names the parameter and the table as
+    Postfix's warning does (``relay_domains: hash:/x: table lookup problem``)."""
     def contains(key: str) -> bool:
-        return maps.lookup(key) is not None
+        try:
+            return maps.lookup(key) is not None
+        except TableError as exc:
+            raise TableError(f"{param}: {spec}: table lookup problem ({exc})") from exc
     return contains
 
 
@@ -73,7 +78,7 @@ def open_domain_list(cfg: Config, param: Param[list[str]], tables: Tables, *,
                     maps = Maps(entry, [tables.table(entry)])
                 except TableOpenError as exc:
                     raise fail(entry, str(exc)) from None
-                entries.append(TableEntry(entry, _key_table(maps)))
+                entries.append(TableEntry(entry, _key_table(param.name, entry, maps)))
             else:
                 entries.append(entry.lower().rstrip("."))
     add(list(cfg[param]), 0)
