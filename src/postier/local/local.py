@@ -93,6 +93,7 @@ from postier.rewrite.extension import split_extension
 from postier.rewrite.resolve import AddressClass, Classifier
 from postier.tables import TableError, Tables
 from postier.tables.aliases import AliasMaps
+from postier.tables.domainlist import domain_lists
 from postier.tables.passwd import local_recipient_check
 
 MAX_ALIAS_DEPTH = 10
@@ -179,7 +180,8 @@ class LocalAgent:
         self.allow_files = cfg[ALLOW_MAIL_TO_FILES]
         self.forward_path = cfg[FORWARD_PATH]
         self.forward_filter = cfg[FORWARD_EXPANSION_FILTER]
-        self.classify = Classifier.from_config(cfg, local_addresses())
+        self.classify = Classifier.from_config(cfg, local_addresses(),
+                                               lists=domain_lists(cfg, self.tables))
         # "is this a local recipient?": the same answer smtpd gives at RCPT time
         self.local_recipients = local_recipient_check(self.aliases, self.delimiter)
         # mailboxes appended to and not yet fsynced: (dev, inode) -> (path, descriptor)

@@ -80,6 +80,7 @@ from postier.queue import control, dirs
 from postier.queue.file import ATTR_SMTPUTF8, CorruptQueueFile, Envelope, QueueFile, Recipient
 from postier.rewrite.resolve import Classifier
 from postier.tables import SearchSettings, TableError, Tables, transport_keys
+from postier.tables.domainlist import domain_lists
 from postier.tables.search import parent_style
 
 INCOMING_SCAN_SECONDS = 1.0
@@ -97,7 +98,9 @@ def build_classifier(cfg: Config, tables: Tables | None = None,
     """qmgr's address classifier (mydestination, the interfaces, relay_domains,
     virtual_alias_domains with its tables when ``tables`` is given): built here only."""
     domains = virtual_alias_domain_tables(cfg, tables, warn) if tables is not None else None
-    return Classifier.from_config(cfg, local_addresses(), virtual_alias_tables=domains)
+    lists = domain_lists(cfg, tables) if tables is not None else None
+    return Classifier.from_config(cfg, local_addresses(), virtual_alias_tables=domains,
+                                  lists=lists)
 
 
 @dataclass(frozen=True)
@@ -237,7 +240,11 @@ class Qmgr:
                     self.log.warning(f"transport_maps lookup error for \"{address}\": {exc}")
                     routes[address] = Route("retry", RESOLVER_FAILURE)
                     continue
-            routes[address] = self.route(address, entry)
+            try:  # mydestination or relay_domains tables: an address resolver failure too
+                routes[address] = self.route(address, entry)
+            except TableError as exc:
+                self.log.warning(f"address class lookup error for \"{address}\": {exc}")
+                routes[address] = Route("retry", RESOLVER_FAILURE)
         return routes
 
     # --- messages in and out of the active queue ----------------------------------------

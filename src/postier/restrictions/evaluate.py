@@ -347,12 +347,20 @@ def _resolved(ctx: Ctx, address: str) -> Steps[Address]:
     return parse_address(current)
 
 
-def _authorized_destination(ctx: Ctx, recipient: str) -> Steps[bool]:
+def _authorized_destination(ctx: Ctx, recipient: str) -> Steps[bool | None]:
     """reject_unauth_destination's test on the resolved recipient: our domain (any class
-    but default), no routing left."""
+    but default), no routing left; None when a domain list's table failed (Postfix:
+    451 4.3.0, never accept)."""
     parsed = yield from _resolved(ctx, recipient)
     cls = yield from ask_address_class(parsed.domain or "")
+    if isinstance(cls, TableFailed):
+        return None
     return cls.is_authorized and not has_sender_routing(parsed.localpart)
+
+
+def _lookup_failed(recipient: str) -> Outcome:
+    """A domain list's table could not answer for ``recipient``: 451 4.3.0."""
+    return Outcome(Verdict.DEFER, replies.temporary_lookup_failure(recipient))
 
 
 # --- the restrictions ------------------------------------------------------------------
@@ -457,12 +465,19 @@ def r_permit_auth_destination(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
     if rcpt is None:
         return DUNNO
     authorized = yield from _authorized_destination(ctx, rcpt)
+    if authorized is None:
+        return _lookup_failed(rcpt)
     return PERMIT if authorized else DUNNO
 
 
 def r_reject_unauth_destination(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
     rcpt = ctx.state.recipient
-    if rcpt is None or (yield from _authorized_destination(ctx, rcpt)):
+    if rcpt is None:
+        return DUNNO
+    authorized = yield from _authorized_destination(ctx, rcpt)
+    if authorized is None:
+        return _lookup_failed(rcpt)
+    if authorized:
         return DUNNO
     code = ctx.codes.relay_domains_reject_code
     return Outcome(_negative(code), replies.relay_denied(rcpt, code))
@@ -470,7 +485,12 @@ def r_reject_unauth_destination(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
 
 def r_defer_unauth_destination(ctx: Ctx, arg: str | None) -> Steps[Outcome]:
     rcpt = ctx.state.recipient
-    if rcpt is None or (yield from _authorized_destination(ctx, rcpt)):
+    if rcpt is None:
+        return DUNNO
+    authorized = yield from _authorized_destination(ctx, rcpt)
+    if authorized is None:
+        return _lookup_failed(rcpt)
+    if authorized:
         return DUNNO
     return Outcome(Verdict.DEFER, replies.relay_denied(rcpt, 454))
 
@@ -484,6 +504,8 @@ def _unlisted(ctx: Ctx, address: str | None, what: ReplyClass) -> Steps[Outcome]
     if resolved.internal() != parse_address(address).internal():
         target = resolved.external()
     cls = yield from ask_address_class(resolved.domain or "")
+    if isinstance(cls, TableFailed):
+        return _lookup_failed(address)
     if cls is AddressClass.RELAY:
         listed = yield from ask_relay_recipient(target)
         if listed:
@@ -523,6 +545,8 @@ def _unknown_domain(ctx: Ctx, address: str | None, what: ReplyClass) -> Steps[Ou
     if not parsed.domain or parsed.is_literal:
         return DUNNO
     cls = yield from ask_address_class(parsed.domain)
+    if isinstance(cls, TableFailed):
+        return _lookup_failed(address)
     if cls.is_final:
         return DUNNO
     result = yield from ask_domain_dns(fold_domain(parsed.domain))
@@ -1013,7 +1037,7 @@ def _allowlist_may_permit(ctx: Ctx) -> Steps[bool]:
     lists it permits only mail for our own destinations (postconf(5) permit_dnswl_client)."""
     if ctx.stage not in (Stage.RELAY, Stage.RECIPIENT) or ctx.state.recipient is None:
         return True
-    return (yield from _authorized_destination(ctx, ctx.state.recipient))
+    return bool((yield from _authorized_destination(ctx, ctx.state.recipient)))
 
 
 def r_permit_dnswl_client(ctx: Ctx, arg: str | None) -> Steps[Outcome]:

@@ -50,7 +50,8 @@ class InMyNetworks:
 
 @dataclass(frozen=True)
 class AddressClassOf:
-    """The address class of ``domain`` ("" for an unqualified address). Answer: AddressClass."""
+    """The address class of ``domain`` ("" for an unqualified address). Answer:
+    AddressClass, or ``TableFailed`` (a ``mydestination``/``relay_domains`` table)."""
 
     domain: str
     ask: ClassVar[Ask] = Ask.ADDRESS_CLASS
@@ -158,7 +159,7 @@ class Facts(Protocol):
     """A synchronous answerer of every lookup (one method per ``Lookup`` type)."""
 
     def mynetworks(self, ip: str) -> bool: ...
-    def address_class(self, domain: str) -> AddressClass: ...
+    def address_class(self, domain: str) -> AddressClass | TableFailed: ...
     def is_local_recipient(self, address: str) -> bool | None: ...
     def domain_dns(self, domain: str) -> DnsResult: ...
     def lookup(self, table: str, key: str) -> str | None:
@@ -226,9 +227,9 @@ def ask_mynetworks(ip: str) -> Steps[bool | TableFailed]:
     return got
 
 
-def ask_address_class(domain: str) -> Steps[AddressClass]:
+def ask_address_class(domain: str) -> Steps[AddressClass | TableFailed]:
     got = yield AddressClassOf(domain)
-    assert isinstance(got, AddressClass), got
+    assert isinstance(got, AddressClass | TableFailed), got
     return got
 
 

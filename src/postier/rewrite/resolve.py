@@ -10,9 +10,13 @@ also match subdomains while ``parent_domain_matches_subdomains`` lists
 relay_domains, Postfix's default), and the default class for everything else.
 A pattern ``.example.com`` always matches subdomains. Domains compare
 case-insensitively, without a trailing dot. The caller expands ``$myhostname``
-etc. before calling. ``type:table`` and ``/file`` entries are not supported yet:
-``unsupported_entries`` lists them for the caller to report; ``classify`` ignores
-them (so such a domain is *not* ours: the safe side).
+etc. before calling. ``classify`` itself matches names only; a ``/file/name`` entry
+(patterns, one or more per line, ``#`` comments) and a ``type:table`` entry (a domain
+is listed when it, or a parent domain as the list's parent matching says, is a key;
+the value is ignored) are matched by ``Classifier`` through ``match_domain_list`` over
+the list as ``tables.domainlist.domain_lists`` opened it at start: a table that
+cannot answer raises its ``tables.TableError`` to the caller (smtpd: ``451 4.3.0``,
+qmgr and local: defer), never "not ours".
 
 ``LocalRecipientCheck`` is the one answer to "is this a local recipient?":
 ``local_recipient_maps`` for the local class (postconf(5)): lookups of the
@@ -28,7 +32,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from postier.config.params import (
@@ -76,9 +80,68 @@ def is_table_entry(entry: str) -> bool:
 _is_table = is_table_entry
 
 
-def unsupported_entries(entries: Sequence[str]) -> list[str]:
-    """The ``type:table`` and ``/file/name`` entries of a domain list (not supported yet)."""
-    return [e for e in entries if _is_table(e.strip())]
+class DomainKeyTable(Protocol):
+    """One ``type:table`` entry of a domain list, asked for one folded key: is it a key?
+    Raises the table's error (``tables.TableError``) when the table cannot answer."""
+
+    def __call__(self, key: str, /) -> bool: ...
+
+
+@dataclass(frozen=True)
+class TableEntry:
+    """A domain list's ``type:table`` entry: its specification, as written, and the
+    opened table."""
+
+    spec: str
+    contains: DomainKeyTable
+
+
+#: One entry of an opened domain list: a name pattern, or a table.
+DomainEntry = str | TableEntry
+
+
+def table_keys(domain: str, *, parent_matches: bool) -> list[str]:
+    """The keys a domain list's table is asked for ``domain`` (folded), in order: the
+    domain, then each parent domain (``sub.example.com``: ``example.com``, ``com``)
+    with ``parent_matches``, else each parent with a leading dot (``.example.com``,
+    ``.com``), as Postfix's match_hostname."""
+    keys = [domain]
+    labels = domain.split(".")
+    for i in range(1, len(labels)):
+        parent = ".".join(labels[i:])
+        keys.append(parent if parent_matches else "." + parent)
+    return keys
+
+
+def match_domain_list(domain: str, entries: Sequence[DomainEntry], *,
+                      parent_matches: bool) -> bool:
+    """Does ``domain`` match the opened domain list ``entries``, scanned in order?
+
+    A name pattern matches as in ``domain_matches``; a ``TableEntry`` when one of
+    ``table_keys`` is a key of it. A table that cannot answer raises its error
+    (``tables.TableError``): the scan stops there, as Postfix's match_list.
+    """
+    d = fold_domain(domain)
+    if not d:
+        return False
+    for entry in entries:
+        if isinstance(entry, TableEntry):
+            if any(entry.contains(key) for key in table_keys(d, parent_matches=parent_matches)):
+                return True
+        elif domain_matches(d, (entry,), parent_matches=parent_matches):
+            return True
+    return False
+
+
+def file_patterns(text: str) -> list[str]:
+    """The patterns of a domain list's ``/file/name`` entry: words separated by
+    whitespace or commas, one or more per line; ``#`` starts a comment line."""
+    words: list[str] = []
+    for line in text.splitlines():
+        if line.lstrip().startswith("#"):
+            continue
+        words.extend(w for w in line.replace(",", " ").split() if w)
+    return words
 
 
 def domain_matches(domain: str, patterns: Sequence[str], *, parent_matches: bool) -> bool:
@@ -243,6 +306,10 @@ class Classifier:
     virtual_alias_domains: tuple[str, ...] = ()
     #: the ``type:table`` entries of ``virtual_alias_domains``: is a domain a key?
     virtual_alias_tables: DomainTable | None = None
+    #: ``mydestination`` and ``relay_domains`` as opened (files read, tables opened:
+    #: ``tables.domainlist.domain_lists``); None: their names only.
+    mydestination_list: tuple[DomainEntry, ...] | None = None
+    relay_domains_list: tuple[DomainEntry, ...] | None = None
 
     @classmethod
     def from_lists(
@@ -258,39 +325,73 @@ class Classifier:
 
     @classmethod
     def from_config(cls, cfg: ParamSource, interface_addrs: Sequence[str], *,
-                    virtual_alias_tables: DomainTable | None = None) -> Classifier:
+                    virtual_alias_tables: DomainTable | None = None,
+                    lists: DomainLists | None = None) -> Classifier:
         """The classifier of one configuration: ``mydestination``, ``relay_domains`` and
         ``virtual_alias_domains`` from ``cfg`` (expanded), ``interface_addrs`` this
         host's addresses (``dns.resolver.local_addresses()``) for address literals;
         ``virtual_alias_tables`` answers for the table entries of
         ``virtual_alias_domains`` (``cleanup.rewrite.virtual_alias_domain_tables``;
-        None: those entries are ignored)."""
-        return cls.from_lists(cfg[MYDESTINATION], interface_addrs, cfg[RELAY_DOMAINS],
+        None: those entries are ignored); ``lists``: ``mydestination`` and
+        ``relay_domains`` with their file and table entries opened
+        (``tables.domainlist.domain_lists``; None: names only)."""
+        made = cls.from_lists(cfg[MYDESTINATION], interface_addrs, cfg[RELAY_DOMAINS],
                               cfg[VIRTUAL_ALIAS_DOMAINS], virtual_alias_tables)
+        if lists is None:
+            return made
+        return replace(made, mydestination_list=lists.mydestination,
+                       relay_domains_list=lists.relay_domains)
 
     def __call__(self, domain: str) -> AddressClass:
+        """The class of ``domain``; a table of ``mydestination`` or ``relay_domains``
+        that cannot answer raises its error (``tables.TableError``)."""
+        folded = fold_domain(domain)
+        named = bool(folded) and not folded.startswith("[")
+        if (named and self.mydestination_list is not None
+                and match_domain_list(folded, self.mydestination_list, parent_matches=False)):
+            return AddressClass.LOCAL
         found = classify(
             domain, mydestination=self.mydestination,
             inet_interface_addrs=self.inet_interface_addrs, proxy_interfaces=(),
             relay_domains=self.relay_domains, virtual_alias_domains=self.virtual_alias_domains,
         )
-        if (found in (AddressClass.RELAY, AddressClass.DEFAULT)
-                and self.virtual_alias_tables is not None and not domain.startswith("[")
-                and fold_domain(domain) and self.virtual_alias_tables(fold_domain(domain))):
+        if (found in (AddressClass.RELAY, AddressClass.DEFAULT) and named
+                and self.virtual_alias_tables is not None and self.virtual_alias_tables(folded)):
             return AddressClass.VIRTUAL_ALIAS
+        if (found is AddressClass.DEFAULT and named and self.relay_domains_list is not None
+                and match_domain_list(folded, self.relay_domains_list, parent_matches=True)):
+            return AddressClass.RELAY
         return found
 
 
-def routing_resolver(cfg: ParamSource, interface_addrs: Sequence[str]) -> Callable[[str], str]:
+@dataclass(frozen=True)
+class DomainLists:
+    """``mydestination`` and ``relay_domains`` as opened at start: names, the patterns
+    of their ``/file/name`` entries, and their ``type:table`` entries, in order."""
+
+    mydestination: tuple[DomainEntry, ...] = ()
+    relay_domains: tuple[DomainEntry, ...] = ()
+
+
+def routing_resolver(
+    cfg: ParamSource, interface_addrs: Sequence[str], lists: DomainLists | None = None,
+    table_error: type[Exception] = Exception,
+) -> Callable[[str], str]:
     """trivial-rewrite(8)'s resolve step for one configuration, address -> address:
     ``rewrite.address.resolve_routing`` with the local class of ``cfg``'s
-    ``mydestination`` and ``interface_addrs`` literals, ``allow_percent_hack`` and
-    ``swap_bangpath``."""
-    classify = Classifier.from_config(cfg, interface_addrs)
+    ``mydestination`` (its files and tables too when ``lists`` is given) and
+    ``interface_addrs`` literals, ``allow_percent_hack`` and ``swap_bangpath``. A domain
+    whose table cannot answer is not taken as local (nothing is rewritten; the
+    restrictions meet the same failure and answer 451 4.3.0); ``table_error`` is the
+    error such a table raises (``tables.TableError``, which this library cannot import)."""
+    classify = Classifier.from_config(cfg, interface_addrs, lists=lists)
     percent_hack, swap_bangpath = cfg[ALLOW_PERCENT_HACK], cfg[SWAP_BANGPATH]
 
     def is_local(domain: str) -> bool:
-        return classify(domain) is AddressClass.LOCAL
+        try:
+            return classify(domain) is AddressClass.LOCAL
+        except table_error:
+            return False
 
     def resolve(address: str) -> str:
         return resolve_routing(address, is_local, percent_hack=percent_hack,

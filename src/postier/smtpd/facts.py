@@ -126,7 +126,7 @@ class ServiceFacts:
                     return lk.TableFailed("mynetworks")
                 return inside
             case lk.AddressClassOf(domain=domain):
-                return self.classify(domain)
+                return self.address_class(domain)
             case lk.LocalRecipient(address=address):
                 return self.known_recipient(address)
             case lk.InetInterface(ip=ip):
@@ -134,6 +134,15 @@ class ServiceFacts:
             case (lk.TableLookup() | lk.DomainDns() | lk.SenderLogins() | lk.RelayRecipient()
                   | lk.DnsRecords() | lk.PolicyQuery()):
                 raise AssertionError("tables, DNS and policy services are answered by run()")
+
+    def address_class(self, domain: str) -> AddressClass | lk.TableFailed:
+        """The class of ``domain``, or TableFailed (logged) when a ``mydestination`` or
+        ``relay_domains`` table cannot answer (Postfix: 451 4.3.0)."""
+        try:
+            return self.classify(domain)
+        except TableError as exc:
+            self.warn(f"{exc}: lookup error for \"{domain}\"")
+            return lk.TableFailed(str(exc))
 
     def known_recipient(self, address: str) -> bool | None:
         """Postfix's check_rcpt_maps for the local and virtual alias classes: a recipient
@@ -147,7 +156,10 @@ class ServiceFacts:
                 return None
             if listed:
                 return True
-        if self.classify(parse_address(address).domain or "") is AddressClass.VIRTUAL_ALIAS:
+        cls = self.address_class(parse_address(address).domain or "")
+        if isinstance(cls, lk.TableFailed):
+            return None
+        if cls is AddressClass.VIRTUAL_ALIAS:
             return False
         return self.local_recipients(address)
 
@@ -159,7 +171,10 @@ class ServiceFacts:
         if not maps:
             return None
         domain = parse_address(sender).domain or ""
-        local = self.classify(domain) is AddressClass.LOCAL
+        cls = self.address_class(domain)
+        if isinstance(cls, lk.TableFailed):
+            return cls
+        local = cls is AddressClass.LOCAL
         try:
             value = await maps.search_async(mail_addr_keys(sender, self.search, local=local))
         except TableError as exc:

@@ -36,9 +36,10 @@ from postier.sasl import cyrusconf
 from postier.sasl.api import Authenticator
 from postier.sasl.dovecot import DovecotClient, endpoint
 from postier.sasl.saslauthd import SaslauthdClient
-from postier.tables import Tables
+from postier.tables import TableError, Tables
 from postier.tables.aliases import AliasMaps
 from postier.tables.cache import Expiring
+from postier.tables.domainlist import domain_lists
 from postier.tables.passwd import MapsUsers
 
 NAME_CACHE_SECONDS = 60.0  # client names (PTR, forward-confirmed), failures included
@@ -53,13 +54,14 @@ class Worker:
         self.queue_dir = cfg[QUEUE_DIRECTORY]
         self.trigger = QmgrTrigger(self.queue_dir, log)
         # Addresses are qualified in cleanup, after the restrictions saw them as sent.
-        #: trivial-rewrite's resolve step (percent hack, bang path in a local domain)
-        self.resolve_routing = routing_resolver(cfg, local_addresses())
-        qualify = Qualify(cfg[MYORIGIN], cfg[APPEND_AT_MYORIGIN], cfg[APPEND_DOT_MYDOMAIN],
-                          cfg[MYDOMAIN], resolve=self.resolve_routing)
         #: every table this process opened (alias_maps, local_recipient_maps, access
         #: tables of the restrictions, mynetworks entries), each once
         self.tables = Tables(warn=log.warning)
+        #: trivial-rewrite's resolve step (percent hack, bang path in a local domain)
+        self.resolve_routing = routing_resolver(cfg, local_addresses(),
+                                                domain_lists(cfg, self.tables), TableError)
+        qualify = Qualify(cfg[MYORIGIN], cfg[APPEND_AT_MYORIGIN], cfg[APPEND_DOT_MYDOMAIN],
+                          cfg[MYDOMAIN], resolve=self.resolve_routing)
         # canonical and virtual alias maps, applied by cleanup as each message is queued
         self.rewriting = rewriting_from_config(cfg, self.tables, qualify.address)
         self.cleanup = Cleanup(self.queue_dir, log=log, trigger=self.trigger, qualify=qualify,

@@ -78,6 +78,7 @@ from postier.smtpd.policy import HEADER_REWRITE_CLIENT_RULES, rewrite_headers_fo
 from postier.smtpd.process import Worker
 from postier.smtpproto import xclient
 from postier.tables import Table, TableOpenError
+from postier.tables.domainlist import domain_lists
 from postier.tables.stringlist import StringList
 from postier.tls.context import ServerTls, load_server_tls
 from postier.tls.policy import ServerTlsPolicy
@@ -133,7 +134,8 @@ class Service:
         self.classify = Classifier.from_config(
             cfg, self.local_addrs,
             virtual_alias_tables=virtual_alias_domain_tables(cfg, worker.tables,
-                                                             worker.log.warning))
+                                                             worker.log.warning),
+            lists=domain_lists(cfg, worker.tables))
         self.local_recipients = LocalRecipientCheck(worker.local_users, self.delimiter)
         self.mynetworks = MyNetworks.from_config(
             cfg[MYNETWORKS], cfg[MYNETWORKS_STYLE], self.local_addrs,

@@ -3,6 +3,7 @@
 Follows postfix(1) ``check`` in spirit, stricter than Postfix (whose daemons find a
 missing table only when they first need it): an unknown table type, a missing or
 unreadable table file, a bad line in a table file, a ``fast_flush_domains`` table, a
+``mydestination``/``relay_domains`` file or table (``tables.domainlist``), a
 bad ``mynetworks`` (or
 ``smtpd_authorized_xclient_hosts``/``_xforward_hosts``, or a ``net/mask`` of
 ``smtpd_client_event_limit_exceptions``) entry are
@@ -50,6 +51,7 @@ from postier.config.settings import Config
 from postier.restrictions.lists import parse_lists, restriction_classes, table_arguments
 from postier.rewrite.mynetworks import MyNetworks, looks_like_network
 from postier.tables.base import TableOpenError
+from postier.tables.domainlist import domain_lists
 from postier.tables.registry import Tables
 from postier.tables.stringlist import StringList
 
@@ -121,6 +123,7 @@ def check_tables(cfg: Config, tables: Tables | None = None, *,
         opened.for_param(cfg, param, aliases=param is ALIAS_MAPS)
     for param in DOMAIN_LIST_PARAMS:
         _open_entries(cfg, opened, param, cfg[param])
+    domain_lists(cfg, opened, read_file=_read)  # mydestination, relay_domains: files, tables
     if not smtpd:
         return
     try:  # every list and class; one that does not parse is reported by check_restriction_lists

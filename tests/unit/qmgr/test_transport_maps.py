@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,26 @@ def test_the_retry_transport_defers() -> None:
     got = asyncio.run(ErrorTransport(MemoryLog(), retry=True).deliver(req))
     assert got == [RcptResult(0, status.deferred("4.3.0", "address resolver failure",
                                                  relay="none"))]
+
+
+def test_relay_domains_table_routes_and_its_failure_defers(tmp_path: Path) -> None:
+    """relay_domains = a table: a listed domain is RELAY (the relay transport); a table
+    that cannot answer is an address resolver failure (retry), never the default route."""
+    db = tmp_path / "relay.sqlite"
+    cf = tmp_path / "relay.cf"
+    cf.write_text(f"dbname = {db}\nquery = SELECT 'OK' FROM domains WHERE d = '%s'\n")
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE domains (d TEXT)")
+        conn.execute("INSERT INTO domains VALUES ('backup.example')")
+    conn.close()
+    q = make(tmp_path, "", f"relay_domains = sqlite:{cf}\n")
+    got = routes(q, "a@backup.example", "b@sub.backup.example", "c@other.org")
+    assert got["a@backup.example"].transport == "relay"
+    assert got["b@sub.backup.example"].transport == "relay"
+    assert got["c@other.org"].transport == "smtp"
+    db.unlink()  # the database is gone: lookups fail
+    q = make(tmp_path, "", f"relay_domains = sqlite:{cf}\n")
+    got = routes(q, "c@other.org", "d@example.com")
+    assert got["c@other.org"] == Route("retry", RESOLVER_FAILURE)
+    assert got["d@example.com"].transport == "local"  # mydestination's names answer first
+    assert any("relay_domains: sqlite:" in line for line in q.log.lines)  # type: ignore[attr-defined]

@@ -41,6 +41,8 @@ class World:
     virtual_alias_domains: list[str] = field(default_factory=list)
     virtual_aliases: set[str] = field(default_factory=set)
     dns_asked: list[str] = field(default_factory=list)
+    # domains whose class a mydestination/relay_domains table cannot answer
+    class_fail: set[str] = field(default_factory=set)
     # DNS records by (name, type): a tuple, () no such records, or "tempfail"; a name not
     # given does not exist (None) -- but every name under list.example is listed 127.0.0.2
     records: dict[tuple[str, str], tuple[str, ...] | str] = field(default_factory=dict)
@@ -53,7 +55,9 @@ class World:
     def mynetworks(self, ip: str) -> bool:
         return MyNetworks.from_config(self.networks, "host", self.interfaces).match(ip)
 
-    def address_class(self, domain: str) -> AddressClass:
+    def address_class(self, domain: str) -> AddressClass | lk.TableFailed:
+        if domain.lower() in self.class_fail:
+            return lk.TableFailed(f"pgsql lookup of {domain} failed")
         return classify(
             domain, mydestination=self.mydestination, inet_interface_addrs=self.interfaces,
             proxy_interfaces=[], relay_domains=self.relay_domains,
@@ -66,7 +70,10 @@ class World:
         domain = address.rpartition("@")[2].lower() if "@" in address else ""
         if address.lower() in self.virtual_aliases or f"@{domain}" in self.virtual_aliases:
             return True
-        if self.address_class(domain) is AddressClass.VIRTUAL_ALIAS:
+        cls = self.address_class(domain)
+        if isinstance(cls, lk.TableFailed):
+            return None
+        if cls is AddressClass.VIRTUAL_ALIAS:
             return False
 
         def known(name: str) -> bool | None:

@@ -121,6 +121,23 @@ def test_evaluate_accepts_strings_and_reports_permit_and_dunno() -> None:
     assert str(d.reply) == "554 5.7.1 <unknown[203.0.113.5]>: Client host rejected: Access denied"
 
 
+@pytest.mark.parametrize("names", [
+    "reject_unauth_destination", "permit_auth_destination", "defer_unauth_destination",
+    "reject_unlisted_recipient", "reject_unknown_recipient_domain",
+    "permit_mynetworks, reject_unauth_destination",
+])
+def test_a_failed_domain_list_table_tempfails_never_accepts(names: str) -> None:
+    """A mydestination/relay_domains table that cannot answer: 451 4.3.0 (Postfix's
+    reject_dict_retry), whatever reject code is configured, never accept, never 5xx."""
+    world = World(class_fail={"example.org"})
+    codes = rs.RejectCodes(relay_domains_reject_code=554)
+    d = rs.evaluate(_p(names), OUTSIDE, world, codes)
+    assert d.action == "defer" and not d.accepted
+    assert str(d.reply) == "451 4.3.0 <x@example.org>: Temporary lookup failure"
+    ok = rs.evaluate(_p(names), OUTSIDE, World(), codes)
+    assert str(ok.reply) != "451 4.3.0 <x@example.org>: Temporary lookup failure"
+
+
 def test_reject_codes_come_from_the_caller() -> None:
     codes = rs.RejectCodes(relay_domains_reject_code=550, unknown_local_recipient_reject_code=450)
     world = World()

@@ -10,11 +10,17 @@ from postier.config.params import Param
 from postier.rewrite.resolve import (
     AddressClass,
     Classifier,
+    DomainLists,
     LocalRecipientCheck,
     LocalUsers,
+    TableEntry,
     classify,
-    unsupported_entries,
+    file_patterns,
+    is_table_entry,
+    match_domain_list,
+    table_keys,
 )
+from postier.tables import TableError
 from postier.tables.aliases import AliasMaps
 
 MYDEST = ["example.com", "tintin.example.com", "localhost", "localhost.localdomain"]
@@ -62,10 +68,81 @@ def test_virtual_classes_and_precedence() -> None:
     assert AddressClass.RELAY.is_authorized and not AddressClass.DEFAULT.is_authorized
 
 
-def test_table_entries_are_reported_and_ignored() -> None:
-    entries = ["example.com", "hash:/etc/postfix/relay", "/etc/postfix/domains"]
-    assert unsupported_entries(entries) == ["hash:/etc/postfix/relay", "/etc/postfix/domains"]
+def test_table_entries_are_left_to_the_classifier() -> None:
+    """The pure ``classify`` matches names only: table and file entries are told apart
+    (``is_table_entry``) and matched by ``Classifier`` over the opened list."""
+    entries = ["example.com", "hash:/etc/postfix/relay", "/etc/postfix/domains", "[::1]"]
+    assert [e for e in entries if is_table_entry(e)] == ["hash:/etc/postfix/relay",
+                                                          "/etc/postfix/domains"]
     assert cls("hash", relay_domains=entries) is AddressClass.DEFAULT
+
+
+def _keys(*present: str, asked: list[str] | None = None) -> TableEntry:
+    def contains(key: str) -> bool:
+        if asked is not None:
+            asked.append(key)
+        return key in present
+    return TableEntry("hash:/t", contains)
+
+
+def _failing(key: str) -> bool:
+    raise TableError("pgsql:/etc/postfix/pg.cf: connection refused")
+
+
+def test_table_keys_follow_parent_matching() -> None:
+    assert table_keys("a.b.example", parent_matches=True) == [
+        "a.b.example", "b.example", "example"]
+    assert table_keys("a.b.example", parent_matches=False) == [
+        "a.b.example", ".b.example", ".example"]
+
+
+def test_match_domain_list_tables_in_order() -> None:
+    asked: list[str] = []
+    listed = ["first.example", _keys("relay.example", ".dot.example", asked=asked)]
+    assert match_domain_list("First.Example.", listed, parent_matches=True)
+    assert asked == []  # a name before the table matched: the table was not asked
+    assert match_domain_list("relay.example", listed, parent_matches=True)
+    assert match_domain_list("sub.relay.example", listed, parent_matches=True)
+    assert not match_domain_list("sub.relay.example", listed, parent_matches=False)
+    assert match_domain_list("x.dot.example", listed, parent_matches=False)
+    assert not match_domain_list("other.example", listed, parent_matches=True)
+    assert not match_domain_list("", listed, parent_matches=True)
+    failing = ["ok.example", TableEntry("pgsql:/pg.cf", _failing), "late.example"]
+    assert match_domain_list("ok.example", failing, parent_matches=True)
+    with pytest.raises(TableError):  # the scan stops at the table that cannot answer
+        match_domain_list("late.example", failing, parent_matches=True)
+
+
+def test_file_patterns() -> None:
+    text = "# local domains\none.example two.example,three.example\n\n  # x\nfour.example\n"
+    assert file_patterns(text) == ["one.example", "two.example", "three.example",
+                                   "four.example"]
+
+
+def test_classifier_with_opened_lists() -> None:
+    """mydestination and relay_domains as opened: their tables and files' names decide
+    the class; a table that fails raises (never "not ours")."""
+    lists = DomainLists(mydestination=("example.com", "file.example", _keys("mine.example")),
+                        relay_domains=("relay.example", _keys("backup.example")))
+    classify_ = Classifier.from_config(_VirtualCfg(), ["127.0.0.1"], lists=lists)
+    assert classify_("mine.example") is AddressClass.LOCAL
+    assert classify_("FILE.example") is AddressClass.LOCAL
+    assert classify_("sub.mine.example") is AddressClass.DEFAULT
+    assert classify_("backup.example") is AddressClass.RELAY
+    assert classify_("sub.backup.example") is AddressClass.RELAY
+    assert classify_("virt.example") is AddressClass.VIRTUAL_ALIAS
+    assert classify_("[127.0.0.1]") is AddressClass.LOCAL
+    assert classify_("elsewhere.example") is AddressClass.DEFAULT
+    failing = Classifier.from_config(_VirtualCfg(), [], lists=DomainLists(
+        relay_domains=("relay.example", TableEntry("pgsql:/pg.cf", _failing))))
+    assert failing("relay.example") is AddressClass.RELAY
+    assert failing("example.com") is AddressClass.LOCAL
+    with pytest.raises(TableError):
+        failing("elsewhere.example")
+    down = Classifier.from_config(_VirtualCfg(), [], lists=DomainLists(
+        mydestination=(TableEntry("pgsql:/pg.cf", _failing),)))
+    with pytest.raises(TableError):
+        down("relay.example")
 
 
 def test_local_recipient_check() -> None:

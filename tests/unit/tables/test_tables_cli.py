@@ -11,6 +11,9 @@ import pytest
 from postier.cli import postmap
 from postier.config.errors import ConfigError
 from postier.instance import load_with_warnings
+from postier.rewrite.resolve import AddressClass, Classifier
+from postier.tables import Tables
+from postier.tables.domainlist import domain_lists
 
 
 def run(prog: str, *argv: str, stdin: str = "") -> tuple[int, str, str]:
@@ -115,6 +118,17 @@ def _config(tmp_path: Path, extra: str) -> str:
     ("relay_domains = example.net, hash:/nonexistent/relay\n",
      r"main.cf, line 3: parameter relay_domains: hash:/nonexistent/relay: open "
      r"database /nonexistent/relay.pdb: No such file"),  # also fast_flush_domains' default
+    # the address classes' lists: a file or table that cannot be used, named with its line
+    ("mydestination = localhost, /nonexistent/local_domains\n",
+     r"main.cf, line 3: parameter mydestination: /nonexistent/local_domains: "
+     r"No such file or directory$"),
+    ("fast_flush_domains =\nrelay_domains = example.net, /nonexistent/relays\n",
+     r"main.cf, line 4: parameter relay_domains: /nonexistent/relays: No such file"),
+    ("fast_flush_domains =\nrelay_domains = example.net, hash:/nonexistent/relay\n",
+     r"main.cf, line 4: parameter relay_domains: hash:/nonexistent/relay: open "
+     r"database /nonexistent/relay.pdb: No such file"),
+    ("mydestination = localhost, bogus:/etc/x\n",
+     r"main.cf, line 3: parameter mydestination: bogus:/etc/x: .*bogus"),
     ("rbl_reply_maps = hash:/nonexistent/rbl\n",
      r"main.cf, line 3: rbl_reply_maps: hash:/nonexistent/rbl: open database "
      r"/nonexistent/rbl.pdb: No such file"),
@@ -135,6 +149,24 @@ def test_usable_tables_and_mynetworks_files_pass(tmp_path: Path) -> None:
                      f"smtpd_client_restrictions = check_client_access hash:{tmp_path}/access"
                      "\nmaillog_file = /dev/stdout\n")  # not this machine's syslog
     assert load_with_warnings(config)[2] == []
+
+
+def test_domain_list_files_and_tables_pass_and_open(tmp_path: Path) -> None:
+    (tmp_path / "local_domains").write_text("# ours\nOne.Example two.example\n")
+    (tmp_path / "relays").write_text("relay.example OK\n")
+    assert run("postmap", str(tmp_path / "relays"))[0] == 0
+    config = _config(tmp_path, f"mydestination = localhost, {tmp_path}/local_domains\n"
+                     f"relay_domains = hash:{tmp_path}/relays\n"
+                     "maillog_file = /dev/stdout\n")  # not this machine's syslog
+    cfg, _, warnings = load_with_warnings(config)
+    assert warnings == []
+    classify = Classifier.from_config(cfg, [], lists=domain_lists(cfg, Tables()))
+    assert classify("one.example") is AddressClass.LOCAL  # from the file, case folded
+    assert classify("two.example") is AddressClass.LOCAL
+    assert classify("Relay.Example") is AddressClass.RELAY  # a key of the hash table
+    assert classify("sub.relay.example") is AddressClass.RELAY  # its parent is a key
+    assert classify("other.example") is AddressClass.DEFAULT
+    assert Classifier.from_config(cfg, [])("relay.example") is AddressClass.DEFAULT
 
 
 def test_postfix_made_hash_table_is_read_from_its_source(tmp_path: Path) -> None:
