@@ -184,7 +184,10 @@ class SqlTable:
         if not os.path.exists(path):
             raise TableError(f"{self.spec}: open database {path}: No such file or directory")
         uri = "file:" + path.replace("?", "%3f").replace("#", "%23") + "?mode=ro"
-        return sqlite3.connect(uri, uri=True, check_same_thread=False)
+        try:
+            return sqlite3.connect(uri, uri=True, check_same_thread=False)
+        except sqlite3.Error as exc:  # a directory, an unreadable file
+            raise TableError(f"{self.spec}: open database {path}: {exc}") from None
 
     def _pg_target(self, host: str) -> dict[str, Any]:
         if host.startswith("unix:"):

@@ -313,3 +313,12 @@ def test_inline_regexp_and_string_list() -> None:
                               "POST"], Tables().table)
     assert [words.matches(w) for w in ("connect", "Get", "POST", ".", "1abc", "HELO")] == [
         True, True, False, True, True, False]
+
+
+def test_sqlite_dbname_that_is_a_directory_is_a_table_error(tmp_path: Path) -> None:
+    """A lookup that cannot be answered is a TableError (451 4.3.0 in smtpd), whatever
+    sqlite3 raises: here a directory given as the database."""
+    cf = tmp_path / "sqlite.cf"
+    cf.write_text(f"dbname = {tmp_path}\nquery = SELECT 1\n")
+    with pytest.raises(TableError, match=str(tmp_path)):
+        SqlTable("sqlite", str(cf)).lookup("x")
