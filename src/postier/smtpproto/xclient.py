@@ -78,31 +78,26 @@ def xtext_decode(text: str) -> str | None:
     not so followed, or a character outside ``!``..``~``, makes it invalid (None)."""
     if any(not "!" <= c <= "~" for c in text):
         return None
-    out: list[str] = []
-    i = 0
-    while i < len(text):
-        if text[i] == "+":
-            m = _XTEXT.match(text, i)
-            if m is None:
-                return None
-            out.append(chr(int(m.group(1), 16)))
-            i += 3
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
+    return _decode_plus(text, _XTEXT)
 
 
 def _xtext_or_raw(text: str) -> str:
     """Postfix's reading of an XCLIENT/XFORWARD value: ``+XX`` (hex digits of either
     case) is that character; a value that is not such xtext is taken as sent."""
+    decoded = _decode_plus(text, _XTEXT_ANY_CASE)
+    return text if decoded is None else decoded
+
+
+def _decode_plus(text: str, plus: re.Pattern[str]) -> str | None:
+    """``text`` with each ``+XX`` that ``plus`` matches replaced by its character; None
+    when a ``+`` is not so followed."""
     out: list[str] = []
     i = 0
     while i < len(text):
         if text[i] == "+":
-            m = _XTEXT_ANY_CASE.match(text, i)
+            m = plus.match(text, i)
             if m is None:
-                return text
+                return None
             out.append(chr(int(m.group(1), 16)))
             i += 3
         else:
