@@ -58,7 +58,7 @@ from postier.config.params import (
 )
 from postier.config.settings import Config
 from postier.queue.file import Envelope, Recipient
-from postier.rewrite.address import fold_domain, parse_address
+from postier.rewrite.address import fold_domain, parse_address, unquoted_chars
 from postier.rewrite.addrmap import Finder, Found
 from postier.rewrite.canonical import (
     Canonical,
@@ -157,17 +157,7 @@ def address_spans(value: str) -> list[tuple[int, int]]:
 
 def _unquoted_space(text: str) -> bool:
     """Has ``text`` a blank outside double quotes?"""
-    quoted = escaped = False
-    for c in text:
-        if escaped:
-            escaped = False
-        elif c == "\\":
-            escaped = True
-        elif c == '"':
-            quoted = not quoted
-        elif c.isspace() and not quoted:
-            return True
-    return False
+    return any(c.isspace() for _, c in unquoted_chars(text))
 
 
 @dataclass(frozen=True)

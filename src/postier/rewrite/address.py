@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 # Postfix's limits for valid_hostname(): whole name and one label.
@@ -100,11 +100,10 @@ def parse_address(text: str) -> Address:
     return Address(unquote_localpart(text[:at]), text[at + 1 :])
 
 
-def _find_unquoted(text: str, char: str, *, last: bool = False) -> int:
-    """Index of the first (or last) ``char`` outside double quotes, or -1."""
-    found = -1
-    quoted = False
-    escaped = False
+def unquoted_chars(text: str) -> Iterator[tuple[int, str]]:
+    """``(index, character)`` of each character of ``text`` outside double quotes and
+    not escaped by a backslash (quotes and backslashes themselves not yielded)."""
+    quoted = escaped = False
     for i, c in enumerate(text):
         if escaped:
             escaped = False
@@ -112,7 +111,15 @@ def _find_unquoted(text: str, char: str, *, last: bool = False) -> int:
             escaped = True
         elif c == '"':
             quoted = not quoted
-        elif c == char and not quoted:
+        elif not quoted:
+            yield i, c
+
+
+def _find_unquoted(text: str, char: str, *, last: bool = False) -> int:
+    """Index of the first (or last) ``char`` outside double quotes, or -1."""
+    found = -1
+    for i, c in unquoted_chars(text):
+        if c == char:
             if not last:
                 return i
             found = i
