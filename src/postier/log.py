@@ -24,6 +24,7 @@ from postier.config.params import (
     MAILLOG_FILE,
     MAILLOG_FILE_PERMISSIONS,
     MAILLOG_FILE_PREFIXES,
+    MYHOSTNAME,
     QUEUE_DIRECTORY,
     SYSLOG_FACILITY,
     SYSLOG_NAME,
@@ -69,13 +70,15 @@ class Log:
     def __init__(
         self, program: str, *, syslog_name: str = "postfix", target: str = "stderr",
         facility: str = SYSLOG_FACILITY.default_value(), mode: int = 0o600,
-        ident: str | None = None,
+        ident: str | None = None, host: str | None = None,
     ) -> None:
         """``mode``: permissions of a log file this call creates (umask aside);
-        ``ident``: the whole tag instead of ``syslog_name/program`` (postlog -t)."""
+        ``ident``: the whole tag instead of ``syslog_name/program`` (postlog -t);
+        ``host``: the host field of file and stderr lines (Postfix's maillog_file
+        writes ``myhostname``'s first label; default: this machine's name)."""
         self.ident = ident if ident is not None else f"{syslog_name}/{program}"
         self.syslog_name = syslog_name
-        self.host = socket.gethostname().split(".")[0]
+        self.host = (host or socket.gethostname()).split(".")[0]
         self.pid = os.getpid()
         self.target = target
         self.facility = facility
@@ -137,7 +140,8 @@ class Log:
     def sibling(self, program: str, *, syslog_name: str, facility: str) -> Log:
         """A log for another program name in this process (same target, same pid):
         qmgr logs its folded-in delivery agents as ``postfix/smtp``, ``postfix/bounce``."""
-        return Log(program, syslog_name=syslog_name, target=self.target, facility=facility)
+        return Log(program, syslog_name=syslog_name, target=self.target, facility=facility,
+                   host=self.host)
 
     def info(self, text: str) -> None:
         self._emit("info", text)
@@ -249,7 +253,7 @@ def for_config(program: str, cfg: ParamSource, *, foreground: bool = False) -> L
     target = log_target(cfg, foreground=foreground)
     try:
         return Log(program, syslog_name=cfg[SYSLOG_NAME], target=target,
-                   facility=cfg[SYSLOG_FACILITY], mode=mode)
+                   facility=cfg[SYSLOG_FACILITY], mode=mode, host=cfg[MYHOSTNAME])
     except OSError:
         if target != fallback_file(cfg):
             raise  # maillog_file cannot be opened: the environment, said loudly
@@ -257,4 +261,4 @@ def for_config(program: str, cfg: ParamSource, *, foreground: bool = False) -> L
         # Postfix's; the queue set-up completes it)
         os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
         return Log(program, syslog_name=cfg[SYSLOG_NAME], target=target,
-                   facility=cfg[SYSLOG_FACILITY], mode=mode)
+                   facility=cfg[SYSLOG_FACILITY], mode=mode, host=cfg[MYHOSTNAME])

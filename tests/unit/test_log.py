@@ -42,3 +42,17 @@ def test_file_created_with_the_mode_and_cleanup_shares_it(tmp_path: Path) -> Non
     assert " postfix/smtpd[" in lines[0] and " postfix/cleanup[" in lines[1]
     assert lines[1].endswith("]: ABC: message-id=<m@x>")
     assert path.stat().st_mode & 0o777 == 0o640
+
+
+def test_file_lines_carry_myhostnames_first_label(tmp_path: Path) -> None:
+    """Postfix 3.7's maillog_file lines name the host by myhostname's first label
+    (``mx`` for mx.example.com), not by the machine's name; so do postier's, for
+    every program of the process (siblings too)."""
+    path = tmp_path / "maillog"
+    cfg = _cfg(tmp_path, f"maillog_file = {path}\nmyhostname = mx.example.com\n")
+    smtpd = log.for_config("smtpd", cfg)
+    smtpd.info("one")
+    smtpd.sibling("bounce", syslog_name="postfix", facility="mail").info("two")
+    smtpd.close()
+    lines = path.read_text().splitlines()
+    assert [line.split()[3] for line in lines] == ["mx", "mx"], lines

@@ -97,7 +97,7 @@ class Service:
         self.cleanup = worker.cleanup
         if cfg[SYSLOG_NAME] != worker.cfg[SYSLOG_NAME]:
             self.log = Log("smtpd", syslog_name=cfg[SYSLOG_NAME], target=worker.log.target,
-                           facility=cfg[SYSLOG_FACILITY])
+                           facility=cfg[SYSLOG_FACILITY], host=worker.log.host)
             shared = worker.cleanup  # the same cleanup settings, only the log differs
             self.cleanup = Cleanup(worker.queue_dir, log=self.log, trigger=worker.trigger,
                                    qualify=shared.qualify,
