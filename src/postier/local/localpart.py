@@ -19,6 +19,7 @@ the lower-case ``$user``/``$home``/... interpolation that Postfix does apply to
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 
@@ -79,7 +80,16 @@ def imported_environment(
 
 def censor(value: str, allowed: str = DEFAULT_EXPANSION_FILTER) -> str:
     """Replace every character not in ``allowed`` by ``_`` (command_expansion_filter)."""
-    return "".join(c if c in allowed else "_" for c in value)
+    chars = _char_set(allowed)
+    if chars.issuperset(value):
+        return value  # the usual case: nothing to replace
+    return "".join(c if c in chars else "_" for c in value)
+
+
+@functools.lru_cache(maxsize=16)
+def _char_set(allowed: str) -> frozenset[str]:
+    """The characters of an expansion filter, as a set (the filters are few)."""
+    return frozenset(allowed)
 
 
 def split_address(address: str) -> tuple[str, str | None]:

@@ -17,10 +17,11 @@ ValueError at the first bad entry instead (configuration checks).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from postier.tables.base import Table, TableError
 
@@ -166,6 +167,10 @@ ReadFile = Callable[[str], str]
 OpenTable = Callable[[str], Table]
 
 
+#: Bound of MyNetworks._answers (cleared when full: one entry per recent client).
+_MAX_ANSWERS = 4096
+
+
 def _words(text: str) -> list[str]:
     return text.replace(",", " ").split()
 
@@ -175,6 +180,11 @@ class MyNetworks:
     """An ordered list of (negated, pattern); ``match`` is first-match-wins."""
 
     entries: tuple[tuple[bool, Pattern], ...]
+    #: Answers of ``lookup`` by client text, kept only when no entry is a table (the
+    #: answer then depends on the address alone); a session asks several times
+    #: (permit_mynetworks, local_header_rewrite_clients) for the same client.
+    _answers: dict[str, bool | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def errors(self) -> list[str]:
@@ -249,6 +259,23 @@ class MyNetworks:
     def lookup(self, ip: str) -> bool | None:
         """Is ``ip`` in mynetworks? None when the walk reaches a bad entry or a table
         that fails before a match (the caller tempfails, as Postfix does)."""
+        try:
+            return self._answers[ip]
+        except KeyError:
+            pass
+        answer = self._lookup(ip)
+        if self._cacheable:
+            if len(self._answers) >= _MAX_ANSWERS:
+                self._answers.clear()
+            self._answers[ip] = answer
+        return answer
+
+    @functools.cached_property
+    def _cacheable(self) -> bool:
+        return all(isinstance(p, BadEntry | ipaddress.IPv4Network | ipaddress.IPv6Network)
+                   for _, p in self.entries)
+
+    def _lookup(self, ip: str) -> bool | None:
         addr = normalize_ip(ip)
         if addr is None:
             return False

@@ -166,6 +166,10 @@ def utf8_address_refusal(
 
 def is_bare_postmaster(address: str) -> bool:
     """``postmaster`` without a domain, in any case, quoted or not (``"postmaster"``)."""
+    # Unquoting only drops quotes and escaping backslashes: without "postmaster" in what
+    # remains, the localpart cannot be it (skips parsing nearly every recipient).
+    if "postmaster" not in address.replace('"', "").replace("\\", "").lower():
+        return False
     parsed = parse_address(address)
     return parsed.domain is None and parsed.localpart.lower() == "postmaster"
 
