@@ -17,14 +17,19 @@ from dataclasses import dataclass, field
 from postier.config.params import (
     DEFAULT_TRANSPORT,
     LOCAL_TRANSPORT,
+    PARENT_DOMAIN_MATCHES_SUBDOMAINS,
+    RECIPIENT_DELIMITER,
     RELAY_TRANSPORT,
     RELAYHOST,
+    TRANSPORT_MAPS,
     ParamSource,
 )
+from postier.config.settings import Config
 from postier.rewrite.resolve import AddressClass
 from postier.tables.base import TableError
 from postier.tables.maps import Maps
-from postier.tables.search import SearchSettings, transport_keys
+from postier.tables.registry import Tables
+from postier.tables.search import SearchSettings, parent_style, transport_keys
 
 
 @dataclass(frozen=True, order=True)
@@ -140,6 +145,18 @@ class Resolver:
     routing: Routing
     transport_maps: Maps | None = None
     search: SearchSettings = field(default_factory=SearchSettings)
+
+    @classmethod
+    def from_config(cls, cfg: Config, tables: Tables,
+                    classify: Callable[[str], AddressClass]) -> Resolver:
+        """The resolver main.cf describes: ``Routing.from_config``, ``transport_maps``
+        opened in ``tables`` and searched with ``recipient_delimiter`` and
+        ``parent_domain_matches_subdomains`` (ConfigError on a bad value)."""
+        return cls(classify, Routing.from_config(cfg), tables.for_param(cfg, TRANSPORT_MAPS),
+                   SearchSettings(recipient_delimiter=cfg[RECIPIENT_DELIMITER],
+                                  parent_style=parent_style(
+                                      cfg[PARENT_DOMAIN_MATCHES_SUBDOMAINS],
+                                      "transport_maps")))
 
     async def resolve(self, address: str) -> Route:
         """The route of ``address`` (``user@domain``, internal form). Raises

@@ -53,13 +53,10 @@ from postier.config.params import (
     MYHOSTNAME,
     MYORIGIN,
     PARAM_2BOUNCE_NOTICE_RECIPIENT,
-    PARENT_DOMAIN_MATCHES_SUBDOMAINS,
     QUEUE_DIRECTORY,
-    RECIPIENT_DELIMITER,
     SMTPUTF8_AUTODETECT_CLASSES,
     SYSLOG_FACILITY,
     SYSLOG_NAME,
-    TRANSPORT_MAPS,
 )
 from postier.config.settings import Config
 from postier.delivery import status
@@ -80,9 +77,8 @@ from postier.qmgr.scheduler import Batch, Destination, Notices, Route, Settlemen
 from postier.queue import control, dirs
 from postier.queue.file import ATTR_SMTPUTF8, CorruptQueueFile, Envelope, QueueFile, Recipient
 from postier.rewrite.resolve import Classifier
-from postier.tables import SearchSettings, Tables
+from postier.tables import Tables
 from postier.tables.domainlist import domain_lists
-from postier.tables.search import parent_style
 
 INCOMING_SCAN_SECONDS = 1.0
 STOP_SECONDS = 5.0  # on stop, how long deliveries in progress may take to finish
@@ -193,17 +189,14 @@ class Qmgr:
         self.bounce_notice_recipient = self.qualify(cfg[BOUNCE_NOTICE_RECIPIENT])
         self.delay_notice_recipient = self.qualify(cfg[DELAY_NOTICE_RECIPIENT])
         self.double_bounce_recipient = self.qualify(cfg[PARAM_2BOUNCE_NOTICE_RECIPIENT])
-        self.routing = scheduler.Routing.from_config(cfg)
+        self.routing = scheduler.Routing.from_config(cfg)  # ConfigError first, as before
         self.tables = Tables(warn=log.warning)
         self.classify = build_classifier(cfg, self.tables, log.warning)
         # notices go through the canonical and virtual alias maps too, as Postfix's
         # bounce(8) hands them to cleanup(8): a sender in a virtual alias domain gets them
         self.cleanup.rewriting = rewriting_from_config(cfg, self.tables, self.qualify)
-        self.transport_maps = self.tables.for_param(cfg, TRANSPORT_MAPS)
-        self.transport_search = SearchSettings(
-            recipient_delimiter=cfg[RECIPIENT_DELIMITER],
-            parent_style=parent_style(cfg[PARENT_DOMAIN_MATCHES_SUBDOMAINS], "transport_maps"),
-        )
+        resolver = Resolver.from_config(cfg, self.tables, self.classify)
+        self.transport_maps, self.transport_search = resolver.transport_maps, resolver.search
         self.tasks: set[asyncio.Task[None]] = set()
         self.limit = asyncio.Semaphore(MESSAGE_ACTIVE_LIMIT)
 

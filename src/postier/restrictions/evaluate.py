@@ -44,6 +44,7 @@ from postier.restrictions.lookups import (
     ask_mynetworks,
     ask_policy,
     ask_relay_recipient,
+    ask_route,
     ask_sender_logins,
     ask_table,
     run,
@@ -506,6 +507,14 @@ def _unlisted(ctx: Ctx, address: str | None, what: ReplyClass) -> Steps[Outcome]
     cls = yield from ask_address_class(resolved.domain or "")
     if isinstance(cls, TableFailed):
         return _lookup_failed(address)
+    if cls is not AddressClass.VIRTUAL_ALIAS:  # its own reply below, as Postfix's
+        # an address that resolves to the error transport is known to be undeliverable
+        # (check_rcpt_maps): refused now rather than bounced later
+        route = yield from ask_route(target)
+        if isinstance(route, TableFailed):
+            return _lookup_failed(address)
+        if route is not None and route.transport == "error":
+            return Outcome(Verdict.REJECT, replies.error_transport(address, route.nexthop, what))
     if cls is AddressClass.RELAY:
         listed = yield from ask_relay_recipient(target)
         if listed:
@@ -1254,7 +1263,7 @@ class Restriction:
 
 _A = Ask
 _CLASS = frozenset({_A.ADDRESS_CLASS})
-_UNLISTED = frozenset({_A.ADDRESS_CLASS, _A.LOCAL_RECIPIENT, _A.RELAY_RECIPIENT})
+_UNLISTED = frozenset({_A.ADDRESS_CLASS, _A.LOCAL_RECIPIENT, _A.RELAY_RECIPIENT, _A.ROUTE})
 _DOMAIN_DNS = frozenset({_A.ADDRESS_CLASS, _A.DNS})
 _TABLE = frozenset({_A.TABLE})
 _LOGINS = frozenset({_A.SENDER_LOGINS})
