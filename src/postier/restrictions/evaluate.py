@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from postier.config.params import PARAMS, ParamSource
+from postier.delivery.route import ERROR_TRANSPORTS
 from postier.dns.result import DnsResult
 from postier.restrictions.lookups import Ask as Ask  # re-exported: what rows declare
 from postier.restrictions.lookups import Facts as Facts  # re-exported: what answers them
@@ -508,13 +509,15 @@ def _unlisted(ctx: Ctx, address: str | None, what: ReplyClass) -> Steps[Outcome]
     if isinstance(cls, TableFailed):
         return _lookup_failed(address)
     if cls is not AddressClass.VIRTUAL_ALIAS:  # its own reply below, as Postfix's
-        # an address that resolves to the error transport is known to be undeliverable
-        # (check_rcpt_maps): refused now rather than bounced later
+        # an address that resolves to the error (retry) transport is known to be
+        # undeliverable (not deliverable now), as Postfix's check_rcpt_maps: refused now
+        # (550; 450) rather than accepted, then bounced or deferred
         route = yield from ask_route(target)
         if isinstance(route, TableFailed):
             return _lookup_failed(address)
-        if route is not None and route.transport == "error":
-            return Outcome(Verdict.REJECT, replies.error_transport(address, route.nexthop, what))
+        if route is not None and route.transport in ERROR_TRANSPORTS:
+            reply = replies.error_transport(address, route.transport, route.nexthop, what)
+            return Outcome(_negative(reply.code), reply)
     if cls is AddressClass.RELAY:
         listed = yield from ask_relay_recipient(target)
         if listed:
