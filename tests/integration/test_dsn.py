@@ -210,3 +210,38 @@ def test_a_postmaster_notice_that_cannot_be_delivered_is_discarded_with_postfix_
     assert len(warnings) == 1, log
     assert warnings[0].endswith(": undeliverable postmaster notification discarded")
     assert "/bounce[" in warnings[0]
+
+
+def test_same_address_with_another_notify_or_original_is_another_recipient(
+    make_instance, tutorial_main_cf: str,
+) -> None:
+    """cleanup(8) drops a recipient only when its address, original recipient, NOTIFY
+    and ORCPT equal an earlier one's. Postfix 3.7.11 side by side: <fz3b@example.com>
+    then the same with NOTIFY=SUCCESS is nrcpt=2, two deliveries and a success notice
+    (a third, identical to the second, is dropped); two original recipients that
+    resolve to one address are both delivered, each logged with its orig_to."""
+    inst = start(make_instance, tutorial_main_cf)
+    send(inst, "tintin@example.com", [
+        ("haddock@example.com", []),
+        ("haddock@example.com", ["NOTIFY=SUCCESS"]),
+        ("haddock@example.com", ["NOTIFY=SUCCESS"]),
+    ], b"notify")
+    log = inst.wait_log("sender delivery status notification:")
+    assert "nrcpt=2 (queue active)" in log, log
+    [notice] = wait_messages(inst, "tintin", 1)
+    assert notice["Subject"] == "Successful Mail Delivery Report"
+    _, fields = report(notice)
+    assert [f["Final-Recipient"] for f in fields[1:]] == ["rfc822; haddock@example.com"]
+    assert [m["Subject"] for m in wait_messages(inst, "haddock", 2)] == ["notify", "notify"]
+
+    send(inst, "tintin@example.com", [
+        ("haddock%example.com@example.com", []),
+        ("example.com!haddock@example.com", []),
+    ], b"origs")
+    inst.wait_log("status=sent", count=4)
+    log = inst.log()
+    assert log.count("nrcpt=2 (queue active)") == 2, log
+    for orig in ("haddock%example.com@example.com", "example.com!haddock@example.com"):
+        assert f"to=<haddock@example.com>, orig_to=<{orig}>" in log, log
+    found = wait_messages(inst, "haddock", 4)
+    assert [m["Subject"] for m in found] == ["notify", "notify", "origs", "origs"]

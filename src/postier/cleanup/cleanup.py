@@ -46,7 +46,7 @@ from typing import Protocol
 
 from postier.cleanup.actions import AccessActions
 from postier.cleanup.headers import HeaderProcessor, received_header
-from postier.cleanup.rewrite import AddressRewriting
+from postier.cleanup.rewrite import AddressRewriting, unique_recipients
 from postier.config.params import HOPCOUNT_LIMIT
 from postier.queue import dirs
 from postier.queue.file import (
@@ -55,7 +55,6 @@ from postier.queue.file import (
     Envelope,
     GroupSync,
     QueueWriter,
-    Recipient,
 )
 from postier.rewrite.address import append_domain
 from postier.rewrite.canonical import Canonical
@@ -167,17 +166,12 @@ class Qualify:
         return self.address(address)
 
     def envelope(self, envelope: Envelope) -> Envelope:
-        """The envelope with its sender and recipients qualified; a recipient that
-        becomes a duplicate of an earlier one is dropped (cleanup(8) keeps one), and
-        each keeps the address as sent as its original recipient (``orig_to=``)."""
-        seen: set[str] = set()
-        recipients: list[Recipient] = []
-        for r in envelope.recipients:
-            address = self.recipient(r.address)
-            if address in seen:
-                continue
-            seen.add(address)
-            recipients.append(dataclasses.replace(r, address=address, orig=r.orig or r.address))
+        """The envelope with its sender and recipients qualified, each keeping the
+        address as sent as its original recipient (``orig_to=``); duplicates are left
+        to ``unique_recipients`` (commit)."""
+        recipients = [dataclasses.replace(r, address=self.recipient(r.address),
+                                          orig=r.orig or r.address)
+                      for r in envelope.recipients]
         return dataclasses.replace(envelope, sender=self.address(envelope.sender),
                                    recipients=recipients)
 
@@ -331,6 +325,8 @@ class CleanupMessage:
             if rewriting:
                 assert rewriting is not None
                 envelope = self._rewrite_envelope(rewriting, envelope)
+            envelope = dataclasses.replace(
+                envelope, recipients=unique_recipients(envelope.recipients))
             if self._cleanup.detects_smtputf8(envelope, headers_utf8=self.headers.utf8):
                 envelope = dataclasses.replace(
                     envelope, attrs={**envelope.attrs, ATTR_SMTPUTF8: SMTPUTF8_REQUIRED})

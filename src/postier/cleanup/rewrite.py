@@ -160,6 +160,24 @@ def _unquoted_space(text: str) -> bool:
     return any(c.isspace() for _, c in unquoted_chars(text))
 
 
+def unique_recipients(recipients: Sequence[Recipient]) -> list[Recipient]:
+    """``recipients`` in order without duplicates, as cleanup(8) eliminates them: a
+    recipient is a duplicate of an earlier one only when its address, its original
+    recipient (``orig``, or the address when empty), its DSN NOTIFY and its ORCPT are
+    all equal, letter case aside (Postfix 3.7: the same RCPT twice is one recipient;
+    the same address with another NOTIFY, or reached from another original recipient,
+    is another one, delivered and logged with its own ``orig_to``)."""
+    seen: set[tuple[str, str, str, str]] = set()
+    out: list[Recipient] = []
+    for r in recipients:
+        key = (r.address.lower(), (r.orig or r.address).lower(), r.dsn_notify.upper(),
+               r.dsn_orcpt.lower())
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
 @dataclass(frozen=True)
 class AddressRewriting:
     """One configuration's address rewriting for cleanup: ``canonical`` (may be empty)
@@ -180,7 +198,6 @@ class AddressRewriting:
         TableError."""
         sender = self.canonical.envelope_sender(envelope.sender, warn)
         out: list[Recipient] = []
-        seen: set[tuple[str, str, str, str]] = set()
         for r in envelope.recipients:
             orig = r.orig or r.address
             address = self.canonical.envelope_recipient(r.address, warn)
@@ -188,12 +205,8 @@ class AddressRewriting:
             for final in finals:
                 rewritten = final.lower() != r.address.lower()
                 orcpt = r.dsn_orcpt or (f"rfc822;{orig}" if rewritten else "")
-                key = (final.lower(), orig.lower(), r.dsn_notify, orcpt)
-                if key in seen:
-                    continue
-                seen.add(key)
                 out.append(dataclasses.replace(r, address=final, orig=orig, dsn_orcpt=orcpt))
-        return dataclasses.replace(envelope, sender=sender, recipients=out)
+        return dataclasses.replace(envelope, sender=sender, recipients=unique_recipients(out))
 
     def header(self, name: str, header: bytes, warn: Warn) -> bytes:
         """One logical header (``name`` lower case, the whole ``Name: value`` with its

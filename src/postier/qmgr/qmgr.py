@@ -53,17 +53,15 @@ from postier.config.params import (
     MYHOSTNAME,
     MYORIGIN,
     PARAM_2BOUNCE_NOTICE_RECIPIENT,
-    PARENT_DOMAIN_MATCHES_SUBDOMAINS,
     QUEUE_DIRECTORY,
-    RECIPIENT_DELIMITER,
     SMTPUTF8_AUTODETECT_CLASSES,
     SYSLOG_FACILITY,
     SYSLOG_NAME,
-    TRANSPORT_MAPS,
 )
 from postier.config.settings import Config
 from postier.delivery import status
 from postier.delivery.registry import CONCURRENCY_DEFAULTS, TransportSetup, build_transports
+from postier.delivery.route import ResolveError, Resolver
 from postier.delivery.status import DeliveryStatus, status_log_line
 from postier.delivery.transport import (
     DeliveryRequest,
@@ -79,9 +77,8 @@ from postier.qmgr.scheduler import Batch, Destination, Notices, Route, Settlemen
 from postier.queue import control, dirs
 from postier.queue.file import ATTR_SMTPUTF8, CorruptQueueFile, Envelope, QueueFile, Recipient
 from postier.rewrite.resolve import Classifier
-from postier.tables import SearchSettings, TableError, Tables, transport_keys
+from postier.tables import Tables
 from postier.tables.domainlist import domain_lists
-from postier.tables.search import parent_style
 
 INCOMING_SCAN_SECONDS = 1.0
 STOP_SECONDS = 5.0  # on stop, how long deliveries in progress may take to finish
@@ -192,17 +189,14 @@ class Qmgr:
         self.bounce_notice_recipient = self.qualify(cfg[BOUNCE_NOTICE_RECIPIENT])
         self.delay_notice_recipient = self.qualify(cfg[DELAY_NOTICE_RECIPIENT])
         self.double_bounce_recipient = self.qualify(cfg[PARAM_2BOUNCE_NOTICE_RECIPIENT])
-        self.routing = scheduler.Routing.from_config(cfg)
+        self.routing = scheduler.Routing.from_config(cfg)  # ConfigError first, as before
         self.tables = Tables(warn=log.warning)
         self.classify = build_classifier(cfg, self.tables, log.warning)
         # notices go through the canonical and virtual alias maps too, as Postfix's
         # bounce(8) hands them to cleanup(8): a sender in a virtual alias domain gets them
         self.cleanup.rewriting = rewriting_from_config(cfg, self.tables, self.qualify)
-        self.transport_maps = self.tables.for_param(cfg, TRANSPORT_MAPS)
-        self.transport_search = SearchSettings(
-            recipient_delimiter=cfg[RECIPIENT_DELIMITER],
-            parent_style=parent_style(cfg[PARENT_DOMAIN_MATCHES_SUBDOMAINS], "transport_maps"),
-        )
+        resolver = Resolver.from_config(cfg, self.tables, self.classify)
+        self.transport_maps, self.transport_search = resolver.transport_maps, resolver.search
         self.tasks: set[asyncio.Task[None]] = set()
         self.limit = asyncio.Semaphore(MESSAGE_ACTIVE_LIMIT)
 
@@ -223,27 +217,21 @@ class Qmgr:
         return scheduler.route(address, self.classify(domain), self.routing, table_entry)
 
     async def resolve(self, addresses: Iterable[str]) -> dict[str, Route]:
-        """Each address's route, with ``transport_maps`` searched in transport(5) order
-        (database tables off the event loop). A table that cannot answer routes the
-        address to the ``retry`` transport, as Postfix's qmgr does after an address
-        resolver failure (deferred, ``4.3.0 address resolver failure``, logged)."""
+        """Each address's route (``delivery.route.Resolver``: ``transport_maps`` searched
+        in transport(5) order, database tables off the event loop). A table that cannot
+        answer routes the address to the ``retry`` transport, as Postfix's qmgr does
+        after an address resolver failure (deferred, ``4.3.0 address resolver
+        failure``, logged)."""
+        resolver = Resolver(self.classify, self.routing, self.transport_maps,
+                            self.transport_search)
         routes: dict[str, Route] = {}
         for address in addresses:
             if address in routes:
                 continue
-            entry = None
-            if self.transport_maps:
-                try:
-                    entry = await self.transport_maps.search_async(
-                        transport_keys(address, self.transport_search))
-                except TableError as exc:
-                    self.log.warning(f"transport_maps lookup error for \"{address}\": {exc}")
-                    routes[address] = Route("retry", RESOLVER_FAILURE)
-                    continue
-            try:  # mydestination or relay_domains tables: an address resolver failure too
-                routes[address] = self.route(address, entry)
-            except TableError as exc:
-                self.log.warning(f"address class lookup error for \"{address}\": {exc}")
+            try:
+                routes[address] = await resolver.resolve(address)
+            except ResolveError as exc:
+                self.log.warning(f"{exc.source} lookup error for \"{address}\": {exc.error}")
                 routes[address] = Route("retry", RESOLVER_FAILURE)
         return routes
 

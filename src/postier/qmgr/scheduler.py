@@ -35,118 +35,28 @@ from postier.config.params import (
     BOUNCE_QUEUE_LIFETIME,
     DEFAULT_DESTINATION_CONCURRENCY_LIMIT,
     DEFAULT_DESTINATION_RECIPIENT_LIMIT,
-    DEFAULT_TRANSPORT,
     DEFER_TRANSPORTS,
     DELAY_WARNING_TIME,
     INITIAL_DESTINATION_CONCURRENCY,
-    LOCAL_TRANSPORT,
     MAXIMAL_BACKOFF_TIME,
     MAXIMAL_QUEUE_LIFETIME,
     MINIMAL_BACKOFF_TIME,
     NOTIFY_CLASSES,
     QUEUE_RUN_DELAY,
-    RELAY_TRANSPORT,
-    RELAYHOST,
-    ParamSource,
 )
 from postier.config.settings import Config
 from postier.delivery import status
 from postier.delivery.protocol import RcptRequest
+from postier.delivery.route import ERROR_TRANSPORTS as ERROR_TRANSPORTS
+from postier.delivery.route import UNDELIVERABLE as UNDELIVERABLE
+from postier.delivery.route import VIRTUAL_ALIAS_UNKNOWN as VIRTUAL_ALIAS_UNKNOWN
+from postier.delivery.route import Route as Route
+from postier.delivery.route import Routing as Routing
+from postier.delivery.route import parse_transport as parse_transport
+from postier.delivery.route import route as route
 from postier.delivery.status import DeliveryStatus, Kind
-from postier.rewrite.resolve import AddressClass
 
-# --- routes -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, order=True)
-class Route:
-    """Where a recipient goes: a transport name and its next hop (domain, host or text)."""
-
-    transport: str
-    nexthop: str
-
-
-def parse_transport(value: str) -> tuple[str, str]:
-    """``transport:nexthop`` as transport(5) and ``*_transport`` write it: ``("smtp", "")``
-    for ``smtp``, ``("", "[h]:25")`` for ``:[h]:25``, ``("error", "5.1.1 text")``."""
-    transport, _, nexthop = value.strip().partition(":")
-    return transport.strip(), nexthop.strip()
-
-
-@dataclass(frozen=True)
-class Routing:
-    """trivial-rewrite(8)'s routing settings: each address class's transport and next
-    hop (``""``: the recipient's domain), and ``relayhost`` (the next hop of the default
-    and relay classes when their transport names none)."""
-
-    local: tuple[str, str] = ("local", "")
-    default: tuple[str, str] = ("smtp", "")
-    relay: tuple[str, str] = ("relay", "")
-    relayhost: str = ""
-
-    @classmethod
-    def from_config(cls, cfg: ParamSource) -> Routing:
-        """From ``local_transport``, ``default_transport``, ``relay_transport``,
-        ``relayhost`` (ConfigError on a bad value)."""
-        return cls(
-            local=parse_transport(cfg[LOCAL_TRANSPORT]),
-            default=parse_transport(cfg[DEFAULT_TRANSPORT]),
-            relay=parse_transport(cfg[RELAY_TRANSPORT]),
-            relayhost=cfg[RELAYHOST].strip(),
-        )
-
-
-def route(
-    address: str, address_class: AddressClass, routing: Routing,
-    table_entry: str | None = None,
-) -> Route:
-    """The route of ``address``, as trivial-rewrite(8) resolves it.
-
-    The VIRTUAL_ALIAS class (an address no ``virtual_alias_maps`` entry expanded)
-    goes to ``error`` with ``5.1.1 User unknown in virtual alias table``; the LOCAL class
-    goes to ``local_transport``; RELAY (``relay_domains``) to
-    ``relay_transport``; every other class to ``default_transport``. A transport's own
-    next hop wins; else, for the relay and default classes, ``relayhost``; else the
-    recipient's domain (lower case). ``table_entry`` is where ``transport_maps`` plugs
-    in: the caller's lookup result, as transport(5) and trivial-rewrite(8) apply it:
-    ``:nexthop`` keeps the class's transport with that next hop (``:`` alone changes
-    nothing); ``transport:nexthop`` replaces both; ``transport`` or ``transport:``
-    replaces the transport and resets the next hop to the recipient's domain
-    (``relayhost`` no longer applies), or, for ``error``/``retry``, to the text
-    ``Address is undeliverable``.
-    """
-    domain = address.rpartition("@")[2].lower().rstrip(".")
-    if address_class is AddressClass.VIRTUAL_ALIAS and table_entry is None:
-        # left in a virtual alias domain after cleanup's expansion (trivial-rewrite(8))
-        return Route("error", VIRTUAL_ALIAS_UNKNOWN)
-    if address_class is AddressClass.LOCAL:
-        transport, nexthop = routing.local
-        fallback = domain
-    else:
-        transport, nexthop = routing.relay if address_class is AddressClass.RELAY \
-            else routing.default
-        fallback = routing.relayhost or domain
-    if table_entry is not None:
-        t, n = parse_transport(table_entry)
-        if not t:
-            nexthop = n or nexthop
-        else:
-            transport = t
-            if n:
-                nexthop = n
-            elif t in ERROR_TRANSPORTS:
-                nexthop = UNDELIVERABLE
-            else:
-                nexthop, fallback = "", domain
-    return Route(transport, nexthop or fallback)
-
-
-#: Transports whose next hop is a reason text (error(8) bounces, ``retry`` defers).
-ERROR_TRANSPORTS = frozenset({"error", "retry"})
-#: trivial-rewrite(8)'s reason when a transport_maps entry names one without text.
-UNDELIVERABLE = "Address is undeliverable"
-#: error(8)'s reason for an address of a virtual alias domain that no entry expanded.
-VIRTUAL_ALIAS_UNKNOWN = "5.1.1 User unknown in virtual alias table"
+# --- routes: trivial-rewrite(8)'s resolve step lives in delivery.route ----------------
 
 
 # --- settings -----------------------------------------------------------------------------

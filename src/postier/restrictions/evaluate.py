@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from postier.config.params import PARAMS, ParamSource
+from postier.delivery.route import ERROR_TRANSPORTS
 from postier.dns.result import DnsResult
 from postier.restrictions.lookups import Ask as Ask  # re-exported: what rows declare
 from postier.restrictions.lookups import Facts as Facts  # re-exported: what answers them
@@ -44,6 +45,7 @@ from postier.restrictions.lookups import (
     ask_mynetworks,
     ask_policy,
     ask_relay_recipient,
+    ask_route,
     ask_sender_logins,
     ask_table,
     run,
@@ -506,6 +508,16 @@ def _unlisted(ctx: Ctx, address: str | None, what: ReplyClass) -> Steps[Outcome]
     cls = yield from ask_address_class(resolved.domain or "")
     if isinstance(cls, TableFailed):
         return _lookup_failed(address)
+    if cls is not AddressClass.VIRTUAL_ALIAS:  # its own reply below, as Postfix's
+        # an address that resolves to the error (retry) transport is known to be
+        # undeliverable (not deliverable now), as Postfix's check_rcpt_maps: refused now
+        # (550; 450) rather than accepted, then bounced or deferred
+        route = yield from ask_route(target)
+        if isinstance(route, TableFailed):
+            return _lookup_failed(address)
+        if route is not None and route.transport in ERROR_TRANSPORTS:
+            reply = replies.error_transport(address, route.transport, route.nexthop, what)
+            return Outcome(_negative(reply.code), reply)
     if cls is AddressClass.RELAY:
         listed = yield from ask_relay_recipient(target)
         if listed:
@@ -1254,7 +1266,7 @@ class Restriction:
 
 _A = Ask
 _CLASS = frozenset({_A.ADDRESS_CLASS})
-_UNLISTED = frozenset({_A.ADDRESS_CLASS, _A.LOCAL_RECIPIENT, _A.RELAY_RECIPIENT})
+_UNLISTED = frozenset({_A.ADDRESS_CLASS, _A.LOCAL_RECIPIENT, _A.RELAY_RECIPIENT, _A.ROUTE})
 _DOMAIN_DNS = frozenset({_A.ADDRESS_CLASS, _A.DNS})
 _TABLE = frozenset({_A.TABLE})
 _LOGINS = frozenset({_A.SENDER_LOGINS})

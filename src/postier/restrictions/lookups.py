@@ -16,6 +16,7 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import ClassVar, Protocol, TypeVar
 
+from postier.delivery.route import Route
 from postier.dns.result import DnsResult
 from postier.rewrite.resolve import AddressClass
 from postier.tables.base import TableError
@@ -37,6 +38,7 @@ class Ask(enum.Enum):
     DNS_RECORDS = "dns records"
     INTERFACE = "inet interface"
     POLICY = "policy service"
+    ROUTE = "route"
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,17 @@ class LocalRecipient:
 
     address: str
     ask: ClassVar[Ask] = Ask.LOCAL_RECIPIENT
+
+
+@dataclass(frozen=True)
+class RecipientRoute:
+    """Where trivial-rewrite(8) sends ``address`` (``delivery.route.Route``: transport
+    and next hop), for an address cleanup will not rewrite. Answer: a Route; None when
+    the canonical or virtual alias maps list the address (cleanup rewrites it first, so
+    Postfix's check_rcpt_maps asks no more); TableFailed (a table failed, logged)."""
+
+    address: str
+    ask: ClassVar[Ask] = Ask.ROUTE
 
 
 @dataclass(frozen=True)
@@ -148,8 +161,9 @@ class PolicyQuery:
 
 
 Lookup = (InMyNetworks | AddressClassOf | LocalRecipient | DomainDns | TableLookup
-          | SenderLogins | RelayRecipient | DnsRecords | InetInterface | PolicyQuery)
-Answer = bool | AddressClass | DnsResult | str | tuple[str, ...] | None | TableFailed
+          | SenderLogins | RelayRecipient | DnsRecords | InetInterface | PolicyQuery
+          | RecipientRoute)
+Answer = bool | AddressClass | DnsResult | str | tuple[str, ...] | None | TableFailed | Route
 
 #: An evaluation in progress: yields lookups, is sent their answers, returns a ``T``.
 Steps = Generator[Lookup, Answer, T]
@@ -168,6 +182,7 @@ class Facts(Protocol):
         ...
     def sender_logins(self, sender: str) -> tuple[str, ...] | None: ...
     def is_relay_recipient(self, address: str) -> bool | None: ...
+    def recipient_route(self, address: str) -> Route | TableFailed | None: ...
     def dns_records(self, name: str, rdtype: str) -> tuple[str, ...] | TableFailed | None: ...
     def inet_interface(self, ip: str) -> bool: ...
     def policy(self, service: str, attributes: tuple[tuple[str, str], ...]
@@ -198,6 +213,8 @@ def answer(facts: Facts, lookup: Lookup) -> Answer:
             return facts.sender_logins(sender)
         case RelayRecipient(address=address):
             return facts.is_relay_recipient(address)
+        case RecipientRoute(address=address):
+            return facts.recipient_route(address)
         case DnsRecords(name=name, rdtype=rdtype):
             return facts.dns_records(name, rdtype)
         case InetInterface(ip=ip):
@@ -261,6 +278,12 @@ def ask_sender_logins(sender: str) -> Steps[tuple[str, ...] | TableFailed | None
 def ask_relay_recipient(address: str) -> Steps[bool | None]:
     got = yield RelayRecipient(address)
     assert got is None or isinstance(got, bool), got
+    return got
+
+
+def ask_route(address: str) -> Steps[Route | TableFailed | None]:
+    got = yield RecipientRoute(address)
+    assert got is None or isinstance(got, Route | TableFailed), got
     return got
 
 

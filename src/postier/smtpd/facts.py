@@ -31,6 +31,7 @@ from postier.config.params import (
     SMTPD_POLICY_SERVICE_TRY_LIMIT,
 )
 from postier.config.settings import Config
+from postier.delivery.route import ResolveError, Resolver, Route
 from postier.dns.result import DnsResult
 from postier.dns.result import Lookup as DnsLookup
 from postier.restrictions import evaluate as rs
@@ -79,9 +80,13 @@ class ServiceFacts:
         policy: PolicyServiceSettings | None = None,
         queue_directory: str = "/",
         rewrite_listed: Callable[[str], bool | None] | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
         """``sender_login_maps``: ``smtpd_sender_login_maps`` (None or empty: no maps);
-        ``relay_recipient_maps`` (None or empty: every relay recipient is valid)."""
+        ``relay_recipient_maps`` (None or empty: every relay recipient is valid);
+        ``resolver``: trivial-rewrite's resolve step (None: no address is refused for
+        its route)."""
+        self.resolver = resolver
         self.sender_login_maps = sender_login_maps
         #: is a recipient a key of the canonical or virtual alias maps (None: failed)?
         self.rewrite_listed = rewrite_listed
@@ -132,7 +137,7 @@ class ServiceFacts:
             case lk.InetInterface(ip=ip):
                 return self.extra.is_interface(ip)
             case (lk.TableLookup() | lk.DomainDns() | lk.SenderLogins() | lk.RelayRecipient()
-                  | lk.DnsRecords() | lk.PolicyQuery()):
+                  | lk.DnsRecords() | lk.PolicyQuery() | lk.RecipientRoute()):
                 raise AssertionError("tables, DNS and policy services are answered by run()")
 
     def address_class(self, domain: str) -> AddressClass | lk.TableFailed:
@@ -196,6 +201,26 @@ class ServiceFacts:
             self.warn(f"lookup error for \"{address}\": {exc}")
             return None
 
+    async def recipient_route(self, address: str) -> Route | lk.TableFailed | None:
+        """The route of ``address`` as qmgr will find it (``delivery.route.Resolver``);
+        None when there is no resolver or cleanup will rewrite the address (listed in
+        the canonical or virtual alias maps); TableFailed (logged) when a table fails."""
+        if self.resolver is None:
+            return None
+        if self.rewrite_listed is not None:
+            listed = self.rewrite_listed(address)
+            if listed is None:
+                self.warn(f"recipient lookup of {address} in the canonical or virtual "
+                          "alias maps failed")
+                return lk.TableFailed(address)
+            if listed:
+                return None
+        try:
+            return await self.resolver.resolve(address)
+        except ResolveError as exc:
+            self.warn(f"{exc.source} lookup error for \"{address}\": {exc.error}")
+            return lk.TableFailed(str(exc))
+
     async def run(self, steps: lk.Steps[T]) -> T:
         """Drive ``steps`` to its result, answering each lookup as it comes."""
         dns: dict[str, DnsResult] = {}
@@ -217,6 +242,8 @@ class ServiceFacts:
                 reply = await self.sender_logins(lookup.sender)
             elif isinstance(lookup, lk.RelayRecipient):
                 reply = await self.is_relay_recipient(lookup.address)
+            elif isinstance(lookup, lk.RecipientRoute):
+                reply = await self.recipient_route(lookup.address)
             elif isinstance(lookup, lk.DnsRecords | lk.PolicyQuery):
                 reply = await self.extra.answer(lookup)
             else:

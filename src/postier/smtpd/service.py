@@ -57,6 +57,7 @@ from postier.config.params import (
     SYSLOG_NAME,
 )
 from postier.config.settings import Config
+from postier.delivery.route import Resolver
 from postier.dns.resolver import local_addresses
 from postier.log import Log
 from postier.queue.flush import flush_configured
@@ -150,6 +151,7 @@ class Service:
             policy=policy_settings(cfg), queue_directory=worker.queue_dir,
             rewrite_listed=worker.rewriting.listed if worker.rewriting.recipient_finders
             else None,
+            resolver=Resolver.from_config(cfg, worker.tables, self.classify),
         )
         self.classes = restriction_classes(cfg)
         self.lists = parse_lists(cfg)

@@ -581,11 +581,10 @@ class Session:
                 if self.rcpt_notes:  # access(5) actions: logged, then done by cleanup
                     self.log_actions("RCPT", self.rcpt_whatsup, event.address)
                     self.message.actions.add_all(self.rcpt_notes)
-                # A repeated recipient is accepted once and delivered once, as by cleanup(8).
-                if all(r.address != event.address for r in self.recipients):
-                    notify, orcpt = dsn_rcpt_fields(event.params)  # RFC 3461
-                    self.recipients.append(Recipient(
-                        event.address, event.address, dsn_notify=notify, dsn_orcpt=orcpt))
+                # Every accepted RCPT goes to cleanup, which drops duplicates as cleanup(8).
+                notify, orcpt = dsn_rcpt_fields(event.params)  # RFC 3461
+                self.recipients.append(Recipient(
+                    event.address, event.address, dsn_notify=notify, dsn_orcpt=orcpt))
                 reply = replies.RCPT_OK
         else:
             self.log_reject("RCPT", reply, event.address, restriction=self.rcpt_restriction)

@@ -440,6 +440,23 @@ def user_unknown_virtual_alias(
                     "User unknown in virtual alias table")
 
 
+def error_transport(address: str, transport: str, nexthop: str,
+                    what: ReplyClass = ReplyClass.RECIPIENT) -> Reply:
+    """reject_unlisted_recipient/_sender for an address that resolves to the ``error``
+    (550) or ``retry`` (450) transport, as Postfix's check_rcpt_maps: the transport's
+    next hop is the reason, ``<addr>: Recipient address rejected: no mail here``; a
+    leading enhanced code in the next hop (``5.7.1 go away``) is used, its class made
+    that of the reply code; else X.1.1 (X.1.0 for a sender)."""
+    code = 450 if transport == "retry" else 550
+    detail = "1.0" if what is ReplyClass.SENDER else "1.1"
+    head, _, rest = nexthop.partition(" ")
+    parts = head.split(".")
+    if (len(parts) == 3 and parts[0] in ("2", "4", "5") and all(p.isdigit() for p in parts)
+            and len(parts[1]) <= 3 and len(parts[2]) <= 3):
+        detail, nexthop = f"{parts[1]}.{parts[2]}", rest.strip()
+    return rejected(code, _dsn(code, detail), what, address, nexthop)
+
+
 def temporary_lookup_failure(address: str) -> Reply:
     """A local recipient table could not be read. unsure: the wording."""
     return Reply(451, "4.3.0", f"<{address}>: Temporary lookup failure")

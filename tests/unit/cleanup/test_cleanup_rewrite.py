@@ -70,18 +70,43 @@ def test_append_at_myorigin_no_and_append_dot_mydomain() -> None:
 
 
 def test_committed_envelope_is_qualified_orig_kept_duplicates_dropped(qdir: str) -> None:
+    # cleanup(8): a duplicate has the same address, original recipient, NOTIFY and
+    # ORCPT; "tintin" and "tintin@tintin.example.com" are two original recipients of
+    # one address, both kept (Postfix 3.7 delivers and logs each with its orig_to).
     cleanup = Cleanup(qdir, log=None, trigger=None, fsync=False, qualify=QUALIFY)
     env = Envelope("tournesol", [Recipient("tintin", "tintin"),
                                  Recipient("tintin@tintin.example.com",
                                            "tintin@tintin.example.com"),
-                                 Recipient("postmaster", "postmaster")], 1.0)
+                                 Recipient("TINTIN", "TINTIN"),
+                                 Recipient("postmaster", "postmaster"),
+                                 Recipient("tintin", "tintin")], 1.0)
     qid = cleanup.enqueue(env, [b"Subject: x\n\nbody\n"])
     with QueueFile.open(dirs.path(qdir, "incoming", qid)) as qf:
         got = qf.envelope
     assert got.sender == "tournesol@tintin.example.com"
     assert [(r.address, r.orig) for r in got.recipients] == [
         ("tintin@tintin.example.com", "tintin"),
+        ("tintin@tintin.example.com", "tintin@tintin.example.com"),
         ("postmaster@tintin.example.com", "postmaster"),
+    ]
+
+
+def test_same_address_with_another_notify_is_another_recipient(qdir: str) -> None:
+    # Postfix 3.7: RCPT TO:<fz3b@example.com> then the same with NOTIFY=SUCCESS is
+    # nrcpt=2 and a success DSN; the same RCPT twice (also with NOTIFY, ORCPT) is one.
+    cleanup = Cleanup(qdir, log=None, trigger=None, fsync=False, qualify=QUALIFY)
+    a = "fz3b@example.com"
+    env = Envelope("s@example.com", [
+        Recipient(a, a), Recipient(a, a, dsn_notify="SUCCESS"),
+        Recipient(a, a, dsn_notify="SUCCESS"),
+        Recipient(a, a, dsn_orcpt="rfc822;x@example.net"),
+        Recipient(a, a, dsn_orcpt="rfc822;x@example.net"),
+        Recipient(a, a)], 1.0)
+    qid = cleanup.enqueue(env, [b"Subject: x\n\nbody\n"])
+    with QueueFile.open(dirs.path(qdir, "incoming", qid)) as qf:
+        got = qf.envelope
+    assert [(r.address, r.dsn_notify, r.dsn_orcpt) for r in got.recipients] == [
+        (a, "", ""), (a, "SUCCESS", ""), (a, "", "rfc822;x@example.net"),
     ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from postier.delivery.route import Route, Routing, parse_transport, route
 from postier.dns.result import DnsResult
 from postier.restrictions import evaluate as rs
 from postier.restrictions import lookups as lk
@@ -50,6 +51,9 @@ class World:
     # the policy service's actions, one per request in turn (then "DUNNO"); "fail": none
     policy_actions: list[str] = field(default_factory=list)
     policy_requests: list[dict[str, str]] = field(default_factory=list)
+    # trivial-rewrite: default_transport, and transport_maps entries by domain
+    default_transport: str = "smtp"
+    transports: dict[str, str] = field(default_factory=dict)
 
     # --- rs.Facts -------------------------------------------------------------------
     def mynetworks(self, ip: str) -> bool:
@@ -121,6 +125,17 @@ class World:
             return None
         domain = address.rpartition("@")[2]
         return address in self.relay_recipients or f"@{domain}" in self.relay_recipients
+
+
+    def recipient_route(self, address: str) -> Route | lk.TableFailed | None:
+        domain = address.rpartition("@")[2].lower() if "@" in address else ""
+        if address.lower() in self.virtual_aliases or f"@{domain}" in self.virtual_aliases:
+            return None  # cleanup rewrites it first
+        cls = self.address_class(domain)
+        if isinstance(cls, lk.TableFailed):
+            return cls
+        routing = Routing(default=parse_transport(self.default_transport))
+        return route(address, cls, routing, self.transports.get(domain))
 
 
 def result_line(d: rs.Decision) -> str:
