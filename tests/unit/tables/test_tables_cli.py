@@ -107,32 +107,32 @@ def _config(tmp_path: Path, extra: str) -> str:
 
 @pytest.mark.parametrize(("extra", "message"), [
     ("transport_maps = frob:/x\n",
-     r'main.cf, line 3: transport_maps: frob:/x: unsupported dictionary type: "frob"'),
+     r'main.cf, line 3: parameter transport_maps: frob:/x: unsupported dictionary type: "frob"'),
     ("alias_maps = hash:/nonexistent/aliases\n",
-     r"main.cf, line 3: alias_maps: hash:/nonexistent/aliases: open database "
+     r"main.cf, line 3: parameter alias_maps: hash:/nonexistent/aliases: open database "
      r"/nonexistent/aliases.pdb: No such file"),
     ("smtpd_client_restrictions = check_client_access regexp:{dir}/bad.re\n",
      r"main.cf, line 3: parameter smtpd_client_restrictions: check_client_access "
      r"regexp:.*bad.re: .*bad.re, line 2: bad regular expression"),
     ("mynetworks = 127.0.0.1/32, /nonexistent/nets\n",
-     r"main.cf, line 3: parameter mynetworks: mynetworks: open /nonexistent/nets"),
+     r"main.cf, line 3: parameter mynetworks: open /nonexistent/nets"),
     ("mynetworks = 127.0.0.1/8\n",
-     r'main.cf, line 3: parameter mynetworks: mynetworks: non-null host address bits in '
+     r'main.cf, line 3: parameter mynetworks: non-null host address bits in '
      r'"127.0.0.1/8"'),
     ("mynetworks = 127.0.0.0/255.255.255.0\n",
-     r'main.cf, line 3: parameter mynetworks: mynetworks: bad mask value in '
+     r'main.cf, line 3: parameter mynetworks: bad mask value in '
      r'"127.0.0.0/255.255.255.0"'),
     # every list of mynetworks' syntax names itself and the word as written
     ("smtpd_authorized_xclient_hosts = 999.1.1.1/33\n",
      r'main.cf, line 3: parameter smtpd_authorized_xclient_hosts: '
-     r'smtpd_authorized_xclient_hosts: bad mask length in "999.1.1.1/33"$'),
+     r'bad mask length in "999.1.1.1/33"$'),
     ("smtpd_client_event_limit_exceptions = mx.example.com, !1.2.3.4/8\n",
      r'main.cf, line 3: parameter smtpd_client_event_limit_exceptions: '
-     r'smtpd_client_event_limit_exceptions: non-null host address bits in "!1.2.3.4/8", '
+     r'non-null host address bits in "!1.2.3.4/8", '
      r'perhaps you should use "1.0.0.0/8" instead$'),
     ("smtpd_authorized_xforward_hosts = 127.0.0.1, !!bogus/x\n",
      r"main.cf, line 3: parameter smtpd_authorized_xforward_hosts: "
-     r"smtpd_authorized_xforward_hosts: bad network pattern: !!bogus/x$"),
+     r"bad network pattern: !!bogus/x$"),
     # tables of every list and restriction class, not only those of RCPT time
     ("smtpd_data_restrictions = check_client_access regexp:{dir}/bad.re\n",
      r"main.cf, line 3: parameter smtpd_data_restrictions: check_client_access "
@@ -169,7 +169,7 @@ def _config(tmp_path: Path, extra: str) -> str:
     ("mydestination = localhost, bogus:/etc/x\n",
      r"main.cf, line 3: parameter mydestination: bogus:/etc/x: .*bogus"),
     ("rbl_reply_maps = hash:/nonexistent/rbl\n",
-     r"main.cf, line 3: rbl_reply_maps: hash:/nonexistent/rbl: open database "
+     r"main.cf, line 3: parameter rbl_reply_maps: hash:/nonexistent/rbl: open database "
      r"/nonexistent/rbl.pdb: No such file"),
 ])
 def test_tables_that_cannot_be_used_are_start_errors(tmp_path: Path, extra: str,
