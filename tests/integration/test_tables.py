@@ -161,7 +161,7 @@ def test_pgsql_table_and_database_down(make_instance: MakeInstance, workdir: Pat
      "main.cf, line 16: parameter smtpd_client_restrictions: check_client_access "
      "hash:/nonexistent/access: open database /nonexistent/access.pdb"),
     ("mynetworks = 127.0.0.1/8\n",
-     "main.cf, line 16: parameter mynetworks: mynetworks: non-null host address bits in "
+     "main.cf, line 16: parameter mynetworks: non-null host address bits in "
      '"127.0.0.1/8"'),
 ])
 def test_unusable_tables_refuse_start_and_check(make_instance: MakeInstance, extra: str,

@@ -7,9 +7,12 @@ prints the value of ``key`` in each table named until one has it (exit 1 when no
 does), ``-q -`` reads keys from standard input and prints ``key<TAB>value`` for each
 found; ``-s`` prints every entry; ``-i`` adds the ``key value`` lines of standard input
 (postalias: ``name: value``) to an existing table; ``-d key`` (or ``-d -``) deletes.
-``-c config_dir`` selects main.cf. Errors name file and line:
-``postmap: fatal: FILE, line N: …``. Other Postfix flags (``-N -n -f -r -w -o -p -b
--h -v``) are accepted and ignored.
+``-c config_dir`` selects main.cf. A malformed source line is a warning naming file
+and line (``postmap: warning: FILE, line N: expected format: key whitespace value``;
+postalias: ``need name:value pair``) and is skipped, the rest built, exit 0; a key
+seen twice keeps the first value and warns ``TABLE: duplicate entry: "KEY"``
+(``-w``: no warning; ``-r``: the last value wins, no warning). Other Postfix flags
+(``-N -n -f -o -p -b -h -v``) are accepted and ignored.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from __future__ import annotations
 import getopt
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TextIO
 
 from postier.config import paths
@@ -50,16 +54,33 @@ def _spec(arg: str, default_type: str) -> tuple[str, str]:
     return default_type, arg
 
 
-def _entries(text: str, file: str, aliases: bool, prog: str, err: TextIO) -> Iterator[Entry]:
+@dataclass(frozen=True)
+class Duplicates:
+    """What to do with a key seen twice: ``replace`` (``-r``: the last one wins, no
+    warning), else the first one wins, with a warning unless ``quiet`` (``-w``)."""
+
+    replace: bool = False
+    quiet: bool = False
+
+
+def _entries(text: str, file: str, aliases: bool, prog: str, err: TextIO,
+             dups: Duplicates, target: str) -> list[Entry]:
+    """The entries to store; a malformed line is a warning ``PROG: warning: FILE, line
+    N: …`` and is skipped, a duplicate key ``PROG: warning: TARGET: duplicate entry:
+    "KEY"`` (TARGET the table written, as postmap(1) names its .db)."""
+    def warn(message: str) -> None:
+        print(f"{prog}: warning: {message}", file=err)
+
     parse = parse_aliases_entries if aliases else parse_postmap
-    seen: set[str] = set()
-    for entry in parse(text, file):
-        if entry.key in seen:
-            print(f'{prog}: warning: {file}, line {entry.line}: duplicate entry: '
-                  f'"{entry.key}"', file=err)
+    kept: dict[str, Entry] = {}
+    for entry in parse(text, file, warn=warn):
+        if entry.key in kept and not dups.replace:
+            if not dups.quiet:
+                warn(f'{target}: duplicate entry: "{entry.key}"')
             continue
-        seen.add(entry.key)
-        yield entry
+        kept.pop(entry.key, None)
+        kept[entry.key] = entry
+    return sorted(kept.values(), key=lambda e: e.line)
 
 
 def _read_source(file: str) -> str:
@@ -70,17 +91,19 @@ def _read_source(file: str) -> str:
         raise Fatal(f"open {file}: {exc.strerror}") from None
 
 
-def _build(kind: str, name: str, aliases: bool, prog: str, err: TextIO) -> None:
+def _build(kind: str, name: str, aliases: bool, prog: str, err: TextIO,
+           dups: Duplicates) -> None:
     if kind not in COMPILED:
         raise Fatal(f"unsupported dictionary type for building: {kind} "
                     f"(postier compiles {', '.join(sorted(COMPILED))})")
     text = _read_source(name)
-    pairs = [(e.key, e.value) for e in _entries(text, name, aliases, prog, err)]
-    compiled.build(kind, name, pairs)
+    entries = _entries(text, name, aliases, prog, err, dups, compiled.db_path(kind, name))
+    compiled.build(kind, name, [(e.key, e.value) for e in entries])
 
 
-def _stdin_entries(stdin: TextIO, aliases: bool, prog: str, err: TextIO) -> list[Entry]:
-    return list(_entries(stdin.read(), "stdin", aliases, prog, err))
+def _stdin_entries(stdin: TextIO, aliases: bool, prog: str, err: TextIO,
+                   dups: Duplicates) -> list[Entry]:
+    return _entries(stdin.read(), "stdin", aliases, prog, err, dups, "stdin")
 
 
 def _lookup(specs: Iterable[tuple[str, str]], key: str, options: OpenOptions) -> str | None:
@@ -108,7 +131,7 @@ def run(prog: str, argv: list[str], stdin: TextIO, out: TextIO, err: TextIO) -> 
     config_dir: str | None = None
     query: str | None = None
     delete: str | None = None
-    dump = incremental = False
+    dump = incremental = replace = quiet = False
     for opt, val in opts:
         if opt == "-c":
             config_dir = val
@@ -120,6 +143,11 @@ def run(prog: str, argv: list[str], stdin: TextIO, out: TextIO, err: TextIO) -> 
             dump = True
         elif opt == "-i":
             incremental = True
+        elif opt == "-r":
+            replace = True
+        elif opt == "-w":
+            quiet = True
+    dups = Duplicates(replace=replace, quiet=quiet)
     if not args:
         print(f"{prog}: fatal: usage: {prog} [options] [type:]file...", file=err)
         return 1
@@ -166,14 +194,14 @@ def run(prog: str, argv: list[str], stdin: TextIO, out: TextIO, err: TextIO) -> 
                     status = 0
             return status
         if incremental:
-            entries = _stdin_entries(stdin, aliases, prog, err)
+            entries = _stdin_entries(stdin, aliases, prog, err, dups)
             for kind, name in specs:
                 if kind not in COMPILED:
                     raise Fatal(f"unsupported dictionary type for updating: {kind}")
                 compiled.update(kind, name, add=[(e.key, e.value) for e in entries])
             return 0
         for kind, name in specs:
-            _build(kind, name, aliases, prog, err)
+            _build(kind, name, aliases, prog, err, dups)
         return 0
     except (Fatal, TableOpenError, TableError) as exc:
         print(f"{prog}: fatal: {exc}", file=err)

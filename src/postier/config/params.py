@@ -27,6 +27,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import postier
 from postier.config.braces import split_list
+from postier.config.postfix_names import POSTFIX_DEFAULTS
 
 T_co = TypeVar("T_co", covariant=True)
 _V = TypeVar("_V")
@@ -1070,8 +1071,29 @@ def _registry(namespace: dict[str, Any]) -> dict[str, Param[Any]]:
     return registry
 
 
-#: The registry, by parameter name.
-PARAMS: dict[str, Param[Any]] = _registry(globals())
+_PER_TRANSPORT = re.compile(r"(?!default_)\w+_destination_(recipient|concurrency)_limit\Z")
+
+
+def _postfix_only(declared: dict[str, Param[Any]]) -> dict[str, Param[Any]]:
+    """``declared``, then every other name Postfix knows (``config.postfix_names``: its
+    ``postconf -d``) as a string parameter with Postfix's default, neither implemented
+    nor inert: setting one draws "not implemented", not "unused parameter". Postfix
+    expands these itself at its own time, so their text is kept unexpanded. Left out:
+    ``<transport>_destination_{recipient,concurrency}_limit`` (``local_…``), which the
+    scheduler reads per transport, with its own default when not set."""
+    registry = dict(declared)
+    for name, default in POSTFIX_DEFAULTS.items():
+        if name not in registry and not _PER_TRANSPORT.match(name):
+            registry[name] = Param.str(name, default, "a Postfix parameter postier does not "
+                                       "implement", expand=False)
+    return registry
+
+
+#: The registry, by parameter name: postier's declarations, then Postfix's other names.
+PARAMS: dict[str, Param[Any]] = _postfix_only(_registry(globals()))
+# every parameter is its module constant, Postfix's other names too (PARAM_… for a digit)
+globals().update({constant_name(n): p for n, p in PARAMS.items()
+                  if constant_name(n) not in globals()})
 
 
 def unimplemented_settings(names: list[str] | set[str]) -> list[str]:

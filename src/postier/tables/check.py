@@ -102,6 +102,11 @@ def _open_entries(cfg: Config, opened: Tables, param: Param[list[str]],
                               param=param.name) from None
 
 
+def _unnamed(exc: Exception, param: str) -> str:
+    """``exc``'s text without the leading ``PARAM: `` that ConfigError adds itself."""
+    return str(exc).removeprefix(f"{param}: ")
+
+
 def _address_map_tables(words: list[str]) -> list[str]:
     """The TABLE of each ``check_address_map TABLE`` in ``local_header_rewrite_clients``."""
     return [words[i + 1] for i, w in enumerate(words[:-1])
@@ -150,7 +155,8 @@ def check_tables(cfg: Config, tables: Tables | None = None, *,
                                    read_file=_read, open_table=opened.table, strict=True)
         except ValueError as exc:
             file, line = cfg.location(MYNETWORKS.name)
-            raise ConfigError(str(exc), file=file, line=line, param=MYNETWORKS.name) from None
+            raise ConfigError(_unnamed(exc, MYNETWORKS.name), file=file, line=line,
+                              param=MYNETWORKS.name) from None
     # a host list that also takes names: its net/mask words, as written
     words = [w for w in cfg[SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS]
              if looks_like_network(w.lstrip("!"))]
@@ -158,8 +164,8 @@ def check_tables(cfg: Config, tables: Tables | None = None, *,
         MyNetworks.parse(words, strict=True, param=SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS.name)
     except ValueError as exc:
         file, line = cfg.location(SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS.name)
-        raise ConfigError(str(exc), file=file, line=line,
-                          param=SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS.name) from None
+        raise ConfigError(_unnamed(exc, SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS.name), file=file,
+                          line=line, param=SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS.name) from None
     _open_entries(cfg, opened, SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS,
                   cfg[SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS])
     _open_entries(cfg, opened, LOCAL_HEADER_REWRITE_CLIENTS,
@@ -170,4 +176,5 @@ def check_tables(cfg: Config, tables: Tables | None = None, *,
                              param=hosts.name)
         except ValueError as exc:
             file, line = cfg.location(hosts.name)
-            raise ConfigError(str(exc), file=file, line=line, param=hosts.name) from None
+            raise ConfigError(_unnamed(exc, hosts.name), file=file, line=line,
+                              param=hosts.name) from None

@@ -187,5 +187,6 @@ class Tables:
         try:
             return self.maps(param.name, cfg[param], aliases=aliases)
         except TableOpenError as exc:
-            file, line = cfg.location(param.name)
-            raise ConfigError(str(exc), file=file, line=line) from None
+            file, line = cfg.location(param.name)  # ConfigError puts "parameter NAME: "
+            raise ConfigError(str(exc).removeprefix(f"{param.name}: "), file=file, line=line,
+                              param=param.name) from None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from postier.tables.base import TableOpenError, fold
+from postier.tables.base import TableOpenError, WarningSink, fold
 
 
 @dataclass(frozen=True)
@@ -23,9 +23,22 @@ class Entry:
     line: int
 
 
-def logical_lines(text: str, file: str) -> Iterator[tuple[int, str]]:
+def _fault(warn: WarningSink | None, message: str, file: str, line: int | None,
+           word: str) -> None:
+    """A malformed line: raised as TableOpenError, or, when ``warn`` is given (postmap(1),
+    postalias(1)), reported as ``FILE, line N: MESSAGE`` and skipped."""
+    error = TableOpenError(message, file=file, line=line, word=word)
+    if warn is None:
+        raise error
+    warn(str(error))
+
+
+def logical_lines(text: str, file: str,
+                  warn: WarningSink | None = None) -> Iterator[tuple[int, str]]:
     """(line number, text) of each logical line: comments and blank lines dropped,
-    continuation lines joined with one space. TableOpenError for a continuation first."""
+    continuation lines joined with one space. A continuation first is a TableOpenError,
+    or with ``warn`` Postfix's warning ``FILE: logical line must not start with
+    whitespace: "TEXT"`` and the line skipped."""
     current: tuple[int, str] | None = None
     for lineno, raw in enumerate(text.splitlines(), 1):
         stripped = raw.strip()
@@ -33,8 +46,11 @@ def logical_lines(text: str, file: str) -> Iterator[tuple[int, str]]:
             continue
         if raw[0] in " \t":
             if current is None:
-                raise TableOpenError("continuation line without a preceding line", file=file,
-                                     line=lineno, word=stripped)
+                if warn is None:
+                    raise TableOpenError("continuation line without a preceding line",
+                                         file=file, line=lineno, word=stripped)
+                warn(f'{file}: logical line must not start with whitespace: "{raw}"')
+                continue
             current = (current[0], current[1] + " " + stripped)
             continue
         if current is not None:
@@ -44,10 +60,12 @@ def logical_lines(text: str, file: str) -> Iterator[tuple[int, str]]:
         yield current
 
 
-def parse_postmap(text: str, file: str, *, fold_keys: bool = True) -> Iterator[Entry]:
+def parse_postmap(text: str, file: str, *, fold_keys: bool = True,
+                  warn: WarningSink | None = None) -> Iterator[Entry]:
     """Entries of a postmap(1) source; a line with a key and no value is an error
-    naming file and line (postmap: "expected format: key whitespace value")."""
-    for lineno, line in logical_lines(text, file):
+    naming file and line (postmap: "expected format: key whitespace value"), or with
+    ``warn`` a warning and the line skipped (postmap(1) builds the rest)."""
+    for lineno, line in logical_lines(text, file, warn):
         if line.startswith('"'):
             close = line.find('"', 1)
             key, rest = (line[1:close], line[close + 1:]) if close > 0 else (line, "")
@@ -58,28 +76,38 @@ def parse_postmap(text: str, file: str, *, fold_keys: bool = True) -> Iterator[E
                 rest = more + " " + rest
         value = rest.strip()
         if not value:
-            raise TableOpenError("expected format: key whitespace value", file=file,
-                                 line=lineno, word=line)
+            _fault(warn, "expected format: key whitespace value", file, lineno, line)
+            continue
         yield Entry(fold(key) if fold_keys else key, value, lineno)
 
 
-def parse_aliases_entries(text: str, file: str) -> Iterator[Entry]:
+NEED_PAIR = "need name:value pair"
+"""postalias(1)'s text for an aliases(5) line that is not ``name: value``."""
+
+
+def parse_aliases_entries(text: str, file: str,
+                          warn: WarningSink | None = None) -> Iterator[Entry]:
     """Entries of an aliases(5) source: ``name: value, value``; the name folded and
-    unquoted, the value kept as written (``tables.aliases.split_values`` splits it)."""
-    for lineno, line in logical_lines(text, file):
+    unquoted, the value kept as written (``tables.aliases.split_values`` splits it).
+    A line that is not ``name: value`` (no colon, no name, an unclosed quote) is a
+    TableOpenError ``FILE, line N: need name:value pair``, or with ``warn`` a warning
+    and the line skipped (postalias(1) builds the rest)."""
+    for lineno, line in logical_lines(text, file, warn):
+        name = value = ""
         if line.startswith('"'):
             close = line.find('"', 1)
-            if close < 0:
-                raise TableOpenError("missing closing quote", file=file, line=lineno, word=line)
-            name, rest = line[1:close], line[close + 1:].lstrip()
-            if not rest.startswith(":"):
-                raise TableOpenError('need "name: value"', file=file, line=lineno, word=line)
-            value = rest[1:]
+            if close > 0:
+                name, rest = line[1:close], line[close + 1:].lstrip()
+                if rest.startswith(":"):
+                    value = rest[1:]
+                else:
+                    name = ""
         else:
             name, sep, value = line.partition(":")
             if not sep:
-                raise TableOpenError('need "name: value"', file=file, line=lineno, word=line)
+                name = ""
         name = name.strip()
         if not name:
-            raise TableOpenError('need "name: value"', file=file, line=lineno, word=line)
+            _fault(warn, NEED_PAIR, file, lineno, line)
+            continue
         yield Entry(fold(name), value.strip(), lineno)

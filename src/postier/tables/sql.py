@@ -3,7 +3,9 @@
 Follows sqlite_table(5) and pgsql_table(5): the table's name is a file of ``name =
 value`` lines: ``hosts`` (pgsql: ``host``, ``host:port``, ``inet:host:port``,
 ``unix:/socket/or/dir``; tried in order, a failed host skipped for ``retry_interval``
-seconds), ``user``, ``password``, ``dbname`` (sqlite: the database file), ``query``
+seconds), ``user``, ``password``, ``dbname`` (pgsql: the database), ``dbpath`` (sqlite: the
+database file, Postfix's name; ``dbname`` is postier's older spelling, still read
+when ``dbpath`` is absent), ``query``
 (``%s`` the key, ``%u`` its local part, ``%d`` its domain, ``%1``…``%9`` the domain's
 labels from the right, ``%%``; ``%d`` and ``%1``… suppress the query for a key with no
 domain or too few labels), ``result_format`` (default ``%s``; also ``%u %d %1…`` of
@@ -32,7 +34,7 @@ from postier.tables.base import TableError, TableOpenError, fold
 from postier.tables.texthash import read_text
 
 KNOWN = frozenset({
-    "hosts", "user", "password", "dbname", "query", "result_format", "domain",
+    "hosts", "user", "password", "dbname", "dbpath", "query", "result_format", "domain",
     "expansion_limit", "select_field", "table", "where_field", "additional_conditions",
     "retry_interval", "idle_interval", "encoding", "connect_timeout",
 })
@@ -48,6 +50,7 @@ class SqlConfig:
     user: str = ""
     password: str = ""
     dbname: str = ""
+    """pgsql: the database name; sqlite: the database file (``dbpath``)."""
     query: str = ""
     result_format: str = "%s"
     domain: list[str] = field(default_factory=list)
@@ -85,6 +88,9 @@ def parse_config(text: str, file: str, kind: str) -> SqlConfig:
 
     cfg.hosts = get("hosts").replace(",", " ").split()
     cfg.user, cfg.password, cfg.dbname = get("user"), get("password"), get("dbname")
+    database = "dbpath" if kind == "sqlite" else "dbname"
+    if kind == "sqlite":
+        cfg.dbname = get("dbpath") or cfg.dbname
     cfg.result_format = get("result_format", "%s") or "%s"
     cfg.domain = get("domain").replace(",", " ").split()
     for d in cfg.domain:
@@ -101,7 +107,7 @@ def parse_config(text: str, file: str, kind: str) -> SqlConfig:
     if not cfg.query:
         raise TableOpenError(f'{kind} table needs a "query"', file=file, word="query")
     if not cfg.dbname:
-        raise TableOpenError(f'{kind} table needs a "dbname"', file=file, word="dbname")
+        raise TableOpenError(f'{kind} table needs a "{database}"', file=file, word=database)
     for text_value, what in ((cfg.query, "query"), (cfg.result_format, "result_format")):
         for m in _EXPAND.finditer(text_value):
             if m.group(1) is None or (what == "query" and m.group(1) in "SUD"):

@@ -189,3 +189,23 @@ def test_check_reports_what_a_child_would_refuse_at_start(tmp_path: Path) -> Non
     ], unsupported
     assert refused == [f"{main_cf}, line 4: parameter smtp_tls_security_level: unsupported "
                        "TLS security level 'bogus' (none, may, encrypt, verify, secure)"]
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ("mynetworks = 127.0.0.1/33", 'parameter mynetworks: bad mask length in "127.0.0.1/33"'),
+    ("transport_maps = frob:/x",
+     'parameter transport_maps: frob:/x: unsupported dictionary type: "frob"'),
+    ("virtual_alias_maps = sqlite:{dir}/gone.cf",
+     "parameter virtual_alias_maps: sqlite:{dir}/gone.cf: open {dir}/gone.cf: No such file "
+     "or directory"),
+])
+def test_check_says_each_error_once_in_one_form(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], setting: str, message: str) -> None:
+    # FILE, line N: parameter NAME: TEXT — the name once, the line once (not also "fatal:")
+    (tmp_path / "main.cf").write_text(
+        "maillog_file = /dev/stdout\nalias_maps =\n" + setting.format(dir=tmp_path) + "\n")
+    (tmp_path / "master.cf").write_text("smtp inet n - n - - smtpd\n")
+    assert check.check(str(tmp_path)) == 1
+    out, err = capsys.readouterr()
+    assert out == f"{tmp_path}/main.cf, line 3: {message.format(dir=tmp_path)}\n"
+    assert "fatal" not in err

@@ -174,3 +174,35 @@ def test_default_value_is_the_typed_default() -> None:
 def test_forward_path_default_is_not_expanded_so_it_has_a_value() -> None:
     assert params.FORWARD_PATH.default_value() == [
         "$home/.forward${recipient_delimiter}${extension}", "$home/.forward"]
+
+
+def test_every_name_postfix_knows_is_declared() -> None:
+    # config.postfix_names is postconf -d of Postfix 3.7.11 (scripts/postfix_params.py)
+    from postier.config.postfix_names import POSTFIX_DEFAULTS, POSTFIX_VERSION
+    assert POSTFIX_VERSION == "3.7.11" and len(POSTFIX_DEFAULTS) > 800
+    per_transport = {"local_destination_concurrency_limit", "local_destination_recipient_limit"}
+    assert set(POSTFIX_DEFAULTS) - set(PARAMS) == per_transport
+    generic = PARAMS["smtp_generic_maps"]
+    assert generic.default == "" and not generic.implemented and not generic.inert
+    assert PARAMS["smtp_helo_name"].implemented  # postier's own declaration wins
+    assert PARAMS["header_checks"].default == POSTFIX_DEFAULTS["header_checks"]
+
+
+def test_the_table_is_the_installed_postfix_postconf_d(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    from postier.config.postfix_names import POSTFIX_DEFAULTS, POSTFIX_VERSION
+    postconf = shutil.which("postconf") or "/usr/sbin/postconf"
+    if not Path(postconf).exists():
+        pytest.skip("no Postfix installed")
+    for name in ("main.cf", "master.cf"):
+        (tmp_path / name).write_text("")
+    text = subprocess.run([postconf, "-c", str(tmp_path), "-d"], capture_output=True,
+                          text=True, check=True).stdout
+    names = {line.partition(" =")[0] for line in text.splitlines()}
+    version = next(line.partition(" = ")[2] for line in text.splitlines()
+                   if line.startswith("mail_version ="))
+    if version != POSTFIX_VERSION:
+        pytest.skip(f"Postfix {version} installed, table of {POSTFIX_VERSION}")
+    assert names == set(POSTFIX_DEFAULTS)

@@ -255,6 +255,19 @@ def test_sql_config_errors_name_file_and_line(tmp_path: Path) -> None:
         parse_config("dbname = x\nquery = select '%U'\n", "/cf", "sqlite")
     with pytest.raises(TableOpenError, match=r'needs a "query"'):
         parse_config("dbname = x\n", "/cf", "sqlite")
+    with pytest.raises(TableOpenError, match=r'/cf: sqlite table needs a "dbpath"'):
+        parse_config("query = select 1\n", "/cf", "sqlite")
+    with pytest.raises(TableOpenError, match=r'/cf: pgsql table needs a "dbname"'):
+        parse_config("query = select 1\n", "/cf", "pgsql")
+
+
+def test_sqlite_dbpath_is_the_database_file_and_dbname_its_older_spelling() -> None:
+    # sqlite_table(5): "dbpath"; postier first read "dbname" and still does
+    assert parse_config("dbpath = /db/a\nquery = select 1\n", "/cf", "sqlite").dbname == "/db/a"
+    assert parse_config("dbname = /db/b\nquery = select 1\n", "/cf", "sqlite").dbname == "/db/b"
+    both = "dbname = /db/old\ndbpath = /db/new\nquery = select 1\n"
+    assert parse_config(both, "/cf", "sqlite").dbname == "/db/new"
+    assert parse_config(both, "/cf", "pgsql").dbname == "/db/old"
 
 
 def test_sqlite_table(tmp_path: Path) -> None:
@@ -265,7 +278,7 @@ def test_sqlite_table(tmp_path: Path) -> None:
             ("joe@example.com", "REJECT"), ("example.org", "OK"), ("multi", "a"),
             ("multi", "b"), ("o'hara", "quoted")])
     cf = tmp_path / "sqlite.cf"
-    cf.write_text(f"dbname = {db}\nquery = SELECT v FROM access WHERE k='%s'\n"
+    cf.write_text(f"dbpath = {db}\nquery = SELECT v FROM access WHERE k='%s'\n"
                   "result_format = [%s]\nexpansion_limit = 2\n")
     t = open_table(f"proxy:sqlite:{cf}")
     assert t.blocking and not t.pattern
@@ -273,19 +286,19 @@ def test_sqlite_table(tmp_path: Path) -> None:
     assert t.lookup("multi") == "[a],[b]"
     assert t.lookup("o'hara") == "[quoted]"
     assert t.lookup("nobody") is None
-    cf.write_text(f"dbname = {db}\nquery = SELECT v FROM access WHERE k='%d'\n"
+    cf.write_text(f"dbpath = {db}\nquery = SELECT v FROM access WHERE k='%d'\n"
                   "domain = example.org\n")
     only = SqlTable("sqlite", str(cf))
     assert only.lookup("x@example.org") == "OK"
     assert only.lookup("x@example.com") is None  # not one of "domain"
-    cf.write_text(f"dbname = {db}\nquery = SELECT v FROM access WHERE k='%s'\n"
+    cf.write_text(f"dbpath = {db}\nquery = SELECT v FROM access WHERE k='%s'\n"
                   "expansion_limit = 1\n")
     with pytest.raises(TableError, match="exceeds expansion_limit 1"):
         SqlTable("sqlite", str(cf)).lookup("multi")
-    cf.write_text(f"dbname = {tmp_path}/gone.sqlite\nquery = SELECT 1\n")
+    cf.write_text(f"dbpath = {tmp_path}/gone.sqlite\nquery = SELECT 1\n")
     with pytest.raises(TableError, match="No such file"):
         SqlTable("sqlite", str(cf)).lookup("x")
-    cf.write_text(f"dbname = {db}\nquery = SELECT nosuchcolumn FROM access\n")
+    cf.write_text(f"dbpath = {db}\nquery = SELECT nosuchcolumn FROM access\n")
     with pytest.raises(TableError, match="no such column"):
         SqlTable("sqlite", str(cf)).lookup("x")
 
