@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from .conftest import ROOT, ensure_user
+from .conftest import OPEN_SOCKETS, ROOT, ensure_user
 
 pytestmark = [
     pytest.mark.integration,
@@ -21,6 +21,7 @@ class Client:
     def __init__(self, port: int, source: str = OUTSIDE) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=30,
                                              source_address=(source, 0))
+        OPEN_SOCKETS.append(self.sock)
         self.file = self.sock.makefile("rb")
         self.greeting = self.reply()
 
@@ -39,6 +40,8 @@ class Client:
     def close(self) -> None:
         self.file.close()
         self.sock.close()
+        if self.sock in OPEN_SOCKETS:
+            OPEN_SOCKETS.remove(self.sock)
 
 
 @pytest.fixture

@@ -101,8 +101,22 @@ service auth {{
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self.pids = []
+        # Gone, not just signalled: a dying auth or anvil process still holds its
+        # listener, and a new Dovecot would refuse it ("Socket already exists").
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in set(pids)) and time.monotonic() < deadline:
+            time.sleep(0.05)
         self.socket.unlink(missing_ok=True)
         (self.dir / "run" / "master.pid").unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    """Is ``pid`` a running process (a zombie, or no process, is not)?"""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def children(pid: int) -> list[int]:
