@@ -10,11 +10,8 @@ too, so the DSN is read back from the same maildir.
 
 from __future__ import annotations
 
-import contextlib
 import email
-import os
 import shutil
-import signal
 import subprocess
 import time
 from email import policy as email_policy
@@ -24,7 +21,7 @@ import pytest
 
 from .conftest import ROOT, Instance, ensure_user
 from .test_relay import MAIN_CF, send, status_line
-from .test_sasl import children
+from .test_sasl import children, kill_dovecot
 
 pytestmark = [
     pytest.mark.integration,
@@ -83,12 +80,7 @@ service lmtp {{
 
     def stop(self) -> None:
         """Kill our Dovecot processes, by the PIDs we noted (and their children)."""
-        pids = list(self.pids)
-        for pid in list(pids):
-            pids += children(pid)
-        for pid in set(pids):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        kill_dovecot(self.pids)
         self.pids = []
 
     def messages(self, user: str, count: int, timeout: float = 30.0) -> list[bytes]:

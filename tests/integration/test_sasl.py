@@ -94,20 +94,25 @@ service auth {{
 
     def stop(self) -> None:
         """Kill our Dovecot processes, by the PIDs we noted (and their children)."""
-        pids = list(self.pids)
-        for pid in list(pids):
-            pids += children(pid)
-        for pid in set(pids):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        kill_dovecot(self.pids)
         self.pids = []
-        # Gone, not just signalled: a dying auth or anvil process still holds its
-        # listener, and a new Dovecot would refuse it ("Socket already exists").
-        deadline = time.monotonic() + 10
-        while any(_alive(pid) for pid in set(pids)) and time.monotonic() < deadline:
-            time.sleep(0.05)
         self.socket.unlink(missing_ok=True)
         (self.dir / "run" / "master.pid").unlink(missing_ok=True)
+
+
+def kill_dovecot(noted: list[int]) -> None:
+    """SIGKILL the Dovecot processes ``noted`` at start and their children, then wait
+    until they are gone, not just signalled: a dying auth or anvil process still holds
+    its listener, and a new Dovecot would refuse it ("Socket already exists")."""
+    pids = list(noted)
+    for pid in list(pids):
+        pids += children(pid)
+    for pid in set(pids):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in set(pids)) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _alive(pid: int) -> bool:
